@@ -53,7 +53,8 @@ type Firewall interface {
 }
 
 // Neighbors answers NDP on the uplinks for the given addresses (public
-// networks' endpoints) and stops answering for every other address.
+// networks' endpoints) and stops answering for every other address. Ranges
+// are whole subnets to answer for (NDP_RANGE=true); usually empty.
 type Neighbors interface {
-	SetTargets(addrs []netip.Addr) error
+	SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error
 }
