@@ -1,0 +1,8 @@
+// Package nettest gives kernel tests throwaway network namespaces.
+//
+// A test asks for a fresh anonymous namespace with NewNS, acts in it by
+// handle (netlink.NewHandleAt, nftables.WithNetNSFd) or runs code inside it
+// with Do, and wires namespaces together with Connect. Everything is undone
+// by t.Cleanup; nothing touches the namespace the test binary started in.
+// Without root (CAP_NET_ADMIN) the tests are skipped, never failed.
+package nettest

@@ -1,0 +1,129 @@
+package nettest
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+func TestPrivilegedNewNSIsFresh(t *testing.T) {
+	ns := NewNS(t)
+	cur, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close()
+	if cur.Equal(ns) {
+		t.Fatal("NewNS left the thread inside the new namespace")
+	}
+
+	links, err := Handle(t, ns).LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(links) != 1 || links[0].Attrs().Name != "lo" {
+		t.Errorf("fresh namespace has links %v, want only lo", names(links))
+	}
+}
+
+func TestPrivilegedDoRunsInside(t *testing.T) {
+	ns := NewNS(t)
+	var inside bool
+	err := Do(t, ns, func() error {
+		cur, err := netns.Get()
+		if err != nil {
+			return err
+		}
+		defer cur.Close()
+		inside = cur.Equal(ns)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !inside {
+		t.Error("fn did not run inside the namespace")
+	}
+	cur, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close()
+	if cur.Equal(ns) {
+		t.Error("Do left the thread inside the namespace")
+	}
+}
+
+func TestPrivilegedConnect(t *testing.T) {
+	a, b := NewNS(t), NewNS(t)
+	aAddr := netip.MustParsePrefix("2001:db8:1::1/64")
+	bAddr := netip.MustParsePrefix("2001:db8:1::2/64")
+	Connect(t, a, "va", aAddr, b, "vb", bAddr)
+
+	for _, end := range []struct {
+		ns   netns.NsHandle
+		name string
+		addr netip.Prefix
+	}{{a, "va", aAddr}, {b, "vb", bAddr}} {
+		h := Handle(t, end.ns)
+		l, err := h.LinkByName(end.name)
+		if err != nil {
+			t.Fatalf("%s: %v", end.name, err)
+		}
+		if l.Attrs().Flags&net.FlagUp == 0 {
+			t.Errorf("%s is not up", end.name)
+		}
+		addrs, err := h.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found bool
+		for _, ad := range addrs {
+			if ad.IP.String() == end.addr.Addr().String() {
+				found = true
+				if ad.Flags&unix.IFA_F_NODAD == 0 {
+					t.Errorf("%s on %s lacks nodad: flags %#x", end.addr, end.name, ad.Flags)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s lacks %s: %v", end.name, end.addr, addrs)
+		}
+	}
+
+	// Traffic flows: a UDP datagram from b reaches a.
+	var conn *udpConn
+	if err := Do(t, a, func() error {
+		var err error
+		conn, err = listenUDP(netip.AddrPortFrom(aAddr.Addr(), 9999))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := Do(t, b, func() error {
+		return sendUDP(netip.AddrPortFrom(aAddr.Addr(), 9999), []byte("hi"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := conn.read(3 * time.Second)
+	if err != nil {
+		t.Fatalf("no datagram from b: %v", err)
+	}
+	if string(got) != "hi" {
+		t.Errorf("got %q, want %q", got, "hi")
+	}
+}
+
+func names(links []netlink.Link) []string {
+	var s []string
+	for _, l := range links {
+		s = append(s, l.Attrs().Name)
+	}
+	return s
+}
