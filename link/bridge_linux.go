@@ -1,0 +1,227 @@
+package link
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/driver"
+)
+
+// EnsureBridge creates the bridge spec.Name or verifies and repairs an
+// existing one: MTU (if spec.MTU > 0), accept_ra=0 and IPv6 enabled (set
+// before the bridge goes up, so it never takes router advertisements from
+// containers), spec.Gateway as its only global address, added without DAD
+// so containers can use the gateway at once, and up. A link of that name
+// that is not a bridge is an error. spec.Isolated is applied to the
+// bridge's current ports and remembered for EnsureVeth. If the call
+// created the bridge and then fails, it deletes it again.
+func (k *Kernel) EnsureBridge(spec driver.BridgeSpec) (err error) {
+	name := spec.Name
+	if err := validName(name); err != nil {
+		return fmt.Errorf("ensure bridge: %w", err)
+	}
+	if !spec.Gateway.IsValid() || !spec.Gateway.Addr().Is6() || spec.Gateway.Addr().Is4In6() {
+		return fmt.Errorf("ensure bridge %q: gateway %s is not an IPv6 address with prefix length", name, spec.Gateway)
+	}
+	if spec.MTU < 0 {
+		return fmt.Errorf("ensure bridge %q: negative MTU %d", name, spec.MTU)
+	}
+	log := k.log.WithField("bridge", name)
+
+	br, created, err := k.ensureBridgeLink(name, spec.MTU)
+	if err != nil {
+		return fmt.Errorf("ensure bridge %q: %w", name, err)
+	}
+	if created {
+		log.Info("created bridge")
+		defer func() {
+			if err == nil {
+				return
+			}
+			if derr := k.h.LinkDel(br); derr != nil && !notFound(derr) {
+				log.WithError(derr).Warn("could not delete the half-made bridge")
+			}
+		}()
+	}
+	if err := k.configureBridge(br, spec, log); err != nil {
+		return fmt.Errorf("ensure bridge %q: %w", name, err)
+	}
+	return nil
+}
+
+// ensureBridgeLink returns the bridge named name, creating it if missing.
+func (k *Kernel) ensureBridgeLink(name string, mtu int) (br netlink.Link, created bool, err error) {
+	l, err := k.linkByName(name)
+	if err != nil {
+		return nil, false, err
+	}
+	if l == nil {
+		attrs := netlink.NewLinkAttrs()
+		attrs.Name = name
+		attrs.MTU = mtu
+		err := k.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
+		created = err == nil
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, false, fmt.Errorf("add bridge: %w", err)
+		}
+		// Re-read: the kernel fills in index and MAC, and on EEXIST
+		// someone else made it, which must be checked like any other.
+		if l, err = k.h.LinkByName(name); err != nil {
+			return nil, false, fmt.Errorf("find new bridge: %w", err)
+		}
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		if created {
+			_ = k.h.LinkDel(l)
+		}
+		return nil, false, fmt.Errorf("link %q exists and is a %s, not a bridge", name, l.Type())
+	}
+	if created {
+		// Pin the bridge's MAC. A bridge without one set takes the lowest
+		// MAC of its ports, so the gateway's MAC would change as containers
+		// come and go, leaving stale neighbour entries in the others.
+		if err := k.h.LinkSetHardwareAddr(l, l.Attrs().HardwareAddr); err != nil {
+			_ = k.h.LinkDel(l)
+			return nil, false, fmt.Errorf("pin bridge mac: %w", err)
+		}
+	}
+	return l, created, nil
+}
+
+// configureBridge brings an existing bridge to spec, changing only what
+// differs.
+func (k *Kernel) configureBridge(br netlink.Link, spec driver.BridgeSpec, log logrus.FieldLogger) error {
+	a := br.Attrs()
+	if spec.MTU > 0 && a.MTU != spec.MTU {
+		if err := k.h.LinkSetMTU(br, spec.MTU); err != nil {
+			return fmt.Errorf("set mtu %d: %w", spec.MTU, err)
+		}
+		log.WithField("mtu", spec.MTU).Info("set bridge mtu")
+	}
+	// Before up: once up with accept_ra=1 (the default) a container
+	// sending router advertisements could give the host routes.
+	if _, _, err := k.ensureSysctl("0", "net", "ipv6", "conf", a.Name, "accept_ra"); err != nil {
+		return err
+	}
+	// A host with default.disable_ipv6=1 creates bridges without IPv6.
+	if _, _, err := k.ensureSysctl("0", "net", "ipv6", "conf", a.Name, "disable_ipv6"); err != nil {
+		return err
+	}
+	if a.Flags&net.FlagUp == 0 {
+		if err := k.h.LinkSetUp(br); err != nil {
+			return fmt.Errorf("set up: %w", err)
+		}
+		log.Info("set bridge up")
+	}
+	if err := k.ensureGateway(br, spec, log); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	k.isolated[a.Name] = spec.Isolated
+	k.mu.Unlock()
+	return k.isolatePorts(br, spec.Isolated, log)
+}
+
+// ensureGateway makes spec.Gateway, without DAD, the only global address
+// of the bridge. Link-local addresses are left alone.
+func (k *Kernel) ensureGateway(br netlink.Link, spec driver.BridgeSpec, log logrus.FieldLogger) error {
+	addrs, err := k.h.AddrList(br, netlink.FAMILY_V6)
+	if err != nil {
+		return fmt.Errorf("list addresses: %w", err)
+	}
+	have := false
+	for _, ad := range addrs {
+		p, ok := addrPrefix(ad)
+		if !ok || ad.Scope != unix.RT_SCOPE_UNIVERSE {
+			continue
+		}
+		// The gateway counts as present only if usable: added without DAD,
+		// or through DAD already (not tentative, not failed).
+		usable := ad.Flags&unix.IFA_F_NODAD != 0 ||
+			ad.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0
+		if p == spec.Gateway && usable {
+			have = true
+			continue
+		}
+		if err := k.h.AddrDel(br, &ad); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("remove address %s: %w", p, err)
+		}
+		log.WithField("addr", p.String()).Info("removed bridge address")
+	}
+	if have {
+		return nil
+	}
+	gw := &netlink.Addr{IPNet: ipNet(spec.Gateway), Flags: unix.IFA_F_NODAD}
+	if err := k.h.AddrAdd(br, gw); err != nil {
+		return fmt.Errorf("add gateway %s: %w", spec.Gateway, err)
+	}
+	log.WithField("addr", spec.Gateway.String()).Info("added gateway address")
+	return nil
+}
+
+// isolatePorts sets every port of the bridge to the isolated flag, where
+// it differs, so that flipping a network's isolation also reaches the
+// endpoints that already exist.
+func (k *Kernel) isolatePorts(br netlink.Link, isolated bool, log logrus.FieldLogger) error {
+	links, err := k.h.LinkList()
+	if err != nil {
+		return fmt.Errorf("list ports: %w", err)
+	}
+	for _, l := range links {
+		if l.Attrs().MasterIndex != br.Attrs().Index {
+			continue
+		}
+		if err := k.ensureIsolated(l, isolated, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureIsolated sets the "isolated" bridge-port flag of port to want if
+// it differs.
+func (k *Kernel) ensureIsolated(port netlink.Link, want bool, log logrus.FieldLogger) error {
+	pi, err := k.h.LinkGetProtinfo(port)
+	if err != nil {
+		return fmt.Errorf("read port flags of %q: %w", port.Attrs().Name, err)
+	}
+	if pi.Isolated == want {
+		return nil
+	}
+	if err := k.h.LinkSetIsolated(port, want); err != nil {
+		return fmt.Errorf("set isolated=%v on port %q: %w", want, port.Attrs().Name, err)
+	}
+	log.WithFields(logrus.Fields{"iface": port.Attrs().Name, "isolated": want}).Info("set port isolation")
+	return nil
+}
+
+// DeleteBridge deletes the bridge name. A missing bridge is success; a
+// link of that name that is not a bridge is left alone and reported.
+func (k *Kernel) DeleteBridge(name string) error {
+	if err := validName(name); err != nil {
+		return fmt.Errorf("delete bridge: %w", err)
+	}
+	k.mu.Lock()
+	delete(k.isolated, name)
+	k.mu.Unlock()
+	l, err := k.linkByName(name)
+	if err != nil {
+		return fmt.Errorf("delete bridge %q: %w", name, err)
+	}
+	if l == nil {
+		return nil
+	}
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return fmt.Errorf("delete bridge %q: it is a %s, not a bridge", name, l.Type())
+	}
+	if err := k.h.LinkDel(l); err != nil && !notFound(err) {
+		return fmt.Errorf("delete bridge %q: %w", name, err)
+	}
+	k.log.WithField("bridge", name).Info("deleted bridge")
+	return nil
+}

@@ -1,0 +1,129 @@
+package link
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netns"
+)
+
+// inNS runs fn with the calling goroutine's thread inside k's namespace.
+// /proc/sys/net shows the namespace of the thread that opens it, so every
+// sysctl read and write goes through here. If the thread cannot return to
+// its namespace it stays locked and dies with the goroutine, rather than
+// running unrelated code in the wrong namespace.
+func (k *Kernel) inNS(fn func() error) error {
+	if !k.ns.IsOpen() {
+		return fn()
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("get current netns: %w", err)
+	}
+	defer orig.Close()
+	if err := netns.Set(k.ns); err != nil {
+		runtime.UnlockOSThread()
+		return fmt.Errorf("enter netns %s: %w", k.ns, err)
+	}
+	ferr := fn()
+	if err := netns.Set(orig); err != nil {
+		return fmt.Errorf("restore netns: %w", err)
+	}
+	runtime.UnlockOSThread()
+	return ferr
+}
+
+// readSysctl returns the value of a sysctl in k's namespace, trimmed.
+func (k *Kernel) readSysctl(key ...string) (string, error) {
+	var v string
+	err := k.inNS(func() error {
+		b, err := os.ReadFile(sysctlPath(k.procSys, key...))
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", sysctlName(key...), err)
+	}
+	return v, nil
+}
+
+// ensureSysctl sets a sysctl in k's namespace to want unless it already
+// has that value, and returns the old value and whether it wrote.
+func (k *Kernel) ensureSysctl(want string, key ...string) (old string, changed bool, err error) {
+	err = k.inNS(func() error {
+		path := sysctlPath(k.procSys, key...)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		old = strings.TrimSpace(string(b))
+		if old == want {
+			return nil
+		}
+		// O_WRONLY without O_CREATE: a missing key is an error, not a file.
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteString(want); err != nil {
+			f.Close()
+			return err
+		}
+		changed = true
+		return f.Close()
+	})
+	if err != nil {
+		return old, false, fmt.Errorf("set %s=%s: %w", sysctlName(key...), want, err)
+	}
+	if changed {
+		k.log.WithFields(logrus.Fields{"sysctl": sysctlName(key...), "old": old, "new": want}).Info("set sysctl")
+	}
+	return old, changed, nil
+}
+
+// PrepareHost sets what the data path needs host wide and returns a
+// "key: old -> new" line for each sysctl it changed. First, on each
+// uplink whose accept_ra is 1, accept_ra=2: a host that learns its default
+// route from router advertisements would otherwise drop it once forwarding
+// is on. Then net.ipv6.conf.all.forwarding=1 and default.forwarding=1.
+// Values already right are not written.
+func (k *Kernel) PrepareHost(uplinks []string) (changed []string, err error) {
+	for _, u := range uplinks {
+		if err := validName(u); err != nil {
+			return changed, fmt.Errorf("prepare host: uplink: %w", err)
+		}
+	}
+	for _, u := range uplinks {
+		key := []string{"net", "ipv6", "conf", u, "accept_ra"}
+		cur, err := k.readSysctl(key...)
+		if err != nil {
+			return changed, fmt.Errorf("prepare host: uplink %q: %w", u, err)
+		}
+		if cur != "1" {
+			continue // 0: RAs ignored anyway; 2: already right
+		}
+		old, did, err := k.ensureSysctl("2", key...)
+		if err != nil {
+			return changed, fmt.Errorf("prepare host: uplink %q: %w", u, err)
+		}
+		if did {
+			changed = append(changed, change(sysctlName(key...), old, "2"))
+		}
+	}
+	for _, scope := range []string{"all", "default"} {
+		key := []string{"net", "ipv6", "conf", scope, "forwarding"}
+		old, did, err := k.ensureSysctl("1", key...)
+		if err != nil {
+			return changed, fmt.Errorf("prepare host: %w", err)
+		}
+		if did {
+			changed = append(changed, change(sysctlName(key...), old, "1"))
+		}
+	}
+	return changed, nil
+}
