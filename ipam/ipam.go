@@ -1,0 +1,657 @@
+// Package ipam is v6bridge's IP address management: IPv6 pools from the
+// user's --subnet, inert IPv4 placeholder pools for engines that insist on
+// IPv4, round-robin address allocation that never reuses a released address
+// immediately, and the on-disk state that survives a restart.
+//
+// It speaks in domain types (netip); the libnetwork wire format lives in
+// internal/api. Refusals wrap the sentinel errors of this package and their
+// text, which reaches the Docker user, names the bad value and what is
+// accepted.
+package ipam
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+)
+
+// Option keys and values of the libnetwork IPAM API.
+const (
+	// OptRequestAddressType is the RequestAddress option that says what
+	// the address is for.
+	OptRequestAddressType = "RequestAddressType"
+	// AddressTypeGateway is the OptRequestAddressType value of a gateway
+	// request.
+	AddressTypeGateway = "com.docker.network.gateway"
+	// DataGateway is the RequestPool response Data key carrying a pool's
+	// gateway (CIDR); libnetwork then does not request one.
+	DataGateway = "com.docker.network.gateway"
+)
+
+// Placeholder IPv4 pools: non-routed link-local space handed to engines
+// before Docker 28, which always request an IPv4 pool.
+var (
+	// PlaceholderPrefix is the prefix of every placeholder pool.
+	PlaceholderPrefix = netip.MustParsePrefix("169.254.0.0/16")
+	// PlaceholderGateway is the gateway of every placeholder pool; it is
+	// never handed out as an endpoint address.
+	PlaceholderGateway = netip.MustParseAddr("169.254.0.1")
+)
+
+// placeholderReserved are the placeholder addresses never handed out.
+var placeholderReserved = []netip.Addr{
+	netip.MustParseAddr("169.254.0.0"),
+	PlaceholderGateway,
+	netip.MustParseAddr("169.254.255.255"),
+}
+
+// placeholderCursorKey is the cursor of the allocator shared by all
+// placeholder pools.
+const placeholderCursorKey = "placeholder"
+
+// Pool ID forms. IDs are opaque to the engine.
+const (
+	v6IDPrefix          = "v6bridge/"      // + canonical prefix: one pool per prefix
+	placeholderIDPrefix = "v4placeholder/" // + random hex: fresh per request
+)
+
+// Config configures an IPAM.
+type Config struct {
+	// StateDir holds the persisted pools, addresses and cursors (subdirs
+	// pools/, addrs/<pool>/, cursors/). Required.
+	StateDir string
+	// HostAddrs lists the host's own IPv6 addresses (global and ULA); a
+	// subnet containing one is refused. May be nil: no check.
+	HostAddrs func() ([]netip.Addr, error)
+	// Log receives one Info line per state change. May be nil.
+	Log logrus.FieldLogger
+}
+
+// PoolRequest is a RequestPool call as the engine sends it.
+type PoolRequest struct {
+	Pool    string            // --subnet CIDR, or "" (always "" for the engine's implicit IPv4 pool)
+	SubPool string            // --ip-range CIDR, or ""
+	Options map[string]string // --ipam-opt
+	V6      bool
+}
+
+// Pool is an allocated pool.
+type Pool struct {
+	ID          string
+	Prefix      netip.Prefix      // the subnet
+	Range       netip.Prefix      // where dynamic addresses come from: --ip-range, or Prefix
+	Placeholder bool              // an inert IPv4 pool for engines before Docker 28
+	Data        map[string]string // RequestPool response Data
+	PrefixLen   int               // the v6bridge.prefix_len option; 0 if not given
+}
+
+// PoolStatus describes a pool for the status command.
+type PoolStatus struct {
+	ID          string
+	Prefix      netip.Prefix
+	Range       netip.Prefix
+	Placeholder bool
+	Gateway     netip.Addr // zero if no gateway was requested
+	Allocated   int        // addresses allocated from the pool, gateway included
+	// Capacity is how many addresses Range can hand out, saturated at
+	// math.MaxUint64 (a /64 has more). For placeholder pools it is the
+	// capacity shared by all of them.
+	Capacity uint64
+}
+
+// pool is a pool with its allocation state.
+type pool struct {
+	rec     poolRecord
+	alloc   *allocator // own for IPv6 pools, shared by placeholder pools
+	own     addrSet    // placeholder pools only: the addresses of this pool
+	gateway netip.Addr
+}
+
+// has reports whether a was allocated from p.
+func (p *pool) has(a netip.Addr) bool {
+	if p.rec.Placeholder {
+		_, ok := p.own[a]
+		return ok
+	}
+	return p.alloc.inUse(a)
+}
+
+func (p *pool) take(a netip.Addr) {
+	p.alloc.add(a)
+	if p.rec.Placeholder {
+		p.own[a] = struct{}{}
+	}
+}
+
+func (p *pool) free(a netip.Addr) {
+	p.alloc.remove(a)
+	if p.rec.Placeholder {
+		delete(p.own, a)
+	}
+	if a == p.gateway {
+		p.gateway = netip.Addr{}
+	}
+}
+
+func (p *pool) allocated() int {
+	if p.rec.Placeholder {
+		return len(p.own)
+	}
+	return len(p.alloc.used)
+}
+
+func (p *pool) public() Pool {
+	return Pool{
+		ID:          p.rec.ID,
+		Prefix:      p.rec.Prefix,
+		Range:       p.rec.Range,
+		Placeholder: p.rec.Placeholder,
+		Data:        maps.Clone(p.rec.Data),
+		PrefixLen:   p.rec.PrefixLen,
+	}
+}
+
+// IPAM allocates pools and addresses. It is safe for concurrent use.
+type IPAM struct {
+	mu          sync.Mutex
+	be          backend
+	hostAddrs   func() ([]netip.Addr, error)
+	log         logrus.FieldLogger
+	pools       map[string]*pool
+	placeholder *allocator // shared by all placeholder pools
+}
+
+// New returns an IPAM with the state persisted under cfg.StateDir.
+func New(cfg Config) (*IPAM, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("ipam: no state directory configured")
+	}
+	be, err := openDisk(cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	return newIPAM(cfg, be)
+}
+
+// newIPAM returns an IPAM over be, with its state loaded.
+func newIPAM(cfg Config, be backend) (*IPAM, error) {
+	log := cfg.Log
+	if log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		l.Level = logrus.PanicLevel
+		log = l
+	}
+	m := &IPAM{
+		be:          be,
+		hostAddrs:   cfg.HostAddrs,
+		log:         log,
+		pools:       map[string]*pool{},
+		placeholder: newAllocator(PlaceholderPrefix, placeholderReserved...),
+	}
+	s, err := be.load()
+	if err != nil {
+		return nil, fmt.Errorf("ipam: load state: %w", err)
+	}
+	if err := m.restore(s); err != nil {
+		return nil, fmt.Errorf("ipam: load state: %w", err)
+	}
+	return m, nil
+}
+
+// restore rebuilds the in-memory state from a snapshot, checking that it is
+// consistent.
+func (m *IPAM) restore(s snapshot) error {
+	owner := map[netip.Addr]string{} // placeholder address -> pool
+	for _, r := range s.pools {
+		if !r.Prefix.IsValid() || r.Prefix != r.Prefix.Masked() || !r.Range.IsValid() ||
+			r.Range.Bits() < r.Prefix.Bits() || !r.Prefix.Contains(r.Range.Addr()) {
+			return fmt.Errorf("pool %s: bad prefix %s or range %s", r.ID, r.Prefix, r.Range)
+		}
+		p := &pool{rec: r}
+		if r.Placeholder {
+			p.alloc, p.own = m.placeholder, addrSet{}
+		} else {
+			p.alloc = newAllocator(r.Range, r.Prefix.Addr())
+			p.alloc.cursor = s.cursors[r.ID]
+		}
+		for _, a := range s.addrs[r.ID] {
+			if !r.Prefix.Contains(a.Addr) {
+				return fmt.Errorf("pool %s: address %s is outside %s", r.ID, a.Addr, r.Prefix)
+			}
+			if r.Placeholder {
+				if o, dup := owner[a.Addr]; dup {
+					return fmt.Errorf("placeholder address %s belongs to both %s and %s", a.Addr, o, r.ID)
+				}
+				owner[a.Addr] = r.ID
+			}
+			p.take(a.Addr)
+			if a.Gateway {
+				p.gateway = a.Addr
+			}
+		}
+		m.pools[r.ID] = p
+	}
+	m.placeholder.cursor = s.cursors[placeholderCursorKey]
+	return nil
+}
+
+// RequestPool allocates a pool. IPv6 requests need a --subnet; it must be
+// canonical, /48 to /120, overlap no other v6bridge pool and contain no host
+// address. IPv4 requests without a subnet (engines before Docker 28 always
+// send one) get a fresh placeholder pool; IPv4 subnets are refused.
+func (m *IPAM) RequestPool(req PoolRequest) (Pool, error) {
+	opts, err := parseOptions(req.Options)
+	if err != nil {
+		return Pool{}, err
+	}
+	if !req.V6 {
+		return m.requestPlaceholder(req)
+	}
+	var subnet netip.Prefix
+	if strings.TrimSpace(req.Pool) == "" {
+		subnet, err = autoSubnet(opts)
+	} else {
+		subnet, err = parseV6Prefix("subnet", req.Pool)
+	}
+	if err != nil {
+		return Pool{}, err
+	}
+	rng, err := parseRange(req.SubPool, subnet)
+	if err != nil {
+		return Pool{}, err
+	}
+	var host []netip.Addr
+	if m.hostAddrs != nil {
+		if host, err = m.hostAddrs(); err != nil {
+			return Pool{}, fmt.Errorf("check subnet %s against the host's addresses: %w", subnet, err)
+		}
+	}
+	if err := checkHost(subnet, host); err != nil {
+		return Pool{}, err
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.checkOverlap(subnet); err != nil {
+		return Pool{}, err
+	}
+	p := &pool{
+		rec: poolRecord{
+			ID:        v6IDPrefix + subnet.String(),
+			Prefix:    subnet,
+			Range:     rng,
+			PrefixLen: opts.PrefixLen,
+		},
+		alloc: newAllocator(rng, subnet.Addr()),
+	}
+	if err := m.be.putPool(p.rec); err != nil {
+		return Pool{}, err
+	}
+	m.pools[p.rec.ID] = p
+	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "subnet": subnet, "range": rng}).Info("IPv6 pool allocated")
+	return p.public(), nil
+}
+
+// checkHost refuses a subnet that contains one of the host's addresses.
+func checkHost(subnet netip.Prefix, host []netip.Addr) error {
+	for _, h := range host {
+		if !subnet.Contains(h.WithZone("")) {
+			continue
+		}
+		hint := "carve a /112 or similar from it instead"
+		if s, ok := subnetSuggestion(subnet, host); ok {
+			hint += fmt.Sprintf(", e.g. --subnet %s", s)
+		}
+		return fmt.Errorf("%w: subnet %s contains %s, an address of this host: %s", ErrHostAddress, subnet, h, hint)
+	}
+	return nil
+}
+
+// checkOverlap refuses a subnet that overlaps an existing IPv6 pool.
+// m.mu is held.
+func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
+	for _, id := range m.sortedIDs() {
+		p := m.pools[id]
+		if p.rec.Placeholder || !p.rec.Prefix.Overlaps(subnet) {
+			continue
+		}
+		if p.rec.Prefix == subnet {
+			return fmt.Errorf("%w: subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses",
+				ErrPoolOverlap, subnet, id)
+		}
+		return fmt.Errorf("%w: subnet %s overlaps %s of another v6bridge network (pool %s): choose a subnet that does not overlap it",
+			ErrPoolOverlap, subnet, p.rec.Prefix, id)
+	}
+	return nil
+}
+
+// requestPlaceholder answers an IPv4 pool request.
+func (m *IPAM) requestPlaceholder(req PoolRequest) (Pool, error) {
+	if v := strings.TrimSpace(req.Pool); v != "" {
+		return Pool{}, fmt.Errorf("%w: v6bridge is IPv6-only: IPv4 subnet %s is not accepted; on Docker >= 28 use --ipv4=false",
+			ErrIPv4Subnet, v)
+	}
+	if v := strings.TrimSpace(req.SubPool); v != "" {
+		return Pool{}, fmt.Errorf("%w: v6bridge is IPv6-only: IPv4 ip-range %s is not accepted; on Docker >= 28 use --ipv4=false",
+			ErrIPv4Subnet, v)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var id string
+	for {
+		var b [8]byte
+		rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+		id = placeholderIDPrefix + hex.EncodeToString(b[:])
+		if _, taken := m.pools[id]; !taken {
+			break
+		}
+	}
+	p := &pool{
+		rec: poolRecord{
+			ID:          id,
+			Prefix:      PlaceholderPrefix,
+			Range:       PlaceholderPrefix,
+			Placeholder: true,
+			Data:        map[string]string{DataGateway: netip.PrefixFrom(PlaceholderGateway, PlaceholderPrefix.Bits()).String()},
+		},
+		alloc: m.placeholder,
+		own:   addrSet{},
+	}
+	if err := m.be.putPool(p.rec); err != nil {
+		return Pool{}, err
+	}
+	m.pools[id] = p
+	m.log.WithField("pool", id).Info("IPv4 placeholder pool allocated")
+	return p.public(), nil
+}
+
+// ReleasePool releases a pool and all its addresses. Unknown IDs succeed.
+func (m *IPAM) ReleasePool(id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pools[id]
+	if !ok {
+		return nil
+	}
+	if err := m.be.deletePool(id); err != nil {
+		return err
+	}
+	if p.rec.Placeholder {
+		for a := range p.own {
+			p.alloc.remove(a)
+		}
+	}
+	delete(m.pools, id)
+	if err := m.be.purgePool(id); err != nil {
+		// The pool is gone; leftovers are dropped at the next start.
+		m.log.WithField("pool", id).WithError(err).Warn("Leftover state of released pool")
+	}
+	m.log.WithFields(logrus.Fields{"pool": id, "addresses": p.allocated()}).Info("Pool released")
+	return nil
+}
+
+// RequestAddress allocates an address of pool poolID and returns it with
+// the pool's prefix length.
+//
+// addr is a bare IP or "". With opts[OptRequestAddressType] ==
+// AddressTypeGateway it is the pool's gateway: addr, or the first address of
+// the subnet. Otherwise a given addr is honoured exactly (anywhere in the
+// subnet, even outside the ip-range), and without one the next free address
+// of the range comes in round-robin order.
+func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (netip.Prefix, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pools[poolID]
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("%w: pool %q does not exist (released, or never requested from v6bridge)", ErrUnknownPool, poolID)
+	}
+	var want netip.Addr
+	if strings.TrimSpace(addr) != "" {
+		a, err := parseAddr(addr)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		want = a
+	}
+	gateway := opts[OptRequestAddressType] == AddressTypeGateway
+	var (
+		got netip.Addr
+		err error
+	)
+	switch {
+	case p.rec.Placeholder && gateway:
+		return placeholderGateway(want)
+	case gateway:
+		got, err = m.takeGateway(p, want)
+	case want.IsValid():
+		got, err = m.takeStatic(p, want)
+	default:
+		got, err = m.takeNext(p)
+	}
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(got, p.rec.Prefix.Bits()), nil
+}
+
+// parseAddr parses an address as the engine sends it: a bare IP (a CIDR
+// suffix is tolerated and dropped).
+func parseAddr(s string) (netip.Addr, error) {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		s = s[:i]
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%w: address %q is not an IP address: accepted is a bare address such as fd12:3456:789a:1::10",
+			ErrInvalidRequest, s)
+	}
+	return a, nil
+}
+
+// placeholderGateway answers a gateway request in a placeholder pool: the
+// gateway is always PlaceholderGateway and is not an allocation.
+func placeholderGateway(want netip.Addr) (netip.Prefix, error) {
+	if want.IsValid() && want != PlaceholderGateway {
+		return netip.Prefix{}, fmt.Errorf("%w: IPv4 gateway %s is not accepted: v6bridge's IPv4 placeholder pool always uses %s",
+			ErrOutOfRange, want, PlaceholderGateway)
+	}
+	return netip.PrefixFrom(PlaceholderGateway, PlaceholderPrefix.Bits()), nil
+}
+
+// checkInPool refuses an address a caller asked for that is outside the
+// pool's subnet or may never be handed out.
+func checkInPool(p *pool, a netip.Addr, what string) error {
+	if !p.rec.Prefix.Contains(a) {
+		return fmt.Errorf("%w: %s %s is not in subnet %s", ErrOutOfRange, what, a, p.rec.Prefix)
+	}
+	if p.rec.Placeholder && p.alloc.isReserved(a) {
+		return fmt.Errorf("%w: %s %s is reserved in the IPv4 placeholder pool %s: pick another address",
+			ErrReservedAddress, what, a, p.rec.Prefix)
+	}
+	if a == p.rec.Prefix.Addr() {
+		return fmt.Errorf("%w: %s %s is the subnet-router anycast address of %s (all-zero host part): pick another address",
+			ErrReservedAddress, what, a, p.rec.Prefix)
+	}
+	return nil
+}
+
+// takeGateway allocates the gateway of an IPv6 pool. m.mu is held.
+func (m *IPAM) takeGateway(p *pool, want netip.Addr) (netip.Addr, error) {
+	if !want.IsValid() {
+		want = p.rec.Prefix.Addr().Next()
+	}
+	if err := checkInPool(p, want, "gateway"); err != nil {
+		return netip.Addr{}, err
+	}
+	if want == p.gateway {
+		return want, nil // a repeated request
+	}
+	if p.gateway.IsValid() {
+		return netip.Addr{}, fmt.Errorf("%w: pool %s already has gateway %s; a second gateway %s is not accepted",
+			ErrAddressInUse, p.rec.Prefix, p.gateway, want)
+	}
+	if p.alloc.inUse(want) {
+		return netip.Addr{}, fmt.Errorf("%w: gateway %s is already in use in subnet %s", ErrAddressInUse, want, p.rec.Prefix)
+	}
+	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: want, Gateway: true}); err != nil {
+		return netip.Addr{}, err
+	}
+	p.take(want)
+	p.gateway = want
+	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "addr": want}).Info("Gateway address allocated")
+	return want, nil
+}
+
+// takeStatic allocates a requested address. m.mu is held.
+func (m *IPAM) takeStatic(p *pool, want netip.Addr) (netip.Addr, error) {
+	if err := checkInPool(p, want, "address"); err != nil {
+		return netip.Addr{}, err
+	}
+	if p.alloc.inUse(want) {
+		what := "in use"
+		if want == p.gateway {
+			what = "the gateway"
+		}
+		return netip.Addr{}, fmt.Errorf("%w: address %s is already %s in subnet %s", ErrAddressInUse, want, what, p.rec.Prefix)
+	}
+	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: want}); err != nil {
+		return netip.Addr{}, err
+	}
+	p.take(want)
+	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "addr": want}).Info("Requested address allocated")
+	return want, nil
+}
+
+// takeNext allocates the next free address of the pool's range in
+// round-robin order. m.mu is held.
+func (m *IPAM) takeNext(p *pool) (netip.Addr, error) {
+	a, ok := p.alloc.next()
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("%w: %s", ErrPoolExhausted, exhaustedText(p))
+	}
+	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: a}); err != nil {
+		return netip.Addr{}, err
+	}
+	key := p.rec.ID
+	if p.rec.Placeholder {
+		key = placeholderCursorKey
+	}
+	if err := m.be.putCursor(key, a); err != nil {
+		if derr := m.be.deleteAddr(p.rec.ID, a); derr != nil {
+			m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "addr": a}).WithError(derr).Warn("Undo address allocation")
+		}
+		return netip.Addr{}, err
+	}
+	p.take(a)
+	p.alloc.cursor = a
+	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "addr": a}).Info("Address allocated")
+	return a, nil
+}
+
+// exhaustedText describes an exhausted pool.
+func exhaustedText(p *pool) string {
+	if p.rec.Placeholder {
+		return fmt.Sprintf("IPv4 placeholder pools %s are exhausted: all %d addresses shared by v6bridge networks are in use",
+			p.rec.Prefix, p.alloc.capacity())
+	}
+	where := fmt.Sprintf("subnet %s", p.rec.Prefix)
+	if p.rec.Range != p.rec.Prefix {
+		where += fmt.Sprintf(" (ip-range %s)", p.rec.Range)
+	}
+	return fmt.Sprintf("pool %s is exhausted: all %d usable of its %s addresses are in use; use a larger subnet or ip-range",
+		where, p.alloc.capacity(), prefixSizeText(p.rec.Range))
+}
+
+// ReleaseAddress frees an address of pool poolID. Unknown pools and
+// addresses succeed.
+func (m *IPAM) ReleaseAddress(poolID, addr string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pools[poolID]
+	if !ok {
+		return nil
+	}
+	a, err := parseAddr(addr)
+	if err != nil {
+		return err
+	}
+	if !p.has(a) {
+		return nil
+	}
+	if err := m.be.deleteAddr(poolID, a); err != nil {
+		return err
+	}
+	p.free(a)
+	m.log.WithFields(logrus.Fields{"pool": poolID, "addr": a}).Info("Address released")
+	return nil
+}
+
+// Pool returns the pool id; ok is false if there is none.
+func (m *IPAM) Pool(id string) (Pool, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pools[id]
+	if !ok {
+		return Pool{}, false
+	}
+	return p.public(), true
+}
+
+// Pools describes every pool: IPv6 pools by prefix, then placeholder pools
+// by ID.
+func (m *IPAM) Pools() []PoolStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]PoolStatus, 0, len(m.pools))
+	for _, id := range m.sortedIDs() {
+		p := m.pools[id]
+		s := PoolStatus{
+			ID:          id,
+			Prefix:      p.rec.Prefix,
+			Range:       p.rec.Range,
+			Placeholder: p.rec.Placeholder,
+			Gateway:     p.gateway,
+			Allocated:   p.allocated(),
+			Capacity:    p.alloc.capacity(),
+		}
+		if p.rec.Placeholder {
+			s.Gateway = PlaceholderGateway
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// sortedIDs lists pool IDs: IPv6 pools by prefix, then placeholders by ID.
+// m.mu is held.
+func (m *IPAM) sortedIDs() []string {
+	ids := make([]string, 0, len(m.pools))
+	for id := range m.pools {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := m.pools[ids[i]].rec, m.pools[ids[j]].rec
+		if a.Placeholder != b.Placeholder {
+			return !a.Placeholder
+		}
+		if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+			return c < 0
+		}
+		if a.Prefix.Bits() != b.Prefix.Bits() {
+			return a.Prefix.Bits() < b.Prefix.Bits()
+		}
+		return a.ID < b.ID
+	})
+	return ids
+}

@@ -1,0 +1,168 @@
+package ipam
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Prefix length bounds for v6bridge subnets.
+const (
+	MinPrefixLen = 48
+	MaxPrefixLen = 120
+)
+
+// OptPrefixLen is the IPAM option (--ipam-opt) that sets the prefix length
+// of automatically carved subnets. It is validated and stored now; automatic
+// subnets come with the address plan.
+const OptPrefixLen = "v6bridge.prefix_len"
+
+// optionPrefix marks the IPAM options that belong to v6bridge; other keys
+// are ignored.
+const optionPrefix = "v6bridge."
+
+// acceptedOptions are the v6bridge IPAM options.
+var acceptedOptions = []string{OptPrefixLen}
+
+// example is the subnet used in messages.
+const example = "fd12:3456:789a:1::/112"
+
+// poolOptions are the parsed v6bridge IPAM options.
+type poolOptions struct {
+	PrefixLen int // 0: not given
+}
+
+// parseOptions validates the v6bridge.* keys of opts; other keys are
+// ignored.
+func parseOptions(opts map[string]string) (poolOptions, error) {
+	var po poolOptions
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the first bad key is the same on every call
+	for _, k := range keys {
+		if !strings.HasPrefix(k, optionPrefix) {
+			continue
+		}
+		v := opts[k]
+		switch k {
+		case OptPrefixLen:
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return po, fmt.Errorf("%w: IPAM option %s=%q is not an integer: accepted are %d to %d",
+					ErrInvalidRequest, k, v, MinPrefixLen, MaxPrefixLen)
+			}
+			if n < MinPrefixLen || n > MaxPrefixLen {
+				return po, fmt.Errorf("%w: IPAM option %s=%q is out of bounds: accepted are %d to %d",
+					ErrInvalidRequest, k, v, MinPrefixLen, MaxPrefixLen)
+			}
+			po.PrefixLen = n
+		default:
+			return po, fmt.Errorf("%w: unknown IPAM option %q: accepted v6bridge options are %s",
+				ErrInvalidRequest, k, strings.Join(acceptedOptions, ", "))
+		}
+	}
+	return po, nil
+}
+
+// parseV6Prefix parses what (a subnet or ip-range, named by flag in
+// messages) as a canonical IPv6 prefix of a global unicast or unique local
+// network.
+func parseV6Prefix(flag, s string) (netip.Prefix, error) {
+	accepted := fmt.Sprintf("accepted is an IPv6 prefix from /%d to /%d such as %s", MinPrefixLen, MaxPrefixLen, example)
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		if _, aerr := netip.ParseAddr(strings.TrimSpace(s)); aerr == nil {
+			return netip.Prefix{}, fmt.Errorf("%w: %s %q is an address without prefix length: %s",
+				ErrInvalidRequest, flag, s, accepted)
+		}
+		return netip.Prefix{}, fmt.Errorf("%w: %s %q is not a CIDR prefix: %s", ErrInvalidRequest, flag, s, accepted)
+	}
+	a := p.Addr()
+	switch {
+	case a.Is4():
+		return netip.Prefix{}, fmt.Errorf("%w: %s %q is IPv4, v6bridge is IPv6-only: %s", ErrInvalidRequest, flag, s, accepted)
+	case a.Is4In6():
+		return netip.Prefix{}, fmt.Errorf("%w: %s %q is an IPv4-mapped IPv6 prefix: %s", ErrInvalidRequest, flag, s, accepted)
+	case a.IsLinkLocalUnicast():
+		return netip.Prefix{}, fmt.Errorf("%w: %s %q is link-local (fe80::/10): %s", ErrInvalidRequest, flag, s, accepted)
+	case a.IsMulticast():
+		return netip.Prefix{}, fmt.Errorf("%w: %s %q is multicast (ff00::/8): %s", ErrInvalidRequest, flag, s, accepted)
+	}
+	if p.Bits() < MinPrefixLen || p.Bits() > MaxPrefixLen {
+		return netip.Prefix{}, fmt.Errorf("%w: %s %q is a /%d: accepted are prefixes from /%d to /%d, e.g. a /112 (%s)",
+			ErrInvalidRequest, flag, s, p.Bits(), MinPrefixLen, MaxPrefixLen, example)
+	}
+	m := p.Masked()
+	if m.Contains(netip.IPv6Unspecified()) || m.Contains(netip.IPv6Loopback()) {
+		return netip.Prefix{}, fmt.Errorf("%w: %s %q contains the unspecified or loopback address: %s",
+			ErrInvalidRequest, flag, s, accepted)
+	}
+	if !m.Addr().IsGlobalUnicast() {
+		return netip.Prefix{}, fmt.Errorf("%w: %s %q is not a unicast network: %s", ErrInvalidRequest, flag, s, accepted)
+	}
+	if m != p {
+		return netip.Prefix{}, fmt.Errorf("%w: %s %q has host bits set: did you mean %s?", ErrInvalidRequest, flag, s, m)
+	}
+	return p, nil
+}
+
+// parseRange parses the --ip-range of a pool; "" means the whole subnet.
+func parseRange(s string, subnet netip.Prefix) (netip.Prefix, error) {
+	if strings.TrimSpace(s) == "" {
+		return subnet, nil
+	}
+	r, err := parseV6Prefix("ip-range", s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if r.Bits() < subnet.Bits() || !subnet.Contains(r.Addr()) {
+		return netip.Prefix{}, fmt.Errorf("%w: ip-range %q is not inside subnet %s: accepted is a prefix within the subnet",
+			ErrInvalidRequest, s, subnet)
+	}
+	return r, nil
+}
+
+// autoSubnet chooses a subnet for an IPv6 pool requested without --subnet.
+// This is the one place automatic carving from the address plan will go;
+// until then it refuses.
+func autoSubnet(opts poolOptions) (netip.Prefix, error) {
+	_ = opts.PrefixLen // the length of the carved subnet, once there is a plan
+	return netip.Prefix{}, fmt.Errorf("%w: v6bridge needs --subnet with an IPv6 prefix from /%d to /%d, e.g. --subnet %s (automatic subnets come with the address plan)",
+		ErrSubnetRequired, MinPrefixLen, MaxPrefixLen, example)
+}
+
+// subnetSuggestion returns a /112 inside p that contains none of avoid, for
+// the message refusing p; ok is false when p is too small or none of the
+// first candidates is free.
+func subnetSuggestion(p netip.Prefix, avoid []netip.Addr) (netip.Prefix, bool) {
+	const bits = 112
+	if p.Bits() >= bits {
+		return netip.Prefix{}, false
+	}
+	// Candidates p:1::/112, p:2::/112, ...: the 16 bits just above the
+	// /112's host part count up.
+	for i := 1; i <= 16; i++ {
+		b := p.Addr().As16()
+		b[12] |= byte(i >> 8)
+		b[13] |= byte(i)
+		c := netip.PrefixFrom(netip.AddrFrom16(b), bits)
+		if !p.Contains(c.Addr()) {
+			return netip.Prefix{}, false
+		}
+		free := true
+		for _, a := range avoid {
+			if c.Contains(a) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return c, true
+		}
+	}
+	return netip.Prefix{}, false
+}
