@@ -1,0 +1,453 @@
+package nat
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// TableName is the name of the one nftables table v6bridge owns, in family
+// TableFamily.
+const (
+	TableName   = "v6bridge"
+	TableFamily = "ip6"
+)
+
+// Base chain priorities (the standard nft names in brackets). The NAT chains
+// run where the kernel's nat hooks expect them; the filter chains run at the
+// usual filter priority, beside (not instead of) other tables' chains on the
+// same hooks: our drops are final, our accepts only end our own chain.
+const (
+	PriorityDNAT   = -100 // "dstnat": prerouting and output DNAT of published ports
+	PriorityFilter = 0    // "filter": input and forward filtering
+	PrioritySNAT   = 100  // "srcnat": masquerade/SNAT in postrouting
+)
+
+// Ruleset describes one nftables table: its sets and maps with their
+// elements, and its chains with their rules. It is a plain value; the
+// kernel side (Table.Apply) turns it into netlink messages and String
+// renders it as nft text.
+type Ruleset struct {
+	Family string // "ip6"
+	Name   string // "v6bridge"
+	Sets   []Set
+	Chains []Chain
+}
+
+// DataType is the type of a set key or map value component.
+type DataType int
+
+// Data types used by the ruleset, named as nft names them.
+const (
+	TypeIfname DataType = iota + 1
+	TypeIP6Addr
+	TypeInetProto
+	TypeInetService
+	TypeICMPv6Type
+)
+
+// String returns nft's name of the type.
+func (t DataType) String() string {
+	switch t {
+	case TypeIfname:
+		return "ifname"
+	case TypeIP6Addr:
+		return "ipv6_addr"
+	case TypeInetProto:
+		return "inet_proto"
+	case TypeInetService:
+		return "inet_service"
+	case TypeICMPv6Type:
+		return "icmpv6_type"
+	}
+	return "invalid"
+}
+
+// Set is a named set (Data empty) or map (Data non-empty) of the table.
+type Set struct {
+	Name     string
+	Key      []DataType // more than one: a concatenation
+	Data     []DataType // map values; empty for a plain set
+	Interval bool       // elements are prefixes (Key must be one TypeIP6Addr)
+	Comment  string
+	Elements []Element
+}
+
+// IsMap reports whether the set is a map.
+func (s Set) IsMap() bool { return len(s.Data) > 0 }
+
+// Element is one set element or map entry; Key and Data hold one Value per
+// component of the set's Key and Data types.
+type Element struct {
+	Key  []Value
+	Data []Value
+}
+
+// Value is one component of an element. Which field is used depends on the
+// component's DataType: Name for TypeIfname, Addr for TypeIP6Addr (Prefix
+// in interval sets), Num for protocols, ports and ICMPv6 types.
+type Value struct {
+	Name   string
+	Addr   netip.Addr
+	Prefix netip.Prefix
+	Num    uint16
+}
+
+// Chain is a base chain (Hook set) or a regular chain of the table.
+type Chain struct {
+	Name     string
+	Type     string // "filter" or "nat"; base chains only
+	Hook     string // "prerouting", "input", "forward", "output", "postrouting"; empty: regular chain
+	Priority int
+	Policy   string // "accept" or "drop"; base chains only
+	Rules    []Rule
+}
+
+// Rule is a list of expressions evaluated left to right, the last usually
+// a statement (verdict or NAT).
+type Rule struct {
+	Exprs   []Expr
+	Comment string
+}
+
+// Expr is one match or statement of a rule. The concrete types are the
+// ones of this package; the kernel side knows how to encode each.
+type Expr interface {
+	nft() string
+}
+
+// Field is a packet or metadata field a rule reads.
+type Field int
+
+// Fields a rule can match on.
+const (
+	FieldIIFName Field = iota + 1 // input interface name
+	FieldOIFName                  // output interface name
+	FieldSaddr                    // IPv6 source address
+	FieldDaddr                    // IPv6 destination address
+	FieldL4Proto                  // transport protocol number
+	FieldDport                    // transport destination port (tcp, udp, sctp)
+)
+
+// String returns the field as nft writes it.
+func (f Field) String() string {
+	switch f {
+	case FieldIIFName:
+		return "iifname"
+	case FieldOIFName:
+		return "oifname"
+	case FieldSaddr:
+		return "ip6 saddr"
+	case FieldDaddr:
+		return "ip6 daddr"
+	case FieldL4Proto:
+		return "meta l4proto"
+	case FieldDport:
+		return "th dport"
+	}
+	return "invalid"
+}
+
+// Type returns the data type of the field's value.
+func (f Field) Type() DataType {
+	switch f {
+	case FieldIIFName, FieldOIFName:
+		return TypeIfname
+	case FieldSaddr, FieldDaddr:
+		return TypeIP6Addr
+	case FieldL4Proto:
+		return TypeInetProto
+	case FieldDport:
+		return TypeInetService
+	}
+	return 0
+}
+
+func fieldsText(fs []Field) string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		parts[i] = f.String()
+	}
+	return strings.Join(parts, " . ")
+}
+
+// Lookup matches when the concatenation of Fields is (Invert: is not) an
+// element of the named set.
+type Lookup struct {
+	Fields []Field
+	Set    string
+	Invert bool
+}
+
+func (e Lookup) nft() string {
+	if e.Invert {
+		return fieldsText(e.Fields) + " != @" + e.Set
+	}
+	return fieldsText(e.Fields) + " @" + e.Set
+}
+
+// Connection tracking states for CtState.
+const (
+	CtInvalid     = "invalid"
+	CtEstablished = "established"
+	CtRelated     = "related"
+	CtNew         = "new"
+)
+
+// CtState matches when the packet's conntrack state is one of States.
+type CtState struct {
+	States []string
+}
+
+func (e CtState) nft() string { return "ct state " + strings.Join(e.States, ",") }
+
+// CtStatusDNAT matches packets of connections whose destination was
+// translated (a published port).
+type CtStatusDNAT struct{}
+
+func (CtStatusDNAT) nft() string { return "ct status dnat" }
+
+// ICMPv6Type matches ICMPv6 packets of one of Types.
+type ICMPv6Type struct {
+	Types []uint8
+}
+
+func (e ICMPv6Type) nft() string {
+	if len(e.Types) == 1 {
+		return "icmpv6 type " + icmpv6Name(e.Types[0])
+	}
+	names := make([]string, len(e.Types))
+	for i, t := range e.Types {
+		names[i] = icmpv6Name(t)
+	}
+	return "icmpv6 type { " + strings.Join(names, ", ") + " }"
+}
+
+// ICMPv6 types the ruleset names.
+const (
+	ICMPv6DestUnreach     uint8 = 1
+	ICMPv6PacketTooBig    uint8 = 2
+	ICMPv6TimeExceeded    uint8 = 3
+	ICMPv6ParamProblem    uint8 = 4
+	ICMPv6EchoRequest     uint8 = 128
+	ICMPv6MLDQuery        uint8 = 130
+	ICMPv6MLDReport       uint8 = 131
+	ICMPv6MLDDone         uint8 = 132
+	ICMPv6RouterSolicit   uint8 = 133
+	ICMPv6NeighborSolicit uint8 = 135
+	ICMPv6NeighborAdvert  uint8 = 136
+	ICMPv6MLD2Report      uint8 = 143
+)
+
+func icmpv6Name(t uint8) string {
+	switch t {
+	case ICMPv6DestUnreach:
+		return "destination-unreachable"
+	case ICMPv6PacketTooBig:
+		return "packet-too-big"
+	case ICMPv6TimeExceeded:
+		return "time-exceeded"
+	case ICMPv6ParamProblem:
+		return "parameter-problem"
+	case ICMPv6EchoRequest:
+		return "echo-request"
+	case ICMPv6MLDQuery:
+		return "mld-listener-query"
+	case ICMPv6MLDReport:
+		return "mld-listener-report"
+	case ICMPv6MLDDone:
+		return "mld-listener-done"
+	case ICMPv6RouterSolicit:
+		return "nd-router-solicit"
+	case ICMPv6NeighborSolicit:
+		return "nd-neighbor-solicit"
+	case ICMPv6NeighborAdvert:
+		return "nd-neighbor-advert"
+	case ICMPv6MLD2Report:
+		return "mld2-listener-report"
+	}
+	return strconv.Itoa(int(t))
+}
+
+// Verdict kinds.
+const (
+	VerdictAccept = "accept"
+	VerdictDrop   = "drop"
+	VerdictJump   = "jump"
+	VerdictReturn = "return"
+)
+
+// Verdict ends the rule with accept, drop, return or a jump to Chain.
+type Verdict struct {
+	Kind  string
+	Chain string // for VerdictJump
+}
+
+func (e Verdict) nft() string {
+	if e.Kind == VerdictJump {
+		return "jump " + e.Chain
+	}
+	return e.Kind
+}
+
+// Masquerade rewrites the source to the output interface's address.
+type Masquerade struct{}
+
+func (Masquerade) nft() string { return "masquerade" }
+
+// NAT kinds for NATMap.
+const (
+	NATSource = "snat"
+	NATDest   = "dnat"
+)
+
+// NATMap translates the source (snat) or destination (dnat) to the value
+// the named map holds for the concatenation of Fields. A dnat map's value
+// is an address and a port, a snat map's an address. No entry: no change.
+type NATMap struct {
+	Kind   string
+	Fields []Field
+	Map    string
+}
+
+func (e NATMap) nft() string {
+	return e.Kind + " ip6 to " + fieldsText(e.Fields) + " map @" + e.Map
+}
+
+// String renders the ruleset like `nft list table`, one set element per
+// line, for golden tests and `v6bridge status`.
+func (r *Ruleset) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table %s %s {\n", r.Family, r.Name)
+	for i, s := range r.Sets {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		writeSet(&b, s)
+	}
+	for i, c := range r.Chains {
+		if i > 0 || len(r.Sets) > 0 {
+			b.WriteString("\n")
+		}
+		writeChain(&b, c)
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func typesText(ts []DataType) string {
+	parts := make([]string, len(ts))
+	for i, t := range ts {
+		parts[i] = t.String()
+	}
+	return strings.Join(parts, " . ")
+}
+
+func writeSet(b *strings.Builder, s Set) {
+	kind := "set"
+	typ := typesText(s.Key)
+	if s.IsMap() {
+		kind = "map"
+		typ += " : " + typesText(s.Data)
+	}
+	fmt.Fprintf(b, "\t%s %s {\n\t\ttype %s\n", kind, s.Name, typ)
+	if s.Interval {
+		b.WriteString("\t\tflags interval\n")
+	}
+	if s.Comment != "" {
+		fmt.Fprintf(b, "\t\tcomment %q\n", s.Comment)
+	}
+	if len(s.Elements) > 0 {
+		b.WriteString("\t\telements = { ")
+		for i, e := range s.Elements {
+			if i > 0 {
+				b.WriteString(",\n\t\t\t     ")
+			}
+			b.WriteString(valuesText(s.Key, e.Key, s.Interval))
+			if s.IsMap() {
+				b.WriteString(" : " + valuesText(s.Data, e.Data, false))
+			}
+		}
+		b.WriteString(" }\n")
+	}
+	b.WriteString("\t}\n")
+}
+
+func valuesText(ts []DataType, vs []Value, interval bool) string {
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		var t DataType
+		if i < len(ts) {
+			t = ts[i]
+		}
+		parts[i] = valueText(t, v, interval)
+	}
+	return strings.Join(parts, " . ")
+}
+
+func valueText(t DataType, v Value, interval bool) string {
+	switch t {
+	case TypeIfname:
+		return strconv.Quote(v.Name)
+	case TypeIP6Addr:
+		if interval {
+			return v.Prefix.String()
+		}
+		return v.Addr.String()
+	case TypeInetProto:
+		return ProtoName(uint8(v.Num))
+	case TypeICMPv6Type:
+		return icmpv6Name(uint8(v.Num))
+	}
+	return strconv.Itoa(int(v.Num))
+}
+
+func priorityText(hookType string, p int) string {
+	switch {
+	case hookType == "filter" && p == PriorityFilter:
+		return "filter"
+	case hookType == "nat" && p == PriorityDNAT:
+		return "dstnat"
+	case hookType == "nat" && p == PrioritySNAT:
+		return "srcnat"
+	}
+	return strconv.Itoa(p)
+}
+
+func writeChain(b *strings.Builder, c Chain) {
+	fmt.Fprintf(b, "\tchain %s {\n", c.Name)
+	if c.Hook != "" {
+		fmt.Fprintf(b, "\t\ttype %s hook %s priority %s; policy %s;\n", c.Type, c.Hook, priorityText(c.Type, c.Priority), c.Policy)
+	}
+	for _, r := range c.Rules {
+		b.WriteString("\t\t" + r.String() + "\n")
+	}
+	b.WriteString("\t}\n")
+}
+
+// String renders the rule as nft text.
+func (r Rule) String() string {
+	parts := make([]string, 0, len(r.Exprs)+1)
+	for _, e := range r.Exprs {
+		parts = append(parts, e.nft())
+	}
+	if r.Comment != "" {
+		parts = append(parts, "comment "+strconv.Quote(r.Comment))
+	}
+	return strings.Join(parts, " ")
+}
+
+// ProtoName returns "tcp", "udp" or "sctp" for the protocol number, or the
+// number itself.
+func ProtoName(p uint8) string {
+	switch p {
+	case ProtoTCP:
+		return "tcp"
+	case ProtoUDP:
+		return "udp"
+	case ProtoSCTP:
+		return "sctp"
+	}
+	return strconv.Itoa(int(p))
+}

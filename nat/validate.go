@@ -1,0 +1,227 @@
+package nat
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// maxElements bounds the number of set and map elements a State may expand
+// to (port ranges become one element per port), so a mistaken range cannot
+// make a batch the kernel refuses or that takes seconds to send.
+const maxElements = 1 << 18
+
+// maxIfnameLen is the longest interface name the kernel accepts (IFNAMSIZ-1).
+const maxIfnameLen = 15
+
+// ErrPortConflict is wrapped by the error of CheckConflicts and Build when
+// two mappings claim the same host address, protocol and port.
+var ErrPortConflict = errors.New("host port already published")
+
+// ConflictError says which host port two endpoints both publish.
+type ConflictError struct {
+	Proto    uint8
+	HostPort uint16
+	HostAddr netip.Addr // invalid: every host address
+	Owner    netip.Addr // endpoint that published it first (in State order)
+	Other    netip.Addr // endpoint that asked for it again
+}
+
+func (e *ConflictError) Error() string {
+	on := "every host address"
+	if e.HostAddr.IsValid() {
+		on = e.HostAddr.String()
+	}
+	return fmt.Sprintf("publish for %s: host port %s/%d on %s is already published by %s",
+		e.Other, ProtoName(e.Proto), e.HostPort, on, e.Owner)
+}
+
+// Unwrap makes errors.Is(err, ErrPortConflict) true.
+func (e *ConflictError) Unwrap() error { return ErrPortConflict }
+
+type ownedMapping struct {
+	owner netip.Addr
+	m     Mapping
+}
+
+// CheckConflicts reports the first host port published twice: the same
+// protocol and overlapping host port ranges on the same host address (a
+// mapping without host address, meaning every host address, overlaps all).
+// The endpoint later in State order is named as the one asking again. The
+// same mapping repeated by one endpoint is not a conflict. Mappings of
+// internal networks are ignored, as Build ignores them.
+func CheckConflicts(s State) error {
+	var all []ownedMapping
+	for _, n := range s.Networks {
+		if n.Mode == ModeInternal {
+			continue
+		}
+		for _, e := range n.Endpoints {
+			for _, m := range e.Ports {
+				all = append(all, ownedMapping{owner: e.Addr, m: m})
+			}
+		}
+	}
+	for j := range all {
+		for i := 0; i < j; i++ {
+			a, b := all[i], all[j]
+			if a.owner == b.owner && a.m == b.m {
+				continue
+			}
+			if a.m.Proto != b.m.Proto {
+				continue
+			}
+			if a.m.HostAddr.IsValid() && b.m.HostAddr.IsValid() && a.m.HostAddr != b.m.HostAddr {
+				continue
+			}
+			lo, hi := max(a.m.HostFirst, b.m.HostFirst), min(a.m.HostLast, b.m.HostLast)
+			if lo > hi {
+				continue
+			}
+			addr := a.m.HostAddr
+			if !addr.IsValid() {
+				addr = b.m.HostAddr
+			}
+			return &ConflictError{Proto: a.m.Proto, HostPort: lo, HostAddr: addr, Owner: a.owner, Other: b.owner}
+		}
+	}
+	return nil
+}
+
+func validProto(p uint8) bool {
+	return p == ProtoTCP || p == ProtoUDP || p == ProtoSCTP
+}
+
+func isIPv6(a netip.Addr) bool { return a.IsValid() && a.Is6() && !a.Is4In6() }
+
+// Validate checks a State for what Build needs: known modes, unique bridge
+// names the kernel accepts, IPv6 subnets that do not overlap, endpoint
+// addresses inside their subnet, protocols tcp/udp/sctp, port ranges with
+// first <= last inside 1-65535, and no host port published twice.
+func Validate(s State) error {
+	for _, a := range s.HostAddrs {
+		if !isIPv6(a) {
+			return fmt.Errorf("host address %s: accepted is an IPv6 address", a)
+		}
+	}
+	bridges := map[string]bool{}
+	addrs := map[netip.Addr]string{}
+	for i, n := range s.Networks {
+		if err := validateNetwork(n); err != nil {
+			return fmt.Errorf("network %q: %w", n.Bridge, err)
+		}
+		if bridges[n.Bridge] {
+			return fmt.Errorf("network %q: bridge name used twice", n.Bridge)
+		}
+		bridges[n.Bridge] = true
+		for _, o := range s.Networks[:i] {
+			if o.Subnet.Overlaps(n.Subnet) {
+				return fmt.Errorf("network %q: subnet %s overlaps %s of network %q", n.Bridge, n.Subnet, o.Subnet, o.Bridge)
+			}
+		}
+		for _, e := range n.Endpoints {
+			if b, ok := addrs[e.Addr]; ok {
+				return fmt.Errorf("network %q: endpoint %s also on network %q", n.Bridge, e.Addr, b)
+			}
+			addrs[e.Addr] = n.Bridge
+		}
+	}
+	if err := CheckConflicts(s); err != nil {
+		return err
+	}
+	if c := countElements(s); c > maxElements {
+		return fmt.Errorf("the published and allowed port ranges expand to %d set elements: accepted are at most %d", c, maxElements)
+	}
+	return nil
+}
+
+func validateNetwork(n Network) error {
+	if n.Bridge == "" || len(n.Bridge) > maxIfnameLen {
+		return fmt.Errorf("bridge name %q: accepted are 1 to %d bytes", n.Bridge, maxIfnameLen)
+	}
+	switch n.Mode {
+	case ModeNAT, ModePublic, ModeRouted, ModeInternal:
+	default:
+		return fmt.Errorf("mode %q: accepted are nat, public, routed, internal", n.Mode)
+	}
+	if !n.Subnet.IsValid() || !isIPv6(n.Subnet.Addr()) || n.Subnet.Masked() != n.Subnet {
+		return fmt.Errorf("subnet %s: accepted is an IPv6 prefix with no host bits set", n.Subnet)
+	}
+	if n.Subnet.Addr().IsMulticast() || n.Subnet.Bits() < 8 {
+		return fmt.Errorf("subnet %s: accepted is a unicast prefix of length 8 or more", n.Subnet)
+	}
+	if n.Gateway.IsValid() && !n.Subnet.Contains(n.Gateway) {
+		return fmt.Errorf("gateway %s: not in subnet %s", n.Gateway, n.Subnet)
+	}
+	if n.Mode == ModeInternal && !n.Gateway.IsValid() {
+		return fmt.Errorf("internal network without gateway address")
+	}
+	if n.SNAT.IsValid() {
+		if n.Mode != ModeNAT {
+			return fmt.Errorf("snat address %s: accepted only in mode nat, not %s", n.SNAT, n.Mode)
+		}
+		if !isIPv6(n.SNAT) {
+			return fmt.Errorf("snat address %s: accepted is an IPv6 address", n.SNAT)
+		}
+	}
+	for _, p := range n.Allow {
+		if !validProto(p.Proto) {
+			return fmt.Errorf("allowed port: protocol %d: accepted are tcp, udp, sctp", p.Proto)
+		}
+		if p.First == 0 || p.First > p.Last {
+			return fmt.Errorf("allowed port %s/%d-%d: accepted is a range first-last within 1-65535", ProtoName(p.Proto), p.First, p.Last)
+		}
+	}
+	for _, e := range n.Endpoints {
+		if !isIPv6(e.Addr) || !n.Subnet.Contains(e.Addr) {
+			return fmt.Errorf("endpoint address %s: accepted is an address in %s", e.Addr, n.Subnet)
+		}
+		for _, m := range e.Ports {
+			if err := validateMapping(m); err != nil {
+				return fmt.Errorf("endpoint %s: %w", e.Addr, err)
+			}
+		}
+	}
+	return nil
+}
+
+func validateMapping(m Mapping) error {
+	if !validProto(m.Proto) {
+		return fmt.Errorf("published port: protocol %d: accepted are tcp, udp, sctp", m.Proto)
+	}
+	name := fmt.Sprintf("published port %s/%d-%d:%d", ProtoName(m.Proto), m.HostFirst, m.HostLast, m.ContainerFirst)
+	if m.HostFirst == 0 || m.HostFirst > m.HostLast {
+		return fmt.Errorf("%s: host ports: accepted is a range first-last within 1-65535", name)
+	}
+	if m.ContainerFirst == 0 || int(m.ContainerFirst)+int(m.HostLast-m.HostFirst) > 65535 {
+		return fmt.Errorf("%s: container ports: accepted is a first port such that the range ends at or below 65535", name)
+	}
+	if m.HostAddr.IsValid() && !isIPv6(m.HostAddr) {
+		return fmt.Errorf("%s: host address %s: accepted is an IPv6 address", name, m.HostAddr)
+	}
+	return nil
+}
+
+// countElements estimates the elements the port sets and maps get.
+func countElements(s State) int {
+	c := 0
+	for _, n := range s.Networks {
+		if n.Mode == ModeInternal {
+			continue
+		}
+		for _, p := range n.Allow {
+			c += int(p.Last-p.First) + 1
+		}
+		for _, e := range n.Endpoints {
+			for _, m := range e.Ports {
+				addrs := 1
+				if !m.HostAddr.IsValid() {
+					addrs = max(len(s.HostAddrs), 1)
+				}
+				// dnat entries per host address, plus published and open.
+				c += (int(m.HostLast-m.HostFirst) + 1) * (addrs + 2)
+			}
+		}
+	}
+	return c
+}
