@@ -1,0 +1,709 @@
+// Package driver is the network side of v6bridge in domain types: it
+// validates network options, keeps the persisted record of networks and
+// endpoints, and drives the kernel through small interfaces (Links,
+// Firewall, Neighbors) so the whole request flow runs in tests with fakes.
+// Every handler is all-or-nothing: a failure half way undoes what it did.
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sort"
+	"sync"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/v6bridge/v6bridge/nat"
+)
+
+// Config wires a Driver.
+type Config struct {
+	Links     Links
+	Firewall  Firewall  // nil: no firewall (tests)
+	Neighbors Neighbors // nil: no NDP proxy
+	Store     Store
+	// Uplinks are the host's outside interfaces.
+	Uplinks []string
+	// HostAddrs returns the host's global addresses on the uplinks: where
+	// published ports listen and what masquerade uses.
+	HostAddrs func() []netip.Addr
+	// PublicPrefixes returns the on-link prefixes of the uplinks: a subnet
+	// inside one defaults to mode public.
+	PublicPrefixes func() []netip.Prefix
+	// UplinkMTU returns the MTU new bridges default to (0: kernel default).
+	UplinkMTU func() int
+	// NDPRange answers NDP for whole public subnets instead of the
+	// addresses in use.
+	NDPRange bool
+	Log      logrus.FieldLogger
+}
+
+// Driver is the v6bridge network driver.
+type Driver struct {
+	cfg       Config
+	log       logrus.FieldLogger
+	mu        sync.Mutex
+	networks  map[string]*Network
+	endpoints map[string]*Endpoint
+}
+
+// PoolData is one address pool the engine hands to CreateNetwork.
+type PoolData struct {
+	Pool    netip.Prefix
+	Gateway netip.Prefix // zero if the engine sent none
+}
+
+// CreateNetworkRequest is CreateNetwork in domain types.
+type CreateNetworkRequest struct {
+	NetworkID  string
+	Generic    map[string]string
+	EnableIPv6 bool
+	EnableIPv4 *bool // nil: the engine did not send it (engines < 28)
+	Internal   bool
+	IPv4, IPv6 []PoolData
+}
+
+// CreateEndpointRequest is CreateEndpoint in domain types.
+type CreateEndpointRequest struct {
+	NetworkID, EndpointID string
+	AddressIPv6           netip.Prefix // zero: the container has IPv6 off
+	MAC                   string       // "" : v6bridge picks one
+}
+
+// JoinRequest is Join in domain types.
+type JoinRequest struct {
+	NetworkID, EndpointID, SandboxKey string
+	Options                           map[string]any
+}
+
+// StaticRoute is a route the engine installs in the container.
+type StaticRoute struct {
+	Destination netip.Prefix
+	NextHop     netip.Addr
+}
+
+// JoinResponse is Join's answer in domain types.
+type JoinResponse struct {
+	SrcName      string
+	DstPrefix    string
+	GatewayIPv6  netip.Addr // zero: none
+	StaticRoutes []StaticRoute
+}
+
+// ErrUnknownNetwork is returned for a network v6bridge holds no record of.
+var ErrUnknownNetwork = errors.New("unknown network")
+
+// New loads the persisted state. Call Reconcile before serving.
+func New(cfg Config) (*Driver, error) {
+	if cfg.Log == nil {
+		l := logrus.New()
+		l.SetLevel(logrus.PanicLevel)
+		cfg.Log = l
+	}
+	if cfg.HostAddrs == nil {
+		cfg.HostAddrs = func() []netip.Addr { return nil }
+	}
+	if cfg.PublicPrefixes == nil {
+		cfg.PublicPrefixes = func() []netip.Prefix { return nil }
+	}
+	if cfg.UplinkMTU == nil {
+		cfg.UplinkMTU = func() int { return 0 }
+	}
+	d := &Driver{cfg: cfg, log: cfg.Log, networks: map[string]*Network{}, endpoints: map[string]*Endpoint{}}
+	ns, es, err := cfg.Store.Load()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range ns {
+		d.networks[n.ID] = n
+	}
+	for _, e := range es {
+		if _, ok := d.networks[e.NetworkID]; !ok {
+			d.log.WithField("endpoint", e.ID).Warn("dropping endpoint of unknown network from state")
+			if err := cfg.Store.DeleteEndpoint(e.ID); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		d.endpoints[e.ID] = e
+	}
+	return d, nil
+}
+
+// Reconcile makes the kernel match the persisted state: host settings,
+// bridges re-created (after a reboot), links carrying v6bridge's names that
+// no record claims removed, the firewall and NDP rebuilt.
+func (d *Driver) Reconcile() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed, err := d.cfg.Links.PrepareHost(d.cfg.Uplinks)
+	if err != nil {
+		return fmt.Errorf("prepare host: %w", err)
+	}
+	for _, c := range changed {
+		d.log.WithField("sysctl", c).Info("changed host setting")
+	}
+	bridges := map[string]bool{}
+	for _, n := range d.networks {
+		bridges[n.Bridge] = true
+		if err := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); err != nil {
+			return err
+		}
+	}
+	veths := map[string]bool{}
+	for _, e := range d.endpoints {
+		veths[e.HostVeth] = true
+		ok, err := d.cfg.Links.LinkExists(e.HostVeth)
+		if err != nil {
+			return err
+		}
+		if !ok && e.Joined {
+			// The container's link is gone (its netns died with a reboot or
+			// a crash); the engine will delete the endpoint. Until then it
+			// publishes nothing and NDP does not answer for it.
+			d.log.WithField("endpoint", short(e.ID, 12)).Info("endpoint's link is gone, unpublishing it")
+			e.Joined, e.Ports, e.Sandbox, e.DefaultRoute = false, nil, "", false
+			if err := d.cfg.Store.PutEndpoint(e); err != nil {
+				return err
+			}
+		}
+	}
+	ownedBridges, ownedVeths, err := d.cfg.Links.OwnedLinks()
+	if err != nil {
+		return err
+	}
+	for _, b := range ownedBridges {
+		if !bridges[b] {
+			d.log.WithField("bridge", b).Info("removing orphaned bridge")
+			if err := d.cfg.Links.DeleteBridge(b); err != nil {
+				return err
+			}
+		}
+	}
+	for _, v := range ownedVeths {
+		if !veths[v] {
+			d.log.WithField("iface", v).Info("removing orphaned veth")
+			if err := d.cfg.Links.DeleteVeth(v); err != nil {
+				return err
+			}
+		}
+	}
+	return d.syncLocked()
+}
+
+func (d *Driver) bridgeSpec(n *Network) BridgeSpec {
+	return BridgeSpec{Name: n.Bridge, MTU: n.MTU, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), Isolated: !n.ICC}
+}
+
+// CreateNetwork validates the options, creates the bridge and records the
+// network.
+func (d *Driver) CreateNetwork(req CreateNetworkRequest) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, err := d.newNetwork(req)
+	if err != nil {
+		return err
+	}
+	log := d.log.WithFields(logrus.Fields{"network": short(n.ID, 12), "bridge": n.Bridge, "pool": n.Subnet, "mode": n.Mode})
+	if old, ok := d.networks[n.ID]; ok {
+		if !sameNetwork(old, n) {
+			return fmt.Errorf("network %s exists with other settings", short(n.ID, 12))
+		}
+		return d.cfg.Links.EnsureBridge(d.bridgeSpec(old))
+	}
+	existed, err := d.cfg.Links.LinkExists(n.Bridge)
+	if err != nil {
+		return err
+	}
+	if existed && req.Generic[OptBridgeName] != "" {
+		return fmt.Errorf("network option %s=%s: an interface of that name exists already: accepted is a name no interface has", OptBridgeName, n.Bridge)
+	}
+	ok := false
+	defer func() {
+		if ok {
+			return
+		}
+		delete(d.networks, n.ID)
+		if err := d.cfg.Store.DeleteNetwork(n.ID); err != nil {
+			log.WithError(err).Warn("undo: forget network")
+		}
+		if err := d.cfg.Links.DeleteBridge(n.Bridge); err != nil {
+			log.WithError(err).Warn("undo: delete bridge")
+		}
+		if err := d.syncLocked(); err != nil {
+			log.WithError(err).Warn("undo: firewall")
+		}
+	}()
+	if err := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); err != nil {
+		return err
+	}
+	d.networks[n.ID] = n
+	if err := d.cfg.Store.PutNetwork(n); err != nil {
+		return fmt.Errorf("save network: %w", err)
+	}
+	if err := d.syncLocked(); err != nil {
+		return err
+	}
+	ok = true
+	log.Info("created network")
+	return nil
+}
+
+func sameNetwork(a, b *Network) bool {
+	return a.ID == b.ID && a.Bridge == b.Bridge && a.Subnet == b.Subnet && a.Gateway == b.Gateway && a.Mode == b.Mode
+}
+
+// newNetwork validates a request into a record, without side effects.
+func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
+	if req.NetworkID == "" {
+		return nil, fmt.Errorf("create network: empty network id")
+	}
+	opts, err := ParseNetworkOptions(req.Generic, req.Internal)
+	if err != nil {
+		return nil, err
+	}
+	if !req.EnableIPv6 || len(req.IPv6) == 0 {
+		return nil, fmt.Errorf("v6bridge networks are IPv6 networks: create it with --ipv6 and --subnet (compose: enable_ipv6: true and an ipam config subnet)")
+	}
+	if len(req.IPv6) > 1 {
+		return nil, fmt.Errorf("v6bridge takes one IPv6 subnet per network, got %d: create one network per subnet", len(req.IPv6))
+	}
+	pool := req.IPv6[0]
+	n := &Network{
+		ID:        req.NetworkID,
+		Bridge:    opts.BridgeName,
+		Mode:      opts.Mode,
+		Subnet:    pool.Pool.Masked(),
+		Gateway:   pool.Gateway.Addr(),
+		MTU:       opts.MTU,
+		ICC:       opts.ICC,
+		AllowPing: opts.AllowPing,
+		Allow:     opts.Allow,
+		HostIPv6:  opts.HostIPv6,
+		Modern:    req.EnableIPv4 != nil,
+		IPv4:      len(req.IPv4) > 0,
+	}
+	if !n.Gateway.IsValid() {
+		n.Gateway = n.Subnet.Addr().Next()
+	}
+	if !n.Subnet.Contains(n.Gateway) {
+		return nil, fmt.Errorf("gateway %s is outside subnet %s: accepted is an address inside it", n.Gateway, n.Subnet)
+	}
+	if n.Mode == "" {
+		n.Mode = DefaultMode(n.Subnet, d.cfg.PublicPrefixes())
+	}
+	if (n.Mode == nat.ModePublic || n.Mode == nat.ModeRouted) && IsULA(n.Subnet.Addr()) {
+		return nil, fmt.Errorf("network option %s=%s needs a global subnet, %s is a unique local (ULA) one: accepted are nat or internal for ULA subnets", OptMode, n.Mode, n.Subnet)
+	}
+	if n.HostIPv6.IsValid() && n.Mode != nat.ModeNAT {
+		return nil, fmt.Errorf("network option %s applies only to %s=nat, not %s", OptHostIPv6, OptMode, n.Mode)
+	}
+	if len(n.Allow) > 0 && n.Mode != nat.ModePublic && n.Mode != nat.ModeRouted {
+		return nil, fmt.Errorf("network option %s applies only to public and routed networks, not %s=%s", OptAllow, OptMode, n.Mode)
+	}
+	if n.Bridge == "" {
+		n.Bridge = BridgeName(n.ID)
+	}
+	if n.MTU == 0 {
+		n.MTU = d.cfg.UplinkMTU()
+	}
+	for _, o := range d.networks {
+		if o.ID == n.ID {
+			continue
+		}
+		if o.Bridge == n.Bridge {
+			return nil, fmt.Errorf("network option %s=%s: network %s uses that bridge already: accepted is a name no other network uses", OptBridgeName, n.Bridge, short(o.ID, 12))
+		}
+		if o.Subnet.Overlaps(n.Subnet) {
+			return nil, fmt.Errorf("subnet %s overlaps subnet %s of network %s: accepted is a subnet no other v6bridge network uses", n.Subnet, o.Subnet, short(o.ID, 12))
+		}
+	}
+	return n, nil
+}
+
+// DeleteNetwork removes a network's endpoints, bridge and record. An unknown
+// network is success.
+func (d *Driver) DeleteNetwork(id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.networks[id]
+	if !ok {
+		return nil
+	}
+	log := d.log.WithFields(logrus.Fields{"network": short(id, 12), "bridge": n.Bridge})
+	for _, e := range d.sortedEndpoints() {
+		if e.NetworkID == id {
+			if err := d.deleteEndpointLocked(e); err != nil {
+				return err
+			}
+		}
+	}
+	delete(d.networks, id)
+	if err := d.syncLocked(); err != nil {
+		d.networks[id] = n
+		return err
+	}
+	if err := d.cfg.Links.DeleteBridge(n.Bridge); err != nil {
+		return err
+	}
+	if err := d.cfg.Store.DeleteNetwork(id); err != nil {
+		return err
+	}
+	log.Info("deleted network")
+	return nil
+}
+
+// CreateEndpoint creates the endpoint's veth pair, host end on the bridge.
+// It returns the MAC it picked when the request had none, else "".
+func (d *Driver) CreateEndpoint(req CreateEndpointRequest) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.networks[req.NetworkID]
+	if !ok {
+		return "", fmt.Errorf("create endpoint: network %s: %w (was it created by another driver, or its state lost?)", short(req.NetworkID, 12), ErrUnknownNetwork)
+	}
+	if req.EndpointID == "" {
+		return "", fmt.Errorf("create endpoint: empty endpoint id")
+	}
+	if e, ok := d.endpoints[req.EndpointID]; ok {
+		if e.Addr != req.AddressIPv6 {
+			return "", fmt.Errorf("endpoint %s exists with address %s", short(e.ID, 12), e.Addr)
+		}
+		if req.MAC == "" {
+			return e.MAC, nil
+		}
+		return "", nil
+	}
+	if req.AddressIPv6.IsValid() {
+		if !n.Subnet.Contains(req.AddressIPv6.Addr()) {
+			return "", fmt.Errorf("address %s is outside subnet %s of the network: accepted is an address inside it", req.AddressIPv6.Addr(), n.Subnet)
+		}
+	}
+	mac := req.MAC
+	picked := ""
+	if mac == "" {
+		mac = EndpointMAC(req.EndpointID).String()
+		picked = mac
+	}
+	e := &Endpoint{ID: req.EndpointID, NetworkID: n.ID, Addr: req.AddressIPv6, MAC: mac}
+	e.HostVeth, e.PeerVeth = VethNames(e.ID)
+	if e.hardwareAddr() == nil {
+		return "", fmt.Errorf("MAC address %q: accepted is the form 02:42:ac:11:00:02", mac)
+	}
+	log := d.log.WithFields(logrus.Fields{"network": short(n.ID, 12), "endpoint": short(e.ID, 12), "addr": e.Addr, "iface": e.HostVeth})
+	if err := d.cfg.Links.EnsureVeth(VethSpec{HostName: e.HostVeth, PeerName: e.PeerVeth, Bridge: n.Bridge, MTU: n.MTU, MAC: e.hardwareAddr(), Isolated: !n.ICC}); err != nil {
+		return "", err
+	}
+	if err := d.cfg.Store.PutEndpoint(e); err != nil {
+		if derr := d.cfg.Links.DeleteVeth(e.HostVeth); derr != nil {
+			log.WithError(derr).Warn("undo: delete veth")
+		}
+		return "", fmt.Errorf("save endpoint: %w", err)
+	}
+	d.endpoints[e.ID] = e
+	log.Info("created endpoint")
+	return picked, nil
+}
+
+// DeleteEndpoint removes the veth pair and the record. Unknown is success.
+func (d *Driver) DeleteEndpoint(networkID, endpointID string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.endpoints[endpointID]
+	if !ok {
+		return nil
+	}
+	if err := d.deleteEndpointLocked(e); err != nil {
+		return err
+	}
+	return d.syncLocked()
+}
+
+func (d *Driver) deleteEndpointLocked(e *Endpoint) error {
+	if e.Joined {
+		d.leaveLocked(e)
+	}
+	if err := d.cfg.Links.DeleteVeth(e.HostVeth); err != nil {
+		return err
+	}
+	if err := d.cfg.Store.DeleteEndpoint(e.ID); err != nil {
+		return err
+	}
+	delete(d.endpoints, e.ID)
+	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("deleted endpoint")
+	return nil
+}
+
+// Join hands the container end to the engine, publishes the container's
+// ports and starts answering NDP for its address.
+func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.endpoints[req.EndpointID]
+	if !ok {
+		return JoinResponse{}, fmt.Errorf("join: unknown endpoint %s", short(req.EndpointID, 12))
+	}
+	n := d.networks[e.NetworkID]
+	log := d.log.WithFields(logrus.Fields{"network": short(n.ID, 12), "endpoint": short(e.ID, 12), "addr": e.Addr})
+	if err := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); err != nil {
+		return JoinResponse{}, err
+	}
+	reqs, skipped, err := ParsePortMap(req.Options)
+	if err != nil {
+		return JoinResponse{}, err
+	}
+	for _, s := range skipped {
+		log.WithField("port", s).Warn("not publishing a port bound to an IPv4 address: v6bridge publishes on IPv6")
+	}
+	prev := *e
+	e.Joined, e.Sandbox = true, req.SandboxKey
+	e.Ports = nil
+	if len(reqs) > 0 && e.Addr.IsValid() && n.Mode != nat.ModeInternal && !d.sandboxPublishes(e) {
+		if e.Ports, err = AssignHostPorts(reqs, d.portTaken); err != nil {
+			*e = prev
+			return JoinResponse{}, err
+		}
+	}
+	resp := JoinResponse{SrcName: e.PeerVeth, DstPrefix: "eth"}
+	if e.Addr.IsValid() && n.Mode != nat.ModeInternal {
+		if n.Modern {
+			resp.GatewayIPv6 = n.Gateway
+		} else if !d.sandboxHasDefaultRoute(e) {
+			// Engines < 28 install no IPv6 default route from GatewayIPv6
+			// when the endpoint has no IPv4 gateway: a static route does.
+			// Only one endpoint of a sandbox may carry it (a second ::/0
+			// would fail the join with EEXIST): the first joined wins.
+			e.DefaultRoute = true
+			resp.StaticRoutes = []StaticRoute{{Destination: netip.MustParsePrefix("::/0"), NextHop: n.Gateway}}
+		}
+	}
+	if err := d.cfg.Store.PutEndpoint(e); err != nil {
+		*e = prev
+		return JoinResponse{}, fmt.Errorf("save endpoint: %w", err)
+	}
+	if err := d.syncLocked(); err != nil {
+		*e = prev
+		if perr := d.cfg.Store.PutEndpoint(e); perr != nil {
+			log.WithError(perr).Warn("undo: save endpoint")
+		}
+		if serr := d.syncLocked(); serr != nil {
+			log.WithError(serr).Warn("undo: firewall")
+		}
+		return JoinResponse{}, err
+	}
+	log.WithField("ports", formatMappings(e.Ports)).Info("joined")
+	return resp, nil
+}
+
+// sandboxPublishes reports whether another joined endpoint of e's sandbox
+// already publishes the sandbox's ports: the engine sends them with every
+// network's Join, and one host port can only lead to one address.
+func (d *Driver) sandboxPublishes(e *Endpoint) bool {
+	if e.Sandbox == "" {
+		return false
+	}
+	for _, o := range d.endpoints {
+		if o != e && o.Joined && o.Sandbox == e.Sandbox && len(o.Ports) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Driver) sandboxHasDefaultRoute(e *Endpoint) bool {
+	if e.Sandbox == "" {
+		return false
+	}
+	for _, o := range d.endpoints {
+		if o != e && o.Joined && o.Sandbox == e.Sandbox && o.DefaultRoute {
+			return true
+		}
+	}
+	return false
+}
+
+// portTaken reports whether a host port is published already for the
+// protocol and an overlapping host address (zero means all).
+func (d *Driver) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
+	for _, o := range d.endpoints {
+		for _, m := range o.Ports {
+			if m.Proto != proto || port < m.HostFirst || port > m.HostLast {
+				continue
+			}
+			if !addr.IsValid() || !m.HostAddr.IsValid() || addr == m.HostAddr {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Leave unpublishes the endpoint's ports and stops NDP for it. Unknown is
+// success.
+func (d *Driver) Leave(networkID, endpointID string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.endpoints[endpointID]
+	if !ok || !e.Joined {
+		return nil
+	}
+	d.leaveLocked(e)
+	if err := d.cfg.Store.PutEndpoint(e); err != nil {
+		return fmt.Errorf("save endpoint: %w", err)
+	}
+	return d.syncLocked()
+}
+
+func (d *Driver) leaveLocked(e *Endpoint) {
+	ports := e.Ports
+	sandbox := e.Sandbox
+	e.Joined, e.Sandbox, e.Ports, e.DefaultRoute = false, "", nil, false
+	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("left")
+	if len(ports) == 0 || sandbox == "" {
+		return
+	}
+	// Hand the sandbox's published ports to another of its endpoints, so
+	// the container stays reachable while it is still on another network.
+	for _, o := range d.sortedEndpoints() {
+		n := d.networks[o.NetworkID]
+		if o.Joined && o.Sandbox == sandbox && o.Addr.IsValid() && n.Mode != nat.ModeInternal {
+			o.Ports = ports
+			if err := d.cfg.Store.PutEndpoint(o); err != nil {
+				d.log.WithError(err).Warn("save endpoint taking over published ports")
+			}
+			return
+		}
+	}
+}
+
+// ProgramExternalConnectivity publishes the ports it carries if the Join did
+// not (some engines send them only here); otherwise it is a no-op.
+func (d *Driver) ProgramExternalConnectivity(networkID, endpointID string, options map[string]any) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.endpoints[endpointID]
+	if !ok || !e.Joined || len(e.Ports) > 0 || !e.Addr.IsValid() || d.networks[e.NetworkID].Mode == nat.ModeInternal || d.sandboxPublishes(e) {
+		return nil
+	}
+	reqs, _, err := ParsePortMap(options)
+	if err != nil || len(reqs) == 0 {
+		return err
+	}
+	ports, err := AssignHostPorts(reqs, d.portTaken)
+	if err != nil {
+		return err
+	}
+	e.Ports = ports
+	if err := d.syncLocked(); err != nil {
+		e.Ports = nil
+		return err
+	}
+	return d.cfg.Store.PutEndpoint(e)
+}
+
+// EndpointInfo returns the endpoint's operational data for the engine.
+func (d *Driver) EndpointInfo(networkID, endpointID string) map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.endpoints[endpointID]
+	if !ok {
+		return map[string]string{}
+	}
+	info := map[string]string{"v6bridge.bridge": d.networks[e.NetworkID].Bridge, "v6bridge.veth": e.HostVeth}
+	if e.Addr.IsValid() {
+		info["v6bridge.address"] = e.Addr.Addr().String()
+	}
+	if len(e.Ports) > 0 {
+		info["v6bridge.ports"] = formatMappings(e.Ports)
+	}
+	return info
+}
+
+// syncLocked rebuilds the firewall and NDP state from the records and
+// applies both.
+func (d *Driver) syncLocked() error {
+	if d.cfg.Firewall != nil {
+		s := d.firewallState()
+		if err := nat.CheckConflicts(s); err != nil {
+			return err
+		}
+		if err := d.cfg.Firewall.Apply(s); err != nil {
+			return fmt.Errorf("apply firewall: %w", err)
+		}
+	}
+	if d.cfg.Neighbors != nil {
+		addrs, ranges := d.ndpTargets()
+		if err := d.cfg.Neighbors.SetTargets(addrs, ranges); err != nil {
+			return fmt.Errorf("ndp: %w", err)
+		}
+	}
+	return nil
+}
+
+func (d *Driver) firewallState() nat.State {
+	s := nat.State{Uplinks: d.cfg.Uplinks, HostAddrs: d.cfg.HostAddrs()}
+	for _, n := range d.sortedNetworks() {
+		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: n.Gateway, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
+		for _, e := range d.sortedEndpoints() {
+			if e.NetworkID == n.ID && e.Joined && e.Addr.IsValid() {
+				fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: e.Ports})
+			}
+		}
+		s.Networks = append(s.Networks, fn)
+	}
+	return s
+}
+
+func (d *Driver) ndpTargets() ([]netip.Addr, []netip.Prefix) {
+	var addrs []netip.Addr
+	var ranges []netip.Prefix
+	for _, n := range d.sortedNetworks() {
+		if n.Mode != nat.ModePublic {
+			continue
+		}
+		if d.cfg.NDPRange {
+			ranges = append(ranges, n.Subnet)
+			continue
+		}
+		for _, e := range d.sortedEndpoints() {
+			if e.NetworkID == n.ID && e.Joined && e.Addr.IsValid() {
+				addrs = append(addrs, e.Addr.Addr())
+			}
+		}
+	}
+	return addrs, ranges
+}
+
+func (d *Driver) sortedNetworks() []*Network {
+	out := make([]*Network, 0, len(d.networks))
+	for _, n := range d.networks {
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Bridge < out[j].Bridge })
+	return out
+}
+
+func (d *Driver) sortedEndpoints() []*Endpoint {
+	out := make([]*Endpoint, 0, len(d.endpoints))
+	for _, e := range d.endpoints {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func formatMappings(ms []nat.Mapping) string {
+	s := ""
+	for i, m := range ms {
+		if i > 0 {
+			s += ","
+		}
+		host := "[::]"
+		if m.HostAddr.IsValid() {
+			host = "[" + m.HostAddr.String() + "]"
+		}
+		s += fmt.Sprintf("%s:%d->%d/%s", host, m.HostFirst, m.ContainerFirst, ProtoName(m.Proto))
+	}
+	return s
+}

@@ -1,0 +1,377 @@
+package driver
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/v6bridge/v6bridge/nat"
+)
+
+const (
+	netA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	netB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	ep1  = "1111111111111111111111111111111111111111111111111111111111111111"
+	ep2  = "2222222222222222222222222222222222222222222222222222222222222222"
+	ep3  = "3333333333333333333333333333333333333333333333333333333333333333"
+)
+
+type rig struct {
+	d     *Driver
+	links *fakeLinks
+	fw    *fakeFirewall
+	nb    *fakeNeighbors
+	store *memStore
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{links: newFakeLinks(), fw: &fakeFirewall{}, nb: &fakeNeighbors{}, store: newMemStore()}
+	r.d = r.reopen(t)
+	return r
+}
+
+// reopen builds a new Driver over the same store and kernel, as a plugin
+// restart does.
+func (r *rig) reopen(t *testing.T) *Driver {
+	t.Helper()
+	d, err := New(Config{
+		Links: r.links, Firewall: r.fw, Neighbors: r.nb, Store: r.store,
+		Uplinks:        []string{"eth0"},
+		HostAddrs:      func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")} },
+		PublicPrefixes: func() []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")} },
+		UplinkMTU:      func() int { return 1500 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func truep() *bool { b := false; return &b }
+
+func createReq(id, subnet string, opts map[string]string) CreateNetworkRequest {
+	p := netip.MustParsePrefix(subnet)
+	return CreateNetworkRequest{
+		NetworkID: id, Generic: opts, EnableIPv6: true, EnableIPv4: truep(),
+		IPv6: []PoolData{{Pool: p, Gateway: netip.PrefixFrom(p.Addr().Next(), p.Bits())}},
+	}
+}
+
+func TestCreateNetworkDefaults(t *testing.T) {
+	tests := []struct {
+		subnet string
+		opts   map[string]string
+		want   Network
+	}{
+		{"fd12:3456:789a:8101:1::/112", nil, Network{Mode: nat.ModeNAT, MTU: 1500, ICC: true, AllowPing: true}},
+		{"2001:db8:1234:a1:1::/112", nil, Network{Mode: nat.ModePublic, MTU: 1500, ICC: true, AllowPing: true}},
+		{"2001:db8:99::/112", nil, Network{Mode: nat.ModeRouted, MTU: 1500, ICC: true, AllowPing: true}},
+		{"fd00:1::/112", map[string]string{OptMode: "internal", OptMTU: "1400", OptICC: "false"}, Network{Mode: nat.ModeInternal, MTU: 1400, ICC: false, AllowPing: true}},
+		{"fd00:2::/112", map[string]string{OptBridgeName: "br-mine", "com.docker.network.driver.mtu": "9000"}, Network{Mode: nat.ModeNAT, MTU: 9000, ICC: true, AllowPing: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.subnet, func(t *testing.T) {
+			r := newRig(t)
+			if err := r.d.CreateNetwork(createReq(netA, tt.subnet, tt.opts)); err != nil {
+				t.Fatal(err)
+			}
+			got := *r.d.networks[netA]
+			p := netip.MustParsePrefix(tt.subnet)
+			tt.want.ID, tt.want.Subnet, tt.want.Gateway, tt.want.Modern = netA, p, p.Addr().Next(), true
+			tt.want.Bridge = "v6b-aaaaaaaaaaa"
+			if tt.opts[OptBridgeName] != "" {
+				tt.want.Bridge = tt.opts[OptBridgeName]
+			}
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+				t.Errorf("network (-want +got):\n%s", diff)
+			}
+			if _, ok := r.store.networks[netA]; !ok {
+				t.Error("network not persisted")
+			}
+			if b := r.links.bridges[got.Bridge]; b.Gateway.String() != p.Addr().Next().String()+"/112" || b.MTU != tt.want.MTU || b.Isolated != !tt.want.ICC {
+				t.Errorf("bridge spec = %+v", b)
+			}
+		})
+	}
+}
+
+func TestCreateNetworkRefusals(t *testing.T) {
+	tests := []struct {
+		name string
+		req  func() CreateNetworkRequest
+		want string
+	}{
+		{"unknown option", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{"v6bridge.colour": "blue"})
+		}, `unknown network option "v6bridge.colour": accepted options are`},
+		{"bad mode", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMode: "bridge"}) }, "accepted are nat, public, routed, internal"},
+		{"bad mtu", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMTU: "1000"}) }, "1280 to 65535"},
+		{"mtu not a number", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMTU: "big"}) }, "1280 to 65535"},
+		{"bad icc", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptICC: "maybe"}) }, "true or false"},
+		{"long bridge name", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "a-very-long-bridge-name"})
+		}, "1 to 15 bytes"},
+		{"bridge name with slash", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "br/0"}) }, "no spaces"},
+		{"bridge name of existing interface", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "eth0"}) }, "an interface of that name exists"},
+		{"bridge name of other network", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "v6b-aaaaaaaaaaa"})
+		}, "uses that bridge already"},
+		{"public with ULA", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMode: "public"}) }, "needs a global subnet"},
+		{"internal conflicts with mode", func() CreateNetworkRequest {
+			r := createReq(netB, "fd00:9::/112", map[string]string{OptMode: "nat"})
+			r.Internal = true
+			return r
+		}, "conflicts with --internal"},
+		{"no ipv6", func() CreateNetworkRequest {
+			r := createReq(netB, "fd00:9::/112", nil)
+			r.EnableIPv6, r.IPv6 = false, nil
+			return r
+		}, "--ipv6"},
+		{"overlapping subnet", func() CreateNetworkRequest { return createReq(netB, "fd12:3456:789a:8101:1::/120", nil) }, "overlaps"},
+		{"bad allow", func() CreateNetworkRequest {
+			return createReq(netB, "2001:db8:1234:a1:2::/112", map[string]string{OptAllow: "tcp/99999"})
+		}, "1 to 65535"},
+		{"allow on nat", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptAllow: "tcp/80"}) }, "public and routed"},
+		{"host_ipv6 not an address", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptHostIPv6: "host"}) }, "IPv6 address"},
+		{"host_ipv6 on public", func() CreateNetworkRequest {
+			return createReq(netB, "2001:db8:1234:a1:2::/112", map[string]string{OptHostIPv6: "2001:db8:1234:a1::1", OptMode: "public"})
+		}, "only to v6bridge.mode=nat"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t)
+			if err := r.d.CreateNetwork(createReq(netA, "fd12:3456:789a:8101:1::/112", nil)); err != nil {
+				t.Fatal(err)
+			}
+			before := r.links.ours()
+			err := r.d.CreateNetwork(tt.req())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			if diff := cmp.Diff(before, r.links.ours()); diff != "" {
+				t.Errorf("links changed (-before +after):\n%s", diff)
+			}
+			if _, ok := r.store.networks[netB]; ok {
+				t.Error("refused network was persisted")
+			}
+		})
+	}
+}
+
+func TestCreateNetworkUndoesOnFirewallFailure(t *testing.T) {
+	r := newRig(t)
+	r.fw.fail = true
+	if err := r.d.CreateNetwork(createReq(netA, "fd00:1::/112", nil)); err == nil {
+		t.Fatal("want error")
+	}
+	if got := r.links.ours(); len(got) != 0 {
+		t.Errorf("links left behind: %v", got)
+	}
+	if len(r.store.networks) != 0 || len(r.d.networks) != 0 {
+		t.Error("state left behind")
+	}
+}
+
+func mustNetwork(t *testing.T, r *rig, id, subnet string, opts map[string]string) {
+	t.Helper()
+	if err := r.d.CreateNetwork(createReq(id, subnet, opts)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustEndpoint(t *testing.T, r *rig, nid, eid, addr string) {
+	t.Helper()
+	if _, err := r.d.CreateEndpoint(CreateEndpointRequest{NetworkID: nid, EndpointID: eid, AddressIPv6: netip.MustParsePrefix(addr)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func portmap(hostIP string, hostPort, port int) map[string]any {
+	return map[string]any{"com.docker.network.portmap": []any{
+		map[string]any{"Proto": float64(6), "IP": "", "Port": float64(port), "HostIP": hostIP, "HostPort": float64(hostPort), "HostPortEnd": float64(hostPort)},
+	}}
+}
+
+func TestEndpointLifecycle(t *testing.T) {
+	r := newRig(t)
+	mustNetwork(t, r, netA, "2001:db8:1234:a1:1::/112", nil)
+	mac, err := r.d.CreateEndpoint(CreateEndpointRequest{NetworkID: netA, EndpointID: ep1, AddressIPv6: netip.MustParsePrefix("2001:db8:1234:a1:1::ab53/112")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mac == "" || mac != EndpointMAC(ep1).String() {
+		t.Errorf("mac = %q", mac)
+	}
+	if v := r.links.veths["v6h111111111111"]; v.Bridge != "v6b-aaaaaaaaaaa" || v.PeerName != "v6c111111111111" || v.MTU != 1500 {
+		t.Errorf("veth = %+v", v)
+	}
+	resp, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "/run/docker/netns/c1", Options: portmap("", 8081, 80)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := JoinResponse{SrcName: "v6c111111111111", DstPrefix: "eth", GatewayIPv6: netip.MustParseAddr("2001:db8:1234:a1:1::1")}
+	if diff := cmp.Diff(want, resp, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("join (-want +got):\n%s", diff)
+	}
+	if got := r.nb.addrs; len(got) != 1 || got[0].String() != "2001:db8:1234:a1:1::ab53" {
+		t.Errorf("ndp targets = %v", got)
+	}
+	eps := r.fw.last.Networks[0].Endpoints
+	if len(eps) != 1 || len(eps[0].Ports) != 1 || eps[0].Ports[0].HostFirst != 8081 || eps[0].Ports[0].ContainerFirst != 80 {
+		t.Errorf("firewall endpoints = %+v", eps)
+	}
+	if info := r.d.EndpointInfo(netA, ep1); info["v6bridge.ports"] != "[::]:8081->80/tcp" {
+		t.Errorf("info = %v", info)
+	}
+	// Second container asking for the same host port: refused, nothing changes.
+	mustEndpoint(t, r, netA, ep2, "2001:db8:1234:a1:1::2/112")
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "/run/docker/netns/c2", Options: portmap("", 8081, 80)}); err == nil || !strings.Contains(err.Error(), "host port tcp/8081") {
+		t.Fatalf("second join err = %v", err)
+	}
+	if r.d.endpoints[ep2].Joined {
+		t.Error("failed join left the endpoint joined")
+	}
+	if err := r.d.Leave(netA, ep1); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.nb.addrs) != 0 || len(r.fw.last.Networks[0].Endpoints) != 0 {
+		t.Errorf("after leave: ndp %v fw %+v", r.nb.addrs, r.fw.last.Networks[0].Endpoints)
+	}
+	if err := r.d.DeleteEndpoint(netA, ep1); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{ep1, "unknown"} { // repeated and unknown deletes succeed
+		if err := r.d.DeleteEndpoint(netA, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.d.Leave(netA, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.d.DeleteNetwork(netA); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.DeleteNetwork(netA); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.links.ours(); len(got) != 0 {
+		t.Errorf("links left behind: %v", got)
+	}
+	if len(r.store.networks)+len(r.store.endpoints) != 0 {
+		t.Errorf("state left behind: %+v", r.store)
+	}
+}
+
+func TestJoinLegacyEngineDefaultRoute(t *testing.T) {
+	r := newRig(t)
+	a := createReq(netA, "fd00:1::/112", nil)
+	a.EnableIPv4 = nil // engine < 28
+	b := createReq(netB, "fd00:2::/112", nil)
+	b.EnableIPv4 = nil
+	for _, req := range []CreateNetworkRequest{a, b} {
+		if err := r.d.CreateNetwork(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustEndpoint(t, r, netA, ep1, "fd00:1::5/112")
+	mustEndpoint(t, r, netB, ep2, "fd00:2::5/112")
+	first, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "sb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := r.d.Join(JoinRequest{NetworkID: netB, EndpointID: ep2, SandboxKey: "sb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.GatewayIPv6.IsValid() || len(first.StaticRoutes) != 1 || first.StaticRoutes[0].Destination.String() != "::/0" || first.StaticRoutes[0].NextHop.String() != "fd00:1::1" {
+		t.Errorf("first join = %+v", first)
+	}
+	if len(second.StaticRoutes) != 0 {
+		t.Errorf("second network of the same container got a default route too: %+v", second)
+	}
+}
+
+func TestSandboxOnTwoNetworksPublishesOnce(t *testing.T) {
+	r := newRig(t)
+	mustNetwork(t, r, netA, "fd12:3456:789a:8101:1::/112", nil)
+	mustNetwork(t, r, netB, "2001:db8:1234:a1:1::/112", nil)
+	mustEndpoint(t, r, netA, ep1, "fd12:3456:789a:8101:1::ab53/112")
+	mustEndpoint(t, r, netB, ep2, "2001:db8:1234:a1:1::ab53/112")
+	for _, j := range []JoinRequest{
+		{NetworkID: netA, EndpointID: ep1, SandboxKey: "sb", Options: portmap("", 8081, 80)},
+		{NetworkID: netB, EndpointID: ep2, SandboxKey: "sb", Options: portmap("", 8081, 80)},
+	} {
+		if _, err := r.d.Join(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(r.d.endpoints[ep1].Ports) != 1 || len(r.d.endpoints[ep2].Ports) != 0 {
+		t.Fatalf("ports: ep1 %v ep2 %v", r.d.endpoints[ep1].Ports, r.d.endpoints[ep2].Ports)
+	}
+	if err := r.d.Leave(netA, ep1); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.d.endpoints[ep2].Ports) != 1 {
+		t.Errorf("ports did not move to the container's other network: %v", r.d.endpoints[ep2].Ports)
+	}
+}
+
+func TestEphemeralAndAddressSpecificPorts(t *testing.T) {
+	r := newRig(t)
+	mustNetwork(t, r, netA, "fd00:1::/112", nil)
+	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
+	mustEndpoint(t, r, netA, ep2, "fd00:1::3/112")
+	mustEndpoint(t, r, netA, ep3, "fd00:1::4/112")
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Options: portmap("2001:db8:1234:a1::1", 8081, 80)}); err != nil {
+		t.Fatal(err)
+	}
+	// Same port on another address is free; any address overlaps the first.
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "b", Options: portmap("2001:db8:1234:a1::2", 8081, 80)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Options: portmap("", 8081, 80)}); err == nil {
+		t.Fatal("any-address binding of a taken port accepted")
+	}
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Options: portmap("", 0, 80)}); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.d.endpoints[ep3].Ports; len(p) != 1 || p[0].HostFirst != ephemeralFirst {
+		t.Errorf("ephemeral = %+v", p)
+	}
+}
+
+func TestRestartKeepsStateAndReconcileCleansOrphans(t *testing.T) {
+	r := newRig(t)
+	mustNetwork(t, r, netA, "fd00:1::/112", nil)
+	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Options: portmap("", 8081, 80)}); err != nil {
+		t.Fatal(err)
+	}
+	// A simulated reboot: every bridge gone; plus leftovers of a crash.
+	r.links = newFakeLinks()
+	r.links.links["v6h111111111111"] = "veth" // the container's link survived
+	r.links.links["v6b-deadbeef000"] = "bridge"
+	r.links.links["v6hdeadbeef0000"] = "veth"
+	d := r.reopen(t)
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"v6b-aaaaaaaaaaa", "v6h111111111111"}, r.links.ours()); diff != "" {
+		t.Errorf("links after reconcile (-want +got):\n%s", diff)
+	}
+	if eps := r.fw.last.Networks[0].Endpoints; len(eps) != 1 || len(eps[0].Ports) != 1 {
+		t.Errorf("firewall after restart = %+v", r.fw.last)
+	}
+	// The container's link vanished: it is unpublished.
+	delete(r.links.links, "v6h111111111111")
+	d = r.reopen(t)
+	if err := d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if eps := r.fw.last.Networks[0].Endpoints; len(eps) != 0 {
+		t.Errorf("dead endpoint still published: %+v", eps)
+	}
+}

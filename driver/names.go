@@ -1,0 +1,45 @@
+package driver
+
+import (
+	"crypto/sha256"
+	"net"
+)
+
+// Name prefixes of the links v6bridge owns. Reconcile removes links with
+// these prefixes that no persisted network or endpoint claims.
+const (
+	BridgePrefix   = "v6b-"
+	HostVethPrefix = "v6h"
+	PeerVethPrefix = "v6c"
+)
+
+// BridgeName derives the default bridge name of a network from its id:
+// "v6b-" and the first 11 characters of the id (15 bytes, the kernel's
+// limit), so a leftover after a crash is recognisable.
+func BridgeName(networkID string) string {
+	return BridgePrefix + short(networkID, 11)
+}
+
+// VethNames derives the host-side and container-side veth names of an
+// endpoint from its id.
+func VethNames(endpointID string) (host, peer string) {
+	s := short(endpointID, 12)
+	return HostVethPrefix + s, PeerVethPrefix + s
+}
+
+func short(id string, n int) string {
+	if len(id) < n {
+		return id
+	}
+	return id[:n]
+}
+
+// EndpointMAC derives a stable, locally administered unicast MAC for an
+// endpoint from its id, so a re-created endpoint keeps its MAC and no two
+// endpoints of a host share one in practice.
+func EndpointMAC(endpointID string) net.HardwareAddr {
+	h := sha256.Sum256([]byte(endpointID))
+	mac := net.HardwareAddr(h[:6])
+	mac[0] = (mac[0] | 0x02) &^ 0x01
+	return mac
+}

@@ -1,0 +1,247 @@
+package driver
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/v6bridge/v6bridge/nat"
+)
+
+// Network option keys (docker network create -o KEY=VALUE, compose
+// driver_opts).
+const (
+	OptMode       = "v6bridge.mode"
+	OptBridgeName = "v6bridge.bridge_name"
+	OptMTU        = "v6bridge.mtu"
+	OptICC        = "v6bridge.icc"
+	OptAllowPing  = "v6bridge.allow_ping"
+	OptAllow      = "v6bridge.allow"
+	OptHostIPv6   = "v6bridge.host_ipv6"
+
+	// Docker's own generic keys that v6bridge honours.
+	dockerOptMTU      = "com.docker.network.driver.mtu"
+	dockerOptHostIPv6 = "com.docker.network.host_ipv6"
+)
+
+var acceptedOpts = []string{OptAllow, OptAllowPing, OptBridgeName, OptHostIPv6, OptICC, OptMode, OptMTU}
+
+// NetworkOptions are the validated driver options of one network.
+type NetworkOptions struct {
+	Mode       nat.Mode // "" until defaulted from the subnet
+	BridgeName string   // "" means derived from the network id
+	MTU        int      // 0 means the uplink's MTU
+	ICC        bool
+	AllowPing  bool
+	Allow      []nat.Port
+	HostIPv6   netip.Addr // SNAT source for nat mode; zero means masquerade
+}
+
+// ParseNetworkOptions validates the generic options of a network. internal
+// is Docker's --internal flag. Keys outside the v6bridge namespace are
+// ignored, except Docker's MTU and host_ipv6 keys, which are honoured.
+func ParseNetworkOptions(generic map[string]string, internal bool) (NetworkOptions, error) {
+	o := NetworkOptions{ICC: true, AllowPing: true}
+	keys := make([]string, 0, len(generic))
+	for k := range generic {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := strings.TrimSpace(generic[k])
+		var err error
+		switch k {
+		case OptMode:
+			o.Mode, err = parseMode(v)
+		case OptBridgeName:
+			err = ValidateIfName(v)
+			o.BridgeName = v
+		case OptMTU, dockerOptMTU:
+			o.MTU, err = parseMTU(v)
+		case OptICC:
+			o.ICC, err = parseBool(v)
+		case OptAllowPing:
+			o.AllowPing, err = parseBool(v)
+		case OptAllow:
+			o.Allow, err = ParsePorts(v)
+		case OptHostIPv6, dockerOptHostIPv6:
+			o.HostIPv6, err = parseHostIPv6(v)
+		default:
+			if strings.HasPrefix(k, "v6bridge.") {
+				return o, fmt.Errorf("unknown network option %q: accepted options are %s", k, strings.Join(acceptedOpts, ", "))
+			}
+			continue
+		}
+		if err != nil {
+			return o, fmt.Errorf("network option %s=%q: %w", k, generic[k], err)
+		}
+	}
+	if internal {
+		if o.Mode != "" && o.Mode != nat.ModeInternal {
+			return o, fmt.Errorf("network option %s=%s conflicts with --internal: drop one of them (--internal means %s=internal)", OptMode, o.Mode, OptMode)
+		}
+		o.Mode = nat.ModeInternal
+	}
+	if o.HostIPv6.IsValid() && o.Mode != "" && o.Mode != nat.ModeNAT {
+		return o, fmt.Errorf("network option %s applies only to %s=nat, not %s", OptHostIPv6, OptMode, o.Mode)
+	}
+	if len(o.Allow) > 0 && (o.Mode == nat.ModeNAT || o.Mode == nat.ModeInternal) {
+		return o, fmt.Errorf("network option %s applies only to public and routed networks, not %s=%s (publish ports with -p instead)", OptAllow, OptMode, o.Mode)
+	}
+	return o, nil
+}
+
+// DefaultMode picks the mode of a network whose options name none: ULA
+// subnets get nat, subnets inside one of the public prefixes get public,
+// any other global subnet routed.
+func DefaultMode(subnet netip.Prefix, public []netip.Prefix) nat.Mode {
+	if IsULA(subnet.Addr()) {
+		return nat.ModeNAT
+	}
+	for _, p := range public {
+		if p.Bits() <= subnet.Bits() && p.Contains(subnet.Addr()) {
+			return nat.ModePublic
+		}
+	}
+	return nat.ModeRouted
+}
+
+// IsULA reports whether a is a unique local address (fc00::/7).
+func IsULA(a netip.Addr) bool {
+	return a.Is6() && a.As16()[0]&0xfe == 0xfc
+}
+
+func parseMode(v string) (nat.Mode, error) {
+	switch m := nat.Mode(strings.ToLower(v)); m {
+	case nat.ModeNAT, nat.ModePublic, nat.ModeRouted, nat.ModeInternal:
+		return m, nil
+	}
+	return "", fmt.Errorf("not a mode: accepted are nat, public, routed, internal")
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "true", "1", "yes", "on":
+		return true, nil
+	case "false", "0", "no", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean: accepted are true or false")
+}
+
+func parseMTU(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1280 || n > 65535 {
+		return 0, fmt.Errorf("not an IPv6 MTU: accepted is a number from 1280 to 65535")
+	}
+	return n, nil
+}
+
+func parseHostIPv6(v string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(v)
+	if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("not an IPv6 address: accepted is one of the host's global IPv6 addresses, e.g. 2001:db8:1234:a1::1")
+	}
+	if !a.IsGlobalUnicast() {
+		return netip.Addr{}, fmt.Errorf("%s is not a global unicast address: accepted is one of the host's global IPv6 addresses", a)
+	}
+	return a, nil
+}
+
+// ParsePorts parses a list like "tcp/80,tcp/443,udp/51820,tcp/8000-8010".
+func ParsePorts(v string) ([]nat.Port, error) {
+	var out []nat.Port
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		proto, rng, ok := strings.Cut(f, "/")
+		if !ok {
+			return nil, fmt.Errorf("port %q has no protocol: accepted is PROTO/PORT or PROTO/FIRST-LAST with PROTO tcp, udp or sctp, e.g. tcp/80,udp/51820", f)
+		}
+		p, err := ProtoNumber(proto)
+		if err != nil {
+			return nil, fmt.Errorf("port %q: %w", f, err)
+		}
+		first, last, err := parsePortRange(rng)
+		if err != nil {
+			return nil, fmt.Errorf("port %q: %w", f, err)
+		}
+		out = append(out, nat.Port{Proto: p, First: first, Last: last})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("empty port list: accepted is e.g. tcp/80,tcp/443,udp/51820")
+	}
+	return out, nil
+}
+
+func parsePortRange(s string) (uint16, uint16, error) {
+	a, b, isRange := strings.Cut(s, "-")
+	first, err := parsePort(a)
+	if err != nil {
+		return 0, 0, err
+	}
+	last := first
+	if isRange {
+		if last, err = parsePort(b); err != nil {
+			return 0, 0, err
+		}
+		if last < first {
+			return 0, 0, fmt.Errorf("range %s ends before it starts", s)
+		}
+	}
+	return first, last, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("%q is not a port: accepted is 1 to 65535", s)
+	}
+	return uint16(n), nil
+}
+
+// ProtoNumber maps a protocol name to its IP protocol number.
+func ProtoNumber(name string) (uint8, error) {
+	switch strings.ToLower(name) {
+	case "tcp":
+		return nat.ProtoTCP, nil
+	case "udp":
+		return nat.ProtoUDP, nil
+	case "sctp":
+		return nat.ProtoSCTP, nil
+	}
+	return 0, fmt.Errorf("protocol %q: accepted are tcp, udp, sctp", name)
+}
+
+// ProtoName maps an IP protocol number to its name.
+func ProtoName(p uint8) string {
+	switch p {
+	case nat.ProtoTCP:
+		return "tcp"
+	case nat.ProtoUDP:
+		return "udp"
+	case nat.ProtoSCTP:
+		return "sctp"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// ValidateIfName checks a Linux interface name.
+func ValidateIfName(name string) error {
+	if name == "" || len(name) > 15 {
+		return fmt.Errorf("interface name %q: accepted are 1 to 15 bytes", name)
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("interface name %q is reserved", name)
+	}
+	for _, r := range name {
+		if r <= ' ' || r == '/' || r == ':' || r > '~' {
+			return fmt.Errorf("interface name %q has %q: accepted are letters, digits and -_. (no spaces, '/' or ':')", name, r)
+		}
+	}
+	return nil
+}

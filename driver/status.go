@@ -1,0 +1,39 @@
+package driver
+
+// NetworkStatus is one network as `v6bridge status` shows it.
+type NetworkStatus struct {
+	Network
+	Endpoints []EndpointStatus
+}
+
+// EndpointStatus is one endpoint as `v6bridge status` shows it.
+type EndpointStatus struct {
+	ID      string
+	Address string `json:",omitempty"`
+	MAC     string
+	Veth    string
+	Joined  bool
+	Ports   string `json:",omitempty"`
+}
+
+// Status returns a snapshot of the networks and their endpoints, sorted.
+func (d *Driver) Status() []NetworkStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []NetworkStatus
+	for _, n := range d.sortedNetworks() {
+		ns := NetworkStatus{Network: *n}
+		for _, e := range d.sortedEndpoints() {
+			if e.NetworkID != n.ID {
+				continue
+			}
+			es := EndpointStatus{ID: e.ID, MAC: e.MAC, Veth: e.HostVeth, Joined: e.Joined, Ports: formatMappings(e.Ports)}
+			if e.Addr.IsValid() {
+				es.Address = e.Addr.Addr().String()
+			}
+			ns.Endpoints = append(ns.Endpoints, es)
+		}
+		out = append(out, ns)
+	}
+	return out
+}
