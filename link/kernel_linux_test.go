@@ -1,0 +1,608 @@
+package link
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/internal/nettest"
+)
+
+var _ driver.Links = (*Kernel)(nil)
+
+// env is a Kernel acting in a fresh namespace, with a netlink handle there
+// to check its work and the log it wrote.
+type env struct {
+	ns   netns.NsHandle
+	k    *Kernel
+	h    *netlink.Handle
+	logs *logtest.Hook
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ns := nettest.NewNS(t)
+	log, hook := logtest.NewNullLogger()
+	log.SetLevel(logrus.DebugLevel)
+	k, err := New(Config{NetNS: ns, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return &env{ns: ns, k: k, h: nettest.Handle(t, ns), logs: hook}
+}
+
+func (e *env) sysctl(t *testing.T, key string) string {
+	t.Helper()
+	var v string
+	err := nettest.Do(t, e.ns, func() error {
+		b, err := os.ReadFile("/proc/sys/" + key)
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func (e *env) setSysctl(t *testing.T, key, val string) {
+	t.Helper()
+	err := nettest.Do(t, e.ns, func() error {
+		return os.WriteFile("/proc/sys/"+key, []byte(val), 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) link(t *testing.T, name string) netlink.Link {
+	t.Helper()
+	l, err := e.h.LinkByName(name)
+	if err != nil {
+		t.Fatalf("link %s: %v", name, err)
+	}
+	return l
+}
+
+// other adds an up link of a type that is neither bridge nor veth (ifb:
+// the test machine may lack the dummy module), with addresses.
+func (e *env) other(t *testing.T, name string, addrs ...string) netlink.Link {
+	t.Helper()
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	if err := e.h.LinkAdd(&netlink.Ifb{LinkAttrs: attrs}); err != nil {
+		t.Fatalf("add ifb %s: %v", name, err)
+	}
+	l := e.link(t, name)
+	for _, a := range addrs {
+		e.addAddr(t, l, a)
+	}
+	if err := e.h.LinkSetUp(l); err != nil {
+		t.Fatal(err)
+	}
+	return e.link(t, name)
+}
+
+func (e *env) addAddr(t *testing.T, l netlink.Link, a string) {
+	t.Helper()
+	ad := &netlink.Addr{IPNet: ipNet(netip.MustParsePrefix(a)), Flags: unix.IFA_F_NODAD}
+	if err := e.h.AddrAdd(l, ad); err != nil {
+		t.Fatalf("add %s to %s: %v", a, l.Attrs().Name, err)
+	}
+}
+
+// globalAddrs lists a link's global IPv6 addresses with their flags.
+func (e *env) globalAddrs(t *testing.T, name string) map[netip.Prefix]int {
+	t.Helper()
+	addrs, err := e.h.AddrList(e.link(t, name), netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[netip.Prefix]int{}
+	for _, a := range addrs {
+		if p, ok := addrPrefix(a); ok && a.Scope == unix.RT_SCOPE_UNIVERSE {
+			out[p] = a.Flags
+		}
+	}
+	return out
+}
+
+// linkState is what the tests compare of a link.
+type linkState struct {
+	Type     string
+	MTU      int
+	MAC      string
+	Up       bool
+	Master   int
+	Isolated bool
+}
+
+func (e *env) state(t *testing.T, name string) linkState {
+	t.Helper()
+	l := e.link(t, name)
+	a := l.Attrs()
+	s := linkState{Type: l.Type(), MTU: a.MTU, MAC: a.HardwareAddr.String(), Up: a.Flags&net.FlagUp != 0, Master: a.MasterIndex}
+	if a.MasterIndex != 0 {
+		pi, err := e.h.LinkGetProtinfo(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Isolated = pi.Isolated
+	}
+	return s
+}
+
+func TestPrivilegedEnsureBridge(t *testing.T) {
+	e := newEnv(t)
+	gw := netip.MustParsePrefix("2001:db8:1::1/64")
+	spec := driver.BridgeSpec{Name: "v6b-test", MTU: 1400, Gateway: gw}
+
+	if err := e.k.EnsureBridge(spec); err != nil {
+		t.Fatal(err)
+	}
+	st := e.state(t, "v6b-test")
+	want := linkState{Type: "bridge", MTU: 1400, MAC: st.MAC, Up: true}
+	if diff := cmp.Diff(want, st); diff != "" {
+		t.Errorf("bridge (-want +got):\n%s", diff)
+	}
+	if got := e.sysctl(t, "net/ipv6/conf/v6b-test/accept_ra"); got != "0" {
+		t.Errorf("accept_ra = %s, want 0", got)
+	}
+	addrs := e.globalAddrs(t, "v6b-test")
+	if flags, ok := addrs[gw]; !ok || flags&unix.IFA_F_NODAD == 0 || len(addrs) != 1 {
+		t.Errorf("addresses %v, want only %s with nodad", addrs, gw)
+	}
+
+	// A second call changes nothing.
+	logged := len(e.logs.AllEntries())
+	if err := e.k.EnsureBridge(spec); err != nil {
+		t.Fatalf("second call: %v", err)
+	}
+	if diff := cmp.Diff(st, e.state(t, "v6b-test")); diff != "" {
+		t.Errorf("second call changed the bridge (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(addrs, e.globalAddrs(t, "v6b-test")); diff != "" {
+		t.Errorf("second call changed addresses (-before +after):\n%s", diff)
+	}
+	if n := len(e.logs.AllEntries()); n != logged {
+		t.Errorf("second call logged changes: %v", e.logs.AllEntries()[logged:])
+	}
+}
+
+func TestPrivilegedEnsureBridgeRepairsReused(t *testing.T) {
+	e := newEnv(t)
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "v6b-old"
+	if err := e.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	br := e.link(t, "v6b-old")
+	e.addAddr(t, br, "2001:db8:9::1/64") // a stale gateway
+	e.addAddr(t, br, "fe80::99/64")
+
+	gw := netip.MustParsePrefix("fd00:1::1/64")
+	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-old", Gateway: gw}); err != nil {
+		t.Fatal(err)
+	}
+	addrs := e.globalAddrs(t, "v6b-old")
+	if _, ok := addrs[gw]; !ok || len(addrs) != 1 {
+		t.Errorf("global addresses %v, want only %s", addrs, gw)
+	}
+	if !e.state(t, "v6b-old").Up {
+		t.Error("reused bridge not set up")
+	}
+	// Link-local addresses are not ours to remove.
+	all, err := e.h.AddrList(e.link(t, "v6b-old"), netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ll bool
+	for _, a := range all {
+		ll = ll || a.IP.Equal(net.ParseIP("fe80::99"))
+	}
+	if !ll {
+		t.Errorf("link-local fe80::99 was removed: %v", all)
+	}
+}
+
+func TestPrivilegedEnsureBridgeRefusesOtherType(t *testing.T) {
+	e := newEnv(t)
+	e.other(t, "v6b-taken")
+	err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-taken", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")})
+	if err == nil || !strings.Contains(err.Error(), `"v6b-taken"`) || !strings.Contains(err.Error(), "not a bridge") {
+		t.Fatalf("err = %v, want one naming v6b-taken as not a bridge", err)
+	}
+	if got := e.state(t, "v6b-taken").Type; got != "ifb" {
+		t.Errorf("the ifb became a %s", got)
+	}
+	if err := e.k.DeleteBridge("v6b-taken"); err == nil {
+		t.Error("DeleteBridge deleted an ifb")
+	}
+	if ok, _ := e.k.LinkExists("v6b-taken"); !ok {
+		t.Error("the ifb is gone")
+	}
+}
+
+func TestPrivilegedEnsureVeth(t *testing.T) {
+	e := newEnv(t)
+	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+		t.Fatal(err)
+	}
+	brMAC := e.state(t, "v6b-v").MAC
+	mac := net.HardwareAddr{0x02, 0x42, 0x00, 0x00, 0x00, 0x01} // lower than any random bridge MAC
+	spec := driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MTU: 1380, MAC: mac, Isolated: true}
+	if err := e.k.EnsureVeth(spec); err != nil {
+		t.Fatal(err)
+	}
+
+	brIdx := e.link(t, "v6b-v").Attrs().Index
+	host, peer := e.state(t, "v6h1"), e.state(t, "v6c1")
+	wantHost := linkState{Type: "veth", MTU: 1380, MAC: host.MAC, Up: true, Master: brIdx, Isolated: true}
+	if diff := cmp.Diff(wantHost, host); diff != "" {
+		t.Errorf("host end (-want +got):\n%s", diff)
+	}
+	wantPeer := linkState{Type: "veth", MTU: 1380, MAC: mac.String()}
+	if diff := cmp.Diff(wantPeer, peer); diff != "" {
+		t.Errorf("peer end (-want +got):\n%s", diff)
+	}
+	if got := e.state(t, "v6b-v").MAC; got != brMAC {
+		t.Errorf("bridge MAC changed from %s to %s when a port joined", brMAC, got)
+	}
+
+	logged := len(e.logs.AllEntries())
+	if err := e.k.EnsureVeth(spec); err != nil {
+		t.Fatalf("second call: %v", err)
+	}
+	if diff := cmp.Diff(host, e.state(t, "v6h1")); diff != "" {
+		t.Errorf("second call changed the host end (-before +after):\n%s", diff)
+	}
+	if n := len(e.logs.AllEntries()); n != logged {
+		t.Errorf("second call logged changes: %v", e.logs.AllEntries()[logged:])
+	}
+
+	// Another peer name: the pair is recreated.
+	spec.PeerName = "v6c2"
+	if err := e.k.EnsureVeth(spec); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := e.k.LinkExists("v6c1"); ok {
+		t.Error("old peer v6c1 still exists")
+	}
+	if got := e.state(t, "v6c2").MAC; got != mac.String() {
+		t.Errorf("new peer MAC = %s, want %s", got, mac)
+	}
+
+	if err := e.k.DeleteVeth("v6h1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"v6h1", "v6c2"} {
+		if ok, err := e.k.LinkExists(n); err != nil || ok {
+			t.Errorf("LinkExists(%s) = %v, %v after delete; want false", n, ok, err)
+		}
+	}
+}
+
+func TestPrivilegedEnsureVethReplacesOtherType(t *testing.T) {
+	e := newEnv(t)
+	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+		t.Fatal(err)
+	}
+	e.other(t, "v6h1")
+	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.state(t, "v6h1").Type; got != "veth" {
+		t.Errorf("v6h1 is a %s, want veth", got)
+	}
+}
+
+func TestPrivilegedEnsureVethFailureLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-none"}); err == nil {
+		t.Error("EnsureVeth onto a missing bridge succeeded")
+	}
+	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+		t.Fatal(err)
+	}
+	// A multicast MAC is refused by the kernel.
+	bad := net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 1}
+	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MAC: bad}); err == nil {
+		t.Error("EnsureVeth with a multicast MAC succeeded")
+	}
+	_, veths, err := e.k.OwnedLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"v6h1", "v6c1"} {
+		if ok, _ := e.k.LinkExists(n); ok {
+			t.Errorf("%s left behind (owned veths %v)", n, veths)
+		}
+	}
+}
+
+func TestPrivilegedIsolatedBridge(t *testing.T) {
+	e := newEnv(t)
+	spec := driver.BridgeSpec{Name: "v6b-i", Gateway: netip.MustParsePrefix("2001:db8:1::1/64"), Isolated: true}
+	if err := e.k.EnsureBridge(spec); err != nil {
+		t.Fatal(err)
+	}
+	// The flag recorded on the bridge reaches ports whose spec lacks it.
+	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-i"}); err != nil {
+		t.Fatal(err)
+	}
+	if !e.state(t, "v6h1").Isolated {
+		t.Error("port of an isolated bridge is not isolated")
+	}
+	// Turning isolation off reaches existing ports.
+	spec.Isolated = false
+	if err := e.k.EnsureBridge(spec); err != nil {
+		t.Fatal(err)
+	}
+	if e.state(t, "v6h1").Isolated {
+		t.Error("port still isolated after the bridge was ensured without isolation")
+	}
+}
+
+func TestPrivilegedDeleteMissing(t *testing.T) {
+	e := newEnv(t)
+	if err := e.k.DeleteBridge("v6b-none"); err != nil {
+		t.Errorf("DeleteBridge(missing) = %v", err)
+	}
+	if err := e.k.DeleteVeth("v6hnone"); err != nil {
+		t.Errorf("DeleteVeth(missing) = %v", err)
+	}
+	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-d", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.k.DeleteBridge("v6b-d"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := e.k.LinkExists("v6b-d"); ok {
+		t.Error("bridge still exists after DeleteBridge")
+	}
+}
+
+func TestPrivilegedOwnedLinks(t *testing.T) {
+	e := newEnv(t)
+	gw := netip.MustParsePrefix("2001:db8:1::1/64")
+	for _, b := range []string{"v6b-b", "v6b-a"} {
+		if err := e.k.EnsureBridge(driver.BridgeSpec{Name: b, Gateway: gw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-a"}); err != nil {
+		t.Fatal(err)
+	}
+	e.other(t, "v6b-ifb")
+	e.other(t, "v6hifb")
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = "br0"
+	if err := e.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
+		t.Fatal(err)
+	}
+	attrs = netlink.NewLinkAttrs()
+	attrs.Name = "veth0"
+	if err := e.h.LinkAdd(&netlink.Veth{LinkAttrs: attrs, PeerName: "veth1"}); err != nil {
+		t.Fatal(err)
+	}
+
+	bridges, veths, err := e.k.OwnedLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"v6b-a", "v6b-b"}, bridges); diff != "" {
+		t.Errorf("bridges (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"v6h1"}, veths); diff != "" {
+		t.Errorf("veths (-want +got):\n%s", diff)
+	}
+}
+
+func TestPrivilegedPrepareHost(t *testing.T) {
+	e := newEnv(t)
+	e.other(t, "up0")
+	e.other(t, "up1")
+	e.setSysctl(t, "net/ipv6/conf/up0/accept_ra", "1")
+	e.setSysctl(t, "net/ipv6/conf/up1/accept_ra", "0")
+
+	changed, err := e.k.PrepareHost([]string{"up0", "up1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"net.ipv6.conf.up0.accept_ra: 1 -> 2", // before forwarding
+		"net.ipv6.conf.all.forwarding: 0 -> 1",
+	}
+	if diff := cmp.Diff(want, changed); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+	for key, want := range map[string]string{
+		"net/ipv6/conf/up0/accept_ra":      "2",
+		"net/ipv6/conf/up1/accept_ra":      "0",
+		"net/ipv6/conf/all/forwarding":     "1",
+		"net/ipv6/conf/default/forwarding": "1",
+		"net/ipv6/conf/up0/forwarding":     "1",
+	} {
+		if got := e.sysctl(t, key); got != want {
+			t.Errorf("%s = %s, want %s", key, got, want)
+		}
+	}
+
+	changed, err = e.k.PrepareHost([]string{"up0", "up1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changed) != 0 {
+		t.Errorf("second call changed %v", changed)
+	}
+
+	if _, err := e.k.PrepareHost([]string{"nosuch0"}); err == nil || !strings.Contains(err.Error(), "nosuch0") {
+		t.Errorf("missing uplink: err = %v, want one naming nosuch0", err)
+	}
+}
+
+func TestPrivilegedPrepareHostDefaultOnly(t *testing.T) {
+	e := newEnv(t)
+	e.setSysctl(t, "net/ipv6/conf/all/forwarding", "1")
+	e.setSysctl(t, "net/ipv6/conf/default/forwarding", "0")
+	changed, err := e.k.PrepareHost(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"net.ipv6.conf.default.forwarding: 0 -> 1"}, changed); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+}
+
+func TestPrivilegedHostAddrsAndUplink(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.k.DefaultRouteUplink(); !errors.Is(err, ErrNoDefaultRoute) {
+		t.Errorf("DefaultRouteUplink without a route: err = %v, want ErrNoDefaultRoute", err)
+	}
+	up0 := e.other(t, "up0", "2001:db8:5::1/64", "fd00:5::1/64", "2001:db8:7::1/128", "fe80::5/64")
+	up1 := e.other(t, "up1", "2001:db8:6::1/64")
+	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-x", Gateway: netip.MustParsePrefix("2001:db8:8::1/64")}); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := e.k.HostAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Addr{
+		netip.MustParseAddr("2001:db8:5::1"),
+		netip.MustParseAddr("2001:db8:6::1"),
+		netip.MustParseAddr("2001:db8:7::1"),
+		netip.MustParseAddr("fd00:5::1"),
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("HostAddrs (-want +got):\n%s", diff)
+	}
+
+	prefixes, err := e.k.UplinkPrefixes("up0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantP := []netip.Prefix{netip.MustParsePrefix("2001:db8:5::/64"), netip.MustParsePrefix("fd00:5::/64")}
+	if diff := cmp.Diff(wantP, prefixes, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("UplinkPrefixes (-want +got):\n%s", diff)
+	}
+
+	for _, r := range []*netlink.Route{
+		{LinkIndex: up1.Attrs().Index, Gw: net.ParseIP("2001:db8:6::ff"), Priority: 200},
+		{LinkIndex: up0.Attrs().Index, Gw: net.ParseIP("2001:db8:5::ff"), Priority: 100},
+	} {
+		if err := e.h.RouteAdd(r); err != nil {
+			t.Fatalf("add default route: %v", err)
+		}
+	}
+	uplink, err := e.k.DefaultRouteUplink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uplink != "up0" {
+		t.Errorf("DefaultRouteUplink = %q, want up0 (lowest metric)", uplink)
+	}
+
+	if mtu, err := e.k.LinkMTU("up0"); err != nil || mtu != up0.Attrs().MTU {
+		t.Errorf("LinkMTU(up0) = %d, %v; want %d", mtu, err, up0.Attrs().MTU)
+	}
+}
+
+// TestPrivilegedGatewayReachable plays the engine: it moves the peer into
+// a "container" namespace, addresses it from the bridge's subnet and pings
+// the gateway at once, with no wait for the bridge to settle.
+func TestPrivilegedGatewayReachable(t *testing.T) {
+	e := newEnv(t)
+	gw := netip.MustParsePrefix("fd00:db8:1::1/64")
+	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-dp", Gateway: gw}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6hdp", PeerName: "v6cdp", Bridge: "v6b-dp"}); err != nil {
+		t.Fatal(err)
+	}
+
+	ctr := nettest.NewNS(t)
+	if err := e.h.LinkSetNsFd(e.link(t, "v6cdp"), int(ctr)); err != nil {
+		t.Fatal(err)
+	}
+	hc := nettest.Handle(t, ctr)
+	peer, err := hc.LinkByName("v6cdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hc.LinkSetName(peer, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	ctrAddr := netip.MustParsePrefix("fd00:db8:1::2/64")
+	addr := &netlink.Addr{IPNet: ipNet(ctrAddr), Flags: unix.IFA_F_NODAD}
+	if err := hc.AddrAdd(peer, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := hc.LinkSetUp(peer); err != nil {
+		t.Fatal(err)
+	}
+
+	var conn *icmp.PacketConn
+	if err := nettest.Do(t, ctr, func() error {
+		var err error
+		conn, err = icmp.ListenPacket("ip6:ipv6-icmp", ctrAddr.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := ping(conn, gw.Addr(), 2*time.Second); err != nil {
+		t.Fatalf("ping gateway %s from the container: %v", gw.Addr(), err)
+	}
+}
+
+// ping sends one echo request to dst and waits for its reply.
+func ping(conn *icmp.PacketConn, dst netip.Addr, timeout time.Duration) error {
+	const id, seq = 0x6b6, 1
+	msg := icmp.Message{
+		Type: ipv6.ICMPTypeEchoRequest,
+		Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("v6bridge")},
+	}
+	b, err := msg.Marshal(nil) // the kernel fills in the checksum
+	if err != nil {
+		return err
+	}
+	to := &net.IPAddr{IP: dst.AsSlice()}
+	if _, err := conn.WriteTo(b, to); err != nil {
+		return err
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		m, err := icmp.ParseMessage(58, buf[:n])
+		if err != nil || m.Type != ipv6.ICMPTypeEchoReply {
+			continue // NDP and other ICMPv6 seen by the raw socket
+		}
+		if echo, ok := m.Body.(*icmp.Echo); ok && echo.ID == id && echo.Seq == seq &&
+			from.(*net.IPAddr).IP.Equal(to.IP) {
+			return nil
+		}
+	}
+}
