@@ -16,7 +16,8 @@ import (
 // Config says where and on what a Kernel acts.
 type Config struct {
 	// NetNS is the network namespace to act in; netns.None() (-1) means
-	// the current one. The caller keeps ownership: Close does not close it.
+	// the current one, and so does the zero value (fd 0 is stdin, never a
+	// namespace). The caller keeps ownership: Close does not close it.
 	NetNS netns.NsHandle
 	// ProcSys is where the proc sysctl tree is mounted, DefaultProcSys if
 	// empty. A managed plugin sees /proc/sys read-only and mounts a fresh
@@ -69,7 +70,7 @@ func New(cfg Config) (*Kernel, error) {
 		k.log = logrus.StandardLogger()
 	}
 	var err error
-	if k.ns.IsOpen() {
+	if k.ns > 0 {
 		k.h, err = netlink.NewHandleAt(k.ns)
 	} else {
 		k.ns = netns.None()

@@ -606,3 +606,33 @@ func ping(conn *icmp.PacketConn, dst netip.Addr, timeout time.Duration) error {
 		}
 	}
 }
+
+// TestPrivilegedCurrentNamespace checks the zero Config: the Kernel acts
+// in the namespace of the thread that made it (here a throwaway one,
+// entered with nettest.Do), sysctls included.
+func TestPrivilegedCurrentNamespace(t *testing.T) {
+	ns := nettest.NewNS(t)
+	log, _ := logtest.NewNullLogger()
+	var changed []string
+	err := nettest.Do(t, ns, func() error {
+		k, err := New(Config{Log: log})
+		if err != nil {
+			return err
+		}
+		defer k.Close()
+		if err := k.EnsureBridge(driver.BridgeSpec{Name: "v6b-cur", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+			return err
+		}
+		changed, err = k.PrepareHost(nil)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nettest.Handle(t, ns).LinkByName("v6b-cur"); err != nil {
+		t.Errorf("bridge not in the namespace: %v", err)
+	}
+	if diff := cmp.Diff([]string{"net.ipv6.conf.all.forwarding: 0 -> 1"}, changed); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+}

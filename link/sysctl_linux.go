@@ -16,7 +16,7 @@ import (
 // its namespace it stays locked and dies with the goroutine, rather than
 // running unrelated code in the wrong namespace.
 func (k *Kernel) inNS(fn func() error) error {
-	if !k.ns.IsOpen() {
+	if k.ns <= 0 { // New normalised "current" to netns.None()
 		return fn()
 	}
 	runtime.LockOSThread()

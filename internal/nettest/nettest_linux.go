@@ -23,8 +23,8 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
-// NewNS creates an anonymous network namespace and returns a handle to it.
-// The calling goroutine's thread is returned to its original namespace
+// NewNS creates an anonymous network namespace, sets its loopback up and
+// returns a handle to it. The calling goroutine's thread is returned to its original namespace
 // before NewNS returns. The handle is closed by t.Cleanup, which frees the
 // namespace once nothing else (a socket, a process) holds it. The test is
 // skipped when namespaces cannot be created for lack of privileges.
@@ -40,6 +40,15 @@ func NewNS(t testing.TB) netns.NsHandle {
 		t.Fatalf("new netns: %v", err)
 	}
 	t.Cleanup(func() { ns.Close() })
+
+	h := Handle(t, ns)
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		t.Fatalf("set lo up in new netns: %v", err)
+	}
 	return ns
 }
 

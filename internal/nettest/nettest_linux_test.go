@@ -27,7 +27,10 @@ func TestPrivilegedNewNSIsFresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(links) != 1 || links[0].Attrs().Name != "lo" {
-		t.Errorf("fresh namespace has links %v, want only lo", names(links))
+		t.Fatalf("fresh namespace has links %v, want only lo", names(links))
+	}
+	if links[0].Attrs().Flags&net.FlagUp == 0 {
+		t.Error("lo is not up")
 	}
 }
 
