@@ -1,0 +1,227 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/sirupsen/logrus"
+
+	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/ipam"
+)
+
+// recorder is a Network that records what the API decoded.
+type recorder struct {
+	create  driver.CreateNetworkRequest
+	ep      driver.CreateEndpointRequest
+	join    driver.JoinRequest
+	deleted []string
+	err     error
+}
+
+func (r *recorder) CreateNetwork(req driver.CreateNetworkRequest) error { r.create = req; return r.err }
+func (r *recorder) DeleteNetwork(id string) error {
+	r.deleted = append(r.deleted, "net "+id)
+	return r.err
+}
+func (r *recorder) CreateEndpoint(req driver.CreateEndpointRequest) (string, error) {
+	r.ep = req
+	return "02:00:00:00:00:01", r.err
+}
+func (r *recorder) DeleteEndpoint(n, e string) error {
+	r.deleted = append(r.deleted, "ep "+e)
+	return r.err
+}
+func (r *recorder) Join(req driver.JoinRequest) (driver.JoinResponse, error) {
+	r.join = req
+	return driver.JoinResponse{SrcName: "v6c1", DstPrefix: "eth", GatewayIPv6: netip.MustParseAddr("fd00:1::1"),
+		StaticRoutes: []driver.StaticRoute{{Destination: netip.MustParsePrefix("::/0"), NextHop: netip.MustParseAddr("fd00:1::1")}}}, r.err
+}
+func (r *recorder) Leave(n, e string) error { return r.err }
+func (r *recorder) ProgramExternalConnectivity(n, e string, o map[string]any) error {
+	return r.err
+}
+func (r *recorder) EndpointInfo(n, e string) map[string]string { return map[string]string{"k": "v"} }
+
+// serve starts the handler on a unix socket and returns a client for it.
+func serve(t *testing.T, nw Network, im IPAM) func(path, body string) (int, map[string]any) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "p.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logrus.New()
+	log.SetLevel(logrus.PanicLevel)
+	h := NewHandler(nw, im, func() any { return map[string]string{"ok": "yes"} }, log)
+	go h.Serve(l)
+	t.Cleanup(func() { l.Close() })
+	c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return net.Dial("unix", sock)
+	}}}
+	return func(path, body string) (int, map[string]any) {
+		t.Helper()
+		resp, err := c.Post("http://plugin"+path, "application/json", bytes.NewBufferString(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil && resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("%s: decode: %v", path, err)
+		}
+		return resp.StatusCode, out
+	}
+}
+
+func newIPAM(t *testing.T) *ipam.IPAM {
+	t.Helper()
+	im, err := ipam.New(ipam.Config{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return im
+}
+
+func TestActivateAndCapabilities(t *testing.T) {
+	call := serve(t, &recorder{}, newIPAM(t))
+	_, act := call("/Plugin.Activate", "")
+	if diff := cmp.Diff(map[string]any{"Implements": []any{"NetworkDriver", "IpamDriver"}}, act); diff != "" {
+		t.Errorf("activate (-want +got):\n%s", diff)
+	}
+	_, caps := call("/NetworkDriver.GetCapabilities", "")
+	if caps["Scope"] != "local" || caps["ConnectivityScope"] != "local" {
+		t.Errorf("network caps = %v", caps)
+	}
+	_, spaces := call("/IpamDriver.GetDefaultAddressSpaces", "")
+	if spaces["LocalDefaultAddressSpace"] != AddressSpace || spaces["GlobalDefaultAddressSpace"] != AddressSpace {
+		t.Errorf("spaces = %v", spaces)
+	}
+	if code, _ := call("/v6bridge.Status", "{}"); code != 200 {
+		t.Errorf("status code %d", code)
+	}
+}
+
+// The JSON below is what engine 29 sends (see the plugin API notes).
+func TestCreateNetworkDecodesEngineJSON(t *testing.T) {
+	rec := &recorder{}
+	call := serve(t, rec, newIPAM(t))
+	body := `{"NetworkID":"n1","Options":{"com.docker.network.enable_ipv4":false,"com.docker.network.enable_ipv6":true,
+	 "com.docker.network.generic":{"v6bridge.mode":"nat","com.docker.network.driver.mtu":"1400"}},
+	 "IPv4Data":[],"IPv6Data":[{"AddressSpace":"v6bridge","Pool":"fd12:3456:789a:8101:1::/112","Gateway":"fd12:3456:789a:8101:1::1/112","AuxAddresses":{}}]}`
+	if code, out := call("/NetworkDriver.CreateNetwork", body); code != 200 {
+		t.Fatalf("code %d: %v", code, out)
+	}
+	f := false
+	want := driver.CreateNetworkRequest{
+		NetworkID: "n1", Generic: map[string]string{"v6bridge.mode": "nat", "com.docker.network.driver.mtu": "1400"},
+		EnableIPv6: true, EnableIPv4: &f,
+		IPv6: []driver.PoolData{{Pool: netip.MustParsePrefix("fd12:3456:789a:8101:1::/112"), Gateway: netip.MustParsePrefix("fd12:3456:789a:8101:1::1/112")}},
+	}
+	if diff := cmp.Diff(want, rec.create, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("decoded (-want +got):\n%s", diff)
+	}
+	// Engine 20.10: no enable_ipv4 key, an IPv4 placeholder pool.
+	body = `{"NetworkID":"n2","Options":{"com.docker.network.enable_ipv6":true,"com.docker.network.generic":{}},
+	 "IPv4Data":[{"AddressSpace":"v6bridge","Pool":"169.254.0.0/16","Gateway":"169.254.0.1/16"}],
+	 "IPv6Data":[{"AddressSpace":"v6bridge","Pool":"fd00:1::/112","Gateway":"fd00:1::1/112"}]}`
+	call("/NetworkDriver.CreateNetwork", body)
+	if rec.create.EnableIPv4 != nil || len(rec.create.IPv4) != 1 {
+		t.Errorf("legacy decode = %+v", rec.create)
+	}
+}
+
+func TestErrorsTravelInBothFields(t *testing.T) {
+	rec := &recorder{err: errBoom{}}
+	call := serve(t, rec, newIPAM(t))
+	code, out := call("/NetworkDriver.CreateNetwork", `{"NetworkID":"n1","Options":{}}`)
+	if code == 200 || out["Err"] != "boom" || out["Error"] != "boom" {
+		t.Errorf("code %d out %v", code, out)
+	}
+	code, out = call("/IpamDriver.RequestPool", `{"AddressSpace":"v6bridge","Pool":"10.0.0.0/24","V6":true}`)
+	if code == 200 || !strings.Contains(out["Error"].(string), "10.0.0.0/24") {
+		t.Errorf("ipam error: code %d out %v", code, out)
+	}
+	if code, _ := call("/NetworkDriver.Nope", "{}"); code != 404 {
+		t.Errorf("unknown method code = %d, want 404 (the engine treats 404 as not implemented)", code)
+	}
+}
+
+type errBoom struct{}
+
+func (errBoom) Error() string { return "boom" }
+
+func TestEndpointJoinWire(t *testing.T) {
+	rec := &recorder{}
+	call := serve(t, rec, newIPAM(t))
+	_, out := call("/NetworkDriver.CreateEndpoint", `{"NetworkID":"n1","EndpointID":"e1","Interface":{"Address":"","AddressIPv6":"fd00:1::5/112","MacAddress":""},"Options":{}}`)
+	if diff := cmp.Diff(map[string]any{"Interface": map[string]any{"Address": "", "AddressIPv6": "", "MacAddress": "02:00:00:00:00:01"}}, out); diff != "" {
+		t.Errorf("create endpoint answer (-want +got):\n%s", diff)
+	}
+	if rec.ep.AddressIPv6.String() != "fd00:1::5/112" {
+		t.Errorf("decoded endpoint = %+v", rec.ep)
+	}
+	_, out = call("/NetworkDriver.Join", `{"NetworkID":"n1","EndpointID":"e1","SandboxKey":"/var/run/docker/netns/x","Options":{"com.docker.network.portmap":[{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8081,"HostPortEnd":8081}]}}`)
+	if out["GatewayIPv6"] != "fd00:1::1" {
+		t.Errorf("GatewayIPv6 = %v, want a bare address", out["GatewayIPv6"])
+	}
+	if out["DisableGatewayService"] != true {
+		t.Error("DisableGatewayService not set")
+	}
+	routes := out["StaticRoutes"].([]any)
+	if r := routes[0].(map[string]any); r["Destination"] != "::/0" || r["NextHop"] != "fd00:1::1" || r["RouteType"] != float64(0) {
+		t.Errorf("route = %v", r)
+	}
+	if in := out["InterfaceName"].(map[string]any); in["SrcName"] != "v6c1" || in["DstPrefix"] != "eth" {
+		t.Errorf("interface = %v", in)
+	}
+	if _, ok := rec.join.Options["com.docker.network.portmap"]; !ok {
+		t.Error("portmap not passed through")
+	}
+	_, info := call("/NetworkDriver.EndpointOperInfo", `{"NetworkID":"n1","EndpointID":"e1"}`)
+	if info["Value"].(map[string]any)["k"] != "v" {
+		t.Errorf("info = %v", info)
+	}
+}
+
+// A real IPAM behind the wire: pool, gateway, address, release — and
+// ReleasePool must reach ReleasePool (a public plugin once wired it to
+// ReleaseAddress).
+func TestIPAMRoutes(t *testing.T) {
+	im := newIPAM(t)
+	call := serve(t, &recorder{}, im)
+	_, pool := call("/IpamDriver.RequestPool", `{"AddressSpace":"v6bridge","Pool":"fd00:7::/112","SubPool":"","Options":{},"V6":true}`)
+	id, _ := pool["PoolID"].(string)
+	if pool["Pool"] != "fd00:7::/112" || id == "" {
+		t.Fatalf("pool = %v", pool)
+	}
+	_, gw := call("/IpamDriver.RequestAddress", `{"PoolID":"`+id+`","Address":"","Options":{"RequestAddressType":"com.docker.network.gateway"}}`)
+	if gw["Address"] != "fd00:7::1/112" {
+		t.Errorf("gateway = %v", gw)
+	}
+	_, a := call("/IpamDriver.RequestAddress", `{"PoolID":"`+id+`","Address":"fd00:7::ab53","Options":null}`)
+	if a["Address"] != "fd00:7::ab53/112" {
+		t.Errorf("static = %v", a)
+	}
+	if code, _ := call("/IpamDriver.ReleaseAddress", `{"PoolID":"`+id+`","Address":"fd00:7::ab53"}`); code != 200 {
+		t.Error("release address failed")
+	}
+	if code, _ := call("/IpamDriver.ReleasePool", `{"PoolID":"`+id+`"}`); code != 200 {
+		t.Error("release pool failed")
+	}
+	if len(im.Pools()) != 0 {
+		t.Errorf("pool not released: %+v", im.Pools())
+	}
+	_, v4 := call("/IpamDriver.RequestPool", `{"AddressSpace":"v6bridge","Pool":"","V6":false}`)
+	if v4["Pool"] != "169.254.0.0/16" {
+		t.Errorf("placeholder = %v", v4)
+	}
+}
