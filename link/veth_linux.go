@@ -44,7 +44,7 @@ func (k *Kernel) EnsureVeth(spec driver.VethSpec) (err error) {
 	}
 	br, ok := brLink.(*netlink.Bridge)
 	if !ok {
-		return fmt.Errorf("ensure veth %q: bridge %q does not exist", spec.HostName, spec.Bridge)
+		return fmt.Errorf("ensure veth %q: %q is not an existing bridge", spec.HostName, spec.Bridge)
 	}
 
 	host, peer, created, err := k.ensureVethPair(spec, log)
