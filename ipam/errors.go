@@ -1,11 +1,14 @@
 package ipam
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Every error the package returns for a refused request
-// wraps one of these with %w, so callers can act on the kind (errors.Is)
-// while the text, which reaches the Docker user, names the bad value and what
-// is accepted.
+// wraps one of these, so callers can act on the kind (errors.Is) while the
+// text, which reaches the Docker user, names the bad value and what is
+// accepted without a sentinel's words in front.
 var (
 	// ErrInvalidRequest: a subnet, ip-range, option or address that cannot
 	// be parsed or is not of the accepted form.
@@ -32,3 +35,18 @@ var (
 	// addresses).
 	ErrReservedAddress = errors.New("reserved address")
 )
+
+// refusal is a refused request: a message for the user that wraps a
+// sentinel without repeating its text.
+type refusal struct {
+	msg  string
+	kind error
+}
+
+func (e *refusal) Error() string { return e.msg }
+func (e *refusal) Unwrap() error { return e.kind }
+
+// refuse returns a refusal of kind with the formatted message.
+func refuse(kind error, format string, args ...any) error {
+	return &refusal{msg: fmt.Sprintf(format, args...), kind: kind}
+}

@@ -312,7 +312,7 @@ func checkHost(subnet netip.Prefix, host []netip.Addr) error {
 		if s, ok := subnetSuggestion(subnet, host); ok {
 			hint += fmt.Sprintf(", e.g. --subnet %s", s)
 		}
-		return fmt.Errorf("%w: subnet %s contains %s, an address of this host: %s", ErrHostAddress, subnet, h, hint)
+		return refuse(ErrHostAddress, "subnet %s contains %s, an address of this host: %s", subnet, h, hint)
 	}
 	return nil
 }
@@ -326,11 +326,11 @@ func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
 			continue
 		}
 		if p.rec.Prefix == subnet {
-			return fmt.Errorf("%w: subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses",
-				ErrPoolOverlap, subnet, id)
+			return refuse(ErrPoolOverlap, "subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses",
+				subnet, id)
 		}
-		return fmt.Errorf("%w: subnet %s overlaps %s of another v6bridge network (pool %s): choose a subnet that does not overlap it",
-			ErrPoolOverlap, subnet, p.rec.Prefix, id)
+		return refuse(ErrPoolOverlap, "subnet %s overlaps %s of another v6bridge network (pool %s): choose a subnet that does not overlap it",
+			subnet, p.rec.Prefix, id)
 	}
 	return nil
 }
@@ -338,12 +338,12 @@ func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
 // requestPlaceholder answers an IPv4 pool request.
 func (m *IPAM) requestPlaceholder(req PoolRequest) (Pool, error) {
 	if v := strings.TrimSpace(req.Pool); v != "" {
-		return Pool{}, fmt.Errorf("%w: v6bridge is IPv6-only: IPv4 subnet %s is not accepted; on Docker >= 28 use --ipv4=false",
-			ErrIPv4Subnet, v)
+		return Pool{}, refuse(ErrIPv4Subnet, "v6bridge is IPv6-only: IPv4 subnet %s is not accepted; on Docker >= 28 use --ipv4=false",
+			v)
 	}
 	if v := strings.TrimSpace(req.SubPool); v != "" {
-		return Pool{}, fmt.Errorf("%w: v6bridge is IPv6-only: IPv4 ip-range %s is not accepted; on Docker >= 28 use --ipv4=false",
-			ErrIPv4Subnet, v)
+		return Pool{}, refuse(ErrIPv4Subnet, "v6bridge is IPv6-only: IPv4 ip-range %s is not accepted; on Docker >= 28 use --ipv4=false",
+			v)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -413,7 +413,7 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 	defer m.mu.Unlock()
 	p, ok := m.pools[poolID]
 	if !ok {
-		return netip.Prefix{}, fmt.Errorf("%w: pool %q does not exist (released, or never requested from v6bridge)", ErrUnknownPool, poolID)
+		return netip.Prefix{}, refuse(ErrUnknownPool, "pool %q does not exist (released, or never requested from v6bridge)", poolID)
 	}
 	var want netip.Addr
 	if strings.TrimSpace(addr) != "" {
@@ -453,8 +453,8 @@ func parseAddr(s string) (netip.Addr, error) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return netip.Addr{}, fmt.Errorf("%w: address %q is not an IP address: accepted is a bare address such as fd12:3456:789a:1::10",
-			ErrInvalidRequest, s)
+		return netip.Addr{}, refuse(ErrInvalidRequest, "address %q is not an IP address: accepted is a bare address such as fd12:3456:789a:1::10",
+			s)
 	}
 	return a, nil
 }
@@ -463,8 +463,8 @@ func parseAddr(s string) (netip.Addr, error) {
 // gateway is always PlaceholderGateway and is not an allocation.
 func placeholderGateway(want netip.Addr) (netip.Prefix, error) {
 	if want.IsValid() && want != PlaceholderGateway {
-		return netip.Prefix{}, fmt.Errorf("%w: IPv4 gateway %s is not accepted: v6bridge's IPv4 placeholder pool always uses %s",
-			ErrOutOfRange, want, PlaceholderGateway)
+		return netip.Prefix{}, refuse(ErrOutOfRange, "gateway %s is not accepted: v6bridge's IPv4 placeholder pool always uses %s",
+			want, PlaceholderGateway)
 	}
 	return netip.PrefixFrom(PlaceholderGateway, PlaceholderPrefix.Bits()), nil
 }
@@ -473,15 +473,15 @@ func placeholderGateway(want netip.Addr) (netip.Prefix, error) {
 // pool's subnet or may never be handed out.
 func checkInPool(p *pool, a netip.Addr, what string) error {
 	if !p.rec.Prefix.Contains(a) {
-		return fmt.Errorf("%w: %s %s is not in subnet %s", ErrOutOfRange, what, a, p.rec.Prefix)
+		return refuse(ErrOutOfRange, "%s %s is not in subnet %s", what, a, p.rec.Prefix)
 	}
 	if p.rec.Placeholder && p.alloc.isReserved(a) {
-		return fmt.Errorf("%w: %s %s is reserved in the IPv4 placeholder pool %s: pick another address",
-			ErrReservedAddress, what, a, p.rec.Prefix)
+		return refuse(ErrReservedAddress, "%s %s is reserved in the IPv4 placeholder pool %s: pick another address",
+			what, a, p.rec.Prefix)
 	}
 	if a == p.rec.Prefix.Addr() {
-		return fmt.Errorf("%w: %s %s is the subnet-router anycast address of %s (all-zero host part): pick another address",
-			ErrReservedAddress, what, a, p.rec.Prefix)
+		return refuse(ErrReservedAddress, "%s %s is the subnet-router anycast address of %s (all-zero host part): pick another address",
+			what, a, p.rec.Prefix)
 	}
 	return nil
 }
@@ -498,11 +498,11 @@ func (m *IPAM) takeGateway(p *pool, want netip.Addr) (netip.Addr, error) {
 		return want, nil // a repeated request
 	}
 	if p.gateway.IsValid() {
-		return netip.Addr{}, fmt.Errorf("%w: pool %s already has gateway %s; a second gateway %s is not accepted",
-			ErrAddressInUse, p.rec.Prefix, p.gateway, want)
+		return netip.Addr{}, refuse(ErrAddressInUse, "pool %s already has gateway %s; a second gateway %s is not accepted",
+			p.rec.Prefix, p.gateway, want)
 	}
 	if p.alloc.inUse(want) {
-		return netip.Addr{}, fmt.Errorf("%w: gateway %s is already in use in subnet %s", ErrAddressInUse, want, p.rec.Prefix)
+		return netip.Addr{}, refuse(ErrAddressInUse, "gateway %s is already in use in subnet %s", want, p.rec.Prefix)
 	}
 	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: want, Gateway: true}); err != nil {
 		return netip.Addr{}, err
@@ -523,7 +523,7 @@ func (m *IPAM) takeStatic(p *pool, want netip.Addr) (netip.Addr, error) {
 		if want == p.gateway {
 			what = "the gateway"
 		}
-		return netip.Addr{}, fmt.Errorf("%w: address %s is already %s in subnet %s", ErrAddressInUse, want, what, p.rec.Prefix)
+		return netip.Addr{}, refuse(ErrAddressInUse, "address %s is already %s in subnet %s", want, what, p.rec.Prefix)
 	}
 	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: want}); err != nil {
 		return netip.Addr{}, err
@@ -538,7 +538,7 @@ func (m *IPAM) takeStatic(p *pool, want netip.Addr) (netip.Addr, error) {
 func (m *IPAM) takeNext(p *pool) (netip.Addr, error) {
 	a, ok := p.alloc.next()
 	if !ok {
-		return netip.Addr{}, fmt.Errorf("%w: %s", ErrPoolExhausted, exhaustedText(p))
+		return netip.Addr{}, refuse(ErrPoolExhausted, "%s", exhaustedText(p))
 	}
 	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: a}); err != nil {
 		return netip.Addr{}, err
@@ -562,7 +562,7 @@ func (m *IPAM) takeNext(p *pool) (netip.Addr, error) {
 // exhaustedText describes an exhausted pool.
 func exhaustedText(p *pool) string {
 	if p.rec.Placeholder {
-		return fmt.Sprintf("IPv4 placeholder pools %s are exhausted: all %d addresses shared by v6bridge networks are in use",
+		return fmt.Sprintf("placeholder IPv4 pools %s are exhausted: all %d addresses shared by v6bridge networks are in use",
 			p.rec.Prefix, p.alloc.capacity())
 	}
 	where := fmt.Sprintf("subnet %s", p.rec.Prefix)

@@ -52,17 +52,17 @@ func parseOptions(opts map[string]string) (poolOptions, error) {
 		case OptPrefixLen:
 			n, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil {
-				return po, fmt.Errorf("%w: IPAM option %s=%q is not an integer: accepted are %d to %d",
-					ErrInvalidRequest, k, v, MinPrefixLen, MaxPrefixLen)
+				return po, refuse(ErrInvalidRequest, "ipam option %s=%q is not an integer: accepted are %d to %d",
+					k, v, MinPrefixLen, MaxPrefixLen)
 			}
 			if n < MinPrefixLen || n > MaxPrefixLen {
-				return po, fmt.Errorf("%w: IPAM option %s=%q is out of bounds: accepted are %d to %d",
-					ErrInvalidRequest, k, v, MinPrefixLen, MaxPrefixLen)
+				return po, refuse(ErrInvalidRequest, "ipam option %s=%q is out of bounds: accepted are %d to %d",
+					k, v, MinPrefixLen, MaxPrefixLen)
 			}
 			po.PrefixLen = n
 		default:
-			return po, fmt.Errorf("%w: unknown IPAM option %q: accepted v6bridge options are %s",
-				ErrInvalidRequest, k, strings.Join(acceptedOptions, ", "))
+			return po, refuse(ErrInvalidRequest, "unknown ipam option %q: accepted v6bridge options are %s",
+				k, strings.Join(acceptedOptions, ", "))
 		}
 	}
 	return po, nil
@@ -76,36 +76,36 @@ func parseV6Prefix(flag, s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(strings.TrimSpace(s))
 	if err != nil {
 		if _, aerr := netip.ParseAddr(strings.TrimSpace(s)); aerr == nil {
-			return netip.Prefix{}, fmt.Errorf("%w: %s %q is an address without prefix length: %s",
-				ErrInvalidRequest, flag, s, accepted)
+			return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q is an address without prefix length: %s",
+				flag, s, accepted)
 		}
-		return netip.Prefix{}, fmt.Errorf("%w: %s %q is not a CIDR prefix: %s", ErrInvalidRequest, flag, s, accepted)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q is not a CIDR prefix: %s", flag, s, accepted)
 	}
 	a := p.Addr()
 	switch {
 	case a.Is4():
-		return netip.Prefix{}, fmt.Errorf("%w: %s %q is IPv4, v6bridge is IPv6-only: %s", ErrInvalidRequest, flag, s, accepted)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q is IPv4, v6bridge is IPv6-only: %s", flag, s, accepted)
 	case a.Is4In6():
-		return netip.Prefix{}, fmt.Errorf("%w: %s %q is an IPv4-mapped IPv6 prefix: %s", ErrInvalidRequest, flag, s, accepted)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q is an IPv4-mapped IPv6 prefix: %s", flag, s, accepted)
 	case a.IsLinkLocalUnicast():
-		return netip.Prefix{}, fmt.Errorf("%w: %s %q is link-local (fe80::/10): %s", ErrInvalidRequest, flag, s, accepted)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q is link-local (fe80::/10): %s", flag, s, accepted)
 	case a.IsMulticast():
-		return netip.Prefix{}, fmt.Errorf("%w: %s %q is multicast (ff00::/8): %s", ErrInvalidRequest, flag, s, accepted)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q is multicast (ff00::/8): %s", flag, s, accepted)
 	}
 	if p.Bits() < MinPrefixLen || p.Bits() > MaxPrefixLen {
-		return netip.Prefix{}, fmt.Errorf("%w: %s %q is a /%d: accepted are prefixes from /%d to /%d, e.g. a /112 (%s)",
-			ErrInvalidRequest, flag, s, p.Bits(), MinPrefixLen, MaxPrefixLen, example)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q is a /%d: accepted are prefixes from /%d to /%d, e.g. a /112 (%s)",
+			flag, s, p.Bits(), MinPrefixLen, MaxPrefixLen, example)
 	}
 	m := p.Masked()
 	if m.Contains(netip.IPv6Unspecified()) || m.Contains(netip.IPv6Loopback()) {
-		return netip.Prefix{}, fmt.Errorf("%w: %s %q contains the unspecified or loopback address: %s",
-			ErrInvalidRequest, flag, s, accepted)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q contains the unspecified or loopback address: %s",
+			flag, s, accepted)
 	}
 	if !m.Addr().IsGlobalUnicast() {
-		return netip.Prefix{}, fmt.Errorf("%w: %s %q is not a unicast network: %s", ErrInvalidRequest, flag, s, accepted)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q is not a unicast network: %s", flag, s, accepted)
 	}
 	if m != p {
-		return netip.Prefix{}, fmt.Errorf("%w: %s %q has host bits set: did you mean %s?", ErrInvalidRequest, flag, s, m)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "%s %q has host bits set: did you mean %s?", flag, s, m)
 	}
 	return p, nil
 }
@@ -120,8 +120,8 @@ func parseRange(s string, subnet netip.Prefix) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	if r.Bits() < subnet.Bits() || !subnet.Contains(r.Addr()) {
-		return netip.Prefix{}, fmt.Errorf("%w: ip-range %q is not inside subnet %s: accepted is a prefix within the subnet",
-			ErrInvalidRequest, s, subnet)
+		return netip.Prefix{}, refuse(ErrInvalidRequest, "ip-range %q is not inside subnet %s: accepted is a prefix within the subnet",
+			s, subnet)
 	}
 	return r, nil
 }
@@ -131,8 +131,8 @@ func parseRange(s string, subnet netip.Prefix) (netip.Prefix, error) {
 // until then it refuses.
 func autoSubnet(opts poolOptions) (netip.Prefix, error) {
 	_ = opts.PrefixLen // the length of the carved subnet, once there is a plan
-	return netip.Prefix{}, fmt.Errorf("%w: v6bridge needs --subnet with an IPv6 prefix from /%d to /%d, e.g. --subnet %s (automatic subnets come with the address plan)",
-		ErrSubnetRequired, MinPrefixLen, MaxPrefixLen, example)
+	return netip.Prefix{}, refuse(ErrSubnetRequired, "v6bridge needs --subnet with an IPv6 prefix from /%d to /%d, e.g. --subnet %s (automatic subnets come with the address plan)",
+		MinPrefixLen, MaxPrefixLen, example)
 }
 
 // subnetSuggestion returns a /112 inside p that contains none of avoid, for
