@@ -75,6 +75,22 @@ engine_gone() {
 	! grep -q "$V6B_RUN/$P" /proc/self/mountinfo || { grep "$V6B_RUN/$P" /proc/self/mountinfo; return 1; }
 	[ -z "$(find /sys/fs/cgroup -maxdepth 6 -type d -name "v6b-e2e-$P" 2>/dev/null)" ] || { echo "cgroups left"; return 1; }
 }
+# the root network namespace: links, routes, firewall, forwarding; must never change
+root_netns() {
+	ip -o link | awk '{print $2, $3}'
+	ip -4 route; ip -6 route
+	nft list ruleset 2>/dev/null || true
+	sysctl -n net.ipv4.ip_forward net.ipv6.conf.all.forwarding
+}
+root_untouched() { root_netns | diff "$work/root-netns.before" -; }
+compose_project() {
+	local f="$work/compose/compose.yml" st
+	dk "$P" compose -f "$f" -p rig up -d --quiet-pull || return 1
+	st=$(dk "$P" compose -f "$f" -p rig ps --format '{{.State}}')
+	echo "state: $st"
+	dk "$P" compose -f "$f" -p rig down || return 1
+	[ "$st" = running ]
+}
 nothing_left() {
 	local n
 	for n in vps router inet; do
@@ -98,6 +114,15 @@ cat >"$work/plugin/config.json" <<'EOF'
   "network": {"type": "host"}
 }
 EOF
+mkdir -p "$work/compose"
+cat >"$work/compose/compose.yml" <<'EOF'
+services:
+  hello:
+    image: busybox:latest
+    command: ["sleep", "300"]
+    stop_signal: SIGKILL
+EOF
+root_netns >"$work/root-netns.before"
 mkdir -p "$work/www"
 echo "hello from the internet" >"$work/www/index.html"
 
@@ -122,7 +147,7 @@ for kind in $ENGINES; do
 	check "$kind: busybox imported" image_import "$P"
 	check "$kind: docker run --rm busybox echo hi" run_hi
 	check "$kind: /run/docker is private to the VPS" private_plugins_dir
-	check "$kind: compose works through dk" dk "$P" compose version
+	check "$kind: compose up/ps/down through dk" compose_project
 	check "$kind: managed plugin created" dk "$P" plugin create rigprobe:latest "$work/plugin"
 	check "$kind: managed plugin enabled" dk "$P" plugin enable rigprobe:latest
 	check "$kind: plugin ls shows it enabled" plugin_enabled
@@ -148,4 +173,5 @@ done
 check "vps down" vps_down "$P"
 check "vps down again is a no-op" vps_down "$P"
 check "nothing left (namespaces, mounts, processes, state)" nothing_left
+check "root netns (links, routes, nftables, forwarding) unchanged" root_untouched
 summary
