@@ -75,7 +75,14 @@ func state(nets ...Network) State {
 	return State{Uplinks: []string{"eth0"}, HostAddrs: []netip.Addr{hostA, hostB}, Networks: nets}
 }
 
-func TestBuildGolden(t *testing.T) {
+type goldenCase struct {
+	name string
+	s    State
+}
+
+// goldenStates are the states of the golden files, shared with the kernel
+// test that compares nft's own listing with them.
+func goldenStates() []goldenCase {
 	natSNAT := natNet()
 	natSNAT.SNAT = hostB
 
@@ -103,10 +110,7 @@ func TestBuildGolden(t *testing.T) {
 	specific := natNet()
 	specific.Endpoints[0].Ports[0].HostAddr = hostA
 
-	tests := []struct {
-		name string
-		s    State
-	}{
+	return []goldenCase{
 		{"empty", State{}},
 		{"no-networks", State{Uplinks: []string{"eth0"}, HostAddrs: []netip.Addr{hostA}}},
 		{"nat-masquerade", state(natNet())},
@@ -119,7 +123,10 @@ func TestBuildGolden(t *testing.T) {
 		{"udp-sctp-range", state(protos)},
 		{"all-modes", state(internalNet(), natNet(), publicNet(), routed)},
 	}
-	for _, tt := range tests {
+}
+
+func TestBuildGolden(t *testing.T) {
+	for _, tt := range goldenStates() {
 		t.Run(tt.name, func(t *testing.T) {
 			r, err := Build(tt.s)
 			if err != nil {

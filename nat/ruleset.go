@@ -312,7 +312,12 @@ type NATMap struct {
 }
 
 func (e NATMap) nft() string {
-	return e.Kind + " ip6 to " + fieldsText(e.Fields) + " map @" + e.Map
+	// nft names the family only where the value is an address and a port.
+	family := ""
+	if e.Kind == NATDest {
+		family = " ip6"
+	}
+	return e.Kind + family + " to " + fieldsText(e.Fields) + " map @" + e.Map
 }
 
 // String renders the ruleset like `nft list table`, one set element per
@@ -403,13 +408,16 @@ func valueText(t DataType, v Value, interval bool) string {
 	return strconv.Itoa(int(v.Num))
 }
 
-func priorityText(hookType string, p int) string {
+// priorityText names the priority as nft 1.0 prints it: the standard names
+// only on the hooks they are defined for.
+func priorityText(c Chain) string {
+	p := c.Priority
 	switch {
-	case hookType == "filter" && p == PriorityFilter:
+	case c.Type == "filter" && p == PriorityFilter:
 		return "filter"
-	case hookType == "nat" && p == PriorityDNAT:
+	case c.Type == "nat" && c.Hook == "prerouting" && p == PriorityDNAT:
 		return "dstnat"
-	case hookType == "nat" && p == PrioritySNAT:
+	case c.Type == "nat" && c.Hook == "postrouting" && p == PrioritySNAT:
 		return "srcnat"
 	}
 	return strconv.Itoa(p)
@@ -418,7 +426,7 @@ func priorityText(hookType string, p int) string {
 func writeChain(b *strings.Builder, c Chain) {
 	fmt.Fprintf(b, "\tchain %s {\n", c.Name)
 	if c.Hook != "" {
-		fmt.Fprintf(b, "\t\ttype %s hook %s priority %s; policy %s;\n", c.Type, c.Hook, priorityText(c.Type, c.Priority), c.Policy)
+		fmt.Fprintf(b, "\t\ttype %s hook %s priority %s; policy %s;\n", c.Type, c.Hook, priorityText(c), c.Policy)
 	}
 	for _, r := range c.Rules {
 		b.WriteString("\t\t" + r.String() + "\n")

@@ -1,0 +1,395 @@
+package nat
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+)
+
+// This file turns a Ruleset into google/nftables objects, encoding each
+// expression the way nft itself does, so `nft list table ip6 v6bridge`
+// shows the same rules as Ruleset.String.
+
+const ifnameSize = 16 // IFNAMSIZ: meta iifname/oifname load 16 bytes
+
+func nftType(t DataType) nftables.SetDatatype {
+	switch t {
+	case TypeIfname:
+		return nftables.TypeIFName
+	case TypeIP6Addr:
+		return nftables.TypeIP6Addr
+	case TypeInetProto:
+		return nftables.TypeInetProto
+	case TypeInetService:
+		return nftables.TypeInetService
+	case TypeICMPv6Type:
+		return nftables.TypeICMP6Type
+	}
+	return nftables.TypeInvalid
+}
+
+func nftTypes(ts []DataType) (nftables.SetDatatype, error) {
+	if len(ts) == 1 {
+		return nftType(ts[0]), nil
+	}
+	parts := make([]nftables.SetDatatype, len(ts))
+	for i, t := range ts {
+		parts[i] = nftType(t)
+	}
+	return nftables.ConcatSetType(parts...)
+}
+
+// regWords is how many 32-bit registers a value of the type takes in a
+// concatenation (values are padded to 4 bytes).
+func regWords(t DataType) uint32 {
+	switch t {
+	case TypeIfname:
+		return ifnameSize / 4
+	case TypeIP6Addr:
+		return 4
+	}
+	return 1
+}
+
+// encodeValue returns the bytes of one component, padded to 4 bytes as in
+// a concatenation when pad is set.
+func encodeValue(t DataType, v Value, pad bool) []byte {
+	var b []byte
+	switch t {
+	case TypeIfname:
+		b = make([]byte, ifnameSize)
+		copy(b, v.Name)
+	case TypeIP6Addr:
+		a := v.Addr.As16()
+		b = a[:]
+	case TypeInetProto, TypeICMPv6Type:
+		b = []byte{byte(v.Num)}
+	case TypeInetService:
+		b = binary.BigEndian.AppendUint16(nil, v.Num)
+	}
+	if pad && len(b)%4 != 0 {
+		b = append(b, make([]byte, 4-len(b)%4)...)
+	}
+	return b
+}
+
+func encodeValues(ts []DataType, vs []Value) []byte {
+	var b []byte
+	pad := len(ts) > 1
+	for i, t := range ts {
+		b = append(b, encodeValue(t, vs[i], pad)...)
+	}
+	return b
+}
+
+// nftSet returns the set definition and its elements. Interval sets hold
+// prefixes as half-open ranges [first, last+1).
+func nftSet(t *nftables.Table, s Set) (*nftables.Set, []nftables.SetElement, error) {
+	key, err := nftTypes(s.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	set := &nftables.Set{
+		Table:         t,
+		Name:          s.Name,
+		KeyType:       key,
+		Interval:      s.Interval,
+		Concatenation: len(s.Key) > 1,
+		Comment:       s.Comment,
+	}
+	if len(s.Key) == 1 && s.Key[0] == TypeIfname {
+		// nft stores ifname in host byte order; without this hint it
+		// lists the names as "".
+		set.KeyByteOrder = binaryutil.NativeEndian
+	}
+	if s.IsMap() {
+		data, err := nftTypes(s.Data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("map %s: %w", s.Name, err)
+		}
+		set.IsMap = true
+		set.DataType = data
+	}
+	var elems []nftables.SetElement
+	for _, e := range s.Elements {
+		if s.Interval {
+			p := e.Key[0].Prefix
+			first := p.Addr().As16()
+			end := lastAddr(p.Addr().As16(), p.Bits())
+			el := nftables.SetElement{Key: first[:]}
+			if s.IsMap() {
+				el.Val = encodeValues(s.Data, e.Data)
+			}
+			elems = append(elems, el)
+			next, overflow := nextAddr(end)
+			if overflow {
+				elems[len(elems)-1].IntervalOpen = true
+				continue
+			}
+			elems = append(elems, nftables.SetElement{Key: next[:], IntervalEnd: true})
+			continue
+		}
+		el := nftables.SetElement{Key: encodeValues(s.Key, e.Key)}
+		if s.IsMap() {
+			el.Val = encodeValues(s.Data, e.Data)
+		}
+		elems = append(elems, el)
+	}
+	return set, elems, nil
+}
+
+func lastAddr(a [16]byte, bits int) [16]byte {
+	for i := bits; i < 128; i++ {
+		a[i/8] |= 0x80 >> (i % 8)
+	}
+	return a
+}
+
+func nextAddr(a [16]byte) ([16]byte, bool) {
+	for i := 15; i >= 0; i-- {
+		a[i]++
+		if a[i] != 0 {
+			return a, false
+		}
+	}
+	return a, true
+}
+
+func fieldLoad(f Field, reg uint32) expr.Any {
+	switch f {
+	case FieldIIFName:
+		return &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg}
+	case FieldOIFName:
+		return &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg}
+	case FieldSaddr:
+		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}
+	case FieldDaddr:
+		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}
+	case FieldL4Proto:
+		return &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg}
+	case FieldDport:
+		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+	}
+	return nil
+}
+
+// loadFields loads the fields one after the other from register 1 (the
+// first 32-bit register), as nft lays out a concatenation.
+func loadFields(fs []Field) []expr.Any {
+	var out []expr.Any
+	reg := uint32(unix.NFT_REG32_00)
+	for _, f := range fs {
+		out = append(out, fieldLoad(f, reg))
+		reg += regWords(f.Type())
+	}
+	return out
+}
+
+// compiler turns the rules of one batch into expressions; it needs the
+// batch's named sets (by name) and adds anonymous sets to the connection.
+type compiler struct {
+	conn  *nftables.Conn
+	table *nftables.Table
+	sets  map[string]*nftables.Set
+}
+
+func (c *compiler) rule(chain *nftables.Chain, r Rule) (*nftables.Rule, error) {
+	out := &nftables.Rule{Table: c.table, Chain: chain}
+	for _, e := range r.Exprs {
+		exprs, err := c.expr(e)
+		if err != nil {
+			return nil, fmt.Errorf("chain %s rule %q: %w", chain.Name, r.String(), err)
+		}
+		out.Exprs = append(out.Exprs, exprs...)
+	}
+	if r.Comment != "" {
+		out.UserData = userdata.AppendString(nil, userdata.TypeComment, r.Comment)
+	}
+	return out, nil
+}
+
+func (c *compiler) lookup(name string) (*nftables.Set, error) {
+	s, ok := c.sets[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown set %q", name)
+	}
+	return s, nil
+}
+
+func ctBits(key expr.CtKey, mask uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: key},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, mask), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+func (c *compiler) expr(e Expr) ([]expr.Any, error) {
+	switch e := e.(type) {
+	case Lookup:
+		s, err := c.lookup(e.Set)
+		if err != nil {
+			return nil, err
+		}
+		return append(loadFields(e.Fields), &expr.Lookup{
+			SourceRegister: unix.NFT_REG32_00, SetName: s.Name, SetID: s.ID, Invert: e.Invert,
+		}), nil
+	case CtState:
+		var mask uint32
+		for _, st := range e.States {
+			switch st {
+			case CtInvalid:
+				mask |= expr.CtStateBitINVALID
+			case CtEstablished:
+				mask |= expr.CtStateBitESTABLISHED
+			case CtRelated:
+				mask |= expr.CtStateBitRELATED
+			case CtNew:
+				mask |= expr.CtStateBitNEW
+			default:
+				return nil, fmt.Errorf("unknown ct state %q", st)
+			}
+		}
+		return ctBits(expr.CtKeySTATE, mask), nil
+	case CtStatusDNAT:
+		return ctBits(expr.CtKeySTATUS, 1<<5 /* IPS_DST_NAT */), nil
+	case ICMPv6Type:
+		out := []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		}
+		if len(e.Types) == 1 {
+			return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{e.Types[0]}}), nil
+		}
+		anon := &nftables.Set{Table: c.table, Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}
+		elems := make([]nftables.SetElement, len(e.Types))
+		for i, t := range e.Types {
+			elems[i] = nftables.SetElement{Key: []byte{t}}
+		}
+		if err := c.conn.AddSet(anon, elems); err != nil {
+			return nil, fmt.Errorf("icmpv6 types: %w", err)
+		}
+		return append(out, &expr.Lookup{SourceRegister: 1, SetName: anon.Name, SetID: anon.ID}), nil
+	case Verdict:
+		switch e.Kind {
+		case VerdictAccept:
+			return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}, nil
+		case VerdictDrop:
+			return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}, nil
+		case VerdictReturn:
+			return []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}}, nil
+		case VerdictJump:
+			return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: e.Chain}}, nil
+		}
+		return nil, fmt.Errorf("unknown verdict %q", e.Kind)
+	case Masquerade:
+		return []expr.Any{&expr.Masq{}}, nil
+	case NATMap:
+		s, err := c.lookup(e.Map)
+		if err != nil {
+			return nil, err
+		}
+		out := append(loadFields(e.Fields), &expr.Lookup{
+			SourceRegister: unix.NFT_REG32_00, DestRegister: unix.NFT_REG32_00, IsDestRegSet: true,
+			SetName: s.Name, SetID: s.ID,
+		})
+		n := &expr.NAT{Family: unix.NFPROTO_IPV6, RegAddrMin: unix.NFT_REG32_00}
+		switch e.Kind {
+		case NATSource:
+			n.Type = expr.NATTypeSourceNAT
+		case NATDest:
+			// The map's value is address . port: the port follows the
+			// address's four registers.
+			n.Type = expr.NATTypeDestNAT
+			n.RegProtoMin = unix.NFT_REG32_00 + 4
+			n.Specified = true
+		default:
+			return nil, fmt.Errorf("unknown nat kind %q", e.Kind)
+		}
+		return append(out, n), nil
+	}
+	return nil, fmt.Errorf("unknown expression %T", e)
+}
+
+func nftChain(t *nftables.Table, c Chain) (*nftables.Chain, error) {
+	ch := &nftables.Chain{Name: c.Name, Table: t}
+	if c.Hook == "" {
+		return ch, nil
+	}
+	switch c.Type {
+	case "filter":
+		ch.Type = nftables.ChainTypeFilter
+	case "nat":
+		ch.Type = nftables.ChainTypeNAT
+	default:
+		return nil, fmt.Errorf("chain %s: unknown type %q", c.Name, c.Type)
+	}
+	switch c.Hook {
+	case "prerouting":
+		ch.Hooknum = nftables.ChainHookPrerouting
+	case "input":
+		ch.Hooknum = nftables.ChainHookInput
+	case "forward":
+		ch.Hooknum = nftables.ChainHookForward
+	case "output":
+		ch.Hooknum = nftables.ChainHookOutput
+	case "postrouting":
+		ch.Hooknum = nftables.ChainHookPostrouting
+	default:
+		return nil, fmt.Errorf("chain %s: unknown hook %q", c.Name, c.Hook)
+	}
+	ch.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(c.Priority))
+	policy := nftables.ChainPolicyAccept
+	if c.Policy == VerdictDrop {
+		policy = nftables.ChainPolicyDrop
+	}
+	ch.Policy = &policy
+	return ch, nil
+}
+
+// addRuleset queues the whole table into the connection's batch: the table
+// is added, deleted and added again (so the batch works whether or not it
+// existed), then its sets, chains and rules. Nothing reaches the kernel
+// until the caller's Flush, which commits all of it or nothing.
+func addRuleset(conn *nftables.Conn, r *Ruleset) error {
+	t := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: r.Name}
+	conn.AddTable(t)
+	conn.DelTable(t)
+	conn.AddTable(t)
+	c := &compiler{conn: conn, table: t, sets: map[string]*nftables.Set{}}
+	for _, s := range r.Sets {
+		set, elems, err := nftSet(t, s)
+		if err != nil {
+			return err
+		}
+		if err := conn.AddSet(set, elems); err != nil {
+			return fmt.Errorf("set %s: %w", s.Name, err)
+		}
+		c.sets[s.Name] = set
+	}
+	chains := make([]*nftables.Chain, len(r.Chains))
+	for i, ch := range r.Chains {
+		nch, err := nftChain(t, ch)
+		if err != nil {
+			return err
+		}
+		chains[i] = conn.AddChain(nch)
+	}
+	for i, ch := range r.Chains {
+		for _, rule := range ch.Rules {
+			nr, err := c.rule(chains[i], rule)
+			if err != nil {
+				return err
+			}
+			conn.AddRule(nr)
+		}
+	}
+	return nil
+}

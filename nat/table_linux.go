@@ -1,0 +1,293 @@
+package nat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// TableConfig configures a Table.
+type TableConfig struct {
+	// NetNS is a file descriptor of the network namespace to work in; 0
+	// means the current one.
+	NetNS int
+	// Log receives state changes (Info), repairs and coexistence findings
+	// (Warn). Nil discards.
+	Log logrus.FieldLogger
+}
+
+// Table is v6bridge's nftables table in one network namespace. All writes
+// go through one mutex, so batches of concurrent callers never mix.
+type Table struct {
+	conn  *nftables.Conn
+	log   logrus.FieldLogger
+	coex  *Coexistence
+	mu    sync.Mutex
+	last  *State // last state applied successfully; nil before the first Apply
+	gen   uint32 // ruleset generation when fp was taken
+	fp    uint64 // fingerprint of our table as we left it
+	known bool   // gen and fp are valid
+}
+
+// NewTable opens a netlink connection for nftables in cfg.NetNS. It does
+// not change anything in the kernel.
+func NewTable(cfg TableConfig) (*Table, error) {
+	log := cfg.Log
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(nopWriter{})
+		log = l
+	}
+	conn, err := newConn(cfg.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	coex := &Coexistence{conn: conn, log: log}
+	return &Table{conn: conn, log: log.WithField("table", TableFamily+" "+TableName), coex: coex}, nil
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func newConn(netns int) (*nftables.Conn, error) {
+	var opts []nftables.ConnOption
+	if netns != 0 {
+		opts = append(opts, nftables.WithNetNSFd(netns))
+	}
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	return conn, nil
+}
+
+// Apply builds the ruleset of s and replaces our table with it in one
+// atomic batch: packets see either the old table or the new one, never a
+// table without its drop rules. Then it makes sure other firewalls let our
+// bridges' traffic through (see Coexistence.Ensure); a failure there is
+// logged, not returned, since our own table is in place.
+func (t *Table) Apply(s State) error {
+	r, err := Build(s)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.applyLocked(r); err != nil {
+		return err
+	}
+	c := cloneState(s)
+	t.last = &c
+	t.log.WithField("networks", len(s.Networks)).Info("firewall applied")
+	t.ensureCoexistenceLocked()
+	return nil
+}
+
+func (t *Table) applyLocked(r *Ruleset) error {
+	if err := addRuleset(t.conn, r); err != nil {
+		// Flush drops what was queued; nothing was sent.
+		_ = t.conn.Flush()
+		return fmt.Errorf("build nftables batch: %w", err)
+	}
+	if err := t.conn.Flush(); err != nil {
+		t.known = false
+		return fmt.Errorf("apply nftables table %s %s: %w", TableFamily, TableName, err)
+	}
+	t.rememberLocked()
+	return nil
+}
+
+// rememberLocked records the generation and fingerprint after our change.
+func (t *Table) rememberLocked() {
+	t.known = false
+	g, err := t.conn.GetGen()
+	if err != nil {
+		return
+	}
+	fp, err := t.fingerprint()
+	if err != nil {
+		return
+	}
+	t.gen, t.fp, t.known = g.ID, fp, true
+}
+
+func (t *Table) ensureCoexistenceLocked() {
+	if _, err := t.coex.Ensure(); err != nil {
+		t.log.WithError(err).Warn("coexistence with other firewalls")
+	}
+}
+
+// Delete removes our table (a missing table is success) and the
+// coexistence rules added to other tables. Watch stops repairing until the
+// next Apply.
+func (t *Table) Delete() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.last = nil
+	t.known = false
+	tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: TableName}
+	// Adding first makes the delete succeed whether or not it exists.
+	t.conn.AddTable(tbl)
+	t.conn.DelTable(tbl)
+	if err := t.conn.Flush(); err != nil {
+		return fmt.Errorf("delete nftables table %s %s: %w", TableFamily, TableName, err)
+	}
+	if err := t.coex.Remove(); err != nil {
+		return err
+	}
+	t.log.Info("firewall removed")
+	return nil
+}
+
+// Watch checks every interval whether our table was deleted or changed
+// behind our back (`nft flush ruleset`, a firewall reload) and, if so,
+// applies the last state again. It also re-runs the coexistence check when
+// anything in the ruleset changed, since the engine may create DOCKER-USER
+// after us. The check is cheap while nothing changes: one netlink request
+// for the ruleset generation. Watch returns when ctx is done.
+func (t *Table) Watch(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := t.check(); err != nil {
+				t.log.WithError(err).Warn("firewall check")
+			}
+		}
+	}
+}
+
+// check compares the kernel's table with what we applied and repairs it.
+func (t *Table) check() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.last == nil {
+		return nil
+	}
+	g, err := t.conn.GetGen()
+	if err != nil {
+		return fmt.Errorf("nftables generation: %w", err)
+	}
+	if t.known && g.ID == t.gen {
+		return nil
+	}
+	fp, err := t.fingerprint()
+	if err == nil && t.known && fp == t.fp {
+		// Someone else changed the ruleset; ours is intact.
+		t.gen = g.ID
+		t.ensureCoexistenceLocked()
+		return nil
+	}
+	r, berr := Build(*t.last)
+	if berr != nil {
+		return berr
+	}
+	t.log.WithField("reason", reason(err)).Warn("firewall table changed behind our back, applying it again")
+	if err := t.applyLocked(r); err != nil {
+		return err
+	}
+	t.ensureCoexistenceLocked()
+	return nil
+}
+
+func reason(fpErr error) string {
+	if fpErr != nil {
+		return fpErr.Error()
+	}
+	return "contents differ"
+}
+
+// errTableMissing is returned by fingerprint when our table is gone.
+var errTableMissing = errors.New("table missing")
+
+// fingerprint hashes what identifies our table's contents: its chains, the
+// handles of their rules (re-created rules get new handles) and its sets
+// with their element counts.
+func (t *Table) fingerprint() (uint64, error) {
+	tbl, err := t.conn.ListTableOfFamily(TableName, nftables.TableFamilyIPv6)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return 0, errTableMissing
+		}
+		return 0, fmt.Errorf("list table: %w", err)
+	}
+	h := fnv.New64a()
+	chains, err := t.conn.ListChainsOfTableFamily(nftables.TableFamilyIPv6)
+	if err != nil {
+		return 0, fmt.Errorf("list chains: %w", err)
+	}
+	var names []string
+	for _, c := range chains {
+		if c.Table.Name == TableName {
+			names = append(names, c.Name)
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		rules, err := t.conn.GetRules(tbl, &nftables.Chain{Name: n, Table: tbl})
+		if err != nil {
+			return 0, fmt.Errorf("list rules of %s: %w", n, err)
+		}
+		fmt.Fprintf(h, "chain %s %d:", n, len(rules))
+		for _, r := range rules {
+			fmt.Fprintf(h, " %d", r.Handle)
+		}
+	}
+	sets, err := t.conn.GetSets(tbl)
+	if err != nil {
+		return 0, fmt.Errorf("list sets: %w", err)
+	}
+	slices.SortFunc(sets, func(a, b *nftables.Set) int { return compareStr(a.Name, b.Name) })
+	for _, s := range sets {
+		if s.Anonymous {
+			fmt.Fprintf(h, " anon %s", s.Name)
+			continue
+		}
+		elems, err := t.conn.GetSetElements(s)
+		if err != nil {
+			return 0, fmt.Errorf("list elements of %s: %w", s.Name, err)
+		}
+		fmt.Fprintf(h, " set %s %d", s.Name, len(elems))
+	}
+	return h.Sum64(), nil
+}
+
+func compareStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func cloneState(s State) State {
+	c := State{
+		Uplinks:   slices.Clone(s.Uplinks),
+		HostAddrs: slices.Clone(s.HostAddrs),
+		Networks:  make([]Network, len(s.Networks)),
+	}
+	for i, n := range s.Networks {
+		n.Allow = slices.Clone(n.Allow)
+		eps := make([]Endpoint, len(n.Endpoints))
+		for j, e := range n.Endpoints {
+			eps[j] = Endpoint{Addr: e.Addr, Ports: slices.Clone(e.Ports)}
+		}
+		n.Endpoints = eps
+		c.Networks[i] = n
+	}
+	return c
+}

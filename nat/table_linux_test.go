@@ -1,0 +1,275 @@
+package nat
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netns"
+
+	"github.com/v6bridge/v6bridge/internal/nettest"
+)
+
+// inNS runs a command (nft, ip6tables) inside ns through nsenter. Only the
+// tests exec tools; the plugin never does.
+func inNS(t *testing.T, ns netns.NsHandle, name string, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("%s not installed: %v", name, err)
+	}
+	full := append([]string{fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), int(ns)), name}, args...)
+	out, err := exec.Command("nsenter", full...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func listTable(t *testing.T, ns netns.NsHandle) string {
+	t.Helper()
+	return inNS(t, ns, "nft", "list", "table", "ip6", TableName)
+}
+
+func newTable(t *testing.T, ns netns.NsHandle) *Table {
+	t.Helper()
+	tbl, err := NewTable(TableConfig{NetNS: int(ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl
+}
+
+func TestPrivilegedApplyTwiceIdentical(t *testing.T) {
+	ns := nettest.NewNS(t)
+	tbl := newTable(t, ns)
+	s := state(internalNet(), natNet(), publicNet())
+	snat := natNet()
+	snat.Bridge, snat.SNAT = "v6b-snat", hostB
+	snat.Subnet = netip.MustParsePrefix("fd12:3456:789a:8109::/64")
+	snat.Gateway = netip.Addr{}
+	snat.Endpoints = []Endpoint{{Addr: netip.MustParseAddr("fd12:3456:789a:8109::9"), Ports: []Mapping{
+		{Proto: ProtoUDP, HostFirst: 5000, HostLast: 5002, ContainerFirst: 6000},
+		{Proto: ProtoSCTP, HostFirst: 7000, HostLast: 7000, ContainerFirst: 7000, HostAddr: hostA},
+	}}}
+	s.Networks = append(s.Networks, snat)
+
+	if err := tbl.Apply(s); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	first := listTable(t, ns)
+	if err := tbl.Apply(s); err != nil {
+		t.Fatalf("second Apply: %v", err)
+	}
+	if diff := cmp.Diff(first, listTable(t, ns)); diff != "" {
+		t.Errorf("listing changed after applying the same state again (-first +second):\n%s", diff)
+	}
+	// nft decodes every rule as we wrote it: each rule of the golden text
+	// appears in nft's own listing.
+	r, err := Build(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Chains {
+		for _, rule := range c.Rules {
+			want := rule.String()
+			if !strings.Contains(first, want) {
+				t.Errorf("nft listing lacks rule %q of chain %s", want, c.Name)
+			}
+		}
+	}
+	for _, want := range []string{
+		`"v6b-nat" . "v6b-nat"`,
+		"fd12:3456:789a:8109::/64 : 2001:db8:1234:a1::2",
+		"2001:db8:1234:a1::1 . udp . 5002 : fd12:3456:789a:8109::9 . 6002",
+		"2001:db8:1234:a1::1 . sctp . 7000 : fd12:3456:789a:8109::9 . 7000",
+	} {
+		if !strings.Contains(first, want) {
+			t.Errorf("nft listing lacks %q:\n%s", want, first)
+		}
+	}
+	if t.Failed() {
+		t.Logf("nft listing:\n%s", first)
+	}
+
+	// Removing everything leaves the table empty.
+	if err := tbl.Apply(State{}); err != nil {
+		t.Fatalf("Apply(empty): %v", err)
+	}
+	if got, want := listTable(t, ns), "table ip6 v6bridge {\n}\n"; got != want {
+		t.Errorf("after Apply(empty): %q, want %q", got, want)
+	}
+	if err := tbl.Delete(); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if err := tbl.Delete(); err != nil {
+		t.Fatalf("Delete of a missing table: %v", err)
+	}
+	if out := inNS(t, ns, "nft", "list", "tables"); strings.Contains(out, TableName) {
+		t.Errorf("table still there after Delete: %s", out)
+	}
+}
+
+func TestPrivilegedWatchRestores(t *testing.T) {
+	ns := nettest.NewNS(t)
+	tbl := newTable(t, ns)
+	if err := tbl.Apply(state(natNet(), publicNet())); err != nil {
+		t.Fatal(err)
+	}
+	want := listTable(t, ns)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tbl.Watch(ctx, 100*time.Millisecond); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"flush ruleset", []string{"flush", "ruleset"}},
+		{"delete table", []string{"delete", "table", "ip6", TableName}},
+		{"delete rule set element", []string{"flush", "set", "ip6", TableName, SetPublished}},
+		{"flush chain", []string{"flush", "chain", "ip6", TableName, ChainFwdIn}},
+	} {
+		inNS(t, ns, "nft", tc.args...)
+		deadline := time.Now().Add(5 * time.Second)
+		var got string
+		for time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			out, err := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), int(ns)),
+				"nft", "list", "table", "ip6", TableName).CombinedOutput()
+			got = string(out)
+			if err == nil && got == want {
+				break
+			}
+		}
+		if got != want {
+			t.Fatalf("after %s the table was not restored within 5s (-want +got):\n%s", tc.name, cmp.Diff(want, got))
+		}
+	}
+}
+
+func TestPrivilegedCoexistenceDockerUser(t *testing.T) {
+	ns := nettest.NewNS(t)
+	tbl := newTable(t, ns)
+	// No ip6 filter table yet: nothing to do.
+	if err := tbl.Apply(state(natNet())); err != nil {
+		t.Fatal(err)
+	}
+	// The engine's ip6tables, as iptables-nft writes it.
+	inNS(t, ns, "ip6tables", "-w", "-P", "FORWARD", "DROP")
+	inNS(t, ns, "ip6tables", "-w", "-N", "DOCKER-USER")
+	inNS(t, ns, "ip6tables", "-w", "-A", "DOCKER-USER", "-j", "RETURN")
+	inNS(t, ns, "ip6tables", "-w", "-I", "FORWARD", "-j", "DOCKER-USER")
+
+	for range 2 {
+		if err := tbl.Apply(state(natNet())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := NewCoexistence(TableConfig{NetNS: int(ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	want := "-N DOCKER-USER\n-A DOCKER-USER -i v6b-+ -j ACCEPT\n-A DOCKER-USER -o v6b-+ -j ACCEPT\n-A DOCKER-USER -j RETURN\n"
+	if diff := cmp.Diff(want, inNS(t, ns, "ip6tables", "-w", "-S", "DOCKER-USER")); diff != "" {
+		t.Errorf("DOCKER-USER after three ensures (-want +got):\n%s", diff)
+	}
+	if err := c.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	want = "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n"
+	if diff := cmp.Diff(want, inNS(t, ns, "ip6tables", "-w", "-S", "DOCKER-USER")); diff != "" {
+		t.Errorf("DOCKER-USER after Remove (-want +got):\n%s", diff)
+	}
+	// Findings: FORWARD drop without DOCKER-USER is reported.
+	inNS(t, ns, "ip6tables", "-w", "-D", "FORWARD", "-j", "DOCKER-USER")
+	inNS(t, ns, "ip6tables", "-w", "-F", "DOCKER-USER")
+	inNS(t, ns, "ip6tables", "-w", "-X", "DOCKER-USER")
+	fs, err := c.Ensure()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs) != 1 || fs[0].Kind != FindingDockerIP6Tables {
+		t.Errorf("findings %+v, want one %s", fs, FindingDockerIP6Tables)
+	}
+}
+
+func TestPrivilegedCoexistenceFindings(t *testing.T) {
+	ns := nettest.NewNS(t)
+	inNS(t, ns, "nft", "add", "table", "inet", "firewalld")
+	inNS(t, ns, "nft", "add", "table", "ip6", "docker-bridges")
+	c, err := NewCoexistence(TableConfig{NetNS: int(ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := c.Ensure()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, f := range fs {
+		kinds = append(kinds, f.Kind)
+	}
+	if diff := cmp.Diff([]string{FindingFirewalld, FindingDockerNFTables}, kinds); diff != "" {
+		// Table order follows the kernel's; accept either order.
+		if diff2 := cmp.Diff([]string{FindingDockerNFTables, FindingFirewalld}, kinds); diff2 != "" {
+			t.Errorf("findings (-want +got):\n%s", diff)
+		}
+	}
+}
+
+// normalize sorts the elements of every set in an nft listing: nft lists
+// hash sets in the kernel's order, the golden files in key order.
+func normalize(text string) string {
+	var out []string
+	lines := strings.Split(text, "\n")
+	for i := 0; i < len(lines); i++ {
+		l := lines[i]
+		trimmed := strings.TrimSpace(l)
+		if !strings.HasPrefix(trimmed, "elements = { ") {
+			out = append(out, l)
+			continue
+		}
+		block := strings.TrimPrefix(trimmed, "elements = { ")
+		for !strings.HasSuffix(block, " }") && i+1 < len(lines) {
+			i++
+			block += " " + strings.TrimSpace(lines[i])
+		}
+		elems := strings.Split(strings.TrimSuffix(block, " }"), ", ")
+		slices.Sort(elems)
+		out = append(out, "elements = { "+strings.Join(elems, ", ")+" }")
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestPrivilegedGoldenMatchesKernel applies every golden state and checks
+// that nft, decoding what the kernel holds, prints the golden text.
+func TestPrivilegedGoldenMatchesKernel(t *testing.T) {
+	ns := nettest.NewNS(t)
+	tbl := newTable(t, ns)
+	for _, tc := range goldenStates() {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tbl.Apply(tc.s); err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			want, err := os.ReadFile(filepath.Join("testdata", tc.name+".golden"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(normalize(string(want)), normalize(listTable(t, ns))); diff != "" {
+				t.Errorf("nft listing differs from the golden file (-golden +nft):\n%s", diff)
+			}
+		})
+	}
+}
