@@ -260,3 +260,29 @@ func (k *Kernel) UplinkPrefixes(uplink string) ([]netip.Prefix, error) {
 	}
 	return onLinkPrefixes(ps), nil
 }
+
+// UplinkAddrs returns the global IPv6 addresses of an uplink (ULA
+// included): the host addresses published ports listen on.
+func (k *Kernel) UplinkAddrs(uplink string) ([]netip.Addr, error) {
+	if err := validName(uplink); err != nil {
+		return nil, fmt.Errorf("uplink addresses: %w", err)
+	}
+	l, err := k.h.LinkByName(uplink)
+	if err != nil {
+		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
+	}
+	addrs, err := k.h.AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a.Scope != unix.RT_SCOPE_UNIVERSE || a.Flags&unix.IFA_F_DADFAILED != 0 {
+			continue
+		}
+		if p, ok := addrPrefix(a); ok {
+			out = append(out, p.Addr())
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,58 @@
+// Command v6bridge is the v6bridge Docker network and IPAM plugin.
+//
+//	v6bridge serve    run the plugin (managed plugin entrypoint, or a host service)
+//	v6bridge status   show networks, endpoints, published ports and NDP from the running plugin
+//	v6bridge version  print the version
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: v6bridge COMMAND [flags]
+
+Commands:
+  serve     run the plugin: NetworkDriver and IpamDriver on one socket
+  status    show what the running plugin manages (networks, endpoints,
+            published ports, NDP answers)
+  version   print the version
+
+Run 'v6bridge COMMAND -h' for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = serve(args)
+	case "status":
+		err = status(args)
+	case "version", "--version":
+		fmt.Println("v6bridge", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "v6bridge: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "v6bridge:", err)
+		os.Exit(1)
+	}
+}
+
+// env returns the environment variable key, or def if it is unset or empty.
+func env(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

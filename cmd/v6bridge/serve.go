@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // served only with -pprof
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/internal/api"
+	"github.com/v6bridge/v6bridge/ipam"
+	"github.com/v6bridge/v6bridge/link"
+	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/ndp"
+)
+
+type serveConfig struct {
+	socket, stateDir, procSys, logLevel, uplinks string
+	ndpMode, ndpSource                           string
+	ndpRange                                     bool
+	pprof                                        string
+}
+
+func serveFlags(args []string) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: v6bridge serve [flags]
+
+Runs the plugin: the NetworkDriver and IpamDriver APIs on one unix socket.
+As a managed plugin (docker plugin install/create) the engine starts it; as
+a host service start it before dockerd (see the systemd unit in docs/) and
+use the bare driver name "v6bridge".
+
+Every flag defaults from the environment variable named in brackets.
+
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.socket, "socket", env("SOCKET", "/run/docker/plugins/v6bridge.sock"), "unix socket to serve [SOCKET]")
+	fs.StringVar(&c.stateDir, "state-dir", env("STATE_DIR", "/var/lib/v6bridge"), "state directory; must survive plugin upgrades [STATE_DIR]")
+	fs.StringVar(&c.procSys, "proc-sys", env("PROC_SYS", "/proc/sys"), "writable sysctl tree [PROC_SYS]")
+	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "panic, fatal, error, warn, info, debug or trace [LOG_LEVEL]")
+	fs.StringVar(&c.uplinks, "uplink", env("UPLINK", ""), "outside interface(s), comma separated; empty: the IPv6 default route's [UPLINK]")
+	fs.StringVar(&c.ndpMode, "ndp-proxy", env("NDP_PROXY", "native"), "native, kernel or off [NDP_PROXY]")
+	fs.StringVar(&c.ndpSource, "ndp-source", env("NDP_SOURCE", "linklocal"), "source of advertisements: linklocal, target or global [NDP_SOURCE]")
+	fs.BoolVar(&c.ndpRange, "ndp-range", env("NDP_RANGE", "false") == "true", "answer NDP for whole public subnets [NDP_RANGE]")
+	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch c.ndpMode {
+	case "native", "kernel", "off":
+	default:
+		return c, fmt.Errorf("NDP_PROXY=%q: accepted are native, kernel, off", c.ndpMode)
+	}
+	switch c.ndpSource {
+	case "linklocal", "target", "global":
+	default:
+		return c, fmt.Errorf("NDP_SOURCE=%q: accepted are linklocal, target, global", c.ndpSource)
+	}
+	return c, nil
+}
+
+func serve(args []string) error {
+	c, err := serveFlags(args)
+	if err != nil {
+		return err
+	}
+	log := logrus.New()
+	lvl, err := logrus.ParseLevel(c.logLevel)
+	if err != nil {
+		return fmt.Errorf("LOG_LEVEL=%q: accepted are panic, fatal, error, warn, info, debug, trace", c.logLevel)
+	}
+	log.SetLevel(lvl)
+	start := time.Now()
+
+	// Bind the socket first: the engine gives a managed plugin a few seconds
+	// to accept, and connections wait in the backlog until Serve runs.
+	l, err := listenUnix(c.socket)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	log.WithField("socket", c.socket).Info("listening")
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+
+	k, err := link.New(link.Config{ProcSys: c.procSys, BridgePrefix: driver.BridgePrefix, VethPrefix: driver.HostVethPrefix, Log: log})
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	uplinks, err := resolveUplinks(c.uplinks, k)
+	if err != nil {
+		return err
+	}
+	log.WithField("iface", strings.Join(uplinks, ",")).Info("uplinks")
+	up := &uplinkInfo{k: k, uplinks: uplinks, log: log}
+
+	im, err := ipam.New(ipam.Config{StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Log: log})
+	if err != nil {
+		return err
+	}
+	fw, err := nat.NewTable(nat.TableConfig{Log: log})
+	if err != nil {
+		return err
+	}
+	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, Log: log})
+	if err != nil {
+		return err
+	}
+	defer resp.Close()
+	st, err := driver.OpenDiskStore(filepath.Join(c.stateDir, "driver"))
+	if err != nil {
+		return err
+	}
+	d, err := driver.New(driver.Config{
+		Links: k, Firewall: fw, Neighbors: resp, Store: st,
+		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: up.prefixes, UplinkMTU: up.mtu,
+		NDPRange: c.ndpRange, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := d.Reconcile(); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	log.WithField("took", time.Since(start).Round(time.Millisecond)).Info("reconciled kernel state")
+
+	go func() {
+		if err := resp.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.WithError(err).Error("ndp responder stopped")
+		}
+	}()
+	go fw.Watch(ctx, 2*time.Second)
+	if c.pprof != "" {
+		go func() { log.WithError(http.ListenAndServe(c.pprof, nil)).Warn("pprof stopped") }()
+	}
+
+	status := func() any { return buildStatus(d, im, resp, uplinks) }
+	h := api.NewHandler(d, im, status, log)
+	errc := make(chan error, 1)
+	go func() { errc <- h.Serve(l) }()
+	select {
+	case <-ctx.Done():
+		// Leave the data path in place: containers keep their connectivity
+		// while the plugin is stopped, disabled or upgraded.
+		log.Info("stopping; networks stay in place")
+		return nil
+	case err := <-errc:
+		return err
+	}
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket dir: %w", err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %q: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %q: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("chmod %q: %w", path, err)
+	}
+	return l, nil
+}
+
+func resolveUplinks(spec string, k *link.Kernel) ([]string, error) {
+	var out []string
+	for _, u := range strings.Split(spec, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	if len(out) > 0 {
+		for _, u := range out {
+			if ok, err := k.LinkExists(u); err != nil || !ok {
+				return nil, fmt.Errorf("UPLINK=%q: no interface %q on this host", spec, u)
+			}
+		}
+		return out, nil
+	}
+	u, err := k.DefaultRouteUplink()
+	if err != nil {
+		return nil, fmt.Errorf("find the uplink (no UPLINK set): %w", err)
+	}
+	return []string{u}, nil
+}
+
+// uplinkInfo answers the driver's questions about the uplinks, reading the
+// kernel each time so address changes are seen.
+type uplinkInfo struct {
+	k       *link.Kernel
+	uplinks []string
+	log     logrus.FieldLogger
+}
+
+func (u *uplinkInfo) prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, up := range u.uplinks {
+		ps, err := u.k.UplinkPrefixes(up)
+		if err != nil {
+			u.log.WithError(err).WithField("iface", up).Warn("read uplink prefixes")
+			continue
+		}
+		for _, p := range ps {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+func (u *uplinkInfo) addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, up := range u.uplinks {
+		as, err := u.k.UplinkAddrs(up)
+		if err != nil {
+			u.log.WithError(err).WithField("iface", up).Warn("read uplink addresses")
+			continue
+		}
+		out = append(out, as...)
+	}
+	return out
+}
+
+func (u *uplinkInfo) mtu() int {
+	if len(u.uplinks) == 0 {
+		return 0
+	}
+	m, err := u.k.LinkMTU(u.uplinks[0])
+	if err != nil {
+		return 0
+	}
+	return m
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/ipam"
+	"github.com/v6bridge/v6bridge/ndp"
+)
+
+// statusDoc is what /v6bridge.Status serves and `v6bridge status` prints.
+type statusDoc struct {
+	Uplinks  []string
+	Networks []driver.NetworkStatus
+	Pools    []ipam.PoolStatus
+	NDP      ndp.Stats
+}
+
+func buildStatus(d *driver.Driver, im *ipam.IPAM, r *ndp.Responder, uplinks []string) any {
+	return statusDoc{Uplinks: uplinks, Networks: d.Status(), Pools: im.Pools(), NDP: r.Stats()}
+}
+
+func status(args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: v6bridge status [--json] [--socket PATH]
+
+Shows what the running plugin manages: its networks with subnet, mode and
+bridge, their endpoints with address and published ports, the IPAM pools,
+and the NDP proxy's counters. It asks the plugin over its socket (read-only).
+For a managed plugin the socket is /run/docker/plugins/<plugin id>/v6bridge.sock.
+
+`)
+		fs.PrintDefaults()
+	}
+	asJSON := fs.Bool("json", false, "print JSON")
+	socket := fs.String("socket", env("SOCKET", "/run/docker/plugins/v6bridge.sock"), "the plugin's socket [SOCKET]")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	raw, err := fetchStatus(*socket)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, raw, "", "  "); err != nil {
+			return err
+		}
+		buf.WriteByte('\n')
+		_, err := buf.WriteTo(os.Stdout)
+		return err
+	}
+	var doc statusDoc
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("decode status: %w", err)
+	}
+	return printStatus(os.Stdout, doc)
+}
+
+func fetchStatus(socket string) ([]byte, error) {
+	c := http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}
+	resp, err := c.Post("http://v6bridge/v6bridge.Status", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		return nil, fmt.Errorf("ask the plugin at %s: %w (is it running?)", socket, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("plugin answered %s: %s", resp.Status, b)
+	}
+	return b, nil
+}
+
+func printStatus(w io.Writer, doc statusDoc) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "uplinks: %s\n\n", strings.Join(doc.Uplinks, ", "))
+	fmt.Fprintln(tw, "NETWORK\tBRIDGE\tMODE\tSUBNET\tGATEWAY\tENDPOINTS")
+	for _, n := range doc.Networks {
+		fmt.Fprintf(tw, "%.12s\t%s\t%s\t%s\t%s\t%d\n", n.ID, n.Bridge, n.Mode, n.Subnet, n.Gateway, len(n.Endpoints))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "ENDPOINT\tNETWORK\tADDRESS\tMAC\tJOINED\tPUBLISHED")
+	for _, n := range doc.Networks {
+		for _, e := range n.Endpoints {
+			fmt.Fprintf(tw, "%.12s\t%.12s\t%s\t%s\t%v\t%s\n", e.ID, n.ID, e.Address, e.MAC, e.Joined, e.Ports)
+		}
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "ndp: %+v\n", doc.NDP)
+	return tw.Flush()
+}

@@ -1,0 +1,237 @@
+# shellcheck shell=bash
+# The scenario checks of plugin_test.sh, one function per group. They use
+# P (the VPS prefix), D (the driver name), BIN, STATE, PLUGIN and V4FLAG.
+
+INTERNAL_NET=fd12:3456:789a:8101:1::/112
+INTERNAL_GW=fd12:3456:789a:8101:1::1
+WEB_ADDR=fd12:3456:789a:8101:1::ab53
+PUBLIC_NET=2001:db8:1234:a1:1::/112
+PUBLIC_ADDR=2001:db8:1234:a1:1::ab53
+
+# ------------------------------------------------------------------ helpers
+net_create() { dk "$P" network create -d "$D" --ipam-driver "$D" --ipv6 "${V4FLAG[@]}" "$@"; }
+
+# expect_fail PATTERN cmd...: cmd fails and says PATTERN (grep -i).
+expect_fail() {
+	local pat=$1 out
+	shift
+	if out=$("$@" 2>&1); then
+		echo "accepted: $*"
+		return 1
+	fi
+	echo "$out" | grep -qi -- "$pat" || { echo "message lacks '$pat': $out"; return 1; }
+}
+
+# owned: what v6bridge owns in the VPS (links) and on disk (state files).
+owned() {
+	ip -n "$P-vps" -o link show | grep -oE ' v6[bhc][-0-9a-z]*' | sort
+	find "$STATE" -type f -name '*.json' 2>/dev/null | sed "s|$STATE/||" | sort
+}
+
+# refused PATTERN cmd...: cmd fails saying PATTERN and leaves nothing behind.
+refused() {
+	local before after
+	before=$(owned)
+	expect_fail "$@" || return 1
+	after=$(owned)
+	[ "$before" = "$after" ] || { echo "left behind:"; diff <(echo "$before") <(echo "$after"); return 1; }
+}
+
+run_web() { # run_web NETWORK ADDR [NAME] [docker run flags...]
+	local net=$1 addr=$2 name=${3:-web}
+	shift 3 2>/dev/null || shift $#
+	dk "$P" run -d --name "$name" --network "$net" --ip6 "$addr" "$@" busybox \
+		sh -c 'echo Hello world! > /index.html && exec httpd -f -h /' >/dev/null
+	inspect_addr "$name" "$net" "$addr"
+}
+
+inspect_addr() { # inspect_addr CONTAINER NETWORK ADDR
+	local got
+	got=$(dk "$P" inspect -f "{{(index .NetworkSettings.Networks \"$2\").GlobalIPv6Address}}" "$1")
+	[ "$got" = "$3" ] || { echo "inspect shows '$got', want $3"; return 1; }
+}
+
+container_addr() { dk "$P" inspect -f "{{(index .NetworkSettings.Networks \"$2\").GlobalIPv6Address}}" "$1"; }
+
+# busybox's wget -T crashes; bound it with timeout instead.
+fetch_from_container() { # NETWORK URL
+	local out
+	out=$(dk "$P" run --rm --network "$1" busybox timeout 10 wget -q -O - "$2") || { echo "$out"; return 1; }
+	[ "$out" = "Hello world!" ] || { echo "got: $out"; return 1; }
+}
+
+fetch_from_host() { # URL
+	local out
+	out=$(ip netns exec "$P-vps" timeout 10 busybox wget -q -O - "$1" 2>&1) || { echo "$out"; return 1; }
+	[ "$out" = "Hello world!" ] || { echo "got: $out"; return 1; }
+}
+
+default_route() { # CONTAINER GATEWAY
+	local r
+	r=$(dk "$P" exec "$1" ip -6 route show default)
+	echo "$r" | grep -q "via $2" || { echo "default route: '$r', want via $2"; return 1; }
+}
+
+no_routable_v4() { # CONTAINER
+	local r a
+	r=$(dk "$P" exec "$1" ip -4 route show default)
+	a=$(dk "$P" exec "$1" ip -4 addr show scope global | grep inet | grep -v ' 169\.254\.' || true)
+	[ -z "$r" ] && [ -z "$a" ] || { echo "IPv4 default route '$r', addresses '$a'"; return 1; }
+}
+
+bridges_count() { # N
+	local n
+	n=$(ip -n "$P-vps" -o link show type bridge | grep -c ' v6b-' || true)
+	[ "$n" -eq "$1" ] || { echo "$n v6bridge bridges, want $1"; ip -n "$P-vps" -o link show type bridge; return 1; }
+}
+
+plugin_pid() { # the plugin process in this VPS
+	local pid
+	for pid in $(ip netns pids "$P-vps"); do
+		if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'v6bridge serve'; then
+			echo "$pid"
+			return 0
+		fi
+	done
+	return 1
+}
+
+plugin_listed_enabled() {
+	dk "$P" plugin ls --format '{{.Name}} {{.Enabled}}' | grep -qx "$PLUGIN true"
+}
+
+install_managed_plugin() {
+	mkdir -p "$STATE"
+	DOCKER_HOST="unix://$V6B_RUN/$P/docker.sock" DOCKER=$(_v6b_cli) \
+		bash "$repo/plugin/create.sh" "$PLUGIN" "$BIN" "$V6B_LIB/$P/plugin-build" "$STATE"
+	dk "$P" plugin set "$PLUGIN" LOG_LEVEL=debug
+	dk "$P" plugin enable "$PLUGIN" >/dev/null
+}
+
+remove_managed_plugin() {
+	dk "$P" plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
+	dk "$P" plugin rm -f "$PLUGIN" >/dev/null 2>&1 || true
+}
+
+start_host_service() {
+	mkdir -p "$STATE-hs"
+	in_vps "$P" "$BIN" serve --state-dir "$STATE-hs" --log-level debug \
+		</dev/null >>"$V6B_LIB/$P/logs/v6bridge-service.log" 2>&1 &
+	echo $! >"$V6B_RUN/$P/v6bridge-service.pid"
+	retry 10 in_vps "$P" test -S /run/docker/plugins/v6bridge.sock
+	STATE=$STATE-hs
+}
+
+stop_host_service() {
+	local f=$V6B_RUN/$P/v6bridge-service.pid
+	[ -f "$f" ] || return 0
+	kill -TERM "$(cat "$f")" 2>/dev/null || true
+	rm -f "$f"
+}
+
+dump_logs() {
+	echo "--- plugin log (last 60 lines):"
+	grep -h 'plugin=' "$V6B_LIB/$P/logs/dockerd.log" 2>/dev/null | tail -n 60 | cut -c1-400
+	tail -n 60 "$V6B_LIB/$P/logs/v6bridge-service.log" 2>/dev/null | cut -c1-400
+}
+
+# ------------------------------------------------------------------ groups
+foundation_checks() {
+	check "network create internal (nat, $INTERNAL_NET)" net_create --subnet "$INTERNAL_NET" -o v6bridge.mode=nat internal
+	check "network create public ($PUBLIC_NET of the host's /64)" net_create --subnet "$PUBLIC_NET" public
+	check "one bridge per network in the VPS" bridges_count 2
+	check "a container gets exactly the requested address (--ip6 $WEB_ADDR)" run_web internal "$WEB_ADDR"
+	check "a second container reaches it over IPv6" fetch_from_container internal "http://[$WEB_ADDR]/"
+	check "the host reaches it through the bridge" fetch_from_host "http://[$WEB_ADDR]/"
+	check "the container's IPv6 default route is via the gateway" default_route web "$INTERNAL_GW"
+	check "the container has no routable IPv4" no_routable_v4 web
+	check "a container on the public network gets its address" run_web public "$PUBLIC_ADDR" pubweb
+	check "the host reaches the public container" fetch_from_host "http://[$PUBLIC_ADDR]/"
+}
+
+bad_input_checks() {
+	local n
+	check "refused: unknown option" refused "v6bridge.colour" net_create --subnet fd00:11::/112 -o v6bridge.colour=blue bad
+	check "refused: bad mode" refused "nat, public, routed, internal" net_create --subnet fd00:11::/112 -o v6bridge.mode=bridge bad
+	check "refused: MTU below 1280" refused "1280" net_create --subnet fd00:11::/112 -o v6bridge.mtu=1000 bad
+	check "refused: bridge name over 15 bytes" refused "15 bytes" net_create --subnet fd00:11::/112 -o v6bridge.bridge_name=bridge-name-too-long bad
+	check "refused: bridge name of an existing interface" refused "exists" net_create --subnet fd00:11::/112 -o v6bridge.bridge_name=eth0 bad
+	check "refused: icc not a boolean" refused "true or false" net_create --subnet fd00:11::/112 -o v6bridge.icc=maybe bad
+	check "refused: prefix shorter than /48" refused "fd00::/40" net_create --subnet fd00::/40 bad
+	check "refused: prefix longer than /120" refused "fd00:11::/124" net_create --subnet fd00:11::/124 bad
+	check "refused: the host's own /64" refused "2001:db8:1234:a1::/64" net_create --subnet 2001:db8:1234:a1::/64 bad
+	check "refused: overlapping another v6bridge pool" refused "overlap" net_create --subnet fd12:3456:789a:8101:1::/120 bad
+	check "refused: no --subnet" refused "subnet" net_create bad
+	check "refused: public mode on a ULA subnet" refused "global subnet" net_create --subnet fd00:11::/112 -o v6bridge.mode=public bad
+	check "refused: port out of range in v6bridge.allow" refused "65535" net_create --subnet 2001:db8:1234:a1:2::/112 -o v6bridge.allow=tcp/99999 bad
+	check "refused: host_ipv6 not an address" refused "IPv6 address" net_create --subnet fd00:11::/112 -o v6bridge.host_ipv6=nope bad
+	check "refused: --internal with another mode" refused "internal" net_create --subnet fd00:11::/112 --internal -o v6bridge.mode=nat bad
+	check "refused: an IPv4 subnet" refused "IPv6" dk "$P" network create -d "$D" --ipam-driver "$D" --ipv6 --subnet 10.9.0.0/24 --subnet fd00:11::/112 bad
+	check "refused: --ip6 already in use" refused "$WEB_ADDR" dk "$P" run --rm --network internal --ip6 "$WEB_ADDR" busybox true
+	check "refused: --ip6 the subnet-router anycast address" refused "fd12:3456:789a:8101:1::" dk "$P" run --rm --network internal --ip6 fd12:3456:789a:8101:1:: busybox true
+	check "refused: --ip6 outside the subnet" refused "fd99::5" dk "$P" run --rm --network internal --ip6 fd99::5 busybox true
+	dk "$P" container prune -f >/dev/null
+	n=$(dk "$P" network ls --filter name=bad -q | wc -l)
+	check "no refused network exists in the engine" test "$n" -eq 0
+}
+
+crash_checks() {
+	local pid newpid addr
+	pid=$(plugin_pid) || { check "plugin process found" false; return; }
+	kill -KILL "$pid"
+	check "kill -9 of the plugin: the running container stays reachable" fetch_from_host "http://[$WEB_ADDR]/"
+	newpid_differs() { newpid=$(plugin_pid) && [ "$newpid" != "$pid" ]; }
+	check "the engine restarts the plugin" retry 30 newpid_differs
+	check "after the restart a new container starts" \
+		dk "$P" run -d --name c2 --network internal busybox sleep 600
+	addr=$(container_addr c2 internal)
+	check "it gets an address not in use ($addr)" test -n "$addr" -a "$addr" != "$WEB_ADDR" -a "$addr" != "$INTERNAL_GW"
+	check "and reaches the first container" dk "$P" exec c2 timeout 10 wget -q -O /dev/null "http://[$WEB_ADDR]/"
+	dk "$P" rm -f c2 >/dev/null
+}
+
+restart_checks() {
+	local auto
+	check "restart=always container with a fixed address" run_web internal fd12:3456:789a:8101:1::100 keeper --restart=always
+	dk "$P" run -d --name keeper2 --restart=always --network internal busybox sleep 100000 >/dev/null
+	auto=$(container_addr keeper2 internal)
+	engine_down "$P"
+	engine_up "$P" "$KIND"
+	check "engine restart: restart=always container back with the same address" retry 30 inspect_addr keeper internal fd12:3456:789a:8101:1::100
+	check "engine restart: auto-addressed container back with the same address ($auto)" retry 30 inspect_addr keeper2 internal "$auto"
+	check "engine restart: it serves again" retry 20 fetch_from_host "http://[fd12:3456:789a:8101:1::100]/"
+	# A reboot: engine and every link gone; the plugin re-creates the bridges.
+	engine_down "$P"
+	for l in $(ip -n "$P-vps" -o link show | grep -oE ' v6[bh][-0-9a-z]*'); do ip -n "$P-vps" link del "$l" 2>/dev/null || true; done
+	check "simulated reboot: no bridge left" bridges_count 0
+	engine_up "$P" "$KIND"
+	check "simulated reboot: the plugin re-creates the bridges" retry 30 bridges_count 2
+	check "simulated reboot: restart=always container back with the same address" retry 30 inspect_addr keeper internal fd12:3456:789a:8101:1::100
+	check "simulated reboot: it serves again" retry 20 fetch_from_host "http://[fd12:3456:789a:8101:1::100]/"
+	dk "$P" rm -f keeper keeper2 web pubweb >/dev/null 2>&1 || true
+}
+
+compose_checks() { # DRIVER
+	local -a cf=(-f "$repo/examples/seed/compose.yml")
+	api_at_least "$P" 1.48 || cf+=(-f "$repo/examples/seed/compose.legacy.yml")
+	dk "$P" rm -f web pubweb >/dev/null 2>&1 || true
+	dk "$P" network rm internal public >/dev/null 2>&1 || true
+	export V6BRIDGE=$1
+	check "compose (driver: $1): the seed's networks and busybox come up" dk "$P" compose "${cf[@]}" -p demo up -d
+	check "compose: busybox has its internal address" inspect_addr demo-busybox-1 demo_internal "$WEB_ADDR"
+	check "compose: busybox has its public address" inspect_addr demo-busybox-1 demo_public "$PUBLIC_ADDR"
+	check "compose: a container on demo_internal fetches http://[$WEB_ADDR]" fetch_from_container demo_internal "http://[$WEB_ADDR]/"
+	check "compose: the host fetches http://[$PUBLIC_ADDR]" fetch_from_host "http://[$PUBLIC_ADDR]/"
+	check "compose down" dk "$P" compose "${cf[@]}" -p demo down
+	unset V6BRIDGE
+}
+
+cleanup_checks() {
+	local left
+	dk "$P" rm -f $(dk "$P" ps -aq) >/dev/null 2>&1 || true
+	for n in $(dk "$P" network ls --filter driver="$D" -q); do dk "$P" network rm "$n" >/dev/null; done
+	left=$(ip -n "$P-vps" -o link show | grep -oE ' v6[bhc][-0-9a-z]*' || true)
+	check "network rm: no bridge or veth left" test -z "$left"
+	left=$(find "$STATE/driver" -type f -name '*.json' 2>/dev/null || true)
+	check "network rm: no network or endpoint state left" test -z "$left"
+}

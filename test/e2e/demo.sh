@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# make demo: the seed scenario ("Running an IPv6-only host — redux") on a
+# simulated IPv6-only VPS with a private current engine and v6bridge as a
+# managed plugin, checked the way the blog's "Initial testing" does.
+#   V6B_DEMO_ENGINE=legacy   use Debian's 20.10 instead
+#   V6B_DEMO_KEEP=1          leave it running (clean up with: test/e2e/demo.sh down)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+# shellcheck source=checks.sh
+source "$here/checks.sh"
+
+P=demo
+KIND=${V6B_DEMO_ENGINE:-current}
+BIN=$repo/bin/v6bridge
+PLUGIN=v6bridge:latest
+STATE=$V6B_LIB/$P/v6bridge-state
+D=$PLUGIN
+if [ "${1:-}" = down ]; then vps_down "$P"; exit 0; fi
+
+finish() {
+	local rc=$?
+	if [ "${V6B_DEMO_KEEP:-0}" = 1 ]; then
+		echo "# left running: DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock docker ...; stop with: $0 down"
+	else
+		vps_down "$P" || true
+	fi
+	exit "$rc"
+}
+trap finish EXIT
+
+cat <<'PLAN'
+# The seed's address plan, as the simulated provider and v6bridge use it:
+#   2001:db8:1234:a1::1            main public address of the host (eth0, the /64 on-link)
+#   2001:db8:1234:a1:1::/112       public CIDR for demo_public (v6bridge.mode=public)
+#   fd12:3456:789a:8101:1::/112    internal network demo_internal (v6bridge.mode=nat)
+#   2001:db8:ffff::10              "the internet": a server behind the provider's router
+PLAN
+echo "# starting the simulated VPS and a $KIND engine inside it"
+vps_up "$P"
+engine_up "$P" "$KIND"
+image_import "$P"
+echo "# engine $(engine_version "$P") (API $(engine_api "$P"))"
+install_managed_plugin
+check "docker plugin ls: $PLUGIN enabled" plugin_listed_enabled
+
+cf=(-f "$repo/examples/seed/compose.yml")
+api_at_least "$P" 1.48 || cf+=(-f "$repo/examples/seed/compose.legacy.yml")
+export V6BRIDGE=$PLUGIN
+echo "# docker compose -p demo up -d   (examples/seed/compose.yml, driver $PLUGIN)"
+check "compose up: networks demo_internal, demo_public and demo-busybox-1" dk "$P" compose "${cf[@]}" -p demo up -d
+check "busybox has fd12:3456:789a:8101:1::ab53 on demo_internal" inspect_addr demo-busybox-1 demo_internal "$WEB_ADDR"
+check "busybox has 2001:db8:1234:a1:1::ab53 on demo_public" inspect_addr demo-busybox-1 demo_public "$PUBLIC_ADDR"
+echo "# Initial testing"
+check "docker run --rm --network demo_internal busybox wget -O - http://[fd12:3456:789a:8101:1::ab53]" \
+	fetch_from_container demo_internal "http://[$WEB_ADDR]/"
+check "the host reaches http://[2001:db8:1234:a1:1::ab53] through the bridge" fetch_from_host "http://[$PUBLIC_ADDR]/"
+check "docker logs demo-busybox-1 shows the requests" sh -c "DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock $(_v6b_cli) logs demo-busybox-1 2>&1 | grep -q 'GET /'"
+summary

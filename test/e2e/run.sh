@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the end-to-end suite on the given engines, one after the other.
+#   test/e2e/run.sh [legacy] [current]
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+engines=("$@")
+[ ${#engines[@]} -gt 0 ] || engines=(legacy current)
+passed=0 failed=0 rc=0
+for kind in "${engines[@]}"; do
+	out=$(mktemp)
+	bash "$here/plugin_test.sh" "$kind" 2>&1 | tee "$out"
+	[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n1)
+	if [ -n "$line" ]; then
+		passed=$((passed + ${line%% *}))
+		f=${line#*, }
+		failed=$((failed + ${f%% *}))
+	else
+		failed=$((failed + 1))
+		echo "FAIL - $kind: the suite did not finish"
+	fi
+	rm -f "$out"
+done
+echo "e2e: $passed passed, $failed failed"
+[ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]
