@@ -3,6 +3,8 @@ package nat
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,7 +15,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nettest"
 )
@@ -269,6 +273,182 @@ func TestPrivilegedGoldenMatchesKernel(t *testing.T) {
 			}
 			if diff := cmp.Diff(normalize(string(want)), normalize(listTable(t, ns))); diff != "" {
 				t.Errorf("nft listing differs from the golden file (-golden +nft):\n%s", diff)
+			}
+		})
+	}
+}
+
+// serve accepts TCP connections on addr inside ns and writes the client's
+// address to each, so the dialer learns the source address the server saw.
+func serve(t *testing.T, ns netns.NsHandle, addr string) {
+	t.Helper()
+	var ln net.Listener
+	if err := nettest.Do(t, ns, func() (err error) {
+		ln, err = net.Listen("tcp6", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprint(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().String())
+			c.Close()
+		}
+	}()
+}
+
+// dial connects to addr from inside ns and returns what the server wrote.
+func dial(t *testing.T, ns netns.NsHandle, addr string, timeout time.Duration) (string, error) {
+	t.Helper()
+	var got string
+	err := nettest.Do(t, ns, func() error {
+		c, err := net.DialTimeout("tcp6", addr, timeout)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(timeout))
+		b, err := io.ReadAll(c)
+		got = string(b)
+		return err
+	})
+	return got, err
+}
+
+func addBridge(t *testing.T, ns netns.NsHandle, name string, gw netip.Prefix) {
+	t.Helper()
+	h := nettest.Handle(t, ns)
+	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+		t.Fatalf("add bridge %s: %v", name, err)
+	}
+	br, err := h.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrAdd(br, &netlink.Addr{IPNet: nettest.PrefixNet(gw), Flags: unix.IFA_F_NODAD}); err != nil {
+		t.Fatalf("address %s on %s: %v", gw, name, err)
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// attach connects a container namespace to a bridge in the host namespace
+// through a veth, with the container's address and default route.
+func attach(t *testing.T, host netns.NsHandle, bridge, veth string, ctr netns.NsHandle, addr netip.Prefix, gw netip.Addr) {
+	t.Helper()
+	nettest.Connect(t, host, veth, netip.Prefix{}, ctr, "eth0", addr)
+	h := nettest.Handle(t, host)
+	br, err := h.LinkByName(bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := h.LinkByName(veth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetMaster(v, br); err != nil {
+		t.Fatalf("attach %s to %s: %v", veth, bridge, err)
+	}
+	route(t, ctr, netip.MustParsePrefix("::/0"), gw)
+}
+
+func route(t *testing.T, ns netns.NsHandle, dst netip.Prefix, gw netip.Addr) {
+	t.Helper()
+	h := nettest.Handle(t, ns)
+	if err := h.RouteAdd(&netlink.Route{Dst: nettest.PrefixNet(dst), Gw: gw.AsSlice()}); err != nil {
+		t.Fatalf("route %s via %s: %v", dst, gw, err)
+	}
+}
+
+// TestPrivilegedDataPath builds container - host - outside namespaces and
+// checks NAT66, published ports, hairpin and the public firewall with real
+// TCP connections.
+func TestPrivilegedDataPath(t *testing.T) {
+	host, out := nettest.NewNS(t), nettest.NewNS(t)
+	natCtr, pubCtr := nettest.NewNS(t), nettest.NewNS(t)
+
+	hostAddr := netip.MustParseAddr("2001:db8:1::1")
+	outAddr := netip.MustParseAddr("2001:db8:1::2")
+	natGW, natAddr := netip.MustParseAddr("fd00:1::1"), netip.MustParseAddr("fd00:1::2")
+	pubGW, pubAddr := netip.MustParseAddr("2001:db8:2::1"), netip.MustParseAddr("2001:db8:2::10")
+
+	nettest.Connect(t, host, "up0", netip.PrefixFrom(hostAddr, 64), out, "eth0", netip.PrefixFrom(outAddr, 64))
+	addBridge(t, host, "v6b-test", netip.PrefixFrom(natGW, 64))
+	addBridge(t, host, "v6b-pub", netip.PrefixFrom(pubGW, 64))
+	attach(t, host, "v6b-test", "v6h-nat", natCtr, netip.PrefixFrom(natAddr, 64), natGW)
+	attach(t, host, "v6b-pub", "v6h-pub", pubCtr, netip.PrefixFrom(pubAddr, 64), pubGW)
+	// The outside knows routes to both container networks, so only the
+	// firewall stands between it and the containers.
+	route(t, out, netip.MustParsePrefix("2001:db8:2::/64"), hostAddr)
+	route(t, out, netip.MustParsePrefix("fd00:1::/64"), hostAddr)
+	if err := nettest.Do(t, host, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644)
+	}); err != nil {
+		t.Fatalf("enable forwarding: %v", err)
+	}
+
+	s := State{
+		Uplinks:   []string{"up0"},
+		HostAddrs: []netip.Addr{hostAddr},
+		Networks: []Network{
+			{Bridge: "v6b-pub", Subnet: netip.MustParsePrefix("2001:db8:2::/64"), Gateway: pubGW, Mode: ModePublic, ICC: true, AllowPing: true,
+				Endpoints: []Endpoint{{Addr: pubAddr, Ports: []Mapping{{Proto: ProtoTCP, HostFirst: 8082, HostLast: 8082, ContainerFirst: 80}}}}},
+			{Bridge: "v6b-test", Subnet: netip.MustParsePrefix("fd00:1::/64"), Gateway: natGW, Mode: ModeNAT, ICC: true, AllowPing: true,
+				Endpoints: []Endpoint{{Addr: natAddr, Ports: []Mapping{{Proto: ProtoTCP, HostFirst: 8080, HostLast: 8080, ContainerFirst: 80}}}}},
+		},
+	}
+	tbl := newTable(t, host)
+	if err := tbl.Apply(s); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+
+	serve(t, out, "[2001:db8:1::2]:9000")
+	serve(t, natCtr, "[::]:80")
+	serve(t, pubCtr, "[::]:80")
+	serve(t, pubCtr, "[::]:81")
+
+	const ok, blocked = 3 * time.Second, 700 * time.Millisecond
+	tests := []struct {
+		name     string
+		from     netns.NsHandle
+		to       string
+		wantSeen string // "" means the connection must fail
+	}{
+		{"nat outbound is masqueraded", natCtr, "[2001:db8:1::2]:9000", hostAddr.String()},
+		{"published port keeps the client address", out, "[2001:db8:1::1]:8080", outAddr.String()},
+		{"nat container not reachable directly", out, "[fd00:1::2]:80", ""},
+		{"public published port open directly", out, "[2001:db8:2::10]:80", outAddr.String()},
+		{"public unpublished port closed", out, "[2001:db8:2::10]:81", ""},
+		{"public published through the host address", out, "[2001:db8:1::1]:8082", outAddr.String()},
+		{"public outbound keeps its address", pubCtr, "[2001:db8:1::2]:9000", pubAddr.String()},
+		{"hairpin to another network's published port", natCtr, "[2001:db8:1::1]:8082", pubGW.String()},
+		{"networks isolated", natCtr, "[2001:db8:2::10]:80", ""},
+		{"host reaches its published port", host, "[2001:db8:1::1]:8080", hostAddr.String()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			timeout := ok
+			if tt.wantSeen == "" {
+				timeout = blocked
+			}
+			got, err := dial(t, tt.from, tt.to, timeout)
+			if tt.wantSeen == "" {
+				if err == nil {
+					t.Fatalf("connection to %s succeeded (server saw %s), want it blocked", tt.to, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("connection to %s: %v", tt.to, err)
+			}
+			if got != tt.wantSeen {
+				t.Errorf("server saw %s, want %s", got, tt.wantSeen)
 			}
 		})
 	}
