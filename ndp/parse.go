@@ -15,6 +15,11 @@ import (
 // formed Neighbor Solicitation. Callers count and drop such packets.
 var ErrMalformed = errors.New("malformed neighbor solicitation")
 
+// ErrNotSolicitation is returned by ParsePacket for a well-formed packet
+// that is not a Neighbor Solicitation (an MLD report behind a hop-by-hop
+// header passes the capture filter too). It does not wrap ErrMalformed.
+var ErrNotSolicitation = errors.New("not a neighbor solicitation")
+
 // Solicitation is a parsed Neighbor Solicitation with what the IPv6 header
 // and the link layer said about it.
 type Solicitation struct {
@@ -69,7 +74,7 @@ func ParsePacket(b []byte, linkSource net.HardwareAddr) (Solicitation, error) {
 		switch next {
 		case protoHopByHop, protoRouting, protoDestOpts:
 		default:
-			return Solicitation{}, fmt.Errorf("next header %d: %w", next, ErrMalformed)
+			return Solicitation{}, fmt.Errorf("next header %d: %w", next, ErrNotSolicitation)
 		}
 		if i == maxExtHeaders || len(rest) < 8 {
 			return Solicitation{}, fmt.Errorf("extension headers: %w", ErrMalformed)
@@ -79,6 +84,9 @@ func ParsePacket(b []byte, linkSource net.HardwareAddr) (Solicitation, error) {
 			return Solicitation{}, fmt.Errorf("extension header length %d: %w", l, ErrMalformed)
 		}
 		next, rest = rest[0], rest[l:]
+	}
+	if len(rest) > 0 && rest[0] != typeNeighSolic {
+		return Solicitation{}, fmt.Errorf("icmpv6 type %d: %w", rest[0], ErrNotSolicitation)
 	}
 	if checksum(src, dst, rest) != 0 {
 		return Solicitation{}, fmt.Errorf("icmpv6 checksum: %w", ErrMalformed)

@@ -59,6 +59,7 @@ func TestParsePacket(t *testing.T) {
 		pkt     []byte
 		want    Solicitation
 		wantErr bool
+		other   bool // ErrNotSolicitation rather than ErrMalformed
 	}{
 		{
 			name: "multicast",
@@ -90,7 +91,12 @@ func TestParsePacket(t *testing.T) {
 		{name: "short", pkt: ipv6Packet(routerAddr, snm(live), 255, 0, nil, ns)[:50], wantErr: true},
 		{name: "empty", pkt: nil, wantErr: true},
 		{name: "ipv4", pkt: append([]byte{0x45}, make([]byte, 60)...), wantErr: true},
-		{name: "udp", pkt: ipv6Packet(routerAddr, snm(live), 255, 17, []byte{}, ns), wantErr: true},
+		{name: "udp", pkt: ipv6Packet(routerAddr, snm(live), 255, 17, []byte{}, ns), wantErr: true, other: true},
+		{
+			name:    "mld report behind hop-by-hop",
+			pkt:     ipv6Packet(routerAddr, netip.MustParseAddr("ff02::16"), 1, 0, hbh, []byte{143, 0, 0, 0, 0, 0, 0, 0}),
+			wantErr: true, other: true,
+		},
 		{name: "truncated ext header", pkt: ipv6Packet(routerAddr, snm(live), 255, 0, []byte{58, 9, 0, 0, 0, 0, 0, 0}, ns), wantErr: true},
 		{
 			name:    "duplicate source option",
@@ -110,7 +116,7 @@ func TestParsePacket(t *testing.T) {
 				binary.BigEndian.PutUint16(b[2:4], checksum(routerAddr, snm(live), b))
 				return ipv6Packet(routerAddr, snm(live), 255, 0, nil, b)
 			}(),
-			wantErr: true,
+			wantErr: true, other: true,
 		},
 		{
 			name: "advertisement, not solicitation",
@@ -118,12 +124,18 @@ func TestParsePacket(t *testing.T) {
 				b, _ := mndp.MarshalMessageChecksum(&mndp.NeighborAdvertisement{TargetAddress: live}, routerAddr, snm(live))
 				return ipv6Packet(routerAddr, snm(live), 255, 0, nil, b)
 			}(),
-			wantErr: true,
+			wantErr: true, other: true,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParsePacket(tt.pkt, routerMAC)
+			if tt.other {
+				if !errors.Is(err, ErrNotSolicitation) || errors.Is(err, ErrMalformed) {
+					t.Fatalf("ParsePacket = %+v, %v; want ErrNotSolicitation", got, err)
+				}
+				return
+			}
 			if tt.wantErr {
 				if !errors.Is(err, ErrMalformed) {
 					t.Fatalf("ParsePacket = %+v, %v; want ErrMalformed", got, err)
@@ -212,7 +224,7 @@ func FuzzParse(f *testing.F) {
 			binary.BigEndian.PutUint16(c[2:4], checksum(src, dst, c))
 			if ns, err := ParsePacket(ipv6Packet(src, dst, hop, 0, nil, c), routerMAC); err == nil {
 				check(ns)
-			} else if !errors.Is(err, ErrMalformed) {
+			} else if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrNotSolicitation) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 		}
