@@ -97,8 +97,22 @@ build_compose() {
 		github.com/docker/compose/v2/cmd
 	rm -rf "$src"
 }
-export -f build_compose
-export COMPOSE_VERSION TOOLS
+# containerd's go.mod has exclude directives, so `go install pkg@version` refuses it:
+# build it from a scratch module too.
+build_containerd() {
+	local src="$TOOLS/.v/containerd@$CONTAINERD_VERSION/src" m=github.com/containerd/containerd/v2
+	mkdir -p "$src"
+	cd "$src"
+	[ -f go.mod ] || go mod init scratch
+	go get "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+		"$m/cmd/ctr@$CONTAINERD_VERSION"
+	CGO_ENABLED=1 go build -tags no_btrfs -o "$GOBIN/" \
+		-ldflags "-X $m/version.Version=$CONTAINERD_VERSION" \
+		"$m/cmd/containerd" "$m/cmd/containerd-shim-runc-v2" "$m/cmd/ctr"
+	rm -rf "$src"
+}
+export -f build_compose build_containerd
+export COMPOSE_VERSION CONTAINERD_VERSION TOOLS
 
 pids=()
 build dockerd "$DOCKERD_VERSION" "dockerd docker-proxy" \
@@ -113,10 +127,7 @@ build compose "$COMPOSE_VERSION" docker-compose bash -c build_compose &
 pids+=($!)
 if [ -n "$CONTAINERD_VERSION" ]; then
 	build containerd "$CONTAINERD_VERSION" "containerd containerd-shim-runc-v2 ctr" \
-		env CGO_ENABLED=1 go install -tags no_btrfs \
-		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION" \
-		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
-		"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD_VERSION" &
+		bash -c build_containerd &
 	pids+=($!)
 else
 	rm -f "$TOOLS/containerd" "$TOOLS/containerd-shim-runc-v2" "$TOOLS/ctr"

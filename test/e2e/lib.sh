@@ -81,14 +81,14 @@ _v6b_cli() {
 
 # dk P args...: the docker CLI talking to the engine of VPS P (compose too: dk P compose ...).
 dk() {
-	local p=$1 cli
+	local p=$1
 	shift
-	cli=$(_v6b_cli) || return 1
-	DOCKER_HOST="unix://$V6B_RUN/$p/docker.sock" "$cli" "$@"
+	[ -n "${V6B_DOCKER_CLI:-}" ] || _v6b_cli >/dev/null || return 1
+	DOCKER_HOST="unix://$V6B_RUN/$p/docker.sock" "$V6B_DOCKER_CLI" "$@"
 }
 
 # ---------------------------------------------------------------- the VPS
-_v6b_ns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$1"; }
+_v6b_ns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -x "$1" >/dev/null; }
 _v6b_sysctl() { ip netns exec "$1" sysctl -qw "$2" >/dev/null; }
 
 # vps_up P: namespaces P-vps (docker host), P-router (provider), P-inet (internet).
@@ -96,31 +96,32 @@ vps_up() {
 	local p=${1:?vps_up P}
 	[ "${#p}" -le 8 ] || { _v6b_die "prefix '$p' too long (max 8)"; return 1; }
 	if _v6b_ns "$p-vps" && _v6b_ns "$p-router" && _v6b_ns "$p-inet" &&
-		ip -n "$p-vps" -6 route show default 2>/dev/null | grep -q "$V6B_ROUTER_ADDR"; then
+		ip -n "$p-vps" -6 route show default 2>/dev/null | grep "$V6B_ROUTER_ADDR" >/dev/null; then
 		return 0
 	fi
 	vps_down "$p"
 	local n
+	# explicit `|| return`: callers like `check` run this where set -e does not apply
 	for n in vps router inet; do
-		ip netns add "$p-$n"
-		ip -n "$p-$n" link set lo up
-		_v6b_sysctl "$p-$n" net.ipv6.conf.default.accept_dad=0
-		_v6b_sysctl "$p-$n" net.ipv6.conf.all.accept_dad=0
+		ip netns add "$p-$n" || return 1
+		ip -n "$p-$n" link set lo up || return 1
+		_v6b_sysctl "$p-$n" net.ipv6.conf.default.accept_dad=0 || return 1
+		_v6b_sysctl "$p-$n" net.ipv6.conf.all.accept_dad=0 || return 1
 	done
 	# links are created directly inside the namespaces: the root netns never sees them
-	ip -n "$p-vps" link add eth0 type veth peer name vps0 netns "$p-router"
-	ip -n "$p-inet" link add eth0 type veth peer name inet0 netns "$p-router"
-	_v6b_sysctl "$p-router" net.ipv6.conf.all.forwarding=1
-	ip -n "$p-router" addr add "$V6B_ROUTER_ADDR/64" dev vps0 nodad
-	ip -n "$p-router" addr add "$V6B_ROUTER_INET_ADDR/64" dev inet0 nodad
-	ip -n "$p-vps" addr add "$V6B_VPS_ADDR/64" dev eth0 nodad
-	ip -n "$p-inet" addr add "$V6B_INET_ADDR/64" dev eth0 nodad
-	for n in "vps eth0" "router vps0" "router inet0" "inet eth0"; do
-		set -- $n
-		ip -n "$p-$1" link set "$2" up
-	done
-	ip -n "$p-vps" -6 route add default via "$V6B_ROUTER_ADDR" dev eth0
-	ip -n "$p-inet" -6 route add default via "$V6B_ROUTER_INET_ADDR" dev eth0
+	ip -n "$p-vps" link add eth0 type veth peer name vps0 netns "$p-router" || return 1
+	ip -n "$p-inet" link add eth0 type veth peer name inet0 netns "$p-router" || return 1
+	_v6b_sysctl "$p-router" net.ipv6.conf.all.forwarding=1 || return 1
+	ip -n "$p-router" addr add "$V6B_ROUTER_ADDR/64" dev vps0 nodad || return 1
+	ip -n "$p-router" addr add "$V6B_ROUTER_INET_ADDR/64" dev inet0 nodad || return 1
+	ip -n "$p-vps" addr add "$V6B_VPS_ADDR/64" dev eth0 nodad || return 1
+	ip -n "$p-inet" addr add "$V6B_INET_ADDR/64" dev eth0 nodad || return 1
+	ip -n "$p-vps" link set eth0 up || return 1
+	ip -n "$p-router" link set vps0 up || return 1
+	ip -n "$p-router" link set inet0 up || return 1
+	ip -n "$p-inet" link set eth0 up || return 1
+	ip -n "$p-vps" -6 route add default via "$V6B_ROUTER_ADDR" dev eth0 || return 1
+	ip -n "$p-inet" -6 route add default via "$V6B_ROUTER_INET_ADDR" dev eth0 || return 1
 	mkdir -p "$V6B_RUN/$p" "$V6B_LIB/$p/logs"
 }
 
@@ -157,14 +158,14 @@ _v6b_mntns_up() {
 	local f
 	f=$(_v6b_mntns "$p")
 	if [ -e "$f" ] && nsenter --mount="$f" true 2>/dev/null; then return 0; fi
-	mkdir -p "$d/ns"
-	mountpoint -q "$d/ns" || mount --bind "$d/ns" "$d/ns"
-	mount --make-private "$d/ns"
-	: >"$f"
+	mkdir -p "$d/ns" || return 1
+	mountpoint -q "$d/ns" || mount --bind "$d/ns" "$d/ns" || return 1
+	mount --make-private "$d/ns" || return 1
+	: >"$f" || return 1
 	# mount points that must exist on the host; remember the ones we create
 	for dir in /run/docker /etc/docker /run/containerd; do
 		if [ ! -d "$dir" ]; then
-			mkdir -p "$dir"
+			mkdir -p "$dir" || return 1
 			echo "$dir" >>"$V6B_RUN/created-dirs"
 		fi
 	done
@@ -189,7 +190,7 @@ _v6b_mntns_down() {
 	if mountpoint -q "$d/ns" 2>/dev/null; then umount "$d/ns" 2>/dev/null || umount -l "$d/ns" || true; fi
 	# host mount points created for the private mounts, once no VPS uses them any more
 	rm -f "$f"
-	if [ -f "$V6B_RUN/created-dirs" ] && ! awk '{print $5}' /proc/self/mountinfo | grep -q "^$V6B_RUN/.*/ns/mnt\$"; then
+	if [ -f "$V6B_RUN/created-dirs" ] && ! awk '{print $5}' /proc/self/mountinfo | grep "^$V6B_RUN/.*/ns/mnt\$" >/dev/null; then
 		while read -r dir; do rmdir "$dir" 2>/dev/null || true; done <"$V6B_RUN/created-dirs"
 		rm -f "$V6B_RUN/created-dirs"
 	fi
@@ -252,8 +253,8 @@ engine_up() {
 	esac
 	ctrd=$(_v6b_containerd "$kind")
 	engine_down "$p" >/dev/null 2>&1 || true
-	_v6b_mntns_up "$p"
-	mkdir -p "$d/containerd" "$l/containerd" "$l/docker" "$l/logs"
+	_v6b_mntns_up "$p" || { _v6b_die "private mount namespace of $p failed"; return 1; }
+	mkdir -p "$d/containerd" "$l/containerd" "$l/docker" "$l/logs" || return 1
 	echo "$kind" >"$d/kind"
 	cat >"$d/containerd.toml" <<-EOF
 		version = 2
@@ -278,28 +279,46 @@ engine_up() {
 	fi
 	echo '{}' >"$d/daemon.json"
 	: >"$l/logs/dockerd.log"
-	in_vps "$p" env PATH="$path" "$dockerd" \
+	# the whole dockerd command line, for engine_restart
+	printf '%s\0' env PATH="$path" "$dockerd" \
 		--containerd "$d/containerd/containerd.sock" \
 		--data-root "$l/docker" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
 		--host "unix://$d/docker.sock" --config-file "$d/daemon.json" \
 		--cgroup-parent "v6b-e2e-$p" \
-		"${flags[@]}" "$@" </dev/null >>"$l/logs/dockerd.log" 2>&1 &
-	echo $! >"$d/dockerd.launch.pid"
-	if ! retry "$V6B_ENGINE_TIMEOUT" _v6b_engine_ready "$p"; then
-		echo "--- dockerd log ($l/logs/dockerd.log):" >&2
-		tail -n 40 "$l/logs/dockerd.log" >&2
-		echo "--- containerd log:" >&2
-		tail -n 10 "$l/logs/containerd.log" >&2
-		_v6b_die "engine $kind of $p did not answer within ${V6B_ENGINE_TIMEOUT}s"
-		return 1
-	fi
+		"${flags[@]}" "$@" >"$d/dockerd.cmd"
+	_v6b_dockerd_start "$p"
 }
 
-_v6b_engine_ready() {
-	local d="$V6B_RUN/$1"
-	kill -0 "$(cat "$d/dockerd.launch.pid")" 2>/dev/null || return 99
-	dk "$1" info >/dev/null 2>&1
+# engine_restart P: restart dockerd only, with the same flags (containerd, the private
+# mounts and host-service plugins started with in_vps keep running). Containers stop
+# with dockerd (no live-restore) and restart=always ones come back.
+engine_restart() {
+	local p=${1:?engine_restart P} d="$V6B_RUN/${1:-}"
+	[ -f "$d/dockerd.cmd" ] || { _v6b_die "no engine of $p to restart"; return 1; }
+	_v6b_stop "$d/dockerd.pid" 30
+	_v6b_stop "$d/dockerd.launch.pid" 5
+	_v6b_dockerd_start "$p"
 }
+
+_v6b_dockerd_start() {
+	local p=$1 d="$V6B_RUN/$1" l="$V6B_LIB/$1" deadline=$((SECONDS + V6B_ENGINE_TIMEOUT))
+	local -a cmd
+	mapfile -d '' cmd <"$d/dockerd.cmd"
+	in_vps "$p" "${cmd[@]}" </dev/null >>"$l/logs/dockerd.log" 2>&1 &
+	echo $! >"$d/dockerd.launch.pid"
+	while ! dk "$p" info >/dev/null 2>&1; do
+		if ! kill -0 "$(cat "$d/dockerd.launch.pid")" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+			echo "--- dockerd log ($l/logs/dockerd.log):" >&2
+			tail -n 40 "$l/logs/dockerd.log" >&2
+			echo "--- containerd log:" >&2
+			tail -n 10 "$l/logs/containerd.log" >&2
+			_v6b_die "engine $(cat "$d/kind") of $p died or did not answer within ${V6B_ENGINE_TIMEOUT}s"
+			return 1
+		fi
+		sleep 0.2
+	done
+}
+
 
 # engine_version P: the engine's server version (20.10.24+dfsg1, or 2.0.0-beta.24 for the
 # moby v2 module build: compare engine_api, not this, to tell generations apart).
@@ -362,7 +381,7 @@ engine_down() {
 		retry 5 _v6b_rmcg "$cg" || true
 	done
 	_v6b_mntns_down "$p"
-	rm -f "$d/kind" "$d/docker.sock"
+	rm -f "$d/kind" "$d/docker.sock" "$d/dockerd.cmd"
 }
 _v6b_rmcg() { find "$1" -depth -type d -exec rmdir {} + 2>/dev/null; [ ! -d "$1" ]; }
 
@@ -386,13 +405,13 @@ _v6b_busybox_tar() {
 		chmod 0755 "$root"
 		mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,root,proc,sys,dev,tmp,var/www,run}
 		chmod 1777 "$root/tmp"
-		cp "$bb" "$root/bin/busybox"
-		chroot "$root" /bin/busybox --install -s
+		cp "$bb" "$root/bin/busybox" || return 1
+		chroot "$root" /bin/busybox --install -s || return 1
 		printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
 		printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
 		printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
-		tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$tar.tmp" .
-		mv "$tar.tmp" "$tar"
+		tar --numeric-owner --owner=0 --group=0 -C "$root" -cf "$tar.tmp" . || return 1
+		mv "$tar.tmp" "$tar" || return 1
 		rm -rf "$root"
 	fi
 	echo "$tar"

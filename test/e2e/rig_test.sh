@@ -16,6 +16,7 @@ if [ "${V6B_SKIP_INSTALL:-0}" != 1 ]; then
 fi
 # shellcheck source=lib.sh
 source "$here/lib.sh"
+_v6b_cli >/dev/null
 
 P=${V6B_PREFIX:-rig}
 ENGINES=${V6B_ENGINES:-legacy current}
@@ -30,14 +31,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- helpers
-has_addr() { ip -n "$1" -6 addr show dev "$2" | grep -q "inet6 $3 "; }
+has_addr() { ip -n "$1" -6 addr show dev "$2" | grep "inet6 $3 " >/dev/null; }
 no_ipv4() {
 	local out
 	out=$(ip -n "$P-vps" -4 addr show | grep 'inet ' | grep -v ' lo$' || true)
 	[ -z "$out" ] || { echo "$out"; return 1; }
 }
 ping_inet() { ip netns exec "$P-vps" busybox ping6 -c 1 -W 2 "$V6B_INET_ADDR"; }
-no_route_from_host() { ! ip -6 route get "$V6B_INET_ADDR" 2>/dev/null | grep -q "$P"; }
+no_route_from_host() { ! ip -6 route get "$V6B_INET_ADDR" 2>/dev/null | grep "$P" >/dev/null; }
 run_hi() { [ "$(dk "$P" run --rm busybox echo hi)" = hi ]; }
 # busybox 1.35 wget -T segfaults; bound it with `timeout` instead
 wget_inet() {
@@ -91,10 +92,17 @@ compose_project() {
 	dk "$P" compose -f "$f" -p rig down || return 1
 	[ "$st" = running ]
 }
+restart_keeps() {
+	dk "$P" run -d --name always --restart=always --stop-timeout 1 busybox sleep 600 >/dev/null || return 1
+	engine_restart "$P" || return 1
+	retry 20 bash -c "[ \"\$(DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock $V6B_DOCKER_CLI inspect -f '{{.State.Running}}' always)\" = true ]" || return 1
+	in_vps "$P" test -S /run/docker/plugins/rigsvc.sock || { echo "host-service socket lost"; return 1; }
+	dk "$P" rm -f always >/dev/null
+}
 nothing_left() {
 	local n
 	for n in vps router inet; do
-		! ip netns list | grep -qw "$P-$n" || { echo "netns $P-$n left"; return 1; }
+		! ip netns list | grep -w "$P-$n" >/dev/null || { echo "netns $P-$n left"; return 1; }
 	done
 	engine_gone
 	[ ! -e "$V6B_RUN/$P" ] || { echo "$V6B_RUN/$P left"; return 1; }
@@ -129,15 +137,15 @@ echo "hello from the internet" >"$work/www/index.html"
 # ---------------------------------------------------------------- the VPS
 check "vps up ($P-vps, $P-router, $P-inet)" vps_up "$P"
 check "vps: eth0 has $V6B_VPS_ADDR/64" has_addr "$P-vps" eth0 "$V6B_VPS_ADDR/64"
-check "vps: default route via the router" bash -c "ip -n $P-vps -6 route show default | grep -q 'via $V6B_ROUTER_ADDR dev eth0'"
+check "vps: default route via the router" bash -c "ip -n $P-vps -6 route show default | grep 'via $V6B_ROUTER_ADDR dev eth0' >/dev/null"
 check "vps: no IPv4 except lo" no_ipv4
 check "router: /64 on-link, $V6B_ROUTER_ADDR, forwarding on" bash -c \
-	"ip -n $P-router -6 route show 2001:db8:1234:a1::/64 | grep -q vps0 && [ \$(ip netns exec $P-router sysctl -n net.ipv6.conf.all.forwarding) = 1 ]"
+	"ip -n $P-router -6 route show 2001:db8:1234:a1::/64 | grep vps0 >/dev/null && [ \$(ip netns exec $P-router sysctl -n net.ipv6.conf.all.forwarding) = 1 ]"
 check "vps up is idempotent" vps_up "$P"
 check "vps pings $V6B_INET_ADDR through the router" ping_inet
 check "root netns untouched (no route to the simulated internet)" no_route_from_host
 ip netns exec "$P-inet" busybox httpd -f -p "[$V6B_INET_ADDR]:80" -h "$work/www" </dev/null >/dev/null 2>&1 &
-check "internet: busybox httpd answers" retry 5 bash -c "ip netns exec $P-vps busybox wget -q -O - 'http://[$V6B_INET_ADDR]/' | grep -q hello"
+check "internet: busybox httpd answers" retry 5 bash -c "ip netns exec $P-vps busybox wget -q -O - 'http://[$V6B_INET_ADDR]/' | grep hello >/dev/null"
 
 # ---------------------------------------------------------------- each engine
 for kind in $ENGINES; do
@@ -157,6 +165,7 @@ for kind in $ENGINES; do
 		"DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock $(_v6b_cli) plugin disable rigprobe:latest && DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock $(_v6b_cli) plugin rm rigprobe:latest"
 	check "$kind: host-service plugin started with in_vps" start_hostsvc
 	check "$kind: network with the bare name -d rigsvc" net_with rigsvc rignet2
+	check "$kind: engine_restart brings a restart=always container back, keeps host services" restart_keeps
 	stop_hostsvc
 	if [ "$kind" = current ]; then
 		check "$kind: built-in bridge network b6 with IPv6" dk "$P" network create --ipv6 --subnet fd00:beef::/64 b6
