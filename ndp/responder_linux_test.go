@@ -1,0 +1,428 @@
+package ndp
+
+import (
+	"bytes"
+	"flag"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+var soak = flag.Bool("ndp.soak", false, "run the 60 s NDP soak test (router base_reachable_time_ms=1000, continuous traffic)")
+
+// maxLatency is how fast a solicitation must be answered.
+const maxLatency = 10 * time.Millisecond
+
+// checkAnswers sends each kind of solicitation for a live, a removed and a
+// never-used address and checks that only the live one is answered, each
+// within maxLatency, with the host's MAC. The kernel (native false) clears
+// Override for proxied addresses and leaves the target link-layer option
+// out of unicast answers; those checks are for the native responder.
+func checkAnswers(t *testing.T, e *env, native bool, kinds []string) {
+	t.Helper()
+	for _, kind := range kinds {
+		for _, tc := range []struct {
+			addr netip.Addr
+			want bool
+		}{{liveAddr, true}, {removedAddr, false}, {unusedAddr, false}} {
+			solicited := kind != "dad"
+			sent := e.solicit(t, kind, tc.addr)
+			timeout := 300 * time.Millisecond
+			got, ok := e.waitNA(tc.addr, solicited, sent, timeout)
+			if ok != tc.want {
+				t.Errorf("%s solicitation for %s: answered %v, want %v (%+v)", kind, tc.addr, ok, tc.want, got.na)
+				continue
+			}
+			if !ok {
+				continue
+			}
+			if lat := got.at.Sub(sent); lat > maxLatency {
+				t.Errorf("%s solicitation for %s answered after %v, want within %v", kind, tc.addr, lat, maxLatency)
+			}
+			if mac := got.tlla(); !bytes.Equal(mac, e.hostMAC) && (native || mac != nil) {
+				t.Errorf("%s answer for %s carries %v, want the host's %v", kind, tc.addr, mac, e.hostMAC)
+			}
+			if native && !got.na.Override {
+				t.Errorf("%s answer for %s: Override clear", kind, tc.addr)
+			}
+			if got.na.Router {
+				t.Errorf("%s answer for %s: Router set", kind, tc.addr)
+			}
+			wantDst := routerPrefix.Addr()
+			if kind == "dad" {
+				wantDst = AllNodes
+			}
+			if got.dst != wantDst {
+				t.Errorf("%s answer for %s sent to %s, want %s", kind, tc.addr, got.dst, wantDst)
+			}
+		}
+	}
+}
+
+// checkRouterNeighbour makes the router's kernel resolve the live address
+// with real traffic and checks its neighbour table shows the host's MAC,
+// while the never-used address does not resolve.
+func checkRouterNeighbour(t *testing.T, e *env) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		e.sendTraffic(t, liveAddr)
+		n, ok := e.neighbour(t, liveAddr)
+		if ok && bytes.Equal(n.HardwareAddr, e.hostMAC) && n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("router's neighbour entry for %s = %+v (found %v), want the host's MAC %v", liveAddr, n, ok, e.hostMAC)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.sendTraffic(t, unusedAddr)
+	time.Sleep(1500 * time.Millisecond)
+	if n, ok := e.neighbour(t, unusedAddr); ok && len(n.HardwareAddr) > 0 {
+		t.Errorf("router resolved the never-used %s to %v", unusedAddr, n.HardwareAddr)
+	}
+}
+
+func TestPrivilegedNativeAnswers(t *testing.T) {
+	e := newEnv(t)
+	r := e.startResponder(t, Config{})
+
+	if err := r.SetTargets([]netip.Addr{liveAddr, removedAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sent := e.solicit(t, "multicast", removedAddr)
+	if _, ok := e.waitNA(removedAddr, true, sent, time.Second); !ok {
+		t.Fatalf("%s not answered while live", removedAddr)
+	}
+	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Let the unsolicited advertisements for the live address go by, so
+	// they cannot be mistaken for the DAD defence.
+	time.Sleep(2*unsolicitedInterval + 200*time.Millisecond)
+
+	checkAnswers(t, e, true, []string{"multicast", "unicast", "dad"})
+	checkRouterNeighbour(t, e)
+
+	s := r.Stats()
+	if s.Answered == 0 || s.AnsweredUnicast == 0 || s.AnsweredDAD == 0 || s.IgnoredReasons[ReasonNotOwned] == 0 {
+		t.Errorf("stats do not show answers and ignores: %+v", s)
+	}
+	if !slices.Equal(s.Addrs, []netip.Addr{liveAddr}) {
+		t.Errorf("Stats.Addrs = %v, want [%s]", s.Addrs, liveAddr)
+	}
+}
+
+// TestPrivilegedNativeUnicastNUD lets the router re-verify the live
+// address with unicast probes (the NUD trap an ICMPv6 socket misses): they
+// must be answered and the entry must never fail.
+func TestPrivilegedNativeUnicastNUD(t *testing.T) {
+	e := newEnv(t)
+	sysctl(t, e.router, "net/ipv6/neigh/up0/base_reachable_time_ms", "1000")
+	sysctl(t, e.router, "net/ipv6/neigh/up0/delay_first_probe_time", "1")
+	e.startSniffer(t)
+	r := e.startResponder(t, Config{})
+	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	res := runTraffic(t, e, 6*time.Second)
+	t.Logf("%d unicast probes, %d unanswered, %d failed neighbour states", res.unicastProbes, res.unanswered, res.failed)
+	if res.unicastProbes == 0 {
+		t.Fatal("the router sent no unicast probe: the test proves nothing")
+	}
+	if res.unanswered != 0 || res.failed != 0 {
+		t.Errorf("%d of %d unicast probes unanswered, %d failed neighbour states", res.unanswered, res.unicastProbes, res.failed)
+	}
+	if s := r.Stats(); s.AnsweredUnicast == 0 {
+		t.Errorf("responder answered no unicast probe: %+v", s)
+	}
+}
+
+type trafficResult struct {
+	unicastProbes, unanswered, failed int
+}
+
+// runTraffic sends a datagram to the live address every 50 ms for d, while
+// watching the router's neighbour entry and its unicast probes.
+func runTraffic(t *testing.T, e *env, d time.Duration) trafficResult {
+	t.Helper()
+	var res trafficResult
+	probes := map[time.Time]bool{} // probe time -> answered
+	end := time.Now().Add(d)
+	resolved := false
+	for time.Now().Before(end) {
+		e.sendTraffic(t, liveAddr)
+		if n, ok := e.neighbour(t, liveAddr); ok {
+			switch {
+			case n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) != 0:
+				resolved = true
+			case resolved && n.State&(netlink.NUD_FAILED|netlink.NUD_INCOMPLETE) != 0:
+				res.failed++
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for {
+		select {
+		case p := <-e.sniffed:
+			if p.target != liveAddr {
+				continue
+			}
+			if p.outgoing && p.icmpType == typeNeighSolic && p.dst == liveAddr {
+				probes[p.at] = false
+			}
+			if !p.outgoing && p.icmpType == typeNeighAdv {
+				for at, answered := range probes {
+					if !answered && !p.at.Before(at) && p.at.Sub(at) < time.Second {
+						probes[at] = true
+					}
+				}
+			}
+			continue
+		default:
+		}
+		break
+	}
+	for _, answered := range probes {
+		res.unicastProbes++
+		if !answered {
+			res.unanswered++
+		}
+	}
+	return res
+}
+
+func TestPrivilegedSoak(t *testing.T) {
+	if !*soak {
+		t.Skip("soak test: run with -ndp.soak")
+	}
+	for _, mode := range []string{ModeNative, ModeKernel} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			sysctl(t, e.router, "net/ipv6/neigh/up0/base_reachable_time_ms", "1000")
+			sysctl(t, e.router, "net/ipv6/neigh/up0/delay_first_probe_time", "1")
+			e.startSniffer(t)
+			r := e.startResponder(t, Config{Mode: mode})
+			if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+				t.Fatal(err)
+			}
+			res := runTraffic(t, e, 60*time.Second)
+			t.Logf("%s: %d unicast probes, %d unanswered, %d failed neighbour states; %+v", mode, res.unicastProbes, res.unanswered, res.failed, r.Stats())
+			if res.unicastProbes == 0 || res.unanswered != 0 || res.failed != 0 {
+				t.Errorf("%s: %d of %d unicast probes unanswered, %d failed neighbour states", mode, res.unanswered, res.unicastProbes, res.failed)
+			}
+		})
+	}
+}
+
+func TestPrivilegedUnsolicited(t *testing.T) {
+	e := newEnv(t)
+	r := e.startResponder(t, Config{})
+	start := time.Now()
+	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("SetTargets blocked for %v", d)
+	}
+	var got []receivedNA
+	for len(got) < unsolicitedCount {
+		na, ok := e.waitNA(liveAddr, false, start, 3*unsolicitedInterval)
+		if !ok {
+			break
+		}
+		got = append(got, na)
+	}
+	if len(got) != unsolicitedCount {
+		t.Fatalf("got %d unsolicited advertisements, want %d", len(got), unsolicitedCount)
+	}
+	for i, na := range got {
+		if na.dst != AllNodes || !na.na.Override || na.na.Solicited || !bytes.Equal(na.tlla(), e.hostMAC) || na.src != e.hostLL {
+			t.Errorf("advertisement %d: to %s from %s, %+v, tlla %v", i, na.dst, na.src, na.na, na.tlla())
+		}
+		if i > 0 {
+			if gap := na.at.Sub(got[i-1].at); gap < unsolicitedInterval*8/10 {
+				t.Errorf("advertisements %d and %d only %v apart", i-1, i, gap)
+			}
+		}
+	}
+	// The same set again is a no-op: nothing more is announced.
+	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if na, ok := e.waitNA(liveAddr, false, time.Now(), 1500*time.Millisecond); ok {
+		t.Errorf("SetTargets with the same set announced again: %+v", na.na)
+	}
+	if s := r.Stats(); s.Unsolicited != unsolicitedCount {
+		t.Errorf("Stats.Unsolicited = %d, want %d", s.Unsolicited, unsolicitedCount)
+	}
+}
+
+// TestPrivilegedNativeSurvives: malformed packets, a bad hop limit, the
+// uplink going down and up and changing its MAC do not stop the answers.
+func TestPrivilegedNativeSurvives(t *testing.T) {
+	e := newEnv(t)
+	r := e.startResponder(t, Config{Source: SourceTarget})
+	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	g := snm(liveAddr)
+	src := routerPrefix.Addr()
+	good := ipv6Packet(src, g, 255, 0, nil, icmpNS(t, src, g, liveAddr, sllaOpt(e.routerMAC)))
+	for _, bad := range [][]byte{
+		good[:45],
+		append(append([]byte(nil), good[:40]...), 135, 0, 0, 0),
+		func() []byte { b := append([]byte(nil), good...); b[50] ^= 1; return b }(), // checksum
+		ipv6Packet(src, g, 254, 0, nil, icmpNS(t, src, g, liveAddr, sllaOpt(e.routerMAC))),
+		ipv6Packet(src, g, 255, 0, nil, icmpNS(t, src, g, liveAddr, sllaOpt(e.routerMAC), sllaOpt(e.routerMAC))),
+		ipv6Packet(src, g, 255, 0, nil, icmpNS(t, src, g, netip.MustParseAddr("ff02::1:ff00:ab53"))),
+	} {
+		e.sendRaw(t, bad, multicastMAC(g))
+	}
+	if na, ok := e.waitNA(liveAddr, true, time.Now().Add(-time.Second), 300*time.Millisecond); ok {
+		t.Errorf("a malformed solicitation was answered: %+v", na.na)
+	}
+	sent := e.sendRaw(t, good, multicastMAC(g))
+	na, ok := e.waitNA(liveAddr, true, sent, time.Second)
+	if !ok {
+		t.Fatal("not answered after malformed packets")
+	}
+	if na.src != liveAddr {
+		t.Errorf("Source target: answer from %s, want %s", na.src, liveAddr)
+	}
+	if s := r.Stats(); s.IgnoredReasons[ReasonMalformed] < 4 || s.IgnoredReasons[ReasonHopLimit] < 1 {
+		t.Errorf("ignored reasons %v, want malformed >= 4 and hop limit >= 1", s.IgnoredReasons)
+	}
+
+	link, err := e.hostH.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.hostH.LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	newMAC := net.HardwareAddr{0x02, 0x42, 0xac, 0x11, 0, 0x99}
+	if err := e.hostH.LinkSetHardwareAddr(link, newMAC); err != nil {
+		t.Fatal(err)
+	}
+	since := time.Now()
+	if err := e.hostH.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	e.hostMAC = newMAC
+	// Coming up with a new MAC is announced by itself.
+	if na, ok := e.waitNA(liveAddr, false, since, 3*time.Second); !ok || !bytes.Equal(na.tlla(), newMAC) {
+		t.Errorf("no unsolicited advertisement with the new MAC after up (got %v, %v)", ok, na.tlla())
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		sent := e.solicit(t, "unicast", liveAddr)
+		na, ok := e.waitNA(liveAddr, true, sent, 200*time.Millisecond)
+		if ok && bytes.Equal(na.tlla(), newMAC) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after down/up and MAC change: answered %v with %v, want %v", ok, na.tlla(), newMAC)
+		}
+	}
+	checkAnswers(t, e, true, []string{"multicast", "unicast"})
+}
+
+func TestPrivilegedKernelMode(t *testing.T) {
+	e := newEnv(t)
+	r := e.startResponder(t, Config{Mode: ModeKernel})
+	if err := r.SetTargets([]netip.Addr{liveAddr, removedAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr, removedAddr}) {
+		t.Fatalf("proxy entries %v, want [%s %s]", got, liveAddr, removedAddr)
+	}
+	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr}) {
+		t.Fatalf("proxy entries %v, want [%s]", got, liveAddr)
+	}
+	time.Sleep(2*unsolicitedInterval + 200*time.Millisecond)
+	checkAnswers(t, e, false, []string{"multicast", "unicast", "dad"})
+	checkRouterNeighbour(t, e)
+
+	// Down and up flushes the kernel's proxy entries; they come back.
+	link, err := e.hostH.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.hostH.LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := e.hostH.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !slices.Equal(e.proxies(t), []netip.Addr{liveAddr}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy entries after down/up: %v", e.proxies(t))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if err := r.SetTargets([]netip.Addr{liveAddr}, []netip.Prefix{containerNet}); err == nil {
+		t.Error("kernel mode accepted a range")
+	}
+}
+
+// proxies lists the host's proxy-neighbour entries on eth0, sorted.
+func (e *env) proxies(t *testing.T) []netip.Addr {
+	t.Helper()
+	list, err := e.hostH.NeighProxyList(e.hostIdx, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.Addr
+	for _, n := range list {
+		if a, ok := netip.AddrFromSlice(n.IP); ok {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+func TestPrivilegedOffMode(t *testing.T) {
+	e := newEnv(t)
+	r := e.startResponder(t, Config{Mode: ModeOff})
+	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sent := e.solicit(t, "multicast", liveAddr)
+	if na, ok := e.waitNA(liveAddr, true, sent, 300*time.Millisecond); ok {
+		t.Errorf("off mode answered: %+v", na.na)
+	}
+}
+
+func TestPrivilegedRange(t *testing.T) {
+	e := newEnv(t)
+	r := e.startResponder(t, Config{})
+	if err := r.SetTargets(nil, []netip.Prefix{containerNet}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []netip.Addr{liveAddr, unusedAddr} {
+		sent := e.solicit(t, "multicast", a)
+		if _, ok := e.waitNA(a, true, sent, time.Second); !ok {
+			t.Errorf("%s in range %s not answered", a, containerNet)
+		}
+	}
+	outside := netip.MustParseAddr("2001:db8:1234:a1:2::1")
+	sent := e.solicit(t, "multicast", outside)
+	if _, ok := e.waitNA(outside, true, sent, 300*time.Millisecond); ok {
+		t.Errorf("%s outside the range answered", outside)
+	}
+}
