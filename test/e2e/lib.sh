@@ -252,6 +252,12 @@ engine_up() {
 	*) _v6b_die "engine kind '$kind': want legacy or current"; return 1 ;;
 	esac
 	ctrd=$(_v6b_containerd "$kind")
+	# with --firewall-backend=nftables dockerd sets no forwarding sysctl itself and refuses
+	# to create its default IPv4 bridge without net.ipv4.ip_forward=1: set that one in the
+	# VPS (it has no IPv4 uplink). IPv6 forwarding stays with the plugin / the test.
+	case " $* " in *" --firewall-backend=nftables "* | *" --firewall-backend nftables "*)
+		_v6b_sysctl "$p-vps" net.ipv4.ip_forward=1 || return 1 ;;
+	esac
 	engine_down "$p" >/dev/null 2>&1 || true
 	_v6b_mntns_up "$p" || { _v6b_die "private mount namespace of $p failed"; return 1; }
 	mkdir -p "$d/containerd" "$l/containerd" "$l/docker" "$l/logs" || return 1
