@@ -37,6 +37,8 @@ var (
 // on the host, "up0" on the router.
 type env struct {
 	router, host       netns.NsHandle
+	hostIf             string     // the host's end of the link: the uplink
+	routerAddr         netip.Addr // the router's global address
 	routerH, hostH     *netlink.Handle
 	routerIdx, hostIdx int
 	routerMAC, hostMAC net.HardwareAddr
@@ -59,35 +61,43 @@ func sysctl(t testing.TB, ns netns.NsHandle, key, value string) {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{router: nettest.NewNS(t), host: nettest.NewNS(t)}
-	for _, ns := range []netns.NsHandle{e.router, e.host} {
-		sysctl(t, ns, "net/ipv6/conf/all/accept_dad", "0")
-		sysctl(t, ns, "net/ipv6/conf/default/accept_dad", "0")
-	}
-	sysctl(t, e.host, "net/ipv6/conf/all/forwarding", "1")
-	nettest.Connect(t, e.host, "eth0", hostPrefix, e.router, "up0", routerPrefix)
-	e.routerH, e.hostH = nettest.Handle(t, e.router), nettest.Handle(t, e.host)
-
+	host := nettest.NewNS(t)
+	sysctl(t, host, "net/ipv6/conf/all/accept_dad", "0")
+	sysctl(t, host, "net/ipv6/conf/default/accept_dad", "0")
+	sysctl(t, host, "net/ipv6/conf/all/forwarding", "1")
+	hostH := nettest.Handle(t, host)
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
-	if err := e.hostH.LinkAdd(br); err != nil {
+	if err := hostH.LinkAdd(br); err != nil {
 		t.Fatalf("add br0: %v", err)
 	}
-	d, err := e.hostH.LinkByName("br0")
+	d, err := hostH.LinkByName("br0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.hostH.LinkSetUp(d); err != nil {
+	if err := hostH.LinkSetUp(d); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.hostH.RouteAdd(&netlink.Route{LinkIndex: d.Attrs().Index, Dst: nettest.PrefixNet(containerNet)}); err != nil {
+	if err := hostH.RouteAdd(&netlink.Route{LinkIndex: d.Attrs().Index, Dst: nettest.PrefixNet(containerNet)}); err != nil {
 		t.Fatalf("route %s: %v", containerNet, err)
 	}
+	return attachRouter(t, host, "eth0", hostPrefix, routerPrefix)
+}
+
+// attachRouter adds a router namespace linked to host by a veth: hostIf
+// with hostP on the host, "up0" with routerP in the router.
+func attachRouter(t *testing.T, host netns.NsHandle, hostIf string, hostP, routerP netip.Prefix) *env {
+	t.Helper()
+	e := &env{router: nettest.NewNS(t), host: host, hostIf: hostIf, routerAddr: routerP.Addr()}
+	sysctl(t, e.router, "net/ipv6/conf/all/accept_dad", "0")
+	sysctl(t, e.router, "net/ipv6/conf/default/accept_dad", "0")
+	nettest.Connect(t, e.host, hostIf, hostP, e.router, "up0", routerP)
+	e.routerH, e.hostH = nettest.Handle(t, e.router), nettest.Handle(t, e.host)
 
 	e.routerIdx, e.routerMAC, e.routerLL = e.linkInfo(t, e.routerH, "up0")
-	e.hostIdx, e.hostMAC, e.hostLL = e.linkInfo(t, e.hostH, "eth0")
+	e.hostIdx, e.hostMAC, e.hostLL = e.linkInfo(t, e.hostH, hostIf)
 	e.routerIfi = &net.Interface{Index: e.routerIdx, Name: "up0", MTU: 1500}
 
-	err = nettest.Do(t, e.router, func() error {
+	err := nettest.Do(t, e.router, func() error {
 		c, err := socket.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, 0, "test-sender", nil)
 		e.sender = c
 		return err
@@ -169,7 +179,7 @@ func (e *env) startReader(t *testing.T) {
 	if err := c.JoinGroup(AllNodes); err != nil && !errors.Is(err, unix.EADDRINUSE) {
 		t.Fatalf("join ff02::1: %v", err)
 	}
-	e.nas = make(chan receivedNA, 1024)
+	e.nas = make(chan receivedNA, 1<<14)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -232,7 +242,7 @@ func multicastMAC(g netip.Addr) net.HardwareAddr {
 // "unicast", "dad") for target, the way a router does.
 func (e *env) solicit(t *testing.T, kind string, target netip.Addr) time.Time {
 	t.Helper()
-	src := routerPrefix.Addr()
+	src := e.routerAddr
 	switch kind {
 	case "multicast":
 		g := snm(target)

@@ -52,7 +52,7 @@ func checkAnswers(t *testing.T, e *env, native bool, kinds []string) {
 			if got.na.Router {
 				t.Errorf("%s answer for %s: Router set", kind, tc.addr)
 			}
-			wantDst := routerPrefix.Addr()
+			wantDst := e.routerAddr
 			if kind == "dad" {
 				wantDst = AllNodes
 			}
@@ -273,7 +273,7 @@ func TestPrivilegedNativeSurvives(t *testing.T) {
 	}
 
 	g := snm(liveAddr)
-	src := routerPrefix.Addr()
+	src := e.routerAddr
 	good := ipv6Packet(src, g, 255, 0, nil, icmpNS(t, src, g, liveAddr, sllaOpt(e.routerMAC)))
 	for _, bad := range [][]byte{
 		good[:45],
@@ -424,5 +424,81 @@ func TestPrivilegedRange(t *testing.T) {
 	sent := e.solicit(t, "multicast", outside)
 	if _, ok := e.waitNA(outside, true, sent, 300*time.Millisecond); ok {
 		t.Errorf("%s outside the range answered", outside)
+	}
+}
+
+// TestPrivilegedMultipleUplinks: each address is answered only on the
+// uplink whose on-link prefix holds it; an address no uplink's prefix
+// holds goes to the first.
+func TestPrivilegedMultipleUplinks(t *testing.T) {
+	e0 := newEnv(t)
+	e1 := attachRouter(t, e0.host, "eth1", netip.MustParsePrefix("2001:db8:5678::1/64"), netip.MustParsePrefix("2001:db8:5678::fffe/64"))
+	on1 := netip.MustParseAddr("2001:db8:5678:0:1::7")
+	nowhere := netip.MustParseAddr("2001:db8:9999::5")
+	r := e0.startResponder(t, Config{Uplinks: []string{"eth0", "eth1"}})
+	if err := r.SetTargets([]netip.Addr{liveAddr, on1, nowhere}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		addr     netip.Addr
+		e        *env
+		answered bool
+	}{
+		{liveAddr, e0, true}, {liveAddr, e1, false},
+		{on1, e0, false}, {on1, e1, true},
+		{nowhere, e0, true}, {nowhere, e1, false},
+	} {
+		sent := tc.e.solicit(t, "multicast", tc.addr)
+		na, ok := tc.e.waitNA(tc.addr, true, sent, 300*time.Millisecond)
+		if ok != tc.answered {
+			t.Errorf("%s on %s: answered %v, want %v", tc.addr, tc.e.hostIf, ok, tc.answered)
+			continue
+		}
+		if ok && !bytes.Equal(na.tlla(), tc.e.hostMAC) {
+			t.Errorf("%s on %s: answered with %v, want %v", tc.addr, tc.e.hostIf, na.tlla(), tc.e.hostMAC)
+		}
+	}
+}
+
+// TestPrivilegedManyTargets joins more solicited-node groups than one
+// socket's option memory holds, and answers for all of them.
+func TestPrivilegedManyTargets(t *testing.T) {
+	e := newEnv(t)
+	r := e.startResponder(t, Config{})
+	var many []netip.Addr
+	base := containerNet.Addr().As16()
+	for i := 1; i <= 4000; i++ {
+		b := base
+		b[14], b[15] = byte(i>>8), byte(i)
+		many = append(many, netip.AddrFrom16(b))
+	}
+	start := time.Now()
+	if err := r.SetTargets(many, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("SetTargets with %d addresses took %v", len(many), time.Since(start))
+	r.mu.RLock()
+	groups, conns := len(r.uplinks[0].groups), len(r.uplinks[0].conns)
+	r.mu.RUnlock()
+	if groups != len(many) {
+		t.Errorf("%d groups joined, want %d", groups, len(many))
+	}
+	t.Logf("%d groups over %d sockets", groups, conns)
+	// Let the burst of unsolicited advertisements pass first.
+	time.Sleep(2*unsolicitedInterval + 500*time.Millisecond)
+	for _, a := range []netip.Addr{many[0], many[len(many)/2], many[len(many)-1]} {
+		sent := e.solicit(t, "multicast", a)
+		if _, ok := e.waitNA(a, true, sent, time.Second); !ok {
+			t.Errorf("%s not answered", a)
+		}
+	}
+	if err := r.SetTargets(many[:1], nil); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.RLock()
+	groups = len(r.uplinks[0].groups)
+	r.mu.RUnlock()
+	if groups != 1 {
+		t.Errorf("%d groups joined after shrinking to one address", groups)
 	}
 }
