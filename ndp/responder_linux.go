@@ -359,15 +359,15 @@ func (r *Responder) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error 
 	if r.closed {
 		return errors.New("set ndp targets: responder closed")
 	}
+	var rangeErr error
+	if r.cfg.Mode == ModeKernel && len(t.ranges) > 0 {
+		rangeErr = fmt.Errorf("set ndp targets %v: %w", t.ranges, ErrRangeUnsupported)
+	}
 	if t.Equal(r.targets) && !r.dirty {
-		return nil
+		return rangeErr
 	}
 	r.targets = t
-	err = r.reconcileLocked()
-	if r.cfg.Mode == ModeKernel && len(t.ranges) > 0 {
-		err = errors.Join(err, fmt.Errorf("set ndp targets %v: %w", t.ranges, ErrRangeUnsupported))
-	}
-	return err
+	return errors.Join(r.reconcileLocked(), rangeErr)
 }
 
 // reconcileLocked moves every uplink to the state the targets ask for.
@@ -725,6 +725,9 @@ func (r *Responder) handle(ctx context.Context, u *uplink, pkt []byte, linkSourc
 	r.solicitations.Add(1)
 	if err != nil {
 		r.ignore(ReasonMalformed)
+		if !r.debug() {
+			return
+		}
 		r.log.WithFields(logrus.Fields{"iface": u.name, "from": linkSource.String()}).WithError(err).Debug("ndp: ignored malformed solicitation")
 		return
 	}
@@ -741,6 +744,11 @@ func (r *Responder) handle(ctx context.Context, u *uplink, pkt []byte, linkSourc
 	}
 	r.answered.Add(1)
 	kind := "multicast"
+	defer func() {
+		if r.debug() {
+			r.log.WithFields(logrus.Fields{"addr": ns.Target, "iface": u.name, "to": ns.Source, "kind": kind}).Debug("ndp: answered solicitation")
+		}
+	}()
 	switch {
 	case ns.Source.IsUnspecified():
 		r.answeredDAD.Add(1)
@@ -749,7 +757,18 @@ func (r *Responder) handle(ctx context.Context, u *uplink, pkt []byte, linkSourc
 		r.answeredUnicast.Add(1)
 		kind = "unicast"
 	}
-	r.log.WithFields(logrus.Fields{"addr": ns.Target, "iface": u.name, "to": ns.Source, "kind": kind}).Debug("ndp: answered solicitation")
+}
+
+// debug reports whether Debug lines are logged, so the per-packet path
+// builds no fields for nothing under a flood.
+func (r *Responder) debug() bool {
+	switch l := r.log.(type) {
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.DebugLevel)
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
 }
 
 func (r *Responder) ignore(reason string) {
@@ -983,9 +1002,11 @@ func (r *Responder) Stats() Stats {
 		s.IgnoredReasons[k] = v
 	}
 	r.reasonMu.Unlock()
-	r.mu.RLock()
-	s.Addrs, s.Ranges = r.targets.Addrs(), r.targets.Ranges()
-	r.mu.RUnlock()
+	if r.cfg.Mode != ModeOff {
+		r.mu.RLock()
+		s.Addrs, s.Ranges = r.targets.Addrs(), r.targets.Ranges()
+		r.mu.RUnlock()
+	}
 	return s
 }
 

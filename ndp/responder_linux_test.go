@@ -2,6 +2,7 @@ package ndp
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"net"
 	"net/netip"
@@ -374,8 +375,14 @@ func TestPrivilegedKernelMode(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	if err := r.SetTargets([]netip.Addr{liveAddr}, []netip.Prefix{containerNet}); err == nil {
-		t.Error("kernel mode accepted a range")
+	for range 2 { // the same set again must fail the same way
+		err := r.SetTargets([]netip.Addr{liveAddr}, []netip.Prefix{containerNet})
+		if !errors.Is(err, ErrRangeUnsupported) {
+			t.Errorf("kernel mode with a range: %v, want ErrRangeUnsupported", err)
+		}
+	}
+	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr}) {
+		t.Errorf("proxy entries after a range was refused: %v", got)
 	}
 }
 
@@ -405,6 +412,9 @@ func TestPrivilegedOffMode(t *testing.T) {
 	sent := e.solicit(t, "multicast", liveAddr)
 	if na, ok := e.waitNA(liveAddr, true, sent, 300*time.Millisecond); ok {
 		t.Errorf("off mode answered: %+v", na.na)
+	}
+	if s := r.Stats(); len(s.Addrs) != 0 || s.Unsolicited != 0 {
+		t.Errorf("off mode stats %+v, want nothing answered", s)
 	}
 }
 
