@@ -32,6 +32,10 @@ const (
 	// AddressTypeGateway is the OptRequestAddressType value of a gateway
 	// request.
 	AddressTypeGateway = "com.docker.network.gateway"
+	// OptEndpointName is the RequestAddress option naming the endpoint
+	// (engines >= 29 send it): an endpoint re-requesting without an address
+	// gets the one it had last, if it is free.
+	OptEndpointName = "com.docker.network.endpoint.name"
 	// DataGateway is the RequestPool response Data key carrying a pool's
 	// gateway (CIDR); libnetwork then does not request one.
 	DataGateway = "com.docker.network.gateway"
@@ -114,6 +118,7 @@ type pool struct {
 	alloc   *allocator // own for IPv6 pools, shared by placeholder pools
 	own     addrSet    // placeholder pools only: the addresses of this pool
 	gateway netip.Addr
+	names   map[string]netip.Addr // endpoint name -> its last address
 }
 
 // has reports whether a was allocated from p.
@@ -217,7 +222,10 @@ func (m *IPAM) restore(s snapshot) error {
 			r.Range.Bits() < r.Prefix.Bits() || !r.Prefix.Contains(r.Range.Addr()) {
 			return fmt.Errorf("pool %s: bad prefix %s or range %s", r.ID, r.Prefix, r.Range)
 		}
-		p := &pool{rec: r}
+		p := &pool{rec: r, names: map[string]netip.Addr{}}
+		for _, n := range s.names[r.ID] {
+			p.names[n.Name] = n.Addr
+		}
 		if r.Placeholder {
 			p.alloc, p.own = m.placeholder, addrSet{}
 		} else {
@@ -286,6 +294,7 @@ func (m *IPAM) RequestPool(req PoolRequest) (Pool, error) {
 		return Pool{}, err
 	}
 	p := &pool{
+		names: map[string]netip.Addr{},
 		rec: poolRecord{
 			ID:        v6IDPrefix + subnet.String(),
 			Prefix:    subnet,
@@ -357,6 +366,7 @@ func (m *IPAM) requestPlaceholder(req PoolRequest) (Pool, error) {
 		}
 	}
 	p := &pool{
+		names: map[string]netip.Addr{},
 		rec: poolRecord{
 			ID:          id,
 			Prefix:      PlaceholderPrefix,
@@ -436,10 +446,20 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 	case want.IsValid():
 		got, err = m.takeStatic(p, want)
 	default:
-		got, err = m.takeNext(p)
+		got, err = m.takeRemembered(p, opts[OptEndpointName])
+		if !got.IsValid() && err == nil {
+			got, err = m.takeNext(p)
+		}
 	}
 	if err != nil {
 		return netip.Prefix{}, err
+	}
+	if name := opts[OptEndpointName]; name != "" && !gateway && p.names[name] != got {
+		if err := m.be.putName(p.rec.ID, nameRecord{Name: name, Addr: got}); err != nil {
+			m.log.WithError(err).WithField("pool", p.rec.ID).Warn("remember endpoint address")
+		} else {
+			p.names[name] = got
+		}
 	}
 	return netip.PrefixFrom(got, p.rec.Prefix.Bits()), nil
 }
@@ -531,6 +551,22 @@ func (m *IPAM) takeStatic(p *pool, want netip.Addr) (netip.Addr, error) {
 	p.take(want)
 	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "addr": want}).Info("Requested address allocated")
 	return want, nil
+}
+
+// takeRemembered gives an endpoint the address it had last, if it is still
+// free and in the range; otherwise it returns the zero address and no error.
+// m.mu is held.
+func (m *IPAM) takeRemembered(p *pool, name string) (netip.Addr, error) {
+	a, ok := p.names[name]
+	if name == "" || !ok || p.alloc.inUse(a) || p.alloc.isReserved(a) || !p.rec.Range.Contains(a) {
+		return netip.Addr{}, nil
+	}
+	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: a}); err != nil {
+		return netip.Addr{}, err
+	}
+	p.take(a)
+	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "addr": a, "endpoint": name}).Info("Address allocated again to the same endpoint")
+	return a, nil
 }
 
 // takeNext allocates the next free address of the pool's range in

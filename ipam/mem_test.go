@@ -13,6 +13,7 @@ type memBackend struct {
 	pools   map[string]poolRecord
 	addrs   map[string]map[netip.Addr]addrRecord
 	cursors map[string]netip.Addr
+	names   map[string]map[string]nameRecord
 	writes  int // successful writes and deletes
 	fail    func(op string) error
 }
@@ -24,7 +25,19 @@ func newMem() *memBackend {
 		pools:   map[string]poolRecord{},
 		addrs:   map[string]map[netip.Addr]addrRecord{},
 		cursors: map[string]netip.Addr{},
+		names:   map[string]map[string]nameRecord{},
 	}
+}
+
+func (b *memBackend) putName(id string, r nameRecord) error {
+	if err := b.check("putName"); err != nil {
+		return err
+	}
+	if b.names[id] == nil {
+		b.names[id] = map[string]nameRecord{}
+	}
+	b.names[id][r.Name] = r
+	return nil
 }
 
 func (b *memBackend) check(op string) error {
@@ -60,6 +73,7 @@ func (b *memBackend) purgePool(id string) error {
 	}
 	delete(b.addrs, id)
 	delete(b.cursors, id)
+	delete(b.names, id)
 	return nil
 }
 
@@ -91,7 +105,12 @@ func (b *memBackend) putCursor(key string, a netip.Addr) error {
 }
 
 func (b *memBackend) load() (snapshot, error) {
-	s := snapshot{addrs: map[string][]addrRecord{}, cursors: maps.Clone(b.cursors)}
+	s := snapshot{addrs: map[string][]addrRecord{}, cursors: maps.Clone(b.cursors), names: map[string][]nameRecord{}}
+	for id, ns := range b.names {
+		for _, r := range ns {
+			s.names[id] = append(s.names[id], r)
+		}
+	}
 	for _, r := range b.pools {
 		s.pools = append(s.pools, r)
 	}

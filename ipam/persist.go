@@ -36,11 +36,19 @@ type cursorRecord struct {
 	Cursor netip.Addr `json:"cursor"`
 }
 
+// nameRecord is the address an endpoint name last had in a pool, so an
+// engine restart that re-requests without an address gets it back.
+type nameRecord struct {
+	Name string     `json:"name"`
+	Addr netip.Addr `json:"addr"`
+}
+
 // snapshot is the whole persisted state, as read at start.
 type snapshot struct {
 	pools   []poolRecord
 	addrs   map[string][]addrRecord // by pool ID
 	cursors map[string]netip.Addr   // by cursor key
+	names   map[string][]nameRecord // by pool ID
 }
 
 // backend persists IPAM state one entry at a time, so the cost of a change
@@ -61,6 +69,8 @@ type backend interface {
 	deleteAddr(id string, a netip.Addr) error
 	// putCursor records the last address handed out by the allocator key.
 	putCursor(key string, a netip.Addr) error
+	// putName records the address an endpoint name got in pool id.
+	putName(id string, r nameRecord) error
 	// load reads everything back.
 	load() (snapshot, error)
 }
@@ -70,6 +80,7 @@ type backend interface {
 //	pools/<pool>.json            one per pool
 //	addrs/<pool>/<addr>.json     one per allocated address
 //	cursors/<key>.json           one per allocator
+//	names/<pool>/<name>.json     one per endpoint name seen (sticky addresses)
 type diskBackend struct {
 	root    string
 	pools   *store.Dir
@@ -103,6 +114,21 @@ func (d *diskBackend) addrDir(id string) string {
 	return filepath.Join(d.root, "addrs", dirName(id))
 }
 
+func (d *diskBackend) nameDir(id string) string {
+	return filepath.Join(d.root, "names", dirName(id))
+}
+
+func (d *diskBackend) putName(id string, r nameRecord) error {
+	dir, err := store.Open(d.nameDir(id))
+	if err == nil {
+		err = dir.Put(r.Name, r)
+	}
+	if err != nil {
+		return fmt.Errorf("save address %s of %q in pool %s: %w", r.Addr, r.Name, id, err)
+	}
+	return nil
+}
+
 func (d *diskBackend) putPool(r poolRecord) error {
 	if err := d.pools.Put(r.ID, r); err != nil {
 		return fmt.Errorf("save pool %s: %w", r.ID, err)
@@ -120,6 +146,9 @@ func (d *diskBackend) deletePool(id string) error {
 func (d *diskBackend) purgePool(id string) error {
 	if err := os.RemoveAll(d.addrDir(id)); err != nil {
 		return fmt.Errorf("delete addresses of pool %s: %w", id, err)
+	}
+	if err := os.RemoveAll(d.nameDir(id)); err != nil {
+		return fmt.Errorf("delete names of pool %s: %w", id, err)
 	}
 	if err := d.cursors.Delete(id); err != nil {
 		return fmt.Errorf("delete cursor of pool %s: %w", id, err)
@@ -163,7 +192,7 @@ func (d *diskBackend) putCursor(key string, a netip.Addr) error {
 }
 
 func (d *diskBackend) load() (snapshot, error) {
-	s := snapshot{addrs: map[string][]addrRecord{}, cursors: map[string]netip.Addr{}}
+	s := snapshot{addrs: map[string][]addrRecord{}, cursors: map[string]netip.Addr{}, names: map[string][]nameRecord{}}
 	dirs := map[string]string{} // dir name -> pool ID
 	err := store.Each(d.pools, func(r *poolRecord) error {
 		s.pools = append(s.pools, *r)
@@ -199,6 +228,9 @@ func (d *diskBackend) load() (snapshot, error) {
 			return s, fmt.Errorf("load addresses of pool %s: %w", id, err)
 		}
 	}
+	if err := d.loadNames(dirs, &s); err != nil {
+		return s, err
+	}
 	var stale []string
 	err = store.Each(d.cursors, func(r *cursorRecord) error {
 		s.cursors[r.Key] = r.Cursor
@@ -217,4 +249,38 @@ func (d *diskBackend) load() (snapshot, error) {
 		}
 	}
 	return s, nil
+}
+
+// loadNames reads the sticky names of known pools and drops those of
+// released ones.
+func (d *diskBackend) loadNames(dirs map[string]string, s *snapshot) error {
+	root := filepath.Join(d.root, "names")
+	ents, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load names: %w", err)
+	}
+	for _, e := range ents {
+		path := filepath.Join(root, e.Name())
+		id, ok := dirs[e.Name()]
+		if !ok || !e.IsDir() {
+			if err := os.RemoveAll(path); err != nil {
+				return fmt.Errorf("drop leftover %q: %w", path, err)
+			}
+			continue
+		}
+		dir, err := store.Open(path)
+		if err != nil {
+			return err
+		}
+		if err := store.Each(dir, func(r *nameRecord) error {
+			s.names[id] = append(s.names[id], *r)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("load names of pool %s: %w", id, err)
+		}
+	}
+	return nil
 }
