@@ -23,9 +23,12 @@ expect_fail() {
 }
 
 # owned: what v6bridge owns in the VPS (links) and on disk (state files).
+# Engines < 28 request the IPv4 placeholder address before the IPv6 one and
+# do not release it when the IPv6 request is refused; v6bridge frees those
+# with the network (cleanup_checks proves it), so they are not counted here.
 owned() {
 	ip -n "$P-vps" -o link show | grep -oE ' v6[bhc][-0-9a-z]*' | sort
-	find "$STATE" -type f -name '*.json' 2>/dev/null | sed "s|$STATE/||" | sort
+	find "$STATE" -type f -name '*.json' 2>/dev/null | sed "s|$STATE/||" | grep -v '^ipam/addrs/v4placeholder' | sort
 }
 
 # refused PATTERN cmd...: cmd fails saying PATTERN and leaves nothing behind.
@@ -50,6 +53,8 @@ inspect_addr() { # inspect_addr CONTAINER NETWORK ADDR
 	got=$(dk "$P" inspect -f "{{(index .NetworkSettings.Networks \"$2\").GlobalIPv6Address}}" "$1")
 	[ "$got" = "$3" ] || { echo "inspect shows '$got', want $3"; return 1; }
 }
+
+has_internal_addr() { case $(container_addr "$1" internal) in fd12:3456:789a:8101:1::*) return 0 ;; *) return 1 ;; esac; }
 
 container_addr() { dk "$P" inspect -f "{{(index .NetworkSettings.Networks \"$2\").GlobalIPv6Address}}" "$1"; }
 
@@ -198,7 +203,11 @@ restart_checks() {
 	engine_down "$P"
 	engine_up "$P" "$KIND"
 	check "engine restart: restart=always container back with the same address" retry 30 inspect_addr keeper internal fd12:3456:789a:8101:1::100
-	check "engine restart: auto-addressed container back with the same address ($auto)" retry 30 inspect_addr keeper2 internal "$auto"
+	if api_at_least "$P" 1.52; then # engines >= 29 name the endpoint to the IPAM
+		check "engine restart: auto-addressed container back with the same address ($auto)" retry 30 inspect_addr keeper2 internal "$auto"
+	else
+		check "engine restart: auto-addressed container back with an address (old engines do not name it: docs/engines.md)" retry 30 has_internal_addr keeper2
+	fi
 	check "engine restart: it serves again" retry 20 fetch_from_host "http://[fd12:3456:789a:8101:1::100]/"
 	# A reboot: engine and every link gone; the plugin re-creates the bridges.
 	engine_down "$P"
@@ -232,6 +241,6 @@ cleanup_checks() {
 	for n in $(dk "$P" network ls --filter driver="$D" -q); do dk "$P" network rm "$n" >/dev/null; done
 	left=$(ip -n "$P-vps" -o link show | grep -oE ' v6[bhc][-0-9a-z]*' || true)
 	check "network rm: no bridge or veth left" test -z "$left"
-	left=$(find "$STATE/driver" -type f -name '*.json' 2>/dev/null || true)
-	check "network rm: no network or endpoint state left" test -z "$left"
+	left=$(find "$STATE/driver" "$STATE/ipam/pools" "$STATE/ipam/addrs" -type f -name '*.json' 2>/dev/null || true)
+	check "network rm: no network, endpoint, pool or address state left" test -z "$left"
 }
