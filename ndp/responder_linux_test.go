@@ -512,3 +512,9 @@ func TestPrivilegedManyTargets(t *testing.T) {
 		t.Errorf("%d groups joined after shrinking to one address", groups)
 	}
 }
+
+// Responder satisfies the driver's Neighbors interface (declared there;
+// restated here so ndp does not import the driver).
+var _ interface {
+	SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error
+} = (*Responder)(nil)
