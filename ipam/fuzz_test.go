@@ -64,7 +64,7 @@ func FuzzRequestPool(f *testing.F) {
 			t.Fatalf("RequestPool(%+v) = range %s outside %s", req, p.Range, p.Prefix)
 		}
 		if p.Placeholder {
-			if v6 || p.Prefix != PlaceholderPrefix {
+			if v6 || p.Prefix.Bits() != PlaceholderBits || !PlaceholderPrefix.Contains(p.Prefix.Addr()) {
 				t.Fatalf("RequestPool(%+v) = placeholder %+v", req, p)
 			}
 		} else {

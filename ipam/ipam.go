@@ -17,6 +17,7 @@ import (
 	"io"
 	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -42,25 +43,54 @@ const (
 )
 
 // Placeholder IPv4 pools: non-routed link-local space handed to engines
-// before Docker 28, which always request an IPv4 pool.
+// before Docker 28, which always request an IPv4 pool. Each placeholder pool
+// is its own /22 block of PlaceholderPrefix, so a container attached to
+// several v6bridge networks gets non-overlapping on-link IPv4 routes.
 var (
-	// PlaceholderPrefix is the prefix of every placeholder pool.
+	// PlaceholderPrefix is the space the placeholder blocks are carved
+	// from.
 	PlaceholderPrefix = netip.MustParsePrefix("169.254.0.0/16")
-	// PlaceholderGateway is the gateway of every placeholder pool; it is
-	// never handed out as an endpoint address.
-	PlaceholderGateway = netip.MustParseAddr("169.254.0.1")
+	// placeholderBlocks are the blocks a placeholder pool may get, lowest
+	// first.
+	placeholderBlocks = carveBlocks(PlaceholderPrefix, PlaceholderBits, placeholderAvoid...)
 )
 
-// placeholderReserved are the placeholder addresses never handed out.
-var placeholderReserved = []netip.Addr{
+// PlaceholderBits is the prefix length of a placeholder pool's block: 1021
+// container addresses per network (network, gateway and broadcast
+// addresses excluded).
+const PlaceholderBits = 22
+
+// placeholderAvoid are the addresses whose blocks are never handed out: the
+// first and last /24 of the space, reserved by RFC 3927, and the cloud
+// metadata address, which the host may route.
+var placeholderAvoid = []netip.Addr{
 	netip.MustParseAddr("169.254.0.0"),
-	PlaceholderGateway,
 	netip.MustParseAddr("169.254.255.255"),
+	netip.MustParseAddr("169.254.169.254"),
 }
 
-// placeholderCursorKey is the cursor of the allocator shared by all
-// placeholder pools.
-const placeholderCursorKey = "placeholder"
+// carveBlocks splits space into its /bits blocks, lowest first, leaving out
+// those that contain one of avoid.
+func carveBlocks(space netip.Prefix, bits int, avoid ...netip.Addr) []netip.Prefix {
+	var out []netip.Prefix
+	for b := netip.PrefixFrom(space.Addr(), bits); b.IsValid() && space.Contains(b.Addr()); {
+		if !slices.ContainsFunc(avoid, b.Contains) {
+			out = append(out, b)
+		}
+		next := lastAddr(b).Next()
+		if !next.IsValid() {
+			break
+		}
+		b = netip.PrefixFrom(next, bits)
+	}
+	return out
+}
+
+// blockGateway is the gateway of a placeholder block: its first host
+// address. It is reported to the engine and never handed out.
+func blockGateway(block netip.Prefix) netip.Addr {
+	return block.Addr().Next()
+}
 
 // Pool ID forms. IDs are opaque to the engine.
 const (
@@ -104,53 +134,52 @@ type PoolStatus struct {
 	Prefix      netip.Prefix
 	Range       netip.Prefix
 	Placeholder bool
-	Gateway     netip.Addr // zero if no gateway was requested
-	Allocated   int        // addresses allocated from the pool, gateway included
+	Gateway     netip.Addr // zero if no gateway was requested; always set for placeholders
+	Allocated   int        // addresses allocated from the pool, gateway included (a placeholder's is reserved, not allocated)
 	// Capacity is how many addresses Range can hand out, saturated at
-	// math.MaxUint64 (a /64 has more). For placeholder pools it is the
-	// capacity shared by all of them.
+	// math.MaxUint64 (a /64 has more).
 	Capacity uint64
 }
 
 // pool is a pool with its allocation state.
 type pool struct {
 	rec     poolRecord
-	alloc   *allocator // own for IPv6 pools, shared by placeholder pools
-	own     addrSet    // placeholder pools only: the addresses of this pool
-	gateway netip.Addr
+	alloc   *allocator
+	gateway netip.Addr            // a placeholder's is reserved in alloc, not allocated
 	names   map[string]netip.Addr // endpoint name -> its last address
+}
+
+// newPool returns a pool with an empty allocator for its record. A
+// placeholder pool's network address, gateway and broadcast address are
+// reserved; an IPv6 pool's subnet-router anycast address is.
+func newPool(r poolRecord) *pool {
+	p := &pool{rec: r, names: map[string]netip.Addr{}}
+	if r.Placeholder {
+		p.gateway = blockGateway(r.Prefix)
+		p.alloc = newAllocator(r.Range, r.Prefix.Addr(), p.gateway, lastAddr(r.Prefix))
+	} else {
+		p.alloc = newAllocator(r.Range, r.Prefix.Addr())
+	}
+	return p
 }
 
 // has reports whether a was allocated from p.
 func (p *pool) has(a netip.Addr) bool {
-	if p.rec.Placeholder {
-		_, ok := p.own[a]
-		return ok
-	}
 	return p.alloc.inUse(a)
 }
 
 func (p *pool) take(a netip.Addr) {
 	p.alloc.add(a)
-	if p.rec.Placeholder {
-		p.own[a] = struct{}{}
-	}
 }
 
 func (p *pool) free(a netip.Addr) {
 	p.alloc.remove(a)
-	if p.rec.Placeholder {
-		delete(p.own, a)
-	}
-	if a == p.gateway {
+	if a == p.gateway && !p.rec.Placeholder {
 		p.gateway = netip.Addr{}
 	}
 }
 
 func (p *pool) allocated() int {
-	if p.rec.Placeholder {
-		return len(p.own)
-	}
 	return len(p.alloc.used)
 }
 
@@ -167,12 +196,11 @@ func (p *pool) public() Pool {
 
 // IPAM allocates pools and addresses. It is safe for concurrent use.
 type IPAM struct {
-	mu          sync.Mutex
-	be          backend
-	hostAddrs   func() ([]netip.Addr, error)
-	log         logrus.FieldLogger
-	pools       map[string]*pool
-	placeholder *allocator // shared by all placeholder pools
+	mu        sync.Mutex
+	be        backend
+	hostAddrs func() ([]netip.Addr, error)
+	log       logrus.FieldLogger
+	pools     map[string]*pool
 }
 
 // New returns an IPAM with the state persisted under cfg.StateDir.
@@ -197,11 +225,10 @@ func newIPAM(cfg Config, be backend) (*IPAM, error) {
 		log = l
 	}
 	m := &IPAM{
-		be:          be,
-		hostAddrs:   cfg.HostAddrs,
-		log:         log,
-		pools:       map[string]*pool{},
-		placeholder: newAllocator(PlaceholderPrefix, placeholderReserved...),
+		be:        be,
+		hostAddrs: cfg.HostAddrs,
+		log:       log,
+		pools:     map[string]*pool{},
 	}
 	s, err := be.load()
 	if err != nil {
@@ -216,31 +243,32 @@ func newIPAM(cfg Config, be backend) (*IPAM, error) {
 // restore rebuilds the in-memory state from a snapshot, checking that it is
 // consistent.
 func (m *IPAM) restore(s snapshot) error {
-	owner := map[netip.Addr]string{} // placeholder address -> pool
+	blocks := map[netip.Prefix]string{} // placeholder block -> pool
 	for _, r := range s.pools {
 		if !r.Prefix.IsValid() || r.Prefix != r.Prefix.Masked() || !r.Range.IsValid() ||
 			r.Range.Bits() < r.Prefix.Bits() || !r.Prefix.Contains(r.Range.Addr()) {
 			return fmt.Errorf("pool %s: bad prefix %s or range %s", r.ID, r.Prefix, r.Range)
 		}
-		p := &pool{rec: r, names: map[string]netip.Addr{}}
+		if r.Placeholder {
+			if err := checkPlaceholderRecord(r); err != nil {
+				return err
+			}
+			if o, dup := blocks[r.Prefix]; dup {
+				return fmt.Errorf("placeholder block %s belongs to both pool %s and pool %s", r.Prefix, o, r.ID)
+			}
+			blocks[r.Prefix] = r.ID
+		}
+		p := newPool(r)
+		p.alloc.cursor = s.cursors[r.ID]
 		for _, n := range s.names[r.ID] {
 			p.names[n.Name] = n.Addr
-		}
-		if r.Placeholder {
-			p.alloc, p.own = m.placeholder, addrSet{}
-		} else {
-			p.alloc = newAllocator(r.Range, r.Prefix.Addr())
-			p.alloc.cursor = s.cursors[r.ID]
 		}
 		for _, a := range s.addrs[r.ID] {
 			if !r.Prefix.Contains(a.Addr) {
 				return fmt.Errorf("pool %s: address %s is outside %s", r.ID, a.Addr, r.Prefix)
 			}
-			if r.Placeholder {
-				if o, dup := owner[a.Addr]; dup {
-					return fmt.Errorf("placeholder address %s belongs to both %s and %s", a.Addr, o, r.ID)
-				}
-				owner[a.Addr] = r.ID
+			if r.Placeholder && (a.Gateway || p.alloc.isReserved(a.Addr)) {
+				return fmt.Errorf("placeholder pool %s: address %s is reserved in %s", r.ID, a.Addr, r.Prefix)
 			}
 			p.take(a.Addr)
 			if a.Gateway {
@@ -249,7 +277,24 @@ func (m *IPAM) restore(s snapshot) error {
 		}
 		m.pools[r.ID] = p
 	}
-	m.placeholder.cursor = s.cursors[placeholderCursorKey]
+	return nil
+}
+
+// checkPlaceholderRecord refuses a persisted placeholder pool that is not
+// one of the placeholder blocks. Records of the layout before per-network
+// blocks (every placeholder pool 169.254.0.0/16) are refused, not migrated:
+// the engine keeps that subnet in its own network record, so only
+// re-creating the network helps.
+func checkPlaceholderRecord(r poolRecord) error {
+	if r.Prefix == PlaceholderPrefix {
+		return fmt.Errorf("placeholder pool %s uses all of %s, the layout of an older v6bridge (now one /%d per network): "+
+			"delete pools/%s.json and addrs/%s/ under the ipam state directory, then re-create the network",
+			r.ID, r.Prefix, PlaceholderBits, dirName(r.ID), dirName(r.ID))
+	}
+	if r.Range != r.Prefix || !slices.Contains(placeholderBlocks, r.Prefix) {
+		return fmt.Errorf("placeholder pool %s: prefix %s or range %s is not a /%d placeholder block of %s",
+			r.ID, r.Prefix, r.Range, PlaceholderBits, PlaceholderPrefix)
+	}
 	return nil
 }
 
@@ -293,16 +338,12 @@ func (m *IPAM) RequestPool(req PoolRequest) (Pool, error) {
 	if err := m.checkOverlap(subnet); err != nil {
 		return Pool{}, err
 	}
-	p := &pool{
-		names: map[string]netip.Addr{},
-		rec: poolRecord{
-			ID:        v6IDPrefix + subnet.String(),
-			Prefix:    subnet,
-			Range:     rng,
-			PrefixLen: opts.PrefixLen,
-		},
-		alloc: newAllocator(rng, subnet.Addr()),
-	}
+	p := newPool(poolRecord{
+		ID:        v6IDPrefix + subnet.String(),
+		Prefix:    subnet,
+		Range:     rng,
+		PrefixLen: opts.PrefixLen,
+	})
 	if err := m.be.putPool(p.rec); err != nil {
 		return Pool{}, err
 	}
@@ -344,7 +385,8 @@ func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
 	return nil
 }
 
-// requestPlaceholder answers an IPv4 pool request.
+// requestPlaceholder answers an IPv4 pool request with the lowest free
+// placeholder block.
 func (m *IPAM) requestPlaceholder(req PoolRequest) (Pool, error) {
 	if v := strings.TrimSpace(req.Pool); v != "" {
 		return Pool{}, refuse(ErrIPv4Subnet, "v6bridge is IPv6-only: IPv4 subnet %s is not accepted; on Docker >= 28 use --ipv4=false",
@@ -365,24 +407,42 @@ func (m *IPAM) requestPlaceholder(req PoolRequest) (Pool, error) {
 			break
 		}
 	}
-	p := &pool{
-		names: map[string]netip.Addr{},
-		rec: poolRecord{
-			ID:          id,
-			Prefix:      PlaceholderPrefix,
-			Range:       PlaceholderPrefix,
-			Placeholder: true,
-			Data:        map[string]string{DataGateway: netip.PrefixFrom(PlaceholderGateway, PlaceholderPrefix.Bits()).String()},
-		},
-		alloc: m.placeholder,
-		own:   addrSet{},
+	block, ok := m.freeBlock()
+	if !ok {
+		return Pool{}, refuse(ErrPoolExhausted, "IPv4 placeholder space %s is exhausted: it holds %d v6bridge networks (one /%d each) on engines before Docker 28, and all are in use; "+
+			"remove a v6bridge network, or use Docker >= 28 with --ipv4=false, which needs no placeholder",
+			PlaceholderPrefix, len(placeholderBlocks), PlaceholderBits)
 	}
+	p := newPool(poolRecord{
+		ID:          id,
+		Prefix:      block,
+		Range:       block,
+		Placeholder: true,
+		Data:        map[string]string{DataGateway: netip.PrefixFrom(blockGateway(block), block.Bits()).String()},
+	})
 	if err := m.be.putPool(p.rec); err != nil {
 		return Pool{}, err
 	}
 	m.pools[id] = p
-	m.log.WithField("pool", id).Info("IPv4 placeholder pool allocated")
+	m.log.WithFields(logrus.Fields{"pool": id, "subnet": block}).Info("IPv4 placeholder pool allocated")
 	return p.public(), nil
+}
+
+// freeBlock returns the lowest placeholder block no placeholder pool uses.
+// m.mu is held.
+func (m *IPAM) freeBlock() (netip.Prefix, bool) {
+	used := map[netip.Prefix]bool{}
+	for _, p := range m.pools {
+		if p.rec.Placeholder {
+			used[p.rec.Prefix] = true
+		}
+	}
+	for _, b := range placeholderBlocks {
+		if !used[b] {
+			return b, true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // ReleasePool releases a pool and all its addresses. Unknown IDs succeed.
@@ -395,11 +455,6 @@ func (m *IPAM) ReleasePool(id string) error {
 	}
 	if err := m.be.deletePool(id); err != nil {
 		return err
-	}
-	if p.rec.Placeholder {
-		for a := range p.own {
-			p.alloc.remove(a)
-		}
 	}
 	delete(m.pools, id)
 	if err := m.be.purgePool(id); err != nil {
@@ -440,7 +495,7 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 	)
 	switch {
 	case p.rec.Placeholder && gateway:
-		return placeholderGateway(want)
+		return placeholderGateway(p, want)
 	case gateway:
 		got, err = m.takeGateway(p, want)
 	case want.IsValid():
@@ -480,13 +535,14 @@ func parseAddr(s string) (netip.Addr, error) {
 }
 
 // placeholderGateway answers a gateway request in a placeholder pool: the
-// gateway is always PlaceholderGateway and is not an allocation.
-func placeholderGateway(want netip.Addr) (netip.Prefix, error) {
-	if want.IsValid() && want != PlaceholderGateway {
-		return netip.Prefix{}, refuse(ErrOutOfRange, "gateway %s is not accepted: v6bridge's IPv4 placeholder pool always uses %s",
-			want, PlaceholderGateway)
+// gateway is always the first host address of the pool's block and is
+// reserved, not allocated.
+func placeholderGateway(p *pool, want netip.Addr) (netip.Prefix, error) {
+	if want.IsValid() && want != p.gateway {
+		return netip.Prefix{}, refuse(ErrOutOfRange, "gateway %s is not accepted: v6bridge's IPv4 placeholder pool %s always uses %s",
+			want, p.rec.Prefix, p.gateway)
 	}
-	return netip.PrefixFrom(PlaceholderGateway, PlaceholderPrefix.Bits()), nil
+	return netip.PrefixFrom(p.gateway, p.rec.Prefix.Bits()), nil
 }
 
 // checkInPool refuses an address a caller asked for that is outside the
@@ -579,11 +635,7 @@ func (m *IPAM) takeNext(p *pool) (netip.Addr, error) {
 	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: a}); err != nil {
 		return netip.Addr{}, err
 	}
-	key := p.rec.ID
-	if p.rec.Placeholder {
-		key = placeholderCursorKey
-	}
-	if err := m.be.putCursor(key, a); err != nil {
+	if err := m.be.putCursor(p.rec.ID, a); err != nil {
 		if derr := m.be.deleteAddr(p.rec.ID, a); derr != nil {
 			m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "addr": a}).WithError(derr).Warn("Undo address allocation")
 		}
@@ -598,7 +650,8 @@ func (m *IPAM) takeNext(p *pool) (netip.Addr, error) {
 // exhaustedText describes an exhausted pool.
 func exhaustedText(p *pool) string {
 	if p.rec.Placeholder {
-		return fmt.Sprintf("placeholder IPv4 pools %s are exhausted: all %d addresses shared by v6bridge networks are in use",
+		return fmt.Sprintf("placeholder IPv4 pool %s is exhausted: all %d addresses a v6bridge network has on engines before Docker 28 are in use; "+
+			"spread the containers over more networks, or use Docker >= 28 with --ipv4=false",
 			p.rec.Prefix, p.alloc.capacity())
 	}
 	where := fmt.Sprintf("subnet %s", p.rec.Prefix)
@@ -660,9 +713,6 @@ func (m *IPAM) Pools() []PoolStatus {
 			Gateway:     p.gateway,
 			Allocated:   p.allocated(),
 			Capacity:    p.alloc.capacity(),
-		}
-		if p.rec.Placeholder {
-			s.Gateway = PlaceholderGateway
 		}
 		out = append(out, s)
 	}

@@ -234,7 +234,7 @@ func (d *diskBackend) load() (snapshot, error) {
 	var stale []string
 	err = store.Each(d.cursors, func(r *cursorRecord) error {
 		s.cursors[r.Key] = r.Cursor
-		if _, ok := dirs[dirName(r.Key)]; !ok && r.Key != placeholderCursorKey {
+		if _, ok := dirs[dirName(r.Key)]; !ok {
 			stale = append(stale, r.Key)
 		}
 		return nil

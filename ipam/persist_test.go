@@ -73,7 +73,7 @@ func TestRestart(t *testing.T) {
 	for _, tt := range []struct{ pool, want string }{
 		{pub.ID, "2001:db8:1234:a1:1::6"},
 		{ula.ID, "fd12:3456:789a:8101::104"},
-		{ph.ID, "169.254.0.6"},
+		{ph.ID, "169.254.4.6"},
 	} {
 		if got := mustAddr(t, m2, tt.pool, ""); got != tt.want {
 			t.Errorf("first allocation of %s after restart = %s, want %s", tt.pool, got, tt.want)
@@ -87,7 +87,8 @@ func TestRestart(t *testing.T) {
 		{pub.ID, "2001:db8:1234:a1:1::1", ErrAddressInUse},
 		{pub.ID, "2001:db8:1234:a1:1::80", ErrAddressInUse},
 		{pub.ID, "2001:db8:1234:a1:1::3", nil},
-		{ph.ID, "169.254.0.2", ErrAddressInUse},
+		{ph.ID, "169.254.4.2", ErrAddressInUse},
+		{ph.ID, "169.254.4.1", ErrReservedAddress},
 		{gone.ID, "", ErrUnknownPool},
 	} {
 		if _, err := m2.RequestAddress(tt.pool, tt.addr, nil); !errors.Is(err, tt.err) {

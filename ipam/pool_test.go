@@ -163,10 +163,10 @@ func TestRequestPoolAccepted(t *testing.T) {
 			PrefixLen: 64,
 		}},
 		{"placeholder", PoolRequest{}, Pool{
-			Prefix:      netip.MustParsePrefix("169.254.0.0/16"),
-			Range:       netip.MustParsePrefix("169.254.0.0/16"),
+			Prefix:      netip.MustParsePrefix("169.254.4.0/22"),
+			Range:       netip.MustParsePrefix("169.254.4.0/22"),
 			Placeholder: true,
-			Data:        map[string]string{"com.docker.network.gateway": "169.254.0.1/16"},
+			Data:        map[string]string{"com.docker.network.gateway": "169.254.4.1/22"},
 		}},
 	}
 	for _, tt := range tests {

@@ -221,7 +221,7 @@ func TestIPAMRoutes(t *testing.T) {
 		t.Errorf("pool not released: %+v", im.Pools())
 	}
 	_, v4 := call("/IpamDriver.RequestPool", `{"AddressSpace":"v6bridge","Pool":"","V6":false}`)
-	if v4["Pool"] != "169.254.0.0/16" {
+	if v4["Pool"] != "169.254.4.0/22" {
 		t.Errorf("placeholder = %v", v4)
 	}
 }
