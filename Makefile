@@ -15,7 +15,10 @@ ENGINES   ?= legacy current
 
 all: build
 
-build: $(BIN)
+build: $(BIN) bin/echoserver
+
+bin/echoserver: test/e2e/echoserver/main.go
+	CGO_ENABLED=0 $(GO) build -o $@ ./test/e2e/echoserver
 
 $(BIN): $(shell find . -name '*.go' -not -path './.cache/*') go.mod go.sum
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $@ ./cmd/v6bridge

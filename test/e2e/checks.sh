@@ -44,7 +44,7 @@ run_web() { # run_web NETWORK ADDR [NAME] [docker run flags...]
 	local net=$1 addr=$2 name=${3:-web}
 	shift 3 2>/dev/null || shift $#
 	dk "$P" run -d --name "$name" --network "$net" --ip6 "$addr" "$@" busybox \
-		sh -c 'echo Hello world! > /index.html && exec httpd -f -h /' >/dev/null
+		sh -c 'echo Hello world! > /index.html && exec httpd -f -v -h /' >/dev/null
 	inspect_addr "$name" "$net" "$addr"
 }
 
@@ -243,4 +243,95 @@ cleanup_checks() {
 	check "network rm: no bridge or veth left" test -z "$left"
 	left=$(find "$STATE/driver" "$STATE/ipam/pools" "$STATE/ipam/addrs" -type f -name '*.json' 2>/dev/null || true)
 	check "network rm: no network, endpoint, pool or address state left" test -z "$left"
+}
+
+# ------------------------------------------------------------------ NAT66, ports, firewall, NDP
+HOST_ADDR=2001:db8:1234:a1::1
+INET_URL=http://[2001:db8:ffff::10]:8080/
+
+start_inet_server() {
+	ip netns exec "$P-inet" "$repo/bin/echoserver" -listen "[2001:db8:ffff::10]:8080" \
+		</dev/null >>"$V6B_LIB/$P/logs/echoserver.log" 2>&1 &
+	retry 5 inet_fetch "$INET_URL" >/dev/null
+	# A route to the ULA range on the provider's router: the firewall, not
+	# the lack of a route, must keep the internet out of nat networks.
+	ip -n "$P-router" -6 route replace fd12:3456:789a::/48 via "$HOST_ADDR" dev vps0
+}
+
+inet_fetch() { ip netns exec "$P-inet" timeout 8 busybox wget -q -O - "$1" 2>&1; }
+inet_fetch_hello() {
+	local out
+	out=$(inet_fetch "$1") || { echo "$out"; return 1; }
+	[ "$out" = "Hello world!" ] || { echo "got: $out"; return 1; }
+}
+inet_cannot_fetch() {
+	local out
+	if out=$(ip netns exec "$P-inet" timeout 4 busybox wget -q -O - "$1" 2>&1); then
+		echo "reachable: $out"
+		return 1
+	fi
+}
+# source_seen NETWORK WANT [docker run flags]: the internet server saw WANT.
+source_seen() {
+	local net=$1 want=$2 out
+	shift 2
+	out=$(dk "$P" run --rm --network "$net" "$@" busybox timeout 10 wget -q -O - "$INET_URL" 2>&1) || { echo "$out"; return 1; }
+	[ "$out" = "$want" ] || { echo "the server saw '$out', want $want"; return 1; }
+}
+container_cannot_fetch() { # NETWORK URL
+	local out
+	if out=$(dk "$P" run --rm --network "$1" busybox timeout 4 wget -q -O - "$2" 2>&1); then
+		echo "reachable: $out"
+		return 1
+	fi
+}
+logs_show() { dk "$P" logs "$1" 2>&1 | grep -q -- "$2" || { echo "logs of $1 lack $2:"; dk "$P" logs "$1" 2>&1 | tail -n 5; return 1; }; }
+router_neigh_is_host() { # ADDR: the router resolved ADDR to the VPS's uplink MAC
+	local mac want
+	want=$(ip -n "$P-vps" link show eth0 | awk '/link\/ether/ {print $2}')
+	mac=$(ip -n "$P-router" -6 neigh show "$1" dev vps0 | awk '{for (i=1;i<NF;i++) if ($i=="lladdr") print $(i+1)}')
+	[ "$mac" = "$want" ] || { echo "router: $1 -> '$mac', want $want"; ip -n "$P-router" -6 neigh show dev vps0; return 1; }
+}
+router_no_answer_for() { # ADDR: nothing answers NDP for ADDR
+	ip -n "$P-router" -6 neigh del "$1" dev vps0 2>/dev/null || true
+	ip netns exec "$P-router" busybox ping6 -c 1 -W 2 "$1" >/dev/null 2>&1 || true
+	local st
+	st=$(ip -n "$P-router" -6 neigh show "$1" dev vps0)
+	case $st in *lladdr*REACHABLE* | *lladdr*STALE* | *lladdr*DELAY*) echo "answered: $st"; return 1 ;; esac
+}
+
+nat_checks() {
+	start_inet_server
+	check "nat: a container on a ULA network reaches the internet server" source_seen internal "$HOST_ADDR"
+	check "nat: published -p 8081:80 container starts" run_web internal fd12:3456:789a:8101:1::81 p8081 -p 8081:80
+	check "nat: the internet reaches [$HOST_ADDR]:8081" inet_fetch_hello "http://[$HOST_ADDR]:8081/"
+	check "nat: the container saw the client's own address" logs_show p8081 2001:db8:ffff::10
+	check "nat: hairpin: another container reaches [$HOST_ADDR]:8081" fetch_from_container internal "http://[$HOST_ADDR]:8081/"
+	check "nat: hairpin from a container on another v6bridge network" fetch_from_container public "http://[$HOST_ADDR]:8081/"
+	check "nat: the host itself reaches [$HOST_ADDR]:8081" fetch_from_host "http://[$HOST_ADDR]:8081/"
+	check "nat: the internet cannot reach a ULA container directly, even with a route" inet_cannot_fetch "http://[$WEB_ADDR]/"
+	check "nat: a second container asking for host port 8081 is refused" \
+		expect_fail "8081" dk "$P" run -d --name dup8081 --network internal -p 8081:80 busybox sleep 60
+	dk "$P" rm -f dup8081 >/dev/null 2>&1 || true
+	check "public: published container on 2001:db8:1234:a1:1::80 starts" \
+		dk "$P" run -d --name p80 --network public --ip6 2001:db8:1234:a1:1::80 -p 8082:80 busybox \
+		sh -c 'echo Hello world! > /index.html && httpd -p 8000 -h / && exec httpd -f -v -p 80 -h /'
+	check "public: the internet reaches the published port directly on the container's address" retry 5 inet_fetch_hello "http://[2001:db8:1234:a1:1::80]/"
+	check "public: and through the host's address [$HOST_ADDR]:8082" inet_fetch_hello "http://[$HOST_ADDR]:8082/"
+	check "public: an unpublished listening port (8000) is not reachable" inet_cannot_fetch "http://[2001:db8:1234:a1:1::80]:8000/"
+	check "public: a public container goes out with its own address" source_seen public 2001:db8:1234:a1:1::99 --ip6 2001:db8:1234:a1:1::99
+	check "isolation: a container on internal cannot reach the public container" container_cannot_fetch internal "http://[2001:db8:1234:a1:1::80]:8000/"
+	check "isolation: a container on public cannot reach the nat container" container_cannot_fetch public "http://[$WEB_ADDR]/"
+	in_vps "$P" nft flush ruleset
+	check "after nft flush ruleset: NAT66 recovers without a restart" retry 10 source_seen internal "$HOST_ADDR"
+	check "after nft flush ruleset: the published port works again" retry 10 inet_fetch_hello "http://[$HOST_ADDR]:8081/"
+	check "after nft flush ruleset: the unpublished port is closed again" inet_cannot_fetch "http://[2001:db8:1234:a1:1::80]:8000/"
+}
+
+ndp_checks() {
+	check "ndp: the router resolves the public container to the VPS's MAC" router_neigh_is_host 2001:db8:1234:a1:1::80
+	check "ndp: an unused address of the /112 gets no answer" router_no_answer_for 2001:db8:1234:a1:1::77
+	dk "$P" rm -f p80 >/dev/null
+	check "ndp: after docker rm the address is no longer answered" retry 5 router_no_answer_for 2001:db8:1234:a1:1::80
+	dk "$P" rm -f p8081 >/dev/null
 }

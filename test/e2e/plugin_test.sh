@@ -44,6 +44,8 @@ check "the bare name is not a managed plugin's name (engines want the tag)" \
 
 D=$PLUGIN
 foundation_checks
+nat_checks
+ndp_checks
 bad_input_checks
 crash_checks
 restart_checks
