@@ -1,0 +1,303 @@
+// Package plan is v6bridge's address plan: the host's public prefix with a
+// /112 per public network, a ULA /48 unique to the host, this host's ULA /64
+// inside it with a /112 per nat or internal network — the plan the seed
+// writes by hand — and the rendering of that plan as a table, a compose
+// networks: block and plugin settings, with warnings about the mistakes the
+// seed warns about.
+//
+// The package is pure: the caller gathers the host's addresses. ipam uses
+// its carving (Carve) and ULA generation (NewULA) for automatic subnets, so
+// the plan printed is the plan the plugin follows.
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+	"text/tabwriter"
+)
+
+// Input is what a plan is built from.
+type Input struct {
+	// Public is PUBLIC_PREFIX: where public networks are carved from,
+	// normally the uplink's /64. Zero: the plan has no public part.
+	Public netip.Prefix
+	// ULA is ULA_PREFIX, normally a random /48 of fd00::/8.
+	ULA netip.Prefix
+	// ULASource says where ULA came from, for the table: "given",
+	// "persisted" (the plugin's state) or "generated" (new, random).
+	ULASource string
+	// HostID picks this host's /64 inside ULA (0: the first, which is
+	// what the plugin carves from).
+	HostID uint64
+	// PublicLen and ULALen are the lengths of carved subnets; 0 means
+	// DefaultSubnetLen.
+	PublicLen, ULALen int
+	// Uplink names the outside interface, for descriptions; may be "".
+	Uplink string
+	// HostAddrs are the host's own global and ULA addresses.
+	HostAddrs []netip.Addr
+	// UplinkPrefixes are the on-link prefixes of the uplink's addresses.
+	UplinkPrefixes []netip.Prefix
+	// Gateways are the uplink's default gateways; a carved subnet never
+	// contains one.
+	Gateways []netip.Addr
+	// Driver is the driver name for compose and docker plugin set;
+	// "" means v6bridge:latest.
+	Driver string
+}
+
+// Row is one line of the plan table, as in the seed.
+type Row struct {
+	Plan        string       `json:"plan"`
+	Range       netip.Prefix `json:"range"`
+	Description string       `json:"description"`
+}
+
+// Network is a network of the compose block.
+type Network struct {
+	Name   string       `json:"name"`
+	Mode   string       `json:"mode"`
+	Subnet netip.Prefix `json:"subnet"`
+}
+
+// Setting is one plugin setting (docker plugin set KEY=VALUE, or the
+// environment of `v6bridge serve`).
+type Setting struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Plan is a built address plan.
+type Plan struct {
+	Rows     []Row     `json:"rows"`
+	Networks []Network `json:"networks"`
+	Settings []Setting `json:"settings"`
+	Warnings []string  `json:"warnings"`
+	Driver   string    `json:"driver"`
+}
+
+// exampleULA is the seed's example ULA, copied into many set-ups.
+var exampleULA = netip.MustParsePrefix("fd12:3456:789a::/48")
+
+// Build computes the plan for in. It never fails: what is wrong with the
+// input becomes a warning and the part it concerns is left out.
+func Build(in Input) Plan {
+	p := Plan{Driver: in.Driver, Networks: []Network{}, Warnings: []string{}}
+	if p.Driver == "" {
+		p.Driver = "v6bridge:latest"
+	}
+	pubLen, ulaLen := orDefault(in.PublicLen), orDefault(in.ULALen)
+	avoid := Avoid{Addrs: append(append([]netip.Addr(nil), in.HostAddrs...), in.Gateways...)}
+	on := ""
+	if in.Uplink != "" {
+		on = " on " + in.Uplink
+	}
+
+	if in.Public.IsValid() {
+		p.buildPublic(in, pubLen, avoid, on)
+	} else {
+		p.warn("no public prefix: the uplink has no global /64 and --public was not given; public networks need the provider's prefix, e.g. --public 2001:db8:1234:a1::/64 (PUBLIC_PREFIX)")
+	}
+	if in.ULA.IsValid() {
+		p.buildULA(in, ulaLen, avoid)
+	}
+	return p
+}
+
+func (p *Plan) buildPublic(in Input, bits int, avoid Avoid, on string) {
+	pub := in.Public.Masked()
+	first := true
+	for _, a := range in.HostAddrs {
+		if pub.Contains(a) && !isULA(a) {
+			desc := "public address of the host" + on
+			if first {
+				desc = "main public address of the host" + on + "; published ports listen on it"
+				first = false
+			}
+			p.Rows = append(p.Rows, Row{Plan: "host", Range: netip.PrefixFrom(a, 128), Description: desc})
+		}
+	}
+	p.Rows = append(p.Rows, Row{Plan: "public prefix", Range: pub,
+		Description: fmt.Sprintf("public prefix of the host (PUBLIC_PREFIX); public networks are carved from it, a /%d each", bits)})
+	p.Settings = append(p.Settings, Setting{"PUBLIC_PREFIX", pub.String()}, Setting{"PUBLIC_SUBNET_LEN", fmt.Sprint(bits)})
+	if !pub.Addr().IsGlobalUnicast() || isULA(pub.Addr()) {
+		p.warn("public prefix %s is not a global unicast prefix: give the provider's prefix, e.g. --public 2001:db8:1234:a1::/64; ULA goes in --ula", pub)
+		return
+	}
+	if bits < pub.Bits() {
+		p.warn("public subnets of /%d do not fit in the public prefix %s: accepted are /%d to /120", bits, pub, pub.Bits())
+		return
+	}
+	idx := uint64(1)
+	if bits == pub.Bits() {
+		idx = 0
+	}
+	naive, _ := Subnet(pub, bits, idx)
+	for _, a := range in.HostAddrs {
+		if idx == 0 && naive.Contains(a) { // with more subnets Carve skips it
+			p.warn("public range %s contains %s, an address of the host: a bridge with it takes that address off the uplink (v6bridge refuses it); carve a /112 from the /64 instead, e.g. --public %s --public-len 112",
+				naive, a, widest(in.UplinkPrefixes, pub))
+			break
+		}
+	}
+	for _, u := range in.UplinkPrefixes {
+		if u.Overlaps(naive) && naive.Bits() <= u.Bits() {
+			p.warn("public range %s is a /%d while the uplink uses %s: the bridge's route competes with the uplink's and the host loses its own /64; give bridges a /112 of it (PUBLIC_SUBNET_LEN=112)",
+				naive, naive.Bits(), u)
+			break
+		}
+	}
+	net, err := Carve(pub, bits, avoid)
+	if err != nil {
+		p.warn("no /%d of %s is free of the host's addresses and gateway: public networks need a longer PUBLIC_SUBNET_LEN, e.g. 112", bits, pub)
+		return
+	}
+	p.Rows = append(p.Rows, Row{Plan: "public", Range: net,
+		Description: "first public network (mode public): containers with public addresses; v6bridge answers NDP for them" + on})
+	p.Networks = append(p.Networks, Network{Name: "public", Mode: "public", Subnet: net})
+}
+
+func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
+	ula := in.ULA.Masked()
+	desc := "ULA network (ULA_PREFIX), unique to this host; never routed on the internet"
+	switch in.ULASource {
+	case "generated":
+		desc += "; generated now: pin it with ULA_PREFIX, or the plugin generates its own"
+	case "persisted":
+		desc += "; generated by the plugin on this host"
+	}
+	p.Rows = append(p.Rows, Row{Plan: "ula", Range: ula, Description: desc})
+	switch {
+	case !isULA(ula.Addr()):
+		p.warn("ULA %s is not a unique local prefix: ULAs are in fd00::/8; use --ula auto for a random one", ula)
+	case !IsLocalULA(ula):
+		p.warn("ULA %s is in fc00::/8, which RFC 4193 leaves unassigned: locally assigned ULAs are in fd00::/8; use --ula auto", ula)
+	case ula.Bits() <= 48 && (ula.Overlaps(exampleULA) || ula.Addr().As16()[1]|ula.Addr().As16()[2]|ula.Addr().As16()[3]|ula.Addr().As16()[4]|ula.Addr().As16()[5] == 0):
+		p.warn("ULA %s has a copied or empty global ID, not 40 random bits: two hosts or sites with it collide once connected (VPN, peering); use --ula auto", ula)
+	}
+	host, err := HostULA(ula, in.HostID)
+	if err != nil {
+		p.warn("%v", err)
+		return
+	}
+	setting := ula
+	if in.HostID != 0 {
+		setting = host // the plugin carves from the first /64 of ULA_PREFIX
+	}
+	p.Settings = append(p.Settings, Setting{"ULA_PREFIX", setting.String()}, Setting{"ULA_SUBNET_LEN", fmt.Sprint(bits)})
+	p.Rows = append(p.Rows, Row{Plan: "ula host", Range: host,
+		Description: fmt.Sprintf("ULA subnet of this Docker host (host id %d); nat and internal networks are carved from it, a /%d each", in.HostID, bits)})
+	if bits < host.Bits() {
+		p.warn("ULA subnets of /%d do not fit in this host's ULA %s: accepted are /%d to /120", bits, host, host.Bits())
+		return
+	}
+	net, err := Carve(host, bits, avoid)
+	if err != nil {
+		p.warn("no /%d of %s is free of the host's addresses: use a longer ULA_SUBNET_LEN, e.g. 112", bits, host)
+		return
+	}
+	p.Rows = append(p.Rows, Row{Plan: "internal", Range: net,
+		Description: "first internal network (mode nat): container addresses for internal traffic; NAT66 for outgoing connections, published ports on the host's address"})
+	p.Networks = append(p.Networks, Network{Name: "internal", Mode: "nat", Subnet: net})
+}
+
+// widest returns the shortest uplink prefix overlapping pub, else pub.
+func widest(uplink []netip.Prefix, pub netip.Prefix) netip.Prefix {
+	best := pub
+	for _, u := range uplink {
+		if u.Overlaps(pub) && u.Bits() < best.Bits() {
+			best = u
+		}
+	}
+	if best.Bits() > 64 {
+		best = netip.PrefixFrom(best.Addr(), 64).Masked()
+	}
+	return best
+}
+
+func (p *Plan) warn(format string, args ...any) {
+	p.Warnings = append(p.Warnings, fmt.Sprintf(format, args...))
+}
+
+func orDefault(bits int) int {
+	if bits == 0 {
+		return DefaultSubnetLen
+	}
+	return bits
+}
+
+// isULA reports whether a is in fc00::/7.
+func isULA(a netip.Addr) bool {
+	return a.Is6() && a.As16()[0]&0xfe == 0xfc
+}
+
+// WriteJSON writes p as indented JSON.
+func (p Plan) WriteJSON(w io.Writer) error {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode plan: %w", err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// WriteText writes p for people: the plan table, the compose networks:
+// block, the plugin settings and the warnings.
+func (p Plan) WriteText(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("Address plan\n\n")
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PLAN\tRANGE\tDESCRIPTION")
+	for _, r := range p.Rows {
+		rng := r.Range.String()
+		if r.Range.IsSingleIP() {
+			rng = r.Range.Addr().String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Plan, rng, r.Description)
+	}
+	tw.Flush()
+
+	if len(p.Networks) > 0 {
+		b.WriteString("\nCompose networks (or leave out ipam.config: v6bridge carves the next free subnet itself)\n\n")
+		b.WriteString(p.Compose())
+	}
+	if len(p.Settings) > 0 {
+		b.WriteString("\nPlugin settings (managed plugin, while disabled)\n\n")
+		fmt.Fprintf(&b, "docker plugin set %s", p.Driver)
+		for _, s := range p.Settings {
+			fmt.Fprintf(&b, " %s=%s", s.Key, s.Value)
+		}
+		b.WriteString("\n\nHost service (environment of v6bridge serve, e.g. in the systemd unit)\n\n")
+		for _, s := range p.Settings {
+			fmt.Fprintf(&b, "Environment=%s=%s\n", s.Key, s.Value)
+		}
+	}
+	if len(p.Warnings) > 0 {
+		b.WriteString("\nWarnings\n\n")
+		for _, m := range p.Warnings {
+			fmt.Fprintf(&b, "- %s\n", m)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Compose renders the networks as a compose networks: block.
+func (p Plan) Compose() string {
+	var b strings.Builder
+	b.WriteString("networks:\n")
+	for _, n := range p.Networks {
+		fmt.Fprintf(&b, "  %s:\n", n.Name)
+		fmt.Fprintf(&b, "    driver: %s\n", p.Driver)
+		if n.Mode != "" {
+			fmt.Fprintf(&b, "    driver_opts:\n      v6bridge.mode: %s\n", n.Mode)
+		}
+		b.WriteString("    enable_ipv6: true\n")
+		b.WriteString("    enable_ipv4: false # engines >= 28; leave out on older ones\n")
+		fmt.Fprintf(&b, "    ipam:\n      driver: %s\n      config:\n        - subnet: %s\n", p.Driver, n.Subnet)
+	}
+	return b.String()
+}
