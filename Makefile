@@ -9,7 +9,7 @@ PLUGIN    ?= v6bridge:latest
 PLUGINDIR := plugin/build
 # Host directory mounted as the plugin's state (must survive upgrades).
 STATE_SOURCE ?= /var/lib/v6bridge
-ENGINES   ?= legacy current
+ENGINES   ?= legacy current current-nft
 
 .PHONY: all build test test-unit test-kernel test-e2e deps plugin install demo bench clean
 

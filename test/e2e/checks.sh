@@ -61,7 +61,7 @@ container_addr() { dk "$P" inspect -f "{{(index .NetworkSettings.Networks \"$2\"
 # busybox's wget -T crashes; bound it with timeout instead.
 fetch_from_container() { # NETWORK URL
 	local out
-	out=$(dk "$P" run --rm --network "$1" busybox timeout 10 wget -q -O - "$2") || { echo "$out"; return 1; }
+	out=$(dk "$P" run --rm --network "$1" busybox sh -c 'timeout 10 wget -q -O - "$0"; exit $?' "$2") || { echo "$out"; return 1; }
 	[ "$out" = "Hello world!" ] || { echo "got: $out"; return 1; }
 }
 
@@ -191,7 +191,7 @@ crash_checks() {
 		dk "$P" run -d --name c2 --network internal busybox sleep 600
 	addr=$(container_addr c2 internal)
 	check "it gets an address not in use ($addr)" test -n "$addr" -a "$addr" != "$WEB_ADDR" -a "$addr" != "$INTERNAL_GW"
-	check "and reaches the first container" dk "$P" exec c2 timeout 10 wget -q -O /dev/null "http://[$WEB_ADDR]/"
+	check "and reaches the first container" dk "$P" exec c2 sh -c 'timeout 10 wget -q -O /dev/null "$0"; exit $?' "http://[$WEB_ADDR]/"
 	dk "$P" rm -f c2 >/dev/null
 }
 
@@ -200,8 +200,7 @@ restart_checks() {
 	check "restart=always container with a fixed address" run_web internal fd12:3456:789a:8101:1::100 keeper --restart=always
 	dk "$P" run -d --name keeper2 --restart=always --network internal busybox sleep 100000 >/dev/null
 	auto=$(container_addr keeper2 internal)
-	engine_down "$P"
-	engine_up "$P" "$KIND"
+	engine_restart "$P"
 	check "engine restart: restart=always container back with the same address" retry 30 inspect_addr keeper internal fd12:3456:789a:8101:1::100
 	if api_at_least "$P" 1.52; then # engines >= 29 name the endpoint to the IPAM
 		check "engine restart: auto-addressed container back with the same address ($auto)" retry 30 inspect_addr keeper2 internal "$auto"
@@ -213,7 +212,7 @@ restart_checks() {
 	engine_down "$P"
 	for l in $(ip -n "$P-vps" -o link show | grep -oE ' v6[bh][-0-9a-z]*'); do ip -n "$P-vps" link del "$l" 2>/dev/null || true; done
 	check "simulated reboot: no bridge left" bridges_count 0
-	engine_up "$P" "$KIND"
+	engine_up "$P" "$KIND" "${ENGINE_FLAGS[@]}"
 	check "simulated reboot: the plugin re-creates the bridges" retry 30 bridges_count 2
 	check "simulated reboot: restart=always container back with the same address" retry 30 inspect_addr keeper internal fd12:3456:789a:8101:1::100
 	check "simulated reboot: it serves again" retry 20 fetch_from_host "http://[fd12:3456:789a:8101:1::100]/"
@@ -275,12 +274,12 @@ inet_cannot_fetch() {
 source_seen() {
 	local net=$1 want=$2 out
 	shift 2
-	out=$(dk "$P" run --rm --network "$net" "$@" busybox timeout 10 wget -q -O - "$INET_URL" 2>&1) || { echo "$out"; return 1; }
+	out=$(dk "$P" run --rm --network "$net" "$@" busybox sh -c 'timeout 10 wget -q -O - "$0"; exit $?' "$INET_URL" 2>&1) || { echo "$out"; return 1; }
 	[ "$out" = "$want" ] || { echo "the server saw '$out', want $want"; return 1; }
 }
 container_cannot_fetch() { # NETWORK URL
 	local out
-	if out=$(dk "$P" run --rm --network "$1" busybox timeout 4 wget -q -O - "$2" 2>&1); then
+	if out=$(dk "$P" run --rm --network "$1" busybox sh -c 'timeout 4 wget -q -O - "$0"; exit $?' "$2" 2>&1); then
 		echo "reachable: $out"
 		return 1
 	fi
@@ -322,14 +321,69 @@ nat_checks() {
 	check "public: a public container goes out with its own address" source_seen public 2001:db8:1234:a1:1::99 --ip6 2001:db8:1234:a1:1::99
 	check "isolation: a container on internal cannot reach the public container" container_cannot_fetch internal "http://[2001:db8:1234:a1:1::80]:8000/"
 	check "isolation: a container on public cannot reach the nat container" container_cannot_fetch public "http://[$WEB_ADDR]/"
+	check "v6bridge status shows the published ports" status_shows "8081->80/tcp"
+	check "v6bridge status --json lists the NDP counters" status_shows '"NDP"' --json
+	if [ -n "${PLUGIN_ACTIVE:-}" ]; then
+		dk "$P" plugin disable -f "$PLUGIN" >/dev/null
+		check "plugin disabled: the published port still works" inet_fetch_hello "http://[$HOST_ADDR]:8081/"
+		check "plugin disabled: the public container is still reachable" inet_fetch_hello "http://[2001:db8:1234:a1:1::80]/"
+		dk "$P" plugin enable "$PLUGIN" >/dev/null
+	fi
 	in_vps "$P" nft flush ruleset
 	check "after nft flush ruleset: NAT66 recovers without a restart" retry 10 source_seen internal "$HOST_ADDR"
 	check "after nft flush ruleset: the published port works again" retry 10 inet_fetch_hello "http://[$HOST_ADDR]:8081/"
 	check "after nft flush ruleset: the unpublished port is closed again" inet_cannot_fetch "http://[2001:db8:1234:a1:1::80]:8000/"
 }
 
+# plugin_socket: the running plugin's socket, inside the VPS's mounts.
+plugin_socket() {
+	if [ -n "${PLUGIN_ACTIVE:-}" ]; then
+		echo "/run/docker/plugins/$(dk "$P" plugin inspect -f '{{.Id}}' "$PLUGIN")/v6bridge.sock"
+	else
+		echo /run/docker/plugins/v6bridge.sock
+	fi
+}
+status_shows() { # PATTERN [status flags]
+	local pat=$1 out
+	shift
+	out=$(in_vps "$P" "$BIN" status --socket "$(plugin_socket)" "$@" 2>&1) || { echo "$out"; return 1; }
+	echo "$out" | grep -qF -- "$pat" || { echo "status lacks $pat:"; echo "$out"; return 1; }
+}
+
+# soak: with the router's reachable time at 1 s it re-probes the container
+# address by unicast all the time; 60 s of traffic must lose nothing.
+ndp_soak() {
+	local out
+	ip netns exec "$P-router" sysctl -qw net.ipv6.neigh.vps0.base_reachable_time_ms=1000
+	out=$(ip netns exec "$P-inet" busybox ping6 -q -c 300 -i 0.2 -W 3 2001:db8:1234:a1:1::80 2>&1)
+	ip netns exec "$P-router" sysctl -qw net.ipv6.neigh.vps0.base_reachable_time_ms=30000
+	echo "$out" | grep -q ' 0% packet loss' || { echo "$out"; return 1; }
+}
+
+# ndp_restart_gap: traffic to the public container while the plugin is
+# killed and restarted by the engine (or by the test for a host service)
+# loses at most 2 s.
+ndp_restart_gap() {
+	local out lost pid
+	ip netns exec "$P-router" sysctl -qw net.ipv6.neigh.vps0.base_reachable_time_ms=1000
+	ip netns exec "$P-inet" busybox ping6 -q -c 100 -i 0.1 -W 3 2001:db8:1234:a1:1::80 >"$V6B_RUN/$P/ping.out" 2>&1 &
+	local ping=$!
+	sleep 1
+	pid=$(plugin_pid) && kill -KILL "$pid"
+	[ -n "${PLUGIN_ACTIVE:-}" ] || start_host_service
+	wait "$ping" || true
+	ip netns exec "$P-router" sysctl -qw net.ipv6.neigh.vps0.base_reachable_time_ms=30000
+	out=$(cat "$V6B_RUN/$P/ping.out")
+	lost=$(echo "$out" | sed -n 's/^\([0-9]*\) packets transmitted, \([0-9]*\) packets received.*/\1 \2/p' | awk '{print $1-$2}')
+	[ -n "$lost" ] && [ "$lost" -le 20 ] || { echo "lost $lost of 100 (0.1 s apart):"; echo "$out"; return 1; }
+	echo "lost $lost packets"
+}
+
 ndp_checks() {
 	check "ndp: the router resolves the public container to the VPS's MAC" router_neigh_is_host 2001:db8:1234:a1:1::80
+	check "ndp soak: 60 s of traffic with the router re-probing every second loses nothing" ndp_soak
+	check "ndp: traffic resumes within 2 s after the plugin is killed and restarted" ndp_restart_gap
+	check "ndp: the restarted plugin answers again" retry 10 router_neigh_is_host 2001:db8:1234:a1:1::80
 	check "ndp: an unused address of the /112 gets no answer" router_no_answer_for 2001:db8:1234:a1:1::77
 	dk "$P" rm -f p80 >/dev/null
 	check "ndp: after docker rm the address is no longer answered" retry 5 router_no_answer_for 2001:db8:1234:a1:1::80

@@ -44,6 +44,7 @@ engine_up "$P" "$KIND"
 image_import "$P"
 echo "# engine $(engine_version "$P") (API $(engine_api "$P"))"
 install_managed_plugin
+PLUGIN_ACTIVE=1
 check "docker plugin ls: $PLUGIN enabled" plugin_listed_enabled
 
 cf=(-f "$repo/examples/seed/compose.yml")
@@ -53,9 +54,25 @@ echo "# docker compose -p demo up -d   (examples/seed/compose.yml, driver $PLUGI
 check "compose up: networks demo_internal, demo_public and demo-busybox-1" dk "$P" compose "${cf[@]}" -p demo up -d
 check "busybox has fd12:3456:789a:8101:1::ab53 on demo_internal" inspect_addr demo-busybox-1 demo_internal "$WEB_ADDR"
 check "busybox has 2001:db8:1234:a1:1::ab53 on demo_public" inspect_addr demo-busybox-1 demo_public "$PUBLIC_ADDR"
+start_inet_server
 echo "# Initial testing"
+check "docker exec demo-busybox-1 ping6 -c 4 2001:db8:ffff::10 (outbound, \"the internet\")" \
+	dk "$P" exec demo-busybox-1 ping6 -c 4 -W 3 2001:db8:ffff::10
+seen=$(dk "$P" exec demo-busybox-1 sh -c 'timeout 10 wget -q -O - "$0"; exit $?' "$INET_URL" 2>&1 || true)
+echo "#   the internet server saw the connection from: $seen"
+check "outbound: the internet sees the host's or the container's public address, never a ULA" \
+	sh -c "case '$seen' in 2001:db8:1234:a1::1|$PUBLIC_ADDR) exit 0 ;; *) exit 1 ;; esac"
+check "inbound, direct to the container: http://[2001:db8:1234:a1:1::ab53] from the internet" \
+	retry 5 inet_fetch_hello "http://[$PUBLIC_ADDR]/"
+check "inbound, published port on the host: http://[2001:db8:1234:a1::1]:8081 from the internet" \
+	inet_fetch_hello "http://[$HOST_ADDR]:8081/"
 check "docker run --rm --network demo_internal busybox wget -O - http://[fd12:3456:789a:8101:1::ab53]" \
 	fetch_from_container demo_internal "http://[$WEB_ADDR]/"
-check "the host reaches http://[2001:db8:1234:a1:1::ab53] through the bridge" fetch_from_host "http://[$PUBLIC_ADDR]/"
-check "docker logs demo-busybox-1 shows the requests" sh -c "DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock $(_v6b_cli) logs demo-busybox-1 2>&1 | grep -q 'GET /'"
+check "the provider's router resolves 2001:db8:1234:a1:1::ab53 to the host's MAC (NDP proxy)" router_neigh_is_host "$PUBLIC_ADDR"
+dk "$P" exec demo-busybox-1 httpd -p 8000 -h / # listening, but not published
+check "a listening but unpublished port (8000) of the public container is closed (default deny)" \
+	inet_cannot_fetch "http://[$PUBLIC_ADDR]:8000/"
+check "... while the container itself serves it" dk "$P" exec demo-busybox-1 sh -c 'timeout 5 wget -q -O - http://[::1]:8000/; exit $?'
+check "v6bridge status shows the published port" status_shows "8081->80/tcp"
+check "docker logs demo-busybox-1 shows the requests from the internet" logs_show demo-busybox-1 2001:db8:ffff::10
 summary

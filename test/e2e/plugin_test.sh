@@ -12,8 +12,15 @@ source "$here/lib.sh"
 # shellcheck source=checks.sh
 source "$here/checks.sh"
 
-KIND=${1:?usage: plugin_test.sh legacy|current}
-P=${V6B_PREFIX:-e2e${KIND:0:1}}
+VARIANT=${1:?usage: plugin_test.sh legacy|current|current-nft}
+ENGINE_FLAGS=()
+case $VARIANT in
+legacy | current) KIND=$VARIANT P=${V6B_PREFIX:-e2e${KIND:0:1}} ;;
+# The engine's nftables firewall backend, without its userland proxy: v6bridge
+# must not need either.
+current-nft) KIND=current P=${V6B_PREFIX:-e2en} ENGINE_FLAGS=(--firewall-backend=nftables --userland-proxy=false) ;;
+*) echo "unknown variant $VARIANT: want legacy, current or current-nft" >&2; exit 2 ;;
+esac
 BIN=$repo/bin/v6bridge
 PLUGIN=v6bridge:latest
 STATE=$V6B_LIB/$P/v6bridge-state
@@ -27,9 +34,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "# engine: $KIND"
+echo "# engine: $VARIANT"
 vps_up "$P"
-engine_up "$P" "$KIND"
+engine_up "$P" "$KIND" "${ENGINE_FLAGS[@]}"
 image_import "$P"
 echo "# engine $(engine_version "$P") (API $(engine_api "$P")), kernel $(uname -r)"
 V4FLAG=()
@@ -43,6 +50,7 @@ check "the bare name is not a managed plugin's name (engines want the tag)" \
 	expect_fail "could not resolve driver\|not found" dk "$P" network create -d v6bridge --ipv6 --subnet fd00:99::/112 bare
 
 D=$PLUGIN
+PLUGIN_ACTIVE=1
 foundation_checks
 nat_checks
 ndp_checks
@@ -55,6 +63,7 @@ cleanup_checks
 # ------------------------------------------------------------- host service
 echo "# host service (bare name v6bridge)"
 remove_managed_plugin
+PLUGIN_ACTIVE=
 start_host_service
 D=v6bridge
 check "host service: network create with the bare name" \

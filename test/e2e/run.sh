@@ -4,7 +4,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 engines=("$@")
-[ ${#engines[@]} -gt 0 ] || engines=(legacy current)
+[ ${#engines[@]} -gt 0 ] || engines=(legacy current current-nft)
 passed=0 failed=0 rc=0
 for kind in "${engines[@]}"; do
 	out=$(mktemp)
