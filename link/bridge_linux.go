@@ -200,6 +200,26 @@ func (k *Kernel) ensureIsolated(port netlink.Link, want bool, log logrus.FieldLo
 	return nil
 }
 
+// ensureHairpin turns on hairpin mode of a container's bridge port: a
+// container reaching its own published port through the host's address is
+// DNATed back to itself, and with br_netfilter loaded (container engines
+// load it) that frame leaves through the port it came in on, which a bridge
+// only does in hairpin mode.
+func (k *Kernel) ensureHairpin(port netlink.Link, log logrus.FieldLogger) error {
+	pi, err := k.h.LinkGetProtinfo(port)
+	if err != nil {
+		return fmt.Errorf("read port flags of %q: %w", port.Attrs().Name, err)
+	}
+	if pi.Hairpin {
+		return nil
+	}
+	if err := k.h.LinkSetHairpin(port, true); err != nil {
+		return fmt.Errorf("set hairpin on port %q: %w", port.Attrs().Name, err)
+	}
+	log.WithField("iface", port.Attrs().Name).Debug("set port hairpin")
+	return nil
+}
+
 // DeleteBridge deletes the bridge name. A missing bridge is success; a
 // link of that name that is not a bridge is left alone and reported.
 func (k *Kernel) DeleteBridge(name string) error {

@@ -130,6 +130,7 @@ type linkState struct {
 	Up       bool
 	Master   int
 	Isolated bool
+	Hairpin  bool
 }
 
 func (e *env) state(t *testing.T, name string) linkState {
@@ -143,6 +144,7 @@ func (e *env) state(t *testing.T, name string) linkState {
 			t.Fatal(err)
 		}
 		s.Isolated = pi.Isolated
+		s.Hairpin = pi.Hairpin
 	}
 	return s
 }
@@ -252,7 +254,7 @@ func TestPrivilegedEnsureVeth(t *testing.T) {
 
 	brIdx := e.link(t, "v6b-v").Attrs().Index
 	host, peer := e.state(t, "v6h1"), e.state(t, "v6c1")
-	wantHost := linkState{Type: "veth", MTU: 1380, MAC: host.MAC, Up: true, Master: brIdx, Isolated: true}
+	wantHost := linkState{Type: "veth", MTU: 1380, MAC: host.MAC, Up: true, Master: brIdx, Isolated: true, Hairpin: true}
 	if diff := cmp.Diff(wantHost, host); diff != "" {
 		t.Errorf("host end (-want +got):\n%s", diff)
 	}

@@ -172,8 +172,11 @@ func (k *Kernel) configureVeth(host, peer netlink.Link, br *netlink.Bridge, spec
 		}
 		log.Info("attached veth to bridge")
 	}
-	// The flag lives on the bridge port, so after attaching.
+	// The flags live on the bridge port, so after attaching.
 	if err := k.ensureIsolated(host, isolated, log); err != nil {
+		return err
+	}
+	if err := k.ensureHairpin(host, log); err != nil {
 		return err
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {
