@@ -3,11 +3,11 @@ package link
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 
+	"github.com/v6bridge/v6bridge/internal/netnsdo"
+
 	"github.com/sirupsen/logrus"
-	"github.com/vishvananda/netns"
 )
 
 // inNS runs fn with the calling goroutine's thread inside k's namespace.
@@ -19,23 +19,7 @@ func (k *Kernel) inNS(fn func() error) error {
 	if k.ns <= 0 { // New normalised "current" to netns.None()
 		return fn()
 	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(k.ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns %s: %w", k.ns, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return fmt.Errorf("restore netns: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
+	return netnsdo.Do(k.ns, fn)
 }
 
 // readSysctl returns the value of a sysctl in k's namespace, trimmed.

@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/v6bridge/v6bridge/internal/netnsdo"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -90,26 +92,7 @@ func Do(t testing.TB, ns netns.NsHandle, fn func() error) error {
 	return do(ns, fn)
 }
 
-func do(ns netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns %s: %w", ns, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// Leave the thread locked: it dies with the goroutine.
-		return fmt.Errorf("restore netns: %w", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+func do(ns netns.NsHandle, fn func() error) error { return netnsdo.Do(ns, fn) }
 
 // Handle returns a netlink handle acting in ns, closed by t.Cleanup.
 func Handle(t testing.TB, ns netns.NsHandle) *netlink.Handle {
