@@ -13,7 +13,9 @@ var (
 	// ErrInvalidRequest: a subnet, ip-range, option or address that cannot
 	// be parsed or is not of the accepted form.
 	ErrInvalidRequest = errors.New("invalid request")
-	// ErrSubnetRequired: an IPv6 pool was requested without --subnet.
+	// ErrSubnetRequired: an IPv6 pool without --subnet that the address
+	// plan cannot serve (a routed network, an --ip-range alone, no
+	// PUBLIC_PREFIX for a public one).
 	ErrSubnetRequired = errors.New("subnet required")
 	// ErrIPv4Subnet: a user IPv4 subnet was requested; v6bridge is IPv6-only.
 	ErrIPv4Subnet = errors.New("ipv4 subnet not accepted")
@@ -24,7 +26,8 @@ var (
 	// ErrUnknownPool: an address was requested from a pool ID that does not
 	// exist.
 	ErrUnknownPool = errors.New("unknown pool")
-	// ErrPoolExhausted: no free address is left in the pool's range.
+	// ErrPoolExhausted: no free address is left in the pool's range, or
+	// no free automatic subnet in the address plan.
 	ErrPoolExhausted = errors.New("pool exhausted")
 	// ErrAddressInUse: the requested address is already allocated.
 	ErrAddressInUse = errors.New("address in use")

@@ -1,6 +1,8 @@
 // Package ipam is v6bridge's IP address management: IPv6 pools from the
-// user's --subnet, inert IPv4 placeholder pools for engines that insist on
-// IPv4, round-robin address allocation that never reuses a released address
+// user's --subnet or carved automatically from the address plan (package
+// plan: PUBLIC_PREFIX for public networks, this host's ULA /64 for the
+// others), inert IPv4 placeholder pools for engines that insist on IPv4,
+// round-robin address allocation that never reuses a released address
 // immediately, and the on-disk state that survives a restart.
 //
 // It speaks in domain types (netip); the libnetwork wire format lives in
@@ -10,6 +12,7 @@
 package ipam
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -23,6 +26,8 @@ import (
 	"sync"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/v6bridge/v6bridge/plan"
 )
 
 // Option keys and values of the libnetwork IPAM API.
@@ -106,6 +111,26 @@ type Config struct {
 	// HostAddrs lists the host's own IPv6 addresses (global and ULA); a
 	// subnet containing one is refused. May be nil: no check.
 	HostAddrs func() ([]netip.Addr, error)
+	// Gateways lists the uplink's gateway addresses; an automatic subnet
+	// never contains one. May be nil.
+	Gateways func() ([]netip.Addr, error)
+
+	// PublicPrefix returns PUBLIC_PREFIX, where automatic subnets of
+	// public networks are carved from (by default the uplink's on-link
+	// global /64). It is asked at each such request, so a changed uplink
+	// address is seen. Nil: automatic public subnets are refused.
+	PublicPrefix func() (netip.Prefix, error)
+	// ULAPrefix is ULA_PREFIX: a /48 to /64 of fd00::/8. Automatic
+	// subnets of the other networks are carved from its first /64, this
+	// host's ULA subnet (plan.HostULA with host id 0). Zero: a random /48
+	// generated at the first start and persisted as ula.json in StateDir,
+	// so it never changes on this host and differs between hosts.
+	ULAPrefix netip.Prefix
+	// PublicSubnetLen and ULASubnetLen (PUBLIC_SUBNET_LEN,
+	// ULA_SUBNET_LEN) are the lengths of automatic subnets;
+	// 0 means plan.DefaultSubnetLen (/112).
+	PublicSubnetLen, ULASubnetLen int
+
 	// Log receives one Info line per state change. May be nil.
 	Log logrus.FieldLogger
 }
@@ -199,6 +224,12 @@ type IPAM struct {
 	mu        sync.Mutex
 	be        backend
 	hostAddrs func() ([]netip.Addr, error)
+	gateways  func() ([]netip.Addr, error)
+	public    func() (netip.Prefix, error)
+	ula       netip.Prefix // ULA_PREFIX in effect
+	ulaHost   netip.Prefix // this host's ULA /64 inside ula
+	pubLen    int
+	ulaLen    int
 	log       logrus.FieldLogger
 	pools     map[string]*pool
 }
@@ -227,8 +258,23 @@ func newIPAM(cfg Config, be backend) (*IPAM, error) {
 	m := &IPAM{
 		be:        be,
 		hostAddrs: cfg.HostAddrs,
+		gateways:  cfg.Gateways,
+		public:    cfg.PublicPrefix,
+		pubLen:    cmp.Or(cfg.PublicSubnetLen, plan.DefaultSubnetLen),
+		ulaLen:    cmp.Or(cfg.ULASubnetLen, plan.DefaultSubnetLen),
 		log:       log,
 		pools:     map[string]*pool{},
+	}
+	for _, l := range []struct {
+		key  string
+		bits int
+	}{{"PUBLIC_SUBNET_LEN", m.pubLen}, {"ULA_SUBNET_LEN", m.ulaLen}} {
+		if l.bits < MinPrefixLen || l.bits > MaxPrefixLen {
+			return nil, fmt.Errorf("ipam: %s=%d: accepted are %d to %d", l.key, l.bits, MinPrefixLen, MaxPrefixLen)
+		}
+	}
+	if err := m.setULA(cfg.ULAPrefix); err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
 	}
 	s, err := be.load()
 	if err != nil {
@@ -298,9 +344,10 @@ func checkPlaceholderRecord(r poolRecord) error {
 	return nil
 }
 
-// RequestPool allocates a pool. IPv6 requests need a --subnet; it must be
-// canonical, /48 to /120, overlap no other v6bridge pool and contain no host
-// address. IPv4 requests without a subnet (engines before Docker 28 always
+// RequestPool allocates a pool. An IPv6 --subnet must be canonical, /48 to
+// /120, overlap no other v6bridge pool and contain no host address; without
+// one the pool gets the next free subnet of the address plan (see
+// requestAuto). IPv4 requests without a subnet (engines before Docker 28 always
 // send one) get a fresh placeholder pool; IPv4 subnets are refused.
 func (m *IPAM) RequestPool(req PoolRequest) (Pool, error) {
 	opts, err := parseOptions(req.Options)
@@ -310,12 +357,10 @@ func (m *IPAM) RequestPool(req PoolRequest) (Pool, error) {
 	if !req.V6 {
 		return m.requestPlaceholder(req)
 	}
-	var subnet netip.Prefix
 	if strings.TrimSpace(req.Pool) == "" {
-		subnet, err = autoSubnet(opts)
-	} else {
-		subnet, err = parseV6Prefix("subnet", req.Pool)
+		return m.requestAuto(opts, req.SubPool)
 	}
+	subnet, err := parseV6Prefix("subnet", req.Pool)
 	if err != nil {
 		return Pool{}, err
 	}
@@ -338,6 +383,11 @@ func (m *IPAM) RequestPool(req PoolRequest) (Pool, error) {
 	if err := m.checkOverlap(subnet); err != nil {
 		return Pool{}, err
 	}
+	return m.addV6Pool(subnet, rng, opts, "IPv6 pool allocated")
+}
+
+// addV6Pool persists and registers an IPv6 pool. m.mu is held.
+func (m *IPAM) addV6Pool(subnet, rng netip.Prefix, opts poolOptions, msg string) (Pool, error) {
 	p := newPool(poolRecord{
 		ID:        v6IDPrefix + subnet.String(),
 		Prefix:    subnet,
@@ -348,7 +398,7 @@ func (m *IPAM) RequestPool(req PoolRequest) (Pool, error) {
 		return Pool{}, err
 	}
 	m.pools[p.rec.ID] = p
-	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "subnet": subnet, "range": rng}).Info("IPv6 pool allocated")
+	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "subnet": subnet, "range": rng}).Info(msg)
 	return p.public(), nil
 }
 

@@ -14,6 +14,7 @@ type memBackend struct {
 	addrs   map[string]map[netip.Addr]addrRecord
 	cursors map[string]netip.Addr
 	names   map[string]map[string]nameRecord
+	ula     netip.Prefix
 	writes  int // successful writes and deletes
 	fail    func(op string) error
 }
@@ -37,6 +38,16 @@ func (b *memBackend) putName(id string, r nameRecord) error {
 		b.names[id] = map[string]nameRecord{}
 	}
 	b.names[id][r.Name] = r
+	return nil
+}
+
+func (b *memBackend) loadULA() (netip.Prefix, error) { return b.ula, nil }
+
+func (b *memBackend) putULA(p netip.Prefix) error {
+	if err := b.check("putULA"); err != nil {
+		return err
+	}
+	b.ula = p
 	return nil
 }
 

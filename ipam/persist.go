@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -73,6 +74,10 @@ type backend interface {
 	putName(id string, r nameRecord) error
 	// load reads everything back.
 	load() (snapshot, error)
+	// loadULA reads the generated ULA prefix; zero when there is none.
+	loadULA() (netip.Prefix, error)
+	// putULA records the generated ULA prefix.
+	putULA(p netip.Prefix) error
 }
 
 // diskBackend keeps the state under one directory:
@@ -81,6 +86,7 @@ type backend interface {
 //	addrs/<pool>/<addr>.json     one per allocated address
 //	cursors/<key>.json           one per allocator
 //	names/<pool>/<name>.json     one per endpoint name seen (sticky addresses)
+//	ula.json                     the generated ULA prefix (ULA_PREFIX unset)
 type diskBackend struct {
 	root    string
 	pools   *store.Dir
@@ -283,4 +289,36 @@ func (d *diskBackend) loadNames(dirs map[string]string, s *snapshot) error {
 		}
 	}
 	return nil
+}
+
+func (d *diskBackend) loadULA() (netip.Prefix, error) {
+	return loadULAFile(d.root)
+}
+
+func (d *diskBackend) putULA(p netip.Prefix) error {
+	b, err := json.MarshalIndent(ulaRecord{Prefix: p}, "", "  ")
+	if err == nil {
+		err = store.WriteFileAtomic(filepath.Join(d.root, ulaFile), append(b, '\n'))
+	}
+	if err != nil {
+		return fmt.Errorf("save ULA prefix %s: %w", p, err)
+	}
+	return nil
+}
+
+// loadULAFile reads root/ula.json; a missing file is the zero prefix.
+func loadULAFile(root string) (netip.Prefix, error) {
+	path := filepath.Join(root, ulaFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return netip.Prefix{}, nil
+	}
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("load ULA prefix: %w", err)
+	}
+	var r ulaRecord
+	if err := json.Unmarshal(b, &r); err != nil || !r.Prefix.IsValid() {
+		return netip.Prefix{}, fmt.Errorf("load ULA prefix: %q holds no prefix (%v): delete it to generate a new one, or set ULA_PREFIX", path, err)
+	}
+	return r.Prefix, nil
 }

@@ -14,24 +14,44 @@ const (
 	MaxPrefixLen = 120
 )
 
-// OptPrefixLen is the IPAM option (--ipam-opt) that sets the prefix length
-// of automatically carved subnets. It is validated and stored now; automatic
-// subnets come with the address plan.
-const OptPrefixLen = "v6bridge.prefix_len"
+// IPAM options (--ipam-opt, compose ipam.options). The engine passes the
+// network's -o options to the network driver only, so what the IPAM needs
+// to know about the network comes as IPAM options.
+const (
+	// OptPrefixLen sets the prefix length of an automatic subnet (no
+	// --subnet): /48 to /120, at least the length of the prefix it is
+	// carved from. Default: PUBLIC_SUBNET_LEN or ULA_SUBNET_LEN.
+	OptPrefixLen = "v6bridge.prefix_len"
+	// OptMode says which part of the address plan an automatic subnet
+	// comes from: public from PUBLIC_PREFIX; nat and internal (the
+	// default) from this host's ULA /64. routed has no automatic subnet:
+	// its subnet is the prefix the provider routes to the host, given
+	// with --subnet. With --subnet the option is not needed and ignored.
+	OptMode = "v6bridge.mode"
+)
+
+// Values of OptMode.
+const (
+	modePublic   = "public"
+	modeRouted   = "routed"
+	modeNAT      = "nat"
+	modeInternal = "internal"
+)
 
 // optionPrefix marks the IPAM options that belong to v6bridge; other keys
 // are ignored.
 const optionPrefix = "v6bridge."
 
 // acceptedOptions are the v6bridge IPAM options.
-var acceptedOptions = []string{OptPrefixLen}
+var acceptedOptions = []string{OptMode, OptPrefixLen}
 
 // example is the subnet used in messages.
 const example = "fd12:3456:789a:1::/112"
 
 // poolOptions are the parsed v6bridge IPAM options.
 type poolOptions struct {
-	PrefixLen int // 0: not given
+	PrefixLen int    // 0: not given
+	Mode      string // "" when not given; else one of the mode values
 }
 
 // parseOptions validates the v6bridge.* keys of opts; other keys are
@@ -60,6 +80,14 @@ func parseOptions(opts map[string]string) (poolOptions, error) {
 					k, v, MinPrefixLen, MaxPrefixLen)
 			}
 			po.PrefixLen = n
+		case OptMode:
+			switch m := strings.ToLower(strings.TrimSpace(v)); m {
+			case modePublic, modeRouted, modeNAT, modeInternal:
+				po.Mode = m
+			default:
+				return po, refuse(ErrInvalidRequest, "ipam option %s=%q is not a mode: accepted are public (a subnet from PUBLIC_PREFIX), nat or internal (a subnet from this host's ULA /64)",
+					k, v)
+			}
 		default:
 			return po, refuse(ErrInvalidRequest, "unknown ipam option %q: accepted v6bridge options are %s",
 				k, strings.Join(acceptedOptions, ", "))
@@ -126,13 +154,40 @@ func parseRange(s string, subnet netip.Prefix) (netip.Prefix, error) {
 	return r, nil
 }
 
-// autoSubnet chooses a subnet for an IPv6 pool requested without --subnet.
-// This is the one place automatic carving from the address plan will go;
-// until then it refuses.
-func autoSubnet(opts poolOptions) (netip.Prefix, error) {
-	_ = opts.PrefixLen // the length of the carved subnet, once there is a plan
-	return netip.Prefix{}, refuse(ErrSubnetRequired, "v6bridge needs --subnet with an IPv6 prefix from /%d to /%d, e.g. --subnet %s (automatic subnets come with the address plan)",
-		MinPrefixLen, MaxPrefixLen, example)
+// autoSubnet chooses where the automatic subnet of a pool requested
+// without --subnet comes from: the space to carve from, the prefix length
+// and a name for the space in messages. public (OptMode) takes
+// PUBLIC_PREFIX (public, a func since the uplink's /64 may change, or nil
+// when there is none); every other mode the host's ULA /64 (ulaHost).
+// v6bridge.prefix_len overrides the configured length.
+func autoSubnet(opts poolOptions, public func() (netip.Prefix, error), pubLen int, ulaHost netip.Prefix, ulaLen int) (space netip.Prefix, bits int, name string, err error) {
+	switch opts.Mode {
+	case modeRouted:
+		return space, 0, "", refuse(ErrSubnetRequired, "a routed network needs --subnet: the prefix your provider routes to this host, e.g. --subnet 2001:db8:5678::/64; automatic subnets come from PUBLIC_PREFIX (--ipam-opt %s=public) or this host's ULA (nat, internal)",
+			OptMode)
+	case modePublic:
+		if public == nil {
+			return space, 0, "", refuse(ErrSubnetRequired, "no PUBLIC_PREFIX is configured for automatic public subnets: set PUBLIC_PREFIX, or give --subnet, e.g. a /112 of the host's /64")
+		}
+		space, err = public()
+		if err != nil {
+			return space, 0, "", refuse(ErrSubnetRequired, "no PUBLIC_PREFIX for an automatic public subnet (%v): set PUBLIC_PREFIX, or give --subnet, e.g. a /112 of the host's /64", err)
+		}
+		if !space.IsValid() || !space.Addr().Is6() || !space.Addr().IsGlobalUnicast() || space.Addr().As16()[0]&0xfe == 0xfc {
+			return space, 0, "", refuse(ErrSubnetRequired, "PUBLIC_PREFIX %s is not a global IPv6 prefix: set PUBLIC_PREFIX to the provider's prefix, e.g. 2001:db8:1234:a1::/64, or give --subnet", space)
+		}
+		space, bits, name = space.Masked(), pubLen, fmt.Sprintf("PUBLIC_PREFIX %s", space.Masked())
+	default:
+		space, bits, name = ulaHost, ulaLen, fmt.Sprintf("this host's ULA subnet %s", ulaHost)
+	}
+	if opts.PrefixLen != 0 {
+		bits = opts.PrefixLen
+	}
+	if bits < space.Bits() {
+		return space, 0, "", refuse(ErrInvalidRequest, "an automatic /%d does not fit in %s: accepted are %s=%d to %d, or --subnet",
+			bits, name, OptPrefixLen, max(space.Bits(), MinPrefixLen), MaxPrefixLen)
+	}
+	return space, bits, name, nil
 }
 
 // subnetSuggestion returns a /112 inside p that contains none of avoid, for
