@@ -1,0 +1,65 @@
+package doctor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// DefaultDockerHost is where the engine listens when DOCKER_HOST is unset.
+const DefaultDockerHost = "unix:///var/run/docker.sock"
+
+// AskEngine asks the engine at host (DOCKER_HOST form: unix:///path or
+// tcp://host:port; "" is DefaultDockerHost) for GET /version. A failure is
+// recorded in Engine.Err, never returned: a missing engine is a finding.
+func AskEngine(ctx context.Context, host string) Engine {
+	if host == "" {
+		host = DefaultDockerHost
+	}
+	e := Engine{Host: host}
+	tr := &http.Transport{}
+	base := ""
+	switch {
+	case strings.HasPrefix(host, "unix://"):
+		path := strings.TrimPrefix(host, "unix://")
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+		base = "http://docker"
+	case strings.HasPrefix(host, "tcp://"):
+		base = "http://" + strings.TrimPrefix(host, "tcp://")
+	default:
+		e.Err = fmt.Sprintf("DOCKER_HOST=%q: accepted are unix:///path and tcp://host:port", host)
+		return e
+	}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/version", nil)
+	if err != nil {
+		e.Err = err.Error()
+		return e
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		e.Err = err.Error()
+		return e
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		e.Err = "GET /version: " + resp.Status
+		return e
+	}
+	var v struct{ Version, APIVersion string }
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		e.Err = fmt.Sprintf("GET /version: decode: %v", err)
+		return e
+	}
+	e.Version, e.APIVersion = v.Version, v.APIVersion
+	return e
+}

@@ -1,0 +1,61 @@
+package doctor
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// serveUnix serves h on a unix socket in a temp dir and returns its
+// DOCKER_HOST.
+func serveUnix(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "docker.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "unix://" + path
+}
+
+func TestAskEngine(t *testing.T) {
+	ok := serveUnix(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/version" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(`{"Version":"28.3.0","ApiVersion":"1.51","Os":"linux"}`))
+	})
+	broken := serveUnix(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", http.StatusInternalServerError) })
+	garbage := serveUnix(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>")) })
+	tests := []struct {
+		host    string
+		version string
+		err     string
+	}{
+		{ok, "28.3.0/1.51", ""},
+		{broken, "", "500"},
+		{garbage, "", "decode"},
+		{"unix://" + filepath.Join(t.TempDir(), "none.sock"), "", "no such file"},
+		{"ssh://host", "", "accepted are unix:///path and tcp://host:port"},
+	}
+	for _, tt := range tests {
+		e := AskEngine(context.Background(), tt.host)
+		got := ""
+		if e.Version != "" {
+			got = e.Version + "/" + e.APIVersion
+		}
+		if got != tt.version || (tt.err == "") != (e.Err == "") || !strings.Contains(e.Err, tt.err) {
+			t.Errorf("AskEngine(%s) = %+v, want %q, error with %q", tt.host, e, tt.version, tt.err)
+		}
+		if e.Host != tt.host {
+			t.Errorf("AskEngine(%s).Host = %q", tt.host, e.Host)
+		}
+	}
+}
