@@ -2,6 +2,8 @@
 //
 //	v6bridge serve    run the plugin (managed plugin entrypoint, or a host service)
 //	v6bridge status   show networks, endpoints, published ports and NDP from the running plugin
+//	v6bridge plan     print the address plan, its compose networks and plugin settings
+//	v6bridge doctor   check the host for what v6bridge needs
 //	v6bridge version  print the version
 package main
 
@@ -19,6 +21,10 @@ Commands:
   serve     run the plugin: NetworkDriver and IpamDriver on one socket
   status    show what the running plugin manages (networks, endpoints,
             published ports, NDP answers)
+  plan      print the address plan (public /64, ULA /48, a /112 per
+            network), its compose networks: block and plugin settings
+  doctor    check the host: IPv6, forwarding, accept_ra, uplink, nftables,
+            firewalls, ndppd/docker-ipv6nat, engine version; exit 1 on fail
   version   print the version
 
 Run 'v6bridge COMMAND -h' for a command's flags.
@@ -35,6 +41,10 @@ func main() {
 		err = serve(args)
 	case "status":
 		err = status(args)
+	case "plan":
+		err = planCmd(args)
+	case "doctor":
+		err = doctorCmd(args)
 	case "version", "--version":
 		fmt.Println("v6bridge", version)
 	case "help", "-h", "--help":

@@ -31,6 +31,9 @@ type serveConfig struct {
 	ndpMode, ndpSource                           string
 	ndpRange                                     bool
 	pprof                                        string
+	// the address plan
+	publicPrefix, ulaPrefix netip.Prefix // zero: the uplink's /64; generated
+	publicLen, ulaLen       int
 }
 
 func serveFlags(args []string) (serveConfig, error) {
@@ -58,7 +61,14 @@ Every flag defaults from the environment variable named in brackets.
 	fs.StringVar(&c.ndpSource, "ndp-source", env("NDP_SOURCE", "linklocal"), "source of advertisements: linklocal, target or global [NDP_SOURCE]")
 	fs.BoolVar(&c.ndpRange, "ndp-range", env("NDP_RANGE", "false") == "true", "answer NDP for whole public subnets [NDP_RANGE]")
 	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
+	publicS := fs.String("public-prefix", env("PUBLIC_PREFIX", ""), "where automatic public subnets come from; empty: the uplink's on-link global /64 [PUBLIC_PREFIX]")
+	ulaS := fs.String("ula-prefix", env("ULA_PREFIX", ""), "a /48 to /64 of fd00::/8 for automatic nat/internal subnets (its first /64); empty or auto: random, generated once [ULA_PREFIX]")
+	fs.IntVar(&c.publicLen, "public-subnet-len", envInt("PUBLIC_SUBNET_LEN", 112), "prefix length of automatic public subnets [PUBLIC_SUBNET_LEN]")
+	fs.IntVar(&c.ulaLen, "ula-subnet-len", envInt("ULA_SUBNET_LEN", 112), "prefix length of automatic nat/internal subnets [ULA_SUBNET_LEN]")
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := parsePlanFlags(&c, *publicS, *ulaS); err != nil {
 		return c, err
 	}
 	switch c.ndpMode {
@@ -80,6 +90,8 @@ func serve(args []string) error {
 		return err
 	}
 	log := logrus.New()
+	// The engine logs a managed plugin's stderr as errors: write to stdout.
+	log.SetOutput(os.Stdout)
 	lvl, err := logrus.ParseLevel(c.logLevel)
 	if err != nil {
 		return fmt.Errorf("LOG_LEVEL=%q: accepted are panic, fatal, error, warn, info, debug, trace", c.logLevel)
@@ -111,7 +123,14 @@ func serve(args []string) error {
 	log.WithField("iface", strings.Join(uplinks, ",")).Info("uplinks")
 	up := &uplinkInfo{k: k, uplinks: uplinks, log: log}
 
-	im, err := ipam.New(ipam.Config{StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Log: log})
+	publicPrefix := up.publicPrefix
+	publicPrefixes := up.prefixes
+	if c.publicPrefix.IsValid() {
+		publicPrefix = func() (netip.Prefix, error) { return c.publicPrefix, nil }
+		publicPrefixes = func() []netip.Prefix { return append(up.prefixes(), c.publicPrefix) }
+	}
+	im, err := ipam.New(ipam.Config{StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Gateways: up.gateways,
+		PublicPrefix: publicPrefix, ULAPrefix: c.ulaPrefix, PublicSubnetLen: c.publicLen, ULASubnetLen: c.ulaLen, Log: log})
 	if err != nil {
 		return err
 	}
@@ -130,7 +149,7 @@ func serve(args []string) error {
 	}
 	d, err := driver.New(driver.Config{
 		Links: k, Firewall: fw, Neighbors: resp, Store: st,
-		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: up.prefixes, UplinkMTU: up.mtu,
+		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
 		NDPRange: c.ndpRange, Log: log,
 	})
 	if err != nil {

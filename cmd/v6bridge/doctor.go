@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/v6bridge/v6bridge/doctor"
+)
+
+// errDoctorFailed makes main exit non-zero after doctor printed a fail.
+var errDoctorFailed = errors.New("doctor: at least one check failed")
+
+func doctorCmd(args []string) error {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: v6bridge doctor [--json] [flags]
+
+NAME
+    v6bridge doctor - check this host for what v6bridge needs
+
+DESCRIPTION
+    Reads the host (it changes nothing) and judges each of these ok, warn or
+    fail, with what it means and how to fix it:
+
+    ipv6            IPv6 is enabled (net.ipv6.conf.all.disable_ipv6=0)
+    forwarding      net.ipv6.conf.all.forwarding=1 (v6bridge sets it at start)
+    accept_ra       with a default route from router advertisements, the
+                    uplink's accept_ra is 2 (else forwarding drops the route)
+    uplink          an IPv6 default route, its interface and global address
+    nftables        nftables is usable (v6bridge's NAT66 and firewall)
+    ip6tables       no ip6tables FORWARD drop policy that drops v6bridge's
+                    traffic (the engine's, when it has DOCKER-USER, is handled)
+    ufw, firewalld  firewalls that need the v6b-* bridges allowed
+    ndppd           not running: it fights v6bridge's NDP proxy
+    docker-ipv6nat  not running: it fights v6bridge's NAT66
+    engine          the Docker engine's version (GET /version on DOCKER_HOST)
+                    and whether it supports --ipv4=false (Docker >= 28)
+
+    Run it in the network namespace v6bridge serves (the host's, normally).
+
+EXIT STATUS
+    0 when no check fails (warnings allowed); 1 when one does, or on bad
+    usage.
+
+FLAGS
+`)
+		fs.PrintDefaults()
+	}
+	asJSON := fs.Bool("json", false, "print JSON")
+	procSys := fs.String("proc-sys", env("PROC_SYS", "/proc/sys"), "sysctl tree to read [PROC_SYS]")
+	proc := fs.String("proc", filepath.Dir(env("PROC_SYS", "/proc/sys")), "proc root scanned for ndppd, docker-ipv6nat, firewalld")
+	uplink := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
+	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its version [DOCKER_HOST]")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("doctor: unexpected argument %q: see v6bridge doctor -h", fs.Arg(0))
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost})
+	findings := doctor.Evaluate(facts)
+	if *asJSON {
+		b, err := json.MarshalIndent(struct {
+			Facts    doctor.Facts
+			Findings []doctor.Finding
+		}{facts, findings}, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(b))
+	} else if err := doctor.WriteText(os.Stdout, findings); err != nil {
+		return err
+	}
+	if doctor.Failed(findings) {
+		return errDoctorFailed
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/ipam"
+	"github.com/v6bridge/v6bridge/link"
+	"github.com/v6bridge/v6bridge/plan"
+)
+
+func planCmd(args []string) error {
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `usage: v6bridge plan [--public PREFIX] [--ula auto|PREFIX] [--host-id N] [--json] [flags]
+
+NAME
+    v6bridge plan - print the address plan of this host
+
+DESCRIPTION
+    Prints the plan the seed writes by hand, as v6bridge follows it: the
+    host's public address and prefix with a /112 per public network, a ULA
+    /48 unique to this host, this host's ULA /64 inside it with a /112 per
+    nat or internal network. Then the matching compose networks: block, the
+    plugin settings (docker plugin set, or the host service's environment),
+    and warnings about the seed's pitfalls: a public range that contains the
+    host's address, a /64 given to a bridge while the uplink uses that /64,
+    a ULA outside fd00::/8 or copied from an example.
+
+    Networks created without --subnet get the next free subnet of this plan
+    (--ipam-opt v6bridge.mode=public for a public one). The command changes
+    nothing; it reads the host's addresses and routes, and the ULA the
+    plugin generated under --state-dir.
+
+FLAGS
+`)
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), `
+EXAMPLES
+    v6bridge plan
+    v6bridge plan --public 2001:db8:1234:a1::/64 --ula fd12:3456:789a::/48 --host-id 0x8101
+    v6bridge plan --json
+`)
+	}
+	publicS := fs.String("public", env("PUBLIC_PREFIX", ""), "public prefix (PUBLIC_PREFIX); empty: the uplink's on-link global /64")
+	ulaS := fs.String("ula", env("ULA_PREFIX", "auto"), "ULA prefix (ULA_PREFIX), or auto: the one the plugin generated, else a new random /48")
+	hostID := fs.String("host-id", "0", "which /64 of the ULA is this host's (0 is what the plugin carves from; decimal or 0x hex)")
+	pubLen := fs.Int("public-len", envInt("PUBLIC_SUBNET_LEN", plan.DefaultSubnetLen), "length of a public network (PUBLIC_SUBNET_LEN)")
+	ulaLen := fs.Int("ula-len", envInt("ULA_SUBNET_LEN", plan.DefaultSubnetLen), "length of a nat or internal network (ULA_SUBNET_LEN)")
+	stateDir := fs.String("state-dir", env("STATE_DIR", "/var/lib/v6bridge"), "the plugin's state directory, for the ULA it generated [STATE_DIR]")
+	uplinkS := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
+	driverName := fs.String("driver", "v6bridge:latest", "driver name in the compose block and settings (v6bridge for the host service)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("plan: unexpected argument %q: see v6bridge plan -h", fs.Arg(0))
+	}
+	in := plan.Input{PublicLen: *pubLen, ULALen: *ulaLen, Driver: *driverName}
+	id, err := strconv.ParseUint(*hostID, 0, 64)
+	if err != nil {
+		return fmt.Errorf("--host-id=%q: accepted is a number such as 0, 5 or 0x8101", *hostID)
+	}
+	in.HostID = id
+	if *publicS != "" {
+		if in.Public, err = netip.ParsePrefix(*publicS); err != nil {
+			return fmt.Errorf("--public=%q is not a prefix: accepted is the provider's prefix such as 2001:db8:1234:a1::/64", *publicS)
+		}
+	}
+	switch {
+	case *ulaS == "" || *ulaS == "auto":
+		p, ok, err := ipam.LoadULA(filepath.Join(*stateDir, "ipam"))
+		switch {
+		case err != nil:
+			return err
+		case ok:
+			in.ULA, in.ULASource = p, "persisted"
+		default:
+			if in.ULA, err = plan.NewULA(nil); err != nil {
+				return err
+			}
+			in.ULASource = "generated"
+		}
+	default:
+		if in.ULA, err = netip.ParsePrefix(*ulaS); err != nil {
+			return fmt.Errorf("--ula=%q is not a prefix: accepted are auto or a /48 of fd00::/8 such as fd12:3456:789a::/48", *ulaS)
+		}
+		in.ULASource = "given"
+	}
+
+	// What the host says; a host without an uplink still gets a plan.
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	k, err := link.New(link.Config{Log: log})
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	if in.HostAddrs, err = k.HostAddrs(); err != nil {
+		fmt.Fprintln(os.Stderr, "v6bridge plan: warning:", err)
+	}
+	if uplinks, err := resolveUplinks(*uplinkS, k); err != nil {
+		fmt.Fprintln(os.Stderr, "v6bridge plan: warning:", err)
+	} else {
+		up := &uplinkInfo{k: k, uplinks: uplinks, log: log}
+		in.Uplink = strings.Join(uplinks, ",")
+		in.UplinkPrefixes = up.prefixes()
+		in.Gateways, _ = up.gateways()
+		if !in.Public.IsValid() {
+			in.Public, _ = up.publicPrefix()
+		}
+	}
+	p := plan.Build(in)
+	if *asJSON {
+		return p.WriteJSON(os.Stdout)
+	}
+	return p.WriteText(os.Stdout)
+}
+
+// envInt is env for integers; a value that is not one is left for the
+// flag's own check to report.
+func envInt(key string, def int) int {
+	if v := os.Getenv(key); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+		return -1
+	}
+	return def
+}
+
+// publicPrefix is the default PUBLIC_PREFIX: the first on-link global (not
+// ULA) prefix of the uplinks, normally the provider's /64.
+func (u *uplinkInfo) publicPrefix() (netip.Prefix, error) {
+	for _, p := range u.prefixes() {
+		if p.Addr().As16()[0]&0xfe != 0xfc {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("uplink %s has no global IPv6 prefix", strings.Join(u.uplinks, ","))
+}
+
+// gateways are the next hops of the IPv6 default routes through the
+// uplinks: an automatic subnet never contains one.
+func (u *uplinkInfo) gateways() ([]netip.Addr, error) {
+	var out []netip.Addr
+	var errs []error
+	for _, name := range u.uplinks {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("gateways of %q: %w", name, err))
+			continue
+		}
+		routes, err := netlink.RouteListFiltered(netlink.FAMILY_V6,
+			&netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("gateways of %q: %w", name, err))
+			continue
+		}
+		for _, r := range routes {
+			if r.Dst != nil && !r.Dst.IP.IsUnspecified() {
+				continue
+			}
+			if a, ok := netip.AddrFromSlice(r.Gw); ok {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// parsePlanFlags checks the plan settings of serve. ipam checks the ULA
+// and the lengths again; this names the setting as the user typed it.
+func parsePlanFlags(c *serveConfig, public, ula string) error {
+	if public = strings.TrimSpace(public); public != "" {
+		p, err := netip.ParsePrefix(public)
+		if err != nil || !p.Addr().Is6() || !p.Addr().IsGlobalUnicast() || p.Addr().As16()[0]&0xfe == 0xfc || p != p.Masked() {
+			return fmt.Errorf("PUBLIC_PREFIX=%q: accepted is a global IPv6 prefix such as 2001:db8:1234:a1::/64 (the provider's), or empty for the uplink's /64", public)
+		}
+		c.publicPrefix = p
+	}
+	if ula = strings.TrimSpace(ula); ula != "" && ula != "auto" {
+		p, err := netip.ParsePrefix(ula)
+		if err != nil {
+			return fmt.Errorf("ULA_PREFIX=%q: accepted is a /48 of fd00::/8 such as fd12:3456:789a::/48, or auto", ula)
+		}
+		if err := plan.CheckULA("ULA_PREFIX", p); err != nil {
+			return err
+		}
+		c.ulaPrefix = p
+	}
+	for _, l := range []struct {
+		key  string
+		bits int
+	}{{"PUBLIC_SUBNET_LEN", c.publicLen}, {"ULA_SUBNET_LEN", c.ulaLen}} {
+		if l.bits < ipam.MinPrefixLen || l.bits > ipam.MaxPrefixLen {
+			return fmt.Errorf("%s: accepted are %d to %d (a number)", l.key, ipam.MinPrefixLen, ipam.MaxPrefixLen)
+		}
+	}
+	return nil
+}
