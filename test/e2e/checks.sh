@@ -389,3 +389,37 @@ ndp_checks() {
 	check "ndp: after docker rm the address is no longer answered" retry 5 router_no_answer_for 2001:db8:1234:a1:1::80
 	dk "$P" rm -f p8081 >/dev/null
 }
+
+# ------------------------------------------------------------------ address plan, doctor
+# plan_checks: a network created without --subnet gets a /112 of the plan and
+# works; doctor in the VPS reports forwarding ok. Uses the plugin's own ULA.
+plan_subnet() { dk "$P" network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' "$1" | tr ' ' '\n' | grep ':' | head -n 1; }
+is_ula_112() { case $1 in fd*::/112 | fd*:0:[0-9a-f]*::/112) return 0 ;; *) echo "subnet '$1' is not a ULA /112"; return 1 ;; esac; }
+is_public_112() { case $1 in 2001:db8:1234:a1:[0-9a-f]*::/112) return 0 ;; *) echo "subnet '$1' is not a /112 of 2001:db8:1234:a1::/64"; return 1 ;; esac; }
+in_subnet() { # ADDR SUBNET: a plan /112 ends in ::/112 (its last 16 bits are the host part)
+	case $1 in "${2%::/112}::"[0-9a-f]*) return 0 ;; *) echo "$1 is not in $2"; return 1 ;; esac
+}
+doctor_forwarding_ok() {
+	local out
+	out=$(in_vps "$P" env DOCKER_HOST="unix://$V6B_RUN/$P/docker.sock" "$BIN" doctor 2>&1) || true
+	echo "$out" | grep -qE '^ok +forwarding' || { echo "$out"; return 1; }
+}
+plan_checks() {
+	local sub pub addr
+	check "plan: network create without --subnet" net_create autonet
+	sub=$(plan_subnet autonet)
+	check "plan: it got a ULA /112 of the plan ($sub)" is_ula_112 "$sub"
+	check "plan: a second one gets another subnet" net_create autonet2
+	check "plan: the subnets differ" test "$(plan_subnet autonet2)" != "$sub" -a -n "$(plan_subnet autonet2)"
+	check "plan: a public network without --subnet (--ipam-opt v6bridge.mode=public)" net_create --ipam-opt v6bridge.mode=public autopub
+	pub=$(plan_subnet autopub)
+	check "plan: it got a /112 of the host's /64 ($pub)" is_public_112 "$pub"
+	check "plan: a container on the automatic network starts" \
+		dk "$P" run -d --name autoweb --network autonet busybox sh -c 'echo Hello world! > /index.html && exec httpd -f -v -h /'
+	addr=$(container_addr autoweb autonet)
+	check "plan: its address $addr is in $sub" in_subnet "$addr" "$sub"
+	check "plan: another container reaches it" fetch_from_container autonet "http://[$addr]/"
+	check "plan: doctor in the VPS reports forwarding ok" doctor_forwarding_ok
+	dk "$P" rm -f autoweb >/dev/null 2>&1 || true
+	dk "$P" network rm autonet autonet2 autopub >/dev/null 2>&1 || true
+}
