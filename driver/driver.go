@@ -294,7 +294,7 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		n.Mode = DefaultMode(n.Subnet, d.cfg.PublicPrefixes())
 	}
 	if (n.Mode == nat.ModePublic || n.Mode == nat.ModeRouted) && IsULA(n.Subnet.Addr()) {
-		return nil, fmt.Errorf("network option %s=%s needs a global subnet, %s is a unique local (ULA) one: accepted are nat or internal for ULA subnets", OptMode, n.Mode, n.Subnet)
+		return nil, fmt.Errorf("network option %s=%s needs a global subnet, %s is a unique local (ULA) one: accepted are nat or internal for ULA subnets (for an automatic public subnet add --ipam-opt %s=%s)", OptMode, n.Mode, n.Subnet, OptMode, n.Mode)
 	}
 	if n.HostIPv6.IsValid() && n.Mode != nat.ModeNAT {
 		return nil, fmt.Errorf("network option %s applies only to %s=nat, not %s", OptHostIPv6, OptMode, n.Mode)

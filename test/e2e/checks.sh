@@ -166,7 +166,7 @@ bad_input_checks() {
 	check "refused: prefix longer than /120" refused "fd00:11::/124" net_create --subnet fd00:11::/124 bad
 	check "refused: the host's own /64" refused "2001:db8:1234:a1::/64" net_create --subnet 2001:db8:1234:a1::/64 bad
 	check "refused: overlapping another v6bridge pool" refused "overlap" net_create --subnet fd12:3456:789a:8101:1::/120 bad
-	check "refused: no --subnet" refused "subnet" net_create bad
+	check "refused: routed mode without --subnet (its prefix is the provider's)" refused "routed network needs --subnet" net_create --ipam-opt v6bridge.mode=routed bad
 	check "refused: public mode on a ULA subnet" refused "global subnet" net_create --subnet fd00:11::/112 -o v6bridge.mode=public bad
 	check "refused: port out of range in v6bridge.allow" refused "65535" net_create --subnet 2001:db8:1234:a1:2::/112 -o v6bridge.allow=tcp/99999 bad
 	check "refused: host_ipv6 not an address" refused "IPv6 address" net_create --subnet fd00:11::/112 -o v6bridge.host_ipv6=nope bad
@@ -257,6 +257,11 @@ start_inet_server() {
 	ip -n "$P-router" -6 route replace fd12:3456:789a::/48 via "$HOST_ADDR" dev vps0
 }
 
+self_hairpin() { # CONTAINER URL
+	local out
+	out=$(dk "$P" exec "$1" sh -c 'timeout 10 wget -q -O - "$0"; exit $?' "$2" 2>&1) || { echo "$out"; return 1; }
+	[ "$out" = "Hello world!" ] || { echo "got: $out"; return 1; }
+}
 inet_fetch() { ip netns exec "$P-inet" timeout 8 busybox wget -q -O - "$1" 2>&1; }
 inet_fetch_hello() {
 	local out
@@ -306,6 +311,7 @@ nat_checks() {
 	check "nat: the internet reaches [$HOST_ADDR]:8081" inet_fetch_hello "http://[$HOST_ADDR]:8081/"
 	check "nat: the container saw the client's own address" logs_show p8081 2001:db8:ffff::10
 	check "nat: hairpin: another container reaches [$HOST_ADDR]:8081" fetch_from_container internal "http://[$HOST_ADDR]:8081/"
+	check "nat: hairpin: the container reaches its own published port" self_hairpin p8081 "http://[$HOST_ADDR]:8081/"
 	check "nat: hairpin from a container on another v6bridge network" fetch_from_container public "http://[$HOST_ADDR]:8081/"
 	check "nat: the host itself reaches [$HOST_ADDR]:8081" fetch_from_host "http://[$HOST_ADDR]:8081/"
 	check "nat: the internet cannot reach a ULA container directly, even with a route" inet_cannot_fetch "http://[$WEB_ADDR]/"

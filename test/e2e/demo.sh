@@ -31,13 +31,9 @@ finish() {
 }
 trap finish EXIT
 
-cat <<'PLAN'
-# The seed's address plan, as the simulated provider and v6bridge use it:
-#   2001:db8:1234:a1::1            main public address of the host (eth0, the /64 on-link)
-#   2001:db8:1234:a1:1::/112       public CIDR for demo_public (v6bridge.mode=public)
-#   fd12:3456:789a:8101:1::/112    internal network demo_internal (v6bridge.mode=nat)
-#   2001:db8:ffff::10              "the internet": a server behind the provider's router
-PLAN
+echo "# The seed's address plan, as v6bridge computes it (v6bridge plan):"
+"$BIN" plan --public 2001:db8:1234:a1::/64 --ula fd12:3456:789a::/48 --host-id 0x8101 | sed 's/^/#   /'
+echo "#   (\"the internet\": a server at 2001:db8:ffff::10 behind the provider's router)"
 echo "# starting the simulated VPS and a $KIND engine inside it"
 vps_up "$P"
 engine_up "$P" "$KIND"
