@@ -170,7 +170,7 @@ func serve(args []string) error {
 		go func() { log.WithError(http.ListenAndServe(c.pprof, nil)).Warn("pprof stopped") }()
 	}
 
-	status := func() any { return buildStatus(d, im, resp, uplinks) }
+	status := func() any { return buildStatus(d, im, resp, uplinks, publicPrefixes) }
 	h := api.NewHandler(d, im, status, log)
 	errc := make(chan error, 1)
 	go func() { errc <- h.Serve(l) }()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -22,13 +23,23 @@ import (
 // statusDoc is what /v6bridge.Status serves and `v6bridge status` prints.
 type statusDoc struct {
 	Uplinks  []string
+	Plan     planStatus
 	Networks []driver.NetworkStatus
 	Pools    []ipam.PoolStatus
 	NDP      ndp.Stats
 }
 
-func buildStatus(d *driver.Driver, im *ipam.IPAM, r *ndp.Responder, uplinks []string) any {
-	return statusDoc{Uplinks: uplinks, Networks: d.Status(), Pools: im.Pools(), NDP: r.Stats()}
+// planStatus is the address plan the plugin carves automatic subnets from.
+type planStatus struct {
+	PublicPrefixes []netip.Prefix
+	ULAPrefix      netip.Prefix
+	ULAHost        netip.Prefix
+}
+
+func buildStatus(d *driver.Driver, im *ipam.IPAM, r *ndp.Responder, uplinks []string, public func() []netip.Prefix) any {
+	ula, host := im.ULA()
+	return statusDoc{Uplinks: uplinks, Plan: planStatus{PublicPrefixes: public(), ULAPrefix: ula, ULAHost: host},
+		Networks: d.Status(), Pools: im.Pools(), NDP: r.Stats()}
 }
 
 func status(args []string) error {
@@ -94,7 +105,8 @@ func fetchStatus(socket string) ([]byte, error) {
 
 func printStatus(w io.Writer, doc statusDoc) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "uplinks: %s\n\n", strings.Join(doc.Uplinks, ", "))
+	fmt.Fprintf(tw, "uplinks: %s\n", strings.Join(doc.Uplinks, ", "))
+	fmt.Fprintf(tw, "plan: public %v, ULA %s (this host: %s)\n\n", doc.Plan.PublicPrefixes, doc.Plan.ULAPrefix, doc.Plan.ULAHost)
 	fmt.Fprintln(tw, "NETWORK\tBRIDGE\tMODE\tSUBNET\tGATEWAY\tENDPOINTS")
 	for _, n := range doc.Networks {
 		fmt.Fprintf(tw, "%.12s\t%s\t%s\t%s\t%s\t%d\n", n.ID, n.Bridge, n.Mode, n.Subnet, n.Gateway, len(n.Endpoints))
@@ -107,6 +119,9 @@ func printStatus(w io.Writer, doc statusDoc) error {
 		}
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "ndp: %+v\n", doc.NDP)
+	n := doc.NDP
+	fmt.Fprintf(tw, "NDP answers for: %v %v\n", n.Addrs, n.Ranges)
+	fmt.Fprintf(tw, "NDP counters: %d solicitations seen, %d answered (%d unicast probes, %d DAD), %d ignored %v, %d unsolicited sent\n",
+		n.Solicitations, n.Answered, n.AnsweredUnicast, n.AnsweredDAD, n.Ignored, n.IgnoredReasons, n.Unsolicited)
 	return tw.Flush()
 }
