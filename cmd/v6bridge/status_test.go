@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/ndp"
+)
+
+func TestPrintStatus(t *testing.T) {
+	doc := statusDoc{
+		Uplinks: []string{"eth0"},
+		Plan:    planStatus{PublicPrefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}},
+		Networks: []driver.NetworkStatus{{
+			Network:   driver.Network{ID: "0123456789abcdef", Bridge: "v6b-0123456789a", Mode: nat.ModePublic, Subnet: netip.MustParsePrefix("2001:db8:1234:a1:1::/112"), Gateway: netip.MustParseAddr("2001:db8:1234:a1:1::1")},
+			Endpoints: []driver.EndpointStatus{{ID: "fedcba9876543210", Address: "2001:db8:1234:a1:1::ab53", MAC: "02:00:00:00:00:01", Joined: true, Ports: "[::]:8081->80/tcp"}},
+		}},
+		NDP: ndp.Stats{Solicitations: 7, Answered: 5, AnsweredUnicast: 3, Addrs: []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1:1::ab53")}},
+	}
+	var b bytes.Buffer
+	if err := printStatus(&b, doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"uplinks: eth0",
+		"v6b-0123456789a  public",
+		"2001:db8:1234:a1:1::ab53",
+		"[::]:8081->80/tcp",
+		"NDP answers for: [2001:db8:1234:a1:1::ab53]",
+		"7 solicitations seen, 5 answered (3 unicast probes",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestServeFlagsRefuseBadSettings(t *testing.T) {
+	for _, args := range [][]string{
+		{"-ndp-proxy", "magic"},
+		{"-ndp-source", "router"},
+	} {
+		if _, err := serveFlags(args); err == nil || !strings.Contains(err.Error(), "accepted are") {
+			t.Errorf("serveFlags(%v) = %v, want an error listing what is accepted", args, err)
+		}
+	}
+}
