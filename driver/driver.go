@@ -446,8 +446,17 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	}
 	n := d.networks[e.NetworkID]
 	log := d.log.WithFields(logrus.Fields{"network": short(n.ID, 12), "endpoint": short(e.ID, 12), "addr": e.Addr})
-	if err := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); err != nil {
+	// Re-create a bridge deleted behind our back, but do not re-check a
+	// present one: EnsureBridge walks every port of the bridge, so calling
+	// it on each Join made attaching cost grow with the endpoints on the
+	// network (bench/bench.sh scale). CreateEndpoint configured this
+	// endpoint's port; Reconcile re-checks the whole bridge at start-up.
+	if ok, err := d.cfg.Links.LinkExists(n.Bridge); err != nil {
 		return JoinResponse{}, err
+	} else if !ok {
+		if err := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); err != nil {
+			return JoinResponse{}, err
+		}
 	}
 	reqs, skipped, err := ParsePortMap(req.Options)
 	if err != nil {
