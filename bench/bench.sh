@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# v6bridge benchmarks against Docker's built-in bridge on the same engine, and
+# the plugin's scale to 1000 endpoints. `make bench` runs it after the Go
+# benchmarks; see README.md "Benchmarks". Run as root. Everything happens in
+# namespaces of the e2e rig (prefixes bn and bns); nothing touches the host's
+# interfaces or firewall. Never asserts timings: it prints numbers and ratios.
+#
+#   bench/bench.sh [--json] [--only start,net,data,scale,ndp]
+#
+# Environment: BENCH_STARTS (50), BENCH_NETS (30), BENCH_ENDPOINTS (1000),
+# BENCH_IPERF_RUNS (3), BENCH_IPERF_SECONDS (5), BENCH_NDP_COUNT (20000),
+# BENCH_NDP_RATE (5000 solicitations/s), BENCH_KEEP=1 keeps the work dir.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+# shellcheck source=../test/e2e/lib.sh
+source test/e2e/lib.sh
+
+JSON=0
+ONLY=start,net,data,scale,ndp
+while [ $# -gt 0 ]; do
+	case $1 in
+	--json) JSON=1 ;;
+	--only) ONLY=$2; shift ;;
+	*) echo "usage: $0 [--json] [--only start,net,data,scale,ndp]" >&2; exit 2 ;;
+	esac
+	shift
+done
+want() { case ",$ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
+
+STARTS=${BENCH_STARTS:-50}
+NETS=${BENCH_NETS:-30}
+ENDPOINTS=${BENCH_ENDPOINTS:-1000}
+IPERF_RUNS=${BENCH_IPERF_RUNS:-3}
+IPERF_SECONDS=${BENCH_IPERF_SECONDS:-5}
+NDP_COUNT=${BENCH_NDP_COUNT:-20000}
+NDP_RATE=${BENCH_NDP_RATE:-5000}
+
+P=bn   # the engine's VPS
+S=bns  # the scale / NDP VPS (no engine)
+BIN=$repo/bin/v6bridge
+W=$(mktemp -d /tmp/v6bridge-bench.XXXXXX)
+SCALE_PID=""
+NDPPD_PID=""
+
+cleanup() {
+	set +e
+	[ -z "$SCALE_PID" ] || kill "$SCALE_PID" 2>/dev/null
+	[ -z "$NDPPD_PID" ] || kill "$NDPPD_PID" 2>/dev/null
+	vps_down "$P" >/dev/null 2>&1
+	vps_down "$S" >/dev/null 2>&1
+	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "# samples kept in $W" >&2; else rm -rf "$W"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "# $*" >&2; }
+now_ns() { date +%s%N; }
+ms_since() { echo $((($(now_ns) - $1) / 1000)) | awk '{printf "%.3f\n", $1/1000}'; }
+
+[ -x "$BIN" ] || { echo "bench: $BIN missing (make build)" >&2; exit 1; }
+for t in iperf3 ndppd nft nsenter python3; do
+	command -v "$t" >/dev/null || { log "installing $t"; apt-get install -y -qq iperf3 ndppd >/dev/null; break; }
+done
+log "building bench/scale and bench/ndpflood"
+CGO_ENABLED=0 go build -o "$W/scale" ./bench/scale
+CGO_ENABLED=0 go build -o "$W/ndpflood" ./bench/ndpflood
+
+mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
+cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
+
+# ------------------------------------------------------------ engine pairs
+engine_info='"engine": "none", "api": "-"'
+if want start || want net || want data; then
+	log "VPS $P with the current engine"
+	vps_up "$P"
+	engine_up "$P" current >/dev/null
+	image_import "$P"
+	engine_info="\"engine\": \"moby $(engine_version "$P")\", \"api\": \"$(engine_api "$P")\""
+	in_vps "$P" "$BIN" serve --state-dir "$W/state" --uplink eth0 --log-level warn \
+		</dev/null >>"$W/plugin.log" 2>&1 &
+	retry 10 in_vps "$P" test -S /run/docker/plugins/v6bridge.sock
+	V6=(-d v6bridge --ipam-driver v6bridge --ipv6 --ipv4=false)
+	BI=(--ipv6 --ipv4=false)
+fi
+
+if want start; then
+	dk "$P" network create "${V6[@]}" --subnet fd00:b6::/112 -o v6bridge.mode=nat vstart >/dev/null
+	dk "$P" network create "${BI[@]}" --subnet fd00:beef:1::/64 bstart >/dev/null
+	for net in vstart bstart vstart bstart; do dk "$P" run --rm --network "$net" busybox true; done # warm-up
+	log "container start: $STARTS runs each, interleaved"
+	for _ in $(seq "$STARTS"); do
+		for pair in v6bridge:vstart builtin:bstart; do
+			t=$(now_ns)
+			dk "$P" run --rm --network "${pair#*:}" busybox true
+			ms_since "$t" >>"$W/start-${pair%%:*}.txt"
+		done
+	done
+	dk "$P" network rm vstart bstart >/dev/null
+fi
+
+if want net; then
+	log "network create + remove: $NETS each, interleaved"
+	for _ in $(seq "$NETS"); do
+		t=$(now_ns)
+		dk "$P" network create "${V6[@]}" --subnet fd00:c1::/112 -o v6bridge.mode=nat vnet >/dev/null
+		dk "$P" network rm vnet >/dev/null
+		ms_since "$t" >>"$W/net-v6bridge.txt"
+		t=$(now_ns)
+		dk "$P" network create "${BI[@]}" --subnet fd00:c2::/64 bnet >/dev/null
+		dk "$P" network rm bnet >/dev/null
+		ms_since "$t" >>"$W/net-builtin.txt"
+	done
+fi
+
+if want data; then
+	log "data path: iperf3 from a container's netns to $V6B_INET_ADDR, ${IPERF_RUNS}x${IPERF_SECONDS}s each"
+	dk "$P" network create "${V6[@]}" --subnet fd00:b6:2::/112 -o v6bridge.mode=nat vdata >/dev/null
+	# the engine's own NAT66 (ip6tables masquerade) on a built-in bridge
+	dk "$P" network create "${BI[@]}" --subnet fd00:beef::/64 b6 >/dev/null
+	ip netns exec "$P-inet" iperf3 -s -D -I "$W/iperf.pid"
+	declare -A cpid
+	for pair in v6bridge:vdata builtin:b6; do
+		dk "$P" run -d --name "ip-${pair%%:*}" --network "${pair#*:}" busybox sleep 3600 >/dev/null
+		cpid[${pair%%:*}]=$(dk "$P" inspect -f '{{.State.Pid}}' "ip-${pair%%:*}")
+		retry 10 nsenter --net="/proc/${cpid[${pair%%:*}]}/ns/net" busybox ping -6 -c1 -W1 "$V6B_INET_ADDR" >/dev/null
+	done
+	for _ in $(seq "$IPERF_RUNS"); do
+		for k in v6bridge builtin; do
+			nsenter --net="/proc/${cpid[$k]}/ns/net" iperf3 -6 -c "$V6B_INET_ADDR" -t "$IPERF_SECONDS" -J \
+				| python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6)' \
+				>>"$W/iperf-$k.txt"
+		done
+	done
+fi
+if want start || want net || want data; then
+	vps_down "$P" >/dev/null 2>&1
+fi
+
+# ------------------------------------------------------------ scale and NDP
+scale_how="no scale run"
+if want scale || want ndp; then
+	log "VPS $S: v6bridge serve alone in the VPS namespace, $ENDPOINTS endpoints through its socket"
+	scale_how="v6bridge serve in a namespace, plugin API over its unix socket"
+	vps_up "$S"
+	serve_scale() {
+		ip netns exec "$S-vps" "$BIN" serve --socket "$W/scale.sock" --state-dir "$W/scale-state" --uplink eth0 \
+			</dev/null >"$W/scale-$1.log" 2>&1 &
+		SCALE_PID=$!
+		retry 30 grep -q 'reconciled kernel state' "$W/scale-$1.log"
+	}
+	rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$SCALE_PID/status"; }
+	stop_scale() { kill "$SCALE_PID"; wait "$SCALE_PID" 2>/dev/null || true; SCALE_PID=""; }
+	serve_scale first
+	ip netns exec "$S-vps" "$W/scale" --socket "$W/scale.sock" -n "$ENDPOINTS" >"$W/scale.json"
+	rss=$(rss_mib)
+	stop_scale
+	serve_scale restart
+	took=$(sed -n 's/.*reconciled kernel state.*took=\([^ ]*\).*/\1/p' "$W/scale-restart.log" | tail -n1)
+	printf '{"rss_mib": %s, "rss_restart_mib": %s, "reconcile": "%s"}\n' "$rss" "$(rss_mib)" "$took" >"$W/scale-extra.json"
+	if ! want scale; then rm -f "$W/scale.json"; fi
+fi
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ndp_run() { # NAME PID
+	local before after hz
+	hz=$(getconf CLK_TCK)
+	sleep 1
+	before=$(cpu_ticks "$2")
+	ip netns exec "$S-router" "$W/ndpflood" --iface vps0 --n-live "$ENDPOINTS" \
+		--count "$NDP_COUNT" --rate "$NDP_RATE" >"$W/ndp-$1.raw"
+	after=$(cpu_ticks "$2")
+	python3 - "$W/ndp-$1.raw" "$before" "$after" "$hz" >"$W/ndp-$1.json" <<-'EOF'
+		import json, sys
+		r = json.load(open(sys.argv[1]))
+		ticks = int(sys.argv[3]) - int(sys.argv[2])
+		r["cpu_ms_per_10k"] = ticks * 1000 / int(sys.argv[4]) * 10000 / r["sent"]
+		print(json.dumps(r))
+	EOF
+}
+
+if want ndp; then
+	log "NDP: v6bridge's native responder ($ENDPOINTS live addresses), $NDP_COUNT solicitations at $NDP_RATE/s"
+	ndp_run v6bridge "$SCALE_PID"
+	stop_scale # the data path stays; only the responder is gone
+	log "NDP: ndppd (static rule for the public /112) on the same namespaces"
+	cat >"$W/ndppd.conf" <<-EOF
+		proxy eth0 {
+		    rule 2001:db8:1234:a1:1::/112 {
+		        static
+		    }
+		}
+	EOF
+	ip netns exec "$S-vps" ndppd -c "$W/ndppd.conf" >"$W/ndppd.log" 2>&1 &
+	NDPPD_PID=$!
+	ndp_run ndppd "$NDPPD_PID"
+	kill "$NDPPD_PID" 2>/dev/null || true
+	NDPPD_PID=""
+fi
+
+cat >"$W/meta.json" <<EOF
+{"date": "$(date -u +%Y-%m-%d)", "cpu": "$cpu", "cores": "$(nproc)", "mem": "$mem",
+ "kernel": "$(uname -r)", $engine_info, "version": "$(git describe --always --dirty 2>/dev/null || echo dev)",
+ "scale_how": "$scale_how"}
+EOF
+if [ "$JSON" = 1 ]; then
+	python3 bench/report.py "$W" --json
+else
+	python3 bench/report.py "$W"
+fi

@@ -1,0 +1,160 @@
+// Command ndpflood measures an NDP proxy from the provider router's side:
+// it sends neighbour solicitations on an interface, most for random
+// addresses of a /64 (a scan, or a router probing stale entries) and every
+// Nth for one of the live addresses the proxy should answer for, and times
+// each live solicitation until its advertisement arrives.
+//
+// It prints one JSON document; bench/bench.sh runs it in the router
+// namespace against v6bridge's responder and against ndppd.
+//
+// Part of `make bench` only; it never runs in `make test`.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	mndp "github.com/mdlayher/ndp"
+)
+
+type result struct {
+	Sent       int     `json:"sent"`
+	Probes     int     `json:"probes"`
+	Answered   int     `json:"answered"`
+	Stray      int     `json:"stray"` // advertisements for random targets
+	SendS      float64 `json:"send_s"`
+	P50us      float64 `json:"p50_us"`
+	P99us      float64 `json:"p99_us"`
+	MaxUS      float64 `json:"max_us"`
+	RatePerSec int     `json:"rate_per_s"`
+}
+
+func main() {
+	iface := flag.String("iface", "vps0", "interface towards the proxy")
+	live := flag.String("live", "2001:db8:1234:a1:1::2", "first live address")
+	nLive := flag.Int("n-live", 1000, "live addresses, consecutive from -live")
+	scan := flag.String("scan", "2001:db8:1234:a1::/64", "prefix random targets come from")
+	count := flag.Int("count", 20000, "solicitations to send")
+	every := flag.Int("probe-every", 10, "every Nth solicitation targets a live address")
+	rate := flag.Int("rate", 5000, "solicitations per second")
+	flag.Parse()
+	res, err := run(*iface, netip.MustParseAddr(*live), *nLive, netip.MustParsePrefix(*scan), *count, *every, *rate)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ndpflood:", err)
+		os.Exit(1)
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(res)
+}
+
+func nth(a netip.Addr, n int) netip.Addr {
+	for range n {
+		a = a.Next()
+	}
+	return a
+}
+
+func randomIn(p netip.Prefix) netip.Addr {
+	b := p.Addr().As16()
+	for i := p.Bits() / 8; i < 16; i++ {
+		b[i] = byte(rand.IntN(256))
+	}
+	return netip.AddrFrom16(b)
+}
+
+func run(ifname string, first netip.Addr, nLive int, scan netip.Prefix, count, every, rate int) (result, error) {
+	res := result{RatePerSec: rate}
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return res, err
+	}
+	c, _, err := mndp.Listen(ifi, mndp.LinkLocal)
+	if err != nil {
+		return res, fmt.Errorf("listen on %s: %w", ifname, err)
+	}
+	defer c.Close()
+	lives := make([]netip.Addr, nLive)
+	for i := range lives {
+		lives[i] = nth(first, i)
+	}
+	var (
+		mu      sync.Mutex
+		pending = map[netip.Addr]time.Time{}
+		lat     []time.Duration
+		stray   int
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			m, _, _, err := c.ReadFrom()
+			if err != nil {
+				return // deadline after the last send
+			}
+			na, ok := m.(*mndp.NeighborAdvertisement)
+			if !ok {
+				continue
+			}
+			now := time.Now()
+			mu.Lock()
+			if t, ok := pending[na.TargetAddress]; ok {
+				lat = append(lat, now.Sub(t))
+				delete(pending, na.TargetAddress)
+			} else if !slices.Contains(lives, na.TargetAddress) {
+				stray++
+			}
+			mu.Unlock()
+		}
+	}()
+	src := &mndp.LinkLayerAddress{Direction: mndp.Source, Addr: ifi.HardwareAddr}
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	for i := range count {
+		target := randomIn(scan)
+		probe := i%every == 0
+		if probe {
+			target = lives[rand.IntN(len(lives))]
+		}
+		dst, err := mndp.SolicitedNodeMulticast(target)
+		if err != nil {
+			return res, err
+		}
+		ns := &mndp.NeighborSolicitation{TargetAddress: target, Options: []mndp.Option{src}}
+		if probe {
+			mu.Lock()
+			if _, dup := pending[target]; !dup {
+				pending[target] = time.Now()
+				res.Probes++
+			}
+			mu.Unlock()
+		}
+		if err := c.WriteTo(ns, nil, dst); err != nil {
+			return res, fmt.Errorf("send: %w", err)
+		}
+		res.Sent++
+		if d := time.Until(start.Add(time.Duration(i+1) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	res.SendS = time.Since(start).Seconds()
+	_ = c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	res.Answered, res.Stray = len(lat), stray
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		us := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
+		res.P50us = us(lat[len(lat)/2])
+		res.P99us = us(lat[min(len(lat)-1, len(lat)*99/100)])
+		res.MaxUS = us(lat[len(lat)-1])
+	}
+	return res, nil
+}
