@@ -107,19 +107,29 @@ func TestCreateNetworkRefusals(t *testing.T) {
 		{"unknown option", func() CreateNetworkRequest {
 			return createReq(netB, "fd00:9::/112", map[string]string{"v6bridge.colour": "blue"})
 		}, `unknown network option "v6bridge.colour": accepted options are`},
-		{"bad mode", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMode: "bridge"}) }, "accepted are nat, public, routed, internal"},
+		{"bad mode", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{OptMode: "bridge"})
+		}, "accepted are nat, public, routed, internal"},
 		{"bad mtu", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMTU: "1000"}) }, "1280 to 65535"},
 		{"mtu not a number", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMTU: "big"}) }, "1280 to 65535"},
-		{"bad icc", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptICC: "maybe"}) }, "true or false"},
+		{"bad icc", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{OptICC: "maybe"})
+		}, "true or false"},
 		{"long bridge name", func() CreateNetworkRequest {
 			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "a-very-long-bridge-name"})
 		}, "1 to 15 bytes"},
-		{"bridge name with slash", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "br/0"}) }, "no spaces"},
-		{"bridge name of existing interface", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "eth0"}) }, "an interface of that name exists"},
+		{"bridge name with slash", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "br/0"})
+		}, "no spaces"},
+		{"bridge name of existing interface", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "eth0"})
+		}, "an interface of that name exists"},
 		{"bridge name of other network", func() CreateNetworkRequest {
 			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "v6b-aaaaaaaaaaa"})
 		}, "uses that bridge already"},
-		{"public with ULA", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMode: "public"}) }, "needs a global subnet"},
+		{"public with ULA", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{OptMode: "public"})
+		}, "needs a global subnet"},
 		{"internal conflicts with mode", func() CreateNetworkRequest {
 			r := createReq(netB, "fd00:9::/112", map[string]string{OptMode: "nat"})
 			r.Internal = true
@@ -134,8 +144,12 @@ func TestCreateNetworkRefusals(t *testing.T) {
 		{"bad allow", func() CreateNetworkRequest {
 			return createReq(netB, "2001:db8:1234:a1:2::/112", map[string]string{OptAllow: "tcp/99999"})
 		}, "1 to 65535"},
-		{"allow on nat", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptAllow: "tcp/80"}) }, "public and routed"},
-		{"host_ipv6 not an address", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptHostIPv6: "host"}) }, "IPv6 address"},
+		{"allow on nat", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{OptAllow: "tcp/80"})
+		}, "public and routed"},
+		{"host_ipv6 not an address", func() CreateNetworkRequest {
+			return createReq(netB, "fd00:9::/112", map[string]string{OptHostIPv6: "host"})
+		}, "IPv6 address"},
 		{"host_ipv6 on public", func() CreateNetworkRequest {
 			return createReq(netB, "2001:db8:1234:a1:2::/112", map[string]string{OptHostIPv6: "2001:db8:1234:a1::1", OptMode: "public"})
 		}, "only to v6bridge.mode=nat"},
