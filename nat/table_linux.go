@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,7 +37,13 @@ type Table struct {
 	last  *State // last state applied successfully; nil before the first Apply
 	gen   uint32 // ruleset generation when fp was taken
 	fp    uint64 // fingerprint of our table as we left it
-	known bool   // gen and fp are valid
+	known bool   // gen, fp, shape and applied are valid
+	// shape is what fp hashes: chains with rule handles, sets with element
+	// counts; a patch updates the counts instead of listing every element.
+	shape tableShape
+	// applied is the ruleset in the kernel when known: the base of patches.
+	applied *Ruleset
+	patched int // Applies done as a patch (tests)
 }
 
 // NewTable opens a netlink connection for nftables in cfg.NetNS. It does
@@ -82,13 +91,84 @@ func (t *Table) Apply(s State) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.applyLocked(r); err != nil {
+	if err := t.patchOrApplyLocked(r); err != nil {
 		return err
 	}
 	c := cloneState(s)
 	t.last = &c
 	t.log.WithField("networks", len(s.Networks)).Info("firewall applied")
 	t.ensureCoexistenceLocked()
+	return nil
+}
+
+// patchOrApplyLocked changes only the elements that differ when the kernel
+// holds what we applied last and only set elements change (Diff), still in
+// one atomic batch; otherwise, or if the patch fails, it replaces the table.
+// Either way the table ends up as Build made it (TestPrivilegedPatchEqualsRebuild).
+func (t *Table) patchOrApplyLocked(r *Ruleset) error {
+	if patches, ok := Diff(t.applied, r); ok && t.known {
+		g, err := t.conn.GetGen()
+		if err == nil && g.ID == t.gen {
+			err := t.patchLocked(patches)
+			if err == nil {
+				t.applied = r
+				t.patched++
+				return nil
+			}
+			t.log.WithError(err).Debug("patching the table failed, replacing it")
+		}
+	}
+	return t.applyLocked(r)
+}
+
+// patchLocked sends the element changes in one batch and records the new
+// generation and fingerprint without listing the table again.
+func (t *Table) patchLocked(patches []SetPatch) error {
+	if len(patches) == 0 {
+		return nil
+	}
+	tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: TableName}
+	counts := maps.Clone(t.shape.counts)
+	for _, p := range patches {
+		del := p.Set
+		del.Elements = p.Delete
+		set, delElems, err := nftSet(tbl, del)
+		if err != nil {
+			_ = t.conn.Flush()
+			return err
+		}
+		add := p.Set
+		add.Elements = p.Add
+		_, addElems, err := nftSet(tbl, add)
+		if err != nil {
+			_ = t.conn.Flush()
+			return err
+		}
+		if len(delElems) > 0 {
+			if err := t.conn.SetDeleteElements(set, delElems); err != nil {
+				_ = t.conn.Flush()
+				return fmt.Errorf("set %s: %w", p.Set.Name, err)
+			}
+		}
+		if len(addElems) > 0 {
+			if err := t.conn.SetAddElements(set, addElems); err != nil {
+				_ = t.conn.Flush()
+				return fmt.Errorf("set %s: %w", p.Set.Name, err)
+			}
+		}
+		counts[p.Set.Name] += len(addElems) - len(delElems)
+	}
+	if err := t.conn.Flush(); err != nil {
+		// Nothing of the batch was applied; the caller rebuilds.
+		return fmt.Errorf("patch nftables table %s %s: %w", TableFamily, TableName, err)
+	}
+	t.known = false
+	g, err := t.conn.GetGen()
+	if err != nil {
+		return nil // applied; the next Apply rebuilds, Watch re-checks
+	}
+	t.shape.counts = counts
+	t.gen, t.fp, t.known = g.ID, t.shape.hash(), true
 	return nil
 }
 
@@ -103,6 +183,7 @@ func (t *Table) applyLocked(r *Ruleset) error {
 		return fmt.Errorf("apply nftables table %s %s: %w", TableFamily, TableName, err)
 	}
 	t.rememberLocked()
+	t.applied = r
 	return nil
 }
 
@@ -113,11 +194,12 @@ func (t *Table) rememberLocked() {
 	if err != nil {
 		return
 	}
-	fp, err := t.fingerprint()
+	sh, err := t.readShape()
 	if err != nil {
 		return
 	}
-	t.gen, t.fp, t.known = g.ID, fp, true
+	t.shape = sh
+	t.gen, t.fp, t.known = g.ID, sh.hash(), true
 }
 
 func (t *Table) ensureCoexistenceLocked() {
@@ -134,6 +216,7 @@ func (t *Table) Delete() error {
 	defer t.mu.Unlock()
 	t.last = nil
 	t.known = false
+	t.applied = nil
 	tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: TableName}
 	// Adding first makes the delete succeed whether or not it exists.
 	t.conn.AddTable(tbl)
@@ -212,21 +295,50 @@ func reason(fpErr error) string {
 // errTableMissing is returned by fingerprint when our table is gone.
 var errTableMissing = errors.New("table missing")
 
-// fingerprint hashes what identifies our table's contents: its chains, the
+// tableShape is what identifies our table's contents: its chains, the
 // handles of their rules (re-created rules get new handles) and its sets
 // with their element counts.
+type tableShape struct {
+	chains string         // chain names, rule counts and handles
+	sets   []string       // set names in order; anonymous ones prefixed "anon "
+	counts map[string]int // elements per named set
+}
+
+func (sh tableShape) hash() uint64 {
+	h := fnv.New64a()
+	io.WriteString(h, sh.chains)
+	for _, n := range sh.sets {
+		if strings.HasPrefix(n, "anon ") {
+			fmt.Fprintf(h, " %s", n)
+			continue
+		}
+		fmt.Fprintf(h, " set %s %d", n, sh.counts[n])
+	}
+	return h.Sum64()
+}
+
+// fingerprint hashes the table's shape as the kernel has it now.
 func (t *Table) fingerprint() (uint64, error) {
+	sh, err := t.readShape()
+	if err != nil {
+		return 0, err
+	}
+	return sh.hash(), nil
+}
+
+func (t *Table) readShape() (tableShape, error) {
+	sh := tableShape{counts: map[string]int{}}
 	tbl, err := t.conn.ListTableOfFamily(TableName, nftables.TableFamilyIPv6)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return 0, errTableMissing
+			return sh, errTableMissing
 		}
-		return 0, fmt.Errorf("list table: %w", err)
+		return sh, fmt.Errorf("list table: %w", err)
 	}
-	h := fnv.New64a()
+	var b strings.Builder
 	chains, err := t.conn.ListChainsOfTableFamily(nftables.TableFamilyIPv6)
 	if err != nil {
-		return 0, fmt.Errorf("list chains: %w", err)
+		return sh, fmt.Errorf("list chains: %w", err)
 	}
 	var names []string
 	for _, c := range chains {
@@ -238,30 +350,32 @@ func (t *Table) fingerprint() (uint64, error) {
 	for _, n := range names {
 		rules, err := t.conn.GetRules(tbl, &nftables.Chain{Name: n, Table: tbl})
 		if err != nil {
-			return 0, fmt.Errorf("list rules of %s: %w", n, err)
+			return sh, fmt.Errorf("list rules of %s: %w", n, err)
 		}
-		fmt.Fprintf(h, "chain %s %d:", n, len(rules))
+		fmt.Fprintf(&b, "chain %s %d:", n, len(rules))
 		for _, r := range rules {
-			fmt.Fprintf(h, " %d", r.Handle)
+			fmt.Fprintf(&b, " %d", r.Handle)
 		}
 	}
+	sh.chains = b.String()
 	sets, err := t.conn.GetSets(tbl)
 	if err != nil {
-		return 0, fmt.Errorf("list sets: %w", err)
+		return sh, fmt.Errorf("list sets: %w", err)
 	}
 	slices.SortFunc(sets, func(a, b *nftables.Set) int { return compareStr(a.Name, b.Name) })
 	for _, s := range sets {
 		if s.Anonymous {
-			fmt.Fprintf(h, " anon %s", s.Name)
+			sh.sets = append(sh.sets, "anon "+s.Name)
 			continue
 		}
 		elems, err := t.conn.GetSetElements(s)
 		if err != nil {
-			return 0, fmt.Errorf("list elements of %s: %w", s.Name, err)
+			return sh, fmt.Errorf("list elements of %s: %w", s.Name, err)
 		}
-		fmt.Fprintf(h, " set %s %d", s.Name, len(elems))
+		sh.sets = append(sh.sets, s.Name)
+		sh.counts[s.Name] = len(elems)
 	}
-	return h.Sum64(), nil
+	return sh, nil
 }
 
 func compareStr(a, b string) int {

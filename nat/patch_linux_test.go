@@ -1,0 +1,82 @@
+package nat
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/v6bridge/v6bridge/internal/nettest"
+)
+
+// TestPrivilegedPatchEqualsRebuild applies the worlds of patchWorlds to one
+// table, in order and in random orders, so endpoint changes go in as
+// element patches, and compares nft's listing after each step with a table
+// built from scratch in a second namespace.
+func TestPrivilegedPatchEqualsRebuild(t *testing.T) {
+	ws := patchWorlds()
+	orders := [][]int{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 2, 1}}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 3 {
+		orders = append(orders, r.Perm(len(ws)))
+	}
+	// Endpoint-only steps, several in a row, so patches follow patches.
+	orders = append(orders, []int{1, 2, 3, 4, 5, 1, 3, 2, 5, 4})
+	for _, order := range orders {
+		ns := nettest.NewNS(t)
+		tbl := newTable(t, ns)
+		for _, i := range order {
+			if err := tbl.Apply(ws[i]); err != nil {
+				t.Fatalf("order %v: Apply world %d: %v", order, i, err)
+			}
+			fresh := nettest.NewNS(t)
+			if err := newTable(t, fresh).Apply(ws[i]); err != nil {
+				t.Fatalf("fresh Apply world %d: %v", i, err)
+			}
+			if diff := cmp.Diff(listTable(t, fresh), listTable(t, ns)); diff != "" {
+				t.Fatalf("order %v, world %d: patched table differs from a rebuild (-rebuild +patched):\n%s", order, i, diff)
+			}
+			// The watcher sees our own patch as ours: no repair.
+			if fp, err := tbl.fingerprint(); err != nil || fp != tbl.fp {
+				t.Fatalf("order %v, world %d: fingerprint after apply %x (err %v), remembered %x", order, i, fp, err, tbl.fp)
+			}
+		}
+	}
+	// The last order is endpoint changes only: all but its first step patched.
+	ns := nettest.NewNS(t)
+	tbl := newTable(t, ns)
+	for _, i := range orders[len(orders)-1] {
+		if err := tbl.Apply(ws[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := len(orders[len(orders)-1]) - 1; tbl.patched != want {
+		t.Errorf("patched %d times, want %d", tbl.patched, want)
+	}
+}
+
+// TestPrivilegedPatchAfterTamperingRebuilds: when someone changed our set
+// behind our back, the next Apply must not patch a table it no longer
+// knows: it rebuilds, and the result equals a fresh build.
+func TestPrivilegedPatchAfterTamperingRebuilds(t *testing.T) {
+	ws := patchWorlds()
+	ns := nettest.NewNS(t)
+	tbl := newTable(t, ns)
+	if err := tbl.Apply(ws[1]); err != nil {
+		t.Fatal(err)
+	}
+	inNS(t, ns, "nft", "flush", "set", "ip6", TableName, SetPublished)
+	if err := tbl.Apply(ws[2]); err != nil {
+		t.Fatal(err)
+	}
+	if tbl.patched != 0 {
+		t.Errorf("patched a table changed behind our back")
+	}
+	fresh := nettest.NewNS(t)
+	if err := newTable(t, fresh).Apply(ws[2]); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(listTable(t, fresh), listTable(t, ns)); diff != "" {
+		t.Errorf("(-rebuild +ours):\n%s", diff)
+	}
+}
