@@ -66,6 +66,7 @@ log "building bench/scale and bench/ndpflood"
 CGO_ENABLED=0 go build -o "$W/scale" ./bench/scale
 CGO_ENABLED=0 go build -o "$W/ndpflood" ./bench/ndpflood
 
+version=$("$BIN" version 2>/dev/null || echo dev)
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 
@@ -200,7 +201,7 @@ fi
 
 cat >"$W/meta.json" <<EOF
 {"date": "$(date -u +%Y-%m-%d)", "cpu": "$cpu", "cores": "$(nproc)", "mem": "$mem",
- "kernel": "$(uname -r)", $engine_info, "version": "$(git describe --always --dirty 2>/dev/null || echo dev)",
+ "kernel": "$(uname -r)", $engine_info, "version": "$version",
  "scale_how": "$scale_how"}
 EOF
 if [ "$JSON" = 1 ]; then
