@@ -51,3 +51,33 @@ func BenchmarkRender1000(b *testing.B) {
 		_ = r.String()
 	}
 }
+
+// BenchmarkDiff1000 is the pure half of one more Join with 1000 endpoints:
+// the element patch between the tables before and after.
+func BenchmarkDiff1000(b *testing.B) {
+	before, err := Build(benchState(999))
+	if err != nil {
+		b.Fatal(err)
+	}
+	after, err := Build(benchState(1000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := Diff(before, after); !ok {
+			b.Fatal("not a patch")
+		}
+	}
+}
+
+// BenchmarkCheckConflicts1000 checks 1000 published ports for a host port
+// used twice.
+func BenchmarkCheckConflicts1000(b *testing.B) {
+	s := benchState(1000)
+	for b.Loop() {
+		if err := CheckConflicts(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -21,6 +21,7 @@ type SetPatch struct {
 // types, the elements of interval sets): then the table must be rebuilt.
 // Adding an endpoint or publishing a port only changes elements of plain
 // sets and maps, so the change costs what changed, not the whole table.
+// old and new are Build's results: elements sorted by key, keys unique.
 func Diff(old, new *Ruleset) (patches []SetPatch, ok bool) {
 	if old == nil || new == nil || old.Family != new.Family || old.Name != new.Name ||
 		len(new.Chains) == 0 || !reflect.DeepEqual(old.Chains, new.Chains) || len(old.Sets) != len(new.Sets) {
@@ -48,28 +49,35 @@ func Diff(old, new *Ruleset) (patches []SetPatch, ok bool) {
 	return patches, true
 }
 
+// diffElements walks both element lists at once: Build sorts them by key
+// and drops repeated keys, so one pass finds what went and what came.
 func diffElements(o, n Set) SetPatch {
 	p := SetPatch{Set: Set{Name: n.Name, Key: n.Key, Data: n.Data, Interval: n.Interval, Comment: n.Comment}}
-	have := make(map[string]Element, len(o.Elements))
-	for _, e := range o.Elements {
-		have[valuesKey(e.Key)] = e
-	}
-	keep := make(map[string]bool, len(n.Elements))
-	for _, e := range n.Elements {
-		k := valuesKey(e.Key)
-		keep[k] = true
-		old, found := have[k]
+	i, j := 0, 0
+	for i < len(o.Elements) || j < len(n.Elements) {
+		var c int
 		switch {
-		case !found:
-			p.Add = append(p.Add, e)
-		case !reflect.DeepEqual(old.Data, e.Data):
-			p.Delete = append(p.Delete, old)
-			p.Add = append(p.Add, e)
+		case i == len(o.Elements):
+			c = 1
+		case j == len(n.Elements):
+			c = -1
+		default:
+			c = compareValues(o.Elements[i].Key, n.Elements[j].Key)
 		}
-	}
-	for _, e := range o.Elements {
-		if !keep[valuesKey(e.Key)] {
-			p.Delete = append(p.Delete, e)
+		switch {
+		case c < 0:
+			p.Delete = append(p.Delete, o.Elements[i])
+			i++
+		case c > 0:
+			p.Add = append(p.Add, n.Elements[j])
+			j++
+		default:
+			if compareValues(o.Elements[i].Data, n.Elements[j].Data) != 0 {
+				p.Delete = append(p.Delete, o.Elements[i])
+				p.Add = append(p.Add, n.Elements[j])
+			}
+			i++
+			j++
 		}
 	}
 	return p

@@ -1,9 +1,11 @@
 package nat
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // maxElements bounds the number of set and map elements a State may expand
@@ -62,6 +64,9 @@ func CheckConflicts(s State) error {
 			}
 		}
 	}
+	if !mayOverlap(all) {
+		return nil
+	}
 	for j := range all {
 		for i := 0; i < j; i++ {
 			a, b := all[i], all[j]
@@ -86,6 +91,34 @@ func CheckConflicts(s State) error {
 		}
 	}
 	return nil
+}
+
+// mayOverlap reports whether two mappings of one protocol have overlapping
+// host port ranges, whatever their host addresses and owners: when none do
+// (the usual case, one host port per published port) there is no conflict,
+// found in O(n log n) instead of comparing every pair.
+func mayOverlap(all []ownedMapping) bool {
+	ms := make([]Mapping, len(all))
+	for i, o := range all {
+		ms[i] = o.m
+	}
+	slices.SortFunc(ms, func(a, b Mapping) int {
+		return cmp.Or(cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.HostFirst, b.HostFirst))
+	})
+	// Sorted by start, a range overlaps an earlier one exactly when it
+	// starts at or before the highest end seen so far for its protocol.
+	var last uint16
+	for i, m := range ms {
+		if i > 0 && m.Proto == ms[i-1].Proto && m.HostFirst <= last {
+			return true
+		}
+		if i == 0 || m.Proto != ms[i-1].Proto {
+			last = m.HostLast
+		} else {
+			last = max(last, m.HostLast)
+		}
+	}
+	return false
 }
 
 func validProto(p uint8) bool {
