@@ -66,7 +66,7 @@ log "building bench/scale and bench/ndpflood"
 CGO_ENABLED=0 go build -o "$W/scale" ./bench/scale
 CGO_ENABLED=0 go build -o "$W/ndpflood" ./bench/ndpflood
 
-version=$("$BIN" version 2>/dev/null || echo dev)
+version=$("$BIN" version 2>/dev/null | awk '{print $NF}' || echo dev)
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 
