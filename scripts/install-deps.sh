@@ -24,7 +24,8 @@ TOOLS=${V6B_TOOLS:-/opt/v6bridge-tools/bin}
 CLI_PLUGINS=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
 
 APT_PACKAGES=(docker.io containerd runc busybox-static nftables iproute2 iptables
-	libseccomp-dev pkg-config jq iperf3 ndppd gcc libc6-dev procps util-linux ca-certificates)
+	libseccomp-dev pkg-config jq iperf3 ndppd gcc libc6-dev procps util-linux ca-certificates
+	python3) # python3: make bench's report only
 
 say() { printf '%-28s %s\n' "$1" "$2"; }
 
