@@ -124,7 +124,7 @@ func (k *Kernel) configureBridge(br netlink.Link, spec driver.BridgeSpec, log lo
 	k.mu.Lock()
 	k.isolated[a.Name] = spec.Isolated
 	k.mu.Unlock()
-	return k.isolatePorts(br, spec.Isolated, log)
+	return k.isolatePorts(br, spec.Isolated)
 }
 
 // ensureGateway makes spec.Gateway, without DAD, the only global address
@@ -164,10 +164,10 @@ func (k *Kernel) ensureGateway(br netlink.Link, spec driver.BridgeSpec, log logr
 	return nil
 }
 
-// isolatePorts sets every port of the bridge to the isolated flag, where
-// it differs, so that flipping a network's isolation also reaches the
-// endpoints that already exist.
-func (k *Kernel) isolatePorts(br netlink.Link, isolated bool, log logrus.FieldLogger) error {
+// isolatePorts sets every port of the bridge to the isolated flag, so
+// that flipping a network's isolation also reaches the endpoints that
+// already exist.
+func (k *Kernel) isolatePorts(br netlink.Link, isolated bool) error {
 	links, err := k.h.LinkList()
 	if err != nil {
 		return fmt.Errorf("list ports: %w", err)
@@ -176,27 +176,22 @@ func (k *Kernel) isolatePorts(br netlink.Link, isolated bool, log logrus.FieldLo
 		if l.Attrs().MasterIndex != br.Attrs().Index {
 			continue
 		}
-		if err := k.ensureIsolated(l, isolated, log); err != nil {
+		if err := k.ensureIsolated(l, isolated); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// ensureIsolated sets the "isolated" bridge-port flag of port to want if
-// it differs.
-func (k *Kernel) ensureIsolated(port netlink.Link, want bool, log logrus.FieldLogger) error {
-	pi, err := k.h.LinkGetProtinfo(port)
-	if err != nil {
-		return fmt.Errorf("read port flags of %q: %w", port.Attrs().Name, err)
-	}
-	if pi.Isolated == want {
-		return nil
-	}
+// ensureIsolated sets the "isolated" bridge-port flag of port to want.
+// It writes without reading first: the kernel can only report a port's
+// flags in a dump of every bridge port of the host, which made each call
+// cost O(ports) and a thousand attaches O(ports²); a write is one request
+// and idempotent.
+func (k *Kernel) ensureIsolated(port netlink.Link, want bool) error {
 	if err := k.h.LinkSetIsolated(port, want); err != nil {
 		return fmt.Errorf("set isolated=%v on port %q: %w", want, port.Attrs().Name, err)
 	}
-	log.WithFields(logrus.Fields{"iface": port.Attrs().Name, "isolated": want}).Info("set port isolation")
 	return nil
 }
 
@@ -204,19 +199,11 @@ func (k *Kernel) ensureIsolated(port netlink.Link, want bool, log logrus.FieldLo
 // container reaching its own published port through the host's address is
 // DNATed back to itself, and with br_netfilter loaded (container engines
 // load it) that frame leaves through the port it came in on, which a bridge
-// only does in hairpin mode.
-func (k *Kernel) ensureHairpin(port netlink.Link, log logrus.FieldLogger) error {
-	pi, err := k.h.LinkGetProtinfo(port)
-	if err != nil {
-		return fmt.Errorf("read port flags of %q: %w", port.Attrs().Name, err)
-	}
-	if pi.Hairpin {
-		return nil
-	}
+// only does in hairpin mode. Like ensureIsolated it writes without reading.
+func (k *Kernel) ensureHairpin(port netlink.Link) error {
 	if err := k.h.LinkSetHairpin(port, true); err != nil {
 		return fmt.Errorf("set hairpin on port %q: %w", port.Attrs().Name, err)
 	}
-	log.WithField("iface", port.Attrs().Name).Debug("set port hairpin")
 	return nil
 }
 

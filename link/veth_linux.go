@@ -173,10 +173,10 @@ func (k *Kernel) configureVeth(host, peer netlink.Link, br *netlink.Bridge, spec
 		log.Info("attached veth to bridge")
 	}
 	// The flags live on the bridge port, so after attaching.
-	if err := k.ensureIsolated(host, isolated, log); err != nil {
+	if err := k.ensureIsolated(host, isolated); err != nil {
 		return err
 	}
-	if err := k.ensureHairpin(host, log); err != nil {
+	if err := k.ensureHairpin(host); err != nil {
 		return err
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {
