@@ -116,25 +116,7 @@ func buildSets(s State) []Set {
 			}
 		}
 		for _, e := range n.Endpoints {
-			for _, m := range e.Ports {
-				hosts := []netip.Addr{m.HostAddr}
-				if !m.HostAddr.IsValid() {
-					hosts = s.HostAddrs
-				}
-				for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
-					cport := m.ContainerFirst + uint16(i)
-					add(&published, addr(e.Addr), num(m.Proto), num(cport))
-					if public {
-						add(&open, addr(e.Addr), num(m.Proto), num(cport))
-					}
-					for _, h := range hosts {
-						dnat.Elements = append(dnat.Elements, Element{
-							Key:  []Value{addr(h), num(m.Proto), num(m.HostFirst + uint16(i))},
-							Data: []Value{addr(e.Addr), num(cport)},
-						})
-					}
-				}
-			}
+			endpointElements(s.HostAddrs, public, e, &published.Elements, &open.Elements, &dnat.Elements)
 		}
 	}
 	sets := []Set{bridges, intra, internal, gateways, ping, published, open, allow, subnets, masq, snat, dnat}
@@ -142,6 +124,31 @@ func buildSets(s State) []Set {
 		sets[i].Elements = sortElements(sets[i].Elements)
 	}
 	return sets
+}
+
+// endpointElements appends the elements endpoint e of a nat, public or
+// routed network contributes to the published, open and dnat sets. Model
+// uses it too, so an incremental update adds exactly what Build would.
+func endpointElements(hostAddrs []netip.Addr, public bool, e Endpoint, published, open, dnat *[]Element) {
+	for _, m := range e.Ports {
+		hosts := []netip.Addr{m.HostAddr}
+		if !m.HostAddr.IsValid() {
+			hosts = hostAddrs
+		}
+		for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+			cport := m.ContainerFirst + uint16(i)
+			*published = append(*published, Element{Key: []Value{addr(e.Addr), num(m.Proto), num(cport)}})
+			if public {
+				*open = append(*open, Element{Key: []Value{addr(e.Addr), num(m.Proto), num(cport)}})
+			}
+			for _, h := range hosts {
+				*dnat = append(*dnat, Element{
+					Key:  []Value{addr(h), num(m.Proto), num(m.HostFirst + uint16(i))},
+					Data: []Value{addr(e.Addr), num(cport)},
+				})
+			}
+		}
+	}
 }
 
 func compareValue(a, b Value) int {

@@ -1,6 +1,7 @@
 package nat
 
 import (
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -78,5 +79,54 @@ func TestPrivilegedPatchAfterTamperingRebuilds(t *testing.T) {
 	}
 	if diff := cmp.Diff(listTable(t, fresh), listTable(t, ns)); diff != "" {
 		t.Errorf("(-rebuild +ours):\n%s", diff)
+	}
+}
+
+// TestPrivilegedUpdateEndpointsEqualsRebuild applies random endpoint
+// changes with UpdateEndpoints, then an Apply of a whole state on top (it
+// must patch from the updated table), and compares nft's listing with a
+// table built from scratch each time; the watcher must see our patches as
+// ours.
+func TestPrivilegedUpdateEndpointsEqualsRebuild(t *testing.T) {
+	nets := []Network{internalNet(), natNet(), publicNet()}
+	s := stateWith(state(nets...), nil)
+	ns := nettest.NewNS(t)
+	tbl := newTable(t, ns)
+	if err := tbl.UpdateEndpoints(nil); !errors.Is(err, ErrNoModel) {
+		t.Errorf("UpdateEndpoints before Apply: %v, want ErrNoModel", err)
+	}
+	if err := tbl.Apply(s); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for step := 0; step < 40; step++ {
+		us := []EndpointUpdate{randomUpdate(r, nets)}
+		want := stateWith(s, us)
+		err := tbl.UpdateEndpoints(us)
+		if (err != nil) != (Validate(want) != nil) {
+			t.Fatalf("step %d: UpdateEndpoints %v, Validate %v", step, err, Validate(want))
+		}
+		if err == nil {
+			s = want
+		}
+		if step%10 == 9 {
+			// A whole-state Apply after patches.
+			if err := tbl.Apply(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fresh := nettest.NewNS(t)
+		if err := newTable(t, fresh).Apply(s); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(listTable(t, fresh), listTable(t, ns)); diff != "" {
+			t.Fatalf("step %d: updated table differs from a rebuild (-rebuild +updated):\n%s", step, diff)
+		}
+		if fp, err := tbl.fingerprint(); err != nil || fp != tbl.fp {
+			t.Fatalf("step %d: fingerprint %x (err %v), remembered %x", step, fp, err, tbl.fp)
+		}
+	}
+	if tbl.patched == 0 {
+		t.Error("no update went in as a patch")
 	}
 }

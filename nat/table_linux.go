@@ -30,11 +30,13 @@ type TableConfig struct {
 // Table is v6bridge's nftables table in one network namespace. All writes
 // go through one mutex, so batches of concurrent callers never mix.
 type Table struct {
-	conn  *nftables.Conn
-	log   logrus.FieldLogger
-	coex  *Coexistence
-	mu    sync.Mutex
-	last  *State // last state applied successfully; nil before the first Apply
+	conn *nftables.Conn
+	log  logrus.FieldLogger
+	coex *Coexistence
+	mu   sync.Mutex
+	// model is the last state applied successfully, indexed for
+	// UpdateEndpoints; nil before the first Apply.
+	model *Model
 	gen   uint32 // ruleset generation when fp was taken
 	fp    uint64 // fingerprint of our table as we left it
 	known bool   // gen, fp, shape and applied are valid
@@ -42,6 +44,7 @@ type Table struct {
 	// counts; a patch updates the counts instead of listing every element.
 	shape tableShape
 	// applied is the ruleset in the kernel when known: the base of patches.
+	// UpdateEndpoints leaves it nil; the next Apply builds it from model.
 	applied *Ruleset
 	patched int // Applies done as a patch (tests)
 }
@@ -94,8 +97,11 @@ func (t *Table) Apply(s State) error {
 	if err := t.patchOrApplyLocked(r); err != nil {
 		return err
 	}
-	c := cloneState(s)
-	t.last = &c
+	m, err := NewModel(s)
+	if err != nil {
+		return err // Build validated s already
+	}
+	t.model = m
 	t.log.WithField("networks", len(s.Networks)).Info("firewall applied")
 	t.ensureCoexistenceLocked()
 	return nil
@@ -106,6 +112,9 @@ func (t *Table) Apply(s State) error {
 // one atomic batch; otherwise, or if the patch fails, it replaces the table.
 // Either way the table ends up as Build made it (TestPrivilegedPatchEqualsRebuild).
 func (t *Table) patchOrApplyLocked(r *Ruleset) error {
+	if t.applied == nil && t.known && t.model != nil {
+		t.applied, _ = Build(t.model.State())
+	}
 	if patches, ok := Diff(t.applied, r); ok && t.known {
 		g, err := t.conn.GetGen()
 		if err == nil && g.ID == t.gen {
@@ -187,6 +196,49 @@ func (t *Table) applyLocked(r *Ruleset) error {
 	return nil
 }
 
+// UpdateEndpoints changes the entries of the endpoints in us (see
+// EndpointUpdate) on top of the last Apply, in one atomic batch: it checks
+// and patches only what those endpoints contribute, so attaching one more
+// container costs the same with ten or a thousand on the host. When the
+// kernel does not hold what we applied last, or the patch fails, it
+// replaces the table with the whole updated state instead. On error
+// nothing changed.
+func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.model == nil {
+		return ErrNoModel
+	}
+	undo := t.model.snapshot(us)
+	patches, err := t.model.Update(us)
+	if err != nil {
+		return err
+	}
+	if t.known {
+		g, err := t.conn.GetGen()
+		if err == nil && g.ID == t.gen {
+			err := t.patchLocked(patches)
+			if err == nil {
+				t.applied = nil
+				t.patched++
+				t.log.WithField("endpoints", len(us)).Debug("firewall patched")
+				return nil
+			}
+			t.log.WithError(err).Debug("patching the table failed, replacing it")
+		}
+	}
+	r, err := Build(t.model.State())
+	if err == nil {
+		err = t.applyLocked(r)
+	}
+	if err != nil {
+		t.model.revert(us, undo)
+		return err
+	}
+	t.ensureCoexistenceLocked()
+	return nil
+}
+
 // rememberLocked records the generation and fingerprint after our change.
 func (t *Table) rememberLocked() {
 	t.known = false
@@ -214,7 +266,7 @@ func (t *Table) ensureCoexistenceLocked() {
 func (t *Table) Delete() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.last = nil
+	t.model = nil
 	t.known = false
 	t.applied = nil
 	tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: TableName}
@@ -256,7 +308,7 @@ func (t *Table) Watch(ctx context.Context, interval time.Duration) {
 func (t *Table) check() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.last == nil {
+	if t.model == nil {
 		return nil
 	}
 	g, err := t.conn.GetGen()
@@ -273,7 +325,7 @@ func (t *Table) check() error {
 		t.ensureCoexistenceLocked()
 		return nil
 	}
-	r, berr := Build(*t.last)
+	r, berr := Build(t.model.State())
 	if berr != nil {
 		return berr
 	}
@@ -386,22 +438,4 @@ func compareStr(a, b string) int {
 		return 1
 	}
 	return 0
-}
-
-func cloneState(s State) State {
-	c := State{
-		Uplinks:   slices.Clone(s.Uplinks),
-		HostAddrs: slices.Clone(s.HostAddrs),
-		Networks:  make([]Network, len(s.Networks)),
-	}
-	for i, n := range s.Networks {
-		n.Allow = slices.Clone(n.Allow)
-		eps := make([]Endpoint, len(n.Endpoints))
-		for j, e := range n.Endpoints {
-			eps[j] = Endpoint{Addr: e.Addr, Ports: slices.Clone(e.Ports)}
-		}
-		n.Endpoints = eps
-		c.Networks[i] = n
-	}
-	return c
 }

@@ -1,0 +1,308 @@
+package nat
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// EndpointUpdate sets one endpoint's entry: Addr on the network of Bridge
+// publishes Ports from now on, or, with Remove, has no entry at all. It is
+// idempotent: the same update twice changes nothing the second time.
+type EndpointUpdate struct {
+	Bridge string
+	Addr   netip.Addr
+	Ports  []Mapping
+	Remove bool
+}
+
+// Model is a valid State indexed so that changing one endpoint costs what
+// that endpoint contributes, not what the whole State holds: Update checks
+// the endpoint against indexes of addresses and host ports (what Validate
+// checks over the whole State) and returns the set elements to delete and
+// add (what Diff of two Builds returns). The zero value is not usable; use
+// NewModel.
+type Model struct {
+	uplinks   []string
+	hostAddrs []netip.Addr
+	networks  []Network // without Endpoints; sorted as the State was
+	nets      map[string]*modelNet
+	owner     map[netip.Addr]string // endpoint address -> bridge
+	ports     map[protoPort][]portUse
+	elements  int // countElements of the State
+}
+
+type modelNet struct {
+	idx int // in Model.networks
+	eps map[netip.Addr][]Mapping
+}
+
+type protoPort struct {
+	proto uint8
+	port  uint16
+}
+
+// portUse is one endpoint publishing one host port (of mapping m).
+type portUse struct {
+	owner netip.Addr
+	m     Mapping
+}
+
+// NewModel validates s and indexes it.
+func NewModel(s State) (*Model, error) {
+	if err := Validate(s); err != nil {
+		return nil, err
+	}
+	m := &Model{
+		uplinks:   slices.Clone(s.Uplinks),
+		hostAddrs: slices.Clone(s.HostAddrs),
+		nets:      map[string]*modelNet{},
+		owner:     map[netip.Addr]string{},
+		ports:     map[protoPort][]portUse{},
+	}
+	for i, n := range s.Networks {
+		eps := n.Endpoints
+		n.Endpoints = nil
+		n.Allow = slices.Clone(n.Allow)
+		m.networks = append(m.networks, n)
+		mn := &modelNet{idx: i, eps: make(map[netip.Addr][]Mapping, len(eps))}
+		m.nets[n.Bridge] = mn
+		m.elements += countElements(State{HostAddrs: s.HostAddrs, Networks: []Network{n}})
+		for _, e := range eps {
+			m.set(mn, n, e.Addr, slices.Clone(e.Ports))
+		}
+	}
+	return m, nil
+}
+
+// State returns the State the model holds: networks in their order,
+// endpoints sorted by address. Build(m.State()) is the ruleset after every
+// patch Update returned so far.
+func (m *Model) State() State {
+	s := State{Uplinks: slices.Clone(m.uplinks), HostAddrs: slices.Clone(m.hostAddrs)}
+	for _, n := range m.networks {
+		mn := m.nets[n.Bridge]
+		n.Allow = slices.Clone(n.Allow)
+		n.Endpoints = make([]Endpoint, 0, len(mn.eps))
+		for a, ports := range mn.eps {
+			n.Endpoints = append(n.Endpoints, Endpoint{Addr: a, Ports: slices.Clone(ports)})
+		}
+		slices.SortFunc(n.Endpoints, func(a, b Endpoint) int { return a.Addr.Compare(b.Addr) })
+		s.Networks = append(s.Networks, n)
+	}
+	return s
+}
+
+// Update applies us and returns the element changes that turn Build of the
+// model before into Build of the model after, one patch per set that
+// changes. us is checked as a whole: an endpoint may take a host port that
+// another update of us releases. An update that Validate would refuse (an
+// address outside its subnet or on another network, a bad mapping, a host
+// port another endpoint publishes, too many elements) is an error and
+// leaves the model as it was. Each address may appear once in us.
+func (m *Model) Update(us []EndpointUpdate) ([]SetPatch, error) {
+	seen := make(map[netip.Addr]bool, len(us))
+	for _, u := range us {
+		if seen[u.Addr] {
+			return nil, fmt.Errorf("endpoint %s: updated twice in one change", u.Addr)
+		}
+		seen[u.Addr] = true
+		if _, ok := m.nets[u.Bridge]; !ok {
+			return nil, fmt.Errorf("endpoint %s: unknown network %q", u.Addr, u.Bridge)
+		}
+	}
+	// Take every changed endpoint out first, then put the new entries in,
+	// each checked against the others already in.
+	undo := m.snapshot(us)
+	var dels, adds [3][]Element // published, open, dnat
+	olds := make([][3][]Element, len(us))
+	for i, u := range us {
+		mn := m.nets[u.Bridge]
+		n := m.networks[mn.idx]
+		if old, had := mn.eps[u.Addr]; had && n.Mode != ModeInternal {
+			public := n.Mode == ModePublic || n.Mode == ModeRouted
+			o := &olds[i]
+			endpointElements(m.hostAddrs, public, Endpoint{Addr: u.Addr, Ports: old}, &o[0], &o[1], &o[2])
+		}
+		m.unset(mn, n, u.Addr)
+	}
+	for i, u := range us {
+		mn := m.nets[u.Bridge]
+		n := m.networks[mn.idx]
+		var w [3][]Element
+		if !u.Remove {
+			if err := m.check(n, u.Addr, u.Ports); err != nil {
+				m.revert(us, undo)
+				return nil, fmt.Errorf("network %q: %w", n.Bridge, err)
+			}
+			m.set(mn, n, u.Addr, slices.Clone(u.Ports))
+			if n.Mode != ModeInternal {
+				public := n.Mode == ModePublic || n.Mode == ModeRouted
+				endpointElements(m.hostAddrs, public, Endpoint{Addr: u.Addr, Ports: u.Ports}, &w[0], &w[1], &w[2])
+			}
+		}
+		for k := range w {
+			p := diffElements(Set{Elements: sortElements(olds[i][k])}, Set{Elements: sortElements(w[k])})
+			dels[k] = append(dels[k], p.Delete...)
+			adds[k] = append(adds[k], p.Add...)
+		}
+	}
+	if m.elements > maxElements {
+		c := m.elements
+		m.revert(us, undo)
+		return nil, fmt.Errorf("the published and allowed port ranges expand to %d set elements: accepted are at most %d", c, maxElements)
+	}
+	portKey := []DataType{TypeIP6Addr, TypeInetProto, TypeInetService}
+	defs := [3]Set{
+		{Name: SetPublished, Key: portKey},
+		{Name: SetOpen, Key: portKey},
+		{Name: MapDNAT, Key: portKey, Data: []DataType{TypeIP6Addr, TypeInetService}},
+	}
+	var patches []SetPatch
+	for _, i := range []int{0, 1, 2} {
+		if len(dels[i])+len(adds[i]) > 0 {
+			patches = append(patches, SetPatch{Set: defs[i], Delete: dels[i], Add: adds[i]})
+		}
+	}
+	return patches, nil
+}
+
+// snapshot returns the updates that restore the entries us is about to
+// change, for a caller that must undo a successful Update.
+func (m *Model) snapshot(us []EndpointUpdate) []EndpointUpdate {
+	out := make([]EndpointUpdate, 0, len(us))
+	for i := len(us) - 1; i >= 0; i-- {
+		u := us[i]
+		mn, ok := m.nets[u.Bridge]
+		if !ok {
+			continue
+		}
+		if ports, had := mn.eps[u.Addr]; had {
+			out = append(out, EndpointUpdate{Bridge: u.Bridge, Addr: u.Addr, Ports: slices.Clone(ports)})
+		} else {
+			out = append(out, EndpointUpdate{Bridge: u.Bridge, Addr: u.Addr, Remove: true})
+		}
+	}
+	return out
+}
+
+// revert takes the entries of us out and puts back those of undo
+// (snapshot's result before the change): they were valid together.
+func (m *Model) revert(us, undo []EndpointUpdate) {
+	for _, u := range us {
+		mn := m.nets[u.Bridge]
+		m.unset(mn, m.networks[mn.idx], u.Addr)
+	}
+	for _, u := range undo {
+		if !u.Remove {
+			mn := m.nets[u.Bridge]
+			m.set(mn, m.networks[mn.idx], u.Addr, u.Ports)
+		}
+	}
+}
+
+// check does for one endpoint what Validate does for a State.
+func (m *Model) check(n Network, a netip.Addr, ports []Mapping) error {
+	if !isIPv6(a) || !n.Subnet.Contains(a) {
+		return fmt.Errorf("endpoint address %s: accepted is an address in %s", a, n.Subnet)
+	}
+	if b, ok := m.owner[a]; ok && b != n.Bridge {
+		return fmt.Errorf("endpoint %s also on network %q", a, b)
+	}
+	for _, p := range ports {
+		if err := validateMapping(p); err != nil {
+			return fmt.Errorf("endpoint %s: %w", a, err)
+		}
+	}
+	if n.Mode == ModeInternal {
+		return nil
+	}
+	// Against the other endpoints' host ports, then among its own: the
+	// same rules as CheckConflicts, the existing owner named first.
+	for _, p := range ports {
+		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
+			for _, use := range m.ports[protoPort{p.Proto, uint16(port)}] {
+				if use.owner == a {
+					continue
+				}
+				if conflict(use.m, p) {
+					return conflictError(use.owner, use.m, a, p)
+				}
+			}
+		}
+	}
+	for j := range ports {
+		for i := 0; i < j; i++ {
+			if ports[i] != ports[j] && ports[i].Proto == ports[j].Proto && conflict(ports[i], ports[j]) {
+				return conflictError(a, ports[i], a, ports[j])
+			}
+		}
+	}
+	return nil
+}
+
+func conflict(a, b Mapping) bool {
+	if a.Proto != b.Proto {
+		return false
+	}
+	if a.HostAddr.IsValid() && b.HostAddr.IsValid() && a.HostAddr != b.HostAddr {
+		return false
+	}
+	return max(a.HostFirst, b.HostFirst) <= min(a.HostLast, b.HostLast)
+}
+
+func conflictError(owner netip.Addr, a Mapping, other netip.Addr, b Mapping) error {
+	h := a.HostAddr
+	if !h.IsValid() {
+		h = b.HostAddr
+	}
+	return &ConflictError{Proto: a.Proto, HostPort: max(a.HostFirst, b.HostFirst), HostAddr: h, Owner: owner, Other: other}
+}
+
+func (m *Model) set(mn *modelNet, n Network, a netip.Addr, ports []Mapping) {
+	mn.eps[a] = ports
+	m.owner[a] = n.Bridge
+	if n.Mode == ModeInternal {
+		return
+	}
+	m.elements += endpointCount(m.hostAddrs, ports)
+	for _, p := range ports {
+		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
+			k := protoPort{p.Proto, uint16(port)}
+			m.ports[k] = append(m.ports[k], portUse{owner: a, m: p})
+		}
+	}
+}
+
+func (m *Model) unset(mn *modelNet, n Network, a netip.Addr) {
+	ports, ok := mn.eps[a]
+	if !ok {
+		return
+	}
+	delete(mn.eps, a)
+	delete(m.owner, a)
+	if n.Mode == ModeInternal {
+		return
+	}
+	m.elements -= endpointCount(m.hostAddrs, ports)
+	for _, p := range ports {
+		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
+			k := protoPort{p.Proto, uint16(port)}
+			uses := slices.DeleteFunc(m.ports[k], func(u portUse) bool { return u.owner == a })
+			if len(uses) == 0 {
+				delete(m.ports, k)
+			} else {
+				m.ports[k] = uses
+			}
+		}
+	}
+}
+
+// endpointCount is countElements for one endpoint's mappings.
+func endpointCount(hostAddrs []netip.Addr, ports []Mapping) int {
+	return countElements(State{HostAddrs: hostAddrs, Networks: []Network{{Mode: ModeNAT, Endpoints: []Endpoint{{Ports: ports}}}}})
+}
+
+// ErrNoModel is returned by Table.UpdateEndpoints before the first Apply.
+var ErrNoModel = errors.New("firewall state not applied yet")
