@@ -116,6 +116,7 @@ type uplink struct {
 	ranges    []netip.Prefix          // answered here
 	allmulti  bool
 	groups    map[netip.Addr]*mndp.Conn // joined solicited-node groups
+	groupRefs map[netip.Addr]int        // addresses of addrs per solicited-node group (native)
 	conns     []*mndp.Conn              // join sockets (shards)
 	proxies   map[netip.Addr]struct{}   // kernel proxy entries installed
 }
@@ -370,6 +371,137 @@ func (r *Responder) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error 
 	return errors.Join(r.reconcileLocked(), rangeErr)
 }
 
+// UpdateTargets adds single addresses to the targets and removes others,
+// with SetTargets' guarantees for them, at the cost of what changes: it
+// touches only those addresses' uplink entries, solicited-node groups or
+// proxy entries, however many targets there are. An address in both lists
+// ends up added. Removing an address that is no target is a no-op.
+func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
+	for i, a := range add {
+		add[i] = a.WithZone("")
+		if err := checkTarget(add[i]); err != nil {
+			return fmt.Errorf("update ndp targets: %w", err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("update ndp targets: responder closed")
+	}
+	if r.targets.addrs == nil {
+		r.targets.addrs = map[netip.Addr]struct{}{}
+	}
+	for _, a := range remove {
+		delete(r.targets.addrs, a.WithZone(""))
+	}
+	for _, a := range add {
+		r.targets.addrs[a] = struct{}{}
+	}
+	if r.dirty || r.cfg.Mode == ModeOff || (r.cfg.Mode == ModeKernel && !r.adopted) {
+		return r.reconcileLocked()
+	}
+	var errs []error
+	for _, a := range remove {
+		a = a.WithZone("")
+		if _, ok := r.targets.addrs[a]; ok {
+			continue // added again
+		}
+		for _, u := range r.uplinks {
+			if _, ok := u.addrs[a]; !ok {
+				continue
+			}
+			delete(u.addrs, a)
+			r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name}).Info("ndp: stop answering")
+			errs = append(errs, r.dropAddrLocked(u, a)...)
+		}
+	}
+	onLink := make([][]netip.Prefix, len(r.uplinks))
+	for i, u := range r.uplinks {
+		onLink[i] = u.onLink
+	}
+	var announce []netip.Addr
+	for _, a := range add {
+		if len(r.uplinks) == 0 {
+			break
+		}
+		u := r.uplinks[Assign(netip.PrefixFrom(a, 128), onLink)]
+		if _, ok := u.addrs[a]; ok {
+			continue
+		}
+		u.addrs[a] = struct{}{}
+		announce = append(announce, a)
+		r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name, "mode": r.cfg.Mode}).Info("ndp: start answering")
+		errs = append(errs, r.addAddrLocked(u, a)...)
+	}
+	r.queueAnnouncements(announce)
+	err := errors.Join(errs...)
+	r.dirty = err != nil
+	return err
+}
+
+// addAddrLocked joins the solicited-node group of a (native) or adds its
+// proxy entry (kernel) on u, as a full reconcile would.
+func (r *Responder) addAddrLocked(u *uplink, a netip.Addr) []error {
+	switch r.cfg.Mode {
+	case ModeNative:
+		g, err := mndp.SolicitedNodeMulticast(a)
+		if err != nil {
+			return nil
+		}
+		if u.groupRefs == nil {
+			u.groupRefs = map[netip.Addr]int{}
+		}
+		u.groupRefs[g]++
+		if _, ok := u.groups[g]; ok {
+			return nil
+		}
+		if err := r.joinLocked(u, g); err != nil {
+			return []error{err}
+		}
+	case ModeKernel:
+		if _, ok := u.proxies[a]; ok {
+			return nil
+		}
+		if err := r.h.NeighSet(proxyNeigh(u, a)); err != nil {
+			return []error{fmt.Errorf("ndp uplink %q: add proxy entry %s: %w", u.name, a, err)}
+		}
+		u.proxies[a] = struct{}{}
+	}
+	return nil
+}
+
+// dropAddrLocked leaves a's solicited-node group when no other address of
+// u is in it (native) or deletes its proxy entry (kernel).
+func (r *Responder) dropAddrLocked(u *uplink, a netip.Addr) []error {
+	switch r.cfg.Mode {
+	case ModeNative:
+		g, err := mndp.SolicitedNodeMulticast(a)
+		if err != nil {
+			return nil
+		}
+		if u.groupRefs[g]--; u.groupRefs[g] > 0 {
+			return nil
+		}
+		delete(u.groupRefs, g)
+		if c, ok := u.groups[g]; ok {
+			if err := c.LeaveGroup(g); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
+				r.log.WithFields(logrus.Fields{"iface": u.name, "group": g}).WithError(err).Warn("ndp: leave group")
+			}
+			delete(u.groups, g)
+		}
+	case ModeKernel:
+		if _, ok := u.proxies[a]; !ok {
+			return nil
+		}
+		err := r.h.NeighDel(proxyNeigh(u, a))
+		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
+			return []error{fmt.Errorf("ndp uplink %q: delete proxy entry %s: %w", u.name, a, err)}
+		}
+		delete(u.proxies, a)
+	}
+	return nil
+}
+
 // reconcileLocked moves every uplink to the state the targets ask for.
 // Failed steps leave r.dirty set so the next call or resync retries them.
 func (r *Responder) reconcileLocked() error {
@@ -452,10 +584,12 @@ func (r *Responder) reconcileLocked() error {
 func (r *Responder) syncGroupsLocked(u *uplink) []error {
 	var errs []error
 	want := map[netip.Addr]bool{}
+	u.groupRefs = map[netip.Addr]int{}
 	for a := range u.addrs {
 		g, err := mndp.SolicitedNodeMulticast(a)
 		if err == nil {
 			want[g] = true
+			u.groupRefs[g]++
 		}
 	}
 	for g, c := range u.groups {

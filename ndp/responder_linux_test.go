@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"maps"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/vishvananda/netlink"
 )
@@ -517,4 +522,83 @@ func TestPrivilegedManyTargets(t *testing.T) {
 // restated here so ndp does not import the driver).
 var _ interface {
 	SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error
+	UpdateTargets(add, remove []netip.Addr) error
 } = (*Responder)(nil)
+
+// uplinkView is what reconciling decides for an uplink.
+type uplinkView struct {
+	Addrs, Groups, Proxies []netip.Addr
+	Refs                   map[netip.Addr]int
+}
+
+func viewUplinks(r *Responder) []uplinkView {
+	var out []uplinkView
+	for _, u := range r.uplinks {
+		v := uplinkView{Refs: map[netip.Addr]int{}}
+		v.Addrs = slices.SortedFunc(maps.Keys(u.addrs), netip.Addr.Compare)
+		v.Groups = slices.SortedFunc(maps.Keys(u.groups), netip.Addr.Compare)
+		v.Proxies = slices.SortedFunc(maps.Keys(u.proxies), netip.Addr.Compare)
+		if r.cfg.Mode == ModeNative {
+			maps.Copy(v.Refs, u.groupRefs)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestPrivilegedUpdateTargetsEqualsReconcile: after random UpdateTargets,
+// in both modes, a full reconcile of the same targets changes nothing, and
+// the targets are what the updates say.
+func TestPrivilegedUpdateTargetsEqualsReconcile(t *testing.T) {
+	for _, mode := range []string{ModeNative, ModeKernel} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			r := e.startResponder(t, Config{Mode: mode})
+			if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+				t.Fatal(err)
+			}
+			want := map[netip.Addr]bool{liveAddr: true}
+			base := containerNet.Addr().As16()
+			rnd := rand.New(rand.NewPCG(1, 2))
+			pick := func() netip.Addr {
+				b := base
+				// Few distinct low bytes: solicited-node groups are shared.
+				b[13], b[15] = byte(rnd.IntN(3)), byte(1+rnd.IntN(5))
+				return netip.AddrFrom16(b)
+			}
+			for step := 0; step < 60; step++ {
+				var add, remove []netip.Addr
+				for range rnd.IntN(3) {
+					add = append(add, pick())
+				}
+				for range rnd.IntN(3) {
+					remove = append(remove, pick())
+				}
+				if err := r.UpdateTargets(add, remove); err != nil {
+					t.Fatal(err)
+				}
+				for _, a := range remove {
+					delete(want, a)
+				}
+				for _, a := range add {
+					want[a] = true
+				}
+				r.mu.Lock()
+				got := r.targets.Addrs()
+				before := viewUplinks(r)
+				err := r.reconcileLocked()
+				after := viewUplinks(r)
+				r.mu.Unlock()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if w := slices.SortedFunc(maps.Keys(want), netip.Addr.Compare); !slices.Equal(got, w) {
+					t.Fatalf("step %d: targets %v, want %v", step, got, w)
+				}
+				if diff := cmp.Diff(after, before, cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()); diff != "" {
+					t.Fatalf("step %d: a full reconcile changed the uplinks (-reconciled +updated):\n%s", step, diff)
+				}
+			}
+		})
+	}
+}
