@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 
@@ -46,6 +47,22 @@ type Driver struct {
 	mu        sync.Mutex
 	networks  map[string]*Network
 	endpoints map[string]*Endpoint
+	// Indexes over endpoints, kept by index and unindex around every
+	// change of an endpoint's sandbox or ports, so a Join looks up what it
+	// needs instead of scanning every endpoint.
+	bySandbox map[string]map[string]*Endpoint // sandbox key -> endpoint id -> endpoint
+	hostPorts map[hostPort]map[netip.Addr]int // published host port -> host address (zero: all) -> mappings
+	// synced is set after a whole-state sync succeeded: from then on a
+	// change of a few endpoints goes to the firewall and NDP as an update
+	// of those endpoints. syncedHostAddrs are the host addresses it used;
+	// when they change, the next sync is a whole one again.
+	synced          bool
+	syncedHostAddrs []netip.Addr
+}
+
+type hostPort struct {
+	proto uint8
+	port  uint16
 }
 
 // PoolData is one address pool the engine hands to CreateNetwork.
@@ -110,7 +127,8 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.UplinkMTU == nil {
 		cfg.UplinkMTU = func() int { return 0 }
 	}
-	d := &Driver{cfg: cfg, log: cfg.Log, networks: map[string]*Network{}, endpoints: map[string]*Endpoint{}}
+	d := &Driver{cfg: cfg, log: cfg.Log, networks: map[string]*Network{}, endpoints: map[string]*Endpoint{},
+		bySandbox: map[string]map[string]*Endpoint{}, hostPorts: map[hostPort]map[netip.Addr]int{}}
 	ns, es, err := cfg.Store.Load()
 	if err != nil {
 		return nil, err
@@ -127,6 +145,7 @@ func New(cfg Config) (*Driver, error) {
 			continue
 		}
 		d.endpoints[e.ID] = e
+		d.index(e)
 	}
 	return d, nil
 }
@@ -163,7 +182,9 @@ func (d *Driver) Reconcile() error {
 			// a crash); the engine will delete the endpoint. Until then it
 			// publishes nothing and NDP does not answer for it.
 			d.log.WithField("endpoint", short(e.ID, 12)).Info("endpoint's link is gone, unpublishing it")
+			d.unindex(e)
 			e.Joined, e.Ports, e.Sandbox, e.DefaultRoute = false, nil, "", false
+			d.index(e)
 			if err := d.cfg.Store.PutEndpoint(e); err != nil {
 				return err
 			}
@@ -334,7 +355,7 @@ func (d *Driver) DeleteNetwork(id string) error {
 	log := d.log.WithFields(logrus.Fields{"network": short(id, 12), "bridge": n.Bridge})
 	for _, e := range d.sortedEndpoints() {
 		if e.NetworkID == id {
-			if err := d.deleteEndpointLocked(e); err != nil {
+			if _, err := d.deleteEndpointLocked(e); err != nil {
 				return err
 			}
 		}
@@ -402,6 +423,7 @@ func (d *Driver) CreateEndpoint(req CreateEndpointRequest) (string, error) {
 		return "", fmt.Errorf("save endpoint: %w", err)
 	}
 	d.endpoints[e.ID] = e
+	d.index(e)
 	log.Info("created endpoint")
 	return picked, nil
 }
@@ -414,25 +436,29 @@ func (d *Driver) DeleteEndpoint(networkID, endpointID string) error {
 	if !ok {
 		return nil
 	}
-	if err := d.deleteEndpointLocked(e); err != nil {
+	taker, err := d.deleteEndpointLocked(e)
+	if err != nil {
 		return err
 	}
-	return d.syncLocked()
+	return d.syncEndpointsLocked(e, taker)
 }
 
-func (d *Driver) deleteEndpointLocked(e *Endpoint) error {
+// deleteEndpointLocked leaves if joined and forgets e; taker is the
+// endpoint that took over e's published ports, if any.
+func (d *Driver) deleteEndpointLocked(e *Endpoint) (taker *Endpoint, err error) {
 	if e.Joined {
-		d.leaveLocked(e)
+		taker = d.leaveLocked(e)
 	}
 	if err := d.cfg.Links.DeleteVeth(e.HostVeth); err != nil {
-		return err
+		return taker, err
 	}
 	if err := d.cfg.Store.DeleteEndpoint(e.ID); err != nil {
-		return err
+		return taker, err
 	}
+	d.unindex(e)
 	delete(d.endpoints, e.ID)
 	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("deleted endpoint")
-	return nil
+	return taker, nil
 }
 
 // Join hands the container end to the engine, publishes the container's
@@ -466,14 +492,17 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 		log.WithField("port", s).Warn("not publishing a port bound to an IPv4 address: v6bridge publishes on IPv6")
 	}
 	prev := *e
+	d.unindex(e)
 	e.Joined, e.Sandbox = true, req.SandboxKey
 	e.Ports = nil
 	if len(reqs) > 0 && e.Addr.IsValid() && n.Mode != nat.ModeInternal && !d.sandboxPublishes(e) {
 		if e.Ports, err = AssignHostPorts(reqs, d.portTaken); err != nil {
 			*e = prev
+			d.index(e)
 			return JoinResponse{}, err
 		}
 	}
+	d.index(e)
 	resp := JoinResponse{SrcName: e.PeerVeth, DstPrefix: "eth"}
 	if e.Addr.IsValid() && n.Mode != nat.ModeInternal {
 		if n.Modern {
@@ -488,15 +517,15 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 		}
 	}
 	if err := d.cfg.Store.PutEndpoint(e); err != nil {
-		*e = prev
+		d.restore(e, prev)
 		return JoinResponse{}, fmt.Errorf("save endpoint: %w", err)
 	}
-	if err := d.syncLocked(); err != nil {
-		*e = prev
+	if err := d.syncEndpointsLocked(e); err != nil {
+		d.restore(e, prev)
 		if perr := d.cfg.Store.PutEndpoint(e); perr != nil {
 			log.WithError(perr).Warn("undo: save endpoint")
 		}
-		if serr := d.syncLocked(); serr != nil {
+		if serr := d.syncEndpointsLocked(e); serr != nil {
 			log.WithError(serr).Warn("undo: firewall")
 		}
 		return JoinResponse{}, err
@@ -512,8 +541,8 @@ func (d *Driver) sandboxPublishes(e *Endpoint) bool {
 	if e.Sandbox == "" {
 		return false
 	}
-	for _, o := range d.endpoints {
-		if o != e && o.Joined && o.Sandbox == e.Sandbox && len(o.Ports) > 0 {
+	for _, o := range d.bySandbox[e.Sandbox] {
+		if o != e && o.Joined && len(o.Ports) > 0 {
 			return true
 		}
 	}
@@ -524,8 +553,8 @@ func (d *Driver) sandboxHasDefaultRoute(e *Endpoint) bool {
 	if e.Sandbox == "" {
 		return false
 	}
-	for _, o := range d.endpoints {
-		if o != e && o.Joined && o.Sandbox == e.Sandbox && o.DefaultRoute {
+	for _, o := range d.bySandbox[e.Sandbox] {
+		if o != e && o.Joined && o.DefaultRoute {
 			return true
 		}
 	}
@@ -535,17 +564,66 @@ func (d *Driver) sandboxHasDefaultRoute(e *Endpoint) bool {
 // portTaken reports whether a host port is published already for the
 // protocol and an overlapping host address (zero means all).
 func (d *Driver) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
-	for _, o := range d.endpoints {
-		for _, m := range o.Ports {
-			if m.Proto != proto || port < m.HostFirst || port > m.HostLast {
-				continue
+	byAddr := d.hostPorts[hostPort{proto, port}]
+	if len(byAddr) == 0 {
+		return false
+	}
+	if !addr.IsValid() {
+		return true
+	}
+	return byAddr[addr] > 0 || byAddr[netip.Addr{}] > 0
+}
+
+// index adds e to the sandbox and host port indexes; unindex takes it out.
+// Call unindex before changing e's Sandbox or Ports and index after.
+func (d *Driver) index(e *Endpoint) {
+	if e.Sandbox != "" {
+		m := d.bySandbox[e.Sandbox]
+		if m == nil {
+			m = map[string]*Endpoint{}
+			d.bySandbox[e.Sandbox] = m
+		}
+		m[e.ID] = e
+	}
+	for _, p := range e.Ports {
+		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
+			k := hostPort{p.Proto, uint16(port)}
+			m := d.hostPorts[k]
+			if m == nil {
+				m = map[netip.Addr]int{}
+				d.hostPorts[k] = m
 			}
-			if !addr.IsValid() || !m.HostAddr.IsValid() || addr == m.HostAddr {
-				return true
+			m[p.HostAddr]++
+		}
+	}
+}
+
+func (d *Driver) unindex(e *Endpoint) {
+	if m := d.bySandbox[e.Sandbox]; m != nil && m[e.ID] == e {
+		delete(m, e.ID)
+		if len(m) == 0 {
+			delete(d.bySandbox, e.Sandbox)
+		}
+	}
+	for _, p := range e.Ports {
+		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
+			k := hostPort{p.Proto, uint16(port)}
+			m := d.hostPorts[k]
+			if m[p.HostAddr]--; m[p.HostAddr] <= 0 {
+				delete(m, p.HostAddr)
+			}
+			if len(m) == 0 {
+				delete(d.hostPorts, k)
 			}
 		}
 	}
-	return false
+}
+
+// restore sets e back to prev, keeping the indexes.
+func (d *Driver) restore(e *Endpoint, prev Endpoint) {
+	d.unindex(e)
+	*e = prev
+	d.index(e)
 }
 
 // Leave unpublishes the endpoint's ports and stops NDP for it. Unknown is
@@ -557,33 +635,46 @@ func (d *Driver) Leave(networkID, endpointID string) error {
 	if !ok || !e.Joined {
 		return nil
 	}
-	d.leaveLocked(e)
+	taker := d.leaveLocked(e)
 	if err := d.cfg.Store.PutEndpoint(e); err != nil {
 		return fmt.Errorf("save endpoint: %w", err)
 	}
-	return d.syncLocked()
+	return d.syncEndpointsLocked(e, taker)
 }
 
-func (d *Driver) leaveLocked(e *Endpoint) {
+// leaveLocked unpublishes e and returns the endpoint of its sandbox that
+// took over its published ports, or nil.
+func (d *Driver) leaveLocked(e *Endpoint) *Endpoint {
 	ports := e.Ports
 	sandbox := e.Sandbox
+	d.unindex(e)
 	e.Joined, e.Sandbox, e.Ports, e.DefaultRoute = false, "", nil, false
+	d.index(e)
 	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("left")
 	if len(ports) == 0 || sandbox == "" {
-		return
+		return nil
 	}
 	// Hand the sandbox's published ports to another of its endpoints, so
-	// the container stays reachable while it is still on another network.
-	for _, o := range d.sortedEndpoints() {
+	// the container stays reachable while it is still on another network:
+	// the first by id, as before the sandbox index.
+	var cands []*Endpoint
+	for _, o := range d.bySandbox[sandbox] {
+		cands = append(cands, o)
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
+	for _, o := range cands {
 		n := d.networks[o.NetworkID]
-		if o.Joined && o.Sandbox == sandbox && o.Addr.IsValid() && n.Mode != nat.ModeInternal {
+		if o.Joined && o.Addr.IsValid() && n.Mode != nat.ModeInternal {
+			d.unindex(o)
 			o.Ports = ports
+			d.index(o)
 			if err := d.cfg.Store.PutEndpoint(o); err != nil {
 				d.log.WithError(err).Warn("save endpoint taking over published ports")
 			}
-			return
+			return o
 		}
 	}
+	return nil
 }
 
 // ProgramExternalConnectivity publishes the ports it carries if the Join did
@@ -603,9 +694,12 @@ func (d *Driver) ProgramExternalConnectivity(networkID, endpointID string, optio
 	if err != nil {
 		return err
 	}
+	prev := *e
+	d.unindex(e)
 	e.Ports = ports
-	if err := d.syncLocked(); err != nil {
-		e.Ports = nil
+	d.index(e)
+	if err := d.syncEndpointsLocked(e); err != nil {
+		d.restore(e, prev)
 		return err
 	}
 	return d.cfg.Store.PutEndpoint(e)
@@ -632,8 +726,9 @@ func (d *Driver) EndpointInfo(networkID, endpointID string) map[string]string {
 // syncLocked rebuilds the firewall and NDP state from the records and
 // applies both.
 func (d *Driver) syncLocked() error {
+	d.synced = false
+	s := d.firewallState()
 	if d.cfg.Firewall != nil {
-		s := d.firewallState()
 		if err := nat.CheckConflicts(s); err != nil {
 			return err
 		}
@@ -647,17 +742,70 @@ func (d *Driver) syncLocked() error {
 			return fmt.Errorf("ndp: %w", err)
 		}
 	}
+	d.synced, d.syncedHostAddrs = true, s.HostAddrs
 	return nil
+}
+
+// syncEndpointsLocked brings the firewall and NDP up to date for the
+// endpoints es (nil entries skipped) after a change of only those: it
+// costs what they change, not what all endpoints hold. Before the first
+// whole sync, after a failed one, or when the host addresses changed, it
+// syncs the whole state instead. Calling it again with the same endpoints
+// is a no-op, so a handler undoes a change by restoring the endpoint and
+// calling it again.
+func (d *Driver) syncEndpointsLocked(es ...*Endpoint) error {
+	if !d.synced || !slices.Equal(d.cfg.HostAddrs(), d.syncedHostAddrs) {
+		return d.syncLocked()
+	}
+	var us []nat.EndpointUpdate
+	var add, remove []netip.Addr
+	for _, e := range es {
+		if e == nil || !e.Addr.IsValid() {
+			continue
+		}
+		n := d.networks[e.NetworkID]
+		present := e.Joined && d.endpoints[e.ID] == e
+		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: e.Ports, Remove: !present})
+		if n.Mode == nat.ModePublic && !d.cfg.NDPRange {
+			if present {
+				add = append(add, e.Addr.Addr())
+			} else {
+				remove = append(remove, e.Addr.Addr())
+			}
+		}
+	}
+	if d.cfg.Firewall != nil && len(us) > 0 {
+		if err := d.cfg.Firewall.UpdateEndpoints(us); err != nil {
+			return fmt.Errorf("apply firewall: %w", err)
+		}
+	}
+	if d.cfg.Neighbors != nil && len(add)+len(remove) > 0 {
+		if err := d.cfg.Neighbors.UpdateTargets(add, remove); err != nil {
+			return fmt.Errorf("ndp: %w", err)
+		}
+	}
+	return nil
+}
+
+// endpointsByNetwork returns the joined endpoints with an address of each
+// network, sorted by id: one sort for all networks.
+func (d *Driver) endpointsByNetwork() map[string][]*Endpoint {
+	out := map[string][]*Endpoint{}
+	for _, e := range d.sortedEndpoints() {
+		if e.Joined && e.Addr.IsValid() {
+			out[e.NetworkID] = append(out[e.NetworkID], e)
+		}
+	}
+	return out
 }
 
 func (d *Driver) firewallState() nat.State {
 	s := nat.State{Uplinks: d.cfg.Uplinks, HostAddrs: d.cfg.HostAddrs()}
+	byNet := d.endpointsByNetwork()
 	for _, n := range d.sortedNetworks() {
 		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: n.Gateway, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
-		for _, e := range d.sortedEndpoints() {
-			if e.NetworkID == n.ID && e.Joined && e.Addr.IsValid() {
-				fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: e.Ports})
-			}
+		for _, e := range byNet[n.ID] {
+			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: e.Ports})
 		}
 		s.Networks = append(s.Networks, fn)
 	}
@@ -667,6 +815,7 @@ func (d *Driver) firewallState() nat.State {
 func (d *Driver) ndpTargets() ([]netip.Addr, []netip.Prefix) {
 	var addrs []netip.Addr
 	var ranges []netip.Prefix
+	byNet := d.endpointsByNetwork()
 	for _, n := range d.sortedNetworks() {
 		if n.Mode != nat.ModePublic {
 			continue
@@ -675,10 +824,8 @@ func (d *Driver) ndpTargets() ([]netip.Addr, []netip.Prefix) {
 			ranges = append(ranges, n.Subnet)
 			continue
 		}
-		for _, e := range d.sortedEndpoints() {
-			if e.NetworkID == n.ID && e.Joined && e.Addr.IsValid() {
-				addrs = append(addrs, e.Addr.Addr())
-			}
+		for _, e := range byNet[n.ID] {
+			addrs = append(addrs, e.Addr.Addr())
 		}
 	}
 	return addrs, ranges

@@ -3,6 +3,7 @@ package driver
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -101,19 +102,43 @@ func (f *fakeLinks) ours() []string {
 	return out
 }
 
+// fakeFirewall keeps the state as nat.Table does: a Model after Apply,
+// updated by UpdateEndpoints with the same checks.
 type fakeFirewall struct {
-	last  nat.State
-	n     int
-	fail  bool
-	inits int
+	last    nat.State
+	model   *nat.Model
+	n       int
+	updates int
+	fail    bool
+	inits   int
 }
 
 func (f *fakeFirewall) Apply(s nat.State) error {
 	if f.fail {
 		return fmt.Errorf("injected firewall failure")
 	}
-	f.last = s
+	m, err := nat.NewModel(s)
+	if err != nil {
+		return err
+	}
+	f.model, f.last = m, s
 	f.n++
+	return nil
+}
+
+func (f *fakeFirewall) UpdateEndpoints(us []nat.EndpointUpdate) error {
+	if f.fail {
+		return fmt.Errorf("injected firewall failure")
+	}
+	if f.model == nil {
+		return nat.ErrNoModel
+	}
+	if _, err := f.model.Update(us); err != nil {
+		return err
+	}
+	f.last = f.model.State()
+	f.n++
+	f.updates++
 	return nil
 }
 
@@ -124,6 +149,17 @@ type fakeNeighbors struct {
 
 func (f *fakeNeighbors) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error {
 	f.addrs, f.ranges = addrs, ranges
+	return nil
+}
+
+func (f *fakeNeighbors) UpdateTargets(add, remove []netip.Addr) error {
+	f.addrs = slices.DeleteFunc(f.addrs, func(a netip.Addr) bool { return slices.Contains(remove, a) })
+	for _, a := range add {
+		if !slices.Contains(f.addrs, a) {
+			f.addrs = append(f.addrs, a)
+		}
+	}
+	slices.SortFunc(f.addrs, netip.Addr.Compare)
 	return nil
 }
 

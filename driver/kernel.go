@@ -47,14 +47,20 @@ type Links interface {
 	PrepareHost(uplinks []string) (changed []string, err error)
 }
 
-// Firewall applies the desired nftables state atomically.
+// Firewall applies the desired nftables state atomically: Apply the whole
+// state, UpdateEndpoints the entries of a few endpoints on top of the last
+// Apply (nat.EndpointUpdate), at the cost of what those endpoints change.
 type Firewall interface {
 	Apply(s nat.State) error
+	UpdateEndpoints(us []nat.EndpointUpdate) error
 }
 
 // Neighbors answers NDP on the uplinks for the given addresses (public
 // networks' endpoints) and stops answering for every other address. Ranges
 // are whole subnets to answer for (NDP_RANGE=true); usually empty.
+// UpdateTargets adds and removes single addresses after a SetTargets, at
+// the cost of what changes.
 type Neighbors interface {
 	SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error
+	UpdateTargets(add, remove []netip.Addr) error
 }
