@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -111,6 +112,9 @@ type fakeFirewall struct {
 	updates int
 	fail    bool
 	inits   int
+	// noLast skips materializing last after updates (benchmarks: that
+	// copy and sort is the fake's cost, not the driver's).
+	noLast bool
 }
 
 func (f *fakeFirewall) Apply(s nat.State) error {
@@ -136,30 +140,40 @@ func (f *fakeFirewall) UpdateEndpoints(us []nat.EndpointUpdate) error {
 	if _, err := f.model.Update(us); err != nil {
 		return err
 	}
-	f.last = f.model.State()
+	if !f.noLast {
+		f.last = f.model.State()
+	}
 	f.n++
 	f.updates++
 	return nil
 }
 
 type fakeNeighbors struct {
-	addrs  []netip.Addr
+	addrs  []netip.Addr // sorted after an update, unless noList
 	ranges []netip.Prefix
+	set    map[netip.Addr]bool
+	noList bool // benchmarks: skip listing addrs after updates
 }
 
 func (f *fakeNeighbors) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error {
 	f.addrs, f.ranges = addrs, ranges
+	f.set = map[netip.Addr]bool{}
+	for _, a := range addrs {
+		f.set[a] = true
+	}
 	return nil
 }
 
 func (f *fakeNeighbors) UpdateTargets(add, remove []netip.Addr) error {
-	f.addrs = slices.DeleteFunc(f.addrs, func(a netip.Addr) bool { return slices.Contains(remove, a) })
-	for _, a := range add {
-		if !slices.Contains(f.addrs, a) {
-			f.addrs = append(f.addrs, a)
-		}
+	for _, a := range remove {
+		delete(f.set, a)
 	}
-	slices.SortFunc(f.addrs, netip.Addr.Compare)
+	for _, a := range add {
+		f.set[a] = true
+	}
+	if !f.noList {
+		f.addrs = slices.SortedFunc(maps.Keys(f.set), netip.Addr.Compare)
+	}
 	return nil
 }
 

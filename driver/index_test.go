@@ -1,0 +1,120 @@
+package driver
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/v6bridge/v6bridge/nat"
+)
+
+// TestIndexesEqualRebuild runs a random sequence of create, join, program,
+// leave and delete over two networks and shared sandboxes, and after every
+// step checks that the sandbox and host port indexes equal indexes rebuilt
+// from the records, and that the firewall and NDP state the updates left
+// equal a whole-state sync from the records.
+func TestIndexesEqualRebuild(t *testing.T) {
+	r := newRig(t)
+	nets := []struct{ id, subnet string }{
+		{"neta", "2001:db8:1234:a1:1::/112"},
+		{"netb", "fd00:1:2:3::/64"},
+	}
+	for _, n := range nets {
+		if err := r.d.CreateNetwork(createReq(n.id, n.subnet, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rnd := rand.New(rand.NewPCG(6, 6))
+	published := 0
+	for step := range 2000 {
+		ni := rnd.IntN(len(nets))
+		i := rnd.IntN(12)
+		epID := fmt.Sprintf("ep-%d-%d", ni, i)
+		addr := netip.MustParsePrefix(nets[ni].subnet).Addr()
+		for range i + 2 {
+			addr = addr.Next()
+		}
+		sandbox := fmt.Sprintf("sb%d", rnd.IntN(6))
+		opts := portmap("", 8000+rnd.IntN(8), 80)
+		if rnd.IntN(3) == 0 {
+			opts = portmap("", 0, 80) // host port picked
+		}
+		var err error
+		switch rnd.IntN(5) {
+		case 0:
+			_, err = r.d.CreateEndpoint(CreateEndpointRequest{NetworkID: nets[ni].id, EndpointID: epID, AddressIPv6: netip.PrefixFrom(addr, 64)})
+		case 1:
+			_, err = r.d.Join(JoinRequest{NetworkID: nets[ni].id, EndpointID: epID, SandboxKey: sandbox, Options: opts})
+		case 2:
+			err = r.d.ProgramExternalConnectivity(nets[ni].id, epID, opts)
+		case 3:
+			err = r.d.Leave(nets[ni].id, epID)
+		case 4:
+			err = r.d.DeleteEndpoint(nets[ni].id, epID)
+		}
+		// A refused step (port taken, unknown endpoint) must leave
+		// everything consistent too.
+		if err == nil && r.d.endpoints[epID] != nil && len(r.d.endpoints[epID].Ports) > 0 {
+			published++
+		}
+		checkIndexes(t, step, r.d)
+		want := r.d.firewallState()
+		if diff := cmp.Diff(sortedState(want), sortedState(r.fw.last), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}), cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("step %d: firewall after updates differs from a whole sync (-whole +updated):\n%s", step, diff)
+		}
+		addrs, _ := r.d.ndpTargets()
+		slices.SortFunc(addrs, netip.Addr.Compare)
+		if !slices.Equal(addrs, r.nb.addrs) {
+			t.Fatalf("step %d: ndp targets %v, whole sync %v", step, r.nb.addrs, addrs)
+		}
+	}
+	if published < 100 {
+		t.Errorf("only %d steps left an endpoint publishing: the test exercises too little", published)
+	}
+	if r.fw.updates == 0 {
+		t.Error("no change went to the firewall as an endpoint update")
+	}
+}
+
+func sortedState(s nat.State) nat.State {
+	for i := range s.Networks {
+		eps := slices.Clone(s.Networks[i].Endpoints)
+		slices.SortFunc(eps, func(a, b nat.Endpoint) int { return a.Addr.Compare(b.Addr) })
+		s.Networks[i].Endpoints = eps
+	}
+	return s
+}
+
+func checkIndexes(t *testing.T, step int, d *Driver) {
+	t.Helper()
+	sandboxes := map[string]map[string]*Endpoint{}
+	ports := map[hostPort]map[netip.Addr]int{}
+	fresh := &Driver{bySandbox: sandboxes, hostPorts: ports}
+	for _, e := range d.endpoints {
+		fresh.index(e)
+	}
+	ids := func(m map[string]map[string]*Endpoint) map[string][]string {
+		out := map[string][]string{}
+		for sb, es := range m {
+			for id, e := range es {
+				if e != d.endpoints[id] {
+					t.Fatalf("step %d: sandbox index holds a stale endpoint %s", step, id)
+				}
+				out[sb] = append(out[sb], id)
+			}
+			slices.Sort(out[sb])
+		}
+		return out
+	}
+	if diff := cmp.Diff(ids(sandboxes), ids(d.bySandbox), cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("step %d: sandbox index (-rebuilt +kept):\n%s", step, diff)
+	}
+	if diff := cmp.Diff(ports, d.hostPorts, cmp.AllowUnexported(hostPort{}), cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("step %d: host port index (-rebuilt +kept):\n%s", step, diff)
+	}
+}
