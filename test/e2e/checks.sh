@@ -429,3 +429,34 @@ plan_checks() {
 	dk "$P" rm -f autoweb >/dev/null 2>&1 || true
 	dk "$P" network rm autonet autonet2 autopub >/dev/null 2>&1 || true
 }
+
+# option_checks: UDP publishing, v6bridge.icc=false, v6bridge.allow and the
+# internal mode, end to end.
+udp_probe() { # ADDR:PORT WANT
+	local out
+	out=$(ip netns exec "$P-inet" timeout 5 "$repo/bin/echoserver" -probe-udp "$1" 2>&1) || { echo "$out"; return 1; }
+	[ "$(echo "$out" | tr -d '\n')" = "$2" ] || { echo "the container saw '$out', want $2"; return 1; }
+}
+option_checks() {
+	check "udp: a container with -p 5353:5353/udp starts" \
+		dk "$P" run -d --name u53 --network internal -p 5353:5353/udp busybox sleep 100000
+	dk "$P" cp "$repo/bin/echoserver" u53:/echoserver >/dev/null
+	dk "$P" exec -d u53 /echoserver -listen '[::]:8080' -udp '[::]:5353'
+	check "udp: the internet reaches [$HOST_ADDR]:5353/udp; the container sees the client's address" \
+		retry 5 udp_probe "[$HOST_ADDR]:5353" 2001:db8:ffff::10
+	check "icc=false: network create" net_create --subnet fd00:1cc::/112 -o v6bridge.icc=false noicc
+	check "icc=false: a container starts" run_web noicc fd00:1cc::10 iccweb
+	check "icc=false: another container on the network cannot reach it" container_cannot_fetch noicc "http://[fd00:1cc::10]/"
+	check "icc=false: the host still reaches it" fetch_from_host "http://[fd00:1cc::10]/"
+	check "v6bridge.allow=tcp/8000: network create" net_create --subnet 2001:db8:1234:a1:7::/112 -o v6bridge.allow=tcp/8000 allownet
+	check "v6bridge.allow: a container listening on 8000 and 9000 starts" \
+		dk "$P" run -d --name allowed --network allownet --ip6 2001:db8:1234:a1:7::10 busybox \
+		sh -c 'echo Hello world! > /index.html && httpd -p 8000 -h / && exec httpd -f -p 9000 -h /'
+	check "v6bridge.allow: port 8000 is open from the internet without -p" retry 5 inet_fetch_hello "http://[2001:db8:1234:a1:7::10]:8000/"
+	check "v6bridge.allow: port 9000 stays closed" inet_cannot_fetch "http://[2001:db8:1234:a1:7::10]:9000/"
+	check "--internal: network create" net_create --subnet fd00:1a::/112 --internal intern
+	check "--internal: a container cannot reach the internet" container_cannot_fetch intern "$INET_URL"
+	check "--internal: it reaches its gateway" dk "$P" run --rm --network intern busybox ping6 -c 1 -W 3 fd00:1a::1
+	dk "$P" rm -f u53 iccweb allowed >/dev/null 2>&1 || true
+	dk "$P" network rm noicc allownet intern >/dev/null 2>&1 || true
+}

@@ -11,12 +11,18 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
+	"time"
 )
 
 func main() {
 	listen := flag.String("listen", "[::]:8080", "HTTP address")
 	udp := flag.String("udp", "", "also answer UDP datagrams on this address with the sender's address")
+	probe := flag.String("probe-udp", "", "client: send one datagram to this address, print the answer, exit (non-zero after 3 s without one)")
 	flag.Parse()
+	if *probe != "" {
+		os.Exit(probeUDP(*probe))
+	}
 	if *udp != "" {
 		pc, err := net.ListenPacket("udp", *udp)
 		if err != nil {
@@ -42,4 +48,26 @@ func main() {
 		fmt.Fprintln(w, host)
 	})
 	log.Fatal(http.ListenAndServe(*listen, nil))
+}
+
+func probeUDP(addr string) int {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte("probe")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	buf := make([]byte, 1500)
+	n, err := c.Read(buf)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Print(string(buf[:n]))
+	return 0
 }
