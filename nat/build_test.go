@@ -55,7 +55,7 @@ func publicNet() Network {
 			{Addr: netip.MustParseAddr("2001:db8:1234:a1::110"), Ports: []Mapping{
 				{Proto: ProtoTCP, HostFirst: 8080, HostLast: 8080, ContainerFirst: 80},
 				{Proto: ProtoTCP, HostFirst: 22, HostLast: 22, ContainerFirst: 22, HostAddr: hostB},
-			}},
+			}, Open: []Port{{Proto: ProtoTCP, First: 80, Last: 80}}},
 		},
 	}
 }
@@ -98,7 +98,7 @@ func goldenStates() []goldenCase {
 	routed.Allow = []Port{{Proto: ProtoTCP, First: 25, Last: 25}}
 	routed.Endpoints = []Endpoint{{Addr: netip.MustParseAddr("2001:db8:ab::10"), Ports: []Mapping{
 		{Proto: ProtoTCP, HostFirst: 25, HostLast: 25, ContainerFirst: 25},
-	}}}
+	}, Open: []Port{{Proto: ProtoTCP, First: 25, Last: 25}}}}
 
 	protos := natNet()
 	protos.Endpoints = []Endpoint{{Addr: netip.MustParseAddr("fd12:3456:789a:8101::7"), Ports: []Mapping{
@@ -206,9 +206,9 @@ func TestBuildElements(t *testing.T) {
 		sets[set.Name] = set
 	}
 	ep := netip.MustParseAddr("fd12:3456:789a:8101::ab53")
+	// 80-81 and 80 again: one range element.
 	want := []Element{
-		{Key: []Value{addr(ep), num(ProtoTCP), num(uint16(80))}},
-		{Key: []Value{addr(ep), num(ProtoTCP), num(uint16(81))}},
+		{Key: []Value{addr(ep), num(ProtoTCP), portRange(80, 81)}},
 	}
 	if diff := cmp.Diff(want, sets[SetPublished].Elements, netipComparers...); diff != "" {
 		t.Errorf("published (-want +got):\n%s", diff)
@@ -268,8 +268,15 @@ func TestValidate(t *testing.T) {
 		}), "without gateway"},
 		{"allow range backwards", mod(func(s *State) { s.Networks[1].Allow = []Port{{Proto: ProtoTCP, First: 10, Last: 9}} }), "allowed port tcp/10-9"},
 		{"too many elements", mod(func(s *State) {
-			s.Networks[1].Allow = []Port{{Proto: ProtoTCP, First: 1, Last: 65535}, {Proto: ProtoUDP, First: 1, Last: 65535},
-				{Proto: ProtoSCTP, First: 1, Last: 65535}, {Proto: ProtoTCP, First: 1, Last: 65535}, {Proto: ProtoUDP, First: 1, Last: 65535}}
+			// Ranges that shift the port cost a dnat element per port and
+			// host address; ranges that keep it cost one.
+			s.Networks[1].Endpoints[0].Ports = []Mapping{
+				{Proto: ProtoTCP, HostAddr: hostB, HostFirst: 9000, HostLast: 65535, ContainerFirst: 1},
+				{Proto: ProtoUDP, HostAddr: hostB, HostFirst: 2, HostLast: 65535, ContainerFirst: 1},
+				{Proto: ProtoSCTP, HostAddr: hostB, HostFirst: 2, HostLast: 65535, ContainerFirst: 1},
+				{Proto: ProtoTCP, HostAddr: hostA, HostFirst: 9000, HostLast: 65535, ContainerFirst: 1},
+				{Proto: ProtoUDP, HostAddr: hostA, HostFirst: 2, HostLast: 65535, ContainerFirst: 1},
+			}
 		}), "accepted are at most"},
 		{"conflict", mod(func(s *State) {
 			s.Networks[1].Endpoints[0].Ports[0].HostFirst = 8081

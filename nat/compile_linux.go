@@ -117,6 +117,16 @@ func nftSet(t *nftables.Table, s Set) (*nftables.Set, []nftables.SetElement, err
 	}
 	var elems []nftables.SetElement
 	for _, e := range s.Elements {
+		if s.Interval && len(s.Key) > 1 {
+			// pipapo: each element is a whole range, first key to
+			// KeyEnd, both inclusive.
+			el := nftables.SetElement{Key: encodeValues(s.Key, e.Key), KeyEnd: encodeValues(s.Key, rangeEnds(e.Key))}
+			if s.IsMap() {
+				el.Val = encodeValues(s.Data, e.Data)
+			}
+			elems = append(elems, el)
+			continue
+		}
 		if s.Interval {
 			p := e.Key[0].Prefix
 			first := p.Addr().As16()
@@ -141,6 +151,16 @@ func nftSet(t *nftables.Table, s Set) (*nftables.Set, []nftables.SetElement, err
 		elems = append(elems, el)
 	}
 	return set, elems, nil
+}
+
+// rangeEnds returns the values with each port range replaced by its last
+// port: the end key of a concatenated interval element.
+func rangeEnds(vs []Value) []Value {
+	out := make([]Value, len(vs))
+	for i, v := range vs {
+		out[i] = Value{Name: v.Name, Addr: v.Addr, Prefix: v.Prefix, Num: v.last()}
+	}
+	return out
 }
 
 func lastAddr(a [16]byte, bits int) [16]byte {
@@ -305,11 +325,13 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 		case NATSource:
 			n.Type = expr.NATTypeSourceNAT
 		case NATDest:
-			// The map's value is address . port: the port follows the
-			// address's four registers.
 			n.Type = expr.NATTypeDestNAT
-			n.RegProtoMin = unix.NFT_REG32_00 + 4
-			n.Specified = true
+			if !e.AddrOnly {
+				// The map's value is address . port: the port follows
+				// the address's four registers.
+				n.RegProtoMin = unix.NFT_REG32_00 + 4
+				n.Specified = true
+			}
 		default:
 			return nil, fmt.Errorf("unknown nat kind %q", e.Kind)
 		}

@@ -32,6 +32,10 @@ func randomUpdate(r *rand.Rand, nets []Network) EndpointUpdate {
 		}
 		u.Ports = append(u.Ports, m)
 	}
+	for range r.IntN(3) {
+		first := uint16(80 + r.IntN(4))
+		u.Open = append(u.Open, Port{Proto: []uint8{ProtoTCP, ProtoUDP}[r.IntN(2)], First: first, Last: first + uint16(r.IntN(3))})
+	}
 	return u
 }
 
@@ -46,7 +50,7 @@ func stateWith(s State, us []EndpointUpdate) State {
 			}
 			eps := slices.DeleteFunc(slices.Clone(n.Endpoints), func(e Endpoint) bool { return e.Addr == u.Addr })
 			if !u.Remove {
-				eps = append(eps, Endpoint{Addr: u.Addr, Ports: u.Ports})
+				eps = append(eps, Endpoint{Addr: u.Addr, Ports: u.Ports, Open: u.Open})
 			}
 			slices.SortFunc(eps, func(a, b Endpoint) int { return a.Addr.Compare(b.Addr) })
 			s.Networks[i].Endpoints = eps

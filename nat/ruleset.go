@@ -69,7 +69,12 @@ type Set struct {
 	Name     string
 	Key      []DataType // more than one: a concatenation
 	Data     []DataType // map values; empty for a plain set
-	Interval bool       // elements are prefixes (Key must be one TypeIP6Addr)
+	// Interval: elements are ranges. With one TypeIP6Addr key they are
+	// prefixes (Value.Prefix); with a concatenation (the kernel's pipapo
+	// sets, Linux >= 5.6) each element is a single value per component
+	// except ports, which may be ranges (Value.Num to Value.End), so a
+	// published port range costs one element, not one per port.
+	Interval bool
 	Comment  string
 	Elements []Element
 }
@@ -86,13 +91,19 @@ type Element struct {
 
 // Value is one component of an element. Which field is used depends on the
 // component's DataType: Name for TypeIfname, Addr for TypeIP6Addr (Prefix
-// in interval sets), Num for protocols, ports and ICMPv6 types.
+// in single-key interval sets), Num for protocols, ports and ICMPv6 types.
+// End, when above Num, makes a port the range Num-End (concatenated
+// interval sets only).
 type Value struct {
 	Name   string
 	Addr   netip.Addr
 	Prefix netip.Prefix
 	Num    uint16
+	End    uint16
 }
+
+// last returns the last port of a port value: End for a range, else Num.
+func (v Value) last() uint16 { return max(v.Num, v.End) }
 
 // Chain is a base chain (Hook set) or a regular chain of the table.
 type Chain struct {
@@ -309,12 +320,16 @@ type NATMap struct {
 	Kind   string
 	Fields []Field
 	Map    string
+	// AddrOnly: the dnat map's value is an address alone and the port is
+	// kept (published port ranges whose host and container ports are the
+	// same).
+	AddrOnly bool
 }
 
 func (e NATMap) nft() string {
 	// nft names the family only where the value is an address and a port.
 	family := ""
-	if e.Kind == NATDest {
+	if e.Kind == NATDest && !e.AddrOnly {
 		family = " ip6"
 	}
 	return e.Kind + family + " to " + fieldsText(e.Fields) + " map @" + e.Map
@@ -396,7 +411,7 @@ func valueText(t DataType, v Value, interval bool) string {
 	case TypeIfname:
 		return strconv.Quote(v.Name)
 	case TypeIP6Addr:
-		if interval {
+		if interval && v.Prefix.IsValid() {
 			return v.Prefix.String()
 		}
 		return v.Addr.String()
@@ -404,6 +419,9 @@ func valueText(t DataType, v Value, interval bool) string {
 		return ProtoName(uint8(v.Num))
 	case TypeICMPv6Type:
 		return icmpv6Name(uint8(v.Num))
+	}
+	if v.End > v.Num {
+		return strconv.Itoa(int(v.Num)) + "-" + strconv.Itoa(int(v.End))
 	}
 	return strconv.Itoa(int(v.Num))
 }

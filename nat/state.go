@@ -59,10 +59,16 @@ type Port struct {
 	Last  uint16
 }
 
-// Endpoint is one container address on a network and what it publishes.
+// Endpoint is one container address on a network and what reaches it from
+// outside: Ports are the host ports that lead to this address (DNAT of a
+// host address), Open the container ports open directly on this address
+// (public and routed networks only; ignored elsewhere). A container on
+// several networks publishes through one of its addresses (Ports) and is
+// open on all its public ones (Open): the driver decides which.
 type Endpoint struct {
 	Addr  netip.Addr
 	Ports []Mapping
+	Open  []Port
 }
 
 // Mapping is one published port range: HostAddr:HostFirst-HostLast is

@@ -398,9 +398,15 @@ func TestPrivilegedDataPath(t *testing.T) {
 		HostAddrs: []netip.Addr{hostAddr},
 		Networks: []Network{
 			{Bridge: "v6b-pub", Subnet: netip.MustParsePrefix("2001:db8:2::/64"), Gateway: pubGW, Mode: ModePublic, ICC: true, AllowPing: true,
-				Endpoints: []Endpoint{{Addr: pubAddr, Ports: []Mapping{{Proto: ProtoTCP, HostFirst: 8082, HostLast: 8082, ContainerFirst: 80}}}}},
+				Endpoints: []Endpoint{{Addr: pubAddr, Ports: []Mapping{
+					{Proto: ProtoTCP, HostFirst: 8082, HostLast: 8082, ContainerFirst: 80},
+					{Proto: ProtoTCP, HostFirst: 9100, HostLast: 9102, ContainerFirst: 9100},
+				}, Open: []Port{{Proto: ProtoTCP, First: 80, Last: 80}, {Proto: ProtoTCP, First: 9100, Last: 9102}}}}},
 			{Bridge: "v6b-test", Subnet: netip.MustParsePrefix("fd00:1::/64"), Gateway: natGW, Mode: ModeNAT, ICC: true, AllowPing: true,
-				Endpoints: []Endpoint{{Addr: natAddr, Ports: []Mapping{{Proto: ProtoTCP, HostFirst: 8080, HostLast: 8080, ContainerFirst: 80}}}}},
+				Endpoints: []Endpoint{{Addr: natAddr, Ports: []Mapping{
+					{Proto: ProtoTCP, HostFirst: 8080, HostLast: 8080, ContainerFirst: 80},
+					{Proto: ProtoTCP, HostAddr: netip.IPv6Loopback(), HostFirst: 5432, HostLast: 5432, ContainerFirst: 80},
+				}}}},
 		},
 	}
 	tbl := newTable(t, host)
@@ -412,6 +418,7 @@ func TestPrivilegedDataPath(t *testing.T) {
 	serve(t, natCtr, "[::]:80")
 	serve(t, pubCtr, "[::]:80")
 	serve(t, pubCtr, "[::]:81")
+	serve(t, pubCtr, "[::]:9101")
 
 	const ok, blocked = 3 * time.Second, 700 * time.Millisecond
 	tests := []struct {
@@ -430,6 +437,9 @@ func TestPrivilegedDataPath(t *testing.T) {
 		{"hairpin to another network's published port", natCtr, "[2001:db8:1::1]:8082", pubGW.String()},
 		{"networks isolated", natCtr, "[2001:db8:2::10]:80", ""},
 		{"host reaches its published port", host, "[2001:db8:1::1]:8080", hostAddr.String()},
+		{"a port range is published through the host address", out, "[2001:db8:1::1]:9101", outAddr.String()},
+		{"a port range is open directly", out, "[2001:db8:2::10]:9101", outAddr.String()},
+		{"a port published on ::1 is not open from outside", out, "[2001:db8:1::1]:5432", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
