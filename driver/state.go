@@ -37,8 +37,12 @@ type Endpoint struct {
 	HostVeth  string
 	PeerVeth  string
 	// Set between Join and Leave.
-	Sandbox      string        `json:",omitempty"`
-	Joined       bool          `json:",omitempty"`
+	Sandbox string `json:",omitempty"`
+	Joined  bool   `json:",omitempty"`
+	// PortRequests are the ports the sandbox publishes, kept by one of its
+	// endpoints (the carrier, see publish.go), and Ports the host ports
+	// held for them while the sandbox has an address they can lead to.
+	PortRequests []PortRequest `json:",omitempty"`
 	Ports        []nat.Mapping `json:",omitempty"`
 	DefaultRoute bool          `json:",omitempty"` // got the static ::/0 route (old engines)
 }

@@ -66,9 +66,9 @@ func (t DataType) String() string {
 
 // Set is a named set (Data empty) or map (Data non-empty) of the table.
 type Set struct {
-	Name     string
-	Key      []DataType // more than one: a concatenation
-	Data     []DataType // map values; empty for a plain set
+	Name string
+	Key  []DataType // more than one: a concatenation
+	Data []DataType // map values; empty for a plain set
 	// Interval: elements are ranges. With one TypeIP6Addr key they are
 	// prefixes (Value.Prefix); with a concatenation (the kernel's pipapo
 	// sets, Linux >= 5.6) each element is a single value per component
