@@ -31,9 +31,10 @@ type Model struct {
 	hostAddrs []netip.Addr
 	networks  []Network // without Endpoints; sorted as the State was
 	nets      map[string]*modelNet
-	owner     map[netip.Addr]string // endpoint address -> bridge
-	ports     map[protoPort][]portUse
-	elements  int // countElements of the State
+	owner     map[netip.Addr]string   // endpoint address -> bridge
+	ports     map[protoPort][]portUse // host port use of mappings of at most wideSpan ports
+	wide      []portUse               // wider mappings
+	elements  int                     // countElements of the State
 }
 
 type modelNet struct {
@@ -211,14 +212,35 @@ func (m *Model) check(n Network, e Endpoint) error {
 	}
 	// Against the other endpoints' host ports, then among its own: the
 	// same rules as CheckConflicts, the existing owner named first.
+	check := func(use portUse, p Mapping) error {
+		if use.owner != a && conflict(use.m, p) {
+			return conflictError(use.owner, use.m, a, p)
+		}
+		return nil
+	}
 	for _, p := range ports {
-		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
-			for _, use := range m.ports[protoPort{p.Proto, uint16(port)}] {
-				if use.owner == a {
-					continue
+		for _, use := range m.wide {
+			if err := check(use, p); err != nil {
+				return err
+			}
+		}
+		if span(p) <= len(m.ports) {
+			for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
+				for _, use := range m.ports[protoPort{p.Proto, uint16(port)}] {
+					if err := check(use, p); err != nil {
+						return err
+					}
 				}
-				if conflict(use.m, p) {
-					return conflictError(use.owner, use.m, a, p)
+			}
+			continue
+		}
+		// A range wider than the ports in use: walk those instead.
+		for k, uses := range m.ports {
+			if k.proto == p.Proto && k.port >= p.HostFirst && k.port <= p.HostLast {
+				for _, use := range uses {
+					if err := check(use, p); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -260,6 +282,10 @@ func (m *Model) set(mn *modelNet, n Network, e Endpoint) {
 	}
 	m.elements += endpointCount(m.hostAddrs, e)
 	for _, p := range e.Ports {
+		if span(p) > wideSpan {
+			m.wide = append(m.wide, portUse{owner: a, m: p})
+			continue
+		}
 		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
 			k := protoPort{p.Proto, uint16(port)}
 			m.ports[k] = append(m.ports[k], portUse{owner: a, m: p})
@@ -278,7 +304,11 @@ func (m *Model) unset(mn *modelNet, n Network, a netip.Addr) {
 		return
 	}
 	m.elements -= endpointCount(m.hostAddrs, e)
+	m.wide = slices.DeleteFunc(m.wide, func(u portUse) bool { return u.owner == a })
 	for _, p := range e.Ports {
+		if span(p) > wideSpan {
+			continue
+		}
 		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
 			k := protoPort{p.Proto, uint16(port)}
 			uses := slices.DeleteFunc(m.ports[k], func(u portUse) bool { return u.owner == a })
@@ -290,6 +320,13 @@ func (m *Model) unset(mn *modelNet, n Network, a netip.Addr) {
 		}
 	}
 }
+
+// wideSpan is the widest host port range Model indexes port by port; wider
+// ones (a media server's 10,000 ports) are kept in a list checked as a
+// whole, so publishing them costs what one port costs.
+const wideSpan = 64
+
+func span(p Mapping) int { return int(p.HostLast-p.HostFirst) + 1 }
 
 // endpointCount is countElements for one endpoint.
 func endpointCount(hostAddrs []netip.Addr, e Endpoint) int {

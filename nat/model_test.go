@@ -27,6 +27,11 @@ func randomUpdate(r *rand.Rand, nets []Network) EndpointUpdate {
 	for range r.IntN(3) {
 		first := uint16(8000 + r.IntN(12))
 		m := Mapping{Proto: []uint8{ProtoTCP, ProtoUDP}[r.IntN(2)], HostFirst: first, HostLast: first + uint16(r.IntN(2)), ContainerFirst: uint16(80 + r.IntN(3))}
+		if r.IntN(5) == 0 { // wider than Model indexes port by port
+			m.HostFirst = uint16(7950 + r.IntN(100))
+			m.HostLast = m.HostFirst + wideSpan + uint16(r.IntN(50))
+			m.ContainerFirst = m.HostFirst
+		}
 		if r.IntN(3) == 0 {
 			m.HostAddr = []netip.Addr{hostA, hostB}[r.IntN(2)]
 		}
