@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Config wires a Driver.
@@ -224,8 +225,8 @@ func (d *Driver) Reconcile() error {
 	return d.syncLocked()
 }
 
-func (d *Driver) bridgeSpec(n *Network) BridgeSpec {
-	return BridgeSpec{Name: n.Bridge, MTU: n.MTU, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), Isolated: !n.ICC}
+func (d *Driver) bridgeSpec(n *Network) netspec.BridgeSpec {
+	return netspec.BridgeSpec{Name: n.Bridge, MTU: n.MTU, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), Isolated: !n.ICC}
 }
 
 // CreateNetwork validates the options, creates the bridge and records the
@@ -325,13 +326,13 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 	if n.Mode == "" {
 		n.Mode = DefaultMode(n.Subnet, d.cfg.PublicPrefixes())
 	}
-	if (n.Mode == nat.ModePublic || n.Mode == nat.ModeRouted) && IsULA(n.Subnet.Addr()) {
+	if (n.Mode == netspec.ModePublic || n.Mode == netspec.ModeRouted) && netspec.IsULA(n.Subnet.Addr()) {
 		return nil, fmt.Errorf("network option %s=%s needs a global subnet, %s is a unique local (ULA) one: accepted are nat or internal for ULA subnets (for an automatic public subnet add --ipam-opt %s=%s)", OptMode, n.Mode, n.Subnet, OptMode, n.Mode)
 	}
-	if n.HostIPv6.IsValid() && n.Mode != nat.ModeNAT {
+	if n.HostIPv6.IsValid() && n.Mode != netspec.ModeNAT {
 		return nil, fmt.Errorf("network option %s applies only to %s=nat, not %s", OptHostIPv6, OptMode, n.Mode)
 	}
-	if len(n.Allow) > 0 && n.Mode != nat.ModePublic && n.Mode != nat.ModeRouted {
+	if len(n.Allow) > 0 && n.Mode != netspec.ModePublic && n.Mode != netspec.ModeRouted {
 		return nil, fmt.Errorf("network option %s applies only to public and routed networks, not %s=%s", OptAllow, OptMode, n.Mode)
 	}
 	if n.Bridge == "" {
@@ -424,7 +425,7 @@ func (d *Driver) CreateEndpoint(req CreateEndpointRequest) (string, error) {
 		return "", fmt.Errorf("MAC address %q: accepted is the form 02:42:ac:11:00:02", mac)
 	}
 	log := d.log.WithFields(logrus.Fields{"network": short(n.ID, 12), "endpoint": short(e.ID, 12), "addr": e.Addr, "iface": e.HostVeth})
-	if err := d.cfg.Links.EnsureVeth(VethSpec{HostName: e.HostVeth, PeerName: e.PeerVeth, Bridge: n.Bridge, MTU: n.MTU, MAC: e.hardwareAddr(), Isolated: !n.ICC}); err != nil {
+	if err := d.cfg.Links.EnsureVeth(netspec.VethSpec{HostName: e.HostVeth, PeerName: e.PeerVeth, Bridge: n.Bridge, MTU: n.MTU, MAC: e.hardwareAddr(), Isolated: !n.ICC}); err != nil {
 		return "", err
 	}
 	if err := d.cfg.Store.PutEndpoint(e); err != nil {
@@ -516,7 +517,7 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 		return JoinResponse{}, err
 	}
 	resp := JoinResponse{SrcName: e.PeerVeth, DstPrefix: "eth"}
-	if e.Addr.IsValid() && n.Mode != nat.ModeInternal {
+	if e.Addr.IsValid() && n.Mode != netspec.ModeInternal {
 		if n.Modern {
 			resp.GatewayIPv6 = n.Gateway
 		} else if e.DefaultRoute || !d.sandboxHasDefaultRoute(e) {
@@ -721,7 +722,7 @@ func (d *Driver) syncEndpointsLocked(sandboxes []string, es ...*Endpoint) error 
 		present := e.Joined && d.endpoints[e.ID] == e
 		ports, open := d.entry(e)
 		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: ports, Open: open, Remove: !present})
-		if n.Mode == nat.ModePublic && !d.cfg.NDPRange {
+		if n.Mode == netspec.ModePublic && !d.cfg.NDPRange {
 			if present {
 				add = append(add, e.Addr.Addr())
 			} else {
@@ -775,7 +776,7 @@ func (d *Driver) ndpTargets() ([]netip.Addr, []netip.Prefix) {
 	var ranges []netip.Prefix
 	byNet := d.endpointsByNetwork()
 	for _, n := range d.sortedNetworks() {
-		if n.Mode != nat.ModePublic {
+		if n.Mode != netspec.ModePublic {
 			continue
 		}
 		if d.cfg.NDPRange {

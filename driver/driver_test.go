@@ -6,8 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 const (
@@ -66,11 +65,11 @@ func TestCreateNetworkDefaults(t *testing.T) {
 		opts   map[string]string
 		want   Network
 	}{
-		{"fd12:3456:789a:8101:1::/112", nil, Network{Mode: nat.ModeNAT, MTU: 1500, ICC: true, AllowPing: true}},
-		{"2001:db8:1234:a1:1::/112", nil, Network{Mode: nat.ModePublic, MTU: 1500, ICC: true, AllowPing: true}},
-		{"2001:db8:99::/112", nil, Network{Mode: nat.ModeRouted, MTU: 1500, ICC: true, AllowPing: true}},
-		{"fd00:1::/112", map[string]string{OptMode: "internal", OptMTU: "1400", OptICC: "false"}, Network{Mode: nat.ModeInternal, MTU: 1400, ICC: false, AllowPing: true}},
-		{"fd00:2::/112", map[string]string{OptBridgeName: "br-mine", "com.docker.network.driver.mtu": "9000"}, Network{Mode: nat.ModeNAT, MTU: 9000, ICC: true, AllowPing: true}},
+		{"fd12:3456:789a:8101:1::/112", nil, Network{Mode: netspec.ModeNAT, MTU: 1500, ICC: true, AllowPing: true}},
+		{"2001:db8:1234:a1:1::/112", nil, Network{Mode: netspec.ModePublic, MTU: 1500, ICC: true, AllowPing: true}},
+		{"2001:db8:99::/112", nil, Network{Mode: netspec.ModeRouted, MTU: 1500, ICC: true, AllowPing: true}},
+		{"fd00:1::/112", map[string]string{OptMode: "internal", OptMTU: "1400", OptICC: "false"}, Network{Mode: netspec.ModeInternal, MTU: 1400, ICC: false, AllowPing: true}},
+		{"fd00:2::/112", map[string]string{OptBridgeName: "br-mine", "com.docker.network.driver.mtu": "9000"}, Network{Mode: netspec.ModeNAT, MTU: 9000, ICC: true, AllowPing: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.subnet, func(t *testing.T) {
@@ -204,7 +203,7 @@ func mustEndpoint(t *testing.T, r *rig, nid, eid, addr string) {
 }
 
 func portmap(hostIP string, hostPort, port int) []PortRequest {
-	r := PortRequest{Proto: nat.ProtoTCP, HostFirst: uint16(hostPort), HostLast: uint16(hostPort), ContainerPort: uint16(port)}
+	r := PortRequest{Proto: netspec.ProtoTCP, HostFirst: uint16(hostPort), HostLast: uint16(hostPort), ContainerPort: uint16(port)}
 	if hostIP != "" {
 		r.HostAddr = netip.MustParseAddr(hostIP)
 	}

@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Publishing. A published port (-p H:C, -p C, compose ports:) belongs to
@@ -57,7 +57,7 @@ const (
 // for the same protocol and host address. Consecutive requests become one
 // mapping of a port range (-p 10000-20000:10000-20000 arrives as 10,001
 // bindings and leaves as one range).
-func AssignHostPorts(reqs []PortRequest, taken func(proto uint8, addr netip.Addr, port uint16) bool) ([]nat.Mapping, error) {
+func AssignHostPorts(reqs []PortRequest, taken func(proto uint8, addr netip.Addr, port uint16) bool) ([]netspec.Mapping, error) {
 	type key struct {
 		proto uint8
 		addr  netip.Addr
@@ -67,7 +67,7 @@ func AssignHostPorts(reqs []PortRequest, taken func(proto uint8, addr netip.Addr
 	free := func(p uint8, a netip.Addr, port uint16) bool {
 		return !mine[key{p, a, port}] && !taken(p, a, port)
 	}
-	out := make([]nat.Mapping, 0, len(reqs))
+	out := make([]netspec.Mapping, 0, len(reqs))
 	for _, r := range reqs {
 		first, last := r.HostFirst, r.HostLast
 		if first == 0 {
@@ -87,23 +87,23 @@ func AssignHostPorts(reqs []PortRequest, taken func(proto uint8, addr netip.Addr
 				where = r.HostAddr.String()
 			}
 			if first == last {
-				return nil, fmt.Errorf("host port %s/%d on %s is already published by another container: pick another host port", ProtoName(r.Proto), first, where)
+				return nil, fmt.Errorf("host port %s/%d on %s is already published by another container: pick another host port", netspec.ProtoName(r.Proto), first, where)
 			}
-			return nil, fmt.Errorf("no free host port %s/%d-%d on %s: every one is published by another container", ProtoName(r.Proto), first, last, where)
+			return nil, fmt.Errorf("no free host port %s/%d-%d on %s: every one is published by another container", netspec.ProtoName(r.Proto), first, last, where)
 		}
 		mine[key{r.Proto, r.HostAddr, port}] = true
-		out = append(out, nat.Mapping{Proto: r.Proto, HostAddr: r.HostAddr, HostFirst: port, HostLast: port, ContainerFirst: r.ContainerPort})
+		out = append(out, netspec.Mapping{Proto: r.Proto, HostAddr: r.HostAddr, HostFirst: port, HostLast: port, ContainerFirst: r.ContainerPort})
 	}
 	return coalesce(out), nil
 }
 
 // coalesce sorts mappings and joins those that continue each other (same
 // protocol and host address, host and container ports both one further).
-func coalesce(ms []nat.Mapping) []nat.Mapping {
-	slices.SortFunc(ms, func(a, b nat.Mapping) int {
+func coalesce(ms []netspec.Mapping) []netspec.Mapping {
+	slices.SortFunc(ms, func(a, b netspec.Mapping) int {
 		return cmp.Or(cmp.Compare(a.Proto, b.Proto), a.HostAddr.Compare(b.HostAddr), cmp.Compare(a.HostFirst, b.HostFirst))
 	})
-	var out []nat.Mapping
+	var out []netspec.Mapping
 	for _, m := range ms {
 		if n := len(out); n > 0 {
 			l := &out[n-1]
@@ -121,25 +121,25 @@ func coalesce(ms []nat.Mapping) []nat.Mapping {
 // openPorts returns the container ports of mappings published on every
 // host address: those are open directly on the container's public and
 // routed addresses.
-func openPorts(ms []nat.Mapping) []nat.Port {
-	var out []nat.Port
+func openPorts(ms []netspec.Mapping) []netspec.Port {
+	var out []netspec.Port
 	for _, m := range ms {
 		if m.HostAddr.IsValid() {
 			continue
 		}
-		out = append(out, nat.Port{Proto: m.Proto, First: m.ContainerFirst, Last: m.ContainerFirst + (m.HostLast - m.HostFirst)})
+		out = append(out, netspec.Port{Proto: m.Proto, First: m.ContainerFirst, Last: m.ContainerFirst + (m.HostLast - m.HostFirst)})
 	}
 	return out
 }
 
 // modeRank orders the modes a host port prefers to lead to; -1: never.
-func modeRank(m nat.Mode) int {
+func modeRank(m netspec.Mode) int {
 	switch m {
-	case nat.ModeNAT:
+	case netspec.ModeNAT:
 		return 0
-	case nat.ModePublic:
+	case netspec.ModePublic:
 		return 1
-	case nat.ModeRouted:
+	case netspec.ModeRouted:
 		return 2
 	}
 	return -1
@@ -188,7 +188,7 @@ func (d *Driver) carrier(sandbox string) *Endpoint {
 
 // entry returns what the firewall holds for e: the host ports that lead to
 // it and the container ports open on it.
-func (d *Driver) entry(e *Endpoint) ([]nat.Mapping, []nat.Port) {
+func (d *Driver) entry(e *Endpoint) ([]netspec.Mapping, []netspec.Port) {
 	if !d.publishable(e) || e.Sandbox == "" {
 		return nil, nil
 	}
@@ -196,12 +196,12 @@ func (d *Driver) entry(e *Endpoint) ([]nat.Mapping, []nat.Port) {
 	if c == nil || len(c.Ports) == 0 {
 		return nil, nil
 	}
-	var ports []nat.Mapping
+	var ports []netspec.Mapping
 	if d.target(e.Sandbox) == e {
 		ports = c.Ports
 	}
-	var open []nat.Port
-	if m := d.networks[e.NetworkID].Mode; m == nat.ModePublic || m == nat.ModeRouted {
+	var open []netspec.Port
+	if m := d.networks[e.NetworkID].Mode; m == netspec.ModePublic || m == netspec.ModeRouted {
 		open = openPorts(c.Ports)
 	}
 	return ports, open
@@ -389,7 +389,7 @@ func sameEndpoint(a, b Endpoint) bool {
 		slices.Equal(a.PortRequests, b.PortRequests) && slices.Equal(a.Ports, b.Ports)
 }
 
-func formatMappings(ms []nat.Mapping) string {
+func formatMappings(ms []netspec.Mapping) string {
 	s := ""
 	for i, m := range ms {
 		if i > 0 {
@@ -404,12 +404,12 @@ func formatMappings(ms []nat.Mapping) string {
 			hp += fmt.Sprintf("-%d", m.HostLast)
 			cp += fmt.Sprintf("-%d", m.ContainerFirst+(m.HostLast-m.HostFirst))
 		}
-		s += fmt.Sprintf("%s:%s->%s/%s", host, hp, cp, ProtoName(m.Proto))
+		s += fmt.Sprintf("%s:%s->%s/%s", host, hp, cp, netspec.ProtoName(m.Proto))
 	}
 	return s
 }
 
-func formatOpen(ps []nat.Port) string {
+func formatOpen(ps []netspec.Port) string {
 	s := ""
 	for i, p := range ps {
 		if i > 0 {
@@ -419,7 +419,7 @@ func formatOpen(ps []nat.Port) string {
 		if p.Last > p.First {
 			s += fmt.Sprintf("-%d", p.Last)
 		}
-		s += "/" + ProtoName(p.Proto)
+		s += "/" + netspec.ProtoName(p.Proto)
 	}
 	return s
 }

@@ -12,22 +12,23 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // pubNet is a network of the publishing tests.
 type pubNet struct {
 	id, subnet string
-	mode       nat.Mode
+	mode       netspec.Mode
 }
 
 // pubNets: a nat, two public, a routed and an internal network. The ids
 // sort so that ties between the public ones go to "net-b".
 var pubNets = []pubNet{
-	{"net-a", "fd00:a::/112", nat.ModeNAT},
-	{"net-b", "2001:db8:1234:a1:b::/112", nat.ModePublic},
-	{"net-c", "2001:db8:1234:a1:c::/112", nat.ModePublic},
-	{"net-d", "2001:db8:99:d::/112", nat.ModeRouted},
-	{"net-e", "fd00:e::/112", nat.ModeInternal},
+	{"net-a", "fd00:a::/112", netspec.ModeNAT},
+	{"net-b", "2001:db8:1234:a1:b::/112", netspec.ModePublic},
+	{"net-c", "2001:db8:1234:a1:c::/112", netspec.ModePublic},
+	{"net-d", "2001:db8:99:d::/112", netspec.ModeRouted},
+	{"net-e", "fd00:e::/112", netspec.ModeInternal},
 }
 
 func pubRig(t *testing.T) *rig {
@@ -35,7 +36,7 @@ func pubRig(t *testing.T) *rig {
 	r := newRig(t)
 	for _, n := range pubNets {
 		var opts map[string]string
-		if n.mode == nat.ModeInternal {
+		if n.mode == netspec.ModeInternal {
 			opts = map[string]string{OptMode: "internal"}
 		}
 		mustNetwork(t, r, n.id, n.subnet, opts)
@@ -58,11 +59,11 @@ func pubEndpoint(n pubNet, c int) string { return fmt.Sprintf("ep-%s-%d", n.id, 
 func containerPorts(c int) []PortRequest {
 	base := uint16(10000 + 100*c)
 	var rs []PortRequest
-	rs = append(rs, PortRequest{Proto: nat.ProtoTCP, HostFirst: 8000 + uint16(c), HostLast: 8000 + uint16(c), ContainerPort: 80})
+	rs = append(rs, PortRequest{Proto: netspec.ProtoTCP, HostFirst: 8000 + uint16(c), HostLast: 8000 + uint16(c), ContainerPort: 80})
 	for i := range uint16(3) {
-		rs = append(rs, PortRequest{Proto: nat.ProtoUDP, HostFirst: base + i, HostLast: base + i, ContainerPort: base + i})
+		rs = append(rs, PortRequest{Proto: netspec.ProtoUDP, HostFirst: base + i, HostLast: base + i, ContainerPort: base + i})
 	}
-	rs = append(rs, PortRequest{Proto: nat.ProtoTCP, HostAddr: netip.IPv6Loopback(), HostFirst: 5400 + uint16(c), HostLast: 5400 + uint16(c), ContainerPort: 5432})
+	rs = append(rs, PortRequest{Proto: netspec.ProtoTCP, HostAddr: netip.IPv6Loopback(), HostFirst: 5400 + uint16(c), HostLast: 5400 + uint16(c), ContainerPort: 5432})
 	return rs
 }
 
@@ -70,7 +71,7 @@ func containerPorts(c int) []PortRequest {
 // containers are on which networks, which publish), the endpoints the
 // firewall must hold: the rule of publish.go written again, simply.
 func expectedState(joined map[int][]pubNet, publishes map[int]bool) map[netip.Addr]nat.Endpoint {
-	rank := map[nat.Mode]int{nat.ModeNAT: 0, nat.ModePublic: 1, nat.ModeRouted: 2}
+	rank := map[netspec.Mode]int{netspec.ModeNAT: 0, netspec.ModePublic: 1, netspec.ModeRouted: 2}
 	out := map[netip.Addr]nat.Endpoint{}
 	for c, nets := range joined {
 		var target *pubNet
@@ -85,20 +86,20 @@ func expectedState(joined map[int][]pubNet, publishes map[int]bool) map[netip.Ad
 		for _, n := range nets {
 			e := nat.Endpoint{Addr: pubAddr(n, c).Addr()}
 			if publishes[c] && target != nil {
-				ms := []nat.Mapping{
-					{Proto: nat.ProtoTCP, HostFirst: 8000 + uint16(c), HostLast: 8000 + uint16(c), ContainerFirst: 80},
-					{Proto: nat.ProtoTCP, HostAddr: netip.IPv6Loopback(), HostFirst: 5400 + uint16(c), HostLast: 5400 + uint16(c), ContainerFirst: 5432},
-					{Proto: nat.ProtoUDP, HostFirst: 10000 + 100*uint16(c), HostLast: 10002 + 100*uint16(c), ContainerFirst: 10000 + 100*uint16(c)},
+				ms := []netspec.Mapping{
+					{Proto: netspec.ProtoTCP, HostFirst: 8000 + uint16(c), HostLast: 8000 + uint16(c), ContainerFirst: 80},
+					{Proto: netspec.ProtoTCP, HostAddr: netip.IPv6Loopback(), HostFirst: 5400 + uint16(c), HostLast: 5400 + uint16(c), ContainerFirst: 5432},
+					{Proto: netspec.ProtoUDP, HostFirst: 10000 + 100*uint16(c), HostLast: 10002 + 100*uint16(c), ContainerFirst: 10000 + 100*uint16(c)},
 				}
 				if n.id == target.id {
 					e.Ports = ms
 				}
-				if n.mode == nat.ModePublic || n.mode == nat.ModeRouted {
+				if n.mode == netspec.ModePublic || n.mode == netspec.ModeRouted {
 					// Not 5432: published on ::1 only.
-					e.Open = []nat.Port{{Proto: nat.ProtoTCP, First: 80, Last: 80}, {Proto: nat.ProtoUDP, First: 10000 + 100*uint16(c), Last: 10002 + 100*uint16(c)}}
+					e.Open = []netspec.Port{{Proto: netspec.ProtoTCP, First: 80, Last: 80}, {Proto: netspec.ProtoUDP, First: 10000 + 100*uint16(c), Last: 10002 + 100*uint16(c)}}
 				}
 			}
-			if n.mode == nat.ModeInternal {
+			if n.mode == netspec.ModeInternal {
 				e.Ports, e.Open = nil, nil
 			}
 			out[e.Addr] = e
@@ -113,7 +114,7 @@ func firewallEndpoints(s nat.State) map[netip.Addr]nat.Endpoint {
 	for _, n := range s.Networks {
 		for _, e := range n.Endpoints {
 			e.Ports = slices.Clone(e.Ports)
-			slices.SortFunc(e.Ports, func(a, b nat.Mapping) int {
+			slices.SortFunc(e.Ports, func(a, b netspec.Mapping) int {
 				return cmp.Or(cmp.Compare(a.Proto, b.Proto), a.HostAddr.Compare(b.HostAddr), cmp.Compare(a.HostFirst, b.HostFirst))
 			})
 			out[e.Addr] = e
@@ -245,15 +246,15 @@ func TestPublishRangeIsOneMapping(t *testing.T) {
 	mustEndpoint(t, r, n.id, pubEndpoint(n, 1), pubAddr(n, 1).String())
 	var reqs []PortRequest
 	for p := 10000; p <= 20000; p++ {
-		reqs = append(reqs, PortRequest{Proto: nat.ProtoUDP, HostFirst: uint16(p), HostLast: uint16(p), ContainerPort: uint16(p)})
+		reqs = append(reqs, PortRequest{Proto: netspec.ProtoUDP, HostFirst: uint16(p), HostLast: uint16(p), ContainerPort: uint16(p)})
 	}
 	if _, err := r.d.Join(JoinRequest{NetworkID: n.id, EndpointID: pubEndpoint(n, 1), SandboxKey: "sb", Ports: reqs}); err != nil {
 		t.Fatal(err)
 	}
 	got := firewallEndpoints(r.fw.last)[pubAddr(n, 1).Addr()]
 	want := nat.Endpoint{Addr: pubAddr(n, 1).Addr(),
-		Ports: []nat.Mapping{{Proto: nat.ProtoUDP, HostFirst: 10000, HostLast: 20000, ContainerFirst: 10000}},
-		Open:  []nat.Port{{Proto: nat.ProtoUDP, First: 10000, Last: 20000}}}
+		Ports: []netspec.Mapping{{Proto: netspec.ProtoUDP, HostFirst: 10000, HostLast: 20000, ContainerFirst: 10000}},
+		Open:  []netspec.Port{{Proto: netspec.ProtoUDP, First: 10000, Last: 20000}}}
 	if diff := gocmp.Diff(want, got, pubCmp...); diff != "" {
 		t.Errorf("firewall entry (-want +got):\n%s", diff)
 	}

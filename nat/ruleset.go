@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // TableName is the name of the one nftables table v6bridge owns, in family
@@ -466,14 +468,4 @@ func (r Rule) String() string {
 
 // ProtoName returns "tcp", "udp" or "sctp" for the protocol number, or the
 // number itself.
-func ProtoName(p uint8) string {
-	switch p {
-	case ProtoTCP:
-		return "tcp"
-	case ProtoUDP:
-		return "udp"
-	case ProtoSCTP:
-		return "sctp"
-	}
-	return strconv.Itoa(int(p))
-}
+func ProtoName(p uint8) string { return netspec.ProtoName(p) }

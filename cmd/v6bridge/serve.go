@@ -24,6 +24,7 @@ import (
 	"github.com/v6bridge/v6bridge/link"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 type serveConfig struct {
@@ -121,7 +122,7 @@ func serve(args []string) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	k, err := link.New(link.Config{ProcSys: c.procSys, BridgePrefix: driver.BridgePrefix, VethPrefix: driver.HostVethPrefix, Log: log})
+	k, err := link.New(link.Config{ProcSys: c.procSys, BridgePrefix: netspec.BridgePrefix, VethPrefix: netspec.HostVethPrefix, Log: log})
 	if err != nil {
 		return err
 	}
