@@ -24,9 +24,9 @@ import (
 //     address on a nat network, else public, else routed; ties by network
 //     id (see target);
 //   - a published container port is open directly on every public or routed
-//     address of the container (mappings without a host address only: a
-//     port published on one host address, ::1 say, is published there and
-//     nowhere else);
+//     address of the container, unless it is published on a loopback or
+//     link-local host address only (-p [::1]:5432:5432 is meant for the
+//     host itself: it opens nothing else);
 //   - host ports are held while the container has a target and released
 //     when it has none (only internal networks left), the requests kept.
 //
@@ -118,13 +118,13 @@ func coalesce(ms []netspec.Mapping) []netspec.Mapping {
 	return out
 }
 
-// openPorts returns the container ports of mappings published on every
-// host address: those are open directly on the container's public and
-// routed addresses.
+// openPorts returns the container ports that are open directly on the
+// container's public and routed addresses: those of every mapping but the
+// ones bound to a loopback or link-local host address.
 func openPorts(ms []netspec.Mapping) []netspec.Port {
 	var out []netspec.Port
 	for _, m := range ms {
-		if m.HostAddr.IsValid() {
+		if m.HostAddr.IsLoopback() || m.HostAddr.IsLinkLocalUnicast() {
 			continue
 		}
 		out = append(out, netspec.Port{Proto: m.Proto, First: m.ContainerFirst, Last: m.ContainerFirst + (m.HostLast - m.HostFirst)})

@@ -54,8 +54,12 @@ func pubAddr(n pubNet, c int) netip.Prefix {
 
 func pubEndpoint(n pubNet, c int) string { return fmt.Sprintf("ep-%s-%d", n.id, c) }
 
+// hostAddr is a global address of the host (the rig's uplink address).
+var hostAddr = netip.MustParseAddr("2001:db8:1234:a1::1")
+
 // containerPorts: what container c publishes, each on its own host ports:
-// one port, a port range that keeps its numbers, and a port on ::1 only.
+// one port, a port range that keeps its numbers, a port on ::1 only and
+// one on one global host address.
 func containerPorts(c int) []PortRequest {
 	base := uint16(10000 + 100*c)
 	var rs []PortRequest
@@ -64,6 +68,7 @@ func containerPorts(c int) []PortRequest {
 		rs = append(rs, PortRequest{Proto: netspec.ProtoUDP, HostFirst: base + i, HostLast: base + i, ContainerPort: base + i})
 	}
 	rs = append(rs, PortRequest{Proto: netspec.ProtoTCP, HostAddr: netip.IPv6Loopback(), HostFirst: 5400 + uint16(c), HostLast: 5400 + uint16(c), ContainerPort: 5432})
+	rs = append(rs, PortRequest{Proto: netspec.ProtoTCP, HostAddr: hostAddr, HostFirst: 8100 + uint16(c), HostLast: 8100 + uint16(c), ContainerPort: 81})
 	return rs
 }
 
@@ -89,14 +94,17 @@ func expectedState(joined map[int][]pubNet, publishes map[int]bool) map[netip.Ad
 				ms := []netspec.Mapping{
 					{Proto: netspec.ProtoTCP, HostFirst: 8000 + uint16(c), HostLast: 8000 + uint16(c), ContainerFirst: 80},
 					{Proto: netspec.ProtoTCP, HostAddr: netip.IPv6Loopback(), HostFirst: 5400 + uint16(c), HostLast: 5400 + uint16(c), ContainerFirst: 5432},
+					{Proto: netspec.ProtoTCP, HostAddr: hostAddr, HostFirst: 8100 + uint16(c), HostLast: 8100 + uint16(c), ContainerFirst: 81},
 					{Proto: netspec.ProtoUDP, HostFirst: 10000 + 100*uint16(c), HostLast: 10002 + 100*uint16(c), ContainerFirst: 10000 + 100*uint16(c)},
 				}
 				if n.id == target.id {
 					e.Ports = ms
 				}
 				if n.mode == netspec.ModePublic || n.mode == netspec.ModeRouted {
-					// Not 5432: published on ::1 only.
-					e.Open = []netspec.Port{{Proto: netspec.ProtoTCP, First: 80, Last: 80}, {Proto: netspec.ProtoUDP, First: 10000 + 100*uint16(c), Last: 10002 + 100*uint16(c)}}
+					// Not 5432: published on ::1 only. 81 is, on one
+					// global host address.
+					e.Open = []netspec.Port{{Proto: netspec.ProtoTCP, First: 80, Last: 80}, {Proto: netspec.ProtoTCP, First: 81, Last: 81},
+						{Proto: netspec.ProtoUDP, First: 10000 + 100*uint16(c), Last: 10002 + 100*uint16(c)}}
 				}
 			}
 			if n.mode == netspec.ModeInternal {
