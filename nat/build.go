@@ -10,7 +10,7 @@ import (
 // State with at least one network; only these sets' elements change.
 const (
 	SetBridges   = "bridges"    // ifname: every v6bridge bridge
-	SetIntra     = "intra"      // ifname . ifname: (bridge, bridge), traffic within one network
+	SetIntra     = "intra"      // ifname . ifname: (bridge, bridge) of networks with ICC: traffic within one network
 	SetInternal  = "internal"   // ifname: bridges of internal networks
 	SetGateways  = "gateways"   // ifname . ipv6_addr: internal bridge and its gateway address
 	SetPing      = "ping"       // ifname: public/routed bridges answering echo requests from outside
@@ -30,7 +30,14 @@ const (
 	ChainForward = "forward"
 	ChainFwdIn   = "forward_in"  // traffic entering one of our bridges
 	ChainFwdOut  = "forward_out" // traffic leaving one of our bridges for a foreign interface
+	ChainSource  = "from_bridge" // source validation of traffic entering the host from one of our bridges
 )
+
+// GuardTableName is the table v6bridge keeps beside its own (family
+// TableFamily): it drops traffic of our bridges that our chains did not
+// mark (MarkJudged), so deleting table v6bridge closes the bridges instead
+// of opening them. See BuildGuard.
+const GuardTableName = "v6bridge-guard"
 
 // Build validates the State and turns it into the ruleset of the v6bridge
 // table. A State without networks yields an empty table.
@@ -46,13 +53,24 @@ const (
 //   - internal: forward drops both directions; input from the bridge only
 //     reaches the gateway address (plus NDP/MLD); published ports ignored.
 //
-// In every mode replies to connections the container opened pass, traffic
-// between two of our bridges is dropped unless it was DNATed to a published
-// port (hairpin: it is then masqueraded so replies come back through the
-// host), and ICMPv6 errors (destination unreachable, packet too big, time
-// exceeded, parameter problem) pass. Traffic within one network is bridged;
-// should br_netfilter show it to the forward hook, it is accepted here (ICC
-// off is enforced by bridge port isolation, not by this table).
+// In every mode replies to connections the container opened pass, with the
+// ICMPv6 errors about them (ct state related; an error about no connection
+// is dropped), traffic between two of our bridges is dropped unless it was
+// DNATed to a published port (hairpin: it is then masqueraded so replies
+// come back through the host). Traffic within one network is bridged; when
+// it is routed through the gateway instead (or br_netfilter shows it to the
+// forward hook), it is accepted only on networks with ICC: with ICC off
+// bridge port isolation stops the bridged path and this table the routed
+// one.
+//
+// Whatever enters the host from a bridge (forwarded or for the host) must
+// come from an address routed back through that bridge: its subnet or
+// link-local (fe80::/64), or :: for duplicate address detection and MLD;
+// a spoofed source is dropped before it reaches the uplink, NAT or the host.
+//
+// Every packet of our bridges the input and forward chains accept gets the
+// MarkJudged bit, which the guard table (BuildGuard) and the engine's
+// DOCKER-USER rule look for.
 // Traffic not touching our bridges is left alone: base chains have policy
 // accept and match our bridges explicitly.
 func Build(s State) (*Ruleset, error) {
@@ -118,7 +136,9 @@ func buildSets(s State) []Set {
 	for _, n := range s.Networks {
 		br := name(n.Bridge)
 		add(&bridges, br)
-		add(&intra, br, br)
+		if n.ICC {
+			add(&intra, br, br)
+		}
 		add(&subnets, prefix(n.Subnet))
 		if n.Mode == ModeInternal {
 			add(&internal, br)
@@ -277,6 +297,7 @@ func buildChains() []Chain {
 	dnat := NATMap{Kind: NATDest, Fields: portKeyD, Map: MapDNAT}
 	dnatRange := NATMap{Kind: NATDest, Fields: portKeyD, Map: MapDNATRange, AddrOnly: true}
 	established := CtState{States: []string{CtEstablished, CtRelated}}
+	mark := MarkSet{Bits: MarkJudged}
 	return []Chain{
 		{Name: ChainPre, Type: "nat", Hook: "prerouting", Priority: PriorityDNAT, Policy: VerdictAccept, Rules: []Rule{
 			rule("published ports", dnat),
@@ -291,35 +312,75 @@ func buildChains() []Chain {
 			rule("nat66", in(SetMasq, FieldSaddr), notIn(SetBridges, FieldOIFName), Masquerade{}),
 			rule("nat66 to a chosen address", notIn(SetBridges, FieldOIFName), NATMap{Kind: NATSource, Fields: []Field{FieldSaddr}, Map: MapSNAT}),
 		}},
-		{Name: ChainInput, Type: "filter", Hook: "input", Priority: PriorityFilter, Policy: VerdictAccept, Rules: []Rule{
+		{Name: ChainInput, Type: "filter", Hook: "input", Priority: PriorityJudge, Policy: VerdictAccept, Rules: []Rule{
+			rule("", in(SetBridges, FieldIIFName), jump(ChainSource)),
 			rule("", in(SetInternal, FieldIIFName), jump(ChainInInt)),
+			rule("", in(SetBridges, FieldIIFName), mark, accept),
 		}},
 		{Name: ChainInInt, Rules: []Rule{
-			rule("", established, accept),
-			rule("ndp, mld", ICMPv6Type{Types: []uint8{ICMPv6MLDQuery, ICMPv6MLDReport, ICMPv6MLDDone, ICMPv6RouterSolicit, ICMPv6NeighborSolicit, ICMPv6NeighborAdvert, ICMPv6MLD2Report}}, accept),
-			rule("gateway address", in(SetGateways, FieldIIFName, FieldDaddr), accept),
+			rule("", established, mark, accept),
+			rule("ndp, mld", ICMPv6Type{Types: []uint8{ICMPv6MLDQuery, ICMPv6MLDReport, ICMPv6MLDDone, ICMPv6RouterSolicit, ICMPv6NeighborSolicit, ICMPv6NeighborAdvert, ICMPv6MLD2Report}}, mark, accept),
+			rule("gateway address", in(SetGateways, FieldIIFName, FieldDaddr), mark, accept),
 			rule("", drop),
 		}},
-		{Name: ChainForward, Type: "filter", Hook: "forward", Priority: PriorityFilter, Policy: VerdictAccept, Rules: []Rule{
+		{Name: ChainSource, Rules: []Rule{
+			rule("dad, mld before an address", AddrCmp{Field: FieldSaddr, Addr: netip.IPv6Unspecified()},
+				ICMPv6Type{Types: []uint8{ICMPv6MLDReport, ICMPv6NeighborSolicit, ICMPv6MLD2Report}}, Verdict{Kind: VerdictReturn}),
+			rule("source not of this bridge", SourceNotRoutedBack{}, drop),
+		}},
+		{Name: ChainForward, Type: "filter", Hook: "forward", Priority: PriorityJudge, Policy: VerdictAccept, Rules: []Rule{
+			rule("", in(SetBridges, FieldIIFName), jump(ChainSource)),
 			rule("", in(SetBridges, FieldOIFName), jump(ChainFwdIn)),
 			rule("", in(SetBridges, FieldIIFName), jump(ChainFwdOut)),
 		}},
 		{Name: ChainFwdIn, Rules: []Rule{
-			rule("", established, accept),
+			rule("", established, mark, accept),
 			rule("", CtState{States: []string{CtInvalid}}, drop),
-			rule("within one network", in(SetIntra, FieldIIFName, FieldOIFName), accept),
+			rule("within one network", in(SetIntra, FieldIIFName, FieldOIFName), mark, accept),
 			rule("", in(SetInternal, FieldOIFName), drop),
-			rule("published ports, hairpin too", CtStatusDNAT{}, in(SetPublished, portKeyD...), accept),
+			rule("published ports, hairpin too", CtStatusDNAT{}, in(SetPublished, portKeyD...), mark, accept),
 			rule("isolation between networks", in(SetBridges, FieldIIFName), drop),
-			rule("published ports on public addresses", in(SetOpen, portKeyD...), accept),
-			rule("", in(SetAllow, FieldOIFName, FieldL4Proto, FieldDport), accept),
-			rule("", ICMPv6Type{Types: []uint8{ICMPv6DestUnreach, ICMPv6PacketTooBig, ICMPv6TimeExceeded, ICMPv6ParamProblem}}, accept),
-			rule("", ICMPv6Type{Types: []uint8{ICMPv6EchoRequest}}, in(SetPing, FieldOIFName), accept),
+			rule("published ports on public addresses", in(SetOpen, portKeyD...), mark, accept),
+			rule("", in(SetAllow, FieldOIFName, FieldL4Proto, FieldDport), mark, accept),
+			rule("", ICMPv6Type{Types: []uint8{ICMPv6EchoRequest}}, in(SetPing, FieldOIFName), mark, accept),
 			rule("unpublished", drop),
 		}},
 		{Name: ChainFwdOut, Rules: []Rule{
 			rule("", in(SetInternal, FieldIIFName), drop),
-			rule("", accept),
+			rule("", mark, accept),
 		}},
 	}
+}
+
+// BuildGuard returns the guard table for the ruleset r that Build made: a
+// set of r's bridges and, on the input and forward hooks after our chains
+// (PriorityGuard), a drop of every packet of those bridges without the
+// MarkJudged bit. While table v6bridge is in place every such packet was
+// either dropped there or accepted with the mark, so the guard changes
+// nothing; once it is gone (a firewall reload, `nft delete table ip6
+// v6bridge` while the plugin is stopped) the bridges are closed, not open.
+// A ruleset without bridges yields an empty guard table.
+func BuildGuard(r *Ruleset) *Ruleset {
+	g := &Ruleset{Family: TableFamily, Name: GuardTableName}
+	var bridges *Set
+	for i := range r.Sets {
+		if r.Sets[i].Name == SetBridges {
+			bridges = &r.Sets[i]
+		}
+	}
+	if bridges == nil || len(bridges.Elements) == 0 {
+		return g
+	}
+	g.Sets = []Set{{Name: SetBridges, Key: []DataType{TypeIfname}, Elements: bridges.Elements}}
+	unjudged := MarkMatch{Bits: MarkJudged, Invert: true}
+	g.Chains = []Chain{
+		{Name: ChainInput, Type: "filter", Hook: "input", Priority: PriorityGuard, Policy: VerdictAccept, Rules: []Rule{
+			rule("not judged by table v6bridge", in(SetBridges, FieldIIFName), unjudged, drop),
+		}},
+		{Name: ChainForward, Type: "filter", Hook: "forward", Priority: PriorityGuard, Policy: VerdictAccept, Rules: []Rule{
+			rule("not judged by table v6bridge", in(SetBridges, FieldIIFName), unjudged, drop),
+			rule("not judged by table v6bridge", in(SetBridges, FieldOIFName), unjudged, drop),
+		}},
+	}
+	return g
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // netipComparers let go-cmp compare netip values, whose fields are unexported.
@@ -110,6 +111,9 @@ func goldenStates() []goldenCase {
 	specific := natNet()
 	specific.Endpoints[0].Ports[0].HostAddr = hostA
 
+	noICC := natNet()
+	noICC.ICC = false
+
 	return []goldenCase{
 		{"empty", State{}},
 		{"no-networks", State{Uplinks: []string{"eth0"}, HostAddrs: []netip.Addr{hostA}}},
@@ -122,6 +126,7 @@ func goldenStates() []goldenCase {
 		{"host-address", state(specific)},
 		{"udp-sctp-range", state(protos)},
 		{"all-modes", state(internalNet(), natNet(), publicNet(), routed)},
+		{"nat-no-icc", state(noICC, publicNet())},
 	}
 }
 
@@ -134,6 +139,64 @@ func TestBuildGolden(t *testing.T) {
 			}
 			golden(t, tt.name, r.String())
 		})
+	}
+}
+
+// TestBuildGuardGolden: the guard table holds every bridge and drops what
+// our chains did not mark; no networks, no guard rules.
+func TestBuildGuardGolden(t *testing.T) {
+	for _, tt := range []goldenCase{{"guard", goldenStates()[10].s}, {"guard-empty", State{}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := Build(tt.s)
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			golden(t, tt.name, BuildGuard(r).String())
+		})
+	}
+}
+
+// TestBuildIntraOnlyICC: routed traffic within a network without ICC must
+// meet the isolation drop, so only ICC networks are in the intra set.
+func TestBuildIntraOnlyICC(t *testing.T) {
+	on, off := natNet(), publicNet()
+	off.ICC = false
+	r, err := Build(state(on, off))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range r.Sets {
+		if s.Name != SetIntra {
+			continue
+		}
+		want := []Element{{Key: []Value{{Name: "v6b-nat"}, {Name: "v6b-nat"}}}}
+		if diff := cmp.Diff(want, s.Elements, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
+			t.Errorf("intra elements (-want +got):\n%s", diff)
+		}
+		return
+	}
+	t.Fatal("no intra set")
+}
+
+// TestBuildNoUnrelatedICMPErrors: ICMPv6 errors reach containers only as
+// ct state related; no rule of forward_in accepts them on their own.
+func TestBuildNoUnrelatedICMPErrors(t *testing.T) {
+	r, err := Build(state(publicNet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Chains {
+		for _, rule := range c.Rules {
+			for _, e := range rule.Exprs {
+				if it, ok := e.(ICMPv6Type); ok {
+					for _, typ := range it.Types {
+						if typ >= ICMPv6DestUnreach && typ <= ICMPv6ParamProblem {
+							t.Errorf("chain %s accepts ICMPv6 type %d by type: %s", c.Name, typ, rule)
+						}
+					}
+				}
+			}
+		}
 	}
 }
 

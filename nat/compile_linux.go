@@ -309,6 +309,28 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 			return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: e.Chain}}, nil
 		}
 		return nil, fmt.Errorf("unknown verdict %q", e.Kind)
+	case AddrCmp:
+		op := expr.CmpOpEq
+		if e.Invert {
+			op = expr.CmpOpNeq
+		}
+		a := e.Addr.As16()
+		return []expr.Any{fieldLoad(e.Field, 1), &expr.Cmp{Op: op, Register: 1, Data: a[:]}}, nil
+	case SourceNotRoutedBack:
+		// What nft writes for "fib saddr . iif oif missing".
+		return []expr.Any{
+			&expr.Fib{Register: 1, FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+		}, nil
+	case MarkSet:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binary.NativeEndian.AppendUint32(nil, ^e.Bits), Xor: binary.NativeEndian.AppendUint32(nil, e.Bits)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		}, nil
+	case MarkMatch:
+		return markMatch(e.Bits, e.Invert), nil
 	case Masquerade:
 		return []expr.Any{&expr.Masq{}}, nil
 	case NATMap:
@@ -338,6 +360,21 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 		return append(out, n), nil
 	}
 	return nil, fmt.Errorf("unknown expression %T", e)
+}
+
+// markMatch is what nft and iptables-nft write for "meta mark & bits ==
+// bits" (`-m mark --mark bits/bits`), or != with invert.
+func markMatch(bits uint32, invert bool) []expr.Any {
+	op := expr.CmpOpEq
+	if invert {
+		op = expr.CmpOpNeq
+	}
+	b := binary.NativeEndian.AppendUint32(nil, bits)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: b, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: 1, Data: b},
+	}
 }
 
 func nftChain(t *nftables.Table, c Chain) (*nftables.Chain, error) {

@@ -22,9 +22,23 @@ const (
 // same hooks: our drops are final, our accepts only end our own chain.
 const (
 	PriorityDNAT   = -100 // "dstnat": prerouting and output DNAT of published ports
-	PriorityFilter = 0    // "filter": input and forward filtering
+	PriorityFilter = 0    // "filter": the standard filter priority
 	PrioritySNAT   = 100  // "srcnat": masquerade/SNAT in postrouting
+	// PriorityJudge ("filter - 10") is where our input and forward chains
+	// run: before the engine's ip6tables (iptables-nft, "filter"), so the
+	// MarkJudged bit is set when its DOCKER-USER chain looks for it.
+	PriorityJudge = PriorityFilter - 10
+	// PriorityGuard ("filter + 10") is where the guard table's chains run:
+	// after ours, to drop what our chains did not judge.
+	PriorityGuard = PriorityFilter + 10
 )
+
+// MarkJudged is the packet mark bit v6bridge's input and forward chains set
+// on every packet of its bridges they accept. What v6bridge adds outside its
+// table (the guard table, the engine's DOCKER-USER) accepts a packet of our
+// bridges only with this bit, so losing our table drops their traffic
+// instead of opening it. Other bits of the mark are kept.
+const MarkJudged uint32 = 0x20000000
 
 // Ruleset describes one nftables table: its sets and maps with their
 // elements, and its chains with their rules. It is a plain value; the
@@ -304,6 +318,48 @@ func (e Verdict) nft() string {
 	return e.Kind
 }
 
+// AddrCmp matches when Field (FieldSaddr or FieldDaddr) is (Invert: is
+// not) Addr.
+type AddrCmp struct {
+	Field  Field
+	Addr   netip.Addr
+	Invert bool
+}
+
+func (e AddrCmp) nft() string {
+	if e.Invert {
+		return e.Field.String() + " != " + e.Addr.String()
+	}
+	return e.Field.String() + " " + e.Addr.String()
+}
+
+// SourceNotRoutedBack matches a packet whose source address has no route
+// through the interface it came in on (reverse path check): from a bridge,
+// a source outside the bridge's subnet and link-local prefix.
+type SourceNotRoutedBack struct{}
+
+func (SourceNotRoutedBack) nft() string { return "fib saddr . iif oif missing" }
+
+// MarkSet sets the Bits of the packet mark, keeping the others.
+type MarkSet struct{ Bits uint32 }
+
+func (e MarkSet) nft() string { return fmt.Sprintf("meta mark set meta mark | 0x%08x", e.Bits) }
+
+// MarkMatch matches when all Bits of the packet mark are set (Invert: not
+// all of them).
+type MarkMatch struct {
+	Bits   uint32
+	Invert bool
+}
+
+func (e MarkMatch) nft() string {
+	op := "=="
+	if e.Invert {
+		op = "!="
+	}
+	return fmt.Sprintf("meta mark & 0x%08x %s 0x%08x", e.Bits, op, e.Bits)
+}
+
 // Masquerade rewrites the source to the output interface's address.
 type Masquerade struct{}
 
@@ -435,6 +491,10 @@ func priorityText(c Chain) string {
 	switch {
 	case c.Type == "filter" && p == PriorityFilter:
 		return "filter"
+	case c.Type == "filter" && p < PriorityFilter:
+		return "filter - " + strconv.Itoa(PriorityFilter-p)
+	case c.Type == "filter" && p > PriorityFilter:
+		return "filter + " + strconv.Itoa(p-PriorityFilter)
 	case c.Type == "nat" && c.Hook == "prerouting" && p == PriorityDNAT:
 		return "dstnat"
 	case c.Type == "nat" && c.Hook == "postrouting" && p == PrioritySNAT:

@@ -172,6 +172,9 @@ func TestPrivilegedCoexistenceDockerUser(t *testing.T) {
 	inNS(t, ns, "ip6tables", "-w", "-N", "DOCKER-USER")
 	inNS(t, ns, "ip6tables", "-w", "-A", "DOCKER-USER", "-j", "RETURN")
 	inNS(t, ns, "ip6tables", "-w", "-I", "FORWARD", "-j", "DOCKER-USER")
+	// What earlier versions inserted: open to everything on v6b-*.
+	inNS(t, ns, "ip6tables", "-w", "-I", "DOCKER-USER", "-o", "v6b-+", "-j", "ACCEPT")
+	inNS(t, ns, "ip6tables", "-w", "-I", "DOCKER-USER", "-i", "v6b-+", "-j", "ACCEPT")
 
 	for range 2 {
 		if err := tbl.Apply(state(natNet())); err != nil {
@@ -185,7 +188,7 @@ func TestPrivilegedCoexistenceDockerUser(t *testing.T) {
 	if _, err := c.Ensure(); err != nil {
 		t.Fatal(err)
 	}
-	want := "-N DOCKER-USER\n-A DOCKER-USER -i v6b-+ -j ACCEPT\n-A DOCKER-USER -o v6b-+ -j ACCEPT\n-A DOCKER-USER -j RETURN\n"
+	want := "-N DOCKER-USER\n-A DOCKER-USER -m mark --mark 0x20000000/0x20000000 -j ACCEPT\n-A DOCKER-USER -j RETURN\n"
 	if diff := cmp.Diff(want, inNS(t, ns, "ip6tables", "-w", "-S", "DOCKER-USER")); diff != "" {
 		t.Errorf("DOCKER-USER after three ensures (-want +got):\n%s", diff)
 	}
