@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/internal/nlretry"
 )
 
 // EnsureBridge creates the bridge spec.Name or verifies and repairs an
@@ -130,7 +131,7 @@ func (k *Kernel) configureBridge(br netlink.Link, spec driver.BridgeSpec, log lo
 // ensureGateway makes spec.Gateway, without DAD, the only global address
 // of the bridge. Link-local addresses are left alone.
 func (k *Kernel) ensureGateway(br netlink.Link, spec driver.BridgeSpec, log logrus.FieldLogger) error {
-	addrs, err := k.h.AddrList(br, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(br, netlink.FAMILY_V6) })
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
@@ -168,7 +169,7 @@ func (k *Kernel) ensureGateway(br netlink.Link, spec driver.BridgeSpec, log logr
 // that flipping a network's isolation also reaches the endpoints that
 // already exist.
 func (k *Kernel) isolatePorts(br netlink.Link, isolated bool) error {
-	links, err := k.h.LinkList()
+	links, err := nlretry.Dump(k.h.LinkList)
 	if err != nil {
 		return fmt.Errorf("list ports: %w", err)
 	}

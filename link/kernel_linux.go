@@ -11,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/internal/nlretry"
 )
 
 // Config says where and on what a Kernel acts.
@@ -134,7 +136,7 @@ func (k *Kernel) LinkMTU(name string) (int, error) {
 // v6bridge's prefixes, sorted by name. A link with the prefix but of
 // another type is not listed.
 func (k *Kernel) OwnedLinks() (bridges, veths []string, err error) {
-	links, err := k.h.LinkList()
+	links, err := nlretry.Dump(k.h.LinkList)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list owned links: %w", err)
 	}
@@ -161,7 +163,7 @@ func (k *Kernel) owned(l netlink.Link) (bridge, veth bool) {
 // host itself is reached at. Addresses that failed DAD are left out. The
 // result is sorted and has no duplicates.
 func (k *Kernel) HostAddrs() ([]netip.Addr, error) {
-	links, err := k.h.LinkList()
+	links, err := nlretry.Dump(k.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("host addrs: list links: %w", err)
 	}
@@ -171,7 +173,7 @@ func (k *Kernel) HostAddrs() ([]netip.Addr, error) {
 			ours[l.Attrs().Index] = true
 		}
 	}
-	addrs, err := k.h.AddrList(nil, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(nil, netlink.FAMILY_V6) })
 	if err != nil {
 		return nil, fmt.Errorf("host addrs: list addresses: %w", err)
 	}
@@ -194,8 +196,9 @@ func (k *Kernel) HostAddrs() ([]netip.Addr, error) {
 // the lowest metric in the main table, or an error wrapping
 // ErrNoDefaultRoute.
 func (k *Kernel) DefaultRouteUplink() (string, error) {
-	routes, err := k.h.RouteListFiltered(netlink.FAMILY_V6,
-		&netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return k.h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return "", fmt.Errorf("default route uplink: %w", err)
 	}
@@ -245,7 +248,7 @@ func (k *Kernel) UplinkPrefixes(uplink string) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink prefixes of %q: %w", uplink, err)
 	}
-	addrs, err := k.h.AddrList(l, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(l, netlink.FAMILY_V6) })
 	if err != nil {
 		return nil, fmt.Errorf("uplink prefixes of %q: %w", uplink, err)
 	}
@@ -271,7 +274,7 @@ func (k *Kernel) UplinkAddrs(uplink string) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
 	}
-	addrs, err := k.h.AddrList(l, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(l, netlink.FAMILY_V6) })
 	if err != nil {
 		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
 	}
