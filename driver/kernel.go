@@ -29,6 +29,16 @@ type VethSpec struct {
 	Isolated bool
 }
 
+// OwnedLink is a bridge or host-side veth carrying v6bridge's name prefix.
+type OwnedLink struct {
+	Name   string
+	Bridge bool // else a host-side veth
+	// Instance and StateDir come from the link's mark: the id of the
+	// instance (state directory) that made it, and where that directory
+	// was. Empty: unmarked (made before marks existed, or by hand).
+	Instance, StateDir string
+}
+
 // Links is what the driver needs from the kernel's links. Every method is
 // idempotent: Ensure* creates or repairs, Delete* of a missing link is
 // success.
@@ -40,8 +50,8 @@ type Links interface {
 	// LinkExists reports whether an interface of that name exists.
 	LinkExists(name string) (bool, error)
 	// OwnedLinks lists the interfaces whose names carry v6bridge's prefixes
-	// (bridges and host-side veths), for orphan cleanup.
-	OwnedLinks() (bridges, veths []string, err error)
+	// (bridges and host-side veths) with their marks, for orphan cleanup.
+	OwnedLinks() ([]OwnedLink, error)
 	// PrepareHost sets what the data path needs host wide (IPv6 forwarding,
 	// accept_ra=2 on the uplinks first), returning what it changed.
 	PrepareHost(uplinks []string) (changed []string, err error)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/v6bridge/v6bridge/internal/store"
 	"github.com/v6bridge/v6bridge/plan"
 )
 
@@ -130,6 +131,11 @@ type Config struct {
 	// ULA_SUBNET_LEN) are the lengths of automatic subnets;
 	// 0 means plan.DefaultSubnetLen (/112).
 	PublicSubnetLen, ULASubnetLen int
+
+	// Quarantine, if set, receives state entries that cannot be read
+	// (a truncated pool, address, name or cursor file): they are moved
+	// there and reported, and the rest loads. Nil: such an entry fails New.
+	Quarantine *store.Quarantine
 
 	// Log receives one Info line per state change. May be nil.
 	Log logrus.FieldLogger
@@ -239,7 +245,7 @@ func New(cfg Config) (*IPAM, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("ipam: no state directory configured")
 	}
-	be, err := openDisk(cfg.StateDir)
+	be, err := openDisk(cfg.StateDir, cfg.Quarantine)
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}

@@ -91,11 +91,12 @@ type diskBackend struct {
 	root    string
 	pools   *store.Dir
 	cursors *store.Dir
+	q       *store.Quarantine // nil: an unreadable entry fails the load
 }
 
 var _ backend = (*diskBackend)(nil)
 
-func openDisk(root string) (*diskBackend, error) {
+func openDisk(root string, q *store.Quarantine) (*diskBackend, error) {
 	pools, err := store.Open(filepath.Join(root, "pools"))
 	if err != nil {
 		return nil, err
@@ -107,7 +108,9 @@ func openDisk(root string) (*diskBackend, error) {
 	if err := os.MkdirAll(filepath.Join(root, "addrs"), 0o700); err != nil {
 		return nil, fmt.Errorf("open state %q: %w", root, err)
 	}
-	return &diskBackend{root: root, pools: pools, cursors: cursors}, nil
+	pools.SetQuarantine(q)
+	cursors.SetQuarantine(q)
+	return &diskBackend{root: root, pools: pools, cursors: cursors, q: q}, nil
 }
 
 // dirName maps a pool ID to a directory name. Pool IDs are ours (a prefix or
@@ -226,6 +229,7 @@ func (d *diskBackend) load() (snapshot, error) {
 		if err != nil {
 			return s, err
 		}
+		dir.SetQuarantine(d.q)
 		err = store.Each(dir, func(r *addrRecord) error {
 			s.addrs[id] = append(s.addrs[id], *r)
 			return nil
@@ -281,6 +285,7 @@ func (d *diskBackend) loadNames(dirs map[string]string, s *snapshot) error {
 		if err != nil {
 			return err
 		}
+		dir.SetQuarantine(d.q)
 		if err := store.Each(dir, func(r *nameRecord) error {
 			s.names[id] = append(s.names[id], *r)
 			return nil

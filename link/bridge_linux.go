@@ -52,6 +52,9 @@ func (k *Kernel) EnsureBridge(spec driver.BridgeSpec) (err error) {
 	if err := k.configureBridge(br, spec, log); err != nil {
 		return fmt.Errorf("ensure bridge %q: %w", name, err)
 	}
+	if err := k.ensureMark(br); err != nil {
+		return fmt.Errorf("ensure bridge %q: %w", name, err)
+	}
 	return nil
 }
 
@@ -65,6 +68,7 @@ func (k *Kernel) ensureBridgeLink(name string, mtu int) (br netlink.Link, create
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = name
 		attrs.MTU = mtu
+		attrs.Alias = k.mark
 		err := k.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
 		created = err == nil
 		if err != nil && !errors.Is(err, unix.EEXIST) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -12,6 +13,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/internal/instance"
 	"github.com/v6bridge/v6bridge/internal/nlretry"
 )
 
@@ -29,6 +32,10 @@ type Config struct {
 	// host-side veths v6bridge owns (DefaultBridgePrefix, DefaultVethPrefix
 	// if empty).
 	BridgePrefix, VethPrefix string
+	// Mark is the alias every bridge and host-side veth this Kernel makes
+	// or ensures gets (instance.Mark: which instance and state directory
+	// they belong to); empty: links are not marked.
+	Mark string
 	// Log receives one Info line per change to the kernel; nil: logrus'
 	// standard logger.
 	Log logrus.FieldLogger
@@ -42,6 +49,7 @@ type Kernel struct {
 	procSys string
 	brPfx   string
 	vethPfx string
+	mark    string
 	log     logrus.FieldLogger
 
 	mu       sync.Mutex
@@ -56,6 +64,7 @@ func New(cfg Config) (*Kernel, error) {
 		procSys:  cfg.ProcSys,
 		brPfx:    cfg.BridgePrefix,
 		vethPfx:  cfg.VethPrefix,
+		mark:     cfg.Mark,
 		log:      cfg.Log,
 		isolated: map[string]bool{},
 	}
@@ -133,25 +142,37 @@ func (k *Kernel) LinkMTU(name string) (int, error) {
 }
 
 // OwnedLinks lists the bridges and host-side veths whose names carry
-// v6bridge's prefixes, sorted by name. A link with the prefix but of
-// another type is not listed.
-func (k *Kernel) OwnedLinks() (bridges, veths []string, err error) {
+// v6bridge's prefixes, with the instance their mark names, sorted by
+// name. A link with the prefix but of another type is not listed.
+func (k *Kernel) OwnedLinks() ([]driver.OwnedLink, error) {
 	links, err := nlretry.Dump(k.h.LinkList)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list owned links: %w", err)
+		return nil, fmt.Errorf("list owned links: %w", err)
 	}
+	var out []driver.OwnedLink
 	for _, l := range links {
 		b, v := k.owned(l)
-		switch {
-		case b:
-			bridges = append(bridges, l.Attrs().Name)
-		case v:
-			veths = append(veths, l.Attrs().Name)
+		if !b && !v {
+			continue
 		}
+		o := driver.OwnedLink{Name: l.Attrs().Name, Bridge: b}
+		o.Instance, o.StateDir, _ = instance.ParseMark(l.Attrs().Alias)
+		out = append(out, o)
 	}
-	slices.Sort(bridges)
-	slices.Sort(veths)
-	return bridges, veths, nil
+	slices.SortFunc(out, func(a, b driver.OwnedLink) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// ensureMark gives l this Kernel's mark (Config.Mark) as its alias, if it
+// has another one.
+func (k *Kernel) ensureMark(l netlink.Link) error {
+	if k.mark == "" || l.Attrs().Alias == k.mark {
+		return nil
+	}
+	if err := k.h.LinkSetAlias(l, k.mark); err != nil {
+		return fmt.Errorf("mark %q: %w", l.Attrs().Name, err)
+	}
+	return nil
 }
 
 func (k *Kernel) owned(l netlink.Link) (bridge, veth bool) {
