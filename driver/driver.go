@@ -448,16 +448,27 @@ func (d *Driver) DeleteNetwork(id string) error {
 			}
 		}
 	}
+	// From here a failure puts the (now empty) network back, bridge,
+	// firewall and NDP included, so that the engine's retry finds it.
 	delete(d.networks, id)
-	if err := d.syncLocked(); err != nil {
+	undo := func(err error) error {
 		d.networks[id] = n
+		if uerr := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); uerr != nil {
+			log.WithError(uerr).Warn("undo: re-create bridge")
+		}
+		if uerr := d.syncLocked(); uerr != nil {
+			log.WithError(uerr).Warn("undo: firewall")
+		}
 		return err
+	}
+	if err := d.syncLocked(); err != nil {
+		return undo(err)
 	}
 	if err := d.cfg.Links.DeleteBridge(n.Bridge); err != nil {
-		return err
+		return undo(err)
 	}
 	if err := d.cfg.Store.DeleteNetwork(id); err != nil {
-		return err
+		return undo(fmt.Errorf("forget network: %w", err))
 	}
 	log.Info("deleted network")
 	return nil
