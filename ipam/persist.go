@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/v6bridge/v6bridge/internal/store"
 )
@@ -22,6 +23,9 @@ type poolRecord struct {
 	Placeholder bool              `json:"placeholder,omitempty"`
 	Data        map[string]string `json:"data,omitempty"`
 	PrefixLen   int               `json:"prefix_len,omitempty"`
+	// Created is when the pool was requested; zero in records older than
+	// the field (they count as old enough to reclaim).
+	Created time.Time `json:"created,omitzero"`
 }
 
 // addrRecord is one allocated address of a pool.
@@ -72,6 +76,9 @@ type backend interface {
 	putCursor(key string, a netip.Addr) error
 	// putName records the address an endpoint name got in pool id.
 	putName(id string, r nameRecord) error
+	// deleteName forgets an endpoint name of pool id; a missing one is not
+	// an error.
+	deleteName(id, name string) error
 	// load reads everything back.
 	load() (snapshot, error)
 	// loadULA reads the generated ULA prefix; zero when there is none.
@@ -134,6 +141,21 @@ func (d *diskBackend) putName(id string, r nameRecord) error {
 	}
 	if err != nil {
 		return fmt.Errorf("save address %s of %q in pool %s: %w", r.Addr, r.Name, id, err)
+	}
+	return nil
+}
+
+func (d *diskBackend) deleteName(id, name string) error {
+	path := d.nameDir(id)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	dir, err := store.Open(path)
+	if err == nil {
+		err = dir.Delete(name)
+	}
+	if err != nil {
+		return fmt.Errorf("forget endpoint name %q of pool %s: %w", name, id, err)
 	}
 	return nil
 }
