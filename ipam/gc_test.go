@@ -3,8 +3,8 @@ package ipam
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
