@@ -229,3 +229,32 @@ func TestUndoPaths(t *testing.T) {
 		}
 	}
 }
+
+// Networks the engine no longer knows (its data wiped) are listed, and
+// deleted with apply; a network it knows is kept.
+func TestStaleNetworks(t *testing.T) {
+	r := newRig(t)
+	mustNetwork(t, r, netA, "fd00:1::/112", nil)
+	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
+	mustNetwork(t, r, netB, "fd00:2::/112", nil)
+	engine := map[string]bool{netB: true}
+	got, err := r.d.StaleNetworks(engine, false)
+	if err != nil || len(got) != 1 || got[0].ID != netA || got[0].Endpoints != 1 {
+		t.Fatalf("StaleNetworks = %+v, %v; want netA with 1 endpoint", got, err)
+	}
+	if !r.d.UsesSubnet(netip.MustParsePrefix("fd00:1::/112")) {
+		t.Fatal("a dry run removed the network")
+	}
+	if _, err := r.d.StaleNetworks(engine, true); err != nil {
+		t.Fatal(err)
+	}
+	if r.d.UsesSubnet(netip.MustParsePrefix("fd00:1::/112")) || !r.d.UsesSubnet(netip.MustParsePrefix("fd00:2::/112")) {
+		t.Error("apply did not delete exactly the stale network")
+	}
+	if diff := cmp.Diff([]string{"v6b-bbbbbbbbbbb"}, r.links.ours()); diff != "" {
+		t.Errorf("links (-want +got):\n%s", diff)
+	}
+	if len(r.store.networks) != 1 || len(r.store.endpoints) != 0 {
+		t.Errorf("records left: %d networks, %d endpoints", len(r.store.networks), len(r.store.endpoints))
+	}
+}

@@ -152,7 +152,11 @@ func serve(args []string) error {
 		publicPrefix = func() (netip.Prefix, error) { return c.publicPrefix, nil }
 		publicPrefixes = func() []netip.Prefix { return append(up.prefixes(), c.publicPrefix) }
 	}
-	im, err := ipam.New(ipam.Config{StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Gateways: up.gateways,
+	// The driver, made below, says which subnets its networks use; the
+	// IPAM asks only once requests are served.
+	var d *driver.Driver
+	referenced := func(p netip.Prefix) bool { return d == nil || d.UsesSubnet(p) }
+	im, err := ipam.New(ipam.Config{Referenced: referenced, StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Gateways: up.gateways,
 		PublicPrefix: publicPrefix, ULAPrefix: c.ulaPrefix, PublicSubnetLen: c.publicLen, ULASubnetLen: c.ulaLen, Quarantine: q, Log: log})
 	if err != nil {
 		return err
@@ -181,7 +185,7 @@ func serve(args []string) error {
 	if quarantined > before {
 		noSweep = fmt.Sprintf("%d driver records were set aside in %s; their links stay until they are restored or deleted by hand", quarantined-before, q.Dir)
 	}
-	d, err := driver.New(driver.Config{
+	d, err = driver.New(driver.Config{
 		Links: k, Firewall: fw, Neighbors: resp, Store: st,
 		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
 		NDPRange: c.ndpRange, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
@@ -206,6 +210,8 @@ func serve(args []string) error {
 
 	status := func() any { return buildStatus(d, im, resp, uplinks, publicPrefixes) }
 	h := api.NewHandler(d, im, status, log)
+	h.HandleFunc("/v6bridge.GC", serveGC(d, im, log))
+	go gcLoop(ctx, im, 5*time.Minute, log)
 	errc := make(chan error, 1)
 	go func() { errc <- h.Serve(l) }()
 	select {
