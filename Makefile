@@ -11,7 +11,13 @@ PLUGINDIR := plugin/build
 STATE_SOURCE ?= /var/lib/v6bridge
 ENGINES   ?= legacy current current-nft
 
-.PHONY: all build test test-unit test-kernel test-e2e test-matrix deps plugin install demo bench clean
+# Release: the plugin for each architecture (plugin images have no manifest
+# lists: one tag per architecture, $(TAG)-amd64, $(TAG)-arm64).
+ARCHES    ?= amd64 arm64
+TAG       ?= $(VERSION)
+RELEASEDIR := plugin/release
+
+.PHONY: all build test test-unit test-kernel test-e2e test-matrix deps plugin install demo bench clean release push
 
 all: build
 
@@ -58,6 +64,16 @@ test: deps
 plugin: build
 	bash plugin/create.sh "$(PLUGIN)" "$(BIN)" "$(PLUGINDIR)" "$(STATE_SOURCE)"
 
+# make release: plugin/release/<arch>/{config.json,rootfs} for every ARCHES.
+release:
+	GO=$(GO) bash plugin/release.sh build "$(TAG)" "$(RELEASEDIR)" $(ARCHES)
+
+# make push REGISTRY=registry.example.com/you: pushes $(REGISTRY)/v6bridge:$(TAG)-<arch>
+# through the engine DOCKER_HOST names.
+push: release
+	@test -n "$(REGISTRY)" || { echo "make push REGISTRY=host[:port][/namespace]"; exit 2; }
+	bash plugin/release.sh push "$(REGISTRY)" "$(TAG)" "$(RELEASEDIR)" $(ARCHES)
+
 install: plugin
 	docker plugin enable $(PLUGIN)
 	docker plugin ls
@@ -70,4 +86,4 @@ bench: deps build
 	bash bench/bench.sh
 
 clean:
-	rm -rf bin $(PLUGINDIR)
+	rm -rf bin $(PLUGINDIR) $(RELEASEDIR)

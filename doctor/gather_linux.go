@@ -12,6 +12,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/internal/nlretry"
 )
 
 // Config says where Gather looks.
@@ -71,7 +73,9 @@ func gatherUplink(f *Facts, uplink string) {
 		return
 	}
 	defer h.Close()
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		f.UplinkErr = err.Error()
 		return
@@ -110,7 +114,7 @@ func gatherUplink(f *Facts, uplink string) {
 	if a, ok := netip.AddrFromSlice(best.Gw); ok {
 		f.Gateway = a.Unmap()
 	}
-	addrs, err := h.AddrList(l, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_V6) })
 	if err != nil {
 		return
 	}

@@ -27,6 +27,13 @@ func OpenDiskStore(dir string) (*DiskStore, error) {
 	return &DiskStore{networks: n, endpoints: e}, nil
 }
 
+// SetQuarantine makes Load set unreadable network and endpoint records
+// aside into q (and report them) instead of failing; nil: Load fails.
+func (s *DiskStore) SetQuarantine(q *store.Quarantine) {
+	s.networks.SetQuarantine(q)
+	s.endpoints.SetQuarantine(q)
+}
+
 // PutNetwork implements Store.
 func (s *DiskStore) PutNetwork(n *Network) error {
 	n.Format = RecordFormat

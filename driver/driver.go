@@ -8,9 +8,11 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -38,7 +40,14 @@ type Config struct {
 	// NDPRange answers NDP for whole public subnets instead of the
 	// addresses in use.
 	NDPRange bool
-	Log      logrus.FieldLogger
+	// Instance is the id of this state directory (instance.Identity) and
+	// StateDir where it is: links marked by another instance are never
+	// touched. Empty: every orphan with v6bridge's prefixes is swept.
+	Instance, StateDir string
+	// NoSweep, if set, is why orphaned links are left in place at this
+	// start (e.g. records were quarantined: their links are not orphans).
+	NoSweep string
+	Log     logrus.FieldLogger
 }
 
 // Driver is the v6bridge network driver.
@@ -59,6 +68,8 @@ type Driver struct {
 	// when they change, the next sync is a whole one again.
 	synced          bool
 	syncedHostAddrs []netip.Addr
+	// problems are the networks the last Reconcile could not bring up.
+	problems map[string]string
 }
 
 type hostPort struct {
@@ -164,11 +175,23 @@ func New(cfg Config) (*Driver, error) {
 }
 
 // Reconcile makes the kernel match the persisted state: host settings,
-// bridges re-created (after a reboot), links carrying v6bridge's names that
-// no record claims removed, the firewall and NDP rebuilt.
+// bridges re-created (after a reboot), links carrying this instance's mark
+// that no record claims removed, the firewall and NDP rebuilt. It refuses
+// (ErrForeignLinks, before changing anything) when the kernel holds links
+// of another instance, or links of this one while the state holds no
+// network: this plugin runs on the wrong state directory. A network whose
+// bridge cannot be ensured is reported (Problems, status) and the rest is
+// served.
 func (d *Driver) Reconcile() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	owned, err := d.cfg.Links.OwnedLinks()
+	if err != nil {
+		return fmt.Errorf("list v6bridge's links: %w", err)
+	}
+	if err := d.checkOwnership(owned); err != nil {
+		return err
+	}
 	changed, err := d.cfg.Links.PrepareHost(d.cfg.Uplinks)
 	if err != nil {
 		return fmt.Errorf("prepare host: %w", err)
@@ -176,19 +199,23 @@ func (d *Driver) Reconcile() error {
 	for _, c := range changed {
 		d.log.WithField("sysctl", c).Info("changed host setting")
 	}
-	bridges := map[string]bool{}
-	for _, n := range d.networks {
-		bridges[n.Bridge] = true
+	d.problems = map[string]string{}
+	claimed := map[string]bool{}
+	for _, n := range d.sortedNetworks() {
+		claimed[n.Bridge] = true
 		if err := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); err != nil {
-			return err
+			d.problem(n.ID, fmt.Errorf("ensure bridge: %w", err))
 		}
 	}
-	veths := map[string]bool{}
-	for _, e := range d.endpoints {
-		veths[e.HostVeth] = true
+	for _, e := range d.sortedEndpoints() {
+		claimed[e.HostVeth] = true
+		if _, bad := d.problems[e.NetworkID]; bad {
+			continue
+		}
 		ok, err := d.cfg.Links.LinkExists(e.HostVeth)
 		if err != nil {
-			return err
+			d.problem(e.NetworkID, fmt.Errorf("endpoint %s: %w", short(e.ID, 12), err))
+			continue
 		}
 		if !ok && e.Joined {
 			// The container's link is gone (its netns died with a reboot or
@@ -198,31 +225,92 @@ func (d *Driver) Reconcile() error {
 			ss := d.save([]string{e.Sandbox}, e)
 			d.leaveLocked(e)
 			if err := d.persistChanged(ss); err != nil {
-				return err
+				d.log.WithError(err).WithField("endpoint", short(e.ID, 12)).Warn("save unpublished endpoint; it is unpublished until the next start")
 			}
 		}
 	}
-	ownedBridges, ownedVeths, err := d.cfg.Links.OwnedLinks()
-	if err != nil {
-		return err
-	}
-	for _, b := range ownedBridges {
-		if !bridges[b] {
-			d.log.WithField("bridge", b).Info("removing orphaned bridge")
-			if err := d.cfg.Links.DeleteBridge(b); err != nil {
-				return err
-			}
-		}
-	}
-	for _, v := range ownedVeths {
-		if !veths[v] {
-			d.log.WithField("iface", v).Info("removing orphaned veth")
-			if err := d.cfg.Links.DeleteVeth(v); err != nil {
-				return err
-			}
-		}
-	}
+	d.sweep(owned, claimed)
 	return d.syncLocked()
+}
+
+// ErrForeignLinks says the kernel holds v6bridge links another state
+// directory made: this plugin is not on the state it should be.
+var ErrForeignLinks = errors.New("the kernel holds v6bridge links of another state directory")
+
+// checkOwnership refuses to go on when owned links show that this
+// instance runs on the wrong state: links marked by another instance, or
+// its own marks while the state holds no network.
+func (d *Driver) checkOwnership(owned []netspec.OwnedLink) error {
+	if d.cfg.Instance == "" {
+		return nil
+	}
+	var foreign, mine []string
+	var other netspec.OwnedLink
+	for _, l := range owned {
+		switch l.Instance {
+		case "":
+		case d.cfg.Instance:
+			mine = append(mine, l.Name)
+		default:
+			foreign = append(foreign, l.Name)
+			other = l
+		}
+	}
+	if len(foreign) > 0 {
+		return fmt.Errorf("%w: %s belong to v6bridge instance %s, whose state directory is %s; this one is instance %s on %s. "+
+			"Start this plugin on %s (managed plugin: docker plugin set <plugin> state.source=%s), or stop the other instance and delete its links (ip link del ...) first",
+			ErrForeignLinks, strings.Join(foreign, ", "), other.Instance, other.StateDir, d.cfg.Instance, d.cfg.StateDir, other.StateDir, other.StateDir)
+	}
+	if len(mine) > 0 && len(d.networks) == 0 && d.cfg.NoSweep == "" {
+		return fmt.Errorf("%w: state directory %s (instance %s) records no network, but its links %s exist: the records were lost or replaced; "+
+			"restore them (%s/quarantine may hold unreadable ones), or delete those links (ip link del ...) to start empty",
+			ErrForeignLinks, d.cfg.StateDir, d.cfg.Instance, strings.Join(mine, ", "), d.cfg.StateDir)
+	}
+	return nil
+}
+
+// sweep deletes the owned links that no record claims and that carry this
+// instance's mark; unmarked ones are reported and left.
+func (d *Driver) sweep(owned []netspec.OwnedLink, claimed map[string]bool) {
+	for _, l := range owned {
+		if claimed[l.Name] {
+			continue
+		}
+		log := d.log.WithField("iface", l.Name)
+		switch {
+		case d.cfg.NoSweep != "":
+			log.WithField("reason", d.cfg.NoSweep).Warn("orphaned link left in place")
+			continue
+		case d.cfg.Instance != "" && l.Instance != d.cfg.Instance:
+			log.Warn("orphaned link without this instance's mark left in place (made by an older v6bridge or by hand): delete it with ip link del if nothing uses it")
+			continue
+		}
+		var err error
+		if l.Bridge {
+			log.Info("removing orphaned bridge")
+			err = d.cfg.Links.DeleteBridge(l.Name)
+		} else {
+			log.Info("removing orphaned veth")
+			err = d.cfg.Links.DeleteVeth(l.Name)
+		}
+		if err != nil {
+			log.WithError(err).Warn("remove orphaned link")
+		}
+	}
+}
+
+// problem records and logs a network that Reconcile could not bring up.
+func (d *Driver) problem(networkID string, err error) {
+	d.problems[networkID] = err.Error()
+	d.log.WithError(err).WithField("network", short(networkID, 12)).Error("network not reconciled; serving the others")
+}
+
+// Problems returns the networks Reconcile could not bring up, by id, with
+// the error.
+func (d *Driver) Problems() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.problems)
 }
 
 func (d *Driver) bridgeSpec(n *Network) netspec.BridgeSpec {
@@ -372,16 +460,27 @@ func (d *Driver) DeleteNetwork(id string) error {
 			}
 		}
 	}
+	// From here a failure puts the (now empty) network back, bridge,
+	// firewall and NDP included, so that the engine's retry finds it.
 	delete(d.networks, id)
-	if err := d.syncLocked(); err != nil {
+	undo := func(err error) error {
 		d.networks[id] = n
+		if uerr := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); uerr != nil {
+			log.WithError(uerr).Warn("undo: re-create bridge")
+		}
+		if uerr := d.syncLocked(); uerr != nil {
+			log.WithError(uerr).Warn("undo: firewall")
+		}
 		return err
+	}
+	if err := d.syncLocked(); err != nil {
+		return undo(err)
 	}
 	if err := d.cfg.Links.DeleteBridge(n.Bridge); err != nil {
-		return err
+		return undo(err)
 	}
 	if err := d.cfg.Store.DeleteNetwork(id); err != nil {
-		return err
+		return undo(fmt.Errorf("forget network: %w", err))
 	}
 	log.Info("deleted network")
 	return nil

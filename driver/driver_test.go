@@ -18,11 +18,13 @@ const (
 )
 
 type rig struct {
-	d     *Driver
-	links *fakeLinks
-	fw    *fakeFirewall
-	nb    *fakeNeighbors
-	store *memStore
+	// instance is the Config.Instance reopen passes (empty: unmarked).
+	instance string
+	d        *Driver
+	links    *fakeLinks
+	fw       *fakeFirewall
+	nb       *fakeNeighbors
+	store    *memStore
 }
 
 func newRig(t *testing.T) *rig {
@@ -42,6 +44,7 @@ func (r *rig) reopen(t *testing.T) *Driver {
 		HostAddrs:      func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")} },
 		PublicPrefixes: func() []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")} },
 		UplinkMTU:      func() int { return 1500 },
+		Instance:       r.instance, StateDir: "/var/lib/v6bridge-" + r.instance,
 	})
 	if err != nil {
 		t.Fatal(err)

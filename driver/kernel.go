@@ -18,8 +18,8 @@ type Links interface {
 	// LinkExists reports whether an interface of that name exists.
 	LinkExists(name string) (bool, error)
 	// OwnedLinks lists the interfaces whose names carry v6bridge's prefixes
-	// (bridges and host-side veths), for orphan cleanup.
-	OwnedLinks() (bridges, veths []string, err error)
+	// (bridges and host-side veths) with their marks, for orphan cleanup.
+	OwnedLinks() ([]netspec.OwnedLink, error)
 	// PrepareHost sets what the data path needs host wide (IPv6 forwarding,
 	// accept_ra=2 on the uplinks first), returning what it changed.
 	PrepareHost(uplinks []string) (changed []string, err error)

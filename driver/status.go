@@ -3,6 +3,9 @@ package driver
 // NetworkStatus is one network as `v6bridge status` shows it.
 type NetworkStatus struct {
 	Network
+	// Problem is why the last Reconcile could not bring the network up
+	// (its bridge, an endpoint's link); empty when it is fine.
+	Problem   string `json:",omitempty"`
 	Endpoints []EndpointStatus
 }
 
@@ -26,7 +29,7 @@ func (d *Driver) Status() []NetworkStatus {
 	defer d.mu.Unlock()
 	var out []NetworkStatus
 	for _, n := range d.sortedNetworks() {
-		ns := NetworkStatus{Network: *n}
+		ns := NetworkStatus{Network: *n, Problem: d.problems[n.ID]}
 		for _, e := range d.sortedEndpoints() {
 			if e.NetworkID != n.ID {
 				continue

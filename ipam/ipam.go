@@ -24,9 +24,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/v6bridge/v6bridge/internal/store"
 	"github.com/v6bridge/v6bridge/plan"
 )
 
@@ -131,6 +133,18 @@ type Config struct {
 	// 0 means plan.DefaultSubnetLen (/112).
 	PublicSubnetLen, ULASubnetLen int
 
+	// Referenced says whether a network uses the subnet (the driver's
+	// records). A pool no network references and no address but its
+	// gateway uses is stale: GC reclaims it after a grace period, and a
+	// request of an overlapping subnet reclaims it at once (if older than
+	// MinReclaimAge). Nil: every pool counts as referenced.
+	Referenced func(netip.Prefix) bool
+
+	// Quarantine, if set, receives state entries that cannot be read
+	// (a truncated pool, address, name or cursor file): they are moved
+	// there and reported, and the rest loads. Nil: such an entry fails New.
+	Quarantine *store.Quarantine
+
 	// Log receives one Info line per state change. May be nil.
 	Log logrus.FieldLogger
 }
@@ -172,13 +186,16 @@ type pool struct {
 	alloc   *allocator
 	gateway netip.Addr            // a placeholder's is reserved in alloc, not allocated
 	names   map[string]netip.Addr // endpoint name -> its last address
+	// freed is when a remembered address was released (or found free at
+	// start), so GC can forget names whose address stayed free too long.
+	freed map[netip.Addr]time.Time
 }
 
 // newPool returns a pool with an empty allocator for its record. A
 // placeholder pool's network address, gateway and broadcast address are
 // reserved; an IPv6 pool's subnet-router anycast address is.
 func newPool(r poolRecord) *pool {
-	p := &pool{rec: r, names: map[string]netip.Addr{}}
+	p := &pool{rec: r, names: map[string]netip.Addr{}, freed: map[netip.Addr]time.Time{}}
 	if r.Placeholder {
 		p.gateway = blockGateway(r.Prefix)
 		p.alloc = newAllocator(r.Range, r.Prefix.Addr(), p.gateway, lastAddr(r.Prefix))
@@ -232,6 +249,9 @@ type IPAM struct {
 	ulaLen    int
 	log       logrus.FieldLogger
 	pools     map[string]*pool
+	// referenced says whether a network uses a subnet (Config.Referenced).
+	referenced func(netip.Prefix) bool
+	now        func() time.Time
 }
 
 // New returns an IPAM with the state persisted under cfg.StateDir.
@@ -239,7 +259,7 @@ func New(cfg Config) (*IPAM, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("ipam: no state directory configured")
 	}
-	be, err := openDisk(cfg.StateDir)
+	be, err := openDisk(cfg.StateDir, cfg.Quarantine)
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
@@ -264,6 +284,9 @@ func newIPAM(cfg Config, be backend) (*IPAM, error) {
 		ulaLen:    cmp.Or(cfg.ULASubnetLen, plan.DefaultSubnetLen),
 		log:       log,
 		pools:     map[string]*pool{},
+		now:       time.Now,
+
+		referenced: cfg.Referenced,
 	}
 	for _, l := range []struct {
 		key  string
@@ -319,6 +342,12 @@ func (m *IPAM) restore(s snapshot) error {
 			p.take(a.Addr)
 			if a.Gateway {
 				p.gateway = a.Addr
+			}
+		}
+		now := m.now()
+		for _, a := range p.names {
+			if !p.has(a) {
+				p.freed[a] = now
 			}
 		}
 		m.pools[r.ID] = p
@@ -393,6 +422,7 @@ func (m *IPAM) addV6Pool(subnet, rng netip.Prefix, opts poolOptions, msg string)
 		Prefix:    subnet,
 		Range:     rng,
 		PrefixLen: opts.PrefixLen,
+		Created:   m.now().UTC(),
 	})
 	if err := m.be.putPool(p.rec); err != nil {
 		return Pool{}, err
@@ -425,11 +455,21 @@ func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
 		if p.rec.Placeholder || !p.rec.Prefix.Overlaps(subnet) {
 			continue
 		}
+		if m.stale(p, MinReclaimAge) {
+			// Left by a network the engine forgot (its data wiped or
+			// restored): the subnet is free again.
+			if err := m.releaseLocked(id, "Stale pool reclaimed for a new request of an overlapping subnet"); err != nil {
+				return err
+			}
+			continue
+		}
+		const hint = " (if `docker network ls` shows no such network, the plugin kept it from an engine whose data was wiped: " +
+			"`v6bridge gc` lists such state, `v6bridge gc --apply` removes it)"
 		if p.rec.Prefix == subnet {
-			return refuse(ErrPoolOverlap, "subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses",
+			return refuse(ErrPoolOverlap, "subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses"+hint,
 				subnet, id)
 		}
-		return refuse(ErrPoolOverlap, "subnet %s overlaps %s of another v6bridge network (pool %s): choose a subnet that does not overlap it",
+		return refuse(ErrPoolOverlap, "subnet %s overlaps %s of another v6bridge network (pool %s): choose a subnet that does not overlap it"+hint,
 			subnet, p.rec.Prefix, id)
 	}
 	return nil
@@ -499,6 +539,11 @@ func (m *IPAM) freeBlock() (netip.Prefix, bool) {
 func (m *IPAM) ReleasePool(id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.releaseLocked(id, "Pool released")
+}
+
+// releaseLocked removes pool id, logging msg. m.mu is held.
+func (m *IPAM) releaseLocked(id, msg string) error {
 	p, ok := m.pools[id]
 	if !ok {
 		return nil
@@ -511,7 +556,7 @@ func (m *IPAM) ReleasePool(id string) error {
 		// The pool is gone; leftovers are dropped at the next start.
 		m.log.WithField("pool", id).WithError(err).Warn("Leftover state of released pool")
 	}
-	m.log.WithFields(logrus.Fields{"pool": id, "addresses": p.allocated()}).Info("Pool released")
+	m.log.WithFields(logrus.Fields{"pool": id, "addresses": p.allocated()}).Info(msg)
 	return nil
 }
 
@@ -559,12 +604,16 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 	if err != nil {
 		return netip.Prefix{}, err
 	}
+	delete(p.freed, got)
 	if name := opts[OptEndpointName]; name != "" && !gateway && p.names[name] != got {
 		if err := m.be.putName(p.rec.ID, nameRecord{Name: name, Addr: got}); err != nil {
 			m.log.WithError(err).WithField("pool", p.rec.ID).Warn("remember endpoint address")
 		} else {
 			p.names[name] = got
 		}
+	}
+	if !gateway {
+		m.forgetOtherNames(p, got, opts[OptEndpointName])
 	}
 	return netip.PrefixFrom(got, p.rec.Prefix.Bits()), nil
 }
@@ -732,6 +781,7 @@ func (m *IPAM) ReleaseAddress(poolID, addr string) error {
 		return err
 	}
 	p.free(a)
+	p.freed[a] = m.now()
 	m.log.WithFields(logrus.Fields{"pool": poolID, "addr": a}).Info("Address released")
 	return nil
 }

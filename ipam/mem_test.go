@@ -41,6 +41,14 @@ func (b *memBackend) putName(id string, r nameRecord) error {
 	return nil
 }
 
+func (b *memBackend) deleteName(id, name string) error {
+	if err := b.check("deleteName"); err != nil {
+		return err
+	}
+	delete(b.names[id], name)
+	return nil
+}
+
 func (b *memBackend) loadULA() (netip.Prefix, error) { return b.ula, nil }
 
 func (b *memBackend) putULA(p netip.Prefix) error {

@@ -9,6 +9,8 @@ import (
 	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/internal/nlretry"
 )
 
 // EnsureBridge creates the bridge spec.Name or verifies and repairs an
@@ -50,6 +52,9 @@ func (k *Kernel) EnsureBridge(spec netspec.BridgeSpec) (err error) {
 	if err := k.configureBridge(br, spec, log); err != nil {
 		return fmt.Errorf("ensure bridge %q: %w", name, err)
 	}
+	if err := k.ensureMark(br); err != nil {
+		return fmt.Errorf("ensure bridge %q: %w", name, err)
+	}
 	return nil
 }
 
@@ -63,6 +68,7 @@ func (k *Kernel) ensureBridgeLink(name string, mtu int) (br netlink.Link, create
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = name
 		attrs.MTU = mtu
+		attrs.Alias = k.mark
 		err := k.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
 		created = err == nil
 		if err != nil && !errors.Is(err, unix.EEXIST) {
@@ -129,7 +135,7 @@ func (k *Kernel) configureBridge(br netlink.Link, spec netspec.BridgeSpec, log l
 // ensureGateway makes spec.Gateway, without DAD, the only global address
 // of the bridge. Link-local addresses are left alone.
 func (k *Kernel) ensureGateway(br netlink.Link, spec netspec.BridgeSpec, log logrus.FieldLogger) error {
-	addrs, err := k.h.AddrList(br, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(br, netlink.FAMILY_V6) })
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
@@ -167,7 +173,7 @@ func (k *Kernel) ensureGateway(br netlink.Link, spec netspec.BridgeSpec, log log
 // that flipping a network's isolation also reaches the endpoints that
 // already exist.
 func (k *Kernel) isolatePorts(br netlink.Link, isolated bool) error {
-	links, err := k.h.LinkList()
+	links, err := nlretry.Dump(k.h.LinkList)
 	if err != nil {
 		return fmt.Errorf("list ports: %w", err)
 	}

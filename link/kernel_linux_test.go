@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/internal/instance"
 	"github.com/v6bridge/v6bridge/internal/nettest"
 	"github.com/v6bridge/v6bridge/netspec"
 )
@@ -327,13 +328,13 @@ func TestPrivilegedEnsureVethFailureLeavesNothing(t *testing.T) {
 	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MAC: bad}); err == nil {
 		t.Error("EnsureVeth with a multicast MAC succeeded")
 	}
-	_, veths, err := e.k.OwnedLinks()
+	owned, err := e.k.OwnedLinks()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"v6h1", "v6c1"} {
 		if ok, _ := e.k.LinkExists(n); ok {
-			t.Errorf("%s left behind (owned veths %v)", n, veths)
+			t.Errorf("%s left behind (owned links %v)", n, owned)
 		}
 	}
 }
@@ -404,15 +405,49 @@ func TestPrivilegedOwnedLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bridges, veths, err := e.k.OwnedLinks()
+	owned, err := e.k.OwnedLinks()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"v6b-a", "v6b-b"}, bridges); diff != "" {
-		t.Errorf("bridges (-want +got):\n%s", diff)
+	want := []netspec.OwnedLink{{Name: "v6b-a", Bridge: true}, {Name: "v6b-b", Bridge: true}, {Name: "v6h1"}}
+	if diff := cmp.Diff(want, owned); diff != "" {
+		t.Errorf("owned links (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"v6h1"}, veths); diff != "" {
-		t.Errorf("veths (-want +got):\n%s", diff)
+}
+
+// A Kernel with a mark puts it on the bridges and host veths it makes and
+// on those it ensures (made before marks, or by another instance's
+// Kernel), and OwnedLinks reads it back.
+func TestPrivilegedMarks(t *testing.T) {
+	e := newEnv(t)
+	gw := netip.MustParsePrefix("2001:db8:1::1/64")
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-old", Gateway: gw}); err != nil {
+		t.Fatal(err)
+	}
+	mark := instance.Mark("0123456789abcdef", "/var/lib/v6bridge")
+	k, err := New(Config{NetNS: e.ns, ProcSys: e.k.procSys, Mark: mark})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	for _, b := range []string{"v6b-new", "v6b-old"} {
+		if err := k.EnsureBridge(netspec.BridgeSpec{Name: b, Gateway: gw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-new"}); err != nil {
+		t.Fatal(err)
+	}
+	owned, err := k.OwnedLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []netspec.OwnedLink
+	for _, n := range []string{"v6b-new", "v6b-old", "v6h1"} {
+		want = append(want, netspec.OwnedLink{Name: n, Bridge: n != "v6h1", Instance: "0123456789abcdef", StateDir: "/var/lib/v6bridge"})
+	}
+	if diff := cmp.Diff(want, owned); diff != "" {
+		t.Errorf("owned links (-want +got):\n%s", diff)
 	}
 }
 

@@ -94,6 +94,7 @@ func (k *Kernel) ensureVethPair(spec netspec.VethSpec, log logrus.FieldLogger) (
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = spec.HostName
 	attrs.MTU = spec.MTU
+	attrs.Alias = k.mark
 	veth := &netlink.Veth{
 		LinkAttrs:        attrs,
 		PeerName:         spec.PeerName,
@@ -176,6 +177,9 @@ func (k *Kernel) configureVeth(host, peer netlink.Link, br *netlink.Bridge, spec
 		return err
 	}
 	if err := k.ensureHairpin(host); err != nil {
+		return err
+	}
+	if err := k.ensureMark(host); err != nil {
 		return err
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {

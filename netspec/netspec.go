@@ -137,3 +137,13 @@ func ValidIfname(name string) error {
 func IsULA(a netip.Addr) bool {
 	return a.Is6() && a.As16()[0]&0xfe == 0xfc
 }
+
+// OwnedLink is a bridge or host-side veth carrying v6bridge's name prefix.
+type OwnedLink struct {
+	Name   string
+	Bridge bool // else a host-side veth
+	// Instance and StateDir come from the link's mark: the id of the
+	// instance (state directory) that made it, and where that directory
+	// was. Empty: unmarked (made before marks existed, or by hand).
+	Instance, StateDir string
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/v6bridge/v6bridge/internal/nlretry"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/link"
 	"github.com/v6bridge/v6bridge/plan"
@@ -162,8 +163,10 @@ func (u *uplinkInfo) gateways() ([]netip.Addr, error) {
 			errs = append(errs, fmt.Errorf("gateways of %q: %w", name, err))
 			continue
 		}
-		routes, err := netlink.RouteListFiltered(netlink.FAMILY_V6,
-			&netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+			return netlink.RouteListFiltered(netlink.FAMILY_V6,
+				&netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("gateways of %q: %w", name, err))
 			continue
