@@ -418,9 +418,10 @@ engine_down() {
 	if [ -e "$(_v6b_mntns "$p")" ]; then
 		local ino
 		ino=$(stat -Lc %i "$(_v6b_mntns "$p")" 2>/dev/null || true)
-		for pid in /proc/[0-9]*; do
-			[ "$(stat -Lc %i "$pid/ns/mnt" 2>/dev/null)" = "$ino" ] || continue
-			kill -KILL "${pid#/proc/}" 2>/dev/null || true
+		# one find, not a stat per process: on a busy machine that loop took ~15 s
+		for pid in $(find /proc/[0-9]*/ns/mnt -maxdepth 0 -lname "mnt:\[$ino\]" 2>/dev/null); do
+			pid=${pid#/proc/}
+			kill -KILL "${pid%%/*}" 2>/dev/null || true
 		done
 	fi
 	for cg in $(find /sys/fs/cgroup -maxdepth 6 -type d -name "v6b-e2e-$p" 2>/dev/null); do
