@@ -108,14 +108,14 @@ router_neigh_is() {
 }
 
 # nothing_left HOST: no task container, no v6bridge network, link or state file on HOST
-# (the ULA the plugin keeps and IPv4 placeholders aside).
+# (the ULA the plugin keeps aside; IPv4 placeholders too are released).
 nothing_left() {
 	local h=$1 out
 	out=$(
 		dk "$h" ps -aq --filter label=com.docker.swarm.task
 		dk "$h" network ls -q --filter driver="$PLUGIN"
 		ip -n "$h-vps" -o link show | grep -oE ' v6[bhc][-0-9a-z]*' || true
-		find "$(state "$h")" -type f -name '*.json' ! -name ula.json ! -path '*v4placeholder*' 2>/dev/null || true
+		find "$(state "$h")" -type f -name '*.json' ! -name ula.json 2>/dev/null || true
 	)
 	[ -z "$out" ] || { echo "left on $h:"; echo "$out"; return 1; }
 }
