@@ -324,6 +324,11 @@ func buildChains() []Chain {
 			rule("", drop),
 		}},
 		{Name: ChainSource, Rules: []Rule{
+			// A container on two networks answers through its default
+			// route, which may be the other network's bridge: replies of
+			// connections the rules accepted go on; anything new must
+			// come from the bridge's own subnet.
+			rule("replies, through either network of a container", CtState{States: []string{CtEstablished, CtRelated}}, Verdict{Kind: VerdictReturn}),
 			rule("dad, mld before an address", AddrCmp{Field: FieldSaddr, Addr: netip.IPv6Unspecified()},
 				ICMPv6Type{Types: []uint8{ICMPv6MLDReport, ICMPv6NeighborSolicit, ICMPv6MLD2Report}}, Verdict{Kind: VerdictReturn}),
 			rule("source not of this bridge", SourceNotRoutedBack{}, drop),
