@@ -778,9 +778,7 @@ func (d *Driver) syncLocked() error {
 	d.synced = false
 	s := d.firewallState()
 	if d.cfg.Firewall != nil {
-		if err := nat.CheckConflicts(s); err != nil {
-			return err
-		}
+		// Apply validates the state (conflicting host ports too) once.
 		if err := d.cfg.Firewall.Apply(s); err != nil {
 			return fmt.Errorf("apply firewall: %w", err)
 		}

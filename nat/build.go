@@ -77,13 +77,18 @@ func Build(s State) (*Ruleset, error) {
 	if err := Validate(s); err != nil {
 		return nil, err
 	}
+	return build(s), nil
+}
+
+// build is Build of a State Validate accepted.
+func build(s State) *Ruleset {
 	r := &Ruleset{Family: TableFamily, Name: TableName}
 	if len(s.Networks) == 0 {
-		return r, nil
+		return r
 	}
 	r.Sets = buildSets(s)
 	r.Chains = buildChains()
-	return r, nil
+	return r
 }
 
 func name(n string) Value             { return Value{Name: n} }

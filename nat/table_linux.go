@@ -92,18 +92,15 @@ func newConn(netns int) (*nftables.Conn, error) {
 // bridges' traffic through (see Coexistence.Ensure); a failure there is
 // logged, not returned, since our own table is in place.
 func (t *Table) Apply(s State) error {
-	r, err := Build(s)
+	m, err := NewModel(s) // validates s, once
 	if err != nil {
 		return err
 	}
+	r := build(s)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.patchOrApplyLocked(r); err != nil {
 		return err
-	}
-	m, err := NewModel(s)
-	if err != nil {
-		return err // Build validated s already
 	}
 	t.model = m
 	t.log.WithField("networks", len(s.Networks)).Info("firewall applied")
