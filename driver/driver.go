@@ -40,6 +40,11 @@ type Config struct {
 	// NDPRange answers NDP for whole public subnets instead of the
 	// addresses in use.
 	NDPRange bool
+	// PoolMode returns the mode the IPAM pool of a subnet was requested
+	// for (--ipam-opt v6bridge.mode), "" if none: a network without -o
+	// v6bridge.mode takes it, one with a different -o is refused. nil: no
+	// pools of v6bridge's IPAM (another IPAM serves the network).
+	PoolMode func(netip.Prefix) netspec.Mode
 	// Instance is the id of this state directory (instance.Identity) and
 	// StateDir where it is: links marked by another instance are never
 	// touched. Empty: every orphan with v6bridge's prefixes is swept.
@@ -410,6 +415,18 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 	}
 	if !n.Subnet.Contains(n.Gateway) {
 		return nil, fmt.Errorf("gateway %s is outside subnet %s: accepted is an address inside it", n.Gateway, n.Subnet)
+	}
+	if d.cfg.PoolMode != nil {
+		// The mode is decided once: by the IPAM option that chose the
+		// subnet, or by -o when the IPAM got none.
+		switch pm := d.cfg.PoolMode(n.Subnet); {
+		case pm == "":
+		case n.Mode == "":
+			n.Mode = pm
+		case n.Mode != pm:
+			return nil, fmt.Errorf("network option %s=%s contradicts the ipam option %s=%s the subnet %s was chosen for: give the mode once — --ipam-opt %s=%s alone picks the subnet and the network's mode, or -o %s=%s alone with --subnet",
+				OptMode, n.Mode, OptMode, pm, n.Subnet, OptMode, pm, OptMode, n.Mode)
+		}
 	}
 	if n.Mode == "" {
 		n.Mode = DefaultMode(n.Subnet, d.cfg.PublicPrefixes())

@@ -393,3 +393,43 @@ func TestRestartKeepsStateAndReconcileCleansOrphans(t *testing.T) {
 		t.Errorf("dead endpoint still published: %+v", eps)
 	}
 }
+
+// TestModeDecidedOnce: a network takes its mode from the IPAM option its
+// subnet was chosen with; -o with another mode is refused, naming both.
+func TestModeDecidedOnce(t *testing.T) {
+	pools := map[netip.Prefix]netspec.Mode{
+		netip.MustParsePrefix("2001:db8:1234:a1:7::/112"): netspec.ModePublic,
+		netip.MustParsePrefix("2001:db8:77::/112"):        netspec.ModeRouted,
+	}
+	r := newRig(t)
+	r.d.cfg.PoolMode = func(p netip.Prefix) netspec.Mode { return pools[p] }
+	for _, c := range []struct {
+		subnet string
+		opts   map[string]string
+		want   netspec.Mode
+		err    string
+	}{
+		{"2001:db8:1234:a1:7::/112", nil, netspec.ModePublic, ""},
+		{"2001:db8:77::/112", nil, netspec.ModeRouted, ""},
+		{"fd00:5::/112", map[string]string{OptMode: "internal"}, netspec.ModeInternal, ""}, // no IPAM mode: -o decides
+		{"2001:db8:1234:a1:7::/112", map[string]string{OptMode: "public"}, netspec.ModePublic, ""},
+		{"2001:db8:1234:a1:7::/112", map[string]string{OptMode: "routed"}, "", "contradicts the ipam option v6bridge.mode=public"},
+	} {
+		r := newRig(t)
+		r.d.cfg.PoolMode = func(p netip.Prefix) netspec.Mode { return pools[p] }
+		err := r.d.CreateNetwork(createReq(netA, c.subnet, c.opts))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s %v: err %v, want %q", c.subnet, c.opts, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s %v: %v", c.subnet, c.opts, err)
+			continue
+		}
+		if got := r.d.networks[netA].Mode; got != c.want {
+			t.Errorf("%s %v: mode %s, want %s", c.subnet, c.opts, got, c.want)
+		}
+	}
+}

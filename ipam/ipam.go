@@ -29,6 +29,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/v6bridge/v6bridge/internal/store"
+	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/v6bridge/v6bridge/plan"
 )
 
@@ -422,6 +423,7 @@ func (m *IPAM) addV6Pool(subnet, rng netip.Prefix, opts poolOptions, msg string)
 		Prefix:    subnet,
 		Range:     rng,
 		PrefixLen: opts.PrefixLen,
+		Mode:      opts.Mode,
 		Created:   m.now().UTC(),
 	})
 	if err := m.be.putPool(p.rec); err != nil {
@@ -430,6 +432,19 @@ func (m *IPAM) addV6Pool(subnet, rng netip.Prefix, opts poolOptions, msg string)
 	m.pools[p.rec.ID] = p
 	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "subnet": subnet, "range": rng}).Info(msg)
 	return p.public(), nil
+}
+
+// PoolMode returns the mode an IPv6 pool of exactly subnet was requested
+// for (--ipam-opt v6bridge.mode), or "" when it was requested without one
+// or there is no such pool. The network driver, in the same process, takes
+// the network's mode from it, so the mode is decided once.
+func (m *IPAM) PoolMode(subnet netip.Prefix) netspec.Mode {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p, ok := m.pools[v6IDPrefix+subnet.Masked().String()]; ok {
+		return p.rec.Mode
+	}
+	return ""
 }
 
 // checkHost refuses a subnet that contains one of the host's addresses.

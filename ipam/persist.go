@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/v6bridge/v6bridge/internal/store"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // poolRecord is a pool as persisted: everything but its addresses and
@@ -23,6 +24,9 @@ type poolRecord struct {
 	Placeholder bool              `json:"placeholder,omitempty"`
 	Data        map[string]string `json:"data,omitempty"`
 	PrefixLen   int               `json:"prefix_len,omitempty"`
+	// Mode is the v6bridge.mode IPAM option the pool was requested with
+	// ("" if none): the driver takes the network's mode from it.
+	Mode netspec.Mode `json:"mode,omitempty"`
 	// Created is when the pool was requested; zero in records older than
 	// the field (they count as old enough to reclaim).
 	Created time.Time `json:"created,omitzero"`

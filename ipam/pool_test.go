@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 func TestRequestPoolRefused(t *testing.T) {
@@ -254,5 +255,38 @@ func TestPoolFailureLeavesNothing(t *testing.T) {
 	}
 	if _, ok := m.Pool(p.ID); !ok {
 		t.Errorf("pool gone after failed ReleasePool")
+	}
+}
+
+// TestPoolModeIsRecorded: the mode a pool was requested for is kept, also
+// across a restart, for the driver to take the network's mode from.
+func TestPoolModeIsRecorded(t *testing.T) {
+	dir := t.TempDir()
+	im, err := New(Config{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routed := netip.MustParsePrefix("2001:db8:77::/112")
+	if _, err := im.RequestPool(PoolRequest{Pool: routed.String(), V6: true, Options: map[string]string{OptMode: "Routed"}}); err != nil {
+		t.Fatal(err)
+	}
+	plain := netip.MustParsePrefix("fd00:9::/112")
+	if _, err := im.RequestPool(PoolRequest{Pool: plain.String(), V6: true}); err != nil {
+		t.Fatal(err)
+	}
+	im2, err := New(Config{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*IPAM{im, im2} {
+		if got := m.PoolMode(routed); got != netspec.ModeRouted {
+			t.Errorf("PoolMode(%s) = %q, want routed", routed, got)
+		}
+		if got := m.PoolMode(plain); got != "" {
+			t.Errorf("PoolMode(%s) = %q, want none", plain, got)
+		}
+		if got := m.PoolMode(netip.MustParsePrefix("fd00:10::/112")); got != "" {
+			t.Errorf("PoolMode of no pool = %q", got)
+		}
 	}
 }

@@ -199,7 +199,7 @@ func serve(args []string) error {
 	d, err = driver.New(driver.Config{
 		Links: k, Firewall: fw, Neighbors: resp, Store: st,
 		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
-		NDPRange: c.ndpRange, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
+		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
 	})
 	if err != nil {
 		return err
