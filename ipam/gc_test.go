@@ -124,7 +124,7 @@ func TestNamesArePrunedWithTheirAddress(t *testing.T) {
 	m.now = c.now
 	p := mustPool(t, m, "fd00:8::/120", "")
 	for i := range 2000 {
-		a, err := m.RequestAddress(p.ID, "", map[string]string{OptEndpointName: fmt.Sprintf("job-%d", i)})
+		a, err := m.RequestAddress(p.ID, "", AddressOptions{Name: fmt.Sprintf("job-%d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestNamesArePrunedWithTheirAddress(t *testing.T) {
 		t.Errorf("%d name records for a pool of 255 addresses", n)
 	}
 	c.advance(DefaultGrace)
-	keep, err := m.RequestAddress(p.ID, "", map[string]string{OptEndpointName: "still-here"})
+	keep, err := m.RequestAddress(p.ID, "", AddressOptions{Name: "still-here"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestNamesArePrunedWithTheirAddress(t *testing.T) {
 	if err := m2.ReleaseAddress(p.ID, keep.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := m2.RequestAddress(p.ID, "", map[string]string{OptEndpointName: "still-here"}); err != nil || got != keep {
+	if got, err := m2.RequestAddress(p.ID, "", AddressOptions{Name: "still-here"}); err != nil || got != keep {
 		t.Errorf("still-here got %v (%v), want %v", got, err, keep)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -33,22 +32,16 @@ import (
 	"github.com/v6bridge/v6bridge/plan"
 )
 
-// Option keys and values of the libnetwork IPAM API.
-const (
-	// OptRequestAddressType is the RequestAddress option that says what
-	// the address is for.
-	OptRequestAddressType = "RequestAddressType"
-	// AddressTypeGateway is the OptRequestAddressType value of a gateway
-	// request.
-	AddressTypeGateway = "com.docker.network.gateway"
-	// OptEndpointName is the RequestAddress option naming the endpoint
-	// (engines >= 29 send it): an endpoint re-requesting without an address
-	// gets the one it had last, if it is free.
-	OptEndpointName = "com.docker.network.endpoint.name"
-	// DataGateway is the RequestPool response Data key carrying a pool's
-	// gateway (CIDR); libnetwork then does not request one.
-	DataGateway = "com.docker.network.gateway"
-)
+// AddressOptions say what an address is for, as the engine's RequestAddress
+// options do (internal/api decodes them).
+type AddressOptions struct {
+	// Gateway: the network's gateway address.
+	Gateway bool
+	// Name is the endpoint's name, if the engine sends it (engines >= 29):
+	// an endpoint re-requesting without an address gets the one it had
+	// last, if it is free.
+	Name string
+}
 
 // Placeholder IPv4 pools: non-routed link-local space handed to engines
 // before Docker 28, which always request an IPv4 pool. Each placeholder pool
@@ -161,11 +154,13 @@ type PoolRequest struct {
 // Pool is an allocated pool.
 type Pool struct {
 	ID          string
-	Prefix      netip.Prefix      // the subnet
-	Range       netip.Prefix      // where dynamic addresses come from: --ip-range, or Prefix
-	Placeholder bool              // an inert IPv4 pool for engines before Docker 28
-	Data        map[string]string // RequestPool response Data
-	PrefixLen   int               // the v6bridge.prefix_len option; 0 if not given
+	Prefix      netip.Prefix // the subnet
+	Range       netip.Prefix // where dynamic addresses come from: --ip-range, or Prefix
+	Placeholder bool         // an inert IPv4 pool for engines before Docker 28
+	// Gateway is the pool's own gateway, which the engine then does not
+	// request (placeholders); zero for IPv6 pools.
+	Gateway   netip.Prefix
+	PrefixLen int // the v6bridge.prefix_len option; 0 if not given
 }
 
 // PoolStatus describes a pool for the status command.
@@ -226,13 +221,22 @@ func (p *pool) allocated() int {
 	return len(p.alloc.used)
 }
 
+// gatewayPrefix is a placeholder's gateway with the block's length; zero
+// for IPv6 pools, whose gateway the engine requests.
+func (p *pool) gatewayPrefix() netip.Prefix {
+	if !p.rec.Placeholder {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(p.gateway, p.rec.Prefix.Bits())
+}
+
 func (p *pool) public() Pool {
 	return Pool{
 		ID:          p.rec.ID,
 		Prefix:      p.rec.Prefix,
 		Range:       p.rec.Range,
 		Placeholder: p.rec.Placeholder,
-		Data:        maps.Clone(p.rec.Data),
+		Gateway:     p.gatewayPrefix(),
 		PrefixLen:   p.rec.PrefixLen,
 	}
 }
@@ -523,7 +527,6 @@ func (m *IPAM) requestPlaceholder(req PoolRequest) (Pool, error) {
 		Prefix:      block,
 		Range:       block,
 		Placeholder: true,
-		Data:        map[string]string{DataGateway: netip.PrefixFrom(blockGateway(block), block.Bits()).String()},
 	})
 	if err := m.be.putPool(p.rec); err != nil {
 		return Pool{}, err
@@ -578,12 +581,11 @@ func (m *IPAM) releaseLocked(id, msg string) error {
 // RequestAddress allocates an address of pool poolID and returns it with
 // the pool's prefix length.
 //
-// addr is a bare IP or "". With opts[OptRequestAddressType] ==
-// AddressTypeGateway it is the pool's gateway: addr, or the first address of
-// the subnet. Otherwise a given addr is honoured exactly (anywhere in the
+// addr is a bare IP or "". With opts.Gateway it is the pool's gateway:
+// addr, or the first address of the subnet. Otherwise a given addr is honoured exactly (anywhere in the
 // subnet, even outside the ip-range), and without one the next free address
 // of the range comes in round-robin order.
-func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (netip.Prefix, error) {
+func (m *IPAM) RequestAddress(poolID, addr string, opts AddressOptions) (netip.Prefix, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.pools[poolID]
@@ -598,7 +600,7 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 		}
 		want = a
 	}
-	gateway := opts[OptRequestAddressType] == AddressTypeGateway
+	gateway := opts.Gateway
 	var (
 		got netip.Addr
 		err error
@@ -611,7 +613,7 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 	case want.IsValid():
 		got, err = m.takeStatic(p, want)
 	default:
-		got, err = m.takeRemembered(p, opts[OptEndpointName])
+		got, err = m.takeRemembered(p, opts.Name)
 		if !got.IsValid() && err == nil {
 			got, err = m.takeNext(p)
 		}
@@ -620,7 +622,7 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 		return netip.Prefix{}, err
 	}
 	delete(p.freed, got)
-	if name := opts[OptEndpointName]; name != "" && !gateway && p.names[name] != got {
+	if name := opts.Name; name != "" && !gateway && p.names[name] != got {
 		if err := m.be.putName(p.rec.ID, nameRecord{Name: name, Addr: got}); err != nil {
 			m.log.WithError(err).WithField("pool", p.rec.ID).Warn("remember endpoint address")
 		} else {
@@ -628,7 +630,7 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 		}
 	}
 	if !gateway {
-		m.forgetOtherNames(p, got, opts[OptEndpointName])
+		m.forgetOtherNames(p, got, opts.Name)
 	}
 	return netip.PrefixFrom(got, p.rec.Prefix.Bits()), nil
 }

@@ -73,7 +73,6 @@ func (b *memBackend) putPool(r poolRecord) error {
 	if err := b.check("putPool"); err != nil {
 		return err
 	}
-	r.Data = maps.Clone(r.Data)
 	b.pools[r.ID] = r
 	return nil
 }
@@ -179,7 +178,7 @@ func mustPool(t testing.TB, m *IPAM, subnet, ipRange string) Pool {
 // address.
 func mustAddr(t testing.TB, m *IPAM, poolID, addr string) string {
 	t.Helper()
-	p, err := m.RequestAddress(poolID, addr, nil)
+	p, err := m.RequestAddress(poolID, addr, AddressOptions{})
 	if err != nil {
 		t.Fatalf("RequestAddress(%s, %q): %v", poolID, addr, err)
 	}

@@ -18,12 +18,13 @@ import (
 // poolRecord is a pool as persisted: everything but its addresses and
 // cursor, which are entries of their own.
 type poolRecord struct {
-	ID          string            `json:"id"`
-	Prefix      netip.Prefix      `json:"prefix"`
-	Range       netip.Prefix      `json:"range"`
-	Placeholder bool              `json:"placeholder,omitempty"`
-	Data        map[string]string `json:"data,omitempty"`
-	PrefixLen   int               `json:"prefix_len,omitempty"`
+	ID          string       `json:"id"`
+	Prefix      netip.Prefix `json:"prefix"`
+	Range       netip.Prefix `json:"range"`
+	Placeholder bool         `json:"placeholder,omitempty"`
+	// The "data" of records before 2026-12 held a placeholder's gateway,
+	// which is derived from its block: it is no longer read or written.
+	PrefixLen int `json:"prefix_len,omitempty"`
 	// Mode is the v6bridge.mode IPAM option the pool was requested with
 	// ("" if none): the driver takes the network's mode from it.
 	Mode netspec.Mode `json:"mode,omitempty"`

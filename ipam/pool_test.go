@@ -163,7 +163,7 @@ func TestRequestPoolAccepted(t *testing.T) {
 			Range:  netip.MustParsePrefix("fd12:6::/112"),
 		}},
 		{"prefix_len kept, other options ignored", PoolRequest{Pool: "fd12:7::/112", V6: true,
-			Options: map[string]string{"v6bridge.prefix_len": "64", "com.docker.network.foo": "x", "driver.mtu": "1400"}}, Pool{
+			Options: map[string]string{"v6bridge.prefix_len": "64", "other.key": "x", "driver.mtu": "1400"}}, Pool{
 			ID:        "v6bridge/fd12:7::/112",
 			Prefix:    netip.MustParsePrefix("fd12:7::/112"),
 			Range:     netip.MustParsePrefix("fd12:7::/112"),
@@ -173,7 +173,7 @@ func TestRequestPoolAccepted(t *testing.T) {
 			Prefix:      netip.MustParsePrefix("169.254.4.0/22"),
 			Range:       netip.MustParsePrefix("169.254.4.0/22"),
 			Placeholder: true,
-			Data:        map[string]string{"com.docker.network.gateway": "169.254.4.1/22"},
+			Gateway:     netip.MustParsePrefix("169.254.4.1/22"),
 		}},
 	}
 	for _, tt := range tests {

@@ -50,7 +50,7 @@ func TestTruncatedStateIsQuarantined(t *testing.T) {
 		t.Errorf("pool %s lost with its cursor", a.ID)
 	}
 	// The readable address stays allocated; a restart loads clean now.
-	if _, err := m.RequestAddress(b.ID, kept, nil); err == nil {
+	if _, err := m.RequestAddress(b.ID, kept, AddressOptions{}); err == nil {
 		t.Errorf("address %s handed out twice after the quarantine", kept)
 	}
 	if _, err := New(Config{StateDir: dir}); err != nil {

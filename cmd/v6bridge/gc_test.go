@@ -50,7 +50,7 @@ func TestGCFreesTheSubnetOfAWipedEngine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := im.RequestAddress(p.ID, "", map[string]string{ipam.OptRequestAddressType: ipam.AddressTypeGateway})
+	gw, err := im.RequestAddress(p.ID, "", ipam.AddressOptions{Gateway: true})
 	if err != nil {
 		t.Fatal(err)
 	}

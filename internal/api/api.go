@@ -46,13 +46,27 @@ type Network interface {
 type IPAM interface {
 	RequestPool(req ipam.PoolRequest) (ipam.Pool, error)
 	ReleasePool(id string) error
-	RequestAddress(poolID, addr string, opts map[string]string) (netip.Prefix, error)
+	RequestAddress(poolID, addr string, opts ipam.AddressOptions) (netip.Prefix, error)
 	ReleaseAddress(poolID, addr string) error
 }
 
 // StatusFunc returns the read-only status document served at
 // /v6bridge.Status.
 type StatusFunc func() any
+
+// IPAM option keys and values of libnetwork.
+const (
+	// optRequestAddressType is the RequestAddress option that says what
+	// the address is for; addressTypeGateway: the network's gateway.
+	optRequestAddressType = "RequestAddressType"
+	addressTypeGateway    = "com.docker.network.gateway"
+	// optEndpointName is the RequestAddress option naming the endpoint
+	// (engines >= 29 send it).
+	optEndpointName = "com.docker.network.endpoint.name"
+	// dataGateway is the RequestPool response Data key carrying a pool's
+	// gateway (CIDR); libnetwork then does not request one.
+	dataGateway = "com.docker.network.gateway"
+)
 
 // Engine option keys in CreateNetwork's Options.
 const (
@@ -402,7 +416,12 @@ func (s *server) requestPool(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "RequestPool", err)
 		return
 	}
-	sdk.EncodeResponse(w, requestPoolResponse{PoolID: p.ID, Pool: p.Prefix.String(), Data: p.Data}, false)
+	data := map[string]string{}
+	if p.Gateway.IsValid() {
+		// The engine then requests no gateway of the pool.
+		data[dataGateway] = p.Gateway.String()
+	}
+	sdk.EncodeResponse(w, requestPoolResponse{PoolID: p.ID, Pool: p.Prefix.String(), Data: data}, false)
 }
 
 func (s *server) releasePool(w http.ResponseWriter, r *http.Request) {
@@ -426,7 +445,10 @@ func (s *server) requestAddress(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	a, err := s.im.RequestAddress(req.PoolID, req.Address, req.Options)
+	a, err := s.im.RequestAddress(req.PoolID, req.Address, ipam.AddressOptions{
+		Gateway: req.Options[optRequestAddressType] == addressTypeGateway,
+		Name:    req.Options[optEndpointName],
+	})
 	if err != nil {
 		s.fail(w, "RequestAddress", err)
 		return

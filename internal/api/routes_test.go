@@ -48,8 +48,8 @@ func (c *calls) RequestPool(req ipam.PoolRequest) (ipam.Pool, error) {
 	return ipam.Pool{ID: "pool1", Prefix: netip.MustParsePrefix("fd00:1::/112")}, c.err
 }
 func (c *calls) ReleasePool(id string) error { c.add("ReleasePool %s", id); return c.err }
-func (c *calls) RequestAddress(poolID, addr string, opts map[string]string) (netip.Prefix, error) {
-	c.add("RequestAddress %s %s %v", poolID, addr, opts)
+func (c *calls) RequestAddress(poolID, addr string, opts ipam.AddressOptions) (netip.Prefix, error) {
+	c.add("RequestAddress %s %s %+v", poolID, addr, opts)
 	return netip.MustParsePrefix("fd00:1::5/112"), c.err
 }
 func (c *calls) ReleaseAddress(poolID, addr string) error {
@@ -85,7 +85,9 @@ func TestRoutesReachTheirMethods(t *testing.T) {
 		{"/IpamDriver.RequestPool", `{"AddressSpace":"v6bridge","Pool":"fd00:1::/112","Options":{"v6bridge.mode":"nat"},"V6":true}`, []string{"RequestPool fd00:1::/112 true map[v6bridge.mode:nat]"}},
 		{"/IpamDriver.ReleasePool", `{"PoolID":"pool1"}`, []string{"ReleasePool pool1"}},
 		{"/IpamDriver.RequestAddress", `{"PoolID":"pool1","Address":"fd00:1::5","Options":{"com.docker.network.endpoint.name":"web"}}`,
-			[]string{"RequestAddress pool1 fd00:1::5 map[com.docker.network.endpoint.name:web]"}},
+			[]string{"RequestAddress pool1 fd00:1::5 {Gateway:false Name:web}"}},
+		{"/IpamDriver.RequestAddress", `{"PoolID":"pool1","Address":"","Options":{"RequestAddressType":"com.docker.network.gateway"}}`,
+			[]string{"RequestAddress pool1  {Gateway:true Name:}"}},
 		{"/IpamDriver.ReleaseAddress", `{"PoolID":"pool1","Address":"fd00:1::5"}`, []string{"ReleaseAddress pool1 fd00:1::5"}},
 	}
 	for _, tt := range tests {
