@@ -122,9 +122,8 @@ func (p *Plan) buildPublic(in Input, bits int, avoid Avoid, on string) {
 	}
 	p.Rows = append(p.Rows, Row{Plan: "public prefix", Range: pub,
 		Description: fmt.Sprintf("public prefix of the host (PUBLIC_PREFIX); public networks are carved from it, a /%d each", bits)})
-	p.Settings = append(p.Settings, Setting{"PUBLIC_PREFIX", pub.String()}, Setting{"PUBLIC_SUBNET_LEN", fmt.Sprint(bits)})
-	if !pub.Addr().IsGlobalUnicast() || isULA(pub.Addr()) {
-		p.warn("public prefix %s is not a global unicast prefix: give the provider's prefix, e.g. --public 2001:db8:1234:a1::/64; ULA goes in --ula", pub)
+	if err := CheckPublic("PUBLIC_PREFIX", pub); err != nil {
+		p.warn("public prefix %s is not a global unicast prefix (ULA goes in --ula): %v", pub, err)
 		return
 	}
 	if bits < pub.Bits() {
@@ -155,6 +154,8 @@ func (p *Plan) buildPublic(in Input, bits int, avoid Avoid, on string) {
 		p.warn("no /%d of %s is free of the host's addresses and gateway: public networks need a longer PUBLIC_SUBNET_LEN, e.g. 112", bits, pub)
 		return
 	}
+	// Only settings that work are printed: the plugin carves this subnet.
+	p.Settings = append(p.Settings, Setting{"PUBLIC_PREFIX", pub.String()}, Setting{"PUBLIC_SUBNET_LEN", fmt.Sprint(bits)})
 	p.Rows = append(p.Rows, Row{Plan: "public", Range: net,
 		Description: "first public network (mode public): containers with public addresses; v6bridge answers NDP for them" + on})
 	p.Networks = append(p.Networks, Network{Name: "public", Mode: "public", Subnet: net})
@@ -171,10 +172,8 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 	}
 	p.Rows = append(p.Rows, Row{Plan: "ula", Range: ula, Description: desc})
 	switch {
-	case !isULA(ula.Addr()):
-		p.warn("ULA %s is not a unique local prefix: ULAs are in fd00::/8; use --ula auto for a random one", ula)
 	case !IsLocalULA(ula):
-		p.warn("ULA %s is in fc00::/8, which RFC 4193 leaves unassigned: locally assigned ULAs are in fd00::/8; use --ula auto", ula)
+		// CheckULA below says why.
 	case ula.Bits() <= 48 && (ula.Overlaps(exampleULA) || ula.Addr().As16()[1]|ula.Addr().As16()[2]|ula.Addr().As16()[3]|ula.Addr().As16()[4]|ula.Addr().As16()[5] == 0):
 		p.warn("ULA %s has a copied or empty global ID, not 40 random bits: two hosts or sites with it collide once connected (VPN, peering); use --ula auto", ula)
 	}
@@ -187,9 +186,12 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 	if in.HostID != 0 {
 		setting = host // the plugin carves from the first /64 of ULA_PREFIX
 	}
-	p.Settings = append(p.Settings, Setting{"ULA_PREFIX", setting.String()}, Setting{"ULA_SUBNET_LEN", fmt.Sprint(bits)})
 	p.Rows = append(p.Rows, Row{Plan: "ula host", Range: host,
 		Description: fmt.Sprintf("ULA subnet of this Docker host (host id %d); nat and internal networks are carved from it, a /%d each", in.HostID, bits)})
+	if err := CheckULA("ULA_PREFIX", setting); err != nil {
+		p.warn("the plugin refuses this ULA, so no ULA settings are printed: %v", err)
+		return
+	}
 	if bits < host.Bits() {
 		p.warn("ULA subnets of /%d do not fit in this host's ULA %s: accepted are /%d to /120", bits, host, host.Bits())
 		return
@@ -199,6 +201,7 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 		p.warn("no /%d of %s is free of the host's addresses: use a longer ULA_SUBNET_LEN, e.g. 112", bits, host)
 		return
 	}
+	p.Settings = append(p.Settings, Setting{"ULA_PREFIX", setting.String()}, Setting{"ULA_SUBNET_LEN", fmt.Sprint(bits)})
 	p.Rows = append(p.Rows, Row{Plan: "internal", Range: net,
 		Description: "first internal network (mode nat): container addresses for internal traffic; NAT66 for outgoing connections, published ports on the host's address"})
 	p.Networks = append(p.Networks, Network{Name: "internal", Mode: "nat", Subnet: net})
