@@ -74,6 +74,7 @@ type Facts struct {
 
 	Conflicting []Process // ndppd, docker-ipv6nat in this network namespace
 	Engine      Engine
+	Plugin      Plugin // the running v6bridge, if one answers
 }
 
 // minAPIIPv4False is the first engine API (Docker 28) that creates a
@@ -204,6 +205,15 @@ func Evaluate(f Facts) []Finding {
 			"upgrade to Docker >= 28 for networks without IPv4")
 	default:
 		add("engine", OK, fmt.Sprintf("engine %s (API %s) supports --ipv4=false", e.Version, e.APIVersion), "", "")
+	}
+
+	switch p := f.Plugin; {
+	case p.Err != "":
+		add("plugin", Warn, "no v6bridge plugin answers: "+p.Err,
+			"v6bridge is not installed, not enabled, or not running in this network namespace; nothing else is wrong for that",
+			"make install (managed plugin) or systemctl start v6bridge (host service); status and doctor find its socket under "+PluginsDir)
+	case p.Socket != "":
+		add("plugin", OK, fmt.Sprintf("v6bridge answers at %s (%d networks)", p.Socket, p.Networks), "", "")
 	}
 	return out
 }

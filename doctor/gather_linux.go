@@ -26,6 +26,11 @@ type Config struct {
 	// DockerHost is the engine to ask (DOCKER_HOST form); "" means
 	// DefaultDockerHost.
 	DockerHost string
+	// Socket is the plugin's socket; "" means the first that answers
+	// under PluginsDir (the host service's, then managed plugins').
+	Socket string
+	// PluginsDir is where sockets are looked for; "" means PluginsDir.
+	PluginsDir string
 }
 
 // conflicting are the process names that fight v6bridge.
@@ -59,6 +64,7 @@ func Gather(ctx context.Context, cfg Config) Facts {
 	f.Conflicting = procs
 	f.Firewalld = f.Firewalld || firewalld
 	f.Engine = AskEngine(ctx, cfg.DockerHost)
+	f.Plugin = AskPlugin(ctx, cfg.Socket, cfg.PluginsDir)
 	return f
 }
 

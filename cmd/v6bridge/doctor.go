@@ -42,6 +42,8 @@ DESCRIPTION
     docker-ipv6nat  not running: it fights v6bridge's NAT66
     engine          the Docker engine's version (GET /version on DOCKER_HOST)
                     and whether it supports --ipv4=false (Docker >= 28)
+    plugin          a running v6bridge answers on its socket (found under
+                    /run/docker/plugins, or --socket)
 
     Run it in the network namespace v6bridge serves (the host's, normally).
 
@@ -58,6 +60,7 @@ FLAGS
 	proc := fs.String("proc", filepath.Dir(env("PROC_SYS", "/proc/sys")), "proc root scanned for ndppd, docker-ipv6nat, firewalld")
 	uplink := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
 	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its version [DOCKER_HOST]")
+	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,7 +69,7 @@ FLAGS
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost})
+	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, Socket: *socket})
 	findings := doctor.Evaluate(facts)
 	if *asJSON {
 		b, err := json.MarshalIndent(struct {
