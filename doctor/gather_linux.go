@@ -256,3 +256,14 @@ func cmdBase(path string) string {
 	arg0, _, _ := strings.Cut(string(b), "\x00")
 	return filepath.Base(arg0)
 }
+
+// ConflictingProcs returns the ndppd and docker-ipv6nat processes in the
+// calling thread's network namespace, scanning the proc root ("/proc" if
+// empty).
+func ConflictingProcs(proc string) []Process {
+	if proc == "" {
+		proc = "/proc"
+	}
+	found, _ := scanProcs(proc)
+	return found
+}

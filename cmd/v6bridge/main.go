@@ -4,6 +4,7 @@
 //	v6bridge status   show networks, endpoints, published ports and NDP from the running plugin
 //	v6bridge plan     print the address plan, its compose networks and plugin settings
 //	v6bridge doctor   check the host for what v6bridge needs
+//	v6bridge migrate  translate ndppd, daemon.json and compose networks to v6bridge
 //	v6bridge version  print the version
 package main
 
@@ -25,6 +26,9 @@ Commands:
             network), its compose networks: block and plugin settings
   doctor    check the host: IPv6, forwarding, accept_ra, uplink, nftables,
             firewalls, ndppd/docker-ipv6nat, engine version; exit 1 on fail
+  migrate   translate ndppd.conf, daemon.json and compose networks on the
+            built-in bridge (and docker-ipv6nat) into v6bridge settings,
+            networks and compose files, with the steps to switch over
   version   print the version
 
 Run 'v6bridge COMMAND -h' for a command's flags.
@@ -45,6 +49,8 @@ func main() {
 		err = planCmd(args)
 	case "doctor":
 		err = doctorCmd(args)
+	case "migrate":
+		err = migrateCmd(args, os.Stdout, runningConflicts)
 	case "version", "--version":
 		fmt.Println("v6bridge", version)
 	case "help", "-h", "--help":
