@@ -460,3 +460,39 @@ option_checks() {
 	dk "$P" rm -f u53 iccweb allowed >/dev/null 2>&1 || true
 	dk "$P" network rm noicc allownet intern >/dev/null 2>&1 || true
 }
+
+# ------------------------------------------------------------------ migrate
+# migrate_checks: v6bridge migrate turns the seed's own ndppd.conf and compose
+# file (with its ipv6nat service) into a v6bridge compose file, which then
+# passes the seed's checks: outbound, inbound to the public container and to
+# the published port, container to container, and NDP answered for it.
+MIGRATE_ADDR=2001:db8:1234:a1:1::ab53
+busybox_reaches_inet() {
+	local out
+	out=$(dk "$P" exec demo-busybox-1 sh -c 'timeout 10 wget -q -O - "$0"; exit $?' "$INET_URL" 2>&1) || { echo "$out"; return 1; }
+	[ -n "$out" ] || { echo "empty answer"; return 1; }
+}
+migrate_checks() { # DRIVER
+	local dir=$V6B_LIB/$P/migrate
+	rm -rf "$dir" && mkdir -p "$dir"
+	cp "$repo/migrate/testdata/seed/ndppd.conf" "$repo/migrate/testdata/seed/docker-compose.yml" "$dir/"
+	check "migrate: the seed's ndppd.conf and compose file translate (--write)" \
+		"$BIN" migrate --ndppd "$dir/ndppd.conf" --compose "$dir/docker-compose.yml" --driver "$1" --write
+	local -a cf=(-f "$dir/docker-compose.v6bridge.yml")
+	api_at_least "$P" 1.48 || cf+=(-f "$repo/examples/seed/compose.legacy.yml")
+	check "migrate: the migrated compose file comes up (without the ipv6nat service)" dk "$P" compose "${cf[@]}" -p demo up -d
+	check "migrate: busybox has its public address" inspect_addr demo-busybox-1 demo_public "$MIGRATE_ADDR"
+	check "migrate: busybox reaches the internet (the seed's outbound check)" busybox_reaches_inet
+	check "migrate: the internet reaches http://[$MIGRATE_ADDR] (NDP answered by v6bridge)" retry 5 inet_fetch_hello "http://[$MIGRATE_ADDR]/"
+	check "migrate: the router resolves it to the VPS's MAC" router_neigh_is_host "$MIGRATE_ADDR"
+	check "migrate: the internet reaches the published port [$HOST_ADDR]:8081" inet_fetch_hello "http://[$HOST_ADDR]:8081/"
+	check "migrate: a container on demo_internal fetches http://[$WEB_ADDR]" fetch_from_container demo_internal "http://[$WEB_ADDR]/"
+	check "migrate: docker logs show the internet client's address" logs_show demo-busybox-1 2001:db8:ffff::10
+	check "status without --socket finds the plugin and lists the public address" status_finds "$MIGRATE_ADDR"
+	check "migrate: compose down" dk "$P" compose "${cf[@]}" -p demo down
+}
+status_finds() { # PATTERN: v6bridge status, socket found by itself
+	local out
+	out=$(in_vps "$P" env -u SOCKET "$BIN" status 2>&1) || { echo "$out"; return 1; }
+	echo "$out" | grep -qF -- "$1" || { echo "status lacks $1:"; echo "$out"; return 1; }
+}

@@ -60,6 +60,7 @@ bad_input_checks
 crash_checks
 restart_checks
 compose_checks "$PLUGIN"
+[ "$VARIANT" != current ] || migrate_checks "$PLUGIN"
 cleanup_checks
 
 # ------------------------------------------------------------- host service
