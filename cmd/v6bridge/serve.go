@@ -22,6 +22,7 @@ import (
 	"github.com/v6bridge/v6bridge/internal/api"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/link"
+	"github.com/v6bridge/v6bridge/metrics"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
 	"github.com/v6bridge/v6bridge/netspec"
@@ -31,7 +32,7 @@ type serveConfig struct {
 	socket, stateDir, procSys, logLevel, uplinks string
 	ndpMode, ndpSource                           string
 	ndpRange                                     bool
-	pprof                                        string
+	pprof, metrics                               string
 	// the address plan
 	publicPrefix, ulaPrefix netip.Prefix // zero: the uplink's /64; generated
 	publicLen, ulaLen       int
@@ -62,6 +63,7 @@ Every flag defaults from the environment variable named in brackets.
 	fs.StringVar(&c.ndpSource, "ndp-source", env("NDP_SOURCE", "linklocal"), "source of advertisements: linklocal, target or global [NDP_SOURCE]")
 	fs.BoolVar(&c.ndpRange, "ndp-range", env("NDP_RANGE", "false") == "true", "answer NDP for whole public subnets [NDP_RANGE]")
 	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
+	fs.StringVar(&c.metrics, "metrics", env("METRICS", ""), "serve Prometheus /metrics on this address, e.g. 127.0.0.1:9430; off when empty [METRICS]")
 	publicS := fs.String("public-prefix", env("PUBLIC_PREFIX", ""), "where automatic public subnets come from; empty: the uplink's on-link global /64 [PUBLIC_PREFIX]")
 	ulaS := fs.String("ula-prefix", env("ULA_PREFIX", ""), "a /48 to /64 of fd00::/8 for automatic nat/internal subnets (its first /64); empty or auto: random, generated once [ULA_PREFIX]")
 	fs.IntVar(&c.publicLen, "public-subnet-len", envInt("PUBLIC_SUBNET_LEN", 112), "prefix length of automatic public subnets [PUBLIC_SUBNET_LEN]")
@@ -70,6 +72,9 @@ Every flag defaults from the environment variable named in brackets.
 		return c, err
 	}
 	if err := parsePlanFlags(&c, *publicS, *ulaS); err != nil {
+		return c, err
+	}
+	if err := metrics.CheckAddr(c.metrics); err != nil {
 		return c, err
 	}
 	switch c.ndpMode {
@@ -149,6 +154,13 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	var firewall driver.Firewall = fw
+	var m *metrics.Metrics
+	if c.metrics != "" {
+		m = metrics.New(version, metrics.Sources{})
+		firewall = countingFirewall{fw, m}
+		log.AddHook(repairHook{m})
+	}
 	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, Log: log})
 	if err != nil {
 		return err
@@ -159,14 +171,18 @@ func serve(args []string) error {
 		return err
 	}
 	d, err := driver.New(driver.Config{
-		Links: k, Firewall: fw, Neighbors: resp, Store: st,
+		Links: k, Firewall: firewall, Neighbors: resp, Store: st,
 		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
 		NDPRange: c.ndpRange, Log: log,
 	})
 	if err != nil {
 		return err
 	}
-	if err := d.Reconcile(); err != nil {
+	err = d.Reconcile()
+	if m != nil {
+		m.Reconciled(err)
+	}
+	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	log.WithField("took", time.Since(start).Round(time.Millisecond)).Info("reconciled kernel state")
@@ -182,7 +198,22 @@ func serve(args []string) error {
 	}
 
 	status := func() any { return buildStatus(d, im, resp, uplinks, publicPrefixes) }
-	h := api.NewHandler(d, im, status, log)
+	var opts []api.Option
+	if m != nil {
+		m.SetSources(metricsSources(d, resp))
+		ml, err := net.Listen("tcp", c.metrics)
+		if err != nil {
+			return fmt.Errorf("METRICS=%q: %w", c.metrics, err)
+		}
+		log.WithField("addr", ml.Addr().String()).Info("serving metrics")
+		go func() {
+			if err := m.Serve(ctx, ml); err != nil {
+				log.WithError(err).Warn("metrics stopped")
+			}
+		}()
+		opts = append(opts, api.WithObserver(m.ObserveRequest))
+	}
+	h := api.NewHandler(d, im, status, log, opts...)
 	errc := make(chan error, 1)
 	go func() { errc <- h.Serve(l) }()
 	select {

@@ -109,7 +109,7 @@ install_managed_plugin() {
 	mkdir -p "$STATE"
 	DOCKER_HOST="unix://$V6B_RUN/$P/docker.sock" DOCKER=$(_v6b_cli) \
 		bash "$repo/plugin/create.sh" "$PLUGIN" "$BIN" "$V6B_LIB/$P/plugin-build" "$STATE"
-	dk "$P" plugin set "$PLUGIN" LOG_LEVEL=debug
+	dk "$P" plugin set "$PLUGIN" LOG_LEVEL=debug METRICS="[::1]:9430"
 	dk "$P" plugin enable "$PLUGIN" >/dev/null
 }
 
@@ -495,4 +495,15 @@ status_finds() { # PATTERN: v6bridge status, socket found by itself
 	local out
 	out=$(in_vps "$P" env -u SOCKET "$BIN" status 2>&1) || { echo "$out"; return 1; }
 	echo "$out" | grep -qF -- "$1" || { echo "status lacks $1:"; echo "$out"; return 1; }
+}
+
+# ------------------------------------------------------------------ metrics
+# metrics_checks: the METRICS listener (set in install_managed_plugin) serves
+# Prometheus text that Prometheus' parser accepts, with API and NDP counters
+# above zero after the NAT and NDP checks.
+metrics_checks() {
+	in_vps "$P" nft flush ruleset # a repair to count
+	check "metrics: [::1]:9430/metrics parses (expfmt) with non-zero API, NDP, firewall repair counters" retry 10 \
+		ip netns exec "$P-vps" "$repo/bin/promcheck" -url 'http://[::1]:9430/metrics' \
+		-nonzero v6bridge_build_info,v6bridge_api_requests_total,v6bridge_api_request_duration_seconds,v6bridge_ndp_solicitations_received_total,v6bridge_ndp_solicitations_answered_total,v6bridge_ndp_advertisements_sent_total,v6bridge_firewall_applies_total,v6bridge_firewall_repairs_total,v6bridge_reconcile_runs_total
 }

@@ -54,6 +54,7 @@ PLUGIN_ACTIVE=1
 foundation_checks
 nat_checks
 ndp_checks
+metrics_checks
 option_checks
 plan_checks
 bad_input_checks
