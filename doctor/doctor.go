@@ -49,6 +49,12 @@ type Engine struct {
 	Host       string `json:"host"`
 	Version    string `json:"version,omitempty"`
 	APIVersion string `json:"api_version,omitempty"`
+	// MinAPIVersion is the oldest API the engine accepts from clients
+	// (1.44 on engines >= 29: older docker CLIs and compose fail).
+	MinAPIVersion string `json:"min_api_version,omitempty"`
+	// Negotiated is the API version /_ping named and the version was
+	// asked at; "" when the engine did not name one.
+	Negotiated string `json:"negotiated,omitempty"`
 	Err        string `json:"error,omitempty"` // why it could not be asked
 }
 
@@ -204,7 +210,11 @@ func Evaluate(f Facts) []Finding {
 			"engines before 28 always want IPv4: v6bridge hands out a non-routed placeholder from 169.254.0.0/16 (docs/engines.md)",
 			"upgrade to Docker >= 28 for networks without IPv4")
 	default:
-		add("engine", OK, fmt.Sprintf("engine %s (API %s) supports --ipv4=false", e.Version, e.APIVersion), "", "")
+		min := ""
+		if e.MinAPIVersion != "" {
+			min = ", clients need API >= " + e.MinAPIVersion
+		}
+		add("engine", OK, fmt.Sprintf("engine %s (API %s%s) supports --ipv4=false", e.Version, e.APIVersion, min), "", "")
 	}
 
 	switch p := f.Plugin; {
