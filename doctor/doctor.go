@@ -81,6 +81,7 @@ type Facts struct {
 	Conflicting []Process // ndppd, docker-ipv6nat in this network namespace
 	Engine      Engine
 	Plugin      Plugin // the running v6bridge, if one answers
+	DNS64       DNS64  // the resolver's DNS64 and the NAT64 behind it
 }
 
 // minAPIIPv4False is the first engine API (Docker 28) that creates a
@@ -216,6 +217,8 @@ func Evaluate(f Facts) []Finding {
 		}
 		add("engine", OK, fmt.Sprintf("engine %s (API %s%s) supports --ipv4=false", e.Version, e.APIVersion, min), "", "")
 	}
+
+	f.evaluateDNS64(add)
 
 	switch p := f.Plugin; {
 	case p.Err != "":

@@ -31,6 +31,12 @@ type Config struct {
 	Socket string
 	// PluginsDir is where sockets are looked for; "" means PluginsDir.
 	PluginsDir string
+	// ResolvConf names the resolver asked for ipv4only.arpa;
+	// "" means DefaultResolvConf.
+	ResolvConf string
+	// NAT64Probe is an IPv4 host:port to connect to through the NAT64
+	// prefix; "" probes only the route.
+	NAT64Probe string
 }
 
 // conflicting are the process names that fight v6bridge.
@@ -65,6 +71,10 @@ func Gather(ctx context.Context, cfg Config) Facts {
 	f.Firewalld = f.Firewalld || firewalld
 	f.Engine = AskEngine(ctx, cfg.DockerHost)
 	f.Plugin = AskPlugin(ctx, cfg.Socket, cfg.PluginsDir)
+	if cfg.ResolvConf == "" {
+		cfg.ResolvConf = DefaultResolvConf
+	}
+	f.DNS64 = AskDNS64(ctx, cfg.ResolvConf, cfg.NAT64Probe)
 	return f
 }
 

@@ -44,6 +44,10 @@ DESCRIPTION
                     and whether it supports --ipv4=false (Docker >= 28)
     plugin          a running v6bridge answers on its socket (found under
                     /run/docker/plugins, or --socket)
+    dns64           the host's resolver synthesises AAAA for ipv4only.arpa
+                    (RFC 7050): the NAT64 prefix, a route to it, and with
+                    --nat64-probe a TCP connect through it; without DNS64
+                    IPv4-only destinations (github.com, ghcr.io) fail
 
     Run it in the network namespace v6bridge serves (the host's, normally).
 
@@ -61,15 +65,21 @@ FLAGS
 	uplink := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
 	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its version [DOCKER_HOST]")
 	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
+	resolvConf := fs.String("resolv-conf", doctor.DefaultResolvConf, "the resolver asked for ipv4only.arpa (its first nameserver)")
+	probe := fs.String("nat64-probe", "", "IPv4 host:port to connect to through the NAT64 prefix, e.g. 140.82.112.3:443; empty: check the route only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("doctor: unexpected argument %q: see v6bridge doctor -h", fs.Arg(0))
 	}
+	if err := doctor.CheckProbe(*probe); err != nil {
+		return err
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, Socket: *socket})
+	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, Socket: *socket,
+		ResolvConf: *resolvConf, NAT64Probe: *probe})
 	findings := doctor.Evaluate(facts)
 	if *asJSON {
 		b, err := json.MarshalIndent(struct {
