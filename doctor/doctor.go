@@ -64,12 +64,13 @@ type Facts struct {
 	DisableIPv6 string // net.ipv6.conf.all.disable_ipv6; "" means IPv6 is not in the kernel
 	Forwarding  string // net.ipv6.conf.all.forwarding
 
-	Uplink         string       // interface of the IPv6 default route (or the one configured)
-	UplinkErr      string       // why there is none
-	AcceptRA       string       // net.ipv6.conf.<uplink>.accept_ra
-	RADefaultRoute bool         // the default route was learned from a router advertisement
-	Gateway        netip.Addr   // of the default route
-	UplinkGlobal   []netip.Addr // global, non-ULA addresses of the uplink
+	Uplink         string         // interface of the IPv6 default route (or the one configured)
+	UplinkErr      string         // why there is none
+	AcceptRA       string         // net.ipv6.conf.<uplink>.accept_ra
+	RADefaultRoute bool           // the default route was learned from a router advertisement
+	Gateway        netip.Addr     // of the default route
+	UplinkGlobal   []netip.Addr   // global, non-ULA addresses of the uplink
+	UplinkPrefixes []netip.Prefix // the same with their prefix lengths (address/len)
 
 	NFTablesErr         string   // listing tables failed
 	Tables              []string // "family name"
@@ -218,6 +219,7 @@ func Evaluate(f Facts) []Finding {
 		add("engine", OK, fmt.Sprintf("engine %s (API %s%s) supports --ipv4=false", e.Version, e.APIVersion, min), "", "")
 	}
 
+	f.evaluateShape(add)
 	f.evaluateDNS64(add)
 
 	switch p := f.Plugin; {

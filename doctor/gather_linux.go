@@ -136,6 +136,8 @@ func gatherUplink(f *Facts, uplink string) {
 			continue
 		}
 		f.UplinkGlobal = append(f.UplinkGlobal, ip)
+		ones, _ := a.Mask.Size()
+		f.UplinkPrefixes = append(f.UplinkPrefixes, netip.PrefixFrom(ip, ones))
 	}
 }
 

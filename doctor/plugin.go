@@ -26,7 +26,11 @@ const SocketName = "v6bridge.sock"
 type Plugin struct {
 	Socket   string `json:"socket,omitempty"`
 	Networks int    `json:"networks"`
-	Err      string `json:"error,omitempty"` // why no plugin answered
+	// The NDP responder's counters, to tell an on-link from a routed /64.
+	NDPAddrs         int    `json:"ndp_addrs"`
+	NDPSolicitations uint64 `json:"ndp_solicitations"`
+	NDPAnswered      uint64 `json:"ndp_answered"`
+	Err                           string `json:"error,omitempty"` // why no plugin answered
 }
 
 // FindSockets returns the v6bridge sockets under dir (PluginsDir when
@@ -115,9 +119,15 @@ func AskPlugin(ctx context.Context, socket, dir string) Plugin {
 	if err != nil {
 		return Plugin{Socket: socket, Err: err.Error()}
 	}
-	var doc struct{ Networks []json.RawMessage }
+	var doc struct {
+		Networks []json.RawMessage
+		NDP      struct {
+			Solicitations, Answered uint64
+			Addrs                   []json.RawMessage
+		}
+	}
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return Plugin{Socket: s, Err: fmt.Sprintf("decode the status of %s: %v", s, err)}
 	}
-	return Plugin{Socket: s, Networks: len(doc.Networks)}
+	return Plugin{Socket: s, Networks: len(doc.Networks), NDPAddrs: len(doc.NDP.Addrs), NDPSolicitations: doc.NDP.Solicitations, NDPAnswered: doc.NDP.Answered}
 }
