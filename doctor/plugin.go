@@ -30,7 +30,7 @@ type Plugin struct {
 	NDPAddrs         int    `json:"ndp_addrs"`
 	NDPSolicitations uint64 `json:"ndp_solicitations"`
 	NDPAnswered      uint64 `json:"ndp_answered"`
-	Err                           string `json:"error,omitempty"` // why no plugin answered
+	Err              string `json:"error,omitempty"` // why no plugin answered
 }
 
 // FindSockets returns the v6bridge sockets under dir (PluginsDir when
