@@ -96,15 +96,42 @@ func Build(in Input) Plan {
 		on = " on " + in.Uplink
 	}
 
-	if in.Public.IsValid() {
+	switch {
+	case in.Public.IsValid() && in.Public.Bits() > MaxPublicBits:
+		p.buildFew(in, on)
+	case in.Public.IsValid():
 		p.buildPublic(in, pubLen, avoid, on)
-	} else {
+	default:
 		p.warn("no public prefix: the uplink has no global /64 and --public was not given; public networks need the provider's prefix, e.g. --public 2001:db8:1234:a1::/64 (PUBLIC_PREFIX)")
 	}
 	if in.ULA.IsValid() {
 		p.buildULA(in, ulaLen, avoid)
 	}
 	return p
+}
+
+// MaxPublicBits is the longest public prefix public networks can be carved
+// from: a /120, the longest subnet v6bridge accepts. Providers that hand
+// out less (a /124 at DigitalOcean, a /128 at OVH) get nat networks only.
+const MaxPublicBits = 120
+
+// buildFew plans a host with a handful of public addresses (a /124, a
+// /128): no public networks, which would need a /120 at least, but nat
+// networks, and the addresses as they are for published ports.
+func (p *Plan) buildFew(in Input, on string) {
+	pub := in.Public.Masked()
+	n := uint64(1) << (128 - pub.Bits())
+	for _, a := range in.HostAddrs {
+		if pub.Contains(a) && !isULA(a) {
+			p.Rows = append(p.Rows, Row{Plan: "host", Range: netip.PrefixFrom(a, 128),
+				Description: "public address of the host" + on + "; publish ports on it: -p [" + a.String() + "]:443:443, or SNAT a nat network to it (-o v6bridge.host_ipv6=" + a.String() + ")"})
+		}
+	}
+	desc := fmt.Sprintf("%d public addresses from the provider: too few for public networks (a /%d at least), so nat networks only; add the unused ones to the uplink%s to publish ports on them", n, MaxPublicBits, on)
+	if n == 1 {
+		desc = fmt.Sprintf("the one public address from the provider: no public networks (a /%d at least), so nat networks only, with ports published on it", MaxPublicBits)
+	}
+	p.Rows = append(p.Rows, Row{Plan: "public prefix", Range: pub, Description: desc})
 }
 
 func (p *Plan) buildPublic(in Input, bits int, avoid Avoid, on string) {
