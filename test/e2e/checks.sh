@@ -407,8 +407,11 @@ in_subnet() { # ADDR SUBNET: a plan /112 ends in ::/112 (its last 16 bits are th
 }
 doctor_forwarding_ok() {
 	local out
-	out=$(in_vps "$P" env DOCKER_HOST="unix://$V6B_RUN/$P/docker.sock" "$BIN" doctor 2>&1) || true
+	# No resolver: the rig has no DNS (TestPrivilegedDNS64 covers DNS64).
+	out=$(in_vps "$P" env DOCKER_HOST="unix://$V6B_RUN/$P/docker.sock" "$BIN" doctor --resolv-conf /dev/null 2>&1) || true
 	echo "$out" | grep -qE '^ok +forwarding' || { echo "$out"; return 1; }
+	echo "$out" | grep -qE '^ok +provider +on-link /64' || { echo "no on-link /64 provider finding:"; echo "$out"; return 1; }
+	echo "$out" | grep -qE '^ok +plugin +v6bridge answers at /run/docker/plugins/' || { echo "doctor did not find the plugin:"; echo "$out"; return 1; }
 }
 plan_checks() {
 	local sub pub addr
@@ -425,7 +428,7 @@ plan_checks() {
 	addr=$(container_addr autoweb autonet)
 	check "plan: its address $addr is in $sub" in_subnet "$addr" "$sub"
 	check "plan: another container reaches it" fetch_from_container autonet "http://[$addr]/"
-	check "plan: doctor in the VPS reports forwarding ok" doctor_forwarding_ok
+	check "plan: doctor in the VPS reports forwarding, the on-link /64 and the plugin (found without --socket)" doctor_forwarding_ok
 	dk "$P" rm -f autoweb >/dev/null 2>&1 || true
 	dk "$P" network rm autonet autonet2 autopub >/dev/null 2>&1 || true
 }
