@@ -40,8 +40,11 @@ DESCRIPTION
     ufw, firewalld  firewalls that need the v6b-* bridges allowed
     ndppd           not running: it fights v6bridge's NDP proxy
     docker-ipv6nat  not running: it fights v6bridge's NAT66
-    engine          the Docker engine's version (GET /version on DOCKER_HOST)
+    engine          the Docker engine's version (GET /_ping, then /vX/version
+                    at the API it names, on DOCKER_HOST)
                     and whether it supports --ipv4=false (Docker >= 28)
+    provider        the provider's shape: on-link /64, /64 routed to the
+                    host, /124 or /128, and what it means for NDP and modes
     plugin          a running v6bridge answers on its socket (found under
                     /run/docker/plugins, or --socket)
     dns64           the host's resolver synthesises AAAA for ipv4only.arpa
