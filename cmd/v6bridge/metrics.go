@@ -30,7 +30,7 @@ func networkMetrics(ns []driver.NetworkStatus) []metrics.Network {
 					a, err = p.Addr(), nil
 				}
 			}
-			if err == nil && a.Is6() && a.IsGlobalUnicast() && !driver.IsULA(a) {
+			if err == nil && a.Is6() && a.IsGlobalUnicast() && a.As16()[0]&0xfe != 0xfc {
 				m.PublicAddrs++
 			}
 		}
