@@ -21,7 +21,10 @@ RELEASEDIR := plugin/release
 
 all: build
 
-build: $(BIN) bin/echoserver
+build: $(BIN) bin/echoserver bin/promcheck
+
+bin/promcheck: test/e2e/promcheck/main.go
+	CGO_ENABLED=0 $(GO) build -o $@ ./test/e2e/promcheck
 
 bin/echoserver: test/e2e/echoserver/main.go
 	CGO_ENABLED=0 $(GO) build -o $@ ./test/e2e/echoserver

@@ -49,6 +49,12 @@ type Engine struct {
 	Host       string `json:"host"`
 	Version    string `json:"version,omitempty"`
 	APIVersion string `json:"api_version,omitempty"`
+	// MinAPIVersion is the oldest API the engine accepts from clients
+	// (1.44 on engines >= 29: older docker CLIs and compose fail).
+	MinAPIVersion string `json:"min_api_version,omitempty"`
+	// Negotiated is the API version /_ping named and the version was
+	// asked at; "" when the engine did not name one.
+	Negotiated string `json:"negotiated,omitempty"`
 	Err        string `json:"error,omitempty"` // why it could not be asked
 }
 
@@ -58,12 +64,13 @@ type Facts struct {
 	DisableIPv6 string // net.ipv6.conf.all.disable_ipv6; "" means IPv6 is not in the kernel
 	Forwarding  string // net.ipv6.conf.all.forwarding
 
-	Uplink         string       // interface of the IPv6 default route (or the one configured)
-	UplinkErr      string       // why there is none
-	AcceptRA       string       // net.ipv6.conf.<uplink>.accept_ra
-	RADefaultRoute bool         // the default route was learned from a router advertisement
-	Gateway        netip.Addr   // of the default route
-	UplinkGlobal   []netip.Addr // global, non-ULA addresses of the uplink
+	Uplink         string         // interface of the IPv6 default route (or the one configured)
+	UplinkErr      string         // why there is none
+	AcceptRA       string         // net.ipv6.conf.<uplink>.accept_ra
+	RADefaultRoute bool           // the default route was learned from a router advertisement
+	Gateway        netip.Addr     // of the default route
+	UplinkGlobal   []netip.Addr   // global, non-ULA addresses of the uplink
+	UplinkPrefixes []netip.Prefix // the same with their prefix lengths (address/len)
 
 	NFTablesErr         string   // listing tables failed
 	Tables              []string // "family name"
@@ -74,6 +81,8 @@ type Facts struct {
 
 	Conflicting []Process // ndppd, docker-ipv6nat in this network namespace
 	Engine      Engine
+	Plugin      Plugin // the running v6bridge, if one answers
+	DNS64       DNS64  // the resolver's DNS64 and the NAT64 behind it
 }
 
 // minAPIIPv4False is the first engine API (Docker 28) that creates a
@@ -203,7 +212,23 @@ func Evaluate(f Facts) []Finding {
 			"engines before 28 always want IPv4: v6bridge hands out a non-routed placeholder from 169.254.0.0/16 (docs/engines.md)",
 			"upgrade to Docker >= 28 for networks without IPv4")
 	default:
-		add("engine", OK, fmt.Sprintf("engine %s (API %s) supports --ipv4=false", e.Version, e.APIVersion), "", "")
+		min := ""
+		if e.MinAPIVersion != "" {
+			min = ", clients need API >= " + e.MinAPIVersion
+		}
+		add("engine", OK, fmt.Sprintf("engine %s (API %s%s) supports --ipv4=false", e.Version, e.APIVersion, min), "", "")
+	}
+
+	f.evaluateShape(add)
+	f.evaluateDNS64(add)
+
+	switch p := f.Plugin; {
+	case p.Err != "":
+		add("plugin", Warn, "no v6bridge plugin answers: "+p.Err,
+			"v6bridge is not installed, not enabled, or not running in this network namespace; nothing else is wrong for that",
+			"make install (managed plugin) or systemctl start v6bridge (host service); status and doctor find its socket under "+PluginsDir)
+	case p.Socket != "":
+		add("plugin", OK, fmt.Sprintf("v6bridge answers at %s (%d networks)", p.Socket, p.Networks), "", "")
 	}
 	return out
 }

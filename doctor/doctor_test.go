@@ -21,6 +21,7 @@ func healthy() Facts {
 		UplinkGlobal: []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")},
 		Tables:       []string{"ip6 v6bridge"},
 		Engine:       Engine{Host: DefaultDockerHost, Version: "28.3.0", APIVersion: "1.51"},
+		Plugin:       Plugin{Socket: "/run/docker/plugins/5e7d/v6bridge.sock", Networks: 2},
 	}
 }
 
@@ -63,6 +64,7 @@ func TestEvaluate(t *testing.T) {
 		{"no engine", func(f *Facts) { f.Engine = Engine{Host: DefaultDockerHost, Err: "connection refused"} }, map[string]Status{"engine": Warn}},
 		{"engine 20.10", func(f *Facts) { f.Engine.Version, f.Engine.APIVersion = "20.10.24", "1.41" }, map[string]Status{"engine": Warn}},
 		{"engine 28.0", func(f *Facts) { f.Engine.Version, f.Engine.APIVersion = "28.0.0", "1.48" }, nil},
+		{"no plugin answers", func(f *Facts) { f.Plugin = Plugin{Err: "no v6bridge.sock under /run/docker/plugins"} }, map[string]Status{"plugin": Warn}},
 		{"engine API garbage", func(f *Facts) { f.Engine.APIVersion = "x" }, map[string]Status{"engine": Warn}},
 	}
 	base := verdicts(Evaluate(healthy()))

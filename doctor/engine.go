@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -14,7 +15,8 @@ import (
 const DefaultDockerHost = "unix:///var/run/docker.sock"
 
 // AskEngine asks the engine at host (DOCKER_HOST form: unix:///path or
-// tcp://host:port; "" is DefaultDockerHost) for GET /version. A failure is
+// tcp://host:port; "" is DefaultDockerHost) for its version, at the API
+// version it names in GET /_ping (negotiation, as the docker CLI does). A failure is
 // recorded in Engine.Err, never returned: a missing engine is a finding.
 func AskEngine(ctx context.Context, host string) Engine {
 	if host == "" {
@@ -29,27 +31,42 @@ func AskEngine(ctx context.Context, host string) Engine {
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/version", nil)
+	c := &http.Client{Transport: tr}
+	// Negotiate as the docker CLI does: /_ping names the engine's API
+	// version, and /vX/version is asked at it (engines >= 29 refuse
+	// requests below API 1.44; an unversioned path works on all).
+	path := "/version"
+	if req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_ping", nil); err == nil {
+		if resp, err := c.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if v := resp.Header.Get("Api-Version"); resp.StatusCode == http.StatusOK && apiAtLeast(v, "1.12") {
+				e.Negotiated = v
+				path = "/v" + v + "/version"
+			}
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {
 		e.Err = err.Error()
 		return e
 	}
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
 		e.Err = err.Error()
 		return e
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		e.Err = "GET /version: " + resp.Status
+		e.Err = "GET " + path + ": " + resp.Status
 		return e
 	}
-	var v struct{ Version, APIVersion string }
+	var v struct{ Version, APIVersion, MinAPIVersion string }
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		e.Err = fmt.Sprintf("GET /version: decode: %v", err)
+		e.Err = fmt.Sprintf("GET %s: decode: %v", path, err)
 		return e
 	}
-	e.Version, e.APIVersion = v.Version, v.APIVersion
+	e.Version, e.APIVersion, e.MinAPIVersion = v.Version, v.APIVersion, v.MinAPIVersion
 	return e
 }
 

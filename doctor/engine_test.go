@@ -25,12 +25,28 @@ func serveUnix(t *testing.T, h http.HandlerFunc) string {
 }
 
 func TestAskEngine(t *testing.T) {
+	// An engine >= 29: /_ping names its API, and it refuses requests
+	// below API 1.44.
 	ok := serveUnix(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet || r.URL.Path != "/version" {
+		switch {
+		case r.Method == http.MethodGet && r.URL.Path == "/_ping":
+			w.Header().Set("Api-Version", "1.52")
+			w.Write([]byte("OK"))
+		case r.Method == http.MethodGet && r.URL.Path == "/v1.52/version":
+			w.Write([]byte(`{"Version":"29.0.0","ApiVersion":"1.52","MinAPIVersion":"1.44","Os":"linux"}`))
+		case strings.HasPrefix(r.URL.Path, "/v1.") && r.URL.Path < "/v1.44":
+			http.Error(w, "client version too old. Minimum supported API version is 1.44", http.StatusBadRequest)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	// An old engine without the header: unversioned /version.
+	old := serveUnix(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/version" {
 			http.NotFound(w, r)
 			return
 		}
-		w.Write([]byte(`{"Version":"28.3.0","ApiVersion":"1.51","Os":"linux"}`))
+		w.Write([]byte(`{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12"}`))
 	})
 	broken := serveUnix(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", http.StatusInternalServerError) })
 	garbage := serveUnix(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>")) })
@@ -39,7 +55,8 @@ func TestAskEngine(t *testing.T) {
 		version string
 		err     string
 	}{
-		{ok, "28.3.0/1.51", ""},
+		{ok, "29.0.0/1.52", ""},
+		{old, "20.10.24/1.41", ""},
 		{broken, "", "500"},
 		{garbage, "", "decode"},
 		{"unix://" + filepath.Join(t.TempDir(), "none.sock"), "", "no such file"},
@@ -53,6 +70,9 @@ func TestAskEngine(t *testing.T) {
 		}
 		if got != tt.version || (tt.err == "") != (e.Err == "") || !strings.Contains(e.Err, tt.err) {
 			t.Errorf("AskEngine(%s) = %+v, want %q, error with %q", tt.host, e, tt.version, tt.err)
+		}
+		if tt.host == ok && (e.Negotiated != "1.52" || e.MinAPIVersion != "1.44") {
+			t.Errorf("AskEngine(%s) = %+v, want negotiated 1.52, minimum 1.44", tt.host, e)
 		}
 		if e.Host != tt.host {
 			t.Errorf("AskEngine(%s).Host = %q", tt.host, e.Host)

@@ -28,6 +28,17 @@ type Config struct {
 	// DockerHost is the engine to ask (DOCKER_HOST form); "" means
 	// DefaultDockerHost.
 	DockerHost string
+	// Socket is the plugin's socket; "" means the first that answers
+	// under PluginsDir (the host service's, then managed plugins').
+	Socket string
+	// PluginsDir is where sockets are looked for; "" means PluginsDir.
+	PluginsDir string
+	// ResolvConf names the resolver asked for ipv4only.arpa;
+	// "" means DefaultResolvConf.
+	ResolvConf string
+	// NAT64Probe is an IPv4 host:port to connect to through the NAT64
+	// prefix; "" probes only the route.
+	NAT64Probe string
 }
 
 // conflicting are the process names that fight v6bridge.
@@ -61,6 +72,11 @@ func Gather(ctx context.Context, cfg Config) Facts {
 	f.Conflicting = procs
 	f.Firewalld = f.Firewalld || firewalld
 	f.Engine = AskEngine(ctx, cfg.DockerHost)
+	f.Plugin = AskPlugin(ctx, cfg.Socket, cfg.PluginsDir)
+	if cfg.ResolvConf == "" {
+		cfg.ResolvConf = DefaultResolvConf
+	}
+	f.DNS64 = AskDNS64(ctx, cfg.ResolvConf, cfg.NAT64Probe)
 	return f
 }
 
@@ -124,6 +140,8 @@ func gatherUplink(f *Facts, uplink string) {
 			continue
 		}
 		f.UplinkGlobal = append(f.UplinkGlobal, ip)
+		ones, _ := a.Mask.Size()
+		f.UplinkPrefixes = append(f.UplinkPrefixes, netip.PrefixFrom(ip, ones))
 	}
 }
 
@@ -253,4 +271,15 @@ func cmdBase(path string) string {
 	}
 	arg0, _, _ := strings.Cut(string(b), "\x00")
 	return filepath.Base(arg0)
+}
+
+// ConflictingProcs returns the ndppd and docker-ipv6nat processes in the
+// calling thread's network namespace, scanning the proc root ("/proc" if
+// empty).
+func ConflictingProcs(proc string) []Process {
+	if proc == "" {
+		proc = "/proc"
+	}
+	found, _ := scanProcs(proc)
+	return found
 }

@@ -56,12 +56,16 @@ func TestPrivilegedDoctor(t *testing.T) {
 	sysctl("all/forwarding", "1")
 	sysctl("eth0/accept_ra", "2")
 	noEngine := "unix://" + filepath.Join(t.TempDir(), "docker.sock")
+	// No resolver: this test asks nobody outside (TestPrivilegedDNS64
+	// simulates one).
+	noResolver := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(noResolver, nil, 0o644)
 
 	gather := func(t *testing.T) (Facts, map[string]Status) {
 		t.Helper()
 		var f Facts
 		if err := nettest.Do(t, host, func() error {
-			f = Gather(context.Background(), Config{DockerHost: noEngine})
+			f = Gather(context.Background(), Config{DockerHost: noEngine, ResolvConf: noResolver, PluginsDir: t.TempDir()})
 			return nil
 		}); err != nil {
 			t.Fatal(err)

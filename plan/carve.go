@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/big"
 	"net/netip"
+	"strings"
 )
 
 // DefaultSubnetLen is the prefix length of automatically carved subnets: a
@@ -184,6 +185,44 @@ func CheckULA(what string, p netip.Prefix) error {
 		return fmt.Errorf("%s=%s is a /%d: accepted are /%d to /%d of fd00::/8", what, p, p.Bits(), ULABits, MaxULABits)
 	case p != p.Masked():
 		return fmt.Errorf("%s=%s has host bits set: did you mean %s?", what, p, p.Masked())
+	}
+	return nil
+}
+
+// ParsePublic parses and checks a PUBLIC_PREFIX as typed (what names the
+// setting); "" gives the zero prefix: the uplink's /64.
+func ParsePublic(what, s string) (netip.Prefix, error) {
+	if s = strings.TrimSpace(s); s == "" {
+		return netip.Prefix{}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf(publicWords, what, s)
+	}
+	return p, CheckPublic(what, p)
+}
+
+// ParseULA parses and checks a ULA_PREFIX as typed (what names the
+// setting); "" and "auto" give the zero prefix: generated once.
+func ParseULA(what, s string) (netip.Prefix, error) {
+	if s = strings.TrimSpace(s); s == "" || s == "auto" {
+		return netip.Prefix{}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%s=%q: accepted is a /48 of fd00::/8 such as fd12:3456:789a::/48, or auto", what, s)
+	}
+	return p, CheckULA(what, p)
+}
+
+const publicWords = "%s=%q: accepted is a global IPv6 prefix such as 2001:db8:1234:a1::/64 (the provider's), or empty for the uplink's /64"
+
+// CheckPublic refuses a PUBLIC_PREFIX that is not a canonical global
+// unicast IPv6 prefix outside fc00::/7; what names the setting in the
+// message. serve and plan share it, so both refuse with the same words.
+func CheckPublic(what string, p netip.Prefix) error {
+	if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || !p.Addr().IsGlobalUnicast() || isULA(p.Addr()) || p != p.Masked() {
+		return fmt.Errorf(publicWords, what, p.String())
 	}
 	return nil
 }

@@ -96,15 +96,42 @@ func Build(in Input) Plan {
 		on = " on " + in.Uplink
 	}
 
-	if in.Public.IsValid() {
+	switch {
+	case in.Public.IsValid() && in.Public.Bits() > MaxPublicBits:
+		p.buildFew(in, on)
+	case in.Public.IsValid():
 		p.buildPublic(in, pubLen, avoid, on)
-	} else {
+	default:
 		p.warn("no public prefix: the uplink has no global /64 and --public was not given; public networks need the provider's prefix, e.g. --public 2001:db8:1234:a1::/64 (PUBLIC_PREFIX)")
 	}
 	if in.ULA.IsValid() {
 		p.buildULA(in, ulaLen, avoid)
 	}
 	return p
+}
+
+// MaxPublicBits is the longest public prefix public networks can be carved
+// from: a /120, the longest subnet v6bridge accepts. Providers that hand
+// out less (a /124 at DigitalOcean, a /128 at OVH) get nat networks only.
+const MaxPublicBits = 120
+
+// buildFew plans a host with a handful of public addresses (a /124, a
+// /128): no public networks, which would need a /120 at least, but nat
+// networks, and the addresses as they are for published ports.
+func (p *Plan) buildFew(in Input, on string) {
+	pub := in.Public.Masked()
+	n := uint64(1) << (128 - pub.Bits())
+	for _, a := range in.HostAddrs {
+		if pub.Contains(a) && !isULA(a) {
+			p.Rows = append(p.Rows, Row{Plan: "host", Range: netip.PrefixFrom(a, 128),
+				Description: "public address of the host" + on + "; publish ports on it: -p [" + a.String() + "]:443:443, or SNAT a nat network to it (-o v6bridge.host_ipv6=" + a.String() + ")"})
+		}
+	}
+	desc := fmt.Sprintf("%d public addresses from the provider: too few for public networks (a /%d at least), so nat networks only; add the unused ones to the uplink%s to publish ports on them", n, MaxPublicBits, on)
+	if n == 1 {
+		desc = fmt.Sprintf("the one public address from the provider: no public networks (a /%d at least), so nat networks only, with ports published on it", MaxPublicBits)
+	}
+	p.Rows = append(p.Rows, Row{Plan: "public prefix", Range: pub, Description: desc})
 }
 
 func (p *Plan) buildPublic(in Input, bits int, avoid Avoid, on string) {
@@ -122,9 +149,8 @@ func (p *Plan) buildPublic(in Input, bits int, avoid Avoid, on string) {
 	}
 	p.Rows = append(p.Rows, Row{Plan: "public prefix", Range: pub,
 		Description: fmt.Sprintf("public prefix of the host (PUBLIC_PREFIX); public networks are carved from it, a /%d each", bits)})
-	p.Settings = append(p.Settings, Setting{"PUBLIC_PREFIX", pub.String()}, Setting{"PUBLIC_SUBNET_LEN", fmt.Sprint(bits)})
-	if !pub.Addr().IsGlobalUnicast() || isULA(pub.Addr()) {
-		p.warn("public prefix %s is not a global unicast prefix: give the provider's prefix, e.g. --public 2001:db8:1234:a1::/64; ULA goes in --ula", pub)
+	if err := CheckPublic("PUBLIC_PREFIX", pub); err != nil {
+		p.warn("public prefix %s is not a global unicast prefix (ULA goes in --ula): %v", pub, err)
 		return
 	}
 	if bits < pub.Bits() {
@@ -155,6 +181,8 @@ func (p *Plan) buildPublic(in Input, bits int, avoid Avoid, on string) {
 		p.warn("no /%d of %s is free of the host's addresses and gateway: public networks need a longer PUBLIC_SUBNET_LEN, e.g. 112", bits, pub)
 		return
 	}
+	// Only settings that work are printed: the plugin carves this subnet.
+	p.Settings = append(p.Settings, Setting{"PUBLIC_PREFIX", pub.String()}, Setting{"PUBLIC_SUBNET_LEN", fmt.Sprint(bits)})
 	p.Rows = append(p.Rows, Row{Plan: "public", Range: net,
 		Description: "first public network (mode public): containers with public addresses; v6bridge answers NDP for them" + on})
 	p.Networks = append(p.Networks, Network{Name: "public", Mode: "public", Subnet: net})
@@ -171,10 +199,8 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 	}
 	p.Rows = append(p.Rows, Row{Plan: "ula", Range: ula, Description: desc})
 	switch {
-	case !isULA(ula.Addr()):
-		p.warn("ULA %s is not a unique local prefix: ULAs are in fd00::/8; use --ula auto for a random one", ula)
 	case !IsLocalULA(ula):
-		p.warn("ULA %s is in fc00::/8, which RFC 4193 leaves unassigned: locally assigned ULAs are in fd00::/8; use --ula auto", ula)
+		// CheckULA below says why.
 	case ula.Bits() <= 48 && copiedULA(ula):
 		p.warn("ULA %s has a copied or empty global ID, not 40 random bits: two hosts or sites with it collide once connected (VPN, peering); use --ula auto", ula)
 	}
@@ -187,9 +213,12 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 	if in.HostID != 0 {
 		setting = host // the plugin carves from the first /64 of ULA_PREFIX
 	}
-	p.Settings = append(p.Settings, Setting{"ULA_PREFIX", setting.String()}, Setting{"ULA_SUBNET_LEN", fmt.Sprint(bits)})
 	p.Rows = append(p.Rows, Row{Plan: "ula host", Range: host,
 		Description: fmt.Sprintf("ULA subnet of this Docker host (host id %d); nat and internal networks are carved from it, a /%d each", in.HostID, bits)})
+	if err := CheckULA("ULA_PREFIX", setting); err != nil {
+		p.warn("the plugin refuses this ULA, so no ULA settings are printed: %v", err)
+		return
+	}
 	if bits < host.Bits() {
 		p.warn("ULA subnets of /%d do not fit in this host's ULA %s: accepted are /%d to /120", bits, host, host.Bits())
 		return
@@ -199,6 +228,7 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 		p.warn("no /%d of %s is free of the host's addresses: use a longer ULA_SUBNET_LEN, e.g. 112", bits, host)
 		return
 	}
+	p.Settings = append(p.Settings, Setting{"ULA_PREFIX", setting.String()}, Setting{"ULA_SUBNET_LEN", fmt.Sprint(bits)})
 	p.Rows = append(p.Rows, Row{Plan: "internal", Range: net,
 		Description: "first internal network (mode nat): container addresses for internal traffic; NAT66 for outgoing connections, published ports on the host's address"})
 	p.Networks = append(p.Networks, Network{Name: "internal", Mode: "nat", Subnet: net})

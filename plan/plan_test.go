@@ -62,7 +62,7 @@ func TestPlanGolden(t *testing.T) {
 			"public range 2001:db8:1234:a1::/64 contains 2001:db8:1234:a1::1, an address of the host",
 			"public range 2001:db8:1234:a1::/64 is a /64 while the uplink uses 2001:db8:1234:a1::/64",
 			"no /64 of 2001:db8:1234:a1::/64 is free",
-			"ULA fc00:1:2::/48 is in fc00::/8",
+			"ULA_PREFIX=fc00:1:2::/48 is not a unique local prefix of fd00::/8",
 		}},
 		{"public-range-with-host", Input{
 			// A /112 given as the public prefix that holds the host's address.
@@ -75,7 +75,13 @@ func TestPlanGolden(t *testing.T) {
 		{"no-public", Input{ULA: pfx("fd3c:9a41:7e02::/48"), ULASource: "generated", HostID: 3, ULALen: 120},
 			[]string{"no public prefix"}},
 		{"not-ula", Input{Public: uplink64, ULA: pfx("2001:db8:99::/48"), HostAddrs: []netip.Addr{hostAddr}},
-			[]string{"ULA 2001:db8:99::/48 is not a unique local prefix"}},
+			[]string{"ULA_PREFIX=2001:db8:99::/48 is not a unique local prefix"}},
+		// DigitalOcean: a /124 on the uplink, 16 addresses.
+		{"do-124", Input{Public: pfx("2001:db8:5:6::10/124"), ULA: pfx("fd3c:9a41:7e02::/48"), ULASource: "persisted", Uplink: "eth0",
+			HostAddrs: []netip.Addr{addr("2001:db8:5:6::12")}, UplinkPrefixes: []netip.Prefix{pfx("2001:db8:5:6::10/124")}}, nil},
+		// OVH VPS: one /128.
+		{"ovh-128", Input{Public: pfx("2001:41d0:1:2::3/128"), ULA: pfx("fd3c:9a41:7e02::/48"), ULASource: "persisted", Uplink: "ens3",
+			HostAddrs: []netip.Addr{addr("2001:41d0:1:2::3")}, UplinkPrefixes: []netip.Prefix{pfx("2001:41d0:1:2::3/128")}}, nil},
 		{"ula-as-public", Input{Public: pfx("fd3c:9a41:7e02:1::/64"), ULA: pfx("fd3c:9a41:7e02::/48")},
 			[]string{"public prefix fd3c:9a41:7e02:1::/64 is not a global unicast prefix"}},
 	}

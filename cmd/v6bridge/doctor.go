@@ -40,12 +40,21 @@ DESCRIPTION
     ufw, firewalld  firewalls that need the v6b-* bridges allowed
     ndppd           not running: it fights v6bridge's NDP proxy
     docker-ipv6nat  not running: it fights v6bridge's NAT66
-    engine          the Docker engine's version (GET /version on DOCKER_HOST)
+    engine          the Docker engine's version (GET /_ping, then /vX/version
+                    at the API it names, on DOCKER_HOST)
                     and whether it supports --ipv4=false (Docker >= 28)
     reconcile       networks the running plugin could not bring up at start
     stale state     what v6bridge gc would reclaim: networks the engine does
                     not know, pools and endpoint names nothing uses (asks
                     the plugin at SOCKET; skipped when it does not answer)
+    provider        the provider's shape: on-link /64, /64 routed to the
+                    host, /124 or /128, and what it means for NDP and modes
+    plugin          a running v6bridge answers on its socket (found under
+                    /run/docker/plugins, or --socket)
+    dns64           the host's resolver synthesises AAAA for ipv4only.arpa
+                    (RFC 7050): the NAT64 prefix, a route to it, and with
+                    --nat64-probe a TCP connect through it; without DNS64
+                    IPv4-only destinations (github.com, ghcr.io) fail
 
     Run it in the network namespace v6bridge serves (the host's, normally).
 
@@ -62,16 +71,22 @@ FLAGS
 	proc := fs.String("proc", filepath.Dir(env("PROC_SYS", "/proc/sys")), "proc root scanned for ndppd, docker-ipv6nat, firewalld")
 	uplink := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
 	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its version [DOCKER_HOST]")
-	socket := fs.String("socket", env("SOCKET", "/run/docker/plugins/v6bridge.sock"), "the running plugin's socket, asked about its state [SOCKET]")
+	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
+	resolvConf := fs.String("resolv-conf", doctor.DefaultResolvConf, "the resolver asked for ipv4only.arpa (its first nameserver)")
+	probe := fs.String("nat64-probe", "", "IPv4 host:port to connect to through the NAT64 prefix, e.g. 140.82.112.3:443; empty: check the route only")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("doctor: unexpected argument %q: see v6bridge doctor -h", fs.Arg(0))
 	}
+	if err := doctor.CheckProbe(*probe); err != nil {
+		return err
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost})
+	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, Socket: *socket,
+		ResolvConf: *resolvConf, NAT64Probe: *probe})
 	findings := doctor.Evaluate(facts)
 	req := gcRequest{}
 	if ids, err := doctor.EngineNetworks(ctx, *dockerHost); err == nil {
@@ -80,11 +95,15 @@ FLAGS
 		}
 		req.EngineKnown = true
 	}
-	if r, err := askGC(*socket, req); err == nil {
+	sock := facts.Plugin.Socket // the one found, when --socket was not given
+	if sock == "" {
+		sock = *socket
+	}
+	if r, err := askGC(sock, req); err == nil {
 		findings = append(findings, stateFindings(r)...)
 	} else {
 		findings = append(findings, doctor.Finding{Check: "stale state", Status: doctor.OK,
-			Summary: fmt.Sprintf("not checked: no plugin answers at %s (set --socket)", *socket)})
+			Summary: fmt.Sprintf("not checked: no plugin answers at %q (set --socket)", sock)})
 	}
 	if *asJSON {
 		b, err := json.MarshalIndent(struct {

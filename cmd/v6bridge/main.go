@@ -5,6 +5,7 @@
 //	v6bridge plan     print the address plan, its compose networks and plugin settings
 //	v6bridge doctor   check the host for what v6bridge needs
 //	v6bridge gc       list (and with --apply remove) state nothing uses any more
+//	v6bridge migrate  translate ndppd, daemon.json and compose networks to v6bridge
 //	v6bridge version  print the version
 package main
 
@@ -28,6 +29,9 @@ Commands:
             firewalls, ndppd/docker-ipv6nat, engine version; exit 1 on fail
   gc        list state the plugin keeps that the engine no longer uses
             (networks, pools, endpoint names); --apply removes it
+  migrate   translate ndppd.conf, daemon.json and compose networks on the
+            built-in bridge (and docker-ipv6nat) into v6bridge settings,
+            networks and compose files, with the steps to switch over
   version   print the version
 
 Run 'v6bridge COMMAND -h' for a command's flags.
@@ -50,6 +54,8 @@ func main() {
 		err = doctorCmd(args)
 	case "gc":
 		err = gcCmd(args)
+	case "migrate":
+		err = migrateCmd(args, os.Stdout, runningConflicts)
 	case "version", "--version":
 		fmt.Println("v6bridge", version)
 	case "help", "-h", "--help":

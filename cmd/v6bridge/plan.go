@@ -81,22 +81,24 @@ EXAMPLES
 	if err := sw.misplaced(); err != nil {
 		return err
 	}
+	// The settings are checked as serve checks them, with the same words:
+	// the plan never prints settings the plugin refuses at start.
+	c := serveConfig{publicLen: *pubLen, ulaLen: *ulaLen}
+	if err := parsePlanFlags(&c, *publicS, *ulaS); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
 	if sw.on {
 		return sw.run(*pubLen, *ulaLen, *driverName, *asJSON)
 	}
-	in := plan.Input{PublicLen: *pubLen, ULALen: *ulaLen, Driver: *driverName}
+	in := plan.Input{PublicLen: *pubLen, ULALen: *ulaLen, Driver: *driverName, Public: c.publicPrefix}
 	id, err := strconv.ParseUint(*hostID, 0, 64)
 	if err != nil {
 		return fmt.Errorf("--host-id=%q: accepted is a number such as 0, 5 or 0x8101", *hostID)
 	}
 	in.HostID = id
-	if *publicS != "" {
-		if in.Public, err = netip.ParsePrefix(*publicS); err != nil {
-			return fmt.Errorf("--public=%q is not a prefix: accepted is the provider's prefix such as 2001:db8:1234:a1::/64", *publicS)
-		}
-	}
-	switch {
-	case *ulaS == "" || *ulaS == "auto":
+	if c.ulaPrefix.IsValid() {
+		in.ULA, in.ULASource = c.ulaPrefix, "given"
+	} else {
 		p, ok, err := ipam.LoadULA(filepath.Join(*stateDir, "ipam"))
 		switch {
 		case err != nil:
@@ -109,11 +111,6 @@ EXAMPLES
 			}
 			in.ULASource = "generated"
 		}
-	default:
-		if in.ULA, err = netip.ParsePrefix(*ulaS); err != nil {
-			return fmt.Errorf("--ula=%q is not a prefix: accepted are auto or a /48 of fd00::/8 such as fd12:3456:789a::/48", *ulaS)
-		}
-		in.ULASource = "given"
 	}
 
 	// What the host says; a host without an uplink still gets a plan.
@@ -202,22 +199,12 @@ func (u *uplinkInfo) gateways() ([]netip.Addr, error) {
 // parsePlanFlags checks the plan settings of serve. ipam checks the ULA
 // and the lengths again; this names the setting as the user typed it.
 func parsePlanFlags(c *serveConfig, public, ula string) error {
-	if public = strings.TrimSpace(public); public != "" {
-		p, err := netip.ParsePrefix(public)
-		if err != nil || !p.Addr().Is6() || !p.Addr().IsGlobalUnicast() || p.Addr().As16()[0]&0xfe == 0xfc || p != p.Masked() {
-			return fmt.Errorf("PUBLIC_PREFIX=%q: accepted is a global IPv6 prefix such as 2001:db8:1234:a1::/64 (the provider's), or empty for the uplink's /64", public)
-		}
-		c.publicPrefix = p
+	var err error
+	if c.publicPrefix, err = plan.ParsePublic("PUBLIC_PREFIX", public); err != nil {
+		return err
 	}
-	if ula = strings.TrimSpace(ula); ula != "" && ula != "auto" {
-		p, err := netip.ParsePrefix(ula)
-		if err != nil {
-			return fmt.Errorf("ULA_PREFIX=%q: accepted is a /48 of fd00::/8 such as fd12:3456:789a::/48, or auto", ula)
-		}
-		if err := plan.CheckULA("ULA_PREFIX", p); err != nil {
-			return err
-		}
-		c.ulaPrefix = p
+	if c.ulaPrefix, err = plan.ParseULA("ULA_PREFIX", ula); err != nil {
+		return err
 	}
 	for _, l := range []struct {
 		key  string

@@ -24,6 +24,7 @@ import (
 	"github.com/v6bridge/v6bridge/internal/store"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/link"
+	"github.com/v6bridge/v6bridge/metrics"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
 	"github.com/v6bridge/v6bridge/netspec"
@@ -33,7 +34,7 @@ type serveConfig struct {
 	socket, stateDir, procSys, logLevel, uplinks string
 	ndpMode, ndpSource                           string
 	ndpRange                                     bool
-	pprof                                        string
+	pprof, metrics                               string
 	// the address plan
 	publicPrefix, ulaPrefix netip.Prefix // zero: the uplink's /64; generated
 	publicLen, ulaLen       int
@@ -64,6 +65,7 @@ Every flag defaults from the environment variable named in brackets.
 	fs.StringVar(&c.ndpSource, "ndp-source", env("NDP_SOURCE", "linklocal"), "source of advertisements: linklocal, target or global [NDP_SOURCE]")
 	fs.BoolVar(&c.ndpRange, "ndp-range", env("NDP_RANGE", "false") == "true", "answer NDP for whole public subnets [NDP_RANGE]")
 	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
+	fs.StringVar(&c.metrics, "metrics", env("METRICS", ""), "serve Prometheus /metrics on this address, e.g. 127.0.0.1:9430; off when empty [METRICS]")
 	publicS := fs.String("public-prefix", env("PUBLIC_PREFIX", ""), "where automatic public subnets come from; empty: the uplink's on-link global /64 [PUBLIC_PREFIX]")
 	ulaS := fs.String("ula-prefix", env("ULA_PREFIX", ""), "a /48 to /64 of fd00::/8 for automatic nat/internal subnets (its first /64); empty or auto: random, generated once [ULA_PREFIX]")
 	fs.IntVar(&c.publicLen, "public-subnet-len", envInt("PUBLIC_SUBNET_LEN", 112), "prefix length of automatic public subnets [PUBLIC_SUBNET_LEN]")
@@ -72,6 +74,9 @@ Every flag defaults from the environment variable named in brackets.
 		return c, err
 	}
 	if err := parsePlanFlags(&c, *publicS, *ulaS); err != nil {
+		return c, err
+	}
+	if err := metrics.CheckAddr(c.metrics); err != nil {
 		return c, err
 	}
 	switch c.ndpMode {
@@ -176,6 +181,13 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	var firewall driver.Firewall = fw
+	var m *metrics.Metrics
+	if c.metrics != "" {
+		m = metrics.New(version, metrics.Sources{})
+		firewall = countingFirewall{fw, m}
+		log.AddHook(repairHook{m})
+	}
 	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, Log: log})
 	if err != nil {
 		return err
@@ -197,14 +209,18 @@ func serve(args []string) error {
 		noSweep = fmt.Sprintf("%d driver records were set aside in %s; their links stay until they are restored or deleted by hand", quarantined-before, q.Dir)
 	}
 	d, err = driver.New(driver.Config{
-		Links: k, Firewall: fw, Neighbors: resp, Store: st,
+		Links: k, Firewall: firewall, Neighbors: resp, Store: st,
 		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
 		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
 	})
 	if err != nil {
 		return err
 	}
-	if err := d.Reconcile(); err != nil {
+	err = d.Reconcile()
+	if m != nil {
+		m.Reconciled(err)
+	}
+	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	log.WithField("took", time.Since(start).Round(time.Millisecond)).Info("reconciled kernel state")
@@ -220,7 +236,22 @@ func serve(args []string) error {
 	}
 
 	status := func() any { return buildStatus(d, im, resp, uplinks, publicPrefixes) }
-	h := api.NewHandler(d, im, status, log)
+	var opts []api.Option
+	if m != nil {
+		m.SetSources(metricsSources(d, resp))
+		ml, err := net.Listen("tcp", c.metrics)
+		if err != nil {
+			return fmt.Errorf("METRICS=%q: %w", c.metrics, err)
+		}
+		log.WithField("addr", ml.Addr().String()).Info("serving metrics")
+		go func() {
+			if err := m.Serve(ctx, ml); err != nil {
+				log.WithError(err).Warn("metrics stopped")
+			}
+		}()
+		opts = append(opts, api.WithObserver(m.ObserveRequest))
+	}
+	h := api.NewHandler(d, im, status, log, opts...)
 	h.HandleFunc("/v6bridge.GC", serveGC(d, im, log))
 	go gcLoop(ctx, im, 5*time.Minute, log)
 	errc := make(chan error, 1)

@@ -7,14 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	"github.com/v6bridge/v6bridge/doctor"
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/ndp"
@@ -50,17 +48,23 @@ func status(args []string) error {
 Shows what the running plugin manages: its networks with subnet, mode and
 bridge, their endpoints with address and published ports, the IPAM pools,
 and the NDP proxy's counters. It asks the plugin over its socket (read-only).
-For a managed plugin the socket is /run/docker/plugins/<plugin id>/v6bridge.sock.
+Without --socket it looks for the host service's
+/run/docker/plugins/v6bridge.sock and a managed plugin's
+/run/docker/plugins/<plugin id>/v6bridge.sock, and asks the first that
+answers.
 
 `)
 		fs.PrintDefaults()
 	}
 	asJSON := fs.Bool("json", false, "print JSON")
-	socket := fs.String("socket", env("SOCKET", "/run/docker/plugins/v6bridge.sock"), "the plugin's socket [SOCKET]")
+	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	raw, err := fetchStatus(*socket)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("status: unexpected argument %q: see v6bridge status -h", fs.Arg(0))
+	}
+	_, raw, err := doctor.FindPlugin(context.Background(), *socket, doctor.PluginsDir)
 	if err != nil {
 		return err
 	}
@@ -78,29 +82,6 @@ For a managed plugin the socket is /run/docker/plugins/<plugin id>/v6bridge.sock
 		return fmt.Errorf("decode status: %w", err)
 	}
 	return printStatus(os.Stdout, doc)
-}
-
-func fetchStatus(socket string) ([]byte, error) {
-	c := http.Client{
-		Timeout: 5 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		}},
-	}
-	resp, err := c.Post("http://v6bridge/v6bridge.Status", "application/json", strings.NewReader("{}"))
-	if err != nil {
-		return nil, fmt.Errorf("ask the plugin at %s: %w (is it running?)", socket, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("plugin answered %s: %s", resp.Status, b)
-	}
-	return b, nil
 }
 
 func printStatus(w io.Writer, doc statusDoc) error {

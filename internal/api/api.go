@@ -78,14 +78,18 @@ const (
 
 // NewHandler returns the plugin's handler with every route of both APIs
 // registered on one mux; serve it with its Serve method on a listener.
-func NewHandler(nw Network, im IPAM, status StatusFunc, log logrus.FieldLogger) sdk.Handler {
+func NewHandler(nw Network, im IPAM, status StatusFunc, log logrus.FieldLogger, opts ...Option) sdk.Handler {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	h := sdk.NewHandler(Manifest)
 	s := &server{nw: nw, im: im, log: log}
 	route := func(path string, fn func(w http.ResponseWriter, r *http.Request)) {
-		h.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		h.HandleFunc(path, observed(o.observe, strings.TrimPrefix(path, "/"), func(w http.ResponseWriter, r *http.Request) {
 			log.WithField("route", path).Debug("request")
 			fn(w, r)
-		})
+		}))
 	}
 	empty := func(w http.ResponseWriter, r *http.Request) { sdk.EncodeResponse(w, struct{}{}, false) }
 

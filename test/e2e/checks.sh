@@ -109,7 +109,7 @@ install_managed_plugin() {
 	mkdir -p "$STATE"
 	DOCKER_HOST="unix://$V6B_RUN/$P/docker.sock" DOCKER=$(_v6b_cli) \
 		bash "$repo/plugin/create.sh" "$PLUGIN" "$BIN" "$V6B_LIB/$P/plugin-build" "$STATE"
-	dk "$P" plugin set "$PLUGIN" LOG_LEVEL=debug
+	dk "$P" plugin set "$PLUGIN" LOG_LEVEL=debug METRICS="[::1]:9430"
 	dk "$P" plugin enable "$PLUGIN" >/dev/null
 }
 
@@ -407,8 +407,11 @@ in_subnet() { # ADDR SUBNET: a plan /112 ends in ::/112 (its last 16 bits are th
 }
 doctor_forwarding_ok() {
 	local out
-	out=$(in_vps "$P" env DOCKER_HOST="unix://$V6B_RUN/$P/docker.sock" "$BIN" doctor 2>&1) || true
+	# No resolver: the rig has no DNS (TestPrivilegedDNS64 covers DNS64).
+	out=$(in_vps "$P" env DOCKER_HOST="unix://$V6B_RUN/$P/docker.sock" "$BIN" doctor --resolv-conf /dev/null 2>&1) || true
 	echo "$out" | grep -qE '^ok +forwarding' || { echo "$out"; return 1; }
+	echo "$out" | grep -qE '^ok +provider +on-link /64' || { echo "no on-link /64 provider finding:"; echo "$out"; return 1; }
+	echo "$out" | grep -qE '^ok +plugin +v6bridge answers at /run/docker/plugins/' || { echo "doctor did not find the plugin:"; echo "$out"; return 1; }
 }
 plan_checks() {
 	local sub pub addr
@@ -425,7 +428,7 @@ plan_checks() {
 	addr=$(container_addr autoweb autonet)
 	check "plan: its address $addr is in $sub" in_subnet "$addr" "$sub"
 	check "plan: another container reaches it" fetch_from_container autonet "http://[$addr]/"
-	check "plan: doctor in the VPS reports forwarding ok" doctor_forwarding_ok
+	check "plan: doctor in the VPS reports forwarding, the on-link /64 and the plugin (found without --socket)" doctor_forwarding_ok
 	dk "$P" rm -f autoweb >/dev/null 2>&1 || true
 	dk "$P" network rm autonet autonet2 autopub >/dev/null 2>&1 || true
 }
@@ -459,4 +462,51 @@ option_checks() {
 	check "--internal: it reaches its gateway" dk "$P" run --rm --network intern busybox ping6 -c 1 -W 3 fd00:1a::1
 	dk "$P" rm -f u53 iccweb allowed >/dev/null 2>&1 || true
 	dk "$P" network rm noicc allownet intern >/dev/null 2>&1 || true
+}
+
+# ------------------------------------------------------------------ migrate
+# migrate_checks: v6bridge migrate turns the seed's own ndppd.conf and compose
+# file (with its ipv6nat service) into a v6bridge compose file, which then
+# passes the seed's checks: outbound, inbound to the public container and to
+# the published port, container to container, and NDP answered for it.
+MIGRATE_ADDR=2001:db8:1234:a1:1::ab53
+busybox_reaches_inet() {
+	local out
+	out=$(dk "$P" exec demo-busybox-1 sh -c 'timeout 10 wget -q -O - "$0"; exit $?' "$INET_URL" 2>&1) || { echo "$out"; return 1; }
+	[ -n "$out" ] || { echo "empty answer"; return 1; }
+}
+migrate_checks() { # DRIVER
+	local dir=$V6B_LIB/$P/migrate
+	rm -rf "$dir" && mkdir -p "$dir"
+	cp "$repo/migrate/testdata/seed/ndppd.conf" "$repo/migrate/testdata/seed/docker-compose.yml" "$dir/"
+	check "migrate: the seed's ndppd.conf and compose file translate (--write)" \
+		"$BIN" migrate --ndppd "$dir/ndppd.conf" --compose "$dir/docker-compose.yml" --driver "$1" --write
+	local -a cf=(-f "$dir/docker-compose.v6bridge.yml")
+	api_at_least "$P" 1.48 || cf+=(-f "$repo/examples/seed/compose.legacy.yml")
+	check "migrate: the migrated compose file comes up (without the ipv6nat service)" dk "$P" compose "${cf[@]}" -p demo up -d
+	check "migrate: busybox has its public address" inspect_addr demo-busybox-1 demo_public "$MIGRATE_ADDR"
+	check "migrate: busybox reaches the internet (the seed's outbound check)" busybox_reaches_inet
+	check "migrate: the internet reaches http://[$MIGRATE_ADDR] (NDP answered by v6bridge)" retry 5 inet_fetch_hello "http://[$MIGRATE_ADDR]/"
+	check "migrate: the router resolves it to the VPS's MAC" router_neigh_is_host "$MIGRATE_ADDR"
+	check "migrate: the internet reaches the published port [$HOST_ADDR]:8081" inet_fetch_hello "http://[$HOST_ADDR]:8081/"
+	check "migrate: a container on demo_internal fetches http://[$WEB_ADDR]" fetch_from_container demo_internal "http://[$WEB_ADDR]/"
+	check "migrate: docker logs show the internet client's address" logs_show demo-busybox-1 2001:db8:ffff::10
+	check "status without --socket finds the plugin and lists the public address" status_finds "$MIGRATE_ADDR"
+	check "migrate: compose down" dk "$P" compose "${cf[@]}" -p demo down
+}
+status_finds() { # PATTERN: v6bridge status, socket found by itself
+	local out
+	out=$(in_vps "$P" env -u SOCKET "$BIN" status 2>&1) || { echo "$out"; return 1; }
+	echo "$out" | grep -qF -- "$1" || { echo "status lacks $1:"; echo "$out"; return 1; }
+}
+
+# ------------------------------------------------------------------ metrics
+# metrics_checks: the METRICS listener (set in install_managed_plugin) serves
+# Prometheus text that Prometheus' parser accepts, with API and NDP counters
+# above zero after the NAT and NDP checks.
+metrics_checks() {
+	in_vps "$P" nft flush ruleset # a repair to count
+	check "metrics: [::1]:9430/metrics parses (expfmt) with non-zero API, NDP, firewall repair counters" retry 10 \
+		ip netns exec "$P-vps" "$repo/bin/promcheck" -url 'http://[::1]:9430/metrics' \
+		-nonzero v6bridge_build_info,v6bridge_api_requests_total,v6bridge_api_request_duration_seconds,v6bridge_ndp_solicitations_received_total,v6bridge_ndp_solicitations_answered_total,v6bridge_ndp_advertisements_sent_total,v6bridge_firewall_applies_total,v6bridge_firewall_repairs_total,v6bridge_reconcile_runs_total
 }

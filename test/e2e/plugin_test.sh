@@ -54,12 +54,14 @@ PLUGIN_ACTIVE=1
 foundation_checks
 nat_checks
 ndp_checks
+metrics_checks
 option_checks
 plan_checks
 bad_input_checks
 crash_checks
 restart_checks
 compose_checks "$PLUGIN"
+[ "$VARIANT" != current ] || migrate_checks "$PLUGIN"
 cleanup_checks
 
 # ------------------------------------------------------------- host service
