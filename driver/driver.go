@@ -173,9 +173,6 @@ func New(cfg Config) (*Driver, error) {
 				}
 			}
 		}
-		if e.DefaultRoute && e.Routes == 0 {
-			e.Routes, e.DefaultRoute = 1, false // records before route levels: ::/0
-		}
 		d.endpoints[e.ID] = e
 		d.index(e)
 	}
@@ -639,20 +636,13 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	if e.Addr.IsValid() && n.Mode != netspec.ModeInternal {
 		if n.Modern {
 			resp.GatewayIPv6 = n.Gateway
-		} else {
+		} else if e.DefaultRoute || !d.sandboxHasDefaultRoute(e) {
 			// Engines < 28 install no IPv6 default route from GatewayIPv6
-			// when the endpoint has no IPv4 gateway: static routes do
-			// (see routeLevel).
-			if e.Routes == 0 {
-				e.Routes = d.routeLevel(e) + 1
-			}
-			if e.Routes > 0 {
-				for _, p := range levelPrefixes(e.Routes - 1) {
-					resp.StaticRoutes = append(resp.StaticRoutes, StaticRoute{Destination: p, NextHop: n.Gateway})
-				}
-			} else {
-				log.Warn("no IPv6 route through this network: the container is on too many v6bridge networks for an engine before 28")
-			}
+			// when the endpoint has no IPv4 gateway: a static route does.
+			// Only one endpoint of a sandbox may carry it (a second ::/0
+			// would fail the join with EEXIST): the first joined wins.
+			e.DefaultRoute = true
+			resp.StaticRoutes = []StaticRoute{{Destination: netip.MustParsePrefix("::/0"), NextHop: n.Gateway}}
 		}
 	}
 	if err := d.commitLocked(ss, sandboxes); err != nil {
@@ -692,46 +682,16 @@ func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
 	return err
 }
 
-// maxRouteLevel bounds the routes one endpoint gets on engines < 28:
-// level L is 2^L routes.
-const maxRouteLevel = 4
-
-// routeLevel picks the routes of an endpoint joining a sandbox on an engine
-// before 28, which installs only the static routes a Join returns and never
-// moves a default route when an endpoint leaves. A second ::/0 would fail
-// the join (EEXIST), and a container left without a route after `docker
-// network disconnect` of the network that had it could not reach out. So
-// the first endpoint gets ::/0 (level 0); the next the two halves ::/1 and
-// 8000::/1 (level 1), which win by being more specific; then the quarters,
-// and so on. When one leaves, the less specific routes of the others still
-// cover everything. -1: every level is taken.
-func (d *Driver) routeLevel(e *Endpoint) int {
-	used := map[int]bool{}
+func (d *Driver) sandboxHasDefaultRoute(e *Endpoint) bool {
+	if e.Sandbox == "" {
+		return false
+	}
 	for _, o := range d.bySandbox[e.Sandbox] {
-		if o != e && o.Joined && o.Routes > 0 {
-			used[o.Routes-1] = true
+		if o != e && o.Joined && o.DefaultRoute {
+			return true
 		}
 	}
-	for l := 0; l <= maxRouteLevel; l++ {
-		if !used[l] {
-			return l
-		}
-	}
-	return -1
-}
-
-// levelPrefixes returns the 2^level prefixes of length level that cover
-// the whole IPv6 space: ::/0; ::/1 and 8000::/1; ...
-func levelPrefixes(level int) []netip.Prefix {
-	out := make([]netip.Prefix, 0, 1<<level)
-	for i := range 1 << level {
-		var a [16]byte
-		if level > 0 {
-			a[0] = byte(i << (8 - level))
-		}
-		out = append(out, netip.PrefixFrom(netip.AddrFrom16(a), level))
-	}
-	return out
+	return false
 }
 
 // Leave unpublishes the endpoint's ports and stops NDP for it. Unknown is
@@ -776,7 +736,7 @@ func (d *Driver) leaveLocked(e *Endpoint) {
 	sb := e.Sandbox
 	d.handOver(e)
 	d.unindex(e)
-	e.Joined, e.Sandbox, e.Routes = false, "", 0
+	e.Joined, e.Sandbox, e.DefaultRoute = false, "", false
 	d.index(e)
 	if err := d.settle(sb); err != nil {
 		// Only releasing or keeping is possible here: the requests held

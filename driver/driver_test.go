@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -308,37 +307,8 @@ func TestJoinLegacyEngineDefaultRoute(t *testing.T) {
 	if first.GatewayIPv6.IsValid() || len(first.StaticRoutes) != 1 || first.StaticRoutes[0].Destination.String() != "::/0" || first.StaticRoutes[0].NextHop.String() != "fd00:1::1" {
 		t.Errorf("first join = %+v", first)
 	}
-	// The second network gets the two halves: more specific than the first's
-	// ::/0 (no EEXIST), and still a way out once the first network leaves.
-	if len(second.StaticRoutes) != 2 || second.StaticRoutes[0].Destination.String() != "::/1" || second.StaticRoutes[1].Destination.String() != "8000::/1" ||
-		second.StaticRoutes[0].NextHop.String() != "fd00:2::1" {
-		t.Errorf("second join = %+v", second)
-	}
-	// The first leaves and joins again: ::/0 is free again.
-	if err := r.d.Leave(netA, ep1); err != nil {
-		t.Fatal(err)
-	}
-	again, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "sb"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(again.StaticRoutes) != 1 || again.StaticRoutes[0].Destination.String() != "::/0" {
-		t.Errorf("join again = %+v", again)
-	}
-}
-
-func TestLevelPrefixes(t *testing.T) {
-	for level, want := range map[int]string{
-		0: "[::/0]",
-		1: "[::/1 8000::/1]",
-		2: "[::/2 4000::/2 8000::/2 c000::/2]",
-	} {
-		if got := fmt.Sprint(levelPrefixes(level)); got != want {
-			t.Errorf("levelPrefixes(%d) = %s, want %s", level, got, want)
-		}
-	}
-	if n := len(levelPrefixes(maxRouteLevel)); n != 1<<maxRouteLevel {
-		t.Errorf("%d prefixes at the top level", n)
+	if len(second.StaticRoutes) != 0 {
+		t.Errorf("second network of the same container got a default route too: %+v", second)
 	}
 }
 

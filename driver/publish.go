@@ -385,7 +385,7 @@ func cloneEndpoint(e Endpoint) Endpoint {
 }
 
 func sameEndpoint(a, b Endpoint) bool {
-	return a.ID == b.ID && a.Sandbox == b.Sandbox && a.Joined == b.Joined && a.Routes == b.Routes &&
+	return a.ID == b.ID && a.Sandbox == b.Sandbox && a.Joined == b.Joined && a.DefaultRoute == b.DefaultRoute &&
 		slices.Equal(a.PortRequests, b.PortRequests) && slices.Equal(a.Ports, b.Ports)
 }
 

@@ -53,12 +53,7 @@ type Endpoint struct {
 	// held for them while the sandbox has an address they can lead to.
 	PortRequests []PortRequest     `json:"PortRequests,omitempty"`
 	Ports        []netspec.Mapping `json:"Ports,omitempty"`
-	// Routes is 1 + the level of the static routes the endpoint got on an
-	// engine before 28 (1: ::/0; 2: ::/1 and 8000::/1; ...), 0: none (see
-	// routeLevel). DefaultRoute is what records before route levels had
-	// (true: ::/0); it is read, never written.
-	Routes       int  `json:"Routes,omitempty"`
-	DefaultRoute bool `json:"DefaultRoute,omitempty"`
+	DefaultRoute bool              `json:"DefaultRoute,omitempty"` // got the static ::/0 route (old engines)
 }
 
 func (e *Endpoint) hardwareAddr() net.HardwareAddr {
