@@ -40,6 +40,12 @@ type Config struct {
 	// NDPRange answers NDP for whole public subnets instead of the
 	// addresses in use.
 	NDPRange bool
+	// Routers, if set, is told after every change of the networks which
+	// bridges must advertise the host as the containers' router: those of
+	// networks an engine before 28 made (it keeps no default route of its
+	// own when a container leaves the network that had the static one),
+	// except internal ones.
+	Routers Routers
 	// PoolMode returns the mode the IPAM pool of a subnet was requested
 	// for (--ipam-opt v6bridge.mode), "" if none: a network without -o
 	// v6bridge.mode takes it, one with a different -o is refused. nil: no
@@ -807,6 +813,15 @@ func (d *Driver) syncLocked() error {
 		}
 	}
 	d.synced, d.syncedHostAddrs = true, s.HostAddrs
+	if d.cfg.Routers != nil {
+		var bridges []string
+		for _, n := range d.sortedNetworks() {
+			if !n.Modern && n.Mode != netspec.ModeInternal {
+				bridges = append(bridges, n.Bridge)
+			}
+		}
+		d.cfg.Routers.SetBridges(bridges)
+	}
 	return nil
 }
 

@@ -433,3 +433,34 @@ func TestModeDecidedOnce(t *testing.T) {
 		}
 	}
 }
+
+type fakeRouters struct{ bridges []string }
+
+func (f *fakeRouters) SetBridges(names []string) { f.bridges = names }
+
+// TestRoutersAdvertiseOnLegacyNetworks: bridges of networks made by engines
+// before 28 (no enable_ipv4 option), except internal ones, advertise the
+// host as router; those of current engines do not.
+func TestRoutersAdvertiseOnLegacyNetworks(t *testing.T) {
+	r := newRig(t)
+	fr := &fakeRouters{}
+	r.d.cfg.Routers = fr
+	legacy := createReq(netA, "fd00:1::/112", nil)
+	legacy.EnableIPv4 = nil
+	internal := createReq(netB, "fd00:2::/112", map[string]string{OptMode: "internal"})
+	internal.EnableIPv4 = nil
+	for _, req := range []CreateNetworkRequest{legacy, internal, createReq("cccc", "fd00:3::/112", nil)} {
+		if err := r.d.CreateNetwork(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff([]string{BridgeName(netA)}, fr.bridges); diff != "" {
+		t.Errorf("advertising bridges (-want +got):\n%s", diff)
+	}
+	if err := r.d.DeleteNetwork(netA); err != nil {
+		t.Fatal(err)
+	}
+	if len(fr.bridges) != 0 {
+		t.Errorf("still advertising on %v", fr.bridges)
+	}
+}

@@ -42,3 +42,10 @@ type Neighbors interface {
 	SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error
 	UpdateTargets(add, remove []netip.Addr) error
 }
+
+// Routers advertises the host as the default router on bridges (router
+// advertisements, package ra). SetBridges sets the whole set and never
+// fails.
+type Routers interface {
+	SetBridges(names []string)
+}

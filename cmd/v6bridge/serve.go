@@ -28,6 +28,7 @@ import (
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
 	"github.com/v6bridge/v6bridge/netspec"
+	"github.com/v6bridge/v6bridge/ra"
 )
 
 type serveConfig struct {
@@ -193,6 +194,8 @@ func serve(args []string) error {
 		return err
 	}
 	defer resp.Close()
+	routers := ra.New(log)
+	defer routers.Close()
 	st, err := driver.OpenDiskStore(filepath.Join(c.stateDir, "driver"))
 	if err != nil {
 		return err
@@ -211,7 +214,7 @@ func serve(args []string) error {
 	d, err = driver.New(driver.Config{
 		Links: k, Firewall: firewall, Neighbors: resp, Store: st,
 		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
-		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
+		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Routers: routers, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
 	})
 	if err != nil {
 		return err
