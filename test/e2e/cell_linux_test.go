@@ -44,6 +44,7 @@ type cell struct {
 	addrs   []string // container addresses: absent from the ruleset after cleanup
 	compose []string // compose arguments when the cell ran compose up
 	extra   bool     // the cell added extraAdr to the VPS
+	last    time.Time
 }
 
 // cell starts the engine if needed, removes what an earlier failed cell
@@ -51,7 +52,7 @@ type cell struct {
 func (g *engine) cell(t *testing.T) *cell {
 	t.Helper()
 	g.need(t)
-	c := &cell{t: t, g: g}
+	c := &cell{t: t, g: g, last: time.Now()}
 	if ids, _ := g.docker("ps", "-aq"); ids != "" {
 		t.Logf("removing containers left by an earlier cell: %s", strings.Join(strings.Fields(ids), " "))
 		g.docker(append([]string{"rm", "-f"}, strings.Fields(ids)...)...)
@@ -120,14 +121,18 @@ func (c *cell) cleanup() {
 }
 
 // check reports one check: "ok - desc" in the log, or an error that lets
-// the cell go on with its other checks.
+// the cell go on with its other checks. The time since the previous check
+// (what the cell did in between, and this check) is printed, not asserted.
 func (c *cell) check(desc string, err error) {
 	c.t.Helper()
+	now := time.Now()
+	took := now.Sub(c.last).Round(100 * time.Millisecond)
+	c.last = now
 	if err != nil {
-		c.t.Errorf("FAIL - %s: %v", desc, err)
+		c.t.Errorf("FAIL - %s (+%s): %v", desc, took, err)
 		return
 	}
-	c.t.Logf("ok   - %s", desc)
+	c.t.Logf("ok   - %s (+%s)", desc, took)
 }
 
 // must runs a docker command the cell cannot go on without.

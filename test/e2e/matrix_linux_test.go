@@ -79,13 +79,19 @@ var matrix = []matrixCell{
 	}},
 	{"loopback-host-address", func(c *cell) {
 		c.network(pubNet)
-		c.web("run", "web", pubNet, pubNet.addr, []string{"-p", "[::1]:5432:80"})
-		c.check("the container serves port 80 on its public address itself",
-			c.execFetch("web", "http://"+hp(pubNet.addr, 80)+"/local", pubNet.addr))
+		c.web("run", "web", pubNet, pubNet.addr, []string{"-p", "[::1]:5432:80", "-p", "[fe80::1]:5433:8000"})
+		for _, port := range []int{80, 8000} {
+			c.check(fmt.Sprintf("the container serves port %d on its public address itself", port),
+				c.execFetch("web", "http://"+hp(pubNet.addr, port)+"/local", pubNet.addr))
+		}
 		c.check("-p [::1]:5432:80 leaves the public address closed on port 80",
 			closedTCP(c.g.inet, hp(pubNet.addr, 80), closedWait))
+		c.check("-p [fe80::1]:5433:8000 leaves the public address closed on port 8000",
+			closedTCP(c.g.inet, hp(pubNet.addr, 8000), closedWait))
 		c.check("-p [::1]:5432:80 publishes nothing on the host's public address",
 			closedTCP(c.g.inet, hp(hostAddr, 5432), closedWait))
+		c.check("-p [fe80::1]:5433:8000 publishes nothing on the host's public address",
+			closedTCP(c.g.inet, hp(hostAddr, 5433), closedWait))
 	}},
 	{"one-host-address", func(c *cell) {
 		if _, err := ip("-n", c.g.prefix+"-vps", "addr", "add", extraAdr+"/64", "dev", "eth0", "nodad"); err != nil {
