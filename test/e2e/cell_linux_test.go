@@ -78,6 +78,10 @@ func (c *cell) cleanup() {
 	if t.Failed() {
 		t.Logf("plugin log (last 40 lines):\n%s", g.pluginLog(40))
 		t.Logf("nft list table ip6 v6bridge:\n%s", g.nftTable())
+		for _, ctr := range c.ctrs {
+			out, _ := g.docker("exec", ctr, "sh", "-c", "ip -6 addr; ip -6 route")
+			t.Logf("container %s: addresses and routes:\n%s", ctr, out)
+		}
 	}
 	if c.compose != nil {
 		if out, err := g.dockerEnv([]string{"V6BRIDGE=" + pluginID}, append(c.compose, "down")...); err != nil {

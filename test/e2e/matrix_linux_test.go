@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // A matrix cell: one way users get a container onto v6bridge networks,
@@ -69,6 +71,30 @@ var matrix = []matrixCell{
 	}},
 	{"disconnect-public", func(c *cell) { disconnectCell(c, pubNet, natNet) }},
 	{"disconnect-internal", func(c *cell) { disconnectCell(c, natNet, pubNet) }},
+	{"plugin-restart", func(c *cell) {
+		c.network(natNet)
+		c.network(pubNet)
+		c.web("create", "web", pubNet, pubNet.addr, []string{"-p", "8081:80"})
+		c.connect(natNet, "web")
+		c.must("start", "web")
+		c.published("web", []netSpec{pubNet, natNet}, 8081)
+		pid, err := c.g.pluginPID()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			c.t.Fatalf("kill -9 the plugin (pid %d): %v", pid, err)
+		}
+		c.check("the engine restarts the killed plugin", eventually(30*time.Second, func() error {
+			n, err := c.g.pluginPID()
+			if err == nil && n == pid {
+				return fmt.Errorf("plugin pid %d still running", pid)
+			}
+			return err
+		}))
+		c.t.Log("# after the plugin restart: the same publishing")
+		c.published("web", []netSpec{pubNet, natNet}, 8081)
+	}},
 	{"two-public", func(c *cell) {
 		c.network(pubNet)
 		c.network(pub2Net)
