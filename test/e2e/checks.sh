@@ -289,7 +289,13 @@ container_cannot_fetch() { # NETWORK URL
 		return 1
 	fi
 }
-logs_show() { dk "$P" logs "$1" 2>&1 | grep -q -- "$2" || { echo "logs of $1 lack $2:"; dk "$P" logs "$1" 2>&1 | tail -n 5; return 1; }; }
+# logs_show CONTAINER PATTERN. Not `docker logs | grep -q`: under pipefail
+# grep's early exit can SIGPIPE docker logs and fail a check that matched.
+logs_show() {
+	local out
+	out=$(dk "$P" logs "$1" 2>&1)
+	grep -q -- "$2" <<<"$out" || { echo "logs of $1 lack $2:"; tail -n 5 <<<"$out"; return 1; }
+}
 router_neigh_is_host() { # ADDR: the router resolved ADDR to the VPS's uplink MAC
 	local mac want
 	want=$(ip -n "$P-vps" link show eth0 | awk '/link\/ether/ {print $2}')

@@ -257,6 +257,27 @@ func (g *engine) pluginLog(n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// pluginPID finds the plugin's process ("v6bridge serve") among the
+// processes of the VPS's network namespace.
+func (g *engine) pluginPID() (int, error) {
+	out, err := ip("netns", "pids", g.prefix+"-vps")
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range strings.Fields(out) {
+		b, err := os.ReadFile("/proc/" + f + "/cmdline")
+		if err != nil {
+			continue
+		}
+		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), "v6bridge serve") {
+			var pid int
+			fmt.Sscan(f, &pid)
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no v6bridge serve process in %s-vps", g.prefix)
+}
+
 // versionAtLeast compares dotted API versions ("1.41" < "1.48").
 func versionAtLeast(have, want string) bool {
 	h, w := strings.Split(have, "."), strings.Split(want, ".")

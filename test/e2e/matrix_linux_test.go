@@ -5,7 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // A matrix cell: one way users get a container onto v6bridge networks,
@@ -69,6 +71,30 @@ var matrix = []matrixCell{
 	}},
 	{"disconnect-public", func(c *cell) { disconnectCell(c, pubNet, natNet) }},
 	{"disconnect-internal", func(c *cell) { disconnectCell(c, natNet, pubNet) }},
+	{"plugin-restart", func(c *cell) {
+		c.network(natNet)
+		c.network(pubNet)
+		c.web("create", "web", pubNet, pubNet.addr, []string{"-p", "8081:80"})
+		c.connect(natNet, "web")
+		c.must("start", "web")
+		c.published("web", []netSpec{pubNet, natNet}, 8081)
+		pid, err := c.g.pluginPID()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			c.t.Fatalf("kill -9 the plugin (pid %d): %v", pid, err)
+		}
+		c.check("the engine restarts the killed plugin", eventually(30*time.Second, func() error {
+			n, err := c.g.pluginPID()
+			if err == nil && n == pid {
+				return fmt.Errorf("plugin pid %d still running", pid)
+			}
+			return err
+		}))
+		c.t.Log("# after the plugin restart: the same publishing")
+		c.published("web", []netSpec{pubNet, natNet}, 8081)
+	}},
 	{"two-public", func(c *cell) {
 		c.network(pubNet)
 		c.network(pub2Net)
@@ -79,13 +105,19 @@ var matrix = []matrixCell{
 	}},
 	{"loopback-host-address", func(c *cell) {
 		c.network(pubNet)
-		c.web("run", "web", pubNet, pubNet.addr, []string{"-p", "[::1]:5432:80"})
-		c.check("the container serves port 80 on its public address itself",
-			c.execFetch("web", "http://"+hp(pubNet.addr, 80)+"/local", pubNet.addr))
+		c.web("run", "web", pubNet, pubNet.addr, []string{"-p", "[::1]:5432:80", "-p", "[fe80::1]:5433:8000"})
+		for _, port := range []int{80, 8000} {
+			c.check(fmt.Sprintf("the container serves port %d on its public address itself", port),
+				c.execFetch("web", "http://"+hp(pubNet.addr, port)+"/local", pubNet.addr))
+		}
 		c.check("-p [::1]:5432:80 leaves the public address closed on port 80",
 			closedTCP(c.g.inet, hp(pubNet.addr, 80), closedWait))
+		c.check("-p [fe80::1]:5433:8000 leaves the public address closed on port 8000",
+			closedTCP(c.g.inet, hp(pubNet.addr, 8000), closedWait))
 		c.check("-p [::1]:5432:80 publishes nothing on the host's public address",
 			closedTCP(c.g.inet, hp(hostAddr, 5432), closedWait))
+		c.check("-p [fe80::1]:5433:8000 publishes nothing on the host's public address",
+			closedTCP(c.g.inet, hp(hostAddr, 5433), closedWait))
 	}},
 	{"one-host-address", func(c *cell) {
 		if _, err := ip("-n", c.g.prefix+"-vps", "addr", "add", extraAdr+"/64", "dev", "eth0", "nodad"); err != nil {
