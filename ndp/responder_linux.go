@@ -156,7 +156,9 @@ func NewResponder(cfg Config) (*Responder, error) {
 	if r.ns, err = netns.Get(); err != nil {
 		return nil, fmt.Errorf("ndp responder: get network namespace: %w", err)
 	}
-	if r.h, err = netlink.NewHandleAt(r.ns); err != nil {
+	// r.ns is the current namespace: a plain handle needs no setns (and so
+	// no CAP_SYS_ADMIN), where NewHandleAt enters it even so.
+	if r.h, err = netlink.NewHandle(); err != nil {
 		return nil, fmt.Errorf("ndp responder: netlink handle: %w", err)
 	}
 	for _, name := range cfg.Uplinks {
@@ -1022,12 +1024,13 @@ func (r *Responder) watch(ctx context.Context) {
 	defer close(done)
 	links := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
-	ns := r.ns
-	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
+	// The current namespace (r.ns): without Namespace the subscriptions
+	// need no setns, so no CAP_SYS_ADMIN.
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{}); err != nil {
 		r.log.WithError(err).Warn("ndp: subscribe to link changes")
 		return
 	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{Namespace: &ns}); err != nil {
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{}); err != nil {
 		r.log.WithError(err).Warn("ndp: subscribe to address changes")
 		return
 	}
