@@ -113,7 +113,7 @@ sec_pub_up() {
 }
 
 security_checks() {
-	local id ep
+	local id ep start=$SECONDS
 	# 1. icc=false holds for routed traffic.
 	check "sec: icc=false network and a web container" sec_noicc_up
 	check "sec: icc=false: a container routing to it through the gateway is dropped" routed_fetch_fails secnoicc fd00:1cd::1 fd00:1cd::10
@@ -175,4 +175,5 @@ security_checks() {
 	dk "$P" rm -f secnoiccweb seciccweb secweb >/dev/null 2>&1 || true
 	dk "$P" network rm secnoicc seciccnet secpub >/dev/null 2>&1 || true
 	ip netns exec "$P-inet" nft delete table ip6 spy 2>/dev/null || true
+	echo "# security checks took $((SECONDS - start)) s"
 }
