@@ -530,10 +530,8 @@ func (d *Driver) CreateEndpoint(req CreateEndpointRequest) (string, error) {
 		}
 		return "", nil
 	}
-	if req.AddressIPv6.IsValid() {
-		if !n.Subnet.Contains(req.AddressIPv6.Addr()) {
-			return "", fmt.Errorf("address %s is outside subnet %s of the network: accepted is an address inside it", req.AddressIPv6.Addr(), n.Subnet)
-		}
+	if err := d.checkNewEndpoint(n, req); err != nil {
+		return "", err
 	}
 	mac := req.MAC
 	picked := ""
@@ -560,6 +558,36 @@ func (d *Driver) CreateEndpoint(req CreateEndpointRequest) (string, error) {
 	d.index(e)
 	log.Info("created endpoint")
 	return picked, nil
+}
+
+// checkNewEndpoint refuses what the engine may send but must not reach the
+// kernel: an address outside the network's subnet, one another endpoint
+// (of any v6bridge network) holds or a network's gateway (the engine only
+// prevents duplicates when our IPAM is used; two holders would share
+// firewall and NDP entries, and one leaving would remove the other's), and
+// a host veth name another endpoint has.
+func (d *Driver) checkNewEndpoint(n *Network, req CreateEndpointRequest) error {
+	host, _ := VethNames(req.EndpointID)
+	a := req.AddressIPv6.Addr()
+	if req.AddressIPv6.IsValid() && !n.Subnet.Contains(a) {
+		return fmt.Errorf("address %s is outside subnet %s of the network: accepted is an address inside it", a, n.Subnet)
+	}
+	if req.AddressIPv6.IsValid() {
+		for _, o := range d.networks {
+			if o.Gateway == a {
+				return fmt.Errorf("address %s is the gateway of network %s: accepted is an address no endpoint or gateway holds", a, short(o.ID, 12))
+			}
+		}
+	}
+	for _, e := range d.endpoints {
+		if req.AddressIPv6.IsValid() && e.Addr.IsValid() && e.Addr.Addr() == a {
+			return fmt.Errorf("address %s is held by endpoint %s of network %s: accepted is an address no endpoint or gateway holds", a, short(e.ID, 12), short(e.NetworkID, 12))
+		}
+		if e.HostVeth == host {
+			return fmt.Errorf("endpoint %s: its veth name %s is taken by endpoint %s: recreate the container for a new endpoint id", short(req.EndpointID, 12), host, short(e.ID, 12))
+		}
+	}
+	return nil
 }
 
 // DeleteEndpoint removes the veth pair and the record. Unknown is success.

@@ -223,14 +223,15 @@ func TestEndpointLifecycle(t *testing.T) {
 	if mac == "" || mac != EndpointMAC(ep1).String() {
 		t.Errorf("mac = %q", mac)
 	}
-	if v := r.links.veths["v6h111111111111"]; v.Bridge != "v6b-aaaaaaaaaaa" || v.PeerName != "v6c111111111111" || v.MTU != 1500 {
+	host1, peer1 := VethNames(ep1)
+	if v := r.links.veths[host1]; v.Bridge != "v6b-aaaaaaaaaaa" || v.PeerName != peer1 || v.MTU != 1500 {
 		t.Errorf("veth = %+v", v)
 	}
 	resp, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "/run/docker/netns/c1", Ports: portmap("", 8081, 80)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := JoinResponse{SrcName: "v6c111111111111", DstPrefix: "eth", GatewayIPv6: netip.MustParseAddr("2001:db8:1234:a1:1::1")}
+	want := JoinResponse{SrcName: peer1, DstPrefix: "eth", GatewayIPv6: netip.MustParseAddr("2001:db8:1234:a1:1::1")}
 	if diff := cmp.Diff(want, resp, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Errorf("join (-want +got):\n%s", diff)
 	}
@@ -370,21 +371,22 @@ func TestRestartKeepsStateAndReconcileCleansOrphans(t *testing.T) {
 	}
 	// A simulated reboot: every bridge gone; plus leftovers of a crash.
 	r.links = newFakeLinks()
-	r.links.links["v6h111111111111"] = "veth" // the container's link survived
+	host1, _ := VethNames(ep1)
+	r.links.links[host1] = "veth" // the container's link survived
 	r.links.links["v6b-deadbeef000"] = "bridge"
 	r.links.links["v6hdeadbeef0000"] = "veth"
 	d := r.reopen(t)
 	if err := d.Reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"v6b-aaaaaaaaaaa", "v6h111111111111"}, r.links.ours()); diff != "" {
+	if diff := cmp.Diff([]string{"v6b-aaaaaaaaaaa", host1}, r.links.ours()); diff != "" {
 		t.Errorf("links after reconcile (-want +got):\n%s", diff)
 	}
 	if eps := r.fw.last.Networks[0].Endpoints; len(eps) != 1 || len(eps[0].Ports) != 1 {
 		t.Errorf("firewall after restart = %+v", r.fw.last)
 	}
 	// The container's link vanished: it is unpublished.
-	delete(r.links.links, "v6h111111111111")
+	delete(r.links.links, host1)
 	d = r.reopen(t)
 	if err := d.Reconcile(); err != nil {
 		t.Fatal(err)
@@ -462,5 +464,62 @@ func TestRoutersAdvertiseOnLegacyNetworks(t *testing.T) {
 	}
 	if len(fr.bridges) != 0 {
 		t.Errorf("still advertising on %v", fr.bridges)
+	}
+}
+
+// TestCreateEndpointRefusesHeldAddresses: the engine may hand out an
+// address another endpoint (of any v6bridge network) or a gateway holds
+// (it only prevents this when our IPAM is used); both are refused, naming
+// the holder, and nothing is created.
+func TestCreateEndpointRefusesHeldAddresses(t *testing.T) {
+	r := newRig(t)
+	mustNetwork(t, r, netA, "fd00:1::/112", nil)
+	mustNetwork(t, r, netB, "fd00:2::/112", nil)
+	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
+	tests := []struct {
+		name, network, addr, want string
+	}{
+		{"another endpoint's", netA, "fd00:1::2/112", "held by endpoint " + short(ep1, 12)},
+		{"the gateway", netA, "fd00:1::1/112", "is the gateway of network " + short(netA, 12)},
+		{"outside the subnet (another network's)", netB, "fd00:1::2/112", "outside subnet"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			veths := len(r.links.veths)
+			_, err := r.d.CreateEndpoint(CreateEndpointRequest{NetworkID: tt.network, EndpointID: ep2, AddressIPv6: netip.MustParsePrefix(tt.addr)})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tt.want)
+			}
+			if _, ok := r.d.endpoints[ep2]; ok || len(r.links.veths) != veths {
+				t.Errorf("a refused endpoint was created")
+			}
+		})
+	}
+}
+
+// TestVethNamesWholeID: ids that share their first characters get
+// different veth names within the kernel's 15 bytes, and a taken name is
+// refused rather than handed to EnsureVeth.
+func TestVethNamesWholeID(t *testing.T) {
+	a, b := strings.Repeat("1", 64), strings.Repeat("1", 63)+"2"
+	ha, pa := VethNames(a)
+	hb, pb := VethNames(b)
+	if ha == hb || pa == pb {
+		t.Errorf("ids differing in the last character share veth names %s/%s", ha, pa)
+	}
+	for _, n := range []string{ha, pa, hb, pb} {
+		if len(n) > 15 {
+			t.Errorf("%s is %d bytes, over the kernel's 15", n, len(n))
+		}
+	}
+	r := newRig(t)
+	mustNetwork(t, r, netA, "fd00:1::/112", nil)
+	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
+	// A record whose veth name equals the one ep2 would get (a hash
+	// collision, or a record of an older version).
+	h2, _ := VethNames(ep2)
+	r.d.endpoints[ep1].HostVeth = h2
+	if _, err := r.d.CreateEndpoint(CreateEndpointRequest{NetworkID: netA, EndpointID: ep2, AddressIPv6: netip.MustParsePrefix("fd00:1::3/112")}); err == nil || !strings.Contains(err.Error(), "is taken by endpoint") {
+		t.Errorf("err = %v, want the veth name refused", err)
 	}
 }

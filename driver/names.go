@@ -2,6 +2,7 @@ package driver
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"net"
 
 	"github.com/v6bridge/v6bridge/netspec"
@@ -15,9 +16,12 @@ func BridgeName(networkID string) string {
 }
 
 // VethNames derives the host-side and container-side veth names of an
-// endpoint from its id.
+// endpoint from its whole id: the prefix and 12 hex digits (48 bits) of the
+// id's SHA-256, 15 bytes, the kernel's limit. Ids that share a beginning
+// get different names; CreateEndpoint refuses the (2^-48) rest.
 func VethNames(endpointID string) (host, peer string) {
-	s := short(endpointID, 12)
+	h := sha256.Sum256([]byte(endpointID))
+	s := hex.EncodeToString(h[:6])
 	return netspec.HostVethPrefix + s, netspec.PeerVethPrefix + s
 }
 

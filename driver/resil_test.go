@@ -175,7 +175,7 @@ func TestUndoPaths(t *testing.T) {
 				_, err := r.d.CreateEndpoint(CreateEndpointRequest{NetworkID: netA, EndpointID: ep1, AddressIPv6: netip.MustParsePrefix("2001:db8:1234:a1:1::2/112")})
 				return err
 			},
-			fails: []inject{{links: "ensure-veth v6h111111111111"}, {store: "put-endpoint " + ep1}},
+			fails: []inject{{links: "ensure-veth " + hostVeth(ep1)}, {store: "put-endpoint " + ep1}},
 		},
 		{
 			name:   "DeleteNetwork",
@@ -257,4 +257,9 @@ func TestStaleNetworks(t *testing.T) {
 	if len(r.store.networks) != 1 || len(r.store.endpoints) != 0 {
 		t.Errorf("records left: %d networks, %d endpoints", len(r.store.networks), len(r.store.endpoints))
 	}
+}
+
+func hostVeth(endpointID string) string {
+	h, _ := VethNames(endpointID)
+	return h
 }

@@ -279,22 +279,19 @@ func TestPrivilegedEnsureVeth(t *testing.T) {
 		t.Errorf("second call logged changes: %v", e.logs.AllEntries()[logged:])
 	}
 
-	// Another peer name: the pair is recreated.
+	// Another peer name: another endpoint's pair, refused and kept.
 	spec.PeerName = "v6c2"
-	if err := e.k.EnsureVeth(spec); err != nil {
-		t.Fatal(err)
+	if err := e.k.EnsureVeth(spec); err == nil {
+		t.Fatal("EnsureVeth with another peer name succeeded")
 	}
-	if ok, _ := e.k.LinkExists("v6c1"); ok {
-		t.Error("old peer v6c1 still exists")
-	}
-	if got := e.state(t, "v6c2").MAC; got != mac.String() {
-		t.Errorf("new peer MAC = %s, want %s", got, mac)
+	if ok, _ := e.k.LinkExists("v6c1"); !ok {
+		t.Error("peer v6c1 was deleted")
 	}
 
 	if err := e.k.DeleteVeth("v6h1"); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"v6h1", "v6c2"} {
+	for _, n := range []string{"v6h1", "v6c1"} {
 		if ok, err := e.k.LinkExists(n); err != nil || ok {
 			t.Errorf("LinkExists(%s) = %v, %v after delete; want false", n, ok, err)
 		}
@@ -312,6 +309,34 @@ func TestPrivilegedEnsureVethReplacesOtherType(t *testing.T) {
 	}
 	if got := e.state(t, "v6h1").Type; got != "veth" {
 		t.Errorf("v6h1 is a %s, want veth", got)
+	}
+}
+
+// TestPrivilegedEnsureVethKeepsOthersVeth: a veth of the same host name but
+// another pair (a colliding endpoint's, its peer here or in a container) is
+// refused, never deleted.
+func TestPrivilegedEnsureVethKeepsOthersVeth(t *testing.T) {
+	e := newEnv(t)
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v"}); err != nil {
+		t.Fatal(err)
+	}
+	before := e.link(t, "v6h1").Attrs().Index
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c9", Bridge: "v6b-v"}); err == nil {
+		t.Error("EnsureVeth over another pair's host end succeeded")
+	}
+	// The peer moves into a container, as the engine does on Join.
+	ctr := nettest.NewNS(t)
+	if err := e.h.LinkSetNsFd(e.link(t, "v6c1"), int(ctr)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v"}); err == nil {
+		t.Error("EnsureVeth over a pair whose peer is in a container succeeded")
+	}
+	if got := e.link(t, "v6h1").Attrs().Index; got != before {
+		t.Errorf("v6h1 was replaced (index %d, was %d)", got, before)
 	}
 }
 

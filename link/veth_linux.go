@@ -17,8 +17,9 @@ import (
 // MAC (if given), the host end attached to spec.Bridge, up, and with the
 // "isolated" bridge-port flag if spec.Isolated or the bridge was ensured
 // isolated. The peer stays in this namespace and down: the engine moves
-// and renames it. A HostName link that is not a veth or whose peer is not
-// PeerName here is replaced. If the call fails, the pair it created is
+// and renames it. A HostName link that is not a veth is replaced; a veth
+// whose peer is not PeerName here (another endpoint's, its peer maybe in a
+// container) is an error and left alone. If the call fails, the pair it created is
 // deleted again.
 func (k *Kernel) EnsureVeth(spec netspec.VethSpec) (err error) {
 	for _, n := range []string{spec.HostName, spec.PeerName, spec.Bridge} {
@@ -84,6 +85,15 @@ func (k *Kernel) ensureVethPair(spec netspec.VethSpec, log logrus.FieldLogger) (
 		}
 		if peer != nil && peer.Attrs().Name == spec.PeerName {
 			return host, peer, false, nil
+		}
+		if _, ok := host.(*netlink.Veth); ok {
+			// Another endpoint's pair (its peer moved into a container or
+			// named otherwise): deleting it would cut that container off.
+			other := "in another namespace"
+			if peer != nil {
+				other = fmt.Sprintf("%q", peer.Attrs().Name)
+			}
+			return nil, nil, false, fmt.Errorf("a veth %q with peer %s exists already, not %q: it belongs to another endpoint and is left alone", spec.HostName, other, spec.PeerName)
 		}
 		if err := k.h.LinkDel(host); err != nil && !notFound(err) {
 			return nil, nil, false, fmt.Errorf("delete mismatched %s %q: %w", host.Type(), spec.HostName, err)

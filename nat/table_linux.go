@@ -146,6 +146,9 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 	tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: TableName}
 	counts := maps.Clone(t.shape.counts)
 	sums := maps.Clone(t.shape.sums)
+	if counts == nil || sums == nil {
+		counts, sums = map[string]int{}, map[string]uint64{}
+	}
 	for _, p := range patches {
 		del := p.Set
 		del.Elements = p.Delete

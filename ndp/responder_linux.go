@@ -76,6 +76,7 @@ type Responder struct {
 	cfg Config
 	log logrus.FieldLogger
 	ns  netns.NsHandle
+	own bool // ns is the process's namespace: plain netlink handles and subscriptions
 	h   *netlink.Handle
 
 	mu      sync.RWMutex
@@ -156,7 +157,16 @@ func NewResponder(cfg Config) (*Responder, error) {
 	if r.ns, err = netns.Get(); err != nil {
 		return nil, fmt.Errorf("ndp responder: get network namespace: %w", err)
 	}
-	if r.h, err = netlink.NewHandleAt(r.ns); err != nil {
+	// In the process's own namespace (the plugin) plain handles and
+	// subscriptions need no setns, so no CAP_SYS_ADMIN; NewHandleAt and
+	// Namespace: enter it even so. Tests run the responder elsewhere.
+	r.own = processNS(r.ns)
+	if r.own {
+		r.h, err = netlink.NewHandle()
+	} else {
+		r.h, err = netlink.NewHandleAt(r.ns)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("ndp responder: netlink handle: %w", err)
 	}
 	for _, name := range cfg.Uplinks {
@@ -672,6 +682,17 @@ func (r *Responder) openJoinConn(u *uplink) (*mndp.Conn, error) {
 	return c, nil
 }
 
+// processNS reports whether ns is the network namespace of the process
+// (of its main thread), where sockets opened by any goroutine live.
+func processNS(ns netns.NsHandle) bool {
+	p, err := netns.GetFromPath("/proc/self/ns/net")
+	if err != nil {
+		return false
+	}
+	defer p.Close()
+	return p.Equal(ns)
+}
+
 // inNS runs fn on a locked thread inside the responder's namespace.
 func (r *Responder) inNS(fn func() error) error {
 	runtime.LockOSThread()
@@ -1022,12 +1043,16 @@ func (r *Responder) watch(ctx context.Context) {
 	defer close(done)
 	links := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
-	ns := r.ns
-	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
+	linkOpts, addrOpts := netlink.LinkSubscribeOptions{}, netlink.AddrSubscribeOptions{}
+	if !r.own {
+		ns := r.ns
+		linkOpts.Namespace, addrOpts.Namespace = &ns, &ns
+	}
+	if err := netlink.LinkSubscribeWithOptions(links, done, linkOpts); err != nil {
 		r.log.WithError(err).Warn("ndp: subscribe to link changes")
 		return
 	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{Namespace: &ns}); err != nil {
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, addrOpts); err != nil {
 		r.log.WithError(err).Warn("ndp: subscribe to address changes")
 		return
 	}

@@ -14,7 +14,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 docker=${DOCKER:-docker}
 
 rm -rf "$dir"
-mkdir -p "$dir/rootfs"/{run/docker/plugins,var/lib/v6bridge,host/proc,etc,tmp}
+mkdir -p "$dir/rootfs"/{run/docker/plugins,var/lib/v6bridge,host/proc/sys/net,etc,tmp}
 install -m 0755 "$bin" "$dir/rootfs/v6bridge"
 cp "$top/config.json" "$dir/config.json"
 # The state mount's source must exist before the plugin is enabled.

@@ -65,7 +65,7 @@ Every flag defaults from the environment variable named in brackets.
 	fs.StringVar(&c.ndpMode, "ndp-proxy", env("NDP_PROXY", "native"), "native, kernel or off [NDP_PROXY]")
 	fs.StringVar(&c.ndpSource, "ndp-source", env("NDP_SOURCE", "linklocal"), "source of advertisements: linklocal, target or global [NDP_SOURCE]")
 	fs.BoolVar(&c.ndpRange, "ndp-range", env("NDP_RANGE", "false") == "true", "answer NDP for whole public subnets [NDP_RANGE]")
-	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
+	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
 	fs.StringVar(&c.metrics, "metrics", env("METRICS", ""), "serve Prometheus /metrics on this address, e.g. 127.0.0.1:9430; off when empty [METRICS]")
 	publicS := fs.String("public-prefix", env("PUBLIC_PREFIX", ""), "where automatic public subnets come from; empty: the uplink's on-link global /64 [PUBLIC_PREFIX]")
 	ulaS := fs.String("ula-prefix", env("ULA_PREFIX", ""), "a /48 to /64 of fd00::/8 for automatic nat/internal subnets (its first /64); empty or auto: random, generated once [ULA_PREFIX]")
@@ -90,6 +90,9 @@ Every flag defaults from the environment variable named in brackets.
 	default:
 		return c, fmt.Errorf("NDP_SOURCE=%q: accepted are linklocal, target, global", c.ndpSource)
 	}
+	if c.pprof != "" && !loopbackAddr(c.pprof) {
+		return c, fmt.Errorf("PPROF=%q: pprof has no authentication and shows the process's memory, so only a loopback address is served: accepted are addresses like 127.0.0.1:6060, [::1]:6060 or localhost:6060", c.pprof)
+	}
 	return c, checkSettings(c)
 }
 
@@ -101,6 +104,19 @@ func checkSettings(c serveConfig) error {
 		return fmt.Errorf("NDP_RANGE=true with NDP_PROXY=%s: only the native responder answers for whole subnets; accepted are NDP_PROXY=native with NDP_RANGE=true, or NDP_RANGE=false", c.ndpMode)
 	}
 	return nil
+}
+
+// loopbackAddr reports whether hostport is host:port with a loopback host.
+func loopbackAddr(hostport string) bool {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil || port == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 func serve(args []string) error {
@@ -233,9 +249,11 @@ func serve(args []string) error {
 			log.WithError(err).Error("ndp responder stopped")
 		}
 	}()
-	go fw.Watch(ctx, 2*time.Second)
+	// Repairs on nftables change events; the interval is only a safety net.
+	go fw.Watch(ctx, 30*time.Second)
 	if c.pprof != "" {
-		go func() { log.WithError(http.ListenAndServe(c.pprof, nil)).Warn("pprof stopped") }()
+		srv := &http.Server{Addr: c.pprof, ReadHeaderTimeout: api.ReadHeaderTimeout, IdleTimeout: api.IdleTimeout}
+		go func() { log.WithError(srv.ListenAndServe()).Warn("pprof stopped") }()
 	}
 
 	status := func() any { return buildStatus(d, im, resp, uplinks, publicPrefixes) }

@@ -39,10 +39,22 @@ func TestPrintStatus(t *testing.T) {
 	}
 }
 
+func TestServeFlagsPprofLoopbackOnly(t *testing.T) {
+	for _, a := range []string{"127.0.0.1:6060", "[::1]:6060", "localhost:6060"} {
+		if _, err := serveFlags([]string{"-pprof", a}); err != nil {
+			t.Errorf("serveFlags(-pprof %s) = %v", a, err)
+		}
+	}
+}
+
 func TestServeFlagsRefuseBadSettings(t *testing.T) {
 	for _, args := range [][]string{
 		{"-ndp-proxy", "magic"},
 		{"-ndp-source", "router"},
+		{"-pprof", ":6060"},
+		{"-pprof", "0.0.0.0:6060"},
+		{"-pprof", "[2001:db8::1]:6060"},
+		{"-pprof", "127.0.0.1"},
 	} {
 		if _, err := serveFlags(args); err == nil || !strings.Contains(err.Error(), "accepted are") {
 			t.Errorf("serveFlags(%v) = %v, want an error listing what is accepted", args, err)

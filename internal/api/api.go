@@ -8,10 +8,13 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	netapi "github.com/docker/go-plugins-helpers/network"
 	"github.com/docker/go-plugins-helpers/sdk"
@@ -76,18 +79,71 @@ const (
 	optInternal   = "com.docker.network.internal"
 )
 
+// MaxRequestBytes bounds a request body: the largest the engine sends (a
+// Join with many port bindings) is a few KiB.
+const MaxRequestBytes = 4 << 20
+
+// Limits of the socket server: a client that sends its request slowly or
+// not at all, or keeps an idle connection, is cut off instead of holding a
+// descriptor and memory for ever. Handlers get WriteTimeout to answer
+// (a Join waits for the firewall and NDP).
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 2 * time.Minute
+	IdleTimeout       = 2 * time.Minute
+	MaxHeaderBytes    = 64 << 10
+)
+
+// Handler serves both APIs (and /Plugin.Activate) on one mux.
+type Handler struct {
+	mux *http.ServeMux
+}
+
+// ServeHTTP serves one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// HandleFunc adds a route of v6bridge's own (status, gc), with the same
+// body limit as the plugin API's.
+func (h *Handler) HandleFunc(path string, fn http.HandlerFunc) {
+	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
+		fn(w, r)
+	})
+}
+
+// Serve serves the plugin on l with the server limits above until l is
+// closed.
+func (h *Handler) Serve(l net.Listener) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    MaxHeaderBytes,
+	}
+	return srv.Serve(l)
+}
+
 // NewHandler returns the plugin's handler with every route of both APIs
 // registered on one mux; serve it with its Serve method on a listener.
-func NewHandler(nw Network, im IPAM, status StatusFunc, log logrus.FieldLogger, opts ...Option) sdk.Handler {
+// Request bodies over MaxRequestBytes are refused.
+func NewHandler(nw Network, im IPAM, status StatusFunc, log logrus.FieldLogger, opts ...Option) *Handler {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
-	h := sdk.NewHandler(Manifest)
+	h := &Handler{mux: http.NewServeMux()}
+	h.mux.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", sdk.DefaultContentTypeV1_1)
+		fmt.Fprintln(w, Manifest)
+	})
 	s := &server{nw: nw, im: im, log: log}
 	route := func(path string, fn func(w http.ResponseWriter, r *http.Request)) {
-		h.HandleFunc(path, observed(o.observe, strings.TrimPrefix(path, "/"), func(w http.ResponseWriter, r *http.Request) {
+		h.mux.HandleFunc(path, observed(o.observe, strings.TrimPrefix(path, "/"), func(w http.ResponseWriter, r *http.Request) {
 			log.WithField("route", path).Debug("request")
+			r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
 			fn(w, r)
 		}))
 	}
@@ -166,6 +222,10 @@ func (s *server) fail(w http.ResponseWriter, route string, err error) {
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
 		msg := fmt.Sprintf("decode request: %v", err)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			msg = fmt.Sprintf("decode request: the body is over %d bytes: accepted are requests up to that size", tooBig.Limit)
+		}
 		sdk.EncodeResponse(w, errorResponse{Err: msg, Error: msg}, true)
 		return false
 	}
@@ -191,23 +251,36 @@ func (s *server) createNetwork(w http.ResponseWriter, r *http.Request) {
 // CreateNetworkFromWire converts the engine's CreateNetwork request.
 func CreateNetworkFromWire(req netapi.CreateNetworkRequest) (driver.CreateNetworkRequest, error) {
 	out := driver.CreateNetworkRequest{NetworkID: req.NetworkID, Generic: map[string]string{}}
-	if g, ok := req.Options[optGeneric].(map[string]any); ok {
-		for k, v := range g {
+	if g, ok := req.Options[optGeneric]; ok && g != nil {
+		m, ok := g.(map[string]any)
+		if !ok {
+			return out, fmt.Errorf("option %s: got a JSON %s, accepted is an object of driver options (name: value)", optGeneric, jsonType(g))
+		}
+		for k, v := range m {
 			switch v := v.(type) {
 			case string:
 				out.Generic[k] = v
-			default:
+			case bool, float64:
 				out.Generic[k] = fmt.Sprint(v)
+			default:
+				return out, fmt.Errorf("driver option %s: got a JSON %s, accepted is a string, number or boolean", k, jsonType(v))
 			}
 		}
 	}
-	out.EnableIPv6 = boolOpt(req.Options[optEnableIPv6])
-	if v, ok := req.Options[optEnableIPv4]; ok {
-		b := boolOpt(v)
+	var err error
+	if out.EnableIPv6, err = boolOpt(req.Options, optEnableIPv6); err != nil {
+		return out, err
+	}
+	if _, ok := req.Options[optEnableIPv4]; ok {
+		b, err := boolOpt(req.Options, optEnableIPv4)
+		if err != nil {
+			return out, err
+		}
 		out.EnableIPv4 = &b
 	}
-	out.Internal = boolOpt(req.Options[optInternal])
-	var err error
+	if out.Internal, err = boolOpt(req.Options, optInternal); err != nil {
+		return out, err
+	}
 	if out.IPv4, err = poolsFromWire(req.IPv4Data); err != nil {
 		return out, err
 	}
@@ -217,14 +290,46 @@ func CreateNetworkFromWire(req netapi.CreateNetworkRequest) (driver.CreateNetwor
 	return out, nil
 }
 
-func boolOpt(v any) bool {
-	switch v := v.(type) {
+// boolOpt reads the engine option name: a JSON boolean, or the strings
+// "true"/"false"; absent or null is false. Anything else is an error naming
+// the option, never silently false (a request for an internal network must
+// not produce a nat one).
+func boolOpt(opts map[string]any, name string) (bool, error) {
+	switch v := opts[name].(type) {
+	case nil:
+		return false, nil
 	case bool:
-		return v
+		return v, nil
 	case string:
-		return strings.EqualFold(v, "true")
+		switch strings.ToLower(v) {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+		return false, fmt.Errorf("option %s: got %q, accepted are true and false", name, v)
+	default:
+		return false, fmt.Errorf("option %s: got a JSON %s, accepted are true and false", name, jsonType(v))
 	}
-	return false
+}
+
+// jsonType names the JSON type of a decoded value.
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case float64, json.Number:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 func poolsFromWire(data []*netapi.IPAMData) ([]driver.PoolData, error) {

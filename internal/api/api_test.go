@@ -275,3 +275,50 @@ func TestPortsFromWire(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateNetworkRefusesWrongTypes: an option of the wrong JSON type is
+// refused with its name, never read as absent (an --internal request must
+// not become a nat network).
+func TestCreateNetworkRefusesWrongTypes(t *testing.T) {
+	rec := &recorder{}
+	call := serve(t, rec, newIPAM(t))
+	pools := `"IPv6Data":[{"AddressSpace":"v6bridge","Pool":"fd00:1::/112","Gateway":"fd00:1::1/112"}]`
+	tests := []struct {
+		name, options, want string
+	}{
+		{"generic is a string", `"com.docker.network.generic":"v6bridge.mode=internal"`, "com.docker.network.generic: got a JSON string"},
+		{"generic is an array", `"com.docker.network.generic":["x"]`, "com.docker.network.generic: got a JSON array"},
+		{"a driver option is an object", `"com.docker.network.generic":{"v6bridge.mode":{"x":1}}`, "driver option v6bridge.mode: got a JSON object"},
+		{"internal is a number", `"com.docker.network.internal":1`, "com.docker.network.internal: got a JSON number"},
+		{"internal is a word", `"com.docker.network.internal":"yes"`, `com.docker.network.internal: got "yes"`},
+		{"enable_ipv6 is an object", `"com.docker.network.enable_ipv6":{}`, "com.docker.network.enable_ipv6: got a JSON object"},
+		{"enable_ipv4 is a number", `"com.docker.network.enable_ipv4":0`, "com.docker.network.enable_ipv4: got a JSON number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec.create = driver.CreateNetworkRequest{}
+			code, out := call("/NetworkDriver.CreateNetwork", `{"NetworkID":"n1","Options":{`+tt.options+`},`+pools+`}`)
+			if code == 200 || !strings.Contains(out["Err"].(string), tt.want) {
+				t.Fatalf("code %d, answer %v; want an error containing %q", code, out, tt.want)
+			}
+			if rec.create.NetworkID != "" {
+				t.Errorf("the driver was called with %+v", rec.create)
+			}
+		})
+	}
+	// The strings "true"/"false" stay accepted.
+	if code, out := call("/NetworkDriver.CreateNetwork", `{"NetworkID":"n1","Options":{"com.docker.network.internal":"true","com.docker.network.enable_ipv6":true},`+pools+`}`); code != 200 || !rec.create.Internal {
+		t.Errorf("internal \"true\": code %d %v, decoded %+v", code, out, rec.create)
+	}
+}
+
+// TestRequestBodyLimit: a body over MaxRequestBytes is refused without
+// reading it all.
+func TestRequestBodyLimit(t *testing.T) {
+	call := serve(t, &recorder{}, newIPAM(t))
+	body := `{"NetworkID":"` + strings.Repeat("a", MaxRequestBytes+1) + `"}`
+	code, out := call("/NetworkDriver.CreateNetwork", body)
+	if code == 200 || !strings.Contains(out["Err"].(string), "over 4194304 bytes") {
+		t.Errorf("code %d, answer %.200v; want the body refused as too large", code, out)
+	}
+}

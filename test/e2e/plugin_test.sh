@@ -11,6 +11,8 @@ repo=$(cd "$here/../.." && pwd)
 source "$here/lib.sh"
 # shellcheck source=checks.sh
 source "$here/checks.sh"
+# shellcheck source=security_checks.sh
+source "$here/security_checks.sh"
 
 VARIANT=${1:?usage: plugin_test.sh legacy|current|current-nft}
 ENGINE_FLAGS=()
@@ -56,6 +58,7 @@ nat_checks
 ndp_checks
 metrics_checks
 option_checks
+security_checks
 plan_checks
 bad_input_checks
 crash_checks
