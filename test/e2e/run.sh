@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Runs the end-to-end suite on the given engines, one after the other.
-#   test/e2e/run.sh [legacy] [current]
+# Runs the end-to-end suite on the given engines, one after the other:
+# plugin_test.sh on each, and release_test.sh (registry, docker plugin
+# install and upgrade) on legacy and current.
+#   test/e2e/run.sh [legacy] [current] [current-nft]
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 engines=("$@")
 [ ${#engines[@]} -gt 0 ] || engines=(legacy current current-nft)
 passed=0 failed=0 rc=0
+runs=()
 for kind in "${engines[@]}"; do
+	runs+=("plugin_test.sh $kind")
+	case $kind in legacy | current) runs+=("release_test.sh $kind") ;; esac
+done
+for run in "${runs[@]}"; do
+	script=${run% *} kind=${run#* }
 	out=$(mktemp)
-	bash "$here/plugin_test.sh" "$kind" 2>&1 | tee "$out"
+	bash "$here/$script" "$kind" 2>&1 | tee "$out"
 	[ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n1)
 	if [ -n "$line" ]; then
@@ -17,7 +25,7 @@ for kind in "${engines[@]}"; do
 		failed=$((failed + ${f%% *}))
 	else
 		failed=$((failed + 1))
-		echo "FAIL - $kind: the suite did not finish"
+		echo "FAIL - $script $kind: the suite did not finish"
 	fi
 	rm -f "$out"
 done
