@@ -112,12 +112,34 @@ check "network create public ($PUBLIC, tcp/80 open)" net_create --subnet "$PUBLI
 check "a public container gets its address" run_web public "$PUBADDR" pubweb
 check "the internet reaches it" retry 10 inet_fetch_hello "http://[$PUBADDR]/"
 
+# A second instance (a host service next to the managed plugin) must refuse
+# to start, never sweep the plugin's bridge or rewrite its firewall.
+second_refused() { # STATE_DIR PATTERN...
+	local out dir=$1 pat
+	shift
+	if out=$(in_vps "$P" timeout 20 "$BIN" serve --state-dir "$dir" --uplink eth0 \
+		--socket /run/docker/plugins/v6bridge-second.sock 2>&1); then
+		echo "it started: $out"
+		return 1
+	fi
+	for pat in "$@"; do
+		echo "$out" | grep -qF -- "$pat" || { echo "no '$pat' in:"; echo "$out" | tail -n 5; return 1; }
+	done
+}
+check "a second instance on the plugin's state directory refuses, naming the first" \
+	second_refused "$STATE" "state directory in use by another v6bridge" "v6bridge.sock"
+check "a second instance on another state directory refuses, naming the plugin's" \
+	second_refused "$V6B_LIB/$P/other-state" "belong to v6bridge instance" "$STATE"
+check "the plugin's container is still reached after both" retry 10 inet_fetch_hello "http://[$PUBADDR]/"
+
 # disable -> upgrade -> enable with the network in use, pinged at 5/s.
 # Docker 20.10 resets the plugin's mounts and env to the new version's
 # defaults on upgrade: set them again before enable (harmless elsewhere).
 # The pause while disabled stands for the download from a remote registry
-# (here it is local and instant), so a dark window would show.
-PAUSE=${V6B_UPGRADE_PAUSE:-8}
+# (here it is local and instant). It is long enough for the router to give
+# up on the container's neighbour entry if nothing answers NDP meanwhile:
+# with 40 s and no hand-over to the kernel, 95 of 245 pings were lost.
+PAUSE=${V6B_UPGRADE_PAUSE:-35}
 upgrade() {
 	dk "$P" plugin disable -f "$PLUGIN" >/dev/null && sleep "$PAUSE" &&
 		dk "$P" plugin upgrade --grant-all-permissions --skip-remote-check "$PLUGIN" "$REG/v6bridge:e2e2-amd64" >/dev/null &&
