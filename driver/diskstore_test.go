@@ -1,45 +1,87 @@
 package driver
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
-	"github.com/v6bridge/v6bridge/internal/store"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
-// One truncated endpoint record fails Load; with a quarantine the driver
-// starts with every other record.
-func TestDiskStoreQuarantine(t *testing.T) {
-	dir := t.TempDir()
-	s, err := OpenDiskStore(filepath.Join(dir, "driver"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutNetwork(&Network{ID: netA, Bridge: BridgeName(netA)}); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{ep1, ep2} {
-		if err := s.PutEndpoint(&Endpoint{ID: id, NetworkID: netA}); err != nil {
-			t.Fatal(err)
+// copyTree copies testdata into a temp dir, so the test never writes to it.
+func copyTree(t *testing.T, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "driver", "endpoints", ep2+".json"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(Config{Links: newFakeLinks(), Store: s}); err == nil {
-		t.Fatal("New loaded a truncated endpoint record")
-	}
-	var moved []string
-	s.SetQuarantine(&store.Quarantine{Dir: filepath.Join(dir, "quarantine"), Report: func(f, to string, err error) { moved = append(moved, to) }})
-	d, err := New(Config{Links: newFakeLinks(), Store: s})
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(moved) != 1 {
-		t.Fatalf("quarantined %v, want the one endpoint", moved)
+	return dst
+}
+
+// TestReadsRecordsOfMain8382c76 reads the records the last version before
+// numbered formats wrote, and a restarted driver keeps publishing what the
+// endpoint published then.
+func TestReadsRecordsOfMain8382c76(t *testing.T) {
+	st, err := OpenDiskStore(copyTree(t, "testdata/state-8382c76"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, ok := d.endpoints[ep1]; !ok || len(d.endpoints) != 1 || len(d.networks) != 1 {
-		t.Errorf("loaded %d networks, %d endpoints, want 1 and 1 (%s)", len(d.networks), len(d.endpoints), ep1)
+	ns, es, err := st.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != 1 || len(es) != 1 {
+		t.Fatalf("loaded %d networks, %d endpoints, want 1 and 1", len(ns), len(es))
+	}
+	n, e := ns[0], es[0]
+	if n.Mode != netspec.ModePublic || n.Subnet.String() != "2001:db8:1234:a1:1::/112" || !n.Modern || n.MTU != 1500 ||
+		!cmp.Equal(n.Allow, []netspec.Port{{Proto: 6, First: 443, Last: 443}}) {
+		t.Errorf("network = %+v", n)
+	}
+	want := []netspec.Mapping{{Proto: 6, HostFirst: 8081, HostLast: 8081, ContainerFirst: 80}}
+	if e.Addr.String() != "2001:db8:1234:a1:1::ab53/112" || !e.Joined || e.Sandbox == "" || !cmp.Equal(e.Ports, want, cmpopts.EquateComparable(netip.Addr{})) {
+		t.Errorf("endpoint = %+v", e)
+	}
+	// The old record kept host ports only: they become the requests.
+	d, err := New(Config{Links: newFakeLinks(), Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := d.endpoints[e.ID].PortRequests
+	if len(got) != 1 || got[0].HostFirst != 8081 || got[0].ContainerPort != 80 {
+		t.Errorf("port requests from the old record = %+v", got)
+	}
+}
+
+func TestRefusesNewerRecordFormat(t *testing.T) {
+	dir := t.TempDir()
+	st, err := OpenDiskStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "networks", "x.json"), []byte(`{"Format": 99, "ID": "x"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Load(); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("Load = %v, want a newer-format error", err)
 	}
 }

@@ -9,13 +9,14 @@ import (
 	"strings"
 
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // fakeLinks is an in-memory kernel: link name -> kind.
 type fakeLinks struct {
 	links   map[string]string
-	bridges map[string]BridgeSpec
-	veths   map[string]VethSpec
+	bridges map[string]netspec.BridgeSpec
+	veths   map[string]netspec.VethSpec
 	failOn  string // a link name whose Ensure fails
 	// fail, if set, is asked before every call with the call as recorded
 	// in calls ("ensure-bridge v6b-x", "delete-veth v6h1", "link-exists
@@ -31,7 +32,7 @@ type fakeLinks struct {
 }
 
 func newFakeLinks() *fakeLinks {
-	return &fakeLinks{links: map[string]string{"eth0": "device", "lo": "device"}, bridges: map[string]BridgeSpec{}, veths: map[string]VethSpec{},
+	return &fakeLinks{links: map[string]string{"eth0": "device", "lo": "device"}, bridges: map[string]netspec.BridgeSpec{}, veths: map[string]netspec.VethSpec{},
 		marks: map[string]string{}, markDirs: map[string]string{}}
 }
 
@@ -64,7 +65,7 @@ func failCall(always bool, calls ...string) func(string) error {
 	}
 }
 
-func (f *fakeLinks) EnsureBridge(s BridgeSpec) error {
+func (f *fakeLinks) EnsureBridge(s netspec.BridgeSpec) error {
 	if err := f.call("ensure-bridge " + s.Name); err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func (f *fakeLinks) DeleteBridge(name string) error {
 	return nil
 }
 
-func (f *fakeLinks) EnsureVeth(s VethSpec) error {
+func (f *fakeLinks) EnsureVeth(s netspec.VethSpec) error {
 	if err := f.call("ensure-veth " + s.HostName); err != nil {
 		return err
 	}
@@ -134,15 +135,15 @@ func (f *fakeLinks) LinkExists(name string) (bool, error) {
 	return ok, nil
 }
 
-func (f *fakeLinks) OwnedLinks() ([]OwnedLink, error) {
+func (f *fakeLinks) OwnedLinks() ([]netspec.OwnedLink, error) {
 	if err := f.call("owned-links"); err != nil {
 		return nil, err
 	}
-	var out []OwnedLink
+	var out []netspec.OwnedLink
 	for n, k := range f.links {
-		b := k == "bridge" && strings.HasPrefix(n, BridgePrefix)
-		if b || k == "veth" && strings.HasPrefix(n, HostVethPrefix) {
-			out = append(out, OwnedLink{Name: n, Bridge: b, Instance: f.marks[n], StateDir: f.markDirs[f.marks[n]]})
+		b := k == "bridge" && strings.HasPrefix(n, netspec.BridgePrefix)
+		if b || k == "veth" && strings.HasPrefix(n, netspec.HostVethPrefix) {
+			out = append(out, netspec.OwnedLink{Name: n, Bridge: b, Instance: f.marks[n], StateDir: f.markDirs[f.marks[n]]})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -150,7 +150,7 @@ func TestUndoPaths(t *testing.T) {
 	setup := func(t *testing.T, r *rig) {
 		mustNetwork(t, r, netB, "2001:db8:1234:a1:2::/112", nil)
 		mustEndpoint(t, r, netB, ep2, "2001:db8:1234:a1:2::2/112")
-		if _, err := r.d.Join(JoinRequest{NetworkID: netB, EndpointID: ep2, SandboxKey: "b", Options: portmap("", 8082, 80)}); err != nil {
+		if _, err := r.d.Join(JoinRequest{NetworkID: netB, EndpointID: ep2, SandboxKey: "b", Ports: portmap("", 8082, 80)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,9 +13,9 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/internal/instance"
 	"github.com/v6bridge/v6bridge/internal/nlretry"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Config says where and on what a Kernel acts.
@@ -144,22 +144,22 @@ func (k *Kernel) LinkMTU(name string) (int, error) {
 // OwnedLinks lists the bridges and host-side veths whose names carry
 // v6bridge's prefixes, with the instance their mark names, sorted by
 // name. A link with the prefix but of another type is not listed.
-func (k *Kernel) OwnedLinks() ([]driver.OwnedLink, error) {
+func (k *Kernel) OwnedLinks() ([]netspec.OwnedLink, error) {
 	links, err := nlretry.Dump(k.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("list owned links: %w", err)
 	}
-	var out []driver.OwnedLink
+	var out []netspec.OwnedLink
 	for _, l := range links {
 		b, v := k.owned(l)
 		if !b && !v {
 			continue
 		}
-		o := driver.OwnedLink{Name: l.Attrs().Name, Bridge: b}
+		o := netspec.OwnedLink{Name: l.Attrs().Name, Bridge: b}
 		o.Instance, o.StateDir, _ = instance.ParseMark(l.Attrs().Alias)
 		out = append(out, o)
 	}
-	slices.SortFunc(out, func(a, b driver.OwnedLink) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b netspec.OwnedLink) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 

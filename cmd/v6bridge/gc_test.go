@@ -8,17 +8,18 @@ import (
 
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/ipam"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // nopLinks is a kernel where everything exists and every change works.
 type nopLinks struct{}
 
-func (nopLinks) EnsureBridge(driver.BridgeSpec) error               { return nil }
+func (nopLinks) EnsureBridge(netspec.BridgeSpec) error              { return nil }
 func (nopLinks) DeleteBridge(string) error                          { return nil }
-func (nopLinks) EnsureVeth(driver.VethSpec) error                   { return nil }
+func (nopLinks) EnsureVeth(netspec.VethSpec) error                  { return nil }
 func (nopLinks) DeleteVeth(string) error                            { return nil }
 func (nopLinks) LinkExists(string) (bool, error)                    { return false, nil }
-func (nopLinks) OwnedLinks() ([]driver.OwnedLink, error)            { return nil, nil }
+func (nopLinks) OwnedLinks() ([]netspec.OwnedLink, error)           { return nil, nil }
 func (nopLinks) PrepareHost([]string) (changed []string, err error) { return nil, nil }
 
 type memDriverStore struct{}
