@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the end-to-end suite on the given engines, one after the other:
-# plugin_test.sh on each, swarm_test.sh (two VPS as a Swarm) on current.
-#   test/e2e/run.sh [legacy] [current]
+# plugin_test.sh on each, release_test.sh (registry, docker plugin install
+# and upgrade) on legacy and current, swarm_test.sh (two VPS as a Swarm) on
+# current.
+#   test/e2e/run.sh [legacy] [current] [current-nft]
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 engines=("$@")
@@ -13,6 +15,7 @@ swarm=" ${V6B_SWARM_ENGINES:-current} "
 runs=()
 for kind in "${engines[@]}"; do
 	runs+=("plugin_test.sh $kind")
+	case $kind in legacy | current) runs+=("release_test.sh $kind") ;; esac
 	case $swarm in *" $kind "*) runs+=("swarm_test.sh $kind") ;; esac
 done
 for r in "${runs[@]}"; do
