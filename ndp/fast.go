@@ -213,3 +213,22 @@ func buildNA(out *[naLen]byte, src, dst, target netip.Addr, flags byte, mac []by
 	copy(msg[26:32], mac)
 	binary.BigEndian.PutUint16(msg[2:4], checksum(src, dst, msg))
 }
+
+// buildNS writes a Neighbor Solicitation from src for target to target's
+// solicited-node group, with mac as its Source Link-Layer Address option:
+// what primes a router with src's address (RFC 4861 7.2.3: the receiver
+// creates or updates an entry for the solicitation's source).
+func buildNS(out *[naLen]byte, src, target netip.Addr, mac []byte) {
+	buildNA(out, src, snmOf(target), target, 0, mac)
+	msg := out[ipv6HeaderLen:]
+	msg[0], msg[24] = typeNeighSolic, 1
+	msg[2], msg[3] = 0, 0
+	binary.BigEndian.PutUint16(msg[2:4], checksum(src, snmOf(target), msg))
+}
+
+// multicastMACOf is the Ethernet group address of an IPv6 multicast
+// group (RFC 2464).
+func multicastMACOf(g netip.Addr) [6]byte {
+	b := g.As16()
+	return [6]byte{0x33, 0x33, b[12], b[13], b[14], b[15]}
+}

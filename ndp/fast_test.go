@@ -235,3 +235,20 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("500 sources at once under a total of 100: %d answered", got)
 	}
 }
+
+// TestBuildNS: the priming solicitation parses as one from the new address
+// for the router, with the uplink's MAC.
+func TestBuildNS(t *testing.T) {
+	var b [naLen]byte
+	buildNS(&b, live, routerAddr, uplinkMAC)
+	ns, err := ParsePacket(b[:], uplinkMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns.Source != live || ns.Destination != snm(routerAddr) || ns.Target != routerAddr || ns.HopLimit != 255 || !bytes.Equal(ns.SourceLinkAddr, uplinkMAC) {
+		t.Errorf("priming solicitation %+v", ns)
+	}
+	if m := multicastMACOf(snm(routerAddr)); !bytes.Equal(m[:], []byte{0x33, 0x33, 0xff, 0, 0xff, 0xfe}) {
+		t.Errorf("multicast MAC %x", m)
+	}
+}

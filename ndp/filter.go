@@ -88,7 +88,7 @@ func BuildFilter(addrs []netip.Addr, ranges []netip.Prefix) (prog []bpf.Instruct
 	for level := 0; ; level++ {
 		for _, g := range list {
 			if level >= 1 && len(g.exact) > maxGroupExact {
-				last := uint32(1) // no /112 starts with a 1 in its last 16 bits
+				last := uint32(1)           // no /112 starts with a 1 in its last 16 bits
 				for _, w := range g.exact { // sorted: so are their /112s
 					if w&0xffff0000 != last {
 						last = w & 0xffff0000

@@ -1,0 +1,129 @@
+package ndp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Kernel proxy-neighbour entries: kernel mode's way of answering, and
+// native mode's hand-over while v6bridge is stopped.
+
+// proxySysctls turns on proxy answering for the uplinks: proxy_ndp on
+// "all" (the forwarding path checks it before handing unicast probes to
+// ndisc) and on each uplink, proxy_delay=0 so multicast solicitations are
+// answered at once. Sysctls are written from the responder's namespace.
+func (r *Responder) proxySysctls() error {
+	set := [][2]string{{"net/ipv6/conf/all/proxy_ndp", "1"}}
+	for _, u := range r.uplinks {
+		set = append(set, [2]string{"net/ipv6/conf/" + u.name + "/proxy_ndp", "1"},
+			[2]string{"net/ipv6/neigh/" + u.name + "/proxy_delay", "0"})
+	}
+	return r.inNS(func() error {
+		for _, kv := range set {
+			p := filepath.Join(r.cfg.ProcSys, kv[0])
+			if err := os.WriteFile(p, []byte(kv[1]), 0o644); err != nil {
+				return fmt.Errorf("ndp proxy: set %s=%s: %w", strings.ReplaceAll(kv[0], "/", "."), kv[1], err)
+			}
+		}
+		for _, u := range r.uplinks {
+			b, err := os.ReadFile(filepath.Join(r.cfg.ProcSys, "net/ipv6/conf", u.name, "forwarding"))
+			if err == nil && strings.TrimSpace(string(b)) == "0" {
+				r.log.WithField("iface", u.name).Warn("ndp proxy: forwarding is off on the uplink, the kernel will not answer as a proxy")
+			}
+		}
+		return nil
+	})
+}
+
+// adoptProxiesLocked reads the proxy entries already on the uplinks: they
+// are the responder's (a previous run's), so the next plan removes those
+// it does not want.
+func (r *Responder) adoptProxiesLocked() error {
+	for _, u := range r.uplinks {
+		list, err := r.h.NeighProxyList(u.index, netlink.FAMILY_V6)
+		if err != nil {
+			return fmt.Errorf("ndp uplink %q: list proxy entries: %w", u.name, err)
+		}
+		clear(u.st.Proxies)
+		for _, n := range list {
+			if a, ok := netip.AddrFromSlice(n.IP); ok && n.Flags&netlink.NTF_PROXY != 0 {
+				u.st.Proxies[a] = struct{}{}
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Responder) addProxy(u *uplink, a netip.Addr) error {
+	if err := r.h.NeighSet(proxyNeigh(u, a)); err != nil {
+		return fmt.Errorf("ndp uplink %q: add proxy entry %s: %w", u.name, a, err)
+	}
+	u.st.Proxies[a] = struct{}{}
+	return nil
+}
+
+func (r *Responder) delProxy(u *uplink, a netip.Addr) error {
+	err := r.h.NeighDel(proxyNeigh(u, a))
+	if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("ndp uplink %q: delete proxy entry %s: %w", u.name, a, err)
+	}
+	delete(u.st.Proxies, a)
+	return nil
+}
+
+func proxyNeigh(u *uplink, a netip.Addr) *netlink.Neigh {
+	return &netlink.Neigh{
+		LinkIndex: u.index,
+		Family:    netlink.FAMILY_V6,
+		Flags:     netlink.NTF_PROXY,
+		State:     netlink.NUD_PERMANENT,
+		IP:        a.AsSlice(),
+	}
+}
+
+// CloseLeavingProxies closes the responder (see Close) and leaves the
+// kernel answering in its place until the next start takes over: a
+// proxy-neighbour entry on its uplink for every single address answered
+// (ranges cannot be proxied and go dark), proxy_ndp on, proxy_delay 0. It
+// is what a stop for an upgrade, a disable or a service restart calls, so
+// the provider's router keeps reaching public containers meanwhile. Off
+// mode leaves nothing. Errors are returned after everything was tried.
+func (r *Responder) CloseLeavingProxies() error {
+	var errs []error
+	r.mu.Lock()
+	if r.closed || r.cfg.Mode == ModeOff {
+		r.mu.Unlock()
+		return r.Close()
+	}
+	n := 0
+	for _, u := range r.uplinks {
+		for a := range u.st.Addrs {
+			if _, ok := u.st.Proxies[a]; ok {
+				continue
+			}
+			if err := r.addProxy(u, a); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			n++
+		}
+		if len(u.st.Ranges) > 0 {
+			r.log.WithFields(logrus.Fields{"iface": u.name, "ranges": u.st.Ranges}).Warn("ndp: ranges cannot be handed over to the kernel; they go unanswered until the next start")
+		}
+	}
+	r.mu.Unlock()
+	if err := r.proxySysctls(); err != nil {
+		errs = append(errs, err)
+	}
+	r.log.WithField("entries", n).Info("ndp: handed answering over to kernel proxy entries until the next start")
+	errs = append(errs, r.Close())
+	return errors.Join(errs...)
+}
