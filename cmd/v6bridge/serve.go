@@ -29,7 +29,7 @@ import (
 type serveConfig struct {
 	socket, stateDir, procSys, logLevel, uplinks string
 	ndpMode, ndpSource                           string
-	ndpRange                                     bool
+	ndpRange, ndpPrime                           bool
 	pprof                                        string
 	// the address plan
 	publicPrefix, ulaPrefix netip.Prefix // zero: the uplink's /64; generated
@@ -60,6 +60,7 @@ Every flag defaults from the environment variable named in brackets.
 	fs.StringVar(&c.ndpMode, "ndp-proxy", env("NDP_PROXY", "native"), "native, kernel or off [NDP_PROXY]")
 	fs.StringVar(&c.ndpSource, "ndp-source", env("NDP_SOURCE", "linklocal"), "source of advertisements: linklocal, target or global [NDP_SOURCE]")
 	fs.BoolVar(&c.ndpRange, "ndp-range", env("NDP_RANGE", "false") == "true", "answer NDP for whole public subnets [NDP_RANGE]")
+	fs.BoolVar(&c.ndpPrime, "ndp-prime", env("NDP_PRIME", "false") == "true", "when an address starts, also solicit the uplink's router from it, so the router learns it before any traffic [NDP_PRIME]")
 	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
 	publicS := fs.String("public-prefix", env("PUBLIC_PREFIX", ""), "where automatic public subnets come from; empty: the uplink's on-link global /64 [PUBLIC_PREFIX]")
 	ulaS := fs.String("ula-prefix", env("ULA_PREFIX", ""), "a /48 to /64 of fd00::/8 for automatic nat/internal subnets (its first /64); empty or auto: random, generated once [ULA_PREFIX]")
@@ -138,7 +139,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, Log: log})
+	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, PrimeRouter: c.ndpPrime, Log: log})
 	if err != nil {
 		return err
 	}
@@ -177,8 +178,12 @@ func serve(args []string) error {
 	select {
 	case <-ctx.Done():
 		// Leave the data path in place: containers keep their connectivity
-		// while the plugin is stopped, disabled or upgraded.
+		// while the plugin is stopped, disabled or upgraded, and the
+		// kernel answers NDP for them until the next start takes over.
 		log.Info("stopping; networks stay in place")
+		if err := resp.CloseLeavingProxies(); err != nil {
+			log.WithError(err).Warn("ndp: hand answering over to the kernel")
+		}
 		return nil
 	case err := <-errc:
 		return err
