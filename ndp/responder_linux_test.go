@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 var soak = flag.Bool("ndp.soak", false, "run the 60 s NDP soak test (router base_reachable_time_ms=1000, continuous traffic)")
@@ -605,5 +606,62 @@ func TestPrivilegedUpdateTargetsEqualsReconcile(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPrivilegedHandOver: a native responder stopped the way the plugin
+// stops on SIGTERM leaves kernel proxy entries, so the router still
+// resolves a live address while nothing runs; the next start removes
+// them (also the entry of an address removed meanwhile) and answers
+// natively again.
+func TestPrivilegedHandOver(t *testing.T) {
+	e := newEnv(t)
+	r := e.startResponder(t, Config{})
+	if err := r.SetTargets([]netip.Addr{liveAddr, removedAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.proxies(t); len(got) != 0 {
+		t.Fatalf("native mode installed proxy entries %v", got)
+	}
+	if err := r.CloseLeavingProxies(); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr, removedAddr}) {
+		t.Fatalf("after the hand-over: proxy entries %v, want [%s %s]", got, liveAddr, removedAddr)
+	}
+	// Nothing of v6bridge runs now: the kernel answers, multicast and
+	// unicast probes alike, and the router resolves the address.
+	for _, kind := range []string{"multicast", "unicast"} {
+		sent := e.solicit(t, kind, liveAddr)
+		if na, ok := e.waitNA(liveAddr, true, sent, time.Second); !ok || !bytes.Equal(na.tlla(), e.hostMAC) && na.tlla() != nil {
+			t.Errorf("stopped responder: %s solicitation answered %v (%+v)", kind, ok, na.na)
+		}
+	}
+	if err := e.routerH.NeighDel(&netlink.Neigh{LinkIndex: e.routerIdx, Family: netlink.FAMILY_V6, IP: liveAddr.AsSlice()}); err != nil && !errors.Is(err, unix.ENOENT) {
+		t.Fatal(err)
+	}
+	resolved := false
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !resolved; time.Sleep(50 * time.Millisecond) {
+		e.sendTraffic(t, liveAddr)
+		n, ok := e.neighbour(t, liveAddr)
+		resolved = ok && bytes.Equal(n.HardwareAddr, e.hostMAC)
+	}
+	if !resolved {
+		t.Fatalf("stopped responder: the router does not resolve %s", liveAddr)
+	}
+
+	// The next start takes over: entries gone, native answers, and the
+	// address removed while stopped is no longer answered.
+	r2 := e.startResponder(t, Config{})
+	if err := r2.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.proxies(t); len(got) != 0 {
+		t.Fatalf("after the restart: proxy entries %v left", got)
+	}
+	time.Sleep(2*unsolicitedInterval + 200*time.Millisecond)
+	checkAnswers(t, e, true, []string{"multicast", "unicast"})
+	if s := r2.Stats(); s.AnsweredUnicast == 0 {
+		t.Errorf("restarted responder did not answer the unicast probe itself: %+v", s)
 	}
 }
