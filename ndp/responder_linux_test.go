@@ -2,6 +2,7 @@ package ndp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"maps"
@@ -17,6 +18,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/internal/ndpflood"
+	"github.com/v6bridge/v6bridge/internal/nettest"
 )
 
 var soak = flag.Bool("ndp.soak", false, "run the 60 s NDP soak test (router base_reachable_time_ms=1000, continuous traffic)")
@@ -663,5 +667,71 @@ func TestPrivilegedHandOver(t *testing.T) {
 	checkAnswers(t, e, true, []string{"multicast", "unicast"})
 	if s := r2.Stats(); s.AnsweredUnicast == 0 {
 		t.Errorf("restarted responder did not answer the unicast probe itself: %+v", s)
+	}
+}
+
+var floodRate = flag.Int("ndp.flood-rate", 50000, "solicitations per second of TestPrivilegedFloodSoak's flood")
+
+// TestPrivilegedFloodSoak is the NUD soak with a flood beside it: for 30 s
+// the router re-probes the live address every second (base reachable time
+// 1 s) under continuous traffic, while a second sender on the router's
+// link floods solicitations for random addresses of the /64 (50,000/s by
+// default, -ndp.flood-rate). At most 1 % of the router's unicast probes
+// may go unanswered and its entry must (almost) never fail. The flood
+// never reaches userspace: the capture filter drops it in the kernel.
+func TestPrivilegedFloodSoak(t *testing.T) {
+	e := newEnv(t)
+	sysctl(t, e.router, "net/ipv6/neigh/up0/base_reachable_time_ms", "1000")
+	sysctl(t, e.router, "net/ipv6/neigh/up0/delay_first_probe_time", "1")
+	e.startSniffer(t)
+	r := e.startResponder(t, Config{})
+	// 1,000 live addresses around the one probed, like a busy host.
+	targets := []netip.Addr{liveAddr}
+	for i := 1; i < 1000; i++ {
+		targets = append(targets, nth(containerNet.Addr(), 0x1000+i))
+	}
+	if err := r.SetTargets(targets, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	var f *ndpflood.Flooder
+	err := nettest.Do(t, e.router, func() error {
+		var err error
+		f, err = ndpflood.Open()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var sent uint64
+	var floodErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sent, floodErr = f.Run(ctx, ndpflood.Config{
+			Ifindex: e.routerIdx, MAC: net.HardwareAddr{0x02, 0xba, 0xd0, 0, 0, 1},
+			Source: netip.MustParseAddr("2001:db8:1234:a1::bad"), Scan: netip.MustParsePrefix("2001:db8:1234:a1::/64"), Rate: *floodRate,
+		})
+	}()
+	start := time.Now()
+	res := runTraffic(t, e, 30*time.Second)
+	cancel()
+	<-done
+	if floodErr != nil {
+		t.Fatal(floodErr)
+	}
+	s := r.Stats()
+	t.Logf("flood: %d solicitations in %v (%.0f/s); router: %d unicast probes, %d unanswered, %d failed neighbour states; responder saw %d, answered %d, socket drops %d",
+		sent, time.Since(start).Round(time.Millisecond), float64(sent)/time.Since(start).Seconds(), res.unicastProbes, res.unanswered, res.failed, s.Solicitations, s.Answered, s.SocketDrops)
+	if res.unicastProbes < 10 {
+		t.Fatalf("the router sent %d unicast probes: the test proves nothing", res.unicastProbes)
+	}
+	if s.Solicitations*100 > sent {
+		t.Errorf("the responder saw %d of %d flood solicitations: the capture filter let them through", s.Solicitations, sent)
+	}
+	if res.unanswered*100 > res.unicastProbes || res.failed*100 > res.unicastProbes {
+		t.Errorf("under the flood %d of %d unicast probes unanswered, %d failed neighbour states: more than 1 %%", res.unanswered, res.unicastProbes, res.failed)
 	}
 }
