@@ -42,8 +42,8 @@ NDP_FLOOD_SECONDS=${BENCH_NDP_FLOOD_SECONDS:-30}
 NDP_START=${BENCH_NDP_START:-5000}
 NDP_START_SECONDS=${BENCH_NDP_START_SECONDS:-12}
 
-P=bn   # the engine's VPS
-S=bns  # the scale / NDP VPS (no engine)
+P=${BENCH_PREFIX:-bn} # the engine's VPS (BENCH_PREFIX: another rig running beside)
+S=${P}s # the scale / NDP VPS (no engine)
 BIN=$repo/bin/v6bridge
 W=$(mktemp -d /tmp/v6bridge-bench.XXXXXX)
 SCALE_PID=""

@@ -7,13 +7,14 @@ import (
 
 // Budgets of the native responder: how many advertisements it sends, so a
 // flood of solicitations for addresses it answers for costs a bounded
-// amount of CPU and never turns it into an amplifier. The router's own
-// probes (a few per address and reachable time) stay far below them.
+// amount of CPU and never turns it into an amplifier. A router resolving
+// thousands of new addresses at once stays below the per-solicitor
+// budget; a few solicitors cannot take the whole budget from it.
 const (
 	// DefaultSourceRate answers per second to one solicitor (burst twice).
-	DefaultSourceRate = 500
+	DefaultSourceRate = 5000
 	// DefaultTotalRate answers per second in all (burst the same).
-	DefaultTotalRate = 20000
+	DefaultTotalRate = 30000
 	// DefaultDADRate duplicate address detection defences per second for
 	// one target (burst 3): each goes to every node on the link.
 	DefaultDADRate = 1
