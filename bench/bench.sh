@@ -173,18 +173,27 @@ rss_of() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 HZ=$(getconf CLK_TCK)
 # ndp_probe NAME PID: goal 1, latency and CPU at NDP_RATE (PID "" for the
 # kernel, whose work happens in softirq and belongs to no process).
+# The process's CPU while idle for as long is measured first and taken
+# off: v6bridge serve also watches its firewall and links meanwhile.
 ndp_probe() {
-	local before=0 after=0
+	local before=0 after=0 idle=0
+	if [ -n "$2" ]; then
+		before=$(cpu_ticks "$2")
+		sleep "$((NDP_COUNT / NDP_RATE))"
+		idle=$(($(cpu_ticks "$2") - before))
+	fi
 	sleep 1
 	[ -z "$2" ] || before=$(cpu_ticks "$2")
 	ip netns exec "$S-router" "$W/ndpflood" probe --iface vps0 --n-live "$ENDPOINTS" \
 		--count "$NDP_COUNT" --rate "$NDP_RATE" >"$W/ndp-$1.raw"
 	[ -z "$2" ] || after=$(cpu_ticks "$2")
-	python3 - "$W/ndp-$1.raw" "$before" "$after" "$HZ" "$2" >"$W/ndp-$1.json" <<-'EOF2'
+	python3 - "$W/ndp-$1.raw" "$before" "$after" "$HZ" "$2" "$idle" >"$W/ndp-$1.json" <<-'EOF2'
 		import json, sys
 		r = json.load(open(sys.argv[1]))
-		ticks = int(sys.argv[3]) - int(sys.argv[2])
-		r["cpu_ms_per_10k"] = ticks * 1000 / int(sys.argv[4]) * 10000 / r["sent"] if sys.argv[5] else None
+		ticks = int(sys.argv[3]) - int(sys.argv[2]) - int(sys.argv[6])
+		per = 1000 / int(sys.argv[4]) * 10000 / r["sent"]
+		r["cpu_ms_per_10k"] = max(0, ticks) * per if sys.argv[5] else None
+		r["cpu_idle_ms_per_10k"] = int(sys.argv[6]) * per if sys.argv[5] else None
 		print(json.dumps(r))
 	EOF2
 }
@@ -225,9 +234,8 @@ ndp_start() {
 	wait "$pid" 2>/dev/null || true
 }
 proxy_flush() {
-	ip -n "$S-vps" -6 neigh show proxy dev eth0 | awk '{print $1}' | while read -r a; do
-		ip -n "$S-vps" -6 neigh del proxy "$a" dev eth0
-	done
+	ip -n "$S-vps" -6 neigh show proxy dev eth0 | awk '{print "neigh del proxy " $1 " dev eth0"}' >"$W/flush.batch"
+	[ ! -s "$W/flush.batch" ] || ip -n "$S-vps" -6 -batch "$W/flush.batch"
 	ip netns exec "$S-vps" sysctl -qw net.ipv6.conf.all.proxy_ndp=0 net.ipv6.conf.eth0.proxy_ndp=0
 }
 

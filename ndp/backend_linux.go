@@ -23,8 +23,9 @@ var (
 )
 
 // nativeBackend joins and leaves solicited-node groups, follows ranges with
-// ALLMULTI, reloads the capture filter, and takes back proxy entries a
-// previous run left for the hand-over (after its own answering is ready).
+// ALLMULTI, reloads the capture filter, and has the proxy entries a
+// previous run left for the hand-over taken back (by takeBackLoop, once
+// its own answering runs).
 type nativeBackend struct{ r *Responder }
 
 func (b nativeBackend) apply(u *uplink, p UplinkPlan) []error {
@@ -54,10 +55,8 @@ func (b nativeBackend) apply(u *uplink, p UplinkPlan) []error {
 			errs = append(errs, err)
 		}
 	}
-	for _, a := range p.DelProxy {
-		if err := b.r.delProxy(u, a); err != nil {
-			errs = append(errs, err)
-		}
+	if len(p.DelProxy) > 0 {
+		b.r.kickTakeBack()
 	}
 	return errs
 }

@@ -1,6 +1,7 @@
 package ndp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -103,6 +104,7 @@ func (r *Responder) CloseLeavingProxies() error {
 		r.mu.Unlock()
 		return r.Close()
 	}
+	r.handingOver = true
 	n := 0
 	for _, u := range r.uplinks {
 		for a := range u.st.Addrs {
@@ -126,4 +128,59 @@ func (r *Responder) CloseLeavingProxies() error {
 	r.log.WithField("entries", n).Info("ndp: handed answering over to kernel proxy entries until the next start")
 	errs = append(errs, r.Close())
 	return errors.Join(errs...)
+}
+
+// kickTakeBack tells takeBackLoop there are proxy entries to remove.
+func (r *Responder) kickTakeBack() {
+	select {
+	case r.takeBack <- struct{}{}:
+	default:
+	}
+}
+
+// takeBackLoop removes, in native mode, the proxy entries a previous run
+// left for the hand-over, once this run answers itself (it runs beside the
+// capture loops). One entry at a time under the lock, so answering is
+// never held up for long and a hand-over starting meanwhile keeps the
+// entries it needs.
+func (r *Responder) takeBackLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.takeBack:
+		}
+		n := 0
+		for ctx.Err() == nil {
+			r.mu.Lock()
+			var u *uplink
+			var a netip.Addr
+			for _, c := range r.uplinks {
+				for p := range c.st.Proxies {
+					u, a = c, p
+					break
+				}
+				if u != nil {
+					break
+				}
+			}
+			if u == nil || r.closed || r.handingOver {
+				r.mu.Unlock()
+				break
+			}
+			err := r.delProxy(u, a)
+			r.mu.Unlock()
+			if err != nil {
+				r.log.WithError(err).Warn("ndp: take back a hand-over proxy entry")
+				r.mu.Lock()
+				r.dirty = true
+				r.mu.Unlock()
+				break
+			}
+			n++
+		}
+		if n > 0 {
+			r.log.WithField("entries", n).Info("ndp: took back the kernel proxy entries of the hand-over")
+		}
+	}
 }

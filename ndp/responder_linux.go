@@ -83,6 +83,9 @@ type Responder struct {
 	adopted bool // existing proxy entries were read
 	uplinks []*uplink
 	closed  bool
+	// handingOver: CloseLeavingProxies started; keep every proxy entry
+	handingOver bool
+	takeBack    chan struct{}
 
 	ann *announcer
 
@@ -126,9 +129,10 @@ func NewResponder(cfg Config) (*Responder, error) {
 		return nil, err
 	}
 	r := &Responder{
-		cfg:  cfg,
-		log:  cfg.Log,
-		done: make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Log,
+		done:     make(chan struct{}),
+		takeBack: make(chan struct{}, 1),
 	}
 	r.counters.init()
 	r.ann = newAnnouncer(r)
@@ -402,12 +406,13 @@ func (r *Responder) applyLocked(p Plan) error {
 
 // Run reads solicitations and sends advertisements until ctx ends or the
 // responder is closed. It also follows the uplinks' link and address
-// changes. It returns nil when stopped.
+// changes. It returns nil when stopped, also when the responder was closed
+// before it started.
 func (r *Responder) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return errors.New("ndp responder: closed")
+		return nil
 	}
 	if !r.running.CompareAndSwap(false, true) {
 		r.mu.Unlock()
@@ -435,6 +440,8 @@ func (r *Responder) Run(ctx context.Context) error {
 		for _, u := range r.uplinks {
 			wg.Go(func() { r.captureLoop(ctx, u) })
 		}
+		wg.Go(func() { r.takeBackLoop(ctx) })
+		r.kickTakeBack()
 	}
 	wg.Go(func() { r.ann.run(ctx) })
 	wg.Go(func() { r.watchLoop(ctx) })

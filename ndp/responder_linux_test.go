@@ -660,8 +660,10 @@ func TestPrivilegedHandOver(t *testing.T) {
 	if err := r2.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.proxies(t); len(got) != 0 {
-		t.Fatalf("after the restart: proxy entries %v left", got)
+	for deadline := time.Now().Add(3 * time.Second); len(e.proxies(t)) != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the restart: proxy entries %v left", e.proxies(t))
+		}
 	}
 	time.Sleep(2*unsolicitedInterval + 200*time.Millisecond)
 	checkAnswers(t, e, true, []string{"multicast", "unicast"})
