@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Config wires a Driver.
@@ -91,7 +92,9 @@ type CreateEndpointRequest struct {
 // JoinRequest is Join in domain types.
 type JoinRequest struct {
 	NetworkID, EndpointID, SandboxKey string
-	Options                           map[string]any
+	// Ports are the ports the container publishes, if the engine sent
+	// them with this Join.
+	Ports []PortRequest
 }
 
 // StaticRoute is a route the engine installs in the container.
@@ -144,6 +147,16 @@ func New(cfg Config) (*Driver, error) {
 			}
 			continue
 		}
+		if len(e.Ports) > 0 && len(e.PortRequests) == 0 {
+			// A record of a version that kept only the host ports: they
+			// are the requests now.
+			for _, m := range e.Ports {
+				for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+					e.PortRequests = append(e.PortRequests, PortRequest{Proto: m.Proto, HostAddr: m.HostAddr,
+						HostFirst: m.HostFirst + uint16(i), HostLast: m.HostFirst + uint16(i), ContainerPort: m.ContainerFirst + uint16(i)})
+				}
+			}
+		}
 		d.endpoints[e.ID] = e
 		d.index(e)
 	}
@@ -182,10 +195,9 @@ func (d *Driver) Reconcile() error {
 			// a crash); the engine will delete the endpoint. Until then it
 			// publishes nothing and NDP does not answer for it.
 			d.log.WithField("endpoint", short(e.ID, 12)).Info("endpoint's link is gone, unpublishing it")
-			d.unindex(e)
-			e.Joined, e.Ports, e.Sandbox, e.DefaultRoute = false, nil, "", false
-			d.index(e)
-			if err := d.cfg.Store.PutEndpoint(e); err != nil {
+			ss := d.save([]string{e.Sandbox}, e)
+			d.leaveLocked(e)
+			if err := d.persistChanged(ss); err != nil {
 				return err
 			}
 		}
@@ -213,8 +225,8 @@ func (d *Driver) Reconcile() error {
 	return d.syncLocked()
 }
 
-func (d *Driver) bridgeSpec(n *Network) BridgeSpec {
-	return BridgeSpec{Name: n.Bridge, MTU: n.MTU, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), Isolated: !n.ICC}
+func (d *Driver) bridgeSpec(n *Network) netspec.BridgeSpec {
+	return netspec.BridgeSpec{Name: n.Bridge, MTU: n.MTU, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), Isolated: !n.ICC}
 }
 
 // CreateNetwork validates the options, creates the bridge and records the
@@ -314,13 +326,13 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 	if n.Mode == "" {
 		n.Mode = DefaultMode(n.Subnet, d.cfg.PublicPrefixes())
 	}
-	if (n.Mode == nat.ModePublic || n.Mode == nat.ModeRouted) && IsULA(n.Subnet.Addr()) {
+	if (n.Mode == netspec.ModePublic || n.Mode == netspec.ModeRouted) && netspec.IsULA(n.Subnet.Addr()) {
 		return nil, fmt.Errorf("network option %s=%s needs a global subnet, %s is a unique local (ULA) one: accepted are nat or internal for ULA subnets (for an automatic public subnet add --ipam-opt %s=%s)", OptMode, n.Mode, n.Subnet, OptMode, n.Mode)
 	}
-	if n.HostIPv6.IsValid() && n.Mode != nat.ModeNAT {
+	if n.HostIPv6.IsValid() && n.Mode != netspec.ModeNAT {
 		return nil, fmt.Errorf("network option %s applies only to %s=nat, not %s", OptHostIPv6, OptMode, n.Mode)
 	}
-	if len(n.Allow) > 0 && n.Mode != nat.ModePublic && n.Mode != nat.ModeRouted {
+	if len(n.Allow) > 0 && n.Mode != netspec.ModePublic && n.Mode != netspec.ModeRouted {
 		return nil, fmt.Errorf("network option %s applies only to public and routed networks, not %s=%s", OptAllow, OptMode, n.Mode)
 	}
 	if n.Bridge == "" {
@@ -355,7 +367,7 @@ func (d *Driver) DeleteNetwork(id string) error {
 	log := d.log.WithFields(logrus.Fields{"network": short(id, 12), "bridge": n.Bridge})
 	for _, e := range d.sortedEndpoints() {
 		if e.NetworkID == id {
-			if _, err := d.deleteEndpointLocked(e); err != nil {
+			if err := d.deleteEndpointLocked(e, false); err != nil {
 				return err
 			}
 		}
@@ -413,7 +425,7 @@ func (d *Driver) CreateEndpoint(req CreateEndpointRequest) (string, error) {
 		return "", fmt.Errorf("MAC address %q: accepted is the form 02:42:ac:11:00:02", mac)
 	}
 	log := d.log.WithFields(logrus.Fields{"network": short(n.ID, 12), "endpoint": short(e.ID, 12), "addr": e.Addr, "iface": e.HostVeth})
-	if err := d.cfg.Links.EnsureVeth(VethSpec{HostName: e.HostVeth, PeerName: e.PeerVeth, Bridge: n.Bridge, MTU: n.MTU, MAC: e.hardwareAddr(), Isolated: !n.ICC}); err != nil {
+	if err := d.cfg.Links.EnsureVeth(netspec.VethSpec{HostName: e.HostVeth, PeerName: e.PeerVeth, Bridge: n.Bridge, MTU: n.MTU, MAC: e.hardwareAddr(), Isolated: !n.ICC}); err != nil {
 		return "", err
 	}
 	if err := d.cfg.Store.PutEndpoint(e); err != nil {
@@ -436,33 +448,33 @@ func (d *Driver) DeleteEndpoint(networkID, endpointID string) error {
 	if !ok {
 		return nil
 	}
-	taker, err := d.deleteEndpointLocked(e)
-	if err != nil {
-		return err
-	}
-	return d.syncEndpointsLocked(e, taker)
+	return d.deleteEndpointLocked(e, true)
 }
 
-// deleteEndpointLocked leaves if joined and forgets e; taker is the
-// endpoint that took over e's published ports, if any.
-func (d *Driver) deleteEndpointLocked(e *Endpoint) (taker *Endpoint, err error) {
+// deleteEndpointLocked leaves if joined — unpublishing first, so a failure
+// later leaves nothing published — and removes e's veth and record. sync
+// says whether to bring the firewall up to date now (DeleteNetwork syncs
+// once at the end).
+func (d *Driver) deleteEndpointLocked(e *Endpoint, sync bool) error {
 	if e.Joined {
-		taker = d.leaveLocked(e)
+		if err := d.leaveAndSyncLocked(e, sync); err != nil {
+			return err
+		}
 	}
 	if err := d.cfg.Links.DeleteVeth(e.HostVeth); err != nil {
-		return taker, err
+		return err
 	}
 	if err := d.cfg.Store.DeleteEndpoint(e.ID); err != nil {
-		return taker, err
+		return err
 	}
 	d.unindex(e)
 	delete(d.endpoints, e.ID)
 	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("deleted endpoint")
-	return taker, nil
+	return nil
 }
 
 // Join hands the container end to the engine, publishes the container's
-// ports and starts answering NDP for its address.
+// ports (see publish.go) and starts answering NDP for its address.
 func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -484,30 +496,31 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 			return JoinResponse{}, err
 		}
 	}
-	reqs, skipped, err := ParsePortMap(req.Options)
-	if err != nil {
-		return JoinResponse{}, err
+	sandboxes := []string{req.SandboxKey}
+	if e.Sandbox != "" && e.Sandbox != req.SandboxKey {
+		sandboxes = append(sandboxes, e.Sandbox) // a Join again, elsewhere
 	}
-	for _, s := range skipped {
-		log.WithField("port", s).Warn("not publishing a port bound to an IPv4 address: v6bridge publishes on IPv6")
+	ss := d.save(sandboxes, e)
+	if e.Joined && e.Sandbox != req.SandboxKey {
+		d.leaveLocked(e)
 	}
-	prev := *e
 	d.unindex(e)
 	e.Joined, e.Sandbox = true, req.SandboxKey
-	e.Ports = nil
-	if len(reqs) > 0 && e.Addr.IsValid() && n.Mode != nat.ModeInternal && !d.sandboxPublishes(e) {
-		if e.Ports, err = AssignHostPorts(reqs, d.portTaken); err != nil {
-			*e = prev
-			d.index(e)
-			return JoinResponse{}, err
-		}
-	}
 	d.index(e)
+	if len(req.Ports) > 0 && d.carrier(e.Sandbox) == nil {
+		d.unindex(e)
+		e.PortRequests, e.Ports = slices.Clone(req.Ports), nil
+		d.index(e)
+	}
+	if err := d.settle(e.Sandbox); err != nil {
+		d.restoreAll(ss)
+		return JoinResponse{}, err
+	}
 	resp := JoinResponse{SrcName: e.PeerVeth, DstPrefix: "eth"}
-	if e.Addr.IsValid() && n.Mode != nat.ModeInternal {
+	if e.Addr.IsValid() && n.Mode != netspec.ModeInternal {
 		if n.Modern {
 			resp.GatewayIPv6 = n.Gateway
-		} else if !d.sandboxHasDefaultRoute(e) {
+		} else if e.DefaultRoute || !d.sandboxHasDefaultRoute(e) {
 			// Engines < 28 install no IPv6 default route from GatewayIPv6
 			// when the endpoint has no IPv4 gateway: a static route does.
 			// Only one endpoint of a sandbox may carry it (a second ::/0
@@ -516,37 +529,41 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 			resp.StaticRoutes = []StaticRoute{{Destination: netip.MustParsePrefix("::/0"), NextHop: n.Gateway}}
 		}
 	}
-	if err := d.cfg.Store.PutEndpoint(e); err != nil {
-		d.restore(e, prev)
-		return JoinResponse{}, fmt.Errorf("save endpoint: %w", err)
-	}
-	if err := d.syncEndpointsLocked(e); err != nil {
-		d.restore(e, prev)
-		if perr := d.cfg.Store.PutEndpoint(e); perr != nil {
-			log.WithError(perr).Warn("undo: save endpoint")
-		}
-		if serr := d.syncEndpointsLocked(e); serr != nil {
-			log.WithError(serr).Warn("undo: firewall")
-		}
+	if err := d.commitLocked(ss, sandboxes); err != nil {
 		return JoinResponse{}, err
 	}
-	log.WithField("ports", formatMappings(e.Ports)).Info("joined")
+	ports, open := d.entry(e)
+	log.WithFields(logrus.Fields{"ports": formatMappings(ports), "open": formatOpen(open)}).Info("joined")
 	return resp, nil
 }
 
-// sandboxPublishes reports whether another joined endpoint of e's sandbox
-// already publishes the sandbox's ports: the engine sends them with every
-// network's Join, and one host port can only lead to one address.
-func (d *Driver) sandboxPublishes(e *Endpoint) bool {
-	if e.Sandbox == "" {
-		return false
+// commitLocked persists the saved endpoints that changed and brings the
+// firewall and NDP up to date for them and the sandboxes; on a failure it
+// restores the saved records, the kernel state and the records on disk.
+func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
+	es := make([]*Endpoint, len(ss))
+	for i, s := range ss {
+		es[i] = s.e
 	}
-	for _, o := range d.bySandbox[e.Sandbox] {
-		if o != e && o.Joined && len(o.Ports) > 0 {
-			return true
+	err := d.persistChanged(ss)
+	if err == nil {
+		err = d.syncEndpointsLocked(sandboxes, es...)
+	}
+	if err == nil {
+		return nil
+	}
+	d.restoreAll(ss)
+	for _, s := range ss {
+		if d.endpoints[s.e.ID] == s.e {
+			if perr := d.cfg.Store.PutEndpoint(s.e); perr != nil {
+				d.log.WithError(perr).WithField("endpoint", short(s.e.ID, 12)).Warn("undo: save endpoint")
+			}
 		}
 	}
-	return false
+	if serr := d.syncEndpointsLocked(sandboxes, es...); serr != nil {
+		d.log.WithError(serr).Warn("undo: firewall")
+	}
+	return err
 }
 
 func (d *Driver) sandboxHasDefaultRoute(e *Endpoint) bool {
@@ -561,71 +578,6 @@ func (d *Driver) sandboxHasDefaultRoute(e *Endpoint) bool {
 	return false
 }
 
-// portTaken reports whether a host port is published already for the
-// protocol and an overlapping host address (zero means all).
-func (d *Driver) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
-	byAddr := d.hostPorts[hostPort{proto, port}]
-	if len(byAddr) == 0 {
-		return false
-	}
-	if !addr.IsValid() {
-		return true
-	}
-	return byAddr[addr] > 0 || byAddr[netip.Addr{}] > 0
-}
-
-// index adds e to the sandbox and host port indexes; unindex takes it out.
-// Call unindex before changing e's Sandbox or Ports and index after.
-func (d *Driver) index(e *Endpoint) {
-	if e.Sandbox != "" {
-		m := d.bySandbox[e.Sandbox]
-		if m == nil {
-			m = map[string]*Endpoint{}
-			d.bySandbox[e.Sandbox] = m
-		}
-		m[e.ID] = e
-	}
-	for _, p := range e.Ports {
-		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
-			k := hostPort{p.Proto, uint16(port)}
-			m := d.hostPorts[k]
-			if m == nil {
-				m = map[netip.Addr]int{}
-				d.hostPorts[k] = m
-			}
-			m[p.HostAddr]++
-		}
-	}
-}
-
-func (d *Driver) unindex(e *Endpoint) {
-	if m := d.bySandbox[e.Sandbox]; m != nil && m[e.ID] == e {
-		delete(m, e.ID)
-		if len(m) == 0 {
-			delete(d.bySandbox, e.Sandbox)
-		}
-	}
-	for _, p := range e.Ports {
-		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
-			k := hostPort{p.Proto, uint16(port)}
-			m := d.hostPorts[k]
-			if m[p.HostAddr]--; m[p.HostAddr] <= 0 {
-				delete(m, p.HostAddr)
-			}
-			if len(m) == 0 {
-				delete(d.hostPorts, k)
-			}
-		}
-	}
-}
-
-// restore sets e back to prev, keeping the indexes.
-func (d *Driver) restore(e *Endpoint, prev Endpoint) {
-	d.unindex(e)
-	*e = prev
-	d.index(e)
-}
-
 // Leave unpublishes the endpoint's ports and stops NDP for it. Unknown is
 // success.
 func (d *Driver) Leave(networkID, endpointID string) error {
@@ -635,74 +587,68 @@ func (d *Driver) Leave(networkID, endpointID string) error {
 	if !ok || !e.Joined {
 		return nil
 	}
-	taker := d.leaveLocked(e)
-	if err := d.cfg.Store.PutEndpoint(e); err != nil {
-		return fmt.Errorf("save endpoint: %w", err)
-	}
-	return d.syncEndpointsLocked(e, taker)
+	return d.leaveAndSyncLocked(e, true)
 }
 
-// leaveLocked unpublishes e and returns the endpoint of its sandbox that
-// took over its published ports, or nil.
-func (d *Driver) leaveLocked(e *Endpoint) *Endpoint {
-	ports := e.Ports
-	sandbox := e.Sandbox
-	d.unindex(e)
-	e.Joined, e.Sandbox, e.Ports, e.DefaultRoute = false, "", nil, false
-	d.index(e)
-	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("left")
-	if len(ports) == 0 || sandbox == "" {
-		return nil
-	}
-	// Hand the sandbox's published ports to another of its endpoints, so
-	// the container stays reachable while it is still on another network:
-	// the first by id, as before the sandbox index.
-	var cands []*Endpoint
-	for _, o := range d.bySandbox[sandbox] {
-		cands = append(cands, o)
-	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
-	for _, o := range cands {
-		n := d.networks[o.NetworkID]
-		if o.Joined && o.Addr.IsValid() && n.Mode != nat.ModeInternal {
-			d.unindex(o)
-			o.Ports = ports
-			d.index(o)
-			if err := d.cfg.Store.PutEndpoint(o); err != nil {
-				d.log.WithError(err).Warn("save endpoint taking over published ports")
+// leaveAndSyncLocked leaves and brings the firewall and NDP up to date
+// first (with sync), then persists: a record that could not be written
+// must not keep a port published or an address answered.
+func (d *Driver) leaveAndSyncLocked(e *Endpoint, sync bool) error {
+	sb := e.Sandbox
+	ss := d.save([]string{sb}, e)
+	d.leaveLocked(e)
+	if sync {
+		es := make([]*Endpoint, len(ss))
+		for i, s := range ss {
+			es[i] = s.e
+		}
+		if err := d.syncEndpointsLocked([]string{sb}, es...); err != nil {
+			d.restoreAll(ss)
+			if serr := d.syncEndpointsLocked([]string{sb}, es...); serr != nil {
+				d.log.WithError(serr).Warn("undo: firewall")
 			}
-			return o
+			return err
 		}
 	}
-	return nil
+	return d.persistChanged(ss)
 }
 
-// ProgramExternalConnectivity publishes the ports it carries if the Join did
-// not (some engines send them only here); otherwise it is a no-op.
-func (d *Driver) ProgramExternalConnectivity(networkID, endpointID string, options map[string]any) error {
+// leaveLocked takes e out of its sandbox: its port requests go to another
+// endpoint of the sandbox, whose host ports then lead to the sandbox's
+// next target, or are released when none is left.
+func (d *Driver) leaveLocked(e *Endpoint) {
+	sb := e.Sandbox
+	d.handOver(e)
+	d.unindex(e)
+	e.Joined, e.Sandbox, e.DefaultRoute = false, "", false
+	d.index(e)
+	if err := d.settle(sb); err != nil {
+		// Only releasing or keeping is possible here: the requests held
+		// ports before and hold them still.
+		d.log.WithError(err).Warn("leave: settle published ports")
+	}
+	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("left")
+}
+
+// ProgramExternalConnectivity publishes the ports it carries if no Join of
+// the sandbox did (some engines send them only here); otherwise it is a
+// no-op.
+func (d *Driver) ProgramExternalConnectivity(networkID, endpointID string, ports []PortRequest) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.endpoints[endpointID]
-	if !ok || !e.Joined || len(e.Ports) > 0 || !e.Addr.IsValid() || d.networks[e.NetworkID].Mode == nat.ModeInternal || d.sandboxPublishes(e) {
+	if !ok || !e.Joined || len(ports) == 0 || d.carrier(e.Sandbox) != nil {
 		return nil
 	}
-	reqs, _, err := ParsePortMap(options)
-	if err != nil || len(reqs) == 0 {
-		return err
-	}
-	ports, err := AssignHostPorts(reqs, d.portTaken)
-	if err != nil {
-		return err
-	}
-	prev := *e
+	ss := d.save([]string{e.Sandbox}, e)
 	d.unindex(e)
-	e.Ports = ports
+	e.PortRequests, e.Ports = slices.Clone(ports), nil
 	d.index(e)
-	if err := d.syncEndpointsLocked(e); err != nil {
-		d.restore(e, prev)
+	if err := d.settle(e.Sandbox); err != nil {
+		d.restoreAll(ss)
 		return err
 	}
-	return d.cfg.Store.PutEndpoint(e)
+	return d.commitLocked(ss, []string{e.Sandbox})
 }
 
 // EndpointInfo returns the endpoint's operational data for the engine.
@@ -717,8 +663,12 @@ func (d *Driver) EndpointInfo(networkID, endpointID string) map[string]string {
 	if e.Addr.IsValid() {
 		info["v6bridge.address"] = e.Addr.Addr().String()
 	}
-	if len(e.Ports) > 0 {
-		info["v6bridge.ports"] = formatMappings(e.Ports)
+	ports, open := d.entry(e)
+	if len(ports) > 0 {
+		info["v6bridge.ports"] = formatMappings(ports)
+	}
+	if len(open) > 0 {
+		info["v6bridge.open"] = formatOpen(open)
 	}
 	return info
 }
@@ -747,26 +697,32 @@ func (d *Driver) syncLocked() error {
 }
 
 // syncEndpointsLocked brings the firewall and NDP up to date for the
-// endpoints es (nil entries skipped) after a change of only those: it
-// costs what they change, not what all endpoints hold. Before the first
-// whole sync, after a failed one, or when the host addresses changed, it
-// syncs the whole state instead. Calling it again with the same endpoints
-// is a no-op, so a handler undoes a change by restoring the endpoint and
-// calling it again.
-func (d *Driver) syncEndpointsLocked(es ...*Endpoint) error {
+// endpoints es and every endpoint of the sandboxes (nil entries skipped)
+// after a change of only those: it costs what they change, not what all
+// endpoints hold. Before the first whole sync, after a failed one or a
+// failed update, or when the host addresses changed, it syncs the whole
+// state instead. Calling it again with the same endpoints is a no-op, so a
+// handler undoes a change by restoring the endpoints and calling it again.
+func (d *Driver) syncEndpointsLocked(sandboxes []string, es ...*Endpoint) error {
 	if !d.synced || !slices.Equal(d.cfg.HostAddrs(), d.syncedHostAddrs) {
 		return d.syncLocked()
+	}
+	seen := map[*Endpoint]bool{}
+	for _, sb := range sandboxes {
+		es = append(es, d.sortedSandbox(sb)...)
 	}
 	var us []nat.EndpointUpdate
 	var add, remove []netip.Addr
 	for _, e := range es {
-		if e == nil || !e.Addr.IsValid() {
+		if e == nil || seen[e] || !e.Addr.IsValid() {
 			continue
 		}
+		seen[e] = true
 		n := d.networks[e.NetworkID]
 		present := e.Joined && d.endpoints[e.ID] == e
-		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: e.Ports, Remove: !present})
-		if n.Mode == nat.ModePublic && !d.cfg.NDPRange {
+		ports, open := d.entry(e)
+		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: ports, Open: open, Remove: !present})
+		if n.Mode == netspec.ModePublic && !d.cfg.NDPRange {
 			if present {
 				add = append(add, e.Addr.Addr())
 			} else {
@@ -776,11 +732,13 @@ func (d *Driver) syncEndpointsLocked(es ...*Endpoint) error {
 	}
 	if d.cfg.Firewall != nil && len(us) > 0 {
 		if err := d.cfg.Firewall.UpdateEndpoints(us); err != nil {
+			d.synced = false
 			return fmt.Errorf("apply firewall: %w", err)
 		}
 	}
 	if d.cfg.Neighbors != nil && len(add)+len(remove) > 0 {
 		if err := d.cfg.Neighbors.UpdateTargets(add, remove); err != nil {
+			d.synced = false
 			return fmt.Errorf("ndp: %w", err)
 		}
 	}
@@ -805,7 +763,8 @@ func (d *Driver) firewallState() nat.State {
 	for _, n := range d.sortedNetworks() {
 		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: n.Gateway, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
 		for _, e := range byNet[n.ID] {
-			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: e.Ports})
+			ports, open := d.entry(e)
+			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: ports, Open: open})
 		}
 		s.Networks = append(s.Networks, fn)
 	}
@@ -817,7 +776,7 @@ func (d *Driver) ndpTargets() ([]netip.Addr, []netip.Prefix) {
 	var ranges []netip.Prefix
 	byNet := d.endpointsByNetwork()
 	for _, n := range d.sortedNetworks() {
-		if n.Mode != nat.ModePublic {
+		if n.Mode != netspec.ModePublic {
 			continue
 		}
 		if d.cfg.NDPRange {
@@ -847,19 +806,4 @@ func (d *Driver) sortedEndpoints() []*Endpoint {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
-}
-
-func formatMappings(ms []nat.Mapping) string {
-	s := ""
-	for i, m := range ms {
-		if i > 0 {
-			s += ","
-		}
-		host := "[::]"
-		if m.HostAddr.IsValid() {
-			host = "[" + m.HostAddr.String() + "]"
-		}
-		s += fmt.Sprintf("%s:%d->%d/%s", host, m.HostFirst, m.ContainerFirst, ProtoName(m.Proto))
-	}
-	return s
 }

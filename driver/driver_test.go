@@ -6,8 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 const (
@@ -66,11 +65,11 @@ func TestCreateNetworkDefaults(t *testing.T) {
 		opts   map[string]string
 		want   Network
 	}{
-		{"fd12:3456:789a:8101:1::/112", nil, Network{Mode: nat.ModeNAT, MTU: 1500, ICC: true, AllowPing: true}},
-		{"2001:db8:1234:a1:1::/112", nil, Network{Mode: nat.ModePublic, MTU: 1500, ICC: true, AllowPing: true}},
-		{"2001:db8:99::/112", nil, Network{Mode: nat.ModeRouted, MTU: 1500, ICC: true, AllowPing: true}},
-		{"fd00:1::/112", map[string]string{OptMode: "internal", OptMTU: "1400", OptICC: "false"}, Network{Mode: nat.ModeInternal, MTU: 1400, ICC: false, AllowPing: true}},
-		{"fd00:2::/112", map[string]string{OptBridgeName: "br-mine", "com.docker.network.driver.mtu": "9000"}, Network{Mode: nat.ModeNAT, MTU: 9000, ICC: true, AllowPing: true}},
+		{"fd12:3456:789a:8101:1::/112", nil, Network{Mode: netspec.ModeNAT, MTU: 1500, ICC: true, AllowPing: true}},
+		{"2001:db8:1234:a1:1::/112", nil, Network{Mode: netspec.ModePublic, MTU: 1500, ICC: true, AllowPing: true}},
+		{"2001:db8:99::/112", nil, Network{Mode: netspec.ModeRouted, MTU: 1500, ICC: true, AllowPing: true}},
+		{"fd00:1::/112", map[string]string{OptMode: "internal", OptMTU: "1400", OptICC: "false"}, Network{Mode: netspec.ModeInternal, MTU: 1400, ICC: false, AllowPing: true}},
+		{"fd00:2::/112", map[string]string{OptBridgeName: "br-mine", "com.docker.network.driver.mtu": "9000"}, Network{Mode: netspec.ModeNAT, MTU: 9000, ICC: true, AllowPing: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.subnet, func(t *testing.T) {
@@ -203,10 +202,12 @@ func mustEndpoint(t *testing.T, r *rig, nid, eid, addr string) {
 	}
 }
 
-func portmap(hostIP string, hostPort, port int) map[string]any {
-	return map[string]any{"com.docker.network.portmap": []any{
-		map[string]any{"Proto": float64(6), "IP": "", "Port": float64(port), "HostIP": hostIP, "HostPort": float64(hostPort), "HostPortEnd": float64(hostPort)},
-	}}
+func portmap(hostIP string, hostPort, port int) []PortRequest {
+	r := PortRequest{Proto: netspec.ProtoTCP, HostFirst: uint16(hostPort), HostLast: uint16(hostPort), ContainerPort: uint16(port)}
+	if hostIP != "" {
+		r.HostAddr = netip.MustParseAddr(hostIP)
+	}
+	return []PortRequest{r}
 }
 
 func TestEndpointLifecycle(t *testing.T) {
@@ -222,7 +223,7 @@ func TestEndpointLifecycle(t *testing.T) {
 	if v := r.links.veths["v6h111111111111"]; v.Bridge != "v6b-aaaaaaaaaaa" || v.PeerName != "v6c111111111111" || v.MTU != 1500 {
 		t.Errorf("veth = %+v", v)
 	}
-	resp, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "/run/docker/netns/c1", Options: portmap("", 8081, 80)})
+	resp, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "/run/docker/netns/c1", Ports: portmap("", 8081, 80)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestEndpointLifecycle(t *testing.T) {
 	}
 	// Second container asking for the same host port: refused, nothing changes.
 	mustEndpoint(t, r, netA, ep2, "2001:db8:1234:a1:1::2/112")
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "/run/docker/netns/c2", Options: portmap("", 8081, 80)}); err == nil || !strings.Contains(err.Error(), "host port tcp/8081") {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "/run/docker/netns/c2", Ports: portmap("", 8081, 80)}); err == nil || !strings.Contains(err.Error(), "host port tcp/8081") {
 		t.Fatalf("second join err = %v", err)
 	}
 	if r.d.endpoints[ep2].Joined {
@@ -315,8 +316,8 @@ func TestSandboxOnTwoNetworksPublishesOnce(t *testing.T) {
 	mustEndpoint(t, r, netA, ep1, "fd12:3456:789a:8101:1::ab53/112")
 	mustEndpoint(t, r, netB, ep2, "2001:db8:1234:a1:1::ab53/112")
 	for _, j := range []JoinRequest{
-		{NetworkID: netA, EndpointID: ep1, SandboxKey: "sb", Options: portmap("", 8081, 80)},
-		{NetworkID: netB, EndpointID: ep2, SandboxKey: "sb", Options: portmap("", 8081, 80)},
+		{NetworkID: netA, EndpointID: ep1, SandboxKey: "sb", Ports: portmap("", 8081, 80)},
+		{NetworkID: netB, EndpointID: ep2, SandboxKey: "sb", Ports: portmap("", 8081, 80)},
 	} {
 		if _, err := r.d.Join(j); err != nil {
 			t.Fatal(err)
@@ -339,17 +340,17 @@ func TestEphemeralAndAddressSpecificPorts(t *testing.T) {
 	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
 	mustEndpoint(t, r, netA, ep2, "fd00:1::3/112")
 	mustEndpoint(t, r, netA, ep3, "fd00:1::4/112")
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Options: portmap("2001:db8:1234:a1::1", 8081, 80)}); err != nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Ports: portmap("2001:db8:1234:a1::1", 8081, 80)}); err != nil {
 		t.Fatal(err)
 	}
 	// Same port on another address is free; any address overlaps the first.
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "b", Options: portmap("2001:db8:1234:a1::2", 8081, 80)}); err != nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "b", Ports: portmap("2001:db8:1234:a1::2", 8081, 80)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Options: portmap("", 8081, 80)}); err == nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Ports: portmap("", 8081, 80)}); err == nil {
 		t.Fatal("any-address binding of a taken port accepted")
 	}
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Options: portmap("", 0, 80)}); err != nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Ports: portmap("", 0, 80)}); err != nil {
 		t.Fatal(err)
 	}
 	if p := r.d.endpoints[ep3].Ports; len(p) != 1 || p[0].HostFirst != ephemeralFirst {
@@ -361,7 +362,7 @@ func TestRestartKeepsStateAndReconcileCleansOrphans(t *testing.T) {
 	r := newRig(t)
 	mustNetwork(t, r, netA, "fd00:1::/112", nil)
 	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Options: portmap("", 8081, 80)}); err != nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Ports: portmap("", 8081, 80)}); err != nil {
 		t.Fatal(err)
 	}
 	// A simulated reboot: every bridge gone; plus leftovers of a crash.

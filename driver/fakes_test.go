@@ -9,24 +9,25 @@ import (
 	"strings"
 
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // fakeLinks is an in-memory kernel: link name -> kind.
 type fakeLinks struct {
 	links   map[string]string
-	bridges map[string]BridgeSpec
-	veths   map[string]VethSpec
+	bridges map[string]netspec.BridgeSpec
+	veths   map[string]netspec.VethSpec
 	failOn  string // a link name whose Ensure fails
 	calls   []string
 }
 
 func newFakeLinks() *fakeLinks {
-	return &fakeLinks{links: map[string]string{"eth0": "device", "lo": "device"}, bridges: map[string]BridgeSpec{}, veths: map[string]VethSpec{}}
+	return &fakeLinks{links: map[string]string{"eth0": "device", "lo": "device"}, bridges: map[string]netspec.BridgeSpec{}, veths: map[string]netspec.VethSpec{}}
 }
 
 var _ Links = (*fakeLinks)(nil)
 
-func (f *fakeLinks) EnsureBridge(s BridgeSpec) error {
+func (f *fakeLinks) EnsureBridge(s netspec.BridgeSpec) error {
 	f.calls = append(f.calls, "ensure-bridge "+s.Name)
 	if s.Name == f.failOn {
 		return fmt.Errorf("ensure bridge %q: injected failure", s.Name)
@@ -46,7 +47,7 @@ func (f *fakeLinks) DeleteBridge(name string) error {
 	return nil
 }
 
-func (f *fakeLinks) EnsureVeth(s VethSpec) error {
+func (f *fakeLinks) EnsureVeth(s netspec.VethSpec) error {
 	f.calls = append(f.calls, "ensure-veth "+s.HostName)
 	if s.HostName == f.failOn {
 		return fmt.Errorf("ensure veth %q: injected failure", s.HostName)
@@ -78,9 +79,9 @@ func (f *fakeLinks) LinkExists(name string) (bool, error) {
 func (f *fakeLinks) OwnedLinks() (bridges, veths []string, err error) {
 	for n, k := range f.links {
 		switch {
-		case k == "bridge" && strings.HasPrefix(n, BridgePrefix):
+		case k == "bridge" && strings.HasPrefix(n, netspec.BridgePrefix):
 			bridges = append(bridges, n)
-		case k == "veth" && strings.HasPrefix(n, HostVethPrefix):
+		case k == "veth" && strings.HasPrefix(n, netspec.HostVethPrefix):
 			veths = append(veths, n)
 		}
 	}

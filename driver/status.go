@@ -13,7 +13,11 @@ type EndpointStatus struct {
 	MAC     string
 	Veth    string
 	Joined  bool
-	Ports   string `json:",omitempty"`
+	// Ports are the host ports that lead to this address, e.g.
+	// "[::]:8081->80/tcp"; Open the container ports open directly on it
+	// (public and routed networks), e.g. "80/tcp".
+	Ports string `json:",omitempty"`
+	Open  string `json:",omitempty"`
 }
 
 // Status returns a snapshot of the networks and their endpoints, sorted.
@@ -27,7 +31,8 @@ func (d *Driver) Status() []NetworkStatus {
 			if e.NetworkID != n.ID {
 				continue
 			}
-			es := EndpointStatus{ID: e.ID, MAC: e.MAC, Veth: e.HostVeth, Joined: e.Joined, Ports: formatMappings(e.Ports)}
+			ports, open := d.entry(e)
+			es := EndpointStatus{ID: e.ID, MAC: e.MAC, Veth: e.HostVeth, Joined: e.Joined, Ports: formatMappings(ports), Open: formatOpen(open)}
 			if e.Addr.IsValid() {
 				es.Address = e.Addr.Addr().String()
 			}

@@ -6,10 +6,9 @@ import (
 	"net"
 
 	"github.com/sirupsen/logrus"
+	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/v6bridge/v6bridge/driver"
 )
 
 // EnsureBridge creates the bridge spec.Name or verifies and repairs an
@@ -20,7 +19,7 @@ import (
 // that is not a bridge is an error. spec.Isolated is applied to the
 // bridge's current ports and remembered for EnsureVeth. If the call
 // created the bridge and then fails, it deletes it again.
-func (k *Kernel) EnsureBridge(spec driver.BridgeSpec) (err error) {
+func (k *Kernel) EnsureBridge(spec netspec.BridgeSpec) (err error) {
 	name := spec.Name
 	if err := validName(name); err != nil {
 		return fmt.Errorf("ensure bridge: %w", err)
@@ -95,7 +94,7 @@ func (k *Kernel) ensureBridgeLink(name string, mtu int) (br netlink.Link, create
 
 // configureBridge brings an existing bridge to spec, changing only what
 // differs.
-func (k *Kernel) configureBridge(br netlink.Link, spec driver.BridgeSpec, log logrus.FieldLogger) error {
+func (k *Kernel) configureBridge(br netlink.Link, spec netspec.BridgeSpec, log logrus.FieldLogger) error {
 	a := br.Attrs()
 	if spec.MTU > 0 && a.MTU != spec.MTU {
 		if err := k.h.LinkSetMTU(br, spec.MTU); err != nil {
@@ -129,7 +128,7 @@ func (k *Kernel) configureBridge(br netlink.Link, spec driver.BridgeSpec, log lo
 
 // ensureGateway makes spec.Gateway, without DAD, the only global address
 // of the bridge. Link-local addresses are left alone.
-func (k *Kernel) ensureGateway(br netlink.Link, spec driver.BridgeSpec, log logrus.FieldLogger) error {
+func (k *Kernel) ensureGateway(br netlink.Link, spec netspec.BridgeSpec, log logrus.FieldLogger) error {
 	addrs, err := k.h.AddrList(br, netlink.FAMILY_V6)
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)

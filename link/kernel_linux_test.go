@@ -20,6 +20,7 @@ import (
 
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/internal/nettest"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 var _ driver.Links = (*Kernel)(nil)
@@ -152,7 +153,7 @@ func (e *env) state(t *testing.T, name string) linkState {
 func TestPrivilegedEnsureBridge(t *testing.T) {
 	e := newEnv(t)
 	gw := netip.MustParsePrefix("2001:db8:1::1/64")
-	spec := driver.BridgeSpec{Name: "v6b-test", MTU: 1400, Gateway: gw}
+	spec := netspec.BridgeSpec{Name: "v6b-test", MTU: 1400, Gateway: gw}
 
 	if err := e.k.EnsureBridge(spec); err != nil {
 		t.Fatal(err)
@@ -198,7 +199,7 @@ func TestPrivilegedEnsureBridgeRepairsReused(t *testing.T) {
 	e.addAddr(t, br, "fe80::99/64")
 
 	gw := netip.MustParsePrefix("fd00:1::1/64")
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-old", Gateway: gw}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-old", Gateway: gw}); err != nil {
 		t.Fatal(err)
 	}
 	addrs := e.globalAddrs(t, "v6b-old")
@@ -225,7 +226,7 @@ func TestPrivilegedEnsureBridgeRepairsReused(t *testing.T) {
 func TestPrivilegedEnsureBridgeRefusesOtherType(t *testing.T) {
 	e := newEnv(t)
 	e.other(t, "v6b-taken")
-	err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-taken", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")})
+	err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-taken", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")})
 	if err == nil || !strings.Contains(err.Error(), `"v6b-taken"`) || !strings.Contains(err.Error(), "not a bridge") {
 		t.Fatalf("err = %v, want one naming v6b-taken as not a bridge", err)
 	}
@@ -242,12 +243,12 @@ func TestPrivilegedEnsureBridgeRefusesOtherType(t *testing.T) {
 
 func TestPrivilegedEnsureVeth(t *testing.T) {
 	e := newEnv(t)
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 	brMAC := e.state(t, "v6b-v").MAC
 	mac := net.HardwareAddr{0x02, 0x42, 0x00, 0x00, 0x00, 0x01} // lower than any random bridge MAC
-	spec := driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MTU: 1380, MAC: mac, Isolated: true}
+	spec := netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MTU: 1380, MAC: mac, Isolated: true}
 	if err := e.k.EnsureVeth(spec); err != nil {
 		t.Fatal(err)
 	}
@@ -301,11 +302,11 @@ func TestPrivilegedEnsureVeth(t *testing.T) {
 
 func TestPrivilegedEnsureVethReplacesOtherType(t *testing.T) {
 	e := newEnv(t)
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 	e.other(t, "v6h1")
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v"}); err != nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.state(t, "v6h1").Type; got != "veth" {
@@ -315,15 +316,15 @@ func TestPrivilegedEnsureVethReplacesOtherType(t *testing.T) {
 
 func TestPrivilegedEnsureVethFailureLeavesNothing(t *testing.T) {
 	e := newEnv(t)
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-none"}); err == nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-none"}); err == nil {
 		t.Error("EnsureVeth onto a missing bridge succeeded")
 	}
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 	// A multicast MAC is refused by the kernel.
 	bad := net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 1}
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MAC: bad}); err == nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MAC: bad}); err == nil {
 		t.Error("EnsureVeth with a multicast MAC succeeded")
 	}
 	_, veths, err := e.k.OwnedLinks()
@@ -339,12 +340,12 @@ func TestPrivilegedEnsureVethFailureLeavesNothing(t *testing.T) {
 
 func TestPrivilegedIsolatedBridge(t *testing.T) {
 	e := newEnv(t)
-	spec := driver.BridgeSpec{Name: "v6b-i", Gateway: netip.MustParsePrefix("2001:db8:1::1/64"), Isolated: true}
+	spec := netspec.BridgeSpec{Name: "v6b-i", Gateway: netip.MustParsePrefix("2001:db8:1::1/64"), Isolated: true}
 	if err := e.k.EnsureBridge(spec); err != nil {
 		t.Fatal(err)
 	}
 	// The flag recorded on the bridge reaches ports whose spec lacks it.
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-i"}); err != nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-i"}); err != nil {
 		t.Fatal(err)
 	}
 	if !e.state(t, "v6h1").Isolated {
@@ -368,7 +369,7 @@ func TestPrivilegedDeleteMissing(t *testing.T) {
 	if err := e.k.DeleteVeth("v6hnone"); err != nil {
 		t.Errorf("DeleteVeth(missing) = %v", err)
 	}
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-d", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-d", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.k.DeleteBridge("v6b-d"); err != nil {
@@ -383,11 +384,11 @@ func TestPrivilegedOwnedLinks(t *testing.T) {
 	e := newEnv(t)
 	gw := netip.MustParsePrefix("2001:db8:1::1/64")
 	for _, b := range []string{"v6b-b", "v6b-a"} {
-		if err := e.k.EnsureBridge(driver.BridgeSpec{Name: b, Gateway: gw}); err != nil {
+		if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: b, Gateway: gw}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-a"}); err != nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-a"}); err != nil {
 		t.Fatal(err)
 	}
 	e.other(t, "v6b-ifb")
@@ -478,7 +479,7 @@ func TestPrivilegedHostAddrsAndUplink(t *testing.T) {
 	}
 	up0 := e.other(t, "up0", "2001:db8:5::1/64", "fd00:5::1/64", "2001:db8:7::1/128", "fe80::5/64")
 	up1 := e.other(t, "up1", "2001:db8:6::1/64")
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-x", Gateway: netip.MustParsePrefix("2001:db8:8::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-x", Gateway: netip.MustParsePrefix("2001:db8:8::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -532,10 +533,10 @@ func TestPrivilegedHostAddrsAndUplink(t *testing.T) {
 func TestPrivilegedGatewayReachable(t *testing.T) {
 	e := newEnv(t)
 	gw := netip.MustParsePrefix("fd00:db8:1::1/64")
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-dp", Gateway: gw}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-dp", Gateway: gw}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6hdp", PeerName: "v6cdp", Bridge: "v6b-dp"}); err != nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6hdp", PeerName: "v6cdp", Bridge: "v6b-dp"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -622,7 +623,7 @@ func TestPrivilegedCurrentNamespace(t *testing.T) {
 			return err
 		}
 		defer k.Close()
-		if err := k.EnsureBridge(driver.BridgeSpec{Name: "v6b-cur", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+		if err := k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-cur", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 			return err
 		}
 		changed, err = k.PrepareHost(nil)

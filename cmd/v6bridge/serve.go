@@ -24,6 +24,7 @@ import (
 	"github.com/v6bridge/v6bridge/link"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 type serveConfig struct {
@@ -82,7 +83,17 @@ Every flag defaults from the environment variable named in brackets.
 	default:
 		return c, fmt.Errorf("NDP_SOURCE=%q: accepted are linklocal, target, global", c.ndpSource)
 	}
-	return c, nil
+	return c, checkSettings(c)
+}
+
+// checkSettings refuses settings that are valid one by one but not
+// together, naming both: the plugin would start and then fail every public
+// network creation.
+func checkSettings(c serveConfig) error {
+	if c.ndpRange && c.ndpMode != "native" {
+		return fmt.Errorf("NDP_RANGE=true with NDP_PROXY=%s: only the native responder answers for whole subnets; accepted are NDP_PROXY=native with NDP_RANGE=true, or NDP_RANGE=false", c.ndpMode)
+	}
+	return nil
 }
 
 func serve(args []string) error {
@@ -112,7 +123,7 @@ func serve(args []string) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	k, err := link.New(link.Config{ProcSys: c.procSys, BridgePrefix: driver.BridgePrefix, VethPrefix: driver.HostVethPrefix, Log: log})
+	k, err := link.New(link.Config{ProcSys: c.procSys, BridgePrefix: netspec.BridgePrefix, VethPrefix: netspec.HostVethPrefix, Log: log})
 	if err != nil {
 		return err
 	}

@@ -112,10 +112,10 @@ func printStatus(w io.Writer, doc statusDoc) error {
 		fmt.Fprintf(tw, "%.12s\t%s\t%s\t%s\t%s\t%d\n", n.ID, n.Bridge, n.Mode, n.Subnet, n.Gateway, len(n.Endpoints))
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "ENDPOINT\tNETWORK\tADDRESS\tMAC\tJOINED\tPUBLISHED")
+	fmt.Fprintln(tw, "ENDPOINT\tNETWORK\tADDRESS\tMAC\tJOINED\tPUBLISHED\tOPEN")
 	for _, n := range doc.Networks {
 		for _, e := range n.Endpoints {
-			fmt.Fprintf(tw, "%.12s\t%.12s\t%s\t%s\t%v\t%s\n", e.ID, n.ID, e.Address, e.MAC, e.Joined, e.Ports)
+			fmt.Fprintf(tw, "%.12s\t%.12s\t%s\t%s\t%v\t%s\t%s\n", e.ID, n.ID, e.Address, e.MAC, e.Joined, e.Ports, e.Open)
 		}
 	}
 	fmt.Fprintln(tw)

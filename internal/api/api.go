@@ -38,7 +38,7 @@ type Network interface {
 	DeleteEndpoint(networkID, endpointID string) error
 	Join(req driver.JoinRequest) (driver.JoinResponse, error)
 	Leave(networkID, endpointID string) error
-	ProgramExternalConnectivity(networkID, endpointID string, options map[string]any) error
+	ProgramExternalConnectivity(networkID, endpointID string, ports []driver.PortRequest) error
 	EndpointInfo(networkID, endpointID string) map[string]string
 }
 
@@ -310,12 +310,28 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	resp, err := s.nw.Join(driver.JoinRequest{NetworkID: req.NetworkID, EndpointID: req.EndpointID, SandboxKey: req.SandboxKey, Options: req.Options})
+	ports, err := s.ports(req.EndpointID, req.Options)
+	if err != nil {
+		s.fail(w, "Join", err)
+		return
+	}
+	resp, err := s.nw.Join(driver.JoinRequest{NetworkID: req.NetworkID, EndpointID: req.EndpointID, SandboxKey: req.SandboxKey, Ports: ports})
 	if err != nil {
 		s.fail(w, "Join", err)
 		return
 	}
 	sdk.EncodeResponse(w, JoinToWire(resp), false)
+}
+
+// ports decodes the published ports of a Join or
+// ProgramExternalConnectivity, warning once per binding to an IPv4 host
+// address (skipped: v6bridge publishes on IPv6).
+func (s *server) ports(endpointID string, options map[string]any) ([]driver.PortRequest, error) {
+	reqs, skipped, err := PortsFromWire(options)
+	for _, p := range skipped {
+		s.log.WithFields(logrus.Fields{"endpoint": endpointID, "port": p}).Warn("not publishing a port bound to an IPv4 address: v6bridge publishes on IPv6")
+	}
+	return reqs, err
 }
 
 // JoinToWire converts Join's answer. Gateways are bare addresses (a /len
@@ -351,7 +367,11 @@ func (s *server) programExternal(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := s.nw.ProgramExternalConnectivity(req.NetworkID, req.EndpointID, req.Options); err != nil {
+	ports, err := s.ports(req.EndpointID, req.Options)
+	if err == nil {
+		err = s.nw.ProgramExternalConnectivity(req.NetworkID, req.EndpointID, ports)
+	}
+	if err != nil {
 		s.fail(w, "ProgramExternalConnectivity", err)
 		return
 	}
