@@ -11,7 +11,7 @@
 # BENCH_IPERF_RUNS (3), BENCH_IPERF_SECONDS (5), BENCH_NDP_COUNT (50000),
 # BENCH_NDP_RATE (10000 solicitations/s), BENCH_NDP_FLOOD_RATE (100000/s),
 # BENCH_NDP_FLOOD_SECONDS (30), BENCH_NDP_START (5000 addresses),
-# BENCH_NDP_START_SECONDS (12), BENCH_KEEP=1 keeps the work dir.
+# BENCH_NDP_START_SECONDS (15), BENCH_KEEP=1 keeps the work dir.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -40,7 +40,7 @@ NDP_RATE=${BENCH_NDP_RATE:-10000}
 NDP_FLOOD_RATE=${BENCH_NDP_FLOOD_RATE:-100000}
 NDP_FLOOD_SECONDS=${BENCH_NDP_FLOOD_SECONDS:-30}
 NDP_START=${BENCH_NDP_START:-5000}
-NDP_START_SECONDS=${BENCH_NDP_START_SECONDS:-12}
+NDP_START_SECONDS=${BENCH_NDP_START_SECONDS:-15}
 
 P=${BENCH_PREFIX:-bn} # the engine's VPS (BENCH_PREFIX: another rig running beside)
 S=${P}s # the scale / NDP VPS (no engine)
@@ -219,11 +219,12 @@ ndp_flood() {
 # addresses (CMD runs in the VPS namespace and stays up until killed, or
 # returns at once when it only configures the kernel).
 ndp_start() {
-	local name=$1 pid
+	local name=$1 pid wait=false
 	shift
+	[ "$name" != v6bridge ] || wait=true # it announces: wait for all of them
 	rm -f "$W/t0"
 	ip netns exec "$S-router" "$W/ndpflood" start --iface vps0 --n "$NDP_START" --t0-file "$W/t0" \
-		--seconds "$NDP_START_SECONDS" >"$W/start-$name.json" &
+		--seconds "$NDP_START_SECONDS" --wait-announced="$wait" >"$W/start-$name.json" &
 	local router=$!
 	sleep 0.5
 	date +%s%N >"$W/t0"

@@ -216,7 +216,8 @@ func startMain() error {
 	n := flag.Int("n", 5000, "live addresses, consecutive from -live")
 	sweep := flag.Int("sweep-rate", 5000, "solicitations per second of the sweep")
 	t0File := flag.String("t0-file", "", "file where the responder's start (unix ns) is written; times are measured from it")
-	seconds := flag.Float64("seconds", 12, "how long")
+	seconds := flag.Float64("seconds", 12, "how long at most")
+	waitAnnounced := flag.Bool("wait-announced", false, "also wait until every address was announced unsolicited")
 	flag.Parse()
 	ifi, err := net.InterfaceByName(*iface)
 	if err != nil {
@@ -292,6 +293,9 @@ func startMain() error {
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d)
 		}
+	}
+	for *waitAnnounced && time.Now().Before(deadline) && !all(announced, &mu) {
+		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
 	var t0 time.Time
