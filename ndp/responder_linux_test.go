@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -735,5 +736,40 @@ func TestPrivilegedFloodSoak(t *testing.T) {
 	}
 	if res.unanswered*100 > res.unicastProbes || res.failed*100 > res.unicastProbes {
 		t.Errorf("under the flood %d of %d unicast probes unanswered, %d failed neighbour states: more than 1 %%", res.unanswered, res.unicastProbes, res.failed)
+	}
+}
+
+// TestPrivilegedPrimeRouter: with PrimeRouter a new address solicits the
+// uplink's default router from itself, so the router holds an entry for it
+// (with the host's MAC) before any traffic; without, it holds none.
+func TestPrivilegedPrimeRouter(t *testing.T) {
+	for _, prime := range []bool{false, true} {
+		t.Run(fmt.Sprint(prime), func(t *testing.T) {
+			e := newEnv(t)
+			l, err := e.hostH.LinkByName("eth0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.hostH.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: e.routerAddr.AsSlice()}); err != nil {
+				t.Fatalf("default route: %v", err)
+			}
+			r := e.startResponder(t, Config{PrimeRouter: prime})
+			// The gateway is read with the uplink; a resync picks the route up.
+			if _, err := r.refreshUplink(r.uplinks[0]); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			n, ok := e.neighbour(t, liveAddr)
+			primed := ok && bytes.Equal(n.HardwareAddr, e.hostMAC)
+			if primed != prime {
+				t.Errorf("router's entry for %s: %+v (found %v); want one with the host's MAC: %v", liveAddr, n, ok, prime)
+			}
+			if s := r.Stats(); (s.Primed > 0) != prime {
+				t.Errorf("Stats.Primed = %d with PrimeRouter %v", s.Primed, prime)
+			}
+		})
 	}
 }
