@@ -104,18 +104,19 @@ func (r *Responder) CloseLeavingProxies() error {
 		r.mu.Unlock()
 		return r.Close()
 	}
+	// From here on nothing takes entries back. The entries are added
+	// without holding the lock, so answering goes on meanwhile.
 	r.handingOver = true
-	n := 0
+	type entry struct {
+		u *uplink
+		a netip.Addr
+	}
+	var todo []entry
 	for _, u := range r.uplinks {
 		for a := range u.st.Addrs {
-			if _, ok := u.st.Proxies[a]; ok {
-				continue
+			if _, ok := u.st.Proxies[a]; !ok {
+				todo = append(todo, entry{u, a})
 			}
-			if err := r.addProxy(u, a); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			n++
 		}
 		if len(u.st.Ranges) > 0 {
 			r.log.WithFields(logrus.Fields{"iface": u.name, "ranges": u.st.Ranges}).Warn("ndp: ranges cannot be handed over to the kernel; they go unanswered until the next start")
@@ -124,6 +125,14 @@ func (r *Responder) CloseLeavingProxies() error {
 	r.mu.Unlock()
 	if err := r.proxySysctls(); err != nil {
 		errs = append(errs, err)
+	}
+	n := 0
+	for _, e := range todo {
+		if err := r.h.NeighSet(proxyNeigh(e.u, e.a)); err != nil {
+			errs = append(errs, fmt.Errorf("ndp uplink %q: add proxy entry %s: %w", e.u.name, e.a, err))
+			continue
+		}
+		n++
 	}
 	r.log.WithField("entries", n).Info("ndp: handed answering over to kernel proxy entries until the next start")
 	errs = append(errs, r.Close())
