@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/link"
 )
 
 // Kernel proxy-neighbour entries: kernel mode's way of answering, and
@@ -22,26 +21,25 @@ import (
 // ndisc) and on each uplink, proxy_delay=0 so multicast solicitations are
 // answered at once. Sysctls are written from the responder's namespace.
 func (r *Responder) proxySysctls() error {
-	set := [][2]string{{"net/ipv6/conf/all/proxy_ndp", "1"}}
+	set := [][]string{{"net", "ipv6", "conf", "all", "proxy_ndp"}}
 	for _, u := range r.uplinks {
-		set = append(set, [2]string{"net/ipv6/conf/" + u.name + "/proxy_ndp", "1"},
-			[2]string{"net/ipv6/neigh/" + u.name + "/proxy_delay", "0"})
+		set = append(set, []string{"net", "ipv6", "conf", u.name, "proxy_ndp"}, []string{"net", "ipv6", "neigh", u.name, "proxy_delay"})
 	}
-	return r.inNS(func() error {
-		for _, kv := range set {
-			p := filepath.Join(r.cfg.ProcSys, kv[0])
-			if err := os.WriteFile(p, []byte(kv[1]), 0o644); err != nil {
-				return fmt.Errorf("ndp proxy: set %s=%s: %w", strings.ReplaceAll(kv[0], "/", "."), kv[1], err)
-			}
+	for _, key := range set {
+		want := "1"
+		if key[len(key)-1] == "proxy_delay" {
+			want = "0"
 		}
-		for _, u := range r.uplinks {
-			b, err := os.ReadFile(filepath.Join(r.cfg.ProcSys, "net/ipv6/conf", u.name, "forwarding"))
-			if err == nil && strings.TrimSpace(string(b)) == "0" {
-				r.log.WithField("iface", u.name).Warn("ndp proxy: forwarding is off on the uplink, the kernel will not answer as a proxy")
-			}
+		if _, _, err := link.EnsureSysctl(r.ns, r.cfg.ProcSys, want, key...); err != nil {
+			return fmt.Errorf("ndp proxy: %w", err)
 		}
-		return nil
-	})
+	}
+	for _, u := range r.uplinks {
+		if v, err := link.ReadSysctl(r.ns, r.cfg.ProcSys, "net", "ipv6", "conf", u.name, "forwarding"); err == nil && v == "0" {
+			r.log.WithField("iface", u.name).Warn("ndp proxy: forwarding is off on the uplink, the kernel will not answer as a proxy")
+		}
+	}
+	return nil
 }
 
 // adoptProxiesLocked reads the proxy entries already on the uplinks: they
