@@ -19,7 +19,9 @@ expect_fail() {
 		echo "accepted: $*"
 		return 1
 	fi
-	echo "$out" | grep -qi -- "$pat" || { echo "message lacks '$pat': $out"; return 1; }
+	# A here-string, not echo | grep -q: with pipefail, grep quitting at the
+	# first match can fail the pipeline with SIGPIPE on a long message.
+	grep -qi -- "$pat" <<<"$out" || { echo "message lacks '$pat': $out"; return 1; }
 }
 
 # owned: what v6bridge owns in the VPS (links) and on disk (state files).
