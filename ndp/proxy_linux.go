@@ -19,7 +19,7 @@ import (
 // proxySysctls turns on proxy answering for the uplinks: proxy_ndp on
 // "all" (the forwarding path checks it before handing unicast probes to
 // ndisc) and on each uplink, proxy_delay=0 so multicast solicitations are
-// answered at once. Sysctls are written from the responder's namespace.
+// answered at once. Sysctls are written in the responder's namespace.
 func (r *Responder) proxySysctls() error {
 	set := [][]string{{"net", "ipv6", "conf", "all", "proxy_ndp"}}
 	for _, u := range r.uplinks {
@@ -30,12 +30,12 @@ func (r *Responder) proxySysctls() error {
 		if key[len(key)-1] == "proxy_delay" {
 			want = "0"
 		}
-		if _, _, err := link.EnsureSysctl(r.ns, r.cfg.ProcSys, want, key...); err != nil {
+		if _, _, err := link.EnsureSysctl(r.sysctlNS(), r.cfg.ProcSys, want, key...); err != nil {
 			return fmt.Errorf("ndp proxy: %w", err)
 		}
 	}
 	for _, u := range r.uplinks {
-		if v, err := link.ReadSysctl(r.ns, r.cfg.ProcSys, "net", "ipv6", "conf", u.name, "forwarding"); err == nil && v == "0" {
+		if v, err := link.ReadSysctl(r.sysctlNS(), r.cfg.ProcSys, "net", "ipv6", "conf", u.name, "forwarding"); err == nil && v == "0" {
 			r.log.WithField("iface", u.name).Warn("ndp proxy: forwarding is off on the uplink, the kernel will not answer as a proxy")
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,7 @@ type Responder struct {
 	cfg     Config
 	log     logrus.FieldLogger
 	ns      netns.NsHandle
+	own     bool // ns is the process's namespace: plain netlink handles and subscriptions, no setns
 	h       *netlink.Handle
 	backend backend
 
@@ -155,7 +157,16 @@ func NewResponder(cfg Config) (*Responder, error) {
 	if r.ns, err = netns.Get(); err != nil {
 		return nil, fmt.Errorf("ndp responder: get network namespace: %w", err)
 	}
-	if r.h, err = netlink.NewHandleAt(r.ns); err != nil {
+	// In the process's own namespace (the plugin) plain handles and
+	// subscriptions need no setns, so no CAP_SYS_ADMIN; NewHandleAt and
+	// Namespace: enter it even so. Tests run the responder elsewhere.
+	r.own = processNS(r.ns)
+	if r.own {
+		r.h, err = netlink.NewHandle()
+	} else {
+		r.h, err = netlink.NewHandleAt(r.ns)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("ndp responder: netlink handle: %w", err)
 	}
 	for _, name := range cfg.Uplinks {
@@ -461,9 +472,48 @@ func (r *Responder) debug() bool {
 	return true
 }
 
-// inNS runs fn on a locked thread inside the responder's namespace.
+// inNS runs fn inside the responder's namespace: on a locked thread that
+// entered it, or, in the process's own namespace, right here (no setns).
 func (r *Responder) inNS(fn func() error) error {
+	if r.own {
+		return fn()
+	}
 	return netnsdo.Do(r.ns, fn)
+}
+
+// sysctlNS is the namespace for link's sysctl helpers: none (the calling
+// thread's, no setns) in the process's own namespace.
+func (r *Responder) sysctlNS() netns.NsHandle {
+	if r.own {
+		return netns.None()
+	}
+	return r.ns
+}
+
+// processNS reports whether ns is the network namespace of every thread of
+// the process, so code on any goroutine acts in it without setns. Not just
+// the main thread's: a caller that entered ns on a locked thread (the
+// kernel tests) may be running on the main thread, and sysctls or sockets
+// would then land in the namespace the other threads are in.
+func processNS(ns netns.NsHandle) bool {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return false
+	}
+	seen := 0
+	for _, t := range tasks {
+		h, err := netns.GetFromPath("/proc/self/task/" + t.Name() + "/ns/net")
+		if err != nil {
+			continue // the thread is gone
+		}
+		same := h.Equal(ns)
+		h.Close()
+		if !same {
+			return false
+		}
+		seen++
+	}
+	return seen > 0
 }
 
 // Stats returns the counters and the addresses answered for.

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/ndpflood"
@@ -771,5 +772,28 @@ func TestPrivilegedPrimeRouter(t *testing.T) {
 				t.Errorf("Stats.Primed = %d with PrimeRouter %v", s.Primed, prime)
 			}
 		})
+	}
+}
+
+// TestPrivilegedProcessNS: a namespace entered on a locked thread, even the
+// main one, is never taken for the process's own (sysctls and sockets
+// would then land in the namespace of the other threads).
+func TestPrivilegedProcessNS(t *testing.T) {
+	ns := nettest.NewNS(t)
+	for range 20 {
+		err := nettest.Do(t, ns, func() error {
+			h, err := netns.Get()
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			if processNS(h) {
+				return errors.New("a test namespace taken for the process's own")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

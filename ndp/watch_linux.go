@@ -26,12 +26,16 @@ func (r *Responder) watch(ctx context.Context) {
 	defer close(done)
 	links := make(chan netlink.LinkUpdate, 64)
 	addrs := make(chan netlink.AddrUpdate, 64)
-	ns := r.ns
-	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
+	linkOpts, addrOpts := netlink.LinkSubscribeOptions{}, netlink.AddrSubscribeOptions{}
+	if !r.own {
+		ns := r.ns
+		linkOpts.Namespace, addrOpts.Namespace = &ns, &ns
+	}
+	if err := netlink.LinkSubscribeWithOptions(links, done, linkOpts); err != nil {
 		r.log.WithError(err).Warn("ndp: subscribe to link changes")
 		return
 	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{Namespace: &ns}); err != nil {
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, addrOpts); err != nil {
 		r.log.WithError(err).Warn("ndp: subscribe to address changes")
 		return
 	}
@@ -77,10 +81,15 @@ func (r *Responder) linkChanged(index int) {
 			return
 		}
 		r.mu.Lock()
+		if r.cfg.Mode == ModeKernel {
+			// Going down flushes the kernel's proxy entries, and a
+			// quick down/up may be seen as "up" twice: re-read them
+			// on every event of the uplink (rare) and reconcile.
+			r.adopted = false
+			r.dirty = true
+		}
 		if changed {
 			r.log.WithFields(logrus.Fields{"iface": u.name, "mac": u.mac.String(), "up": u.up}).Info("ndp: uplink changed, announcing again")
-			// Going down flushed the kernel's proxy entries (and
-			// the groups); re-read them and reconcile.
 			r.adopted = false
 			r.dirty = true
 			var again []netip.Addr
