@@ -85,7 +85,7 @@ demo: deps build
 	bash test/e2e/demo.sh
 
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem ./ipam/... ./nat/...
+	$(GO) test -run '^$$' -bench . -benchmem ./ipam/... ./nat/... ./ndp/...
 	bash bench/bench.sh
 
 clean:

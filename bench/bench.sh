@@ -8,8 +8,10 @@
 #   bench/bench.sh [--json] [--only start,net,data,scale,ndp]
 #
 # Environment: BENCH_STARTS (50), BENCH_NETS (30), BENCH_ENDPOINTS (1000),
-# BENCH_IPERF_RUNS (3), BENCH_IPERF_SECONDS (5), BENCH_NDP_COUNT (20000),
-# BENCH_NDP_RATE (5000 solicitations/s), BENCH_KEEP=1 keeps the work dir.
+# BENCH_IPERF_RUNS (3), BENCH_IPERF_SECONDS (5), BENCH_NDP_COUNT (50000),
+# BENCH_NDP_RATE (10000 solicitations/s), BENCH_NDP_FLOOD_RATE (100000/s),
+# BENCH_NDP_FLOOD_SECONDS (30), BENCH_NDP_START (5000 addresses),
+# BENCH_NDP_START_SECONDS (15), BENCH_KEEP=1 keeps the work dir.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -33,11 +35,15 @@ NETS=${BENCH_NETS:-30}
 ENDPOINTS=${BENCH_ENDPOINTS:-1000}
 IPERF_RUNS=${BENCH_IPERF_RUNS:-3}
 IPERF_SECONDS=${BENCH_IPERF_SECONDS:-5}
-NDP_COUNT=${BENCH_NDP_COUNT:-20000}
-NDP_RATE=${BENCH_NDP_RATE:-5000}
+NDP_COUNT=${BENCH_NDP_COUNT:-50000}
+NDP_RATE=${BENCH_NDP_RATE:-10000}
+NDP_FLOOD_RATE=${BENCH_NDP_FLOOD_RATE:-100000}
+NDP_FLOOD_SECONDS=${BENCH_NDP_FLOOD_SECONDS:-30}
+NDP_START=${BENCH_NDP_START:-5000}
+NDP_START_SECONDS=${BENCH_NDP_START_SECONDS:-15}
 
-P=bn   # the engine's VPS
-S=bns  # the scale / NDP VPS (no engine)
+P=${BENCH_PREFIX:-bn} # the engine's VPS (BENCH_PREFIX: another rig running beside)
+S=${P}s # the scale / NDP VPS (no engine)
 BIN=$repo/bin/v6bridge
 W=$(mktemp -d /tmp/v6bridge-bench.XXXXXX)
 SCALE_PID=""
@@ -163,27 +169,90 @@ if want scale || want ndp; then
 fi
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-ndp_run() { # NAME PID
-	local before after hz
-	hz=$(getconf CLK_TCK)
+rss_of() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+HZ=$(getconf CLK_TCK)
+# ndp_probe NAME PID: goal 1, latency and CPU at NDP_RATE (PID "" for the
+# kernel, whose work happens in softirq and belongs to no process).
+# The process's CPU while idle for as long is measured first and taken
+# off: v6bridge serve also watches its firewall and links meanwhile.
+ndp_probe() {
+	local before=0 after=0 idle=0
+	if [ -n "$2" ]; then
+		before=$(cpu_ticks "$2")
+		sleep "$((NDP_COUNT / NDP_RATE))"
+		idle=$(($(cpu_ticks "$2") - before))
+	fi
 	sleep 1
-	before=$(cpu_ticks "$2")
-	ip netns exec "$S-router" "$W/ndpflood" --iface vps0 --n-live "$ENDPOINTS" \
+	[ -z "$2" ] || before=$(cpu_ticks "$2")
+	ip netns exec "$S-router" "$W/ndpflood" probe --iface vps0 --n-live "$ENDPOINTS" \
 		--count "$NDP_COUNT" --rate "$NDP_RATE" >"$W/ndp-$1.raw"
-	after=$(cpu_ticks "$2")
-	python3 - "$W/ndp-$1.raw" "$before" "$after" "$hz" >"$W/ndp-$1.json" <<-'EOF'
+	[ -z "$2" ] || after=$(cpu_ticks "$2")
+	python3 - "$W/ndp-$1.raw" "$before" "$after" "$HZ" "$2" "$idle" >"$W/ndp-$1.json" <<-'EOF2'
+		import json, sys
+		r = json.load(open(sys.argv[1]))
+		ticks = int(sys.argv[3]) - int(sys.argv[2]) - int(sys.argv[6])
+		per = 1000 / int(sys.argv[4]) * 10000 / r["sent"]
+		r["cpu_ms_per_10k"] = max(0, ticks) * per if sys.argv[5] else None
+		r["cpu_idle_ms_per_10k"] = int(sys.argv[6]) * per if sys.argv[5] else None
+		print(json.dumps(r))
+	EOF2
+}
+# ndp_flood NAME PID: goal 2, NDP_FLOOD_RATE for NDP_FLOOD_SECONDS while
+# the router keeps re-probing a live address (base reachable time 1 s).
+ndp_flood() {
+	local before=0 after=0 rss0="null" rss1="null"
+	if [ -n "$2" ]; then before=$(cpu_ticks "$2"); rss0=$(rss_of "$2"); fi
+	ip netns exec "$S-router" "$W/ndpflood" flood --iface vps0 --rate "$NDP_FLOOD_RATE" \
+		--seconds "$NDP_FLOOD_SECONDS" >"$W/flood-$1.raw"
+	if [ -n "$2" ]; then after=$(cpu_ticks "$2"); rss1=$(rss_of "$2"); fi
+	python3 - "$W/flood-$1.raw" "$before" "$after" "$HZ" "$2" "$rss0" "$rss1" >"$W/flood-$1.json" <<-'EOF2'
 		import json, sys
 		r = json.load(open(sys.argv[1]))
 		ticks = int(sys.argv[3]) - int(sys.argv[2])
-		r["cpu_ms_per_10k"] = ticks * 1000 / int(sys.argv[4]) * 10000 / r["sent"]
+		r["cpu_share"] = ticks / int(sys.argv[4]) / r["seconds"] if sys.argv[5] else None
+		r["rss_before_mib"] = json.loads(sys.argv[6])
+		r["rss_after_mib"] = json.loads(sys.argv[7])
 		print(json.dumps(r))
-	EOF
+	EOF2
+}
+# ndp_start NAME CMD...: goal 3, the responder started with NDP_START live
+# addresses (CMD runs in the VPS namespace and stays up until killed, or
+# returns at once when it only configures the kernel).
+ndp_start() {
+	local name=$1 pid wait=false
+	shift
+	[ "$name" != v6bridge ] || wait=true # it announces: wait for all of them
+	rm -f "$W/t0"
+	ip netns exec "$S-router" "$W/ndpflood" start --iface vps0 --n "$NDP_START" --t0-file "$W/t0" \
+		--seconds "$NDP_START_SECONDS" --wait-announced="$wait" >"$W/start-$name.json" &
+	local router=$!
+	sleep 0.5
+	date +%s%N >"$W/t0"
+	ip netns exec "$S-vps" "$@" &
+	pid=$!
+	wait "$router" || true
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+proxy_flush() {
+	ip -n "$S-vps" -6 neigh show proxy dev eth0 | awk '{print "neigh del proxy " $1 " dev eth0"}' >"$W/flush.batch"
+	[ ! -s "$W/flush.batch" ] || ip -n "$S-vps" -6 -batch "$W/flush.batch"
+	ip netns exec "$S-vps" sysctl -qw net.ipv6.conf.all.proxy_ndp=0 net.ipv6.conf.eth0.proxy_ndp=0
 }
 
 if want ndp; then
+	ip netns exec "$S-router" sysctl -qw net.ipv6.neigh.vps0.base_reachable_time_ms=1000 net.ipv6.neigh.vps0.delay_first_probe_time=1
 	log "NDP: v6bridge's native responder ($ENDPOINTS live addresses), $NDP_COUNT solicitations at $NDP_RATE/s"
-	ndp_run v6bridge "$SCALE_PID"
-	stop_scale # the data path stays; only the responder is gone
+	ndp_probe v6bridge "$SCALE_PID"
+	log "NDP flood: $NDP_FLOOD_RATE/s for ${NDP_FLOOD_SECONDS}s against v6bridge"
+	ndp_flood v6bridge "$SCALE_PID"
+	# SIGTERM: the plugin hands its addresses over to kernel proxy entries,
+	# which are the kernel's reference run (proxy_ndp=1, proxy_delay=0).
+	stop_scale
+	log "NDP: the kernel's proxy_ndp ($(ip -n "$S-vps" -6 neigh show proxy dev eth0 | wc -l) proxy entries left by v6bridge's stop)"
+	ndp_probe kernel ""
+	ndp_flood kernel ""
+	proxy_flush
 	log "NDP: ndppd (static rule for the public /112) on the same namespaces"
 	cat >"$W/ndppd.conf" <<-EOF
 		proxy eth0 {
@@ -194,9 +263,24 @@ if want ndp; then
 	EOF
 	ip netns exec "$S-vps" ndppd -c "$W/ndppd.conf" >"$W/ndppd.log" 2>&1 &
 	NDPPD_PID=$!
-	ndp_run ndppd "$NDPPD_PID"
+	ndp_probe ndppd "$NDPPD_PID"
+	ndp_flood ndppd "$NDPPD_PID"
 	kill "$NDPPD_PID" 2>/dev/null || true
+	wait "$NDPPD_PID" 2>/dev/null || true
 	NDPPD_PID=""
+
+	log "NDP start: $NDP_START live addresses, each responder started from nothing"
+	ndp_start v6bridge "$W/ndpflood" respond --uplink eth0 --n "$NDP_START"
+	python3 - "$NDP_START" >"$W/proxy.batch" <<-'EOF2'
+		import ipaddress, sys
+		a = ipaddress.IPv6Address("2001:db8:1234:a1:1::2")
+		for i in range(int(sys.argv[1])):
+		    print("neigh add proxy %s dev eth0" % (a + i))
+	EOF2
+	ndp_start kernel sh -c "sysctl -qw net.ipv6.conf.all.proxy_ndp=1 net.ipv6.conf.eth0.proxy_ndp=1 net.ipv6.neigh.eth0.proxy_delay=0 && ip -6 -batch $W/proxy.batch"
+	proxy_flush
+	ndp_start ndppd ndppd -c "$W/ndppd.conf"
+	ip netns exec "$S-router" sysctl -qw net.ipv6.neigh.vps0.base_reachable_time_ms=30000
 fi
 
 cat >"$W/meta.json" <<EOF

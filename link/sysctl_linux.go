@@ -8,6 +8,7 @@ import (
 	"github.com/v6bridge/v6bridge/internal/netnsdo"
 
 	"github.com/sirupsen/logrus"
+	"github.com/vishvananda/netns"
 )
 
 // inNS runs fn with the calling goroutine's thread inside k's namespace.
@@ -39,8 +40,51 @@ func (k *Kernel) readSysctl(key ...string) (string, error) {
 // ensureSysctl sets a sysctl in k's namespace to want unless it already
 // has that value, and returns the old value and whether it wrote.
 func (k *Kernel) ensureSysctl(want string, key ...string) (old string, changed bool, err error) {
-	err = k.inNS(func() error {
-		path := sysctlPath(k.procSys, key...)
+	ns := k.ns
+	if ns <= 0 {
+		ns = netns.None()
+	}
+	old, changed, err = EnsureSysctl(ns, k.procSys, want, key...)
+	if changed {
+		k.log.WithFields(logrus.Fields{"sysctl": sysctlName(key...), "old": old, "new": want}).Info("set sysctl")
+	}
+	return old, changed, err
+}
+
+// ReadSysctl returns the value of the sysctl key (path elements under
+// procSys) in network namespace ns (netns.None(): the calling thread's),
+// trimmed.
+func ReadSysctl(ns netns.NsHandle, procSys string, key ...string) (string, error) {
+	var v string
+	read := func() error {
+		b, err := os.ReadFile(sysctlPath(procSys, key...))
+		v = strings.TrimSpace(string(b))
+		return err
+	}
+	var err error
+	if ns.IsOpen() {
+		err = netnsdo.Do(ns, read)
+	} else {
+		err = read()
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", sysctlName(key...), err)
+	}
+	return v, nil
+}
+
+// EnsureSysctl sets the sysctl key (path elements under procSys, e.g.
+// "net", "ipv6", "conf", "eth0", "proxy_ndp") to want in network namespace
+// ns unless it already has that value, and returns the old value and
+// whether it wrote. With netns.None() it acts in the calling thread's
+// namespace. A missing key is an error, not a new file.
+func EnsureSysctl(ns netns.NsHandle, procSys, want string, key ...string) (old string, changed bool, err error) {
+	do := func(fn func() error) error { return fn() }
+	if ns.IsOpen() {
+		do = func(fn func() error) error { return netnsdo.Do(ns, fn) }
+	}
+	err = do(func() error {
+		path := sysctlPath(procSys, key...)
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -63,9 +107,6 @@ func (k *Kernel) ensureSysctl(want string, key ...string) (old string, changed b
 	})
 	if err != nil {
 		return old, false, fmt.Errorf("set %s=%s: %w", sysctlName(key...), want, err)
-	}
-	if changed {
-		k.log.WithFields(logrus.Fields{"sysctl": sysctlName(key...), "old": old, "new": want}).Info("set sysctl")
 	}
 	return old, changed, nil
 }

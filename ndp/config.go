@@ -3,8 +3,11 @@ package ndp
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
 )
@@ -40,8 +43,21 @@ type Config struct {
 	Source string
 	// Router sets the Router flag of the advertisements.
 	Router bool
-	// ProcSys is where sysctls are written (kernel mode); "" is /proc/sys.
+	// ProcSys is where sysctls are written (kernel mode and hand-over);
+	// "" is /proc/sys.
 	ProcSys string
+	// SourceRate and TotalRate cap the answers per second to one
+	// solicitor and in all, DADRate the duplicate address detection
+	// defences per second for one target; 0 means DefaultSourceRate,
+	// DefaultTotalRate, DefaultDADRate, negative no limit (native mode).
+	SourceRate, TotalRate, DADRate float64
+	// AnnounceRate paces unsolicited advertisements and priming
+	// solicitations, per second in all; 0 means DefaultAnnounceRate.
+	AnnounceRate float64
+	// PrimeRouter also sends, for each new address, a solicitation from
+	// it to the uplink's default router (as ndpresponder does), so the
+	// router learns the address before any traffic.
+	PrimeRouter bool
 	// Log receives one Info line per address started or stopped and a
 	// Debug line per answer; nil discards.
 	Log logrus.FieldLogger
@@ -55,6 +71,12 @@ func (c Config) normalize() (Config, error) {
 	}
 	if c.Source == "" {
 		c.Source = SourceLinkLocal
+	}
+	if c.AnnounceRate == 0 {
+		c.AnnounceRate = DefaultAnnounceRate
+	}
+	if c.AnnounceRate < 0 {
+		return c, fmt.Errorf("ndp announce rate %v: want a positive number of advertisements per second", c.AnnounceRate)
 	}
 	if c.ProcSys == "" {
 		c.ProcSys = "/proc/sys"
@@ -90,7 +112,8 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // Stats are a Responder's counters since it was created.
 type Stats struct {
-	// Solicitations seen on the uplinks (native mode).
+	// Solicitations that passed the capture filter (native mode): those
+	// for targets answered for; the kernel drops the rest unseen.
 	Solicitations uint64
 	// Answered solicitations; AnsweredUnicast and AnsweredDAD of them were
 	// unicast reachability probes and duplicate address detection probes.
@@ -99,8 +122,23 @@ type Stats struct {
 	// constants, plus "malformed").
 	Ignored        uint64
 	IgnoredReasons map[string]uint64
-	// Unsolicited advertisements sent.
-	Unsolicited uint64
+	// Limited are solicitations that would have been answered but were
+	// over a budget, per reason (ReasonSourceLimit, ReasonTotalLimit,
+	// ReasonDADLimit).
+	Limited map[string]uint64
+	// SocketDrops are packets the kernel dropped because the capture
+	// socket's queue was full.
+	SocketDrops uint64
+	// FilterCoarse is set when a capture filter passes more than the
+	// targets (too many to list exactly; the responder still decides).
+	FilterCoarse bool
+	// Unsolicited advertisements sent; Primed solicitations sent from new
+	// addresses to the uplink's router.
+	Unsolicited, Primed uint64
+	// AnnouncePending are announcements waiting for their turn;
+	// AnnouncePeakRate the highest rate they went out at, per second.
+	AnnouncePending  int
+	AnnouncePeakRate float64
 	// Addrs and Ranges are answered for now.
 	Addrs  []netip.Addr
 	Ranges []netip.Prefix
@@ -108,3 +146,50 @@ type Stats struct {
 
 // ReasonMalformed counts solicitations that did not parse.
 const ReasonMalformed = "malformed"
+
+// counters are the Responder's live counters.
+type counters struct {
+	solicitations, answered, answeredUnicast, answeredDAD atomic.Uint64
+	ignored, unsolicited, primed                          atomic.Uint64
+	reasonMu                                              sync.Mutex
+	reasons, limited                                      map[string]uint64
+}
+
+func (c *counters) init() {
+	c.reasons, c.limited = map[string]uint64{}, map[string]uint64{}
+}
+
+// ignore counts a solicitation not answered for reason; limited ones are
+// the budget reasons.
+func (c *counters) ignore(reason string, limited bool) {
+	c.ignored.Add(1)
+	c.reasonMu.Lock()
+	if limited {
+		c.limited[reason]++
+	} else {
+		c.reasons[reason]++
+	}
+	c.reasonMu.Unlock()
+}
+
+func (c *counters) stats() Stats {
+	s := Stats{
+		Solicitations:   c.solicitations.Load(),
+		Answered:        c.answered.Load(),
+		AnsweredUnicast: c.answeredUnicast.Load(),
+		AnsweredDAD:     c.answeredDAD.Load(),
+		Ignored:         c.ignored.Load(),
+		Unsolicited:     c.unsolicited.Load(),
+		Primed:          c.primed.Load(),
+	}
+	c.reasonMu.Lock()
+	s.IgnoredReasons, s.Limited = maps.Clone(c.reasons), maps.Clone(c.limited)
+	c.reasonMu.Unlock()
+	if s.IgnoredReasons == nil {
+		s.IgnoredReasons = map[string]uint64{}
+	}
+	if s.Limited == nil {
+		s.Limited = map[string]uint64{}
+	}
+	return s
+}

@@ -12,11 +12,18 @@
 // defended to ff02::1); Unsolicited builds the advertisement sent when an
 // address appears; Answer.Packet marshals either. Targets is the set of
 // addresses and ranges answered for; Assign picks the uplink for each.
+// PlanTargets and PlanUpdate turn targets into per-uplink changes (groups
+// to join and leave, proxy entries, announcements); BuildFilter makes the
+// capture filter that passes only solicitations for the targets. The
+// capture loop's fast path (parseFast, decideFast) gives the same answers
+// as ParsePacket and Decide without allocating; limiter keeps the answers
+// within budgets.
 //
-// Kernel part: Responder (NewResponder, Run, SetTargets, Stats, Close)
-// satisfies the driver's Neighbors interface. Its doc comment explains the
-// choice of an AF_PACKET capture for the native mode: unicast reachability
-// probes never reach an ICMPv6 socket. Modes: ModeNative (default),
+// Kernel part: Responder (NewResponder, Run, SetTargets, UpdateTargets,
+// Stats, Close, CloseLeavingProxies) satisfies the driver's Neighbors
+// interface. Its doc comment explains the choice of an AF_PACKET capture
+// for the native mode (unicast reachability probes never reach an ICMPv6
+// socket) and names the files of each part. Modes: ModeNative (default),
 // ModeKernel (kernel proxy-neighbour entries) and ModeOff.
 //
 // mdlayher/ndp is imported as mndp everywhere, next to this package's name.

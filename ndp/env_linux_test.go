@@ -2,6 +2,7 @@ package ndp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
@@ -367,6 +369,26 @@ func (e *env) startSniffer(t *testing.T) {
 		var err error
 		c, err = socket.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, 0, "test-sniffer", nil)
 		if err != nil {
+			return err
+		}
+		// Only solicitations and advertisements for liveAddr, so a flood
+		// beside the test does not drown the sniffer.
+		w := liveAddr.As16()
+		prog, err := bpf.Assemble([]bpf.Instruction{
+			bpf.LoadAbsolute{Off: 6, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoICMPv6, SkipFalse: 6},
+			bpf.LoadAbsolute{Off: 40, Size: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(typeNeighSolic), SkipTrue: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(typeNeighAdv), SkipFalse: 3},
+			bpf.LoadAbsolute{Off: 60, Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(w[12:]), SkipFalse: 1},
+			bpf.RetConstant{Val: 1 << 16},
+			bpf.RetConstant{Val: 0},
+		})
+		if err != nil {
+			return err
+		}
+		if err := c.SetBPF(prog); err != nil {
 			return err
 		}
 		// ETH_P_ALL: outgoing frames reach only "all" taps.

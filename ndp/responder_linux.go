@@ -7,124 +7,118 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	mndp "github.com/mdlayher/ndp"
 	"github.com/mdlayher/socket"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/net/bpf"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
-)
 
-// Timings of the responder.
-const (
-	// unsolicitedCount advertisements are sent per new address,
-	// unsolicitedInterval apart (RFC 4861 7.2.6: a few, spaced).
-	unsolicitedCount    = 3
-	unsolicitedInterval = time.Second
-	// resyncInterval re-reads the uplinks and re-applies the kernel state
-	// in case a netlink notification was lost.
-	resyncInterval = 30 * time.Second
+	"github.com/v6bridge/v6bridge/internal/netnsdo"
 )
 
 // Responder answers Neighbor Solicitations on the uplinks for the current
-// targets. It acts in the network namespace it was created in.
+// targets. It acts in the network namespace it was created in. Its parts:
+//
+//   - the planner (plan.go, pure) turns targets into per-uplink changes;
+//   - a backend per mode applies them: native joins solicited-node groups
+//     (groups_linux.go) and loads the capture filter, kernel installs
+//     proxy-neighbour entries (proxy_linux.go), off does nothing;
+//   - the capture loop (capture_linux.go) reads solicitations in batches
+//     and answers them with the allocation-free fast path (fast.go) within
+//     the budgets (limits.go);
+//   - the announcer (announce_linux.go) paces unsolicited advertisements
+//     and router priming;
+//   - the watcher (watch_linux.go) follows the uplinks' links and
+//     addresses.
 //
 // Native mode, and why: an ICMPv6 socket sees multicast solicitations but
 // never the unicast reachability probes (RFC 4861 7.3) routers send to the
 // target address itself, because the kernel routes those towards the
 // bridge. Missing them makes the router's entry fail every few tens of
 // seconds (ndppd issue 6). So each uplink gets an AF_PACKET socket
-// (SOCK_DGRAM, ETH_P_IPV6) with a classic BPF filter passing only ICMPv6
-// Neighbor Solicitations (also behind a hop-by-hop header): it sees every
-// solicitation that reaches the interface, multicast and unicast, before
-// routing. Answers are built here (Decide) and sent on the same socket
-// straight to the solicitor's MAC, so they need no neighbour resolution
-// and may use any source address (Config.Source). The forwarded copy of a
-// unicast probe reaches the container with hop limit 254 and is dropped
-// there, as RFC 4861 7.1.1 requires. Kernel proxy entries were the other
-// choice; they are ModeKernel, but leave the source address, the Override
-// flag and the delay to the kernel, and outlive the process.
+// (SOCK_DGRAM, ETH_P_IPV6) with a classic BPF filter (filter.go) passing
+// only Neighbor Solicitations whose target is one we answer for: it sees
+// every such solicitation that reaches the interface, multicast and
+// unicast, before routing, and the kernel drops everything else before a
+// copy is made. Answers are sent on the same socket straight to the
+// solicitor's MAC, so they need no neighbour resolution and may use any
+// source address (Config.Source). The forwarded copy of a unicast probe
+// reaches the container with hop limit 254 and is dropped there, as RFC
+// 4861 7.1.1 requires.
 //
 // For multicast solicitations to reach the uplink at all through
 // MLD-snooping switches and NIC filters, the responder joins the
-// solicited-node group of each address on the uplink with a
-// mdlayher/ndp Conn (which sends the MLD reports), reference-counted,
+// solicited-node group of each address on the uplink, reference-counted,
 // sharded over more sockets when one runs out of option memory. Ranges
 // are too wide for joins: the packet socket turns on ALLMULTI instead.
 //
 // Kernel mode adds one proxy-neighbour entry (NTF_PROXY) per address on
 // its uplink, sets proxy_ndp=1 on the uplink and on "all" (the forwarding
 // path checks "all" before handing unicast probes to ndisc) and
-// proxy_delay=0. The entries on the uplinks are taken as the responder's
-// own: the first SetTargets removes those for other addresses, so nothing
-// answers for an address that no container holds after a restart. Close
-// leaves them in place, so answers continue while the plugin restarts.
+// proxy_delay=0. Proxy entries on the uplinks are taken as the
+// responder's own in both modes: the first SetTargets removes those it
+// does not want (native mode: all of them), so nothing answers for an
+// address no container holds after a restart.
+//
+// CloseLeavingProxies hands answering over to the kernel while v6bridge is
+// down (plugin disabled or upgraded, service stopped): proxy entries for
+// every address, proxy_ndp on. Close leaves kernel mode's entries too.
 //
 // Both modes send unsolicited advertisements for each new address and
 // again when an uplink comes up or changes its MAC.
 type Responder struct {
-	cfg Config
-	log logrus.FieldLogger
-	ns  netns.NsHandle
-	own bool // ns is the process's namespace: plain netlink handles and subscriptions
-	h   *netlink.Handle
+	cfg     Config
+	log     logrus.FieldLogger
+	ns      netns.NsHandle
+	own     bool // ns is the process's namespace: plain netlink handles and subscriptions, no setns
+	h       *netlink.Handle
+	backend backend
 
 	mu      sync.RWMutex
 	targets Targets
 	dirty   bool // the last reconcile failed somewhere: redo it
-	adopted bool // kernel mode: existing proxy entries were read
+	adopted bool // existing proxy entries were read
 	uplinks []*uplink
 	closed  bool
+	// handingOver: CloseLeavingProxies started; keep every proxy entry
+	handingOver bool
+	takeBack    chan struct{}
 
-	annMu   sync.Mutex
-	pending map[netip.Addr]*announcement
-	kick    chan struct{}
+	ann *announcer
 
 	running atomic.Bool
 	runWG   sync.WaitGroup
 	done    chan struct{}
 	once    sync.Once
 
-	solicitations, answered, answeredUnicast, answeredDAD atomic.Uint64
-	ignored, unsolicited                                  atomic.Uint64
-	reasonMu                                              sync.Mutex
-	reasons                                               map[string]uint64
+	counters
 }
 
-// uplink is one interface the responder answers on. Fields below mu are
+// uplink is one interface the responder answers on. Fields below pc are
 // guarded by Responder.mu.
 type uplink struct {
 	name  string
 	index int
 	pc    *socket.Conn // packet socket: capture (native) and send
 
-	mac       net.HardwareAddr
-	up        bool
-	linkLocal netip.Addr
-	global    netip.Addr
-	onLink    []netip.Prefix
-	addrs     map[netip.Addr]struct{} // answered here
-	ranges    []netip.Prefix          // answered here
-	allmulti  bool
-	groups    map[netip.Addr]*mndp.Conn // joined solicited-node groups
-	groupRefs map[netip.Addr]int        // addresses of addrs per solicited-node group (native)
-	conns     []*mndp.Conn              // join sockets (shards)
-	proxies   map[netip.Addr]struct{}   // kernel proxy entries installed
-}
-
-type announcement struct {
-	left int
-	due  time.Time
+	st             *UplinkState
+	mac            net.HardwareAddr
+	up             bool
+	linkLocal      netip.Addr
+	global         netip.Addr
+	gateway        netip.Addr // the default router on this uplink, if any
+	allmulti       bool
+	coarse         bool // the capture filter passes more than the targets
+	filtered       bool // a filter for u.st was loaded
+	filteredRanges []netip.Prefix
+	groups         groupJoiner
+	owns           func(netip.Addr) bool // u.st's addresses and ranges
+	drops          atomic.Uint64         // socket queue overflows so far
 }
 
 // NewResponder creates a responder for the network namespace of the
@@ -137,16 +131,22 @@ func NewResponder(cfg Config) (*Responder, error) {
 		return nil, err
 	}
 	r := &Responder{
-		cfg:     cfg,
-		log:     cfg.Log,
-		pending: map[netip.Addr]*announcement{},
-		kick:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
-		reasons: map[string]uint64{},
+		cfg:      cfg,
+		log:      cfg.Log,
+		done:     make(chan struct{}),
+		takeBack: make(chan struct{}, 1),
 	}
-	if cfg.Mode == ModeOff {
+	r.counters.init()
+	r.ann = newAnnouncer(r)
+	switch cfg.Mode {
+	case ModeOff:
 		r.ns = netns.None()
+		r.backend = offBackend{}
 		return r, nil
+	case ModeKernel:
+		r.backend = kernelBackend{r}
+	default:
+		r.backend = nativeBackend{r}
 	}
 	ok := false
 	defer func() {
@@ -175,12 +175,12 @@ func NewResponder(cfg Config) (*Responder, error) {
 			return nil, err
 		}
 		r.uplinks = append(r.uplinks, u)
-		if err := r.refreshUplink(u); err != nil {
+		if _, err := r.refreshUplink(u); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Mode == ModeKernel {
-		if err := r.kernelSysctls(); err != nil {
+		if err := r.proxySysctls(); err != nil {
 			return nil, err
 		}
 	}
@@ -193,93 +193,29 @@ func (r *Responder) openUplink(name string) (*uplink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ndp uplink %q: %w", name, err)
 	}
-	u := &uplink{
-		name:    name,
-		index:   l.Attrs().Index,
-		addrs:   map[netip.Addr]struct{}{},
-		groups:  map[netip.Addr]*mndp.Conn{},
-		proxies: map[netip.Addr]struct{}{},
+	u := &uplink{name: name, index: l.Attrs().Index, st: NewUplinkState()}
+	u.owns = func(a netip.Addr) bool {
+		if _, ok := u.st.Addrs[a]; ok {
+			return true
+		}
+		for _, p := range u.st.Ranges {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
 	}
-	// Protocol 0: the socket receives nothing until bound, so no frame
-	// slips in before the filter.
-	pc, err := socket.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, 0, "ndp-"+name, nil)
-	if err != nil {
-		return nil, fmt.Errorf("ndp uplink %q: packet socket: %w", name, err)
-	}
-	u.pc = pc
-	if r.cfg.Mode != ModeNative {
-		return u, nil // kernel mode only sends on it
-	}
-	prog, err := bpf.Assemble(solicitationFilter)
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("ndp uplink %q: assemble filter: %w", name, err)
-	}
-	if err := pc.SetBPF(prog); err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("ndp uplink %q: attach filter: %w", name, err)
-	}
-	if err := pc.Bind(&unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: u.index}); err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("ndp uplink %q: bind packet socket: %w", name, err)
+	u.groups.init(r, u)
+	if u.pc, err = openCapture(u, r.cfg.Mode == ModeNative); err != nil {
+		return nil, err
 	}
 	return u, nil
 }
 
-// solicitationFilter passes IPv6 packets (offsets from the IPv6 header, as
-// a SOCK_DGRAM packet socket sees them) that are ICMPv6 Neighbor
-// Solicitations or start with a hop-by-hop header (parsed in Go).
-var solicitationFilter = []bpf.Instruction{
-	bpf.LoadAbsolute{Off: 6, Size: 1},                                          // 0: next header
-	bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoHopByHop, SkipTrue: 3},           // 1: -> accept
-	bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoICMPv6, SkipFalse: 3},            // 2: -> drop
-	bpf.LoadAbsolute{Off: ipv6HeaderLen, Size: 1},                              // 3: icmpv6 type
-	bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(typeNeighSolic), SkipFalse: 1}, // 4: -> drop
-	bpf.RetConstant{Val: 1 << 16},                                              // 5: accept
-	bpf.RetConstant{Val: 0},                                                    // 6: drop
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
-// kernelSysctls turns on proxy answering for the uplinks (kernel mode).
-func (r *Responder) kernelSysctls() error {
-	set := []string{"net/ipv6/conf/all/proxy_ndp"}
-	for _, u := range r.uplinks {
-		set = append(set, "net/ipv6/conf/"+u.name+"/proxy_ndp")
-	}
-	for _, key := range set {
-		if err := r.writeSysctl(key, "1"); err != nil {
-			return err
-		}
-	}
-	for _, u := range r.uplinks {
-		if err := r.writeSysctl("net/ipv6/neigh/"+u.name+"/proxy_delay", "0"); err != nil {
-			return err
-		}
-		b, err := os.ReadFile(filepath.Join(r.cfg.ProcSys, "net/ipv6/conf", u.name, "forwarding"))
-		if err == nil && strings.TrimSpace(string(b)) == "0" {
-			r.log.WithField("iface", u.name).Warn("ndp kernel mode: forwarding is off on the uplink, the kernel will not answer as a proxy")
-		}
-	}
-	return nil
-}
-
-func (r *Responder) writeSysctl(key, value string) error {
-	p := filepath.Join(r.cfg.ProcSys, key)
-	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("ndp kernel mode: set %s=%s: %w", strings.ReplaceAll(key, "/", "."), value, err)
-	}
-	return nil
-}
-
-// refreshUplink re-reads u's MAC, state and addresses. It reports whether
-// the uplink came up or changed its MAC (so neighbours need telling).
-func (r *Responder) refreshUplink(u *uplink) error {
-	_, err := r.refreshUplinkChanged(u)
-	return err
-}
-
-func (r *Responder) refreshUplinkChanged(u *uplink) (bool, error) {
+// refreshUplink re-reads u's MAC, state, addresses and default router. It
+// reports whether the uplink came up or changed its MAC (so neighbours
+// need telling).
+func (r *Responder) refreshUplink(u *uplink) (bool, error) {
 	l, err := r.h.LinkByIndex(u.index)
 	if err != nil {
 		return false, fmt.Errorf("ndp uplink %q: %w", u.name, err)
@@ -318,14 +254,23 @@ func (r *Responder) refreshUplinkChanged(u *uplink) (bool, error) {
 	if !global.IsValid() {
 		global = deprecated
 	}
+	var gw netip.Addr
+	if routes, err := r.h.RouteList(l, netlink.FAMILY_V6); err == nil {
+		for _, rt := range routes {
+			if (rt.Dst == nil || rt.Dst.IP.IsUnspecified()) && rt.Gw != nil {
+				gw, _ = netip.AddrFromSlice(rt.Gw)
+				break
+			}
+		}
+	}
 	up := l.Attrs().Flags&net.FlagUp != 0 && l.Attrs().OperState != netlink.OperDown
 	mac := slices.Clone(l.Attrs().HardwareAddr)
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	changed := (up && !u.up) || (u.mac != nil && !slices.Equal(mac, u.mac))
-	moved := !slices.Equal(onLink, u.onLink)
-	u.mac, u.up, u.linkLocal, u.global, u.onLink = mac, up, ll, global, onLink
+	moved := !slices.Equal(onLink, u.st.OnLink)
+	u.mac, u.up, u.linkLocal, u.global, u.gateway, u.st.OnLink = mac, up, ll, global, gw, onLink
 	if moved {
 		r.dirty = true
 	}
@@ -343,17 +288,12 @@ func (r *Responder) decideConfig(u *uplink) DecideConfig {
 	}
 }
 
-// owns reports whether u answers for a. Callers hold r.mu.
-func (u *uplink) owns(a netip.Addr) bool {
-	if _, ok := u.addrs[a]; ok {
-		return true
+func (r *Responder) states() []*UplinkState {
+	out := make([]*UplinkState, len(r.uplinks))
+	for i, u := range r.uplinks {
+		out[i] = u.st
 	}
-	for _, p := range u.ranges {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return out
 }
 
 // SetTargets makes the responder answer for exactly addrs and ranges from
@@ -387,11 +327,16 @@ func (r *Responder) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error 
 // proxy entries, however many targets there are. An address in both lists
 // ends up added. Removing an address that is no target is a no-op.
 func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
+	add = slices.Clone(add)
 	for i, a := range add {
 		add[i] = a.WithZone("")
 		if err := checkTarget(add[i]); err != nil {
 			return fmt.Errorf("update ndp targets: %w", err)
 		}
+	}
+	remove = slices.Clone(remove)
+	for i, a := range remove {
+		remove[i] = a.WithZone("")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -402,114 +347,17 @@ func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
 		r.targets.addrs = map[netip.Addr]struct{}{}
 	}
 	for _, a := range remove {
-		delete(r.targets.addrs, a.WithZone(""))
+		delete(r.targets.addrs, a)
 	}
 	for _, a := range add {
 		r.targets.addrs[a] = struct{}{}
 	}
-	if r.dirty || r.cfg.Mode == ModeOff || (r.cfg.Mode == ModeKernel && !r.adopted) {
+	if r.dirty || r.cfg.Mode == ModeOff || !r.adopted {
 		return r.reconcileLocked()
 	}
-	var errs []error
-	for _, a := range remove {
-		a = a.WithZone("")
-		if _, ok := r.targets.addrs[a]; ok {
-			continue // added again
-		}
-		for _, u := range r.uplinks {
-			if _, ok := u.addrs[a]; !ok {
-				continue
-			}
-			delete(u.addrs, a)
-			r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name}).Info("ndp: stop answering")
-			errs = append(errs, r.dropAddrLocked(u, a)...)
-		}
-	}
-	onLink := make([][]netip.Prefix, len(r.uplinks))
-	for i, u := range r.uplinks {
-		onLink[i] = u.onLink
-	}
-	var announce []netip.Addr
-	for _, a := range add {
-		if len(r.uplinks) == 0 {
-			break
-		}
-		u := r.uplinks[Assign(netip.PrefixFrom(a, 128), onLink)]
-		if _, ok := u.addrs[a]; ok {
-			continue
-		}
-		u.addrs[a] = struct{}{}
-		announce = append(announce, a)
-		r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name, "mode": r.cfg.Mode}).Info("ndp: start answering")
-		errs = append(errs, r.addAddrLocked(u, a)...)
-	}
-	r.queueAnnouncements(announce)
-	err := errors.Join(errs...)
+	err := r.applyLocked(PlanUpdate(r.cfg.Mode, add, remove, r.states()))
 	r.dirty = err != nil
 	return err
-}
-
-// addAddrLocked joins the solicited-node group of a (native) or adds its
-// proxy entry (kernel) on u, as a full reconcile would.
-func (r *Responder) addAddrLocked(u *uplink, a netip.Addr) []error {
-	switch r.cfg.Mode {
-	case ModeNative:
-		g, err := mndp.SolicitedNodeMulticast(a)
-		if err != nil {
-			return nil
-		}
-		if u.groupRefs == nil {
-			u.groupRefs = map[netip.Addr]int{}
-		}
-		u.groupRefs[g]++
-		if _, ok := u.groups[g]; ok {
-			return nil
-		}
-		if err := r.joinLocked(u, g); err != nil {
-			return []error{err}
-		}
-	case ModeKernel:
-		if _, ok := u.proxies[a]; ok {
-			return nil
-		}
-		if err := r.h.NeighSet(proxyNeigh(u, a)); err != nil {
-			return []error{fmt.Errorf("ndp uplink %q: add proxy entry %s: %w", u.name, a, err)}
-		}
-		u.proxies[a] = struct{}{}
-	}
-	return nil
-}
-
-// dropAddrLocked leaves a's solicited-node group when no other address of
-// u is in it (native) or deletes its proxy entry (kernel).
-func (r *Responder) dropAddrLocked(u *uplink, a netip.Addr) []error {
-	switch r.cfg.Mode {
-	case ModeNative:
-		g, err := mndp.SolicitedNodeMulticast(a)
-		if err != nil {
-			return nil
-		}
-		if u.groupRefs[g]--; u.groupRefs[g] > 0 {
-			return nil
-		}
-		delete(u.groupRefs, g)
-		if c, ok := u.groups[g]; ok {
-			if err := c.LeaveGroup(g); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
-				r.log.WithFields(logrus.Fields{"iface": u.name, "group": g}).WithError(err).Warn("ndp: leave group")
-			}
-			delete(u.groups, g)
-		}
-	case ModeKernel:
-		if _, ok := u.proxies[a]; !ok {
-			return nil
-		}
-		err := r.h.NeighDel(proxyNeigh(u, a))
-		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
-			return []error{fmt.Errorf("ndp uplink %q: delete proxy entry %s: %w", u.name, a, err)}
-		}
-		delete(u.proxies, a)
-	}
-	return nil
 }
 
 // reconcileLocked moves every uplink to the state the targets ask for.
@@ -520,286 +368,62 @@ func (r *Responder) reconcileLocked() error {
 		return nil
 	}
 	var errs []error
-	if r.cfg.Mode == ModeKernel && !r.adopted {
+	if !r.adopted {
 		if err := r.adoptProxiesLocked(); err != nil {
 			errs = append(errs, err)
 		} else {
 			r.adopted = true
 		}
 	}
-	onLink := make([][]netip.Prefix, len(r.uplinks))
-	for i, u := range r.uplinks {
-		onLink[i] = u.onLink
-	}
-	wantAddrs := make([]map[netip.Addr]struct{}, len(r.uplinks))
-	wantRanges := make([][]netip.Prefix, len(r.uplinks))
-	for i := range r.uplinks {
-		wantAddrs[i] = map[netip.Addr]struct{}{}
-	}
-	for a := range r.targets.addrs {
-		i := Assign(netip.PrefixFrom(a, 128), onLink)
-		wantAddrs[i][a] = struct{}{}
-	}
-	if r.cfg.Mode == ModeNative {
-		for _, p := range r.targets.ranges {
-			i := Assign(p, onLink)
-			wantRanges[i] = append(wantRanges[i], p)
-		}
-	}
-
-	var announce []netip.Addr
-	for i, u := range r.uplinks {
-		// Stop first, so a moved address is never answered twice.
-		for a := range u.addrs {
-			if _, ok := wantAddrs[i][a]; !ok {
-				delete(u.addrs, a)
-				r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name}).Info("ndp: stop answering")
-			}
-		}
-		for _, p := range u.ranges {
-			if !slices.Contains(wantRanges[i], p) {
-				r.log.WithFields(logrus.Fields{"addr": p, "iface": u.name}).Info("ndp: stop answering range")
-			}
-		}
-	}
-	for i, u := range r.uplinks {
-		for a := range wantAddrs[i] {
-			if _, ok := u.addrs[a]; !ok {
-				u.addrs[a] = struct{}{}
-				announce = append(announce, a)
-				r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name, "mode": r.cfg.Mode}).Info("ndp: start answering")
-			}
-		}
-		for _, p := range wantRanges[i] {
-			if !slices.Contains(u.ranges, p) {
-				r.log.WithFields(logrus.Fields{"addr": p, "iface": u.name, "mode": r.cfg.Mode}).Info("ndp: start answering range")
-			}
-		}
-		u.ranges = wantRanges[i]
-		switch r.cfg.Mode {
-		case ModeNative:
-			errs = append(errs, r.syncGroupsLocked(u)...)
-		case ModeKernel:
-			errs = append(errs, r.syncProxiesLocked(u)...)
-		}
-	}
-	r.queueAnnouncements(announce)
+	errs = append(errs, r.applyLocked(PlanTargets(r.cfg.Mode, r.targets, r.states())))
 	err := errors.Join(errs...)
 	r.dirty = err != nil
 	return err
 }
 
-// syncGroupsLocked joins the solicited-node groups of u's addresses and
-// leaves the others; ALLMULTI follows whether u answers for ranges.
-func (r *Responder) syncGroupsLocked(u *uplink) []error {
+// applyLocked carries a plan out: every uplink stops answering for its
+// dropped addresses first (so a moved address is never answered twice),
+// then the backend changes the kernel and the new addresses are queued
+// for announcement.
+func (r *Responder) applyLocked(p Plan) error {
+	for i, u := range r.uplinks {
+		for _, a := range p.Uplinks[i].Stop {
+			r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name}).Info("ndp: stop answering")
+		}
+		u.st.ApplyAddrs(UplinkPlan{Stop: p.Uplinks[i].Stop, Ranges: u.st.Ranges})
+	}
 	var errs []error
-	want := map[netip.Addr]bool{}
-	u.groupRefs = map[netip.Addr]int{}
-	for a := range u.addrs {
-		g, err := mndp.SolicitedNodeMulticast(a)
-		if err == nil {
-			want[g] = true
-			u.groupRefs[g]++
+	for i, u := range r.uplinks {
+		up := p.Uplinks[i]
+		for _, a := range up.Start {
+			r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name, "mode": r.cfg.Mode}).Info("ndp: start answering")
 		}
-	}
-	for g, c := range u.groups {
-		if want[g] {
-			continue
-		}
-		if err := c.LeaveGroup(g); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) && !errors.Is(err, unix.ENODEV) {
-			r.log.WithFields(logrus.Fields{"iface": u.name, "group": g}).WithError(err).Warn("ndp: leave group")
-		}
-		delete(u.groups, g)
-	}
-	for g := range want {
-		if _, ok := u.groups[g]; ok {
-			continue
-		}
-		if err := r.joinLocked(u, g); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if wantAll := len(u.ranges) > 0; wantAll != u.allmulti {
-		opt := unix.PACKET_DROP_MEMBERSHIP
-		if wantAll {
-			opt = unix.PACKET_ADD_MEMBERSHIP
-		}
-		mreq := &unix.PacketMreq{Ifindex: int32(u.index), Type: unix.PACKET_MR_ALLMULTI}
-		if err := u.pc.SetsockoptPacketMreq(unix.SOL_PACKET, opt, mreq); err != nil {
-			errs = append(errs, fmt.Errorf("ndp uplink %q: allmulti %v: %w", u.name, wantAll, err))
-		} else {
-			u.allmulti = wantAll
-		}
-	}
-	return errs
-}
-
-// joinLocked joins g on u on the newest join socket, opening another one
-// when the kernel runs out of per-socket option memory.
-func (r *Responder) joinLocked(u *uplink, g netip.Addr) error {
-	for attempt := 0; attempt < 2; attempt++ {
-		if len(u.conns) == 0 || attempt > 0 {
-			c, err := r.openJoinConn(u)
-			if err != nil {
-				return err
-			}
-			u.conns = append(u.conns, c)
-		}
-		c := u.conns[len(u.conns)-1]
-		err := c.JoinGroup(g)
-		switch {
-		case err == nil, errors.Is(err, unix.EADDRINUSE):
-			u.groups[g] = c
-			return nil
-		case errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.ENOBUFS):
-			continue
-		default:
-			return fmt.Errorf("ndp uplink %q: join %s: %w", u.name, g, err)
-		}
-	}
-	return fmt.Errorf("ndp uplink %q: join %s: out of socket option memory", u.name, g)
-}
-
-// openJoinConn opens an ICMPv6 socket in the responder's namespace that is
-// used only for group membership: its filter blocks every message.
-func (r *Responder) openJoinConn(u *uplink) (*mndp.Conn, error) {
-	var c *mndp.Conn
-	err := r.inNS(func() error {
-		var err error
-		ifi := &net.Interface{Index: u.index, Name: u.name, MTU: 1280}
-		c, _, err = mndp.Listen(ifi, mndp.Unspecified)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ndp uplink %q: open join socket: %w", u.name, err)
-	}
-	var f ipv6.ICMPFilter
-	f.SetAll(true)
-	if err := c.SetICMPFilter(&f); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("ndp uplink %q: filter join socket: %w", u.name, err)
-	}
-	return c, nil
-}
-
-// processNS reports whether ns is the network namespace of the process
-// (of its main thread), where sockets opened by any goroutine live.
-func processNS(ns netns.NsHandle) bool {
-	p, err := netns.GetFromPath("/proc/self/ns/net")
-	if err != nil {
-		return false
-	}
-	defer p.Close()
-	return p.Equal(ns)
-}
-
-// inNS runs fn on a locked thread inside the responder's namespace.
-func (r *Responder) inNS(fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get network namespace: %w", err)
-	}
-	defer orig.Close()
-	if orig.Equal(r.ns) {
-		defer runtime.UnlockOSThread()
-		return fn()
-	}
-	if err := netns.Set(r.ns); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter network namespace: %w", err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// The thread stays locked and dies with the goroutine.
-		return errors.Join(ferr, fmt.Errorf("leave network namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
-
-// adoptProxiesLocked reads the proxy entries already on the uplinks, so
-// reconciling removes those for addresses no longer in use.
-func (r *Responder) adoptProxiesLocked() error {
-	for _, u := range r.uplinks {
-		list, err := r.h.NeighProxyList(u.index, netlink.FAMILY_V6)
-		if err != nil {
-			return fmt.Errorf("ndp uplink %q: list proxy entries: %w", u.name, err)
-		}
-		clear(u.proxies)
-		for _, n := range list {
-			if a, ok := netip.AddrFromSlice(n.IP); ok && n.Flags&netlink.NTF_PROXY != 0 {
-				u.proxies[a] = struct{}{}
+		for _, q := range up.Ranges {
+			if !slices.Contains(u.st.Ranges, q) {
+				r.log.WithFields(logrus.Fields{"addr": q, "iface": u.name, "mode": r.cfg.Mode}).Info("ndp: start answering range")
 			}
 		}
-	}
-	return nil
-}
-
-// syncProxiesLocked adds and removes u's kernel proxy entries.
-func (r *Responder) syncProxiesLocked(u *uplink) []error {
-	var errs []error
-	for a := range u.proxies {
-		if _, ok := u.addrs[a]; ok {
-			continue
+		for _, q := range u.st.Ranges {
+			if !slices.Contains(up.Ranges, q) {
+				r.log.WithFields(logrus.Fields{"addr": q, "iface": u.name}).Info("ndp: stop answering range")
+			}
 		}
-		err := r.h.NeighDel(proxyNeigh(u, a))
-		if err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
-			errs = append(errs, fmt.Errorf("ndp uplink %q: delete proxy entry %s: %w", u.name, a, err))
-			continue
-		}
-		delete(u.proxies, a)
+		u.st.ApplyAddrs(UplinkPlan{Start: up.Start, Ranges: up.Ranges})
+		errs = append(errs, r.backend.apply(u, up)...)
 	}
-	for a := range u.addrs {
-		if _, ok := u.proxies[a]; ok {
-			continue
-		}
-		if err := r.h.NeighSet(proxyNeigh(u, a)); err != nil {
-			errs = append(errs, fmt.Errorf("ndp uplink %q: add proxy entry %s: %w", u.name, a, err))
-			continue
-		}
-		u.proxies[a] = struct{}{}
-	}
-	return errs
-}
-
-func proxyNeigh(u *uplink, a netip.Addr) *netlink.Neigh {
-	flags := netlink.NTF_PROXY
-	return &netlink.Neigh{
-		LinkIndex: u.index,
-		Family:    netlink.FAMILY_V6,
-		Flags:     flags,
-		State:     netlink.NUD_PERMANENT,
-		IP:        a.AsSlice(),
-	}
-}
-
-// queueAnnouncements schedules unsolicited advertisements for addrs.
-func (r *Responder) queueAnnouncements(addrs []netip.Addr) {
-	if len(addrs) == 0 {
-		return
-	}
-	now := time.Now()
-	r.annMu.Lock()
-	for _, a := range addrs {
-		r.pending[a] = &announcement{left: unsolicitedCount, due: now}
-	}
-	r.annMu.Unlock()
-	select {
-	case r.kick <- struct{}{}:
-	default:
-	}
+	r.ann.queue(p.Announce)
+	return errors.Join(errs...)
 }
 
 // Run reads solicitations and sends advertisements until ctx ends or the
 // responder is closed. It also follows the uplinks' link and address
-// changes. It returns nil when stopped.
+// changes. It returns nil when stopped, also when the responder was closed
+// before it started.
 func (r *Responder) Run(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return errors.New("ndp responder: closed")
+		return nil
 	}
 	if !r.running.CompareAndSwap(false, true) {
 		r.mu.Unlock()
@@ -825,93 +449,15 @@ func (r *Responder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	if r.cfg.Mode == ModeNative {
 		for _, u := range r.uplinks {
-			wg.Go(func() { r.readLoop(ctx, u) })
+			wg.Go(func() { r.captureLoop(ctx, u) })
 		}
+		wg.Go(func() { r.takeBackLoop(ctx) })
+		r.kickTakeBack()
 	}
-	wg.Go(func() { r.announceLoop(ctx) })
+	wg.Go(func() { r.ann.run(ctx) })
 	wg.Go(func() { r.watchLoop(ctx) })
 	wg.Wait()
 	return nil
-}
-
-// readLoop answers the solicitations captured on u.
-func (r *Responder) readLoop(ctx context.Context, u *uplink) {
-	buf := make([]byte, 9216)
-	backoff := 10 * time.Millisecond
-	for {
-		n, sa, err := u.pc.Recvfrom(ctx, buf, 0)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
-				return
-			}
-			if errors.Is(err, unix.ENETDOWN) {
-				// The uplink went down; the socket resumes when it comes up.
-				r.log.WithField("iface", u.name).Debug("ndp: uplink down")
-				continue
-			}
-			r.log.WithField("iface", u.name).WithError(err).Warn("ndp: read solicitation")
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 10 * time.Millisecond
-		sll, ok := sa.(*unix.SockaddrLinklayer)
-		if !ok || sll.Pkttype == unix.PACKET_OUTGOING {
-			continue
-		}
-		var src net.HardwareAddr
-		if sll.Halen == 6 {
-			src = net.HardwareAddr(sll.Addr[:6])
-		}
-		r.handle(ctx, u, buf[:n], src)
-	}
-}
-
-// handle decides on one captured packet and sends the answer.
-func (r *Responder) handle(ctx context.Context, u *uplink, pkt []byte, linkSource net.HardwareAddr) {
-	ns, err := ParsePacket(pkt, linkSource)
-	if errors.Is(err, ErrNotSolicitation) {
-		return
-	}
-	r.solicitations.Add(1)
-	if err != nil {
-		r.ignore(ReasonMalformed)
-		if !r.debug() {
-			return
-		}
-		r.log.WithFields(logrus.Fields{"iface": u.name, "from": linkSource.String()}).WithError(err).Debug("ndp: ignored malformed solicitation")
-		return
-	}
-	r.mu.RLock()
-	a, ok, reason := Decide(ns, r.decideConfig(u), u.owns)
-	r.mu.RUnlock()
-	if !ok {
-		r.ignore(reason)
-		return
-	}
-	if err := r.send(ctx, u, a); err != nil {
-		r.log.WithFields(logrus.Fields{"addr": ns.Target, "iface": u.name}).WithError(err).Warn("ndp: send advertisement")
-		return
-	}
-	r.answered.Add(1)
-	kind := "multicast"
-	defer func() {
-		if r.debug() {
-			r.log.WithFields(logrus.Fields{"addr": ns.Target, "iface": u.name, "to": ns.Source, "kind": kind}).Debug("ndp: answered solicitation")
-		}
-	}()
-	switch {
-	case ns.Source.IsUnspecified():
-		r.answeredDAD.Add(1)
-		kind = "dad"
-	case ns.Destination == ns.Target:
-		r.answeredUnicast.Add(1)
-		kind = "unicast"
-	}
 }
 
 // debug reports whether Debug lines are logged, so the per-packet path
@@ -926,251 +472,68 @@ func (r *Responder) debug() bool {
 	return true
 }
 
-func (r *Responder) ignore(reason string) {
-	r.ignored.Add(1)
-	r.reasonMu.Lock()
-	r.reasons[reason]++
-	r.reasonMu.Unlock()
+// inNS runs fn inside the responder's namespace: on a locked thread that
+// entered it, or, in the process's own namespace, right here (no setns).
+func (r *Responder) inNS(fn func() error) error {
+	if r.own {
+		return fn()
+	}
+	return netnsdo.Do(r.ns, fn)
 }
 
-// send puts a on the wire of u, addressed to a.LinkDestination.
-func (r *Responder) send(ctx context.Context, u *uplink, a Answer) error {
-	b, err := a.Packet()
+// sysctlNS is the namespace for link's sysctl helpers: none (the calling
+// thread's, no setns) in the process's own namespace.
+func (r *Responder) sysctlNS() netns.NsHandle {
+	if r.own {
+		return netns.None()
+	}
+	return r.ns
+}
+
+// processNS reports whether ns is the network namespace of every thread of
+// the process, so code on any goroutine acts in it without setns. Not just
+// the main thread's: a caller that entered ns on a locked thread (the
+// kernel tests) may be running on the main thread, and sysctls or sockets
+// would then land in the namespace the other threads are in.
+func processNS(ns netns.NsHandle) bool {
+	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
-		return err
+		return false
 	}
-	to := &unix.SockaddrLinklayer{
-		Protocol: htons(unix.ETH_P_IPV6),
-		Ifindex:  u.index,
-		Halen:    uint8(len(a.LinkDestination)),
-	}
-	copy(to.Addr[:], a.LinkDestination)
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if err := u.pc.Sendto(ctx, b, 0, to); err != nil {
-		return fmt.Errorf("send to %s on %s: %w", a.Destination, u.name, err)
-	}
-	return nil
-}
-
-// announceLoop sends the queued unsolicited advertisements when due.
-func (r *Responder) announceLoop(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		next := r.sendDue(ctx)
-		wait := time.Hour
-		if !next.IsZero() {
-			wait = max(time.Until(next), 0)
-		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.kick:
-		case <-timer.C:
-		}
-	}
-}
-
-// sendDue sends the advertisements due now and returns when the next is.
-func (r *Responder) sendDue(ctx context.Context) time.Time {
-	now := time.Now()
-	var due []netip.Addr
-	var next time.Time
-	r.annMu.Lock()
-	for a, an := range r.pending {
-		if an.due.After(now) {
-			if next.IsZero() || an.due.Before(next) {
-				next = an.due
-			}
-			continue
-		}
-		due = append(due, a)
-		an.left--
-		an.due = now.Add(unsolicitedInterval)
-		if an.left <= 0 {
-			delete(r.pending, a)
-		} else if next.IsZero() || an.due.Before(next) {
-			next = an.due
-		}
-	}
-	r.annMu.Unlock()
-
-	for _, a := range due {
-		r.mu.RLock()
-		var u *uplink
-		for _, c := range r.uplinks {
-			if _, ok := c.addrs[a]; ok {
-				u = c
-			}
-		}
-		var na Answer
-		var err error
-		if u != nil {
-			na, err = Unsolicited(a, r.decideConfig(u))
-		}
-		r.mu.RUnlock()
-		if u == nil {
-			continue // removed meanwhile: say nothing
-		}
-		if err == nil {
-			err = r.send(ctx, u, na)
-		}
+	seen := 0
+	for _, t := range tasks {
+		h, err := netns.GetFromPath("/proc/self/task/" + t.Name() + "/ns/net")
 		if err != nil {
-			r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name}).WithError(err).Debug("ndp: unsolicited advertisement")
-			continue
+			continue // the thread is gone
 		}
-		r.unsolicited.Add(1)
-	}
-	return next
-}
-
-// watchLoop follows link and address changes of the uplinks, and resyncs
-// periodically in case a notification was lost.
-func (r *Responder) watchLoop(ctx context.Context) {
-	for ctx.Err() == nil {
-		r.watch(ctx)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
+		same := h.Equal(ns)
+		h.Close()
+		if !same {
+			return false
 		}
+		seen++
 	}
-}
-
-func (r *Responder) watch(ctx context.Context) {
-	done := make(chan struct{})
-	defer close(done)
-	links := make(chan netlink.LinkUpdate, 64)
-	addrs := make(chan netlink.AddrUpdate, 64)
-	linkOpts, addrOpts := netlink.LinkSubscribeOptions{}, netlink.AddrSubscribeOptions{}
-	if !r.own {
-		ns := r.ns
-		linkOpts.Namespace, addrOpts.Namespace = &ns, &ns
-	}
-	if err := netlink.LinkSubscribeWithOptions(links, done, linkOpts); err != nil {
-		r.log.WithError(err).Warn("ndp: subscribe to link changes")
-		return
-	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, addrOpts); err != nil {
-		r.log.WithError(err).Warn("ndp: subscribe to address changes")
-		return
-	}
-	// Catch up with what happened before the subscriptions.
-	r.resync(ctx, false)
-	tick := time.NewTicker(resyncInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			r.resync(ctx, true)
-		case lu, ok := <-links:
-			if !ok {
-				return
-			}
-			r.linkChanged(int(lu.Index))
-		case au, ok := <-addrs:
-			if !ok {
-				return
-			}
-			r.linkChanged(au.LinkIndex)
-		}
-	}
-}
-
-// linkChanged refreshes the uplink with that index, if it is one.
-func (r *Responder) linkChanged(index int) {
-	for _, u := range r.uplinks {
-		if u.index != index {
-			continue
-		}
-		r.mu.RLock()
-		closed := r.closed
-		r.mu.RUnlock()
-		if closed {
-			return
-		}
-		changed, err := r.refreshUplinkChanged(u)
-		if err != nil {
-			r.log.WithField("iface", u.name).WithError(err).Warn("ndp: refresh uplink")
-			return
-		}
-		r.mu.Lock()
-		if changed {
-			r.log.WithFields(logrus.Fields{"iface": u.name, "mac": u.mac.String(), "up": u.up}).Info("ndp: uplink changed, announcing again")
-			if r.cfg.Mode == ModeKernel {
-				// Going down flushed the kernel's proxy entries.
-				r.adopted = false
-				r.dirty = true
-			}
-			var again []netip.Addr
-			for a := range u.addrs {
-				again = append(again, a)
-			}
-			r.queueAnnouncements(again)
-		}
-		if r.dirty && !r.closed {
-			if err := r.reconcileLocked(); err != nil {
-				r.log.WithField("iface", u.name).WithError(err).Warn("ndp: reconcile after uplink change")
-			}
-		}
-		r.mu.Unlock()
-	}
-}
-
-// resync re-reads every uplink and re-applies the state; full also
-// re-reads the kernel's proxy entries.
-func (r *Responder) resync(ctx context.Context, full bool) {
-	for _, u := range r.uplinks {
-		if ctx.Err() != nil {
-			return
-		}
-		r.linkChanged(u.index)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return
-	}
-	if full && r.cfg.Mode == ModeKernel {
-		r.adopted = false
-		r.dirty = true
-	}
-	if r.dirty {
-		if err := r.reconcileLocked(); err != nil {
-			r.log.WithError(err).Warn("ndp: resync")
-		}
-	}
+	return seen > 0
 }
 
 // Stats returns the counters and the addresses answered for.
 func (r *Responder) Stats() Stats {
-	s := Stats{
-		Solicitations:   r.solicitations.Load(),
-		Answered:        r.answered.Load(),
-		AnsweredUnicast: r.answeredUnicast.Load(),
-		AnsweredDAD:     r.answeredDAD.Load(),
-		Ignored:         r.ignored.Load(),
-		Unsolicited:     r.unsolicited.Load(),
-		IgnoredReasons:  map[string]uint64{},
-	}
-	r.reasonMu.Lock()
-	for k, v := range r.reasons {
-		s.IgnoredReasons[k] = v
-	}
-	r.reasonMu.Unlock()
+	s := r.counters.stats()
 	if r.cfg.Mode != ModeOff {
 		r.mu.RLock()
 		s.Addrs, s.Ranges = r.targets.Addrs(), r.targets.Ranges()
+		for _, u := range r.uplinks {
+			s.SocketDrops += r.socketDropsLocked(u)
+			s.FilterCoarse = s.FilterCoarse || u.coarse
+		}
 		r.mu.RUnlock()
 	}
+	s.AnnouncePending, s.AnnouncePeakRate = r.ann.status()
 	return s
 }
 
 // Close stops Run and closes the sockets, which leaves the joined groups.
-// Kernel proxy entries stay (see Responder). Close is idempotent.
+// Kernel mode's proxy entries stay (see Responder). Close is idempotent.
 func (r *Responder) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -1186,12 +549,7 @@ func (r *Responder) Close() error {
 	defer r.mu.Unlock()
 	var errs []error
 	for _, u := range r.uplinks {
-		for _, c := range u.conns {
-			if err := c.Close(); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		u.conns, u.groups = nil, map[netip.Addr]*mndp.Conn{}
+		errs = append(errs, u.groups.close())
 		if u.pc != nil {
 			if err := u.pc.Close(); err != nil {
 				errs = append(errs, err)
@@ -1206,3 +564,7 @@ func (r *Responder) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// resyncInterval re-reads the uplinks and re-applies the kernel state in
+// case a netlink notification was lost.
+const resyncInterval = 30 * time.Second

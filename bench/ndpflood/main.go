@@ -1,11 +1,19 @@
-// Command ndpflood measures an NDP proxy from the provider router's side:
-// it sends neighbour solicitations on an interface, most for random
-// addresses of a /64 (a scan, or a router probing stale entries) and every
-// Nth for one of the live addresses the proxy should answer for, and times
-// each live solicitation until its advertisement arrives.
+// Command ndpflood measures an NDP proxy from the provider router's side.
+// bench/bench.sh runs it in the router namespace against v6bridge's
+// responder, ndppd and the kernel's proxy_ndp; each run prints one JSON
+// document.
 //
-// It prints one JSON document; bench/bench.sh runs it in the router
-// namespace against v6bridge's responder and against ndppd.
+//	ndpflood probe   sends solicitations at a rate, most for random
+//	                 addresses of a /64 and every Nth for a live address,
+//	                 and times each live one until its advertisement
+//	ndpflood flood   floods solicitations for random addresses (sendmmsg)
+//	                 while the router's kernel keeps re-probing a live
+//	                 address; counts its unicast probes left unanswered
+//	ndpflood start   listens for unsolicited advertisements and sweeps
+//	                 solicitations over N live addresses until every one
+//	                 answered: peak unsolicited rate, time until reachable
+//	ndpflood respond runs v6bridge's responder (native) for N addresses on
+//	                 an uplink, the in-process side of "start"
 //
 // Part of `make bench` only; it never runs in `make test`.
 package main
@@ -38,6 +46,33 @@ type result struct {
 }
 
 func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: ndpflood probe|flood|start|respond [flags]")
+		os.Exit(2)
+	}
+	cmd := os.Args[1]
+	os.Args = append(os.Args[:1], os.Args[2:]...)
+	var err error
+	switch cmd {
+	case "probe":
+		probeMain()
+		return
+	case "flood":
+		err = floodMain()
+	case "start":
+		err = startMain()
+	case "respond":
+		err = respondMain()
+	default:
+		err = fmt.Errorf("unknown command %q: want probe, flood, start or respond", cmd)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ndpflood:", err)
+		os.Exit(1)
+	}
+}
+
+func probeMain() {
 	iface := flag.String("iface", "vps0", "interface towards the proxy")
 	live := flag.String("live", "2001:db8:1234:a1:1::2", "first live address")
 	nLive := flag.Int("n-live", 1000, "live addresses, consecutive from -live")

@@ -42,9 +42,13 @@ func networkMetrics(ns []driver.NetworkStatus) []metrics.Network {
 // ndpMetrics maps the responder's counters; answers are the solicited
 // advertisements sent.
 func ndpMetrics(s ndp.Stats) metrics.NDP {
+	var limited uint64
+	for _, n := range s.Limited {
+		limited += n
+	}
 	return metrics.NDP{
 		Received: s.Solicitations, Answered: s.Answered, Ignored: s.Ignored, IgnoredReasons: s.IgnoredReasons,
-		Solicited: s.Answered, Unsolicited: s.Unsolicited, Addrs: len(s.Addrs), Ranges: len(s.Ranges),
+		RateLimited: limited, Solicited: s.Answered, Unsolicited: s.Unsolicited, Addrs: len(s.Addrs), Ranges: len(s.Ranges),
 	}
 }
 

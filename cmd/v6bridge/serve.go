@@ -34,7 +34,7 @@ import (
 type serveConfig struct {
 	socket, stateDir, procSys, logLevel, uplinks string
 	ndpMode, ndpSource                           string
-	ndpRange                                     bool
+	ndpRange, ndpPrime                           bool
 	pprof, metrics                               string
 	// the address plan
 	publicPrefix, ulaPrefix netip.Prefix // zero: the uplink's /64; generated
@@ -65,6 +65,7 @@ Every flag defaults from the environment variable named in brackets.
 	fs.StringVar(&c.ndpMode, "ndp-proxy", env("NDP_PROXY", "native"), "native, kernel or off [NDP_PROXY]")
 	fs.StringVar(&c.ndpSource, "ndp-source", env("NDP_SOURCE", "linklocal"), "source of advertisements: linklocal, target or global [NDP_SOURCE]")
 	fs.BoolVar(&c.ndpRange, "ndp-range", env("NDP_RANGE", "false") == "true", "answer NDP for whole public subnets [NDP_RANGE]")
+	fs.BoolVar(&c.ndpPrime, "ndp-prime", env("NDP_PRIME", "false") == "true", "when an address starts, also solicit the uplink's router from it, so the router learns it before any traffic [NDP_PRIME]")
 	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
 	fs.StringVar(&c.metrics, "metrics", env("METRICS", ""), "serve Prometheus /metrics on this address, e.g. 127.0.0.1:9430; off when empty [METRICS]")
 	publicS := fs.String("public-prefix", env("PUBLIC_PREFIX", ""), "where automatic public subnets come from; empty: the uplink's on-link global /64 [PUBLIC_PREFIX]")
@@ -205,7 +206,7 @@ func serve(args []string) error {
 		firewall = countingFirewall{fw, m}
 		log.AddHook(repairHook{m})
 	}
-	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, Log: log})
+	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, PrimeRouter: c.ndpPrime, Log: log})
 	if err != nil {
 		return err
 	}
@@ -280,8 +281,12 @@ func serve(args []string) error {
 	select {
 	case <-ctx.Done():
 		// Leave the data path in place: containers keep their connectivity
-		// while the plugin is stopped, disabled or upgraded.
+		// while the plugin is stopped, disabled or upgraded, and the
+		// kernel answers NDP for them until the next start takes over.
 		log.Info("stopping; networks stay in place")
+		if err := resp.CloseLeavingProxies(); err != nil {
+			log.WithError(err).Warn("ndp: hand answering over to the kernel")
+		}
 		return nil
 	case err := <-errc:
 		return err

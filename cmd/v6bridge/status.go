@@ -109,5 +109,15 @@ func printStatus(w io.Writer, doc statusDoc) error {
 	fmt.Fprintf(tw, "NDP answers for: %v %v\n", n.Addrs, n.Ranges)
 	fmt.Fprintf(tw, "NDP counters: %d solicitations seen, %d answered (%d unicast probes, %d DAD), %d ignored %v, %d unsolicited sent\n",
 		n.Solicitations, n.Answered, n.AnsweredUnicast, n.AnsweredDAD, n.Ignored, n.IgnoredReasons, n.Unsolicited)
+	var limited uint64
+	for _, v := range n.Limited {
+		limited += v
+	}
+	filter := "exact"
+	if n.FilterCoarse {
+		filter = "coarse (too many targets to list)"
+	}
+	fmt.Fprintf(tw, "NDP drops: %d over budget %v, %d socket queue full; capture filter %s; announcements %d pending, peak %.0f/s, %d router primings\n",
+		limited, n.Limited, n.SocketDrops, filter, n.AnnouncePending, n.AnnouncePeakRate, n.Primed)
 	return tw.Flush()
 }

@@ -19,7 +19,9 @@ expect_fail() {
 		echo "accepted: $*"
 		return 1
 	fi
-	echo "$out" | grep -qi -- "$pat" || { echo "message lacks '$pat': $out"; return 1; }
+	# A here-string, not echo | grep -q: with pipefail, grep quitting at the
+	# first match can fail the pipeline with SIGPIPE on a long message.
+	grep -qi -- "$pat" <<<"$out" || { echo "message lacks '$pat': $out"; return 1; }
 }
 
 # owned: what v6bridge owns in the VPS (links) and on disk (state files).
@@ -302,6 +304,16 @@ router_neigh_is_host() { # ADDR: the router resolved ADDR to the VPS's uplink MA
 	mac=$(ip -n "$P-router" -6 neigh show "$1" dev vps0 | awk '{for (i=1;i<NF;i++) if ($i=="lladdr") print $(i+1)}')
 	[ "$mac" = "$want" ] || { echo "router: $1 -> '$mac', want $want"; ip -n "$P-router" -6 neigh show dev vps0; return 1; }
 }
+router_resolves_again() { # ADDR: the router forgets ADDR, asks again and gets the VPS's MAC
+	ip -n "$P-router" -6 neigh del "$1" dev vps0 2>/dev/null || true
+	ip netns exec "$P-router" busybox ping6 -c 1 -W 2 "$1" >/dev/null 2>&1 || true
+	router_neigh_is_host "$1"
+}
+no_proxy_entries() { # no kernel proxy neighbour entry on the VPS's uplink
+	local left
+	left=$(ip -n "$P-vps" -6 neigh show proxy dev eth0)
+	[ -z "$left" ] || { echo "proxy entries left: $left"; return 1; }
+}
 router_no_answer_for() { # ADDR: nothing answers NDP for ADDR
 	ip -n "$P-router" -6 neigh del "$1" dev vps0 2>/dev/null || true
 	ip netns exec "$P-router" busybox ping6 -c 1 -W 2 "$1" >/dev/null 2>&1 || true
@@ -339,7 +351,11 @@ nat_checks() {
 		dk "$P" plugin disable -f "$PLUGIN" >/dev/null
 		check "plugin disabled: the published port still works" inet_fetch_hello "http://[$HOST_ADDR]:8081/"
 		check "plugin disabled: the public container is still reachable" inet_fetch_hello "http://[2001:db8:1234:a1:1::80]/"
+		check "plugin disabled: the router re-resolves the public container (kernel proxy entries left at stop)" \
+			router_resolves_again 2001:db8:1234:a1:1::80
 		dk "$P" plugin enable "$PLUGIN" >/dev/null
+		check "plugin enabled again: it took the proxy entries back" retry 10 no_proxy_entries
+		check "plugin enabled again: the router resolves the public container" router_resolves_again 2001:db8:1234:a1:1::80
 	fi
 	in_vps "$P" nft flush ruleset
 	check "after nft flush ruleset: NAT66 recovers without a restart" retry 10 source_seen internal "$HOST_ADDR"

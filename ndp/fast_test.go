@@ -1,0 +1,254 @@
+package ndp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+
+	mndp "github.com/mdlayher/ndp"
+)
+
+// slowPath is what ParsePacket, Decide and Answer.Packet make of pkt:
+// the advertisement's bytes and frame destination, or the reason.
+func slowPath(pkt []byte, linkSrc net.HardwareAddr, cfg DecideConfig, owned func(netip.Addr) bool) (notNS bool, out []byte, linkDst net.HardwareAddr, reason string) {
+	ns, err := ParsePacket(pkt, linkSrc)
+	if errors.Is(err, ErrNotSolicitation) {
+		return true, nil, nil, ""
+	}
+	if err != nil {
+		return false, nil, nil, ReasonMalformed
+	}
+	a, ok, reason := Decide(ns, cfg, owned)
+	if !ok {
+		return false, nil, nil, reason
+	}
+	b, err := a.Packet()
+	if err != nil {
+		panic(err)
+	}
+	return false, b, a.LinkDestination, ""
+}
+
+// fastPath runs parseFast and decideFast the way the capture loop does.
+func fastPath(pkt []byte, linkSrc net.HardwareAddr, cfg DecideConfig, owned func(netip.Addr) bool) (notNS bool, out []byte, linkDst net.HardwareAddr, reason string) {
+	var ns fastNS
+	switch parseFast(pkt, linkSrc, &ns) {
+	case fastNotNS:
+		return true, nil, nil, ""
+	case fastMalformed:
+		return false, nil, nil, ReasonMalformed
+	case fastSlow:
+		s, err := ParsePacket(pkt, linkSrc)
+		if errors.Is(err, ErrNotSolicitation) {
+			return true, nil, nil, ""
+		}
+		if err != nil {
+			return false, nil, nil, ReasonMalformed
+		}
+		ns.fromSolicitation(s)
+	}
+	var buf [naLen]byte
+	mac, _, reason := decideFast(&ns, &cfg, owned, &buf)
+	if reason != "" {
+		return false, nil, nil, reason
+	}
+	return false, buf[:], mac[:], ""
+}
+
+func checkAgree(t *testing.T, name string, pkt []byte, linkSrc net.HardwareAddr, cfg DecideConfig, owned func(netip.Addr) bool) {
+	t.Helper()
+	sn, sb, sm, sr := slowPath(pkt, linkSrc, cfg, owned)
+	fn, fb, fm, fr := fastPath(pkt, linkSrc, cfg, owned)
+	if sn != fn || sr != fr || !bytes.Equal(sb, fb) || !bytes.Equal(sm, fm) {
+		t.Errorf("%s: slow path (not ns %v, reason %q, to %v)\n%x\nfast path (not ns %v, reason %q, to %v)\n%x", name, sn, sr, sm, sb, fn, fr, fm, fb)
+	}
+}
+
+// TestFastPathAgrees: the allocation-free path answers exactly like
+// ParsePacket + Decide + Packet, byte for byte, over every combination of
+// source, destination, hop limit, target, options, frame source and
+// configuration.
+func TestFastPathAgrees(t *testing.T) {
+	srcs := []netip.Addr{routerAddr, netip.IPv6Unspecified(), netip.MustParseAddr("ff02::2"), routerLL}
+	targets := []netip.Addr{live, other, netip.MustParseAddr("ff02::1"), netip.MustParseAddr("::1")}
+	optSets := map[string][]mndp.Option{
+		"none":      nil,
+		"slla":      {sllaOpt(routerMAC)},
+		"own slla":  {sllaOpt(uplinkMAC)},
+		"dup slla":  {sllaOpt(routerMAC), sllaOpt(routerMAC)},
+		"nonce":     {mndp.NewNonce()},
+		"two nonce": {mndp.NewNonce(), mndp.NewNonce()},
+		"tlla":      {&mndp.LinkLayerAddress{Direction: mndp.Target, Addr: routerMAC}},
+		"unknown":   {sllaOpt(routerMAC), &mndp.RawOption{Type: 200, Length: 1, Value: make([]byte, 6)}},
+		"mtu":       {&mndp.MTU{MTU: 1500}},
+	}
+	cfgs := []DecideConfig{
+		{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal},
+		{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal, Router: true, Source: SourceTarget},
+		{LinkAddr: uplinkMAC, Source: SourceGlobal},
+		{LinkAddr: nil},
+	}
+	n := 0
+	for _, src := range srcs {
+		for _, target := range targets {
+			for _, dst := range []netip.Addr{snm(target), target, other} {
+				for _, hop := range []uint8{255, 254} {
+					for on, opts := range optSets {
+						for _, linkSrc := range []net.HardwareAddr{routerMAC, uplinkMAC, nil} {
+							for ci, cfg := range cfgs {
+								icmp, err := mndp.MarshalMessageChecksum(&mndp.NeighborSolicitation{TargetAddress: target, Options: opts}, src, dst)
+								if err != nil {
+									continue // mndp refuses to build it
+								}
+								for _, hbh := range []bool{false, true} {
+									var pkt []byte
+									if hbh {
+										pkt = ipv6Packet(src, dst, hop, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, icmp)
+									} else {
+										pkt = ipv6Packet(src, dst, hop, 0, nil, icmp)
+									}
+									name := src.String() + ">" + dst.String() + " " + target.String() + " " + on
+									checkAgree(t, name, pkt, linkSrc, cfg, ownsLive)
+									_ = ci
+									n++
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d cases agree", n)
+}
+
+// FuzzFastPath: on any bytes the two paths agree.
+func FuzzFastPath(f *testing.F) {
+	f.Add(ipv6Packet(routerAddr, snm(live), 255, 0, nil, icmpNS(f, routerAddr, snm(live), live, sllaOpt(routerMAC))))
+	f.Add(ipv6Packet(netip.IPv6Unspecified(), snm(live), 255, 0, nil, icmpNS(f, netip.IPv6Unspecified(), snm(live), live, mndp.NewNonce())))
+	f.Add(ipv6Packet(routerAddr, live, 255, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, icmpNS(f, routerAddr, live, live)))
+	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkAgree(t, "fuzz", b, routerMAC, cfg, ownsLive)
+		// With the checksum fixed up, to get past it.
+		if len(b) >= 44 && b[6] == 58 {
+			c := append([]byte(nil), b...)
+			payload := min(int(binary.BigEndian.Uint16(c[4:6])), len(c)-40)
+			msg := c[40 : 40+payload]
+			if len(msg) >= 4 {
+				msg[2], msg[3] = 0, 0
+				binary.BigEndian.PutUint16(msg[2:4], checksum(netip.AddrFrom16([16]byte(c[8:24])), netip.AddrFrom16([16]byte(c[24:40])), msg))
+				checkAgree(t, "fuzz fixed", c, routerMAC, cfg, ownsLive)
+			}
+		}
+	})
+}
+
+// BenchmarkFastPath is the per-packet cost of the capture loop's decision
+// for an answered solicitation; -benchmem shows it allocates nothing.
+func BenchmarkFastPath(b *testing.B) {
+	pkt := ipv6Packet(routerAddr, snm(live), 255, 0, nil, icmpNS(b, routerAddr, snm(live), live, sllaOpt(routerMAC)))
+	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal}
+	owned := map[netip.Addr]struct{}{live: {}}
+	own := func(a netip.Addr) bool { _, ok := owned[a]; return ok }
+	lim := newLimiter(-1, -1, -1)
+	var buf [naLen]byte
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		var ns fastNS
+		if parseFast(pkt, routerMAC, &ns) != fastOK {
+			b.Fatal("not parsed")
+		}
+		_, kind, reason := decideFast(&ns, &cfg, own, &buf)
+		if reason != "" || lim.allow(int64(i), ns.src, ns.target, kind) != "" {
+			b.Fatal(reason)
+		}
+	}
+}
+
+// BenchmarkSlowPath is the same through ParsePacket, Decide and Packet,
+// what the responder did before the fast path.
+func BenchmarkSlowPath(b *testing.B) {
+	pkt := ipv6Packet(routerAddr, snm(live), 255, 0, nil, icmpNS(b, routerAddr, snm(live), live, sllaOpt(routerMAC)))
+	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal}
+	b.ReportAllocs()
+	for b.Loop() {
+		ns, err := ParsePacket(pkt, routerMAC)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a, ok, _ := Decide(ns, cfg, ownsLive)
+		if !ok {
+			b.Fatal("not answered")
+		}
+		if _, err := a.Packet(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestLimiter(t *testing.T) {
+	const sec = int64(1e9)
+	l := newLimiter(10, 100, 1)
+	a, b := routerAddr, other
+	got := 0
+	for range 50 {
+		if l.allow(sec, a, live, kindMulticast) == "" {
+			got++
+		}
+	}
+	if got != 20 { // burst: twice the rate
+		t.Errorf("one source at once: %d answered, want 20", got)
+	}
+	if r := l.allow(sec, a, live, kindUnicast); r != ReasonSourceLimit {
+		t.Errorf("over the source budget: %q", r)
+	}
+	if r := l.allow(sec, b, live, kindUnicast); r != "" {
+		t.Errorf("another source refused: %q", r)
+	}
+	if r := l.allow(sec+sec/10, a, live, kindUnicast); r != "" {
+		t.Errorf("after 100 ms (one token back): %q", r)
+	}
+	// DAD defences: 3 at once per target, then one a second.
+	dad := 0
+	for range 10 {
+		if l.allow(2*sec, netip.IPv6Unspecified(), live, kindDAD) == "" {
+			dad++
+		}
+	}
+	if dad != 3 || l.allow(2*sec, netip.IPv6Unspecified(), other, kindDAD) != "" {
+		t.Errorf("dad defences: %d for one target at once, want 3, and another target still defended", dad)
+	}
+	// The total budget holds over many sources.
+	l = newLimiter(-1, 100, -1)
+	got = 0
+	for i := range 500 {
+		src := netip.AddrFrom16([16]byte{0x20, 0x01, 14: byte(i >> 8), 15: byte(i)})
+		if l.allow(sec, src, live, kindMulticast) == "" {
+			got++
+		}
+	}
+	if got != 100 {
+		t.Errorf("500 sources at once under a total of 100: %d answered", got)
+	}
+}
+
+// TestBuildNS: the priming solicitation parses as one from the new address
+// for the router, with the uplink's MAC.
+func TestBuildNS(t *testing.T) {
+	var b [naLen]byte
+	buildNS(&b, live, routerAddr, uplinkMAC)
+	ns, err := ParsePacket(b[:], uplinkMAC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns.Source != live || ns.Destination != snm(routerAddr) || ns.Target != routerAddr || ns.HopLimit != 255 || !bytes.Equal(ns.SourceLinkAddr, uplinkMAC) {
+		t.Errorf("priming solicitation %+v", ns)
+	}
+	if m := multicastMACOf(snm(routerAddr)); !bytes.Equal(m[:], []byte{0x33, 0x33, 0xff, 0, 0xff, 0xfe}) {
+		t.Errorf("multicast MAC %x", m)
+	}
+}
