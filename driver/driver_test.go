@@ -72,7 +72,7 @@ func TestCreateNetworkDefaults(t *testing.T) {
 		{"2001:db8:1234:a1:1::/112", nil, Network{Mode: netspec.ModePublic, MTU: 1500, ICC: true, AllowPing: true}},
 		{"2001:db8:99::/112", nil, Network{Mode: netspec.ModeRouted, MTU: 1500, ICC: true, AllowPing: true}},
 		{"fd00:1::/112", map[string]string{OptMode: "internal", OptMTU: "1400", OptICC: "false"}, Network{Mode: netspec.ModeInternal, MTU: 1400, ICC: false, AllowPing: true}},
-		{"fd00:2::/112", map[string]string{OptBridgeName: "br-mine", "com.docker.network.driver.mtu": "9000"}, Network{Mode: netspec.ModeNAT, MTU: 9000, ICC: true, AllowPing: true}},
+		{"fd00:2::/112", map[string]string{OptBridgeName: "br-mine", OptMTU: "9000"}, Network{Mode: netspec.ModeNAT, MTU: 9000, ICC: true, AllowPing: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.subnet, func(t *testing.T) {

@@ -20,10 +20,6 @@ const (
 	OptAllowPing  = "v6bridge.allow_ping"
 	OptAllow      = "v6bridge.allow"
 	OptHostIPv6   = "v6bridge.host_ipv6"
-
-	// Docker's own generic keys that v6bridge honours.
-	dockerOptMTU      = "com.docker.network.driver.mtu"
-	dockerOptHostIPv6 = "com.docker.network.host_ipv6"
 )
 
 var acceptedOpts = []string{OptAllow, OptAllowPing, OptBridgeName, OptHostIPv6, OptICC, OptMode, OptMTU}
@@ -41,7 +37,8 @@ type NetworkOptions struct {
 
 // ParseNetworkOptions validates the generic options of a network. internal
 // is Docker's --internal flag. Keys outside the v6bridge namespace are
-// ignored, except Docker's MTU and host_ipv6 keys, which are honoured.
+// ignored (internal/api turns Docker's MTU and host_ipv6 keys into
+// v6bridge's).
 func ParseNetworkOptions(generic map[string]string, internal bool) (NetworkOptions, error) {
 	o := NetworkOptions{ICC: true, AllowPing: true}
 	keys := make([]string, 0, len(generic))
@@ -58,7 +55,7 @@ func ParseNetworkOptions(generic map[string]string, internal bool) (NetworkOptio
 		case OptBridgeName:
 			err = netspec.ValidIfname(v)
 			o.BridgeName = v
-		case OptMTU, dockerOptMTU:
+		case OptMTU:
 			o.MTU, err = parseMTU(v)
 		case OptICC:
 			o.ICC, err = parseBool(v)
@@ -66,7 +63,7 @@ func ParseNetworkOptions(generic map[string]string, internal bool) (NetworkOptio
 			o.AllowPing, err = parseBool(v)
 		case OptAllow:
 			o.Allow, err = ParsePorts(v)
-		case OptHostIPv6, dockerOptHostIPv6:
+		case OptHostIPv6:
 			o.HostIPv6, err = parseHostIPv6(v)
 		default:
 			if strings.HasPrefix(k, "v6bridge.") {

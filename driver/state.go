@@ -27,7 +27,7 @@ type Network struct {
 	AllowPing bool           `json:"AllowPing"`
 	Allow     []netspec.Port `json:"Allow,omitempty"`
 	HostIPv6  netip.Addr     `json:"HostIPv6,omitzero"`
-	// Modern records that the engine sent com.docker.network.enable_ipv4,
+	// Modern records that the engine said whether IPv4 is enabled,
 	// which only engines >= 28 do: they install the IPv6 default route from
 	// GatewayIPv6. Older engines need a static ::/0 route instead.
 	Modern bool `json:"Modern"`

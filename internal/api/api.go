@@ -267,6 +267,9 @@ func CreateNetworkFromWire(req netapi.CreateNetworkRequest) (driver.CreateNetwor
 			}
 		}
 	}
+	if err := dockerDriverOptions(out.Generic); err != nil {
+		return out, err
+	}
 	var err error
 	if out.EnableIPv6, err = boolOpt(req.Options, optEnableIPv6); err != nil {
 		return out, err
@@ -294,6 +297,31 @@ func CreateNetworkFromWire(req netapi.CreateNetworkRequest) (driver.CreateNetwor
 // "true"/"false"; absent or null is false. Anything else is an error naming
 // the option, never silently false (a request for an internal network must
 // not produce a nat one).
+// dockerDriverOptions are Docker's own generic driver options v6bridge
+// honours, and the v6bridge option each one means.
+var dockerOptions = map[string]string{
+	"com.docker.network.driver.mtu": driver.OptMTU,
+	"com.docker.network.host_ipv6":  driver.OptHostIPv6,
+}
+
+// dockerDriverOptions turns Docker's own generic options in generic into
+// v6bridge's (-o com.docker.network.driver.mtu=1400 is v6bridge.mtu=1400),
+// refusing the two given with different values.
+func dockerDriverOptions(generic map[string]string) error {
+	for dk, vk := range dockerOptions {
+		dv, ok := generic[dk]
+		if !ok {
+			continue
+		}
+		if v, both := generic[vk]; both && strings.TrimSpace(v) != strings.TrimSpace(dv) {
+			return fmt.Errorf("driver options %s=%q and %s=%q disagree: give one of them", dk, dv, vk, v)
+		}
+		generic[vk] = dv
+		delete(generic, dk)
+	}
+	return nil
+}
+
 func boolOpt(opts map[string]any, name string) (bool, error) {
 	switch v := opts[name].(type) {
 	case nil:

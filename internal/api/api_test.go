@@ -125,7 +125,7 @@ func TestCreateNetworkDecodesEngineJSON(t *testing.T) {
 	}
 	f := false
 	want := driver.CreateNetworkRequest{
-		NetworkID: "n1", Generic: map[string]string{"v6bridge.mode": "nat", "com.docker.network.driver.mtu": "1400"},
+		NetworkID: "n1", Generic: map[string]string{"v6bridge.mode": "nat", "v6bridge.mtu": "1400"}, // Docker's MTU key is v6bridge's
 		EnableIPv6: true, EnableIPv4: &f,
 		IPv6: []driver.PoolData{{Pool: netip.MustParsePrefix("fd12:3456:789a:8101:1::/112"), Gateway: netip.MustParsePrefix("fd12:3456:789a:8101:1::1/112")}},
 	}
@@ -320,5 +320,21 @@ func TestRequestBodyLimit(t *testing.T) {
 	code, out := call("/NetworkDriver.CreateNetwork", body)
 	if code == 200 || !strings.Contains(out["Err"].(string), "over 4194304 bytes") {
 		t.Errorf("code %d, answer %.200v; want the body refused as too large", code, out)
+	}
+}
+
+// TestDockerDriverOptions: Docker's own generic keys become v6bridge's in
+// the API, and the two given with different values are refused.
+func TestDockerDriverOptions(t *testing.T) {
+	g := map[string]string{"com.docker.network.host_ipv6": "2001:db8::1", "v6bridge.mtu": "1400", "com.docker.network.driver.mtu": "1400"}
+	if err := dockerDriverOptions(g); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"v6bridge.host_ipv6": "2001:db8::1", "v6bridge.mtu": "1400"}, g); diff != "" {
+		t.Errorf("options (-want +got):\n%s", diff)
+	}
+	err := dockerDriverOptions(map[string]string{"v6bridge.mtu": "1400", "com.docker.network.driver.mtu": "9000"})
+	if err == nil || !strings.Contains(err.Error(), "com.docker.network.driver.mtu") || !strings.Contains(err.Error(), "v6bridge.mtu") {
+		t.Errorf("conflicting MTUs: %v", err)
 	}
 }
