@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/netnsdo"
+	"github.com/v6bridge/v6bridge/internal/nlretry"
 )
 
 // Responder answers Neighbor Solicitations on the uplinks for the current
@@ -220,7 +221,7 @@ func (r *Responder) refreshUplink(u *uplink) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("ndp uplink %q: %w", u.name, err)
 	}
-	addrs, err := r.h.AddrList(l, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return r.h.AddrList(l, netlink.FAMILY_V6) })
 	if err != nil {
 		return false, fmt.Errorf("ndp uplink %q: list addresses: %w", u.name, err)
 	}
@@ -255,7 +256,7 @@ func (r *Responder) refreshUplink(u *uplink) (bool, error) {
 		global = deprecated
 	}
 	var gw netip.Addr
-	if routes, err := r.h.RouteList(l, netlink.FAMILY_V6); err == nil {
+	if routes, err := nlretry.Dump(func() ([]netlink.Route, error) { return r.h.RouteList(l, netlink.FAMILY_V6) }); err == nil {
 		for _, rt := range routes {
 			if (rt.Dst == nil || rt.Dst.IP.IsUnspecified()) && rt.Gw != nil {
 				gw, _ = netip.AddrFromSlice(rt.Gw)
