@@ -75,11 +75,11 @@ func ClassifyShape(f Facts) (shape Shape, why string, ok bool) {
 		switch n := f.Plugin; {
 		case n.NDPAddrs > 0 && n.NDPAnswered > 0:
 			why = fmt.Sprintf("%s on %s; the router asked v6bridge for public containers (%d answers): on-link", widest.Masked(), f.Uplink, n.NDPAnswered)
-		case n.NDPAddrs > 0 && n.NDPSolicitations == 0:
-			id = "routed64"
-			why = fmt.Sprintf("%s on %s; v6bridge answers for %d public addresses but no solicitation came: routed to this host, if they are reachable from outside", widest.Masked(), f.Uplink, n.NDPAddrs)
 		default:
-			why = fmt.Sprintf("%s on %s: on-link, or routed to this host (configured alike; a public container's NDP counters in v6bridge status tell)", widest.Masked(), f.Uplink)
+			// No solicitation yet says little: the router may not have
+			// needed one since the plugin started (its cache, unsolicited
+			// advertisements).
+			why = fmt.Sprintf("%s on %s: on-link, or routed to this host (configured alike; once the router asks v6bridge for a public container, it is on-link)", widest.Masked(), f.Uplink)
 		}
 	case b <= 124:
 		id = "prefix124"

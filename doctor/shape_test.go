@@ -18,7 +18,7 @@ func TestClassifyShape(t *testing.T) {
 		{"no global address", nil, Plugin{}, ""},
 		{"a /64, no plugin", []netip.Prefix{pf("2001:db8:1234:a1::1/64")}, Plugin{}, "onlink64"},
 		{"a /64, the router asked for a public container", []netip.Prefix{pf("2001:db8:1234:a1::1/64")}, Plugin{NDPAddrs: 1, NDPSolicitations: 4, NDPAnswered: 3}, "onlink64"},
-		{"a /64, public containers, no solicitation", []netip.Prefix{pf("2a01:4f8:1:2::2/64")}, Plugin{NDPAddrs: 2}, "routed64"},
+		{"a /64, public containers, no solicitation", []netip.Prefix{pf("2a01:4f8:1:2::2/64")}, Plugin{NDPAddrs: 2}, "onlink64"}, // no solicitation yet proves nothing
 		{"a /124 and a /128: the widest decides", []netip.Prefix{pf("2001:db8:5::11/128"), pf("2001:db8:5::10/124")}, Plugin{}, "prefix124"},
 		{"a /128", []netip.Prefix{pf("2001:41d0:1:2::3/128")}, Plugin{}, "single128"},
 		{"a /56 on the uplink", []netip.Prefix{pf("2001:db8:aa00::1/56")}, Plugin{}, "onlink64"},
