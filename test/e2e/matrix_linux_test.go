@@ -212,6 +212,13 @@ func disconnectCell(c *cell, leave, stay netSpec) {
 	c.must("network", "disconnect", leave.name, "web")
 	c.t.Logf("# disconnected %s", leave.name)
 	c.gone(leave.addr)
+	c.check(fmt.Sprintf("the container keeps an IPv6 default route, via %s", stay.name), func() error {
+		r, err := c.g.docker("exec", "web", "ip", "-6", "route", "show", "default")
+		if err == nil && r == "" {
+			err = fmt.Errorf("no IPv6 default route left: replies to the internet and the host cannot leave")
+		}
+		return err
+	}())
 	c.published("web", []netSpec{stay}, 8081)
 }
 
