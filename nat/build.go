@@ -63,6 +63,9 @@ func Build(s State) (*Ruleset, error) {
 	}
 	r.Sets = buildSets(s)
 	r.Chains = buildChains()
+	if s.FastPath {
+		addFastPath(r, s)
+	}
 	return r, nil
 }
 

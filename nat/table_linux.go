@@ -25,6 +25,10 @@ type TableConfig struct {
 	// Log receives state changes (Info), repairs and coexistence findings
 	// (Warn). Nil discards.
 	Log logrus.FieldLogger
+	// FastPath adds the flowtable of State.FastPath to every state applied,
+	// if the kernel supports it (ProbeFastPath); otherwise the table works
+	// without and NewTable logs why.
+	FastPath bool
 }
 
 // Table is v6bridge's nftables table in one network namespace. All writes
@@ -47,6 +51,11 @@ type Table struct {
 	// UpdateEndpoints leaves it nil; the next Apply builds it from model.
 	applied *Ruleset
 	patched int // Applies done as a patch (tests)
+
+	links       *kernelLinks
+	fastPath    bool           // flowtable on (configured and supported)
+	fastPathErr error          // why not, when configured
+	ftIndex     map[string]int // flowtable devices in the kernel and their indexes
 }
 
 // NewTable opens a netlink connection for nftables in cfg.NetNS. It does
@@ -62,8 +71,44 @@ func NewTable(cfg TableConfig) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	links, err := newKernelLinks(cfg.NetNS)
+	if err != nil {
+		return nil, err
+	}
 	coex := &Coexistence{conn: conn, log: log}
-	return &Table{conn: conn, log: log.WithField("table", TableFamily+" "+TableName), coex: coex}, nil
+	t := &Table{conn: conn, log: log.WithField("table", TableFamily+" "+TableName), coex: coex, links: links}
+	if cfg.FastPath {
+		if err := ProbeFastPath(cfg.NetNS); err != nil {
+			t.fastPathErr = err
+			t.log.WithError(err).Warn("fast path off: established connections take the forward chain")
+		} else {
+			t.fastPath = true
+		}
+	}
+	return t, nil
+}
+
+// FastPath reports whether the applied states get the flowtable, and if
+// it was asked for but is off, why.
+func (t *Table) FastPath() (bool, error) { return t.fastPath, t.fastPathErr }
+
+// build is Build with the fast path as configured, the flowtable limited
+// to the devices that exist now; devs are those with their indexes.
+func (t *Table) build(s State) (r *Ruleset, devs map[string]int, err error) {
+	s.FastPath = t.fastPath
+	r, err = Build(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range r.Flowtables {
+		f := &r.Flowtables[i]
+		var idx map[string]int
+		f.Devices, idx = t.links.present(f.Devices)
+		if devs == nil {
+			devs = idx
+		}
+	}
+	return r, devs, nil
 }
 
 type nopWriter struct{}
@@ -87,35 +132,62 @@ func newConn(netns int) (*nftables.Conn, error) {
 // table without its drop rules. Then it makes sure other firewalls let our
 // bridges' traffic through (see Coexistence.Ensure); a failure there is
 // logged, not returned, since our own table is in place.
+//
+// Connections the new state no longer allows (see Revoked) are deleted
+// from conntrack afterwards, so they stop at once, fast path or not.
 func (t *Table) Apply(s State) error {
-	r, err := Build(s)
+	r, devs, err := t.build(s)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.patchOrApplyLocked(r); err != nil {
+	if err := t.patchOrApplyLocked(r, devs); err != nil {
 		return err
 	}
 	m, err := NewModel(s)
 	if err != nil {
 		return err // Build validated s already
 	}
+	var revs []Revocation
+	if t.model != nil {
+		revs = Revoked(t.model.State(), s)
+	}
 	t.model = m
 	t.log.WithField("networks", len(s.Networks)).Info("firewall applied")
+	t.revokeLocked(revs)
 	t.ensureCoexistenceLocked()
 	return nil
+}
+
+// revokeLocked deletes the connections of rs from conntrack, after the
+// rules that refuse them are in place (else a packet in between would
+// open them again). A failure is logged: the rules are applied, and the
+// connections end when conntrack forgets them.
+func (t *Table) revokeLocked(rs []Revocation) {
+	if len(rs) == 0 {
+		return
+	}
+	n, err := t.links.revoke(rs)
+	log := t.log.WithField("revoked", len(rs))
+	if err != nil {
+		log.WithError(err).Warn("stop connections the firewall no longer allows")
+		return
+	}
+	log.WithField("connections", n).Debug("stopped connections the firewall no longer allows")
 }
 
 // patchOrApplyLocked changes only the elements that differ when the kernel
 // holds what we applied last and only set elements change (Diff), still in
 // one atomic batch; otherwise, or if the patch fails, it replaces the table.
 // Either way the table ends up as Build made it (TestPrivilegedPatchEqualsRebuild).
-func (t *Table) patchOrApplyLocked(r *Ruleset) error {
+func (t *Table) patchOrApplyLocked(r *Ruleset, devs map[string]int) error {
 	if t.applied == nil && t.known && t.model != nil {
-		t.applied, _ = Build(t.model.State())
+		t.applied, _, _ = t.build(t.model.State())
 	}
-	if patches, ok := Diff(t.applied, r); ok && t.known {
+	// A flowtable device deleted and created again (a bridge after a
+	// reboot) is no longer hooked: only a new flowtable hooks it again.
+	if patches, ok := Diff(t.applied, r); ok && t.known && maps.Equal(devs, t.ftIndex) {
 		g, err := t.conn.GetGen()
 		if err == nil && g.ID == t.gen {
 			err := t.patchLocked(patches)
@@ -127,7 +199,7 @@ func (t *Table) patchOrApplyLocked(r *Ruleset) error {
 			t.log.WithError(err).Debug("patching the table failed, replacing it")
 		}
 	}
-	return t.applyLocked(r)
+	return t.applyLocked(r, devs)
 }
 
 // patchLocked sends the element changes in one batch and records the new
@@ -181,7 +253,7 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 	return nil
 }
 
-func (t *Table) applyLocked(r *Ruleset) error {
+func (t *Table) applyLocked(r *Ruleset, devs map[string]int) error {
 	if err := addRuleset(t.conn, r); err != nil {
 		// Flush drops what was queued; nothing was sent.
 		_ = t.conn.Flush()
@@ -193,6 +265,7 @@ func (t *Table) applyLocked(r *Ruleset) error {
 	}
 	t.rememberLocked()
 	t.applied = r
+	t.ftIndex = devs
 	return nil
 }
 
@@ -210,6 +283,7 @@ func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
 		return ErrNoModel
 	}
 	undo := t.model.snapshot(us)
+	revs := t.model.revocations(us)
 	patches, err := t.model.Update(us)
 	if err != nil {
 		return err
@@ -222,19 +296,21 @@ func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
 				t.applied = nil
 				t.patched++
 				t.log.WithField("endpoints", len(us)).Debug("firewall patched")
+				t.revokeLocked(revs)
 				return nil
 			}
 			t.log.WithError(err).Debug("patching the table failed, replacing it")
 		}
 	}
-	r, err := Build(t.model.State())
+	r, devs, err := t.build(t.model.State())
 	if err == nil {
-		err = t.applyLocked(r)
+		err = t.applyLocked(r, devs)
 	}
 	if err != nil {
 		t.model.revert(us, undo)
 		return err
 	}
+	t.revokeLocked(revs)
 	t.ensureCoexistenceLocked()
 	return nil
 }
@@ -269,6 +345,7 @@ func (t *Table) Delete() error {
 	t.model = nil
 	t.known = false
 	t.applied = nil
+	t.ftIndex = nil
 	tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: TableName}
 	// Adding first makes the delete succeed whether or not it exists.
 	t.conn.AddTable(tbl)
@@ -325,12 +402,12 @@ func (t *Table) check() error {
 		t.ensureCoexistenceLocked()
 		return nil
 	}
-	r, berr := Build(t.model.State())
+	r, devs, berr := t.build(t.model.State())
 	if berr != nil {
 		return berr
 	}
 	t.log.WithField("reason", reason(err)).Warn("firewall table changed behind our back, applying it again")
-	if err := t.applyLocked(r); err != nil {
+	if err := t.applyLocked(r, devs); err != nil {
 		return err
 	}
 	t.ensureCoexistenceLocked()
