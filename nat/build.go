@@ -196,6 +196,11 @@ func jump(chain string) Verdict { return Verdict{Kind: VerdictJump, Chain: chain
 func buildChains() []Chain {
 	dnat := NATMap{Kind: NATDest, Fields: portKeyD, Map: MapDNAT}
 	established := CtState{States: []string{CtEstablished, CtRelated}}
+	// A connection conntrack no longer knows (deleted when the state
+	// revoked it) must not come back from its middle: conntrack would pick
+	// up any packet of it as new, a container's ACK as a new outbound
+	// connection.
+	notSyn := rule("a tcp connection starts with a syn", CtState{States: []string{CtNew}}, TCPNotSyn{}, drop)
 	return []Chain{
 		{Name: ChainPre, Type: "nat", Hook: "prerouting", Priority: PriorityDNAT, Policy: VerdictAccept, Rules: []Rule{
 			rule("published ports", dnat),
@@ -224,6 +229,7 @@ func buildChains() []Chain {
 		{Name: ChainFwdIn, Rules: []Rule{
 			rule("", established, accept),
 			rule("", CtState{States: []string{CtInvalid}}, drop),
+			notSyn,
 			rule("within one network", in(SetIntra, FieldIIFName, FieldOIFName), accept),
 			rule("", in(SetInternal, FieldOIFName), drop),
 			rule("published ports, hairpin too", CtStatusDNAT{}, in(SetPublished, portKeyD...), accept),
@@ -235,6 +241,7 @@ func buildChains() []Chain {
 			rule("unpublished", drop),
 		}},
 		{Name: ChainFwdOut, Rules: []Rule{
+			notSyn,
 			rule("", in(SetInternal, FieldIIFName), drop),
 			rule("", accept),
 		}},

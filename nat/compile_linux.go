@@ -278,6 +278,15 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 			return nil, fmt.Errorf("unknown flowtable %q", e.Flowtable)
 		}
 		return []expr.Any{&expr.FlowOffload{Name: e.Flowtable}}, nil
+	case TCPNotSyn:
+		const syn, ack = 0x02, 0x10
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{syn | ack}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{syn}},
+		}, nil
 	case CtStatusDNAT:
 		return ctBits(expr.CtKeySTATUS, 1<<5 /* IPS_DST_NAT */), nil
 	case ICMPv6Type:

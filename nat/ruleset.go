@@ -237,6 +237,12 @@ type FlowOffload struct {
 
 func (e FlowOffload) nft() string { return "flow add @" + e.Flowtable }
 
+// TCPNotSyn matches TCP packets that cannot start a connection: of SYN
+// and ACK, not SYN alone.
+type TCPNotSyn struct{}
+
+func (TCPNotSyn) nft() string { return "tcp flags != syn / syn,ack" }
+
 // CtStatusDNAT matches packets of connections whose destination was
 // translated (a published port).
 type CtStatusDNAT struct{}
