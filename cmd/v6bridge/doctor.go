@@ -35,6 +35,8 @@ DESCRIPTION
                     uplink's accept_ra is 2 (else forwarding drops the route)
     uplink          an IPv6 default route, its interface and global address
     nftables        nftables is usable (v6bridge's NAT66 and firewall)
+    fastpath        the kernel has nftables flowtables for FASTPATH (checked in
+                    a throwaway network namespace)
     ip6tables       no ip6tables FORWARD drop policy that drops v6bridge's
                     traffic (the engine's, when it has DOCKER-USER, is handled)
     ufw, firewalld  firewalls that need the v6b-* bridges allowed
@@ -58,15 +60,19 @@ FLAGS
 	proc := fs.String("proc", filepath.Dir(env("PROC_SYS", "/proc/sys")), "proc root scanned for ndppd, docker-ipv6nat, firewalld")
 	uplink := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
 	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its version [DOCKER_HOST]")
+	fastPath := fs.String("fastpath", env("FASTPATH", "true"), "the plugin's FASTPATH setting: false skips the flowtable check [FASTPATH]")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *fastPath != "true" && *fastPath != "false" {
+		return fmt.Errorf("FASTPATH=%q: accepted are true, false", *fastPath)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("doctor: unexpected argument %q: see v6bridge doctor -h", fs.Arg(0))
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost})
+	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, FastPathOff: *fastPath == "false"})
 	findings := doctor.Evaluate(facts)
 	if *asJSON {
 		b, err := json.MarshalIndent(struct {

@@ -30,6 +30,7 @@ type serveConfig struct {
 	socket, stateDir, procSys, logLevel, uplinks string
 	ndpMode, ndpSource                           string
 	ndpRange                                     bool
+	fastPath                                     bool
 	pprof                                        string
 	// the address plan
 	publicPrefix, ulaPrefix netip.Prefix // zero: the uplink's /64; generated
@@ -60,6 +61,7 @@ Every flag defaults from the environment variable named in brackets.
 	fs.StringVar(&c.ndpMode, "ndp-proxy", env("NDP_PROXY", "native"), "native, kernel or off [NDP_PROXY]")
 	fs.StringVar(&c.ndpSource, "ndp-source", env("NDP_SOURCE", "linklocal"), "source of advertisements: linklocal, target or global [NDP_SOURCE]")
 	fs.BoolVar(&c.ndpRange, "ndp-range", env("NDP_RANGE", "false") == "true", "answer NDP for whole public subnets [NDP_RANGE]")
+	fastPath := fs.String("fastpath", env("FASTPATH", "true"), "true: hand established tcp/udp connections to an nftables flowtable (fast path) when the kernel has flowtables; false: every packet takes the forward chain [FASTPATH]")
 	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
 	publicS := fs.String("public-prefix", env("PUBLIC_PREFIX", ""), "where automatic public subnets come from; empty: the uplink's on-link global /64 [PUBLIC_PREFIX]")
 	ulaS := fs.String("ula-prefix", env("ULA_PREFIX", ""), "a /48 to /64 of fd00::/8 for automatic nat/internal subnets (its first /64); empty or auto: random, generated once [ULA_PREFIX]")
@@ -70,6 +72,13 @@ Every flag defaults from the environment variable named in brackets.
 	}
 	if err := parsePlanFlags(&c, *publicS, *ulaS); err != nil {
 		return c, err
+	}
+	switch *fastPath {
+	case "true":
+		c.fastPath = true
+	case "false":
+	default:
+		return c, fmt.Errorf("FASTPATH=%q: accepted are true, false", *fastPath)
 	}
 	switch c.ndpMode {
 	case "native", "kernel", "off":
@@ -134,7 +143,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	fw, err := nat.NewTable(nat.TableConfig{Log: log})
+	fw, err := nat.NewTable(nat.TableConfig{Log: log, FastPath: c.fastPath})
 	if err != nil {
 		return err
 	}
