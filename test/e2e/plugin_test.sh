@@ -11,6 +11,8 @@ repo=$(cd "$here/../.." && pwd)
 source "$here/lib.sh"
 # shellcheck source=checks.sh
 source "$here/checks.sh"
+# shellcheck source=fastpath_checks.sh
+source "$here/fastpath_checks.sh"
 
 VARIANT=${1:?usage: plugin_test.sh legacy|current|current-nft}
 ENGINE_FLAGS=()
@@ -53,6 +55,7 @@ D=$PLUGIN
 PLUGIN_ACTIVE=1
 foundation_checks
 nat_checks
+fastpath_checks
 ndp_checks
 option_checks
 plan_checks
