@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -288,4 +289,33 @@ func TestPrivilegedFastPath(t *testing.T) {
 		}
 	}
 	t.Errorf("no conntrack entry of the nat66 connection:\n%s", strings.Join(seen, "\n"))
+}
+
+// TestPrivilegedFastPathGolden: nft, decoding what the kernel holds after
+// Apply with the fast path, prints testdata/fastpath.golden (the flowtable
+// and the offload rule as Build renders them).
+func TestPrivilegedFastPathGolden(t *testing.T) {
+	requireFastPath(t)
+	ns := nettest.NewNS(t)
+	h := nettest.Handle(t, ns)
+	s := fastPathState()
+	for _, name := range []string{"eth0", "eth1", "v6b-nat", "v6b-pub", "v6b-int"} {
+		if err := h.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
+			t.Fatalf("add %s: %v", name, err)
+		}
+	}
+	tbl, err := NewTable(TableConfig{NetNS: int(ns), FastPath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tbl.Apply(s); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	want, err := os.ReadFile("testdata/fastpath.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(normalize(string(want)), normalize(listTable(t, ns))); diff != "" {
+		t.Errorf("nft listing differs from the golden file (-golden +nft):\n%s", diff)
+	}
 }
