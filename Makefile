@@ -11,7 +11,7 @@ PLUGINDIR := plugin/build
 STATE_SOURCE ?= /var/lib/v6bridge
 ENGINES   ?= legacy current current-nft
 
-.PHONY: all build test test-unit test-kernel test-e2e deps plugin install demo bench clean
+.PHONY: all build test test-unit test-kernel test-kernelvm test-e2e deps plugin install demo bench clean
 
 all: build
 
@@ -35,12 +35,18 @@ test-kernel:
 	$(GO) test -count=1 -run 'Privileged' -v ./... 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)' | grep -v '=== RUN' || true
 	$(GO) test -count=1 -run 'Privileged' ./...
 
+# Kernel tests that need what this host's kernel may lack (flowtables for
+# the fast path), under Debian's kernel in qemu.
+test-kernelvm: deps
+	bash test/kernelvm/run.sh
+
 test-e2e: deps build
 	bash test/e2e/run.sh $(ENGINES)
 
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
+	bash test/kernelvm/run.sh
 	$(MAKE) build
 	bash test/e2e/run.sh $(ENGINES)
 

@@ -16,7 +16,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 
-RUN='Privileged(FastPath|RevokeStops|GoldenMatchesKernel|DataPath)'
+RUN='Privileged(FastPath|RevokeStops)'
 if [ "${1:-}" = -run ]; then RUN=$2; shift 2; fi
 PKG=${1:-./nat}
 TIMEOUT=${KERNELVM_TIMEOUT:-900}
