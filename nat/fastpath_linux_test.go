@@ -20,7 +20,7 @@ import (
 )
 
 // echo serves TCP on addr inside ns, writing back what it reads.
-func echo(t *testing.T, ns netns.NsHandle, addr string) {
+func echo(t testing.TB, ns netns.NsHandle, addr string) {
 	t.Helper()
 	var ln net.Listener
 	if err := nettest.Do(t, ns, func() (err error) {
@@ -86,7 +86,7 @@ var (
 	rigPubCtr = netip.MustParseAddr("2001:db8:2::10")
 )
 
-func newFlowRig(t *testing.T) *flowRig {
+func newFlowRig(t testing.TB) *flowRig {
 	t.Helper()
 	r := &flowRig{host: nettest.NewNS(t), out: nettest.NewNS(t), natCtr: nettest.NewNS(t), pubCtr: nettest.NewNS(t)}
 	nettest.Connect(t, r.host, "up0", netip.PrefixFrom(rigHost, 64), r.out, "eth0", netip.PrefixFrom(rigOut, 64))
@@ -317,5 +317,55 @@ func TestPrivilegedFastPathGolden(t *testing.T) {
 	}
 	if diff := cmp.Diff(normalize(string(want)), normalize(listTable(t, ns))); diff != "" {
 		t.Errorf("nft listing differs from the golden file (-golden +nft):\n%s", diff)
+	}
+}
+
+// BenchmarkPrivilegedFastPath streams TCP from a container through NAT66
+// to an echo server outside and back, with and without the fast path: the
+// bytes per second of the forwarding (both ways) through the host
+// namespace. It prints; it asserts nothing. Needs root and, for
+// fastpath=true, a kernel with flowtables (test/kernelvm runs it there).
+func BenchmarkPrivilegedFastPath(b *testing.B) {
+	for _, fast := range []bool{false, true} {
+		b.Run(fmt.Sprintf("fastpath=%v", fast), func(b *testing.B) {
+			if fast {
+				ns := nettest.NewNS(b)
+				if err := ProbeFastPath(int(ns)); err != nil {
+					b.Skipf("no fast path on this kernel: %v", err)
+				}
+			}
+			r := newFlowRig(b)
+			tbl, err := NewTable(TableConfig{NetNS: int(r.host), FastPath: fast})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := tbl.Apply(r.s); err != nil {
+				b.Fatal(err)
+			}
+			var c net.Conn
+			if err := nettest.Do(b, r.natCtr, func() (err error) {
+				c, err = net.DialTimeout("tcp6", "[2001:db8:1::2]:9000", 3*time.Second)
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			chunk := make([]byte, 64<<10)
+			done := make(chan error, 1)
+			b.SetBytes(int64(len(chunk)))
+			b.ResetTimer()
+			go func() {
+				_, err := io.CopyN(io.Discard, c, int64(b.N)*int64(len(chunk)))
+				done <- err
+			}()
+			for range b.N {
+				if _, err := c.Write(chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		})
 	}
 }

@@ -8,7 +8,7 @@
 # KVM qemu emulates the CPU (TCG): slow, fine for functional tests, never
 # for timings.
 #
-#   test/kernelvm/run.sh [-run REGEXP] [PACKAGE]     (as root; default ./nat)
+#   test/kernelvm/run.sh [-run REGEXP] [-bench REGEXP] [PACKAGE]   (as root; default ./nat)
 #
 # Environment: KERNELVM_KERNEL (/boot/vmlinuz-*-amd64, the newest), its
 # modules from /lib/modules/<version>; KERNELVM_TIMEOUT (900 s).
@@ -17,7 +17,14 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 
 RUN='Privileged(FastPath|RevokeStops)'
-if [ "${1:-}" = -run ]; then RUN=$2; shift 2; fi
+BENCH=
+while :; do
+	case ${1:-} in
+	-run) RUN=$2; shift 2 ;;
+	-bench) BENCH=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
 PKG=${1:-./nat}
 TIMEOUT=${KERNELVM_TIMEOUT:-900}
 MODULES=(nf_tables nft_ct nft_nat nft_chain_nat nft_masq nft_flow_offload nf_flow_table_inet nf_conntrack_netlink bridge veth dummy xfrm_user)
@@ -78,7 +85,7 @@ cat >"$R/init" <<-EOF_INIT
 	ip link set lo up
 	export PATH=/bin HOME=/tmp
 	cd /tmp
-	/test.bin -test.run '$RUN' -test.v -test.count=1 -test.timeout=${TIMEOUT}s
+	/test.bin -test.run '$RUN' ${BENCH:+-test.bench '$BENCH' -test.benchtime 3s} -test.v -test.count=1 -test.timeout=${TIMEOUT}s
 	echo "kernelvm-exit=\$?"
 	poweroff -f
 EOF_INIT
