@@ -96,7 +96,7 @@ if want start || want net || want data; then
 			</dev/null >>"$W/plugin.log" 2>&1 &
 		SERVE_PID=$!
 		retry 10 in_vps "$P" test -S /run/docker/plugins/v6bridge.sock
-		sleep 0.5 # the reconcile after the socket
+		sleep 2 # the reconcile after the socket, and the new process settled
 	}
 	serve_plugin true
 	V6=(-d v6bridge --ipam-driver v6bridge --ipv6 --ipv4=false)
