@@ -59,3 +59,21 @@ func TestAskEngine(t *testing.T) {
 		}
 	}
 }
+
+func TestEngineNetworks(t *testing.T) {
+	host := serveUnix(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/networks" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte(`[{"Name":"bridge","Id":"aaa","Driver":"bridge"},{"Name":"web","Id":"bbb","Driver":"v6bridge:latest"}]`))
+	})
+	got, err := EngineNetworks(context.Background(), host)
+	if err != nil || len(got) != 2 || !got["aaa"] || !got["bbb"] {
+		t.Errorf("EngineNetworks = %v, %v", got, err)
+	}
+	broken := serveUnix(t, func(w http.ResponseWriter, r *http.Request) { http.Error(w, "boom", http.StatusInternalServerError) })
+	if _, err := EngineNetworks(context.Background(), broken); err == nil {
+		t.Error("a failing engine gave a network list (gc would delete every network)")
+	}
+}

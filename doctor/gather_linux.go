@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/v6bridge/v6bridge/internal/nlretry"
 	"github.com/v6bridge/v6bridge/nat"
 )
 
@@ -82,7 +83,9 @@ func gatherUplink(f *Facts, uplink string) {
 		return
 	}
 	defer h.Close()
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		f.UplinkErr = err.Error()
 		return
@@ -121,7 +124,7 @@ func gatherUplink(f *Facts, uplink string) {
 	if a, ok := netip.AddrFromSlice(best.Gw); ok {
 		f.Gateway = a.Unmap()
 	}
-	addrs, err := h.AddrList(l, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_V6) })
 	if err != nil {
 		return
 	}

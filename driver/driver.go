@@ -8,14 +8,17 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Config wires a Driver.
@@ -37,7 +40,19 @@ type Config struct {
 	// NDPRange answers NDP for whole public subnets instead of the
 	// addresses in use.
 	NDPRange bool
-	Log      logrus.FieldLogger
+	// PoolMode returns the mode the IPAM pool of a subnet was requested
+	// for (--ipam-opt v6bridge.mode), "" if none: a network without -o
+	// v6bridge.mode takes it, one with a different -o is refused. nil: no
+	// pools of v6bridge's IPAM (another IPAM serves the network).
+	PoolMode func(netip.Prefix) netspec.Mode
+	// Instance is the id of this state directory (instance.Identity) and
+	// StateDir where it is: links marked by another instance are never
+	// touched. Empty: every orphan with v6bridge's prefixes is swept.
+	Instance, StateDir string
+	// NoSweep, if set, is why orphaned links are left in place at this
+	// start (e.g. records were quarantined: their links are not orphans).
+	NoSweep string
+	Log     logrus.FieldLogger
 }
 
 // Driver is the v6bridge network driver.
@@ -58,6 +73,8 @@ type Driver struct {
 	// when they change, the next sync is a whole one again.
 	synced          bool
 	syncedHostAddrs []netip.Addr
+	// problems are the networks the last Reconcile could not bring up.
+	problems map[string]string
 }
 
 type hostPort struct {
@@ -91,7 +108,9 @@ type CreateEndpointRequest struct {
 // JoinRequest is Join in domain types.
 type JoinRequest struct {
 	NetworkID, EndpointID, SandboxKey string
-	Options                           map[string]any
+	// Ports are the ports the container publishes, if the engine sent
+	// them with this Join.
+	Ports []PortRequest
 }
 
 // StaticRoute is a route the engine installs in the container.
@@ -144,6 +163,16 @@ func New(cfg Config) (*Driver, error) {
 			}
 			continue
 		}
+		if len(e.Ports) > 0 && len(e.PortRequests) == 0 {
+			// A record of a version that kept only the host ports: they
+			// are the requests now.
+			for _, m := range e.Ports {
+				for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+					e.PortRequests = append(e.PortRequests, PortRequest{Proto: m.Proto, HostAddr: m.HostAddr,
+						HostFirst: m.HostFirst + uint16(i), HostLast: m.HostFirst + uint16(i), ContainerPort: m.ContainerFirst + uint16(i)})
+				}
+			}
+		}
 		d.endpoints[e.ID] = e
 		d.index(e)
 	}
@@ -151,11 +180,23 @@ func New(cfg Config) (*Driver, error) {
 }
 
 // Reconcile makes the kernel match the persisted state: host settings,
-// bridges re-created (after a reboot), links carrying v6bridge's names that
-// no record claims removed, the firewall and NDP rebuilt.
+// bridges re-created (after a reboot), links carrying this instance's mark
+// that no record claims removed, the firewall and NDP rebuilt. It refuses
+// (ErrForeignLinks, before changing anything) when the kernel holds links
+// of another instance, or links of this one while the state holds no
+// network: this plugin runs on the wrong state directory. A network whose
+// bridge cannot be ensured is reported (Problems, status) and the rest is
+// served.
 func (d *Driver) Reconcile() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	owned, err := d.cfg.Links.OwnedLinks()
+	if err != nil {
+		return fmt.Errorf("list v6bridge's links: %w", err)
+	}
+	if err := d.checkOwnership(owned); err != nil {
+		return err
+	}
 	changed, err := d.cfg.Links.PrepareHost(d.cfg.Uplinks)
 	if err != nil {
 		return fmt.Errorf("prepare host: %w", err)
@@ -163,58 +204,122 @@ func (d *Driver) Reconcile() error {
 	for _, c := range changed {
 		d.log.WithField("sysctl", c).Info("changed host setting")
 	}
-	bridges := map[string]bool{}
-	for _, n := range d.networks {
-		bridges[n.Bridge] = true
+	d.problems = map[string]string{}
+	claimed := map[string]bool{}
+	for _, n := range d.sortedNetworks() {
+		claimed[n.Bridge] = true
 		if err := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); err != nil {
-			return err
+			d.problem(n.ID, fmt.Errorf("ensure bridge: %w", err))
 		}
 	}
-	veths := map[string]bool{}
-	for _, e := range d.endpoints {
-		veths[e.HostVeth] = true
+	for _, e := range d.sortedEndpoints() {
+		claimed[e.HostVeth] = true
+		if _, bad := d.problems[e.NetworkID]; bad {
+			continue
+		}
 		ok, err := d.cfg.Links.LinkExists(e.HostVeth)
 		if err != nil {
-			return err
+			d.problem(e.NetworkID, fmt.Errorf("endpoint %s: %w", short(e.ID, 12), err))
+			continue
 		}
 		if !ok && e.Joined {
 			// The container's link is gone (its netns died with a reboot or
 			// a crash); the engine will delete the endpoint. Until then it
 			// publishes nothing and NDP does not answer for it.
 			d.log.WithField("endpoint", short(e.ID, 12)).Info("endpoint's link is gone, unpublishing it")
-			d.unindex(e)
-			e.Joined, e.Ports, e.Sandbox, e.DefaultRoute = false, nil, "", false
-			d.index(e)
-			if err := d.cfg.Store.PutEndpoint(e); err != nil {
-				return err
+			ss := d.save([]string{e.Sandbox}, e)
+			d.leaveLocked(e)
+			if err := d.persistChanged(ss); err != nil {
+				d.log.WithError(err).WithField("endpoint", short(e.ID, 12)).Warn("save unpublished endpoint; it is unpublished until the next start")
 			}
 		}
 	}
-	ownedBridges, ownedVeths, err := d.cfg.Links.OwnedLinks()
-	if err != nil {
-		return err
-	}
-	for _, b := range ownedBridges {
-		if !bridges[b] {
-			d.log.WithField("bridge", b).Info("removing orphaned bridge")
-			if err := d.cfg.Links.DeleteBridge(b); err != nil {
-				return err
-			}
-		}
-	}
-	for _, v := range ownedVeths {
-		if !veths[v] {
-			d.log.WithField("iface", v).Info("removing orphaned veth")
-			if err := d.cfg.Links.DeleteVeth(v); err != nil {
-				return err
-			}
-		}
-	}
+	d.sweep(owned, claimed)
 	return d.syncLocked()
 }
 
-func (d *Driver) bridgeSpec(n *Network) BridgeSpec {
-	return BridgeSpec{Name: n.Bridge, MTU: n.MTU, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), Isolated: !n.ICC}
+// ErrForeignLinks says the kernel holds v6bridge links another state
+// directory made: this plugin is not on the state it should be.
+var ErrForeignLinks = errors.New("the kernel holds v6bridge links of another state directory")
+
+// checkOwnership refuses to go on when owned links show that this
+// instance runs on the wrong state: links marked by another instance, or
+// its own marks while the state holds no network.
+func (d *Driver) checkOwnership(owned []netspec.OwnedLink) error {
+	if d.cfg.Instance == "" {
+		return nil
+	}
+	var foreign, mine []string
+	var other netspec.OwnedLink
+	for _, l := range owned {
+		switch l.Instance {
+		case "":
+		case d.cfg.Instance:
+			mine = append(mine, l.Name)
+		default:
+			foreign = append(foreign, l.Name)
+			other = l
+		}
+	}
+	if len(foreign) > 0 {
+		return fmt.Errorf("%w: %s belong to v6bridge instance %s, whose state directory is %s; this one is instance %s on %s. "+
+			"Start this plugin on %s (managed plugin: docker plugin set <plugin> state.source=%s), or stop the other instance and delete its links (ip link del ...) first",
+			ErrForeignLinks, strings.Join(foreign, ", "), other.Instance, other.StateDir, d.cfg.Instance, d.cfg.StateDir, other.StateDir, other.StateDir)
+	}
+	if len(mine) > 0 && len(d.networks) == 0 && d.cfg.NoSweep == "" {
+		return fmt.Errorf("%w: state directory %s (instance %s) records no network, but its links %s exist: the records were lost or replaced; "+
+			"restore them (%s/quarantine may hold unreadable ones), or delete those links (ip link del ...) to start empty",
+			ErrForeignLinks, d.cfg.StateDir, d.cfg.Instance, strings.Join(mine, ", "), d.cfg.StateDir)
+	}
+	return nil
+}
+
+// sweep deletes the owned links that no record claims and that carry this
+// instance's mark; unmarked ones are reported and left.
+func (d *Driver) sweep(owned []netspec.OwnedLink, claimed map[string]bool) {
+	for _, l := range owned {
+		if claimed[l.Name] {
+			continue
+		}
+		log := d.log.WithField("iface", l.Name)
+		switch {
+		case d.cfg.NoSweep != "":
+			log.WithField("reason", d.cfg.NoSweep).Warn("orphaned link left in place")
+			continue
+		case d.cfg.Instance != "" && l.Instance != d.cfg.Instance:
+			log.Warn("orphaned link without this instance's mark left in place (made by an older v6bridge or by hand): delete it with ip link del if nothing uses it")
+			continue
+		}
+		var err error
+		if l.Bridge {
+			log.Info("removing orphaned bridge")
+			err = d.cfg.Links.DeleteBridge(l.Name)
+		} else {
+			log.Info("removing orphaned veth")
+			err = d.cfg.Links.DeleteVeth(l.Name)
+		}
+		if err != nil {
+			log.WithError(err).Warn("remove orphaned link")
+		}
+	}
+}
+
+// problem records and logs a network that Reconcile could not bring up.
+func (d *Driver) problem(networkID string, err error) {
+	d.problems[networkID] = err.Error()
+	d.log.WithError(err).WithField("network", short(networkID, 12)).Error("network not reconciled; serving the others")
+}
+
+// Problems returns the networks Reconcile could not bring up, by id, with
+// the error.
+func (d *Driver) Problems() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return maps.Clone(d.problems)
+}
+
+func (d *Driver) bridgeSpec(n *Network) netspec.BridgeSpec {
+	return netspec.BridgeSpec{Name: n.Bridge, MTU: n.MTU, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), Isolated: !n.ICC}
 }
 
 // CreateNetwork validates the options, creates the bridge and records the
@@ -311,16 +416,28 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 	if !n.Subnet.Contains(n.Gateway) {
 		return nil, fmt.Errorf("gateway %s is outside subnet %s: accepted is an address inside it", n.Gateway, n.Subnet)
 	}
+	if d.cfg.PoolMode != nil {
+		// The mode is decided once: by the IPAM option that chose the
+		// subnet, or by -o when the IPAM got none.
+		switch pm := d.cfg.PoolMode(n.Subnet); {
+		case pm == "":
+		case n.Mode == "":
+			n.Mode = pm
+		case n.Mode != pm:
+			return nil, fmt.Errorf("network option %s=%s contradicts the ipam option %s=%s the subnet %s was chosen for: give the mode once — --ipam-opt %s=%s alone picks the subnet and the network's mode, or -o %s=%s alone with --subnet",
+				OptMode, n.Mode, OptMode, pm, n.Subnet, OptMode, pm, OptMode, n.Mode)
+		}
+	}
 	if n.Mode == "" {
 		n.Mode = DefaultMode(n.Subnet, d.cfg.PublicPrefixes())
 	}
-	if (n.Mode == nat.ModePublic || n.Mode == nat.ModeRouted) && IsULA(n.Subnet.Addr()) {
+	if (n.Mode == netspec.ModePublic || n.Mode == netspec.ModeRouted) && netspec.IsULA(n.Subnet.Addr()) {
 		return nil, fmt.Errorf("network option %s=%s needs a global subnet, %s is a unique local (ULA) one: accepted are nat or internal for ULA subnets (for an automatic public subnet add --ipam-opt %s=%s)", OptMode, n.Mode, n.Subnet, OptMode, n.Mode)
 	}
-	if n.HostIPv6.IsValid() && n.Mode != nat.ModeNAT {
+	if n.HostIPv6.IsValid() && n.Mode != netspec.ModeNAT {
 		return nil, fmt.Errorf("network option %s applies only to %s=nat, not %s", OptHostIPv6, OptMode, n.Mode)
 	}
-	if len(n.Allow) > 0 && n.Mode != nat.ModePublic && n.Mode != nat.ModeRouted {
+	if len(n.Allow) > 0 && n.Mode != netspec.ModePublic && n.Mode != netspec.ModeRouted {
 		return nil, fmt.Errorf("network option %s applies only to public and routed networks, not %s=%s", OptAllow, OptMode, n.Mode)
 	}
 	if n.Bridge == "" {
@@ -355,21 +472,32 @@ func (d *Driver) DeleteNetwork(id string) error {
 	log := d.log.WithFields(logrus.Fields{"network": short(id, 12), "bridge": n.Bridge})
 	for _, e := range d.sortedEndpoints() {
 		if e.NetworkID == id {
-			if _, err := d.deleteEndpointLocked(e); err != nil {
+			if err := d.deleteEndpointLocked(e, false); err != nil {
 				return err
 			}
 		}
 	}
+	// From here a failure puts the (now empty) network back, bridge,
+	// firewall and NDP included, so that the engine's retry finds it.
 	delete(d.networks, id)
-	if err := d.syncLocked(); err != nil {
+	undo := func(err error) error {
 		d.networks[id] = n
+		if uerr := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); uerr != nil {
+			log.WithError(uerr).Warn("undo: re-create bridge")
+		}
+		if uerr := d.syncLocked(); uerr != nil {
+			log.WithError(uerr).Warn("undo: firewall")
+		}
 		return err
+	}
+	if err := d.syncLocked(); err != nil {
+		return undo(err)
 	}
 	if err := d.cfg.Links.DeleteBridge(n.Bridge); err != nil {
-		return err
+		return undo(err)
 	}
 	if err := d.cfg.Store.DeleteNetwork(id); err != nil {
-		return err
+		return undo(fmt.Errorf("forget network: %w", err))
 	}
 	log.Info("deleted network")
 	return nil
@@ -413,7 +541,7 @@ func (d *Driver) CreateEndpoint(req CreateEndpointRequest) (string, error) {
 		return "", fmt.Errorf("MAC address %q: accepted is the form 02:42:ac:11:00:02", mac)
 	}
 	log := d.log.WithFields(logrus.Fields{"network": short(n.ID, 12), "endpoint": short(e.ID, 12), "addr": e.Addr, "iface": e.HostVeth})
-	if err := d.cfg.Links.EnsureVeth(VethSpec{HostName: e.HostVeth, PeerName: e.PeerVeth, Bridge: n.Bridge, MTU: n.MTU, MAC: e.hardwareAddr(), Isolated: !n.ICC}); err != nil {
+	if err := d.cfg.Links.EnsureVeth(netspec.VethSpec{HostName: e.HostVeth, PeerName: e.PeerVeth, Bridge: n.Bridge, MTU: n.MTU, MAC: e.hardwareAddr(), Isolated: !n.ICC}); err != nil {
 		return "", err
 	}
 	if err := d.cfg.Store.PutEndpoint(e); err != nil {
@@ -436,33 +564,33 @@ func (d *Driver) DeleteEndpoint(networkID, endpointID string) error {
 	if !ok {
 		return nil
 	}
-	taker, err := d.deleteEndpointLocked(e)
-	if err != nil {
-		return err
-	}
-	return d.syncEndpointsLocked(e, taker)
+	return d.deleteEndpointLocked(e, true)
 }
 
-// deleteEndpointLocked leaves if joined and forgets e; taker is the
-// endpoint that took over e's published ports, if any.
-func (d *Driver) deleteEndpointLocked(e *Endpoint) (taker *Endpoint, err error) {
+// deleteEndpointLocked leaves if joined — unpublishing first, so a failure
+// later leaves nothing published — and removes e's veth and record. sync
+// says whether to bring the firewall up to date now (DeleteNetwork syncs
+// once at the end).
+func (d *Driver) deleteEndpointLocked(e *Endpoint, sync bool) error {
 	if e.Joined {
-		taker = d.leaveLocked(e)
+		if err := d.leaveAndSyncLocked(e, sync); err != nil {
+			return err
+		}
 	}
 	if err := d.cfg.Links.DeleteVeth(e.HostVeth); err != nil {
-		return taker, err
+		return err
 	}
 	if err := d.cfg.Store.DeleteEndpoint(e.ID); err != nil {
-		return taker, err
+		return err
 	}
 	d.unindex(e)
 	delete(d.endpoints, e.ID)
 	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("deleted endpoint")
-	return taker, nil
+	return nil
 }
 
 // Join hands the container end to the engine, publishes the container's
-// ports and starts answering NDP for its address.
+// ports (see publish.go) and starts answering NDP for its address.
 func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -484,30 +612,31 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 			return JoinResponse{}, err
 		}
 	}
-	reqs, skipped, err := ParsePortMap(req.Options)
-	if err != nil {
-		return JoinResponse{}, err
+	sandboxes := []string{req.SandboxKey}
+	if e.Sandbox != "" && e.Sandbox != req.SandboxKey {
+		sandboxes = append(sandboxes, e.Sandbox) // a Join again, elsewhere
 	}
-	for _, s := range skipped {
-		log.WithField("port", s).Warn("not publishing a port bound to an IPv4 address: v6bridge publishes on IPv6")
+	ss := d.save(sandboxes, e)
+	if e.Joined && e.Sandbox != req.SandboxKey {
+		d.leaveLocked(e)
 	}
-	prev := *e
 	d.unindex(e)
 	e.Joined, e.Sandbox = true, req.SandboxKey
-	e.Ports = nil
-	if len(reqs) > 0 && e.Addr.IsValid() && n.Mode != nat.ModeInternal && !d.sandboxPublishes(e) {
-		if e.Ports, err = AssignHostPorts(reqs, d.portTaken); err != nil {
-			*e = prev
-			d.index(e)
-			return JoinResponse{}, err
-		}
-	}
 	d.index(e)
+	if len(req.Ports) > 0 && d.carrier(e.Sandbox) == nil {
+		d.unindex(e)
+		e.PortRequests, e.Ports = slices.Clone(req.Ports), nil
+		d.index(e)
+	}
+	if err := d.settle(e.Sandbox); err != nil {
+		d.restoreAll(ss)
+		return JoinResponse{}, err
+	}
 	resp := JoinResponse{SrcName: e.PeerVeth, DstPrefix: "eth"}
-	if e.Addr.IsValid() && n.Mode != nat.ModeInternal {
+	if e.Addr.IsValid() && n.Mode != netspec.ModeInternal {
 		if n.Modern {
 			resp.GatewayIPv6 = n.Gateway
-		} else if !d.sandboxHasDefaultRoute(e) {
+		} else if e.DefaultRoute || !d.sandboxHasDefaultRoute(e) {
 			// Engines < 28 install no IPv6 default route from GatewayIPv6
 			// when the endpoint has no IPv4 gateway: a static route does.
 			// Only one endpoint of a sandbox may carry it (a second ::/0
@@ -516,37 +645,41 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 			resp.StaticRoutes = []StaticRoute{{Destination: netip.MustParsePrefix("::/0"), NextHop: n.Gateway}}
 		}
 	}
-	if err := d.cfg.Store.PutEndpoint(e); err != nil {
-		d.restore(e, prev)
-		return JoinResponse{}, fmt.Errorf("save endpoint: %w", err)
-	}
-	if err := d.syncEndpointsLocked(e); err != nil {
-		d.restore(e, prev)
-		if perr := d.cfg.Store.PutEndpoint(e); perr != nil {
-			log.WithError(perr).Warn("undo: save endpoint")
-		}
-		if serr := d.syncEndpointsLocked(e); serr != nil {
-			log.WithError(serr).Warn("undo: firewall")
-		}
+	if err := d.commitLocked(ss, sandboxes); err != nil {
 		return JoinResponse{}, err
 	}
-	log.WithField("ports", formatMappings(e.Ports)).Info("joined")
+	ports, open := d.entry(e)
+	log.WithFields(logrus.Fields{"ports": formatMappings(ports), "open": formatOpen(open)}).Info("joined")
 	return resp, nil
 }
 
-// sandboxPublishes reports whether another joined endpoint of e's sandbox
-// already publishes the sandbox's ports: the engine sends them with every
-// network's Join, and one host port can only lead to one address.
-func (d *Driver) sandboxPublishes(e *Endpoint) bool {
-	if e.Sandbox == "" {
-		return false
+// commitLocked persists the saved endpoints that changed and brings the
+// firewall and NDP up to date for them and the sandboxes; on a failure it
+// restores the saved records, the kernel state and the records on disk.
+func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
+	es := make([]*Endpoint, len(ss))
+	for i, s := range ss {
+		es[i] = s.e
 	}
-	for _, o := range d.bySandbox[e.Sandbox] {
-		if o != e && o.Joined && len(o.Ports) > 0 {
-			return true
+	err := d.persistChanged(ss)
+	if err == nil {
+		err = d.syncEndpointsLocked(sandboxes, es...)
+	}
+	if err == nil {
+		return nil
+	}
+	d.restoreAll(ss)
+	for _, s := range ss {
+		if d.endpoints[s.e.ID] == s.e {
+			if perr := d.cfg.Store.PutEndpoint(s.e); perr != nil {
+				d.log.WithError(perr).WithField("endpoint", short(s.e.ID, 12)).Warn("undo: save endpoint")
+			}
 		}
 	}
-	return false
+	if serr := d.syncEndpointsLocked(sandboxes, es...); serr != nil {
+		d.log.WithError(serr).Warn("undo: firewall")
+	}
+	return err
 }
 
 func (d *Driver) sandboxHasDefaultRoute(e *Endpoint) bool {
@@ -561,71 +694,6 @@ func (d *Driver) sandboxHasDefaultRoute(e *Endpoint) bool {
 	return false
 }
 
-// portTaken reports whether a host port is published already for the
-// protocol and an overlapping host address (zero means all).
-func (d *Driver) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
-	byAddr := d.hostPorts[hostPort{proto, port}]
-	if len(byAddr) == 0 {
-		return false
-	}
-	if !addr.IsValid() {
-		return true
-	}
-	return byAddr[addr] > 0 || byAddr[netip.Addr{}] > 0
-}
-
-// index adds e to the sandbox and host port indexes; unindex takes it out.
-// Call unindex before changing e's Sandbox or Ports and index after.
-func (d *Driver) index(e *Endpoint) {
-	if e.Sandbox != "" {
-		m := d.bySandbox[e.Sandbox]
-		if m == nil {
-			m = map[string]*Endpoint{}
-			d.bySandbox[e.Sandbox] = m
-		}
-		m[e.ID] = e
-	}
-	for _, p := range e.Ports {
-		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
-			k := hostPort{p.Proto, uint16(port)}
-			m := d.hostPorts[k]
-			if m == nil {
-				m = map[netip.Addr]int{}
-				d.hostPorts[k] = m
-			}
-			m[p.HostAddr]++
-		}
-	}
-}
-
-func (d *Driver) unindex(e *Endpoint) {
-	if m := d.bySandbox[e.Sandbox]; m != nil && m[e.ID] == e {
-		delete(m, e.ID)
-		if len(m) == 0 {
-			delete(d.bySandbox, e.Sandbox)
-		}
-	}
-	for _, p := range e.Ports {
-		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
-			k := hostPort{p.Proto, uint16(port)}
-			m := d.hostPorts[k]
-			if m[p.HostAddr]--; m[p.HostAddr] <= 0 {
-				delete(m, p.HostAddr)
-			}
-			if len(m) == 0 {
-				delete(d.hostPorts, k)
-			}
-		}
-	}
-}
-
-// restore sets e back to prev, keeping the indexes.
-func (d *Driver) restore(e *Endpoint, prev Endpoint) {
-	d.unindex(e)
-	*e = prev
-	d.index(e)
-}
-
 // Leave unpublishes the endpoint's ports and stops NDP for it. Unknown is
 // success.
 func (d *Driver) Leave(networkID, endpointID string) error {
@@ -635,74 +703,68 @@ func (d *Driver) Leave(networkID, endpointID string) error {
 	if !ok || !e.Joined {
 		return nil
 	}
-	taker := d.leaveLocked(e)
-	if err := d.cfg.Store.PutEndpoint(e); err != nil {
-		return fmt.Errorf("save endpoint: %w", err)
-	}
-	return d.syncEndpointsLocked(e, taker)
+	return d.leaveAndSyncLocked(e, true)
 }
 
-// leaveLocked unpublishes e and returns the endpoint of its sandbox that
-// took over its published ports, or nil.
-func (d *Driver) leaveLocked(e *Endpoint) *Endpoint {
-	ports := e.Ports
-	sandbox := e.Sandbox
-	d.unindex(e)
-	e.Joined, e.Sandbox, e.Ports, e.DefaultRoute = false, "", nil, false
-	d.index(e)
-	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("left")
-	if len(ports) == 0 || sandbox == "" {
-		return nil
-	}
-	// Hand the sandbox's published ports to another of its endpoints, so
-	// the container stays reachable while it is still on another network:
-	// the first by id, as before the sandbox index.
-	var cands []*Endpoint
-	for _, o := range d.bySandbox[sandbox] {
-		cands = append(cands, o)
-	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].ID < cands[j].ID })
-	for _, o := range cands {
-		n := d.networks[o.NetworkID]
-		if o.Joined && o.Addr.IsValid() && n.Mode != nat.ModeInternal {
-			d.unindex(o)
-			o.Ports = ports
-			d.index(o)
-			if err := d.cfg.Store.PutEndpoint(o); err != nil {
-				d.log.WithError(err).Warn("save endpoint taking over published ports")
+// leaveAndSyncLocked leaves and brings the firewall and NDP up to date
+// first (with sync), then persists: a record that could not be written
+// must not keep a port published or an address answered.
+func (d *Driver) leaveAndSyncLocked(e *Endpoint, sync bool) error {
+	sb := e.Sandbox
+	ss := d.save([]string{sb}, e)
+	d.leaveLocked(e)
+	if sync {
+		es := make([]*Endpoint, len(ss))
+		for i, s := range ss {
+			es[i] = s.e
+		}
+		if err := d.syncEndpointsLocked([]string{sb}, es...); err != nil {
+			d.restoreAll(ss)
+			if serr := d.syncEndpointsLocked([]string{sb}, es...); serr != nil {
+				d.log.WithError(serr).Warn("undo: firewall")
 			}
-			return o
+			return err
 		}
 	}
-	return nil
+	return d.persistChanged(ss)
 }
 
-// ProgramExternalConnectivity publishes the ports it carries if the Join did
-// not (some engines send them only here); otherwise it is a no-op.
-func (d *Driver) ProgramExternalConnectivity(networkID, endpointID string, options map[string]any) error {
+// leaveLocked takes e out of its sandbox: its port requests go to another
+// endpoint of the sandbox, whose host ports then lead to the sandbox's
+// next target, or are released when none is left.
+func (d *Driver) leaveLocked(e *Endpoint) {
+	sb := e.Sandbox
+	d.handOver(e)
+	d.unindex(e)
+	e.Joined, e.Sandbox, e.DefaultRoute = false, "", false
+	d.index(e)
+	if err := d.settle(sb); err != nil {
+		// Only releasing or keeping is possible here: the requests held
+		// ports before and hold them still.
+		d.log.WithError(err).Warn("leave: settle published ports")
+	}
+	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("left")
+}
+
+// ProgramExternalConnectivity publishes the ports it carries if no Join of
+// the sandbox did (some engines send them only here); otherwise it is a
+// no-op.
+func (d *Driver) ProgramExternalConnectivity(networkID, endpointID string, ports []PortRequest) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.endpoints[endpointID]
-	if !ok || !e.Joined || len(e.Ports) > 0 || !e.Addr.IsValid() || d.networks[e.NetworkID].Mode == nat.ModeInternal || d.sandboxPublishes(e) {
+	if !ok || !e.Joined || len(ports) == 0 || d.carrier(e.Sandbox) != nil {
 		return nil
 	}
-	reqs, _, err := ParsePortMap(options)
-	if err != nil || len(reqs) == 0 {
-		return err
-	}
-	ports, err := AssignHostPorts(reqs, d.portTaken)
-	if err != nil {
-		return err
-	}
-	prev := *e
+	ss := d.save([]string{e.Sandbox}, e)
 	d.unindex(e)
-	e.Ports = ports
+	e.PortRequests, e.Ports = slices.Clone(ports), nil
 	d.index(e)
-	if err := d.syncEndpointsLocked(e); err != nil {
-		d.restore(e, prev)
+	if err := d.settle(e.Sandbox); err != nil {
+		d.restoreAll(ss)
 		return err
 	}
-	return d.cfg.Store.PutEndpoint(e)
+	return d.commitLocked(ss, []string{e.Sandbox})
 }
 
 // EndpointInfo returns the endpoint's operational data for the engine.
@@ -717,8 +779,12 @@ func (d *Driver) EndpointInfo(networkID, endpointID string) map[string]string {
 	if e.Addr.IsValid() {
 		info["v6bridge.address"] = e.Addr.Addr().String()
 	}
-	if len(e.Ports) > 0 {
-		info["v6bridge.ports"] = formatMappings(e.Ports)
+	ports, open := d.entry(e)
+	if len(ports) > 0 {
+		info["v6bridge.ports"] = formatMappings(ports)
+	}
+	if len(open) > 0 {
+		info["v6bridge.open"] = formatOpen(open)
 	}
 	return info
 }
@@ -729,9 +795,7 @@ func (d *Driver) syncLocked() error {
 	d.synced = false
 	s := d.firewallState()
 	if d.cfg.Firewall != nil {
-		if err := nat.CheckConflicts(s); err != nil {
-			return err
-		}
+		// Apply validates the state (conflicting host ports too) once.
 		if err := d.cfg.Firewall.Apply(s); err != nil {
 			return fmt.Errorf("apply firewall: %w", err)
 		}
@@ -747,26 +811,32 @@ func (d *Driver) syncLocked() error {
 }
 
 // syncEndpointsLocked brings the firewall and NDP up to date for the
-// endpoints es (nil entries skipped) after a change of only those: it
-// costs what they change, not what all endpoints hold. Before the first
-// whole sync, after a failed one, or when the host addresses changed, it
-// syncs the whole state instead. Calling it again with the same endpoints
-// is a no-op, so a handler undoes a change by restoring the endpoint and
-// calling it again.
-func (d *Driver) syncEndpointsLocked(es ...*Endpoint) error {
+// endpoints es and every endpoint of the sandboxes (nil entries skipped)
+// after a change of only those: it costs what they change, not what all
+// endpoints hold. Before the first whole sync, after a failed one or a
+// failed update, or when the host addresses changed, it syncs the whole
+// state instead. Calling it again with the same endpoints is a no-op, so a
+// handler undoes a change by restoring the endpoints and calling it again.
+func (d *Driver) syncEndpointsLocked(sandboxes []string, es ...*Endpoint) error {
 	if !d.synced || !slices.Equal(d.cfg.HostAddrs(), d.syncedHostAddrs) {
 		return d.syncLocked()
+	}
+	seen := map[*Endpoint]bool{}
+	for _, sb := range sandboxes {
+		es = append(es, d.sortedSandbox(sb)...)
 	}
 	var us []nat.EndpointUpdate
 	var add, remove []netip.Addr
 	for _, e := range es {
-		if e == nil || !e.Addr.IsValid() {
+		if e == nil || seen[e] || !e.Addr.IsValid() {
 			continue
 		}
+		seen[e] = true
 		n := d.networks[e.NetworkID]
 		present := e.Joined && d.endpoints[e.ID] == e
-		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: e.Ports, Remove: !present})
-		if n.Mode == nat.ModePublic && !d.cfg.NDPRange {
+		ports, open := d.entry(e)
+		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: ports, Open: open, Remove: !present})
+		if n.Mode == netspec.ModePublic && !d.cfg.NDPRange {
 			if present {
 				add = append(add, e.Addr.Addr())
 			} else {
@@ -776,11 +846,13 @@ func (d *Driver) syncEndpointsLocked(es ...*Endpoint) error {
 	}
 	if d.cfg.Firewall != nil && len(us) > 0 {
 		if err := d.cfg.Firewall.UpdateEndpoints(us); err != nil {
+			d.synced = false
 			return fmt.Errorf("apply firewall: %w", err)
 		}
 	}
 	if d.cfg.Neighbors != nil && len(add)+len(remove) > 0 {
 		if err := d.cfg.Neighbors.UpdateTargets(add, remove); err != nil {
+			d.synced = false
 			return fmt.Errorf("ndp: %w", err)
 		}
 	}
@@ -805,7 +877,8 @@ func (d *Driver) firewallState() nat.State {
 	for _, n := range d.sortedNetworks() {
 		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: n.Gateway, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
 		for _, e := range byNet[n.ID] {
-			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: e.Ports})
+			ports, open := d.entry(e)
+			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: ports, Open: open})
 		}
 		s.Networks = append(s.Networks, fn)
 	}
@@ -817,7 +890,7 @@ func (d *Driver) ndpTargets() ([]netip.Addr, []netip.Prefix) {
 	var ranges []netip.Prefix
 	byNet := d.endpointsByNetwork()
 	for _, n := range d.sortedNetworks() {
-		if n.Mode != nat.ModePublic {
+		if n.Mode != netspec.ModePublic {
 			continue
 		}
 		if d.cfg.NDPRange {
@@ -847,19 +920,4 @@ func (d *Driver) sortedEndpoints() []*Endpoint {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
-}
-
-func formatMappings(ms []nat.Mapping) string {
-	s := ""
-	for i, m := range ms {
-		if i > 0 {
-			s += ","
-		}
-		host := "[::]"
-		if m.HostAddr.IsValid() {
-			host = "[" + m.HostAddr.String() + "]"
-		}
-		s += fmt.Sprintf("%s:%d->%d/%s", host, m.HostFirst, m.ContainerFirst, ProtoName(m.Proto))
-	}
-	return s
 }

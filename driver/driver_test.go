@@ -6,8 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 const (
@@ -19,11 +18,13 @@ const (
 )
 
 type rig struct {
-	d     *Driver
-	links *fakeLinks
-	fw    *fakeFirewall
-	nb    *fakeNeighbors
-	store *memStore
+	// instance is the Config.Instance reopen passes (empty: unmarked).
+	instance string
+	d        *Driver
+	links    *fakeLinks
+	fw       *fakeFirewall
+	nb       *fakeNeighbors
+	store    *memStore
 }
 
 func newRig(t *testing.T) *rig {
@@ -43,6 +44,7 @@ func (r *rig) reopen(t *testing.T) *Driver {
 		HostAddrs:      func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")} },
 		PublicPrefixes: func() []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")} },
 		UplinkMTU:      func() int { return 1500 },
+		Instance:       r.instance, StateDir: "/var/lib/v6bridge-" + r.instance,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -66,11 +68,11 @@ func TestCreateNetworkDefaults(t *testing.T) {
 		opts   map[string]string
 		want   Network
 	}{
-		{"fd12:3456:789a:8101:1::/112", nil, Network{Mode: nat.ModeNAT, MTU: 1500, ICC: true, AllowPing: true}},
-		{"2001:db8:1234:a1:1::/112", nil, Network{Mode: nat.ModePublic, MTU: 1500, ICC: true, AllowPing: true}},
-		{"2001:db8:99::/112", nil, Network{Mode: nat.ModeRouted, MTU: 1500, ICC: true, AllowPing: true}},
-		{"fd00:1::/112", map[string]string{OptMode: "internal", OptMTU: "1400", OptICC: "false"}, Network{Mode: nat.ModeInternal, MTU: 1400, ICC: false, AllowPing: true}},
-		{"fd00:2::/112", map[string]string{OptBridgeName: "br-mine", "com.docker.network.driver.mtu": "9000"}, Network{Mode: nat.ModeNAT, MTU: 9000, ICC: true, AllowPing: true}},
+		{"fd12:3456:789a:8101:1::/112", nil, Network{Mode: netspec.ModeNAT, MTU: 1500, ICC: true, AllowPing: true}},
+		{"2001:db8:1234:a1:1::/112", nil, Network{Mode: netspec.ModePublic, MTU: 1500, ICC: true, AllowPing: true}},
+		{"2001:db8:99::/112", nil, Network{Mode: netspec.ModeRouted, MTU: 1500, ICC: true, AllowPing: true}},
+		{"fd00:1::/112", map[string]string{OptMode: "internal", OptMTU: "1400", OptICC: "false"}, Network{Mode: netspec.ModeInternal, MTU: 1400, ICC: false, AllowPing: true}},
+		{"fd00:2::/112", map[string]string{OptBridgeName: "br-mine", "com.docker.network.driver.mtu": "9000"}, Network{Mode: netspec.ModeNAT, MTU: 9000, ICC: true, AllowPing: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.subnet, func(t *testing.T) {
@@ -203,10 +205,12 @@ func mustEndpoint(t *testing.T, r *rig, nid, eid, addr string) {
 	}
 }
 
-func portmap(hostIP string, hostPort, port int) map[string]any {
-	return map[string]any{"com.docker.network.portmap": []any{
-		map[string]any{"Proto": float64(6), "IP": "", "Port": float64(port), "HostIP": hostIP, "HostPort": float64(hostPort), "HostPortEnd": float64(hostPort)},
-	}}
+func portmap(hostIP string, hostPort, port int) []PortRequest {
+	r := PortRequest{Proto: netspec.ProtoTCP, HostFirst: uint16(hostPort), HostLast: uint16(hostPort), ContainerPort: uint16(port)}
+	if hostIP != "" {
+		r.HostAddr = netip.MustParseAddr(hostIP)
+	}
+	return []PortRequest{r}
 }
 
 func TestEndpointLifecycle(t *testing.T) {
@@ -222,7 +226,7 @@ func TestEndpointLifecycle(t *testing.T) {
 	if v := r.links.veths["v6h111111111111"]; v.Bridge != "v6b-aaaaaaaaaaa" || v.PeerName != "v6c111111111111" || v.MTU != 1500 {
 		t.Errorf("veth = %+v", v)
 	}
-	resp, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "/run/docker/netns/c1", Options: portmap("", 8081, 80)})
+	resp, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "/run/docker/netns/c1", Ports: portmap("", 8081, 80)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +246,7 @@ func TestEndpointLifecycle(t *testing.T) {
 	}
 	// Second container asking for the same host port: refused, nothing changes.
 	mustEndpoint(t, r, netA, ep2, "2001:db8:1234:a1:1::2/112")
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "/run/docker/netns/c2", Options: portmap("", 8081, 80)}); err == nil || !strings.Contains(err.Error(), "host port tcp/8081") {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "/run/docker/netns/c2", Ports: portmap("", 8081, 80)}); err == nil || !strings.Contains(err.Error(), "host port tcp/8081") {
 		t.Fatalf("second join err = %v", err)
 	}
 	if r.d.endpoints[ep2].Joined {
@@ -315,8 +319,8 @@ func TestSandboxOnTwoNetworksPublishesOnce(t *testing.T) {
 	mustEndpoint(t, r, netA, ep1, "fd12:3456:789a:8101:1::ab53/112")
 	mustEndpoint(t, r, netB, ep2, "2001:db8:1234:a1:1::ab53/112")
 	for _, j := range []JoinRequest{
-		{NetworkID: netA, EndpointID: ep1, SandboxKey: "sb", Options: portmap("", 8081, 80)},
-		{NetworkID: netB, EndpointID: ep2, SandboxKey: "sb", Options: portmap("", 8081, 80)},
+		{NetworkID: netA, EndpointID: ep1, SandboxKey: "sb", Ports: portmap("", 8081, 80)},
+		{NetworkID: netB, EndpointID: ep2, SandboxKey: "sb", Ports: portmap("", 8081, 80)},
 	} {
 		if _, err := r.d.Join(j); err != nil {
 			t.Fatal(err)
@@ -339,17 +343,17 @@ func TestEphemeralAndAddressSpecificPorts(t *testing.T) {
 	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
 	mustEndpoint(t, r, netA, ep2, "fd00:1::3/112")
 	mustEndpoint(t, r, netA, ep3, "fd00:1::4/112")
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Options: portmap("2001:db8:1234:a1::1", 8081, 80)}); err != nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Ports: portmap("2001:db8:1234:a1::1", 8081, 80)}); err != nil {
 		t.Fatal(err)
 	}
 	// Same port on another address is free; any address overlaps the first.
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "b", Options: portmap("2001:db8:1234:a1::2", 8081, 80)}); err != nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep2, SandboxKey: "b", Ports: portmap("2001:db8:1234:a1::2", 8081, 80)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Options: portmap("", 8081, 80)}); err == nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Ports: portmap("", 8081, 80)}); err == nil {
 		t.Fatal("any-address binding of a taken port accepted")
 	}
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Options: portmap("", 0, 80)}); err != nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Ports: portmap("", 0, 80)}); err != nil {
 		t.Fatal(err)
 	}
 	if p := r.d.endpoints[ep3].Ports; len(p) != 1 || p[0].HostFirst != ephemeralFirst {
@@ -361,7 +365,7 @@ func TestRestartKeepsStateAndReconcileCleansOrphans(t *testing.T) {
 	r := newRig(t)
 	mustNetwork(t, r, netA, "fd00:1::/112", nil)
 	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
-	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Options: portmap("", 8081, 80)}); err != nil {
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Ports: portmap("", 8081, 80)}); err != nil {
 		t.Fatal(err)
 	}
 	// A simulated reboot: every bridge gone; plus leftovers of a crash.
@@ -387,5 +391,45 @@ func TestRestartKeepsStateAndReconcileCleansOrphans(t *testing.T) {
 	}
 	if eps := r.fw.last.Networks[0].Endpoints; len(eps) != 0 {
 		t.Errorf("dead endpoint still published: %+v", eps)
+	}
+}
+
+// TestModeDecidedOnce: a network takes its mode from the IPAM option its
+// subnet was chosen with; -o with another mode is refused, naming both.
+func TestModeDecidedOnce(t *testing.T) {
+	pools := map[netip.Prefix]netspec.Mode{
+		netip.MustParsePrefix("2001:db8:1234:a1:7::/112"): netspec.ModePublic,
+		netip.MustParsePrefix("2001:db8:77::/112"):        netspec.ModeRouted,
+	}
+	r := newRig(t)
+	r.d.cfg.PoolMode = func(p netip.Prefix) netspec.Mode { return pools[p] }
+	for _, c := range []struct {
+		subnet string
+		opts   map[string]string
+		want   netspec.Mode
+		err    string
+	}{
+		{"2001:db8:1234:a1:7::/112", nil, netspec.ModePublic, ""},
+		{"2001:db8:77::/112", nil, netspec.ModeRouted, ""},
+		{"fd00:5::/112", map[string]string{OptMode: "internal"}, netspec.ModeInternal, ""}, // no IPAM mode: -o decides
+		{"2001:db8:1234:a1:7::/112", map[string]string{OptMode: "public"}, netspec.ModePublic, ""},
+		{"2001:db8:1234:a1:7::/112", map[string]string{OptMode: "routed"}, "", "contradicts the ipam option v6bridge.mode=public"},
+	} {
+		r := newRig(t)
+		r.d.cfg.PoolMode = func(p netip.Prefix) netspec.Mode { return pools[p] }
+		err := r.d.CreateNetwork(createReq(netA, c.subnet, c.opts))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s %v: err %v, want %q", c.subnet, c.opts, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s %v: %v", c.subnet, c.opts, err)
+			continue
+		}
+		if got := r.d.networks[netA].Mode; got != c.want {
+			t.Errorf("%s %v: mode %s, want %s", c.subnet, c.opts, got, c.want)
+		}
 	}
 }

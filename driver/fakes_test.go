@@ -9,25 +9,66 @@ import (
 	"strings"
 
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // fakeLinks is an in-memory kernel: link name -> kind.
 type fakeLinks struct {
 	links   map[string]string
-	bridges map[string]BridgeSpec
-	veths   map[string]VethSpec
+	bridges map[string]netspec.BridgeSpec
+	veths   map[string]netspec.VethSpec
 	failOn  string // a link name whose Ensure fails
-	calls   []string
+	// fail, if set, is asked before every call with the call as recorded
+	// in calls ("ensure-bridge v6b-x", "delete-veth v6h1", "link-exists
+	// v6h1", "owned-links"); an error it returns is the call's result and
+	// the call changes nothing.
+	fail  func(call string) error
+	calls []string
+	// mark is the instance id Ensure* marks links with (link.Config.Mark);
+	// marks holds every link's, markDirs each instance's state directory.
+	mark     string
+	marks    map[string]string
+	markDirs map[string]string
 }
 
 func newFakeLinks() *fakeLinks {
-	return &fakeLinks{links: map[string]string{"eth0": "device", "lo": "device"}, bridges: map[string]BridgeSpec{}, veths: map[string]VethSpec{}}
+	return &fakeLinks{links: map[string]string{"eth0": "device", "lo": "device"}, bridges: map[string]netspec.BridgeSpec{}, veths: map[string]netspec.VethSpec{},
+		marks: map[string]string{}, markDirs: map[string]string{}}
 }
 
 var _ Links = (*fakeLinks)(nil)
 
-func (f *fakeLinks) EnsureBridge(s BridgeSpec) error {
-	f.calls = append(f.calls, "ensure-bridge "+s.Name)
+// call records a call and returns the injected failure, if any.
+func (f *fakeLinks) call(c string) error {
+	f.calls = append(f.calls, c)
+	if f.fail != nil {
+		return f.fail(c)
+	}
+	return nil
+}
+
+// failCall returns a fail func that fails the calls named, once each
+// unless always.
+func failCall(always bool, calls ...string) func(string) error {
+	left := map[string]bool{}
+	for _, c := range calls {
+		left[c] = true
+	}
+	return func(c string) error {
+		if !left[c] {
+			return nil
+		}
+		if !always {
+			delete(left, c)
+		}
+		return fmt.Errorf("%s: injected failure", c)
+	}
+}
+
+func (f *fakeLinks) EnsureBridge(s netspec.BridgeSpec) error {
+	if err := f.call("ensure-bridge " + s.Name); err != nil {
+		return err
+	}
 	if s.Name == f.failOn {
 		return fmt.Errorf("ensure bridge %q: injected failure", s.Name)
 	}
@@ -36,18 +77,26 @@ func (f *fakeLinks) EnsureBridge(s BridgeSpec) error {
 	}
 	f.links[s.Name] = "bridge"
 	f.bridges[s.Name] = s
+	if f.mark != "" {
+		f.marks[s.Name] = f.mark
+	}
 	return nil
 }
 
 func (f *fakeLinks) DeleteBridge(name string) error {
-	f.calls = append(f.calls, "delete-bridge "+name)
+	if err := f.call("delete-bridge " + name); err != nil {
+		return err
+	}
 	delete(f.links, name)
+	delete(f.marks, name)
 	delete(f.bridges, name)
 	return nil
 }
 
-func (f *fakeLinks) EnsureVeth(s VethSpec) error {
-	f.calls = append(f.calls, "ensure-veth "+s.HostName)
+func (f *fakeLinks) EnsureVeth(s netspec.VethSpec) error {
+	if err := f.call("ensure-veth " + s.HostName); err != nil {
+		return err
+	}
 	if s.HostName == f.failOn {
 		return fmt.Errorf("ensure veth %q: injected failure", s.HostName)
 	}
@@ -57,11 +106,17 @@ func (f *fakeLinks) EnsureVeth(s VethSpec) error {
 	f.links[s.HostName] = "veth"
 	f.links[s.PeerName] = "veth"
 	f.veths[s.HostName] = s
+	if f.mark != "" {
+		f.marks[s.HostName] = f.mark
+	}
 	return nil
 }
 
 func (f *fakeLinks) DeleteVeth(name string) error {
-	f.calls = append(f.calls, "delete-veth "+name)
+	if err := f.call("delete-veth " + name); err != nil {
+		return err
+	}
+	delete(f.marks, name)
 	if s, ok := f.veths[name]; ok {
 		delete(f.links, s.PeerName)
 	}
@@ -71,22 +126,28 @@ func (f *fakeLinks) DeleteVeth(name string) error {
 }
 
 func (f *fakeLinks) LinkExists(name string) (bool, error) {
+	if f.fail != nil {
+		if err := f.fail("link-exists " + name); err != nil {
+			return false, err
+		}
+	}
 	_, ok := f.links[name]
 	return ok, nil
 }
 
-func (f *fakeLinks) OwnedLinks() (bridges, veths []string, err error) {
+func (f *fakeLinks) OwnedLinks() ([]netspec.OwnedLink, error) {
+	if err := f.call("owned-links"); err != nil {
+		return nil, err
+	}
+	var out []netspec.OwnedLink
 	for n, k := range f.links {
-		switch {
-		case k == "bridge" && strings.HasPrefix(n, BridgePrefix):
-			bridges = append(bridges, n)
-		case k == "veth" && strings.HasPrefix(n, HostVethPrefix):
-			veths = append(veths, n)
+		b := k == "bridge" && strings.HasPrefix(n, netspec.BridgePrefix)
+		if b || k == "veth" && strings.HasPrefix(n, netspec.HostVethPrefix) {
+			out = append(out, netspec.OwnedLink{Name: n, Bridge: b, Instance: f.marks[n], StateDir: f.markDirs[f.marks[n]]})
 		}
 	}
-	sort.Strings(bridges)
-	sort.Strings(veths)
-	return bridges, veths, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 func (f *fakeLinks) PrepareHost(uplinks []string) ([]string, error) { return nil, nil }
@@ -111,7 +172,10 @@ type fakeFirewall struct {
 	n       int
 	updates int
 	fail    bool
-	inits   int
+	// failOp, if set, is asked before Apply ("apply") and UpdateEndpoints
+	// ("update"); an error fails the call, which changes nothing.
+	failOp func(op string) error
+	inits  int
 	// noLast skips materializing last after updates (benchmarks: that
 	// copy and sort is the fake's cost, not the driver's).
 	noLast bool
@@ -120,6 +184,11 @@ type fakeFirewall struct {
 func (f *fakeFirewall) Apply(s nat.State) error {
 	if f.fail {
 		return fmt.Errorf("injected firewall failure")
+	}
+	if f.failOp != nil {
+		if err := f.failOp("apply"); err != nil {
+			return err
+		}
 	}
 	m, err := nat.NewModel(s)
 	if err != nil {
@@ -133,6 +202,11 @@ func (f *fakeFirewall) Apply(s nat.State) error {
 func (f *fakeFirewall) UpdateEndpoints(us []nat.EndpointUpdate) error {
 	if f.fail {
 		return fmt.Errorf("injected firewall failure")
+	}
+	if f.failOp != nil {
+		if err := f.failOp("update"); err != nil {
+			return err
+		}
 	}
 	if f.model == nil {
 		return nat.ErrNoModel
@@ -153,9 +227,17 @@ type fakeNeighbors struct {
 	ranges []netip.Prefix
 	set    map[netip.Addr]bool
 	noList bool // benchmarks: skip listing addrs after updates
+	// fail, if set, is asked before SetTargets ("set") and UpdateTargets
+	// ("update"); an error fails the call, which changes nothing.
+	fail func(op string) error
 }
 
 func (f *fakeNeighbors) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error {
+	if f.fail != nil {
+		if err := f.fail("set"); err != nil {
+			return err
+		}
+	}
 	f.addrs, f.ranges = addrs, ranges
 	f.set = map[netip.Addr]bool{}
 	for _, a := range addrs {
@@ -165,6 +247,11 @@ func (f *fakeNeighbors) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) er
 }
 
 func (f *fakeNeighbors) UpdateTargets(add, remove []netip.Addr) error {
+	if f.fail != nil {
+		if err := f.fail("update"); err != nil {
+			return err
+		}
+	}
 	for _, a := range remove {
 		delete(f.set, a)
 	}
@@ -180,17 +267,59 @@ func (f *fakeNeighbors) UpdateTargets(add, remove []netip.Addr) error {
 type memStore struct {
 	networks  map[string]Network
 	endpoints map[string]Endpoint
+	// fail, if set, is asked before every call ("put-network <id>",
+	// "delete-network <id>", "put-endpoint <id>", "delete-endpoint <id>",
+	// "load"); an error fails the call, which changes nothing.
+	fail func(call string) error
 }
 
 func newMemStore() *memStore {
 	return &memStore{networks: map[string]Network{}, endpoints: map[string]Endpoint{}}
 }
 
-func (m *memStore) PutNetwork(n *Network) error    { m.networks[n.ID] = *n; return nil }
-func (m *memStore) DeleteNetwork(id string) error  { delete(m.networks, id); return nil }
-func (m *memStore) PutEndpoint(e *Endpoint) error  { m.endpoints[e.ID] = *e; return nil }
-func (m *memStore) DeleteEndpoint(id string) error { delete(m.endpoints, id); return nil }
+func (m *memStore) check(call string) error {
+	if m.fail == nil {
+		return nil
+	}
+	return m.fail(call)
+}
+
+func (m *memStore) PutNetwork(n *Network) error {
+	if err := m.check("put-network " + n.ID); err != nil {
+		return err
+	}
+	m.networks[n.ID] = *n
+	return nil
+}
+
+func (m *memStore) DeleteNetwork(id string) error {
+	if err := m.check("delete-network " + id); err != nil {
+		return err
+	}
+	delete(m.networks, id)
+	return nil
+}
+
+func (m *memStore) PutEndpoint(e *Endpoint) error {
+	if err := m.check("put-endpoint " + e.ID); err != nil {
+		return err
+	}
+	m.endpoints[e.ID] = *e
+	return nil
+}
+
+func (m *memStore) DeleteEndpoint(id string) error {
+	if err := m.check("delete-endpoint " + id); err != nil {
+		return err
+	}
+	delete(m.endpoints, id)
+	return nil
+}
+
 func (m *memStore) Load() ([]*Network, []*Endpoint, error) {
+	if err := m.check("load"); err != nil {
+		return nil, nil, err
+	}
 	var ns []*Network
 	var es []*Endpoint
 	for _, n := range m.networks {

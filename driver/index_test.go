@@ -49,7 +49,7 @@ func TestIndexesEqualRebuild(t *testing.T) {
 		case 0:
 			_, err = r.d.CreateEndpoint(CreateEndpointRequest{NetworkID: nets[ni].id, EndpointID: epID, AddressIPv6: netip.PrefixFrom(addr, 64)})
 		case 1:
-			_, err = r.d.Join(JoinRequest{NetworkID: nets[ni].id, EndpointID: epID, SandboxKey: sandbox, Options: opts})
+			_, err = r.d.Join(JoinRequest{NetworkID: nets[ni].id, EndpointID: epID, SandboxKey: sandbox, Ports: opts})
 		case 2:
 			err = r.d.ProgramExternalConnectivity(nets[ni].id, epID, opts)
 		case 3:

@@ -26,7 +26,7 @@ func BenchmarkJoin(b *testing.B) {
 				if _, err := d.CreateEndpoint(CreateEndpointRequest{NetworkID: "net", EndpointID: id, AddressIPv6: netip.PrefixFrom(addr.Next(), 112)}); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := d.Join(JoinRequest{NetworkID: "net", EndpointID: id, SandboxKey: "sb" + id, Options: portmap("", 20000+i, 80)}); err != nil {
+				if _, err := d.Join(JoinRequest{NetworkID: "net", EndpointID: id, SandboxKey: "sb" + id, Ports: portmap("", 20000+i, 80)}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -36,7 +36,7 @@ func BenchmarkJoin(b *testing.B) {
 				if err := d.Leave("net", "ep0"); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := d.Join(JoinRequest{NetworkID: "net", EndpointID: "ep0", SandboxKey: "sbep0", Options: opts}); err != nil {
+				if _, err := d.Join(JoinRequest{NetworkID: "net", EndpointID: "ep0", SandboxKey: "sbep0", Ports: opts}); err != nil {
 					b.Fatal(err)
 				}
 			}

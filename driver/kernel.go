@@ -1,47 +1,25 @@
 package driver
 
 import (
-	"net"
 	"net/netip"
 
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
-
-// BridgeSpec is a bridge as the driver wants it in the kernel.
-type BridgeSpec struct {
-	Name    string
-	MTU     int          // 0: leave the kernel default
-	Gateway netip.Prefix // address on the bridge, with the subnet's length
-	// Isolated sets the bridge so that its ports cannot talk to each other
-	// (v6bridge.icc=false): every host veth on it gets the "isolated" flag.
-	Isolated bool
-}
-
-// VethSpec is a veth pair for one endpoint. HostName stays in the host and
-// is attached to Bridge; PeerName is handed to the engine, which moves it
-// into the container.
-type VethSpec struct {
-	HostName string
-	PeerName string
-	Bridge   string
-	MTU      int
-	MAC      net.HardwareAddr // of the peer (container side); nil: kernel random
-	Isolated bool
-}
 
 // Links is what the driver needs from the kernel's links. Every method is
 // idempotent: Ensure* creates or repairs, Delete* of a missing link is
 // success.
 type Links interface {
-	EnsureBridge(spec BridgeSpec) error
+	EnsureBridge(spec netspec.BridgeSpec) error
 	DeleteBridge(name string) error
-	EnsureVeth(spec VethSpec) error
+	EnsureVeth(spec netspec.VethSpec) error
 	DeleteVeth(hostName string) error
 	// LinkExists reports whether an interface of that name exists.
 	LinkExists(name string) (bool, error)
 	// OwnedLinks lists the interfaces whose names carry v6bridge's prefixes
-	// (bridges and host-side veths), for orphan cleanup.
-	OwnedLinks() (bridges, veths []string, err error)
+	// (bridges and host-side veths) with their marks, for orphan cleanup.
+	OwnedLinks() ([]netspec.OwnedLink, error)
 	// PrepareHost sets what the data path needs host wide (IPv6 forwarding,
 	// accept_ra=2 on the uplinks first), returning what it changed.
 	PrepareHost(uplinks []string) (changed []string, err error)

@@ -3,28 +3,22 @@ package driver
 import (
 	"crypto/sha256"
 	"net"
-)
 
-// Name prefixes of the links v6bridge owns. Reconcile removes links with
-// these prefixes that no persisted network or endpoint claims.
-const (
-	BridgePrefix   = "v6b-"
-	HostVethPrefix = "v6h"
-	PeerVethPrefix = "v6c"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // BridgeName derives the default bridge name of a network from its id:
 // "v6b-" and the first 11 characters of the id (15 bytes, the kernel's
 // limit), so a leftover after a crash is recognisable.
 func BridgeName(networkID string) string {
-	return BridgePrefix + short(networkID, 11)
+	return netspec.BridgePrefix + short(networkID, 11)
 }
 
 // VethNames derives the host-side and container-side veth names of an
 // endpoint from its id.
 func VethNames(endpointID string) (host, peer string) {
 	s := short(endpointID, 12)
-	return HostVethPrefix + s, PeerVethPrefix + s
+	return netspec.HostVethPrefix + s, netspec.PeerVethPrefix + s
 }
 
 func short(id string, n int) string {

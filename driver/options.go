@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Network option keys (docker network create -o KEY=VALUE, compose
@@ -30,12 +30,12 @@ var acceptedOpts = []string{OptAllow, OptAllowPing, OptBridgeName, OptHostIPv6, 
 
 // NetworkOptions are the validated driver options of one network.
 type NetworkOptions struct {
-	Mode       nat.Mode // "" until defaulted from the subnet
-	BridgeName string   // "" means derived from the network id
-	MTU        int      // 0 means the uplink's MTU
+	Mode       netspec.Mode // "" until defaulted from the subnet
+	BridgeName string       // "" means derived from the network id
+	MTU        int          // 0 means the uplink's MTU
 	ICC        bool
 	AllowPing  bool
-	Allow      []nat.Port
+	Allow      []netspec.Port
 	HostIPv6   netip.Addr // SNAT source for nat mode; zero means masquerade
 }
 
@@ -54,9 +54,9 @@ func ParseNetworkOptions(generic map[string]string, internal bool) (NetworkOptio
 		var err error
 		switch k {
 		case OptMode:
-			o.Mode, err = parseMode(v)
+			o.Mode, err = netspec.ParseMode(v)
 		case OptBridgeName:
-			err = ValidateIfName(v)
+			err = netspec.ValidIfname(v)
 			o.BridgeName = v
 		case OptMTU, dockerOptMTU:
 			o.MTU, err = parseMTU(v)
@@ -79,15 +79,15 @@ func ParseNetworkOptions(generic map[string]string, internal bool) (NetworkOptio
 		}
 	}
 	if internal {
-		if o.Mode != "" && o.Mode != nat.ModeInternal {
+		if o.Mode != "" && o.Mode != netspec.ModeInternal {
 			return o, fmt.Errorf("network option %s=%s conflicts with --internal: drop one of them (--internal means %s=internal)", OptMode, o.Mode, OptMode)
 		}
-		o.Mode = nat.ModeInternal
+		o.Mode = netspec.ModeInternal
 	}
-	if o.HostIPv6.IsValid() && o.Mode != "" && o.Mode != nat.ModeNAT {
+	if o.HostIPv6.IsValid() && o.Mode != "" && o.Mode != netspec.ModeNAT {
 		return o, fmt.Errorf("network option %s applies only to %s=nat, not %s", OptHostIPv6, OptMode, o.Mode)
 	}
-	if len(o.Allow) > 0 && (o.Mode == nat.ModeNAT || o.Mode == nat.ModeInternal) {
+	if len(o.Allow) > 0 && (o.Mode == netspec.ModeNAT || o.Mode == netspec.ModeInternal) {
 		return o, fmt.Errorf("network option %s applies only to public and routed networks, not %s=%s (publish ports with -p instead)", OptAllow, OptMode, o.Mode)
 	}
 	return o, nil
@@ -96,29 +96,16 @@ func ParseNetworkOptions(generic map[string]string, internal bool) (NetworkOptio
 // DefaultMode picks the mode of a network whose options name none: ULA
 // subnets get nat, subnets inside one of the public prefixes get public,
 // any other global subnet routed.
-func DefaultMode(subnet netip.Prefix, public []netip.Prefix) nat.Mode {
-	if IsULA(subnet.Addr()) {
-		return nat.ModeNAT
+func DefaultMode(subnet netip.Prefix, public []netip.Prefix) netspec.Mode {
+	if netspec.IsULA(subnet.Addr()) {
+		return netspec.ModeNAT
 	}
 	for _, p := range public {
 		if p.Bits() <= subnet.Bits() && p.Contains(subnet.Addr()) {
-			return nat.ModePublic
+			return netspec.ModePublic
 		}
 	}
-	return nat.ModeRouted
-}
-
-// IsULA reports whether a is a unique local address (fc00::/7).
-func IsULA(a netip.Addr) bool {
-	return a.Is6() && a.As16()[0]&0xfe == 0xfc
-}
-
-func parseMode(v string) (nat.Mode, error) {
-	switch m := nat.Mode(strings.ToLower(v)); m {
-	case nat.ModeNAT, nat.ModePublic, nat.ModeRouted, nat.ModeInternal:
-		return m, nil
-	}
-	return "", fmt.Errorf("not a mode: accepted are nat, public, routed, internal")
+	return netspec.ModeRouted
 }
 
 func parseBool(v string) (bool, error) {
@@ -151,8 +138,8 @@ func parseHostIPv6(v string) (netip.Addr, error) {
 }
 
 // ParsePorts parses a list like "tcp/80,tcp/443,udp/51820,tcp/8000-8010".
-func ParsePorts(v string) ([]nat.Port, error) {
-	var out []nat.Port
+func ParsePorts(v string) ([]netspec.Port, error) {
+	var out []netspec.Port
 	for _, f := range strings.Split(v, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
@@ -170,7 +157,7 @@ func ParsePorts(v string) ([]nat.Port, error) {
 		if err != nil {
 			return nil, fmt.Errorf("port %q: %w", f, err)
 		}
-		out = append(out, nat.Port{Proto: p, First: first, Last: last})
+		out = append(out, netspec.Port{Proto: p, First: first, Last: last})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("empty port list: accepted is e.g. tcp/80,tcp/443,udp/51820")
@@ -208,40 +195,11 @@ func parsePort(s string) (uint16, error) {
 func ProtoNumber(name string) (uint8, error) {
 	switch strings.ToLower(name) {
 	case "tcp":
-		return nat.ProtoTCP, nil
+		return netspec.ProtoTCP, nil
 	case "udp":
-		return nat.ProtoUDP, nil
+		return netspec.ProtoUDP, nil
 	case "sctp":
-		return nat.ProtoSCTP, nil
+		return netspec.ProtoSCTP, nil
 	}
 	return 0, fmt.Errorf("protocol %q: accepted are tcp, udp, sctp", name)
-}
-
-// ProtoName maps an IP protocol number to its name.
-func ProtoName(p uint8) string {
-	switch p {
-	case nat.ProtoTCP:
-		return "tcp"
-	case nat.ProtoUDP:
-		return "udp"
-	case nat.ProtoSCTP:
-		return "sctp"
-	}
-	return strconv.Itoa(int(p))
-}
-
-// ValidateIfName checks a Linux interface name.
-func ValidateIfName(name string) error {
-	if name == "" || len(name) > 15 {
-		return fmt.Errorf("interface name %q: accepted are 1 to 15 bytes", name)
-	}
-	if name == "." || name == ".." {
-		return fmt.Errorf("interface name %q is reserved", name)
-	}
-	for _, r := range name {
-		if r <= ' ' || r == '/' || r == ':' || r > '~' {
-			return fmt.Errorf("interface name %q has %q: accepted are letters, digits and -_. (no spaces, '/' or ':')", name, r)
-		}
-	}
-	return nil
 }

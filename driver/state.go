@@ -4,43 +4,56 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
+
+// RecordFormat is the format of the records this version writes. Records
+// without one were written before formats were numbered (v6bridge 8382c76
+// and older) and read as format 1. The JSON names of Network, Endpoint and
+// the netspec types they hold are the format: renaming a Go field must not
+// change them (driver/testdata/state-8382c76 is read by a test).
+const RecordFormat = 1
 
 // Network is the persisted record of one v6bridge network.
 type Network struct {
-	ID        string
-	Bridge    string
-	Mode      nat.Mode
-	Subnet    netip.Prefix
-	Gateway   netip.Addr
-	MTU       int
-	ICC       bool
-	AllowPing bool
-	Allow     []nat.Port `json:",omitempty"`
-	HostIPv6  netip.Addr `json:",omitzero"`
+	Format    int            `json:"Format,omitempty"`
+	ID        string         `json:"ID"`
+	Bridge    string         `json:"Bridge"`
+	Mode      netspec.Mode   `json:"Mode"`
+	Subnet    netip.Prefix   `json:"Subnet"`
+	Gateway   netip.Addr     `json:"Gateway"`
+	MTU       int            `json:"MTU"`
+	ICC       bool           `json:"ICC"`
+	AllowPing bool           `json:"AllowPing"`
+	Allow     []netspec.Port `json:"Allow,omitempty"`
+	HostIPv6  netip.Addr     `json:"HostIPv6,omitzero"`
 	// Modern records that the engine sent com.docker.network.enable_ipv4,
 	// which only engines >= 28 do: they install the IPv6 default route from
 	// GatewayIPv6. Older engines need a static ::/0 route instead.
-	Modern bool
+	Modern bool `json:"Modern"`
 	// IPv4 records whether the engine gave the network an IPv4 pool (on old
 	// engines always: v6bridge's non-routed placeholder).
-	IPv4 bool
+	IPv4 bool `json:"IPv4"`
 }
 
 // Endpoint is the persisted record of one endpoint.
 type Endpoint struct {
-	ID        string
-	NetworkID string
-	Addr      netip.Prefix // IPv6 address with the subnet's length; zero if the container has IPv6 off
-	MAC       string
-	HostVeth  string
-	PeerVeth  string
+	Format    int          `json:"Format,omitempty"`
+	ID        string       `json:"ID"`
+	NetworkID string       `json:"NetworkID"`
+	Addr      netip.Prefix `json:"Addr"` // IPv6 address with the subnet's length; zero if the container has IPv6 off
+	MAC       string       `json:"MAC"`
+	HostVeth  string       `json:"HostVeth"`
+	PeerVeth  string       `json:"PeerVeth"`
 	// Set between Join and Leave.
-	Sandbox      string        `json:",omitempty"`
-	Joined       bool          `json:",omitempty"`
-	Ports        []nat.Mapping `json:",omitempty"`
-	DefaultRoute bool          `json:",omitempty"` // got the static ::/0 route (old engines)
+	Sandbox string `json:"Sandbox,omitempty"`
+	Joined  bool   `json:"Joined,omitempty"`
+	// PortRequests are the ports the sandbox publishes, kept by one of its
+	// endpoints (the carrier, see publish.go), and Ports the host ports
+	// held for them while the sandbox has an address they can lead to.
+	PortRequests []PortRequest     `json:"PortRequests,omitempty"`
+	Ports        []netspec.Mapping `json:"Ports,omitempty"`
+	DefaultRoute bool              `json:"DefaultRoute,omitempty"` // got the static ::/0 route (old engines)
 }
 
 func (e *Endpoint) hardwareAddr() net.HardwareAddr {

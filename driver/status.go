@@ -3,6 +3,9 @@ package driver
 // NetworkStatus is one network as `v6bridge status` shows it.
 type NetworkStatus struct {
 	Network
+	// Problem is why the last Reconcile could not bring the network up
+	// (its bridge, an endpoint's link); empty when it is fine.
+	Problem   string `json:",omitempty"`
 	Endpoints []EndpointStatus
 }
 
@@ -13,7 +16,11 @@ type EndpointStatus struct {
 	MAC     string
 	Veth    string
 	Joined  bool
-	Ports   string `json:",omitempty"`
+	// Ports are the host ports that lead to this address, e.g.
+	// "[::]:8081->80/tcp"; Open the container ports open directly on it
+	// (public and routed networks), e.g. "80/tcp".
+	Ports string `json:",omitempty"`
+	Open  string `json:",omitempty"`
 }
 
 // Status returns a snapshot of the networks and their endpoints, sorted.
@@ -22,12 +29,13 @@ func (d *Driver) Status() []NetworkStatus {
 	defer d.mu.Unlock()
 	var out []NetworkStatus
 	for _, n := range d.sortedNetworks() {
-		ns := NetworkStatus{Network: *n}
+		ns := NetworkStatus{Network: *n, Problem: d.problems[n.ID]}
 		for _, e := range d.sortedEndpoints() {
 			if e.NetworkID != n.ID {
 				continue
 			}
-			es := EndpointStatus{ID: e.ID, MAC: e.MAC, Veth: e.HostVeth, Joined: e.Joined, Ports: formatMappings(e.Ports)}
+			ports, open := d.entry(e)
+			es := EndpointStatus{ID: e.ID, MAC: e.MAC, Veth: e.HostVeth, Joined: e.Joined, Ports: formatMappings(ports), Open: formatOpen(open)}
 			if e.Addr.IsValid() {
 				es.Address = e.Addr.Addr().String()
 			}

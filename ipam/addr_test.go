@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-var gwOpts = map[string]string{OptRequestAddressType: AddressTypeGateway}
+var gwOpts = AddressOptions{Gateway: true}
 
 func TestGateway(t *testing.T) {
 	tests := []struct {
@@ -66,7 +66,7 @@ func TestGateway(t *testing.T) {
 				t.Errorf("second gateway = %v, want %v", err, ErrAddressInUse)
 			}
 			// The gateway is not handed out to an endpoint.
-			if _, err := m.RequestAddress(p.ID, got.Addr().String(), nil); !errors.Is(err, ErrAddressInUse) ||
+			if _, err := m.RequestAddress(p.ID, got.Addr().String(), AddressOptions{}); !errors.Is(err, ErrAddressInUse) ||
 				!strings.Contains(err.Error(), "gateway") {
 				t.Errorf("gateway as endpoint address = %v, want %v naming the gateway", err, ErrAddressInUse)
 			}
@@ -109,7 +109,7 @@ func TestStaticAddress(t *testing.T) {
 				t.Fatalf("first dynamic address %s, want fd12::1:0", got)
 			}
 			n := be.addrCount()
-			got, err := m.RequestAddress(p.ID, tt.addr, nil)
+			got, err := m.RequestAddress(p.ID, tt.addr, AddressOptions{})
 			if !errors.Is(err, tt.err) {
 				t.Fatalf("RequestAddress(%q) = %v, want %v", tt.addr, err, tt.err)
 			}
@@ -190,7 +190,7 @@ func TestExhaustion(t *testing.T) {
 		}
 		seen[a] = true
 	}
-	_, err := m.RequestAddress(p.ID, "", nil)
+	_, err := m.RequestAddress(p.ID, "", AddressOptions{})
 	if !errors.Is(err, ErrPoolExhausted) {
 		t.Fatalf("RequestAddress on a full /120 = %v, want %v", err, ErrPoolExhausted)
 	}
@@ -216,7 +216,7 @@ func TestExhaustionIPRange(t *testing.T) {
 	for range 256 { // the anycast is outside the range
 		mustAddr(t, m, p.ID, "")
 	}
-	_, err := m.RequestAddress(p.ID, "", nil)
+	_, err := m.RequestAddress(p.ID, "", AddressOptions{})
 	if !errors.Is(err, ErrPoolExhausted) || !strings.Contains(err.Error(), "ip-range fd12::ff00/120") {
 		t.Fatalf("got %v, want %v naming the ip-range", err, ErrPoolExhausted)
 	}
@@ -245,7 +245,7 @@ func TestReleaseAddressIdempotent(t *testing.T) {
 
 func TestUnknownPool(t *testing.T) {
 	m, _ := newTestIPAM(t)
-	_, err := m.RequestAddress("v6bridge/fd12::/112", "", nil)
+	_, err := m.RequestAddress("v6bridge/fd12::/112", "", AddressOptions{})
 	if !errors.Is(err, ErrUnknownPool) || !strings.Contains(err.Error(), "v6bridge/fd12::/112") {
 		t.Fatalf("got %v, want %v naming the pool", err, ErrUnknownPool)
 	}
@@ -263,7 +263,7 @@ func TestAddressFailureLeavesNothing(t *testing.T) {
 				}
 				return nil
 			}
-			if _, err := m.RequestAddress(p.ID, "", nil); !errors.Is(err, errFail) {
+			if _, err := m.RequestAddress(p.ID, "", AddressOptions{}); !errors.Is(err, errFail) {
 				t.Fatalf("got %v, want %v", err, errFail)
 			}
 			if be.addrCount() != 1 || be.cursors[p.ID].String() != "fd12::1" {
@@ -287,7 +287,7 @@ func TestAddressFailureLeavesNothing(t *testing.T) {
 			t.Fatalf("got %v, want %v", err, errFail)
 		}
 		be.fail = nil
-		if _, err := m.RequestAddress(p.ID, a, nil); !errors.Is(err, ErrAddressInUse) {
+		if _, err := m.RequestAddress(p.ID, a, AddressOptions{}); !errors.Is(err, ErrAddressInUse) {
 			t.Errorf("address freed in memory although not on disk: %v", err)
 		}
 	})
@@ -334,7 +334,7 @@ func TestConcurrent(t *testing.T) {
 				if (g+i)%2 == 0 {
 					id = ph.ID
 				}
-				a, err := m.RequestAddress(id, "", nil)
+				a, err := m.RequestAddress(id, "", AddressOptions{})
 				if err != nil {
 					t.Error(err)
 					return

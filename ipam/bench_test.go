@@ -15,7 +15,7 @@ func benchAllocate(b *testing.B, m *IPAM, subnet string, live int) {
 	}
 	ring := make([]netip.Addr, live)
 	for i := range ring {
-		a, err := m.RequestAddress(p.ID, "", nil)
+		a, err := m.RequestAddress(p.ID, "", AddressOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -29,7 +29,7 @@ func benchAllocate(b *testing.B, m *IPAM, subnet string, live int) {
 		if err := m.ReleaseAddress(p.ID, ring[j].String()); err != nil {
 			b.Fatal(err)
 		}
-		a, err := m.RequestAddress(p.ID, "", nil)
+		a, err := m.RequestAddress(p.ID, "", AddressOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}

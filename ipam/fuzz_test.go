@@ -81,7 +81,7 @@ func FuzzRequestPool(f *testing.F) {
 		if err != nil || !p.Prefix.Contains(gw.Addr()) {
 			t.Fatalf("gateway of %s = %s, %v", p.Prefix, gw, err)
 		}
-		a, err := m.RequestAddress(p.ID, "", nil)
+		a, err := m.RequestAddress(p.ID, "", AddressOptions{})
 		if err != nil || !p.Range.Contains(a.Addr()) || a.Addr() == p.Prefix.Addr() || a.Addr() == gw.Addr() {
 			t.Fatalf("address of %s = %s, %v", p.Range, a, err)
 		}

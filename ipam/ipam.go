@@ -18,34 +18,30 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/netip"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/v6bridge/v6bridge/internal/store"
+	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/v6bridge/v6bridge/plan"
 )
 
-// Option keys and values of the libnetwork IPAM API.
-const (
-	// OptRequestAddressType is the RequestAddress option that says what
-	// the address is for.
-	OptRequestAddressType = "RequestAddressType"
-	// AddressTypeGateway is the OptRequestAddressType value of a gateway
-	// request.
-	AddressTypeGateway = "com.docker.network.gateway"
-	// OptEndpointName is the RequestAddress option naming the endpoint
-	// (engines >= 29 send it): an endpoint re-requesting without an address
-	// gets the one it had last, if it is free.
-	OptEndpointName = "com.docker.network.endpoint.name"
-	// DataGateway is the RequestPool response Data key carrying a pool's
-	// gateway (CIDR); libnetwork then does not request one.
-	DataGateway = "com.docker.network.gateway"
-)
+// AddressOptions say what an address is for, as the engine's RequestAddress
+// options do (internal/api decodes them).
+type AddressOptions struct {
+	// Gateway: the network's gateway address.
+	Gateway bool
+	// Name is the endpoint's name, if the engine sends it (engines >= 29):
+	// an endpoint re-requesting without an address gets the one it had
+	// last, if it is free.
+	Name string
+}
 
 // Placeholder IPv4 pools: non-routed link-local space handed to engines
 // before Docker 28, which always request an IPv4 pool. Each placeholder pool
@@ -131,6 +127,18 @@ type Config struct {
 	// 0 means plan.DefaultSubnetLen (/112).
 	PublicSubnetLen, ULASubnetLen int
 
+	// Referenced says whether a network uses the subnet (the driver's
+	// records). A pool no network references and no address but its
+	// gateway uses is stale: GC reclaims it after a grace period, and a
+	// request of an overlapping subnet reclaims it at once (if older than
+	// MinReclaimAge). Nil: every pool counts as referenced.
+	Referenced func(netip.Prefix) bool
+
+	// Quarantine, if set, receives state entries that cannot be read
+	// (a truncated pool, address, name or cursor file): they are moved
+	// there and reported, and the rest loads. Nil: such an entry fails New.
+	Quarantine *store.Quarantine
+
 	// Log receives one Info line per state change. May be nil.
 	Log logrus.FieldLogger
 }
@@ -146,11 +154,13 @@ type PoolRequest struct {
 // Pool is an allocated pool.
 type Pool struct {
 	ID          string
-	Prefix      netip.Prefix      // the subnet
-	Range       netip.Prefix      // where dynamic addresses come from: --ip-range, or Prefix
-	Placeholder bool              // an inert IPv4 pool for engines before Docker 28
-	Data        map[string]string // RequestPool response Data
-	PrefixLen   int               // the v6bridge.prefix_len option; 0 if not given
+	Prefix      netip.Prefix // the subnet
+	Range       netip.Prefix // where dynamic addresses come from: --ip-range, or Prefix
+	Placeholder bool         // an inert IPv4 pool for engines before Docker 28
+	// Gateway is the pool's own gateway, which the engine then does not
+	// request (placeholders); zero for IPv6 pools.
+	Gateway   netip.Prefix
+	PrefixLen int // the v6bridge.prefix_len option; 0 if not given
 }
 
 // PoolStatus describes a pool for the status command.
@@ -172,13 +182,16 @@ type pool struct {
 	alloc   *allocator
 	gateway netip.Addr            // a placeholder's is reserved in alloc, not allocated
 	names   map[string]netip.Addr // endpoint name -> its last address
+	// freed is when a remembered address was released (or found free at
+	// start), so GC can forget names whose address stayed free too long.
+	freed map[netip.Addr]time.Time
 }
 
 // newPool returns a pool with an empty allocator for its record. A
 // placeholder pool's network address, gateway and broadcast address are
 // reserved; an IPv6 pool's subnet-router anycast address is.
 func newPool(r poolRecord) *pool {
-	p := &pool{rec: r, names: map[string]netip.Addr{}}
+	p := &pool{rec: r, names: map[string]netip.Addr{}, freed: map[netip.Addr]time.Time{}}
 	if r.Placeholder {
 		p.gateway = blockGateway(r.Prefix)
 		p.alloc = newAllocator(r.Range, r.Prefix.Addr(), p.gateway, lastAddr(r.Prefix))
@@ -208,13 +221,22 @@ func (p *pool) allocated() int {
 	return len(p.alloc.used)
 }
 
+// gatewayPrefix is a placeholder's gateway with the block's length; zero
+// for IPv6 pools, whose gateway the engine requests.
+func (p *pool) gatewayPrefix() netip.Prefix {
+	if !p.rec.Placeholder {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(p.gateway, p.rec.Prefix.Bits())
+}
+
 func (p *pool) public() Pool {
 	return Pool{
 		ID:          p.rec.ID,
 		Prefix:      p.rec.Prefix,
 		Range:       p.rec.Range,
 		Placeholder: p.rec.Placeholder,
-		Data:        maps.Clone(p.rec.Data),
+		Gateway:     p.gatewayPrefix(),
 		PrefixLen:   p.rec.PrefixLen,
 	}
 }
@@ -232,6 +254,9 @@ type IPAM struct {
 	ulaLen    int
 	log       logrus.FieldLogger
 	pools     map[string]*pool
+	// referenced says whether a network uses a subnet (Config.Referenced).
+	referenced func(netip.Prefix) bool
+	now        func() time.Time
 }
 
 // New returns an IPAM with the state persisted under cfg.StateDir.
@@ -239,7 +264,7 @@ func New(cfg Config) (*IPAM, error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("ipam: no state directory configured")
 	}
-	be, err := openDisk(cfg.StateDir)
+	be, err := openDisk(cfg.StateDir, cfg.Quarantine)
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
@@ -264,6 +289,9 @@ func newIPAM(cfg Config, be backend) (*IPAM, error) {
 		ulaLen:    cmp.Or(cfg.ULASubnetLen, plan.DefaultSubnetLen),
 		log:       log,
 		pools:     map[string]*pool{},
+		now:       time.Now,
+
+		referenced: cfg.Referenced,
 	}
 	for _, l := range []struct {
 		key  string
@@ -319,6 +347,12 @@ func (m *IPAM) restore(s snapshot) error {
 			p.take(a.Addr)
 			if a.Gateway {
 				p.gateway = a.Addr
+			}
+		}
+		now := m.now()
+		for _, a := range p.names {
+			if !p.has(a) {
+				p.freed[a] = now
 			}
 		}
 		m.pools[r.ID] = p
@@ -393,6 +427,8 @@ func (m *IPAM) addV6Pool(subnet, rng netip.Prefix, opts poolOptions, msg string)
 		Prefix:    subnet,
 		Range:     rng,
 		PrefixLen: opts.PrefixLen,
+		Mode:      opts.Mode,
+		Created:   m.now().UTC(),
 	})
 	if err := m.be.putPool(p.rec); err != nil {
 		return Pool{}, err
@@ -400,6 +436,19 @@ func (m *IPAM) addV6Pool(subnet, rng netip.Prefix, opts poolOptions, msg string)
 	m.pools[p.rec.ID] = p
 	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "subnet": subnet, "range": rng}).Info(msg)
 	return p.public(), nil
+}
+
+// PoolMode returns the mode an IPv6 pool of exactly subnet was requested
+// for (--ipam-opt v6bridge.mode), or "" when it was requested without one
+// or there is no such pool. The network driver, in the same process, takes
+// the network's mode from it, so the mode is decided once.
+func (m *IPAM) PoolMode(subnet netip.Prefix) netspec.Mode {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p, ok := m.pools[v6IDPrefix+subnet.Masked().String()]; ok {
+		return p.rec.Mode
+	}
+	return ""
 }
 
 // checkHost refuses a subnet that contains one of the host's addresses.
@@ -425,11 +474,21 @@ func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
 		if p.rec.Placeholder || !p.rec.Prefix.Overlaps(subnet) {
 			continue
 		}
+		if m.stale(p, MinReclaimAge) {
+			// Left by a network the engine forgot (its data wiped or
+			// restored): the subnet is free again.
+			if err := m.releaseLocked(id, "Stale pool reclaimed for a new request of an overlapping subnet"); err != nil {
+				return err
+			}
+			continue
+		}
+		const hint = " (if `docker network ls` shows no such network, the plugin kept it from an engine whose data was wiped: " +
+			"`v6bridge gc` lists such state, `v6bridge gc --apply` removes it)"
 		if p.rec.Prefix == subnet {
-			return refuse(ErrPoolOverlap, "subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses",
+			return refuse(ErrPoolOverlap, "subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses"+hint,
 				subnet, id)
 		}
-		return refuse(ErrPoolOverlap, "subnet %s overlaps %s of another v6bridge network (pool %s): choose a subnet that does not overlap it",
+		return refuse(ErrPoolOverlap, "subnet %s overlaps %s of another v6bridge network (pool %s): choose a subnet that does not overlap it"+hint,
 			subnet, p.rec.Prefix, id)
 	}
 	return nil
@@ -468,7 +527,6 @@ func (m *IPAM) requestPlaceholder(req PoolRequest) (Pool, error) {
 		Prefix:      block,
 		Range:       block,
 		Placeholder: true,
-		Data:        map[string]string{DataGateway: netip.PrefixFrom(blockGateway(block), block.Bits()).String()},
 	})
 	if err := m.be.putPool(p.rec); err != nil {
 		return Pool{}, err
@@ -499,6 +557,11 @@ func (m *IPAM) freeBlock() (netip.Prefix, bool) {
 func (m *IPAM) ReleasePool(id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.releaseLocked(id, "Pool released")
+}
+
+// releaseLocked removes pool id, logging msg. m.mu is held.
+func (m *IPAM) releaseLocked(id, msg string) error {
 	p, ok := m.pools[id]
 	if !ok {
 		return nil
@@ -511,19 +574,18 @@ func (m *IPAM) ReleasePool(id string) error {
 		// The pool is gone; leftovers are dropped at the next start.
 		m.log.WithField("pool", id).WithError(err).Warn("Leftover state of released pool")
 	}
-	m.log.WithFields(logrus.Fields{"pool": id, "addresses": p.allocated()}).Info("Pool released")
+	m.log.WithFields(logrus.Fields{"pool": id, "addresses": p.allocated()}).Info(msg)
 	return nil
 }
 
 // RequestAddress allocates an address of pool poolID and returns it with
 // the pool's prefix length.
 //
-// addr is a bare IP or "". With opts[OptRequestAddressType] ==
-// AddressTypeGateway it is the pool's gateway: addr, or the first address of
-// the subnet. Otherwise a given addr is honoured exactly (anywhere in the
+// addr is a bare IP or "". With opts.Gateway it is the pool's gateway:
+// addr, or the first address of the subnet. Otherwise a given addr is honoured exactly (anywhere in the
 // subnet, even outside the ip-range), and without one the next free address
 // of the range comes in round-robin order.
-func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (netip.Prefix, error) {
+func (m *IPAM) RequestAddress(poolID, addr string, opts AddressOptions) (netip.Prefix, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.pools[poolID]
@@ -538,7 +600,7 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 		}
 		want = a
 	}
-	gateway := opts[OptRequestAddressType] == AddressTypeGateway
+	gateway := opts.Gateway
 	var (
 		got netip.Addr
 		err error
@@ -551,7 +613,7 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 	case want.IsValid():
 		got, err = m.takeStatic(p, want)
 	default:
-		got, err = m.takeRemembered(p, opts[OptEndpointName])
+		got, err = m.takeRemembered(p, opts.Name)
 		if !got.IsValid() && err == nil {
 			got, err = m.takeNext(p)
 		}
@@ -559,12 +621,16 @@ func (m *IPAM) RequestAddress(poolID, addr string, opts map[string]string) (neti
 	if err != nil {
 		return netip.Prefix{}, err
 	}
-	if name := opts[OptEndpointName]; name != "" && !gateway && p.names[name] != got {
+	delete(p.freed, got)
+	if name := opts.Name; name != "" && !gateway && p.names[name] != got {
 		if err := m.be.putName(p.rec.ID, nameRecord{Name: name, Addr: got}); err != nil {
 			m.log.WithError(err).WithField("pool", p.rec.ID).Warn("remember endpoint address")
 		} else {
 			p.names[name] = got
 		}
+	}
+	if !gateway {
+		m.forgetOtherNames(p, got, opts.Name)
 	}
 	return netip.PrefixFrom(got, p.rec.Prefix.Bits()), nil
 }
@@ -732,6 +798,7 @@ func (m *IPAM) ReleaseAddress(poolID, addr string) error {
 		return err
 	}
 	p.free(a)
+	p.freed[a] = m.now()
 	m.log.WithFields(logrus.Fields{"pool": poolID, "addr": a}).Info("Address released")
 	return nil
 }

@@ -41,6 +41,14 @@ func (b *memBackend) putName(id string, r nameRecord) error {
 	return nil
 }
 
+func (b *memBackend) deleteName(id, name string) error {
+	if err := b.check("deleteName"); err != nil {
+		return err
+	}
+	delete(b.names[id], name)
+	return nil
+}
+
 func (b *memBackend) loadULA() (netip.Prefix, error) { return b.ula, nil }
 
 func (b *memBackend) putULA(p netip.Prefix) error {
@@ -65,7 +73,6 @@ func (b *memBackend) putPool(r poolRecord) error {
 	if err := b.check("putPool"); err != nil {
 		return err
 	}
-	r.Data = maps.Clone(r.Data)
 	b.pools[r.ID] = r
 	return nil
 }
@@ -171,7 +178,7 @@ func mustPool(t testing.TB, m *IPAM, subnet, ipRange string) Pool {
 // address.
 func mustAddr(t testing.TB, m *IPAM, poolID, addr string) string {
 	t.Helper()
-	p, err := m.RequestAddress(poolID, addr, nil)
+	p, err := m.RequestAddress(poolID, addr, AddressOptions{})
 	if err != nil {
 		t.Fatalf("RequestAddress(%s, %q): %v", poolID, addr, err)
 	}

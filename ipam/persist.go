@@ -9,19 +9,28 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/v6bridge/v6bridge/internal/store"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // poolRecord is a pool as persisted: everything but its addresses and
 // cursor, which are entries of their own.
 type poolRecord struct {
-	ID          string            `json:"id"`
-	Prefix      netip.Prefix      `json:"prefix"`
-	Range       netip.Prefix      `json:"range"`
-	Placeholder bool              `json:"placeholder,omitempty"`
-	Data        map[string]string `json:"data,omitempty"`
-	PrefixLen   int               `json:"prefix_len,omitempty"`
+	ID          string       `json:"id"`
+	Prefix      netip.Prefix `json:"prefix"`
+	Range       netip.Prefix `json:"range"`
+	Placeholder bool         `json:"placeholder,omitempty"`
+	// The "data" of records before 2026-12 held a placeholder's gateway,
+	// which is derived from its block: it is no longer read or written.
+	PrefixLen int `json:"prefix_len,omitempty"`
+	// Mode is the v6bridge.mode IPAM option the pool was requested with
+	// ("" if none): the driver takes the network's mode from it.
+	Mode netspec.Mode `json:"mode,omitempty"`
+	// Created is when the pool was requested; zero in records older than
+	// the field (they count as old enough to reclaim).
+	Created time.Time `json:"created,omitzero"`
 }
 
 // addrRecord is one allocated address of a pool.
@@ -72,6 +81,9 @@ type backend interface {
 	putCursor(key string, a netip.Addr) error
 	// putName records the address an endpoint name got in pool id.
 	putName(id string, r nameRecord) error
+	// deleteName forgets an endpoint name of pool id; a missing one is not
+	// an error.
+	deleteName(id, name string) error
 	// load reads everything back.
 	load() (snapshot, error)
 	// loadULA reads the generated ULA prefix; zero when there is none.
@@ -91,11 +103,12 @@ type diskBackend struct {
 	root    string
 	pools   *store.Dir
 	cursors *store.Dir
+	q       *store.Quarantine // nil: an unreadable entry fails the load
 }
 
 var _ backend = (*diskBackend)(nil)
 
-func openDisk(root string) (*diskBackend, error) {
+func openDisk(root string, q *store.Quarantine) (*diskBackend, error) {
 	pools, err := store.Open(filepath.Join(root, "pools"))
 	if err != nil {
 		return nil, err
@@ -107,7 +120,9 @@ func openDisk(root string) (*diskBackend, error) {
 	if err := os.MkdirAll(filepath.Join(root, "addrs"), 0o700); err != nil {
 		return nil, fmt.Errorf("open state %q: %w", root, err)
 	}
-	return &diskBackend{root: root, pools: pools, cursors: cursors}, nil
+	pools.SetQuarantine(q)
+	cursors.SetQuarantine(q)
+	return &diskBackend{root: root, pools: pools, cursors: cursors, q: q}, nil
 }
 
 // dirName maps a pool ID to a directory name. Pool IDs are ours (a prefix or
@@ -131,6 +146,21 @@ func (d *diskBackend) putName(id string, r nameRecord) error {
 	}
 	if err != nil {
 		return fmt.Errorf("save address %s of %q in pool %s: %w", r.Addr, r.Name, id, err)
+	}
+	return nil
+}
+
+func (d *diskBackend) deleteName(id, name string) error {
+	path := d.nameDir(id)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	dir, err := store.Open(path)
+	if err == nil {
+		err = dir.Delete(name)
+	}
+	if err != nil {
+		return fmt.Errorf("forget endpoint name %q of pool %s: %w", name, id, err)
 	}
 	return nil
 }
@@ -226,6 +256,7 @@ func (d *diskBackend) load() (snapshot, error) {
 		if err != nil {
 			return s, err
 		}
+		dir.SetQuarantine(d.q)
 		err = store.Each(dir, func(r *addrRecord) error {
 			s.addrs[id] = append(s.addrs[id], *r)
 			return nil
@@ -281,6 +312,7 @@ func (d *diskBackend) loadNames(dirs map[string]string, s *snapshot) error {
 		if err != nil {
 			return err
 		}
+		dir.SetQuarantine(d.q)
 		if err := store.Each(dir, func(r *nameRecord) error {
 			s.names[id] = append(s.names[id], *r)
 			return nil

@@ -91,7 +91,7 @@ func TestRestart(t *testing.T) {
 		{ph.ID, "169.254.4.1", ErrReservedAddress},
 		{gone.ID, "", ErrUnknownPool},
 	} {
-		if _, err := m2.RequestAddress(tt.pool, tt.addr, nil); !errors.Is(err, tt.err) {
+		if _, err := m2.RequestAddress(tt.pool, tt.addr, AddressOptions{}); !errors.Is(err, tt.err) {
 			t.Errorf("RequestAddress(%s, %s) after restart = %v, want %v", tt.pool, tt.addr, err, tt.err)
 		}
 	}

@@ -69,7 +69,7 @@ func TestPlaceholder(t *testing.T) {
 	type view struct{ Prefix, Range, Gateway string }
 	var got []view
 	for _, p := range pools {
-		got = append(got, view{p.Prefix.String(), p.Range.String(), p.Data[DataGateway]})
+		got = append(got, view{p.Prefix.String(), p.Range.String(), p.Gateway.String()})
 	}
 	want := []view{
 		{"169.254.4.0/22", "169.254.4.0/22", "169.254.4.1/22"},
@@ -100,7 +100,7 @@ func TestPlaceholder(t *testing.T) {
 	seen := map[netip.Addr]string{}
 	for i := range 300 {
 		p := pools[i%3]
-		a, err := m.RequestAddress(p.ID, "", nil)
+		a, err := m.RequestAddress(p.ID, "", AddressOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +134,7 @@ func TestPlaceholder(t *testing.T) {
 		{"169.254.6.1", nil},
 		{"169.254.7.254", nil},
 	} {
-		_, err := m.RequestAddress(pools[0].ID, tt.addr, nil)
+		_, err := m.RequestAddress(pools[0].ID, tt.addr, AddressOptions{})
 		if !errors.Is(err, tt.err) {
 			t.Errorf("RequestAddress(%s) in %s = %v, want %v", tt.addr, pools[0].Prefix, err, tt.err)
 		}
@@ -210,11 +210,11 @@ func TestPlaceholderExhaustion(t *testing.T) {
 	}
 	// A block holds 1021 containers.
 	for i := range 1021 {
-		if _, err := m.RequestAddress(p.ID, "", nil); err != nil {
+		if _, err := m.RequestAddress(p.ID, "", AddressOptions{}); err != nil {
 			t.Fatalf("allocation %d: %v", i, err)
 		}
 	}
-	_, err = m.RequestAddress(p.ID, "", nil)
+	_, err = m.RequestAddress(p.ID, "", AddressOptions{})
 	if !errors.Is(err, ErrPoolExhausted) || !strings.Contains(err.Error(), "1021") {
 		t.Fatalf("address after the last = %v, want %v naming 1021", err, ErrPoolExhausted)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 func TestRequestPoolRefused(t *testing.T) {
@@ -162,7 +163,7 @@ func TestRequestPoolAccepted(t *testing.T) {
 			Range:  netip.MustParsePrefix("fd12:6::/112"),
 		}},
 		{"prefix_len kept, other options ignored", PoolRequest{Pool: "fd12:7::/112", V6: true,
-			Options: map[string]string{"v6bridge.prefix_len": "64", "com.docker.network.foo": "x", "driver.mtu": "1400"}}, Pool{
+			Options: map[string]string{"v6bridge.prefix_len": "64", "other.key": "x", "driver.mtu": "1400"}}, Pool{
 			ID:        "v6bridge/fd12:7::/112",
 			Prefix:    netip.MustParsePrefix("fd12:7::/112"),
 			Range:     netip.MustParsePrefix("fd12:7::/112"),
@@ -172,7 +173,7 @@ func TestRequestPoolAccepted(t *testing.T) {
 			Prefix:      netip.MustParsePrefix("169.254.4.0/22"),
 			Range:       netip.MustParsePrefix("169.254.4.0/22"),
 			Placeholder: true,
-			Data:        map[string]string{"com.docker.network.gateway": "169.254.4.1/22"},
+			Gateway:     netip.MustParsePrefix("169.254.4.1/22"),
 		}},
 	}
 	for _, tt := range tests {
@@ -254,5 +255,38 @@ func TestPoolFailureLeavesNothing(t *testing.T) {
 	}
 	if _, ok := m.Pool(p.ID); !ok {
 		t.Errorf("pool gone after failed ReleasePool")
+	}
+}
+
+// TestPoolModeIsRecorded: the mode a pool was requested for is kept, also
+// across a restart, for the driver to take the network's mode from.
+func TestPoolModeIsRecorded(t *testing.T) {
+	dir := t.TempDir()
+	im, err := New(Config{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routed := netip.MustParsePrefix("2001:db8:77::/112")
+	if _, err := im.RequestPool(PoolRequest{Pool: routed.String(), V6: true, Options: map[string]string{OptMode: "Routed"}}); err != nil {
+		t.Fatal(err)
+	}
+	plain := netip.MustParsePrefix("fd00:9::/112")
+	if _, err := im.RequestPool(PoolRequest{Pool: plain.String(), V6: true}); err != nil {
+		t.Fatal(err)
+	}
+	im2, err := New(Config{StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*IPAM{im, im2} {
+		if got := m.PoolMode(routed); got != netspec.ModeRouted {
+			t.Errorf("PoolMode(%s) = %q, want routed", routed, got)
+		}
+		if got := m.PoolMode(plain); got != "" {
+			t.Errorf("PoolMode(%s) = %q, want none", plain, got)
+		}
+		if got := m.PoolMode(netip.MustParsePrefix("fd00:10::/112")); got != "" {
+			t.Errorf("PoolMode of no pool = %q", got)
+		}
 	}
 }

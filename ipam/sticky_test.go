@@ -11,7 +11,7 @@ import (
 func TestAddressStaysWithEndpointName(t *testing.T) {
 	m, be := newTestIPAM(t)
 	p := mustPool(t, m, "fd00:5::/112", "")
-	named := func(name string) map[string]string { return map[string]string{OptEndpointName: name} }
+	named := func(name string) AddressOptions { return AddressOptions{Name: name} }
 	get := func(name string) string {
 		t.Helper()
 		a, err := m.RequestAddress(p.ID, "", named(name))
@@ -44,7 +44,7 @@ func TestAddressStaysWithEndpointName(t *testing.T) {
 	if err := m2.ReleaseAddress(p.ID, a); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m2.RequestAddress(p.ID, a, nil); err != nil {
+	if _, err := m2.RequestAddress(p.ID, a, AddressOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := m2.RequestAddress(p.ID, "", named("keeper")); err != nil || got.Addr().String() == a {
@@ -66,7 +66,7 @@ func TestAddressStaysWithEndpointNameOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := mustPool(t, m, "fd00:6::/112", "")
-	opts := map[string]string{OptEndpointName: "web"}
+	opts := AddressOptions{Name: "web"}
 	a, err := m.RequestAddress(p.ID, "", opts)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Prefix length bounds for v6bridge subnets.
@@ -30,14 +32,6 @@ const (
 	OptMode = "v6bridge.mode"
 )
 
-// Values of OptMode.
-const (
-	modePublic   = "public"
-	modeRouted   = "routed"
-	modeNAT      = "nat"
-	modeInternal = "internal"
-)
-
 // optionPrefix marks the IPAM options that belong to v6bridge; other keys
 // are ignored.
 const optionPrefix = "v6bridge."
@@ -50,8 +44,8 @@ const example = "fd12:3456:789a:1::/112"
 
 // poolOptions are the parsed v6bridge IPAM options.
 type poolOptions struct {
-	PrefixLen int    // 0: not given
-	Mode      string // "" when not given; else one of the mode values
+	PrefixLen int          // 0: not given
+	Mode      netspec.Mode // "" when not given
 }
 
 // parseOptions validates the v6bridge.* keys of opts; other keys are
@@ -81,8 +75,9 @@ func parseOptions(opts map[string]string) (poolOptions, error) {
 			}
 			po.PrefixLen = n
 		case OptMode:
-			switch m := strings.ToLower(strings.TrimSpace(v)); m {
-			case modePublic, modeRouted, modeNAT, modeInternal:
+			m, err := netspec.ParseMode(strings.TrimSpace(v))
+			switch {
+			case err == nil:
 				po.Mode = m
 			default:
 				return po, refuse(ErrInvalidRequest, "ipam option %s=%q is not a mode: accepted are public (a subnet from PUBLIC_PREFIX), nat or internal (a subnet from this host's ULA /64)",
@@ -162,10 +157,10 @@ func parseRange(s string, subnet netip.Prefix) (netip.Prefix, error) {
 // v6bridge.prefix_len overrides the configured length.
 func autoSubnet(opts poolOptions, public func() (netip.Prefix, error), pubLen int, ulaHost netip.Prefix, ulaLen int) (space netip.Prefix, bits int, name string, err error) {
 	switch opts.Mode {
-	case modeRouted:
+	case netspec.ModeRouted:
 		return space, 0, "", refuse(ErrSubnetRequired, "a routed network needs --subnet: the prefix your provider routes to this host, e.g. --subnet 2001:db8:5678::/64; automatic subnets come from PUBLIC_PREFIX (--ipam-opt %s=public) or this host's ULA (nat, internal)",
 			OptMode)
-	case modePublic:
+	case netspec.ModePublic:
 		if public == nil {
 			return space, 0, "", refuse(ErrSubnetRequired, "no PUBLIC_PREFIX is configured for automatic public subnets: set PUBLIC_PREFIX, or give --subnet, e.g. a /112 of the host's /64")
 		}

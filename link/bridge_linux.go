@@ -6,10 +6,11 @@ import (
 	"net"
 
 	"github.com/sirupsen/logrus"
+	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/internal/nlretry"
 )
 
 // EnsureBridge creates the bridge spec.Name or verifies and repairs an
@@ -20,7 +21,7 @@ import (
 // that is not a bridge is an error. spec.Isolated is applied to the
 // bridge's current ports and remembered for EnsureVeth. If the call
 // created the bridge and then fails, it deletes it again.
-func (k *Kernel) EnsureBridge(spec driver.BridgeSpec) (err error) {
+func (k *Kernel) EnsureBridge(spec netspec.BridgeSpec) (err error) {
 	name := spec.Name
 	if err := validName(name); err != nil {
 		return fmt.Errorf("ensure bridge: %w", err)
@@ -51,6 +52,9 @@ func (k *Kernel) EnsureBridge(spec driver.BridgeSpec) (err error) {
 	if err := k.configureBridge(br, spec, log); err != nil {
 		return fmt.Errorf("ensure bridge %q: %w", name, err)
 	}
+	if err := k.ensureMark(br); err != nil {
+		return fmt.Errorf("ensure bridge %q: %w", name, err)
+	}
 	return nil
 }
 
@@ -64,6 +68,7 @@ func (k *Kernel) ensureBridgeLink(name string, mtu int) (br netlink.Link, create
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = name
 		attrs.MTU = mtu
+		attrs.Alias = k.mark
 		err := k.h.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
 		created = err == nil
 		if err != nil && !errors.Is(err, unix.EEXIST) {
@@ -95,7 +100,7 @@ func (k *Kernel) ensureBridgeLink(name string, mtu int) (br netlink.Link, create
 
 // configureBridge brings an existing bridge to spec, changing only what
 // differs.
-func (k *Kernel) configureBridge(br netlink.Link, spec driver.BridgeSpec, log logrus.FieldLogger) error {
+func (k *Kernel) configureBridge(br netlink.Link, spec netspec.BridgeSpec, log logrus.FieldLogger) error {
 	a := br.Attrs()
 	if spec.MTU > 0 && a.MTU != spec.MTU {
 		if err := k.h.LinkSetMTU(br, spec.MTU); err != nil {
@@ -129,8 +134,8 @@ func (k *Kernel) configureBridge(br netlink.Link, spec driver.BridgeSpec, log lo
 
 // ensureGateway makes spec.Gateway, without DAD, the only global address
 // of the bridge. Link-local addresses are left alone.
-func (k *Kernel) ensureGateway(br netlink.Link, spec driver.BridgeSpec, log logrus.FieldLogger) error {
-	addrs, err := k.h.AddrList(br, netlink.FAMILY_V6)
+func (k *Kernel) ensureGateway(br netlink.Link, spec netspec.BridgeSpec, log logrus.FieldLogger) error {
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(br, netlink.FAMILY_V6) })
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}
@@ -168,7 +173,7 @@ func (k *Kernel) ensureGateway(br netlink.Link, spec driver.BridgeSpec, log logr
 // that flipping a network's isolation also reaches the endpoints that
 // already exist.
 func (k *Kernel) isolatePorts(br netlink.Link, isolated bool) error {
-	links, err := k.h.LinkList()
+	links, err := nlretry.Dump(k.h.LinkList)
 	if err != nil {
 		return fmt.Errorf("list ports: %w", err)
 	}

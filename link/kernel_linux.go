@@ -5,12 +5,17 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/internal/instance"
+	"github.com/v6bridge/v6bridge/internal/nlretry"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Config says where and on what a Kernel acts.
@@ -27,6 +32,10 @@ type Config struct {
 	// host-side veths v6bridge owns (DefaultBridgePrefix, DefaultVethPrefix
 	// if empty).
 	BridgePrefix, VethPrefix string
+	// Mark is the alias every bridge and host-side veth this Kernel makes
+	// or ensures gets (instance.Mark: which instance and state directory
+	// they belong to); empty: links are not marked.
+	Mark string
 	// Log receives one Info line per change to the kernel; nil: logrus'
 	// standard logger.
 	Log logrus.FieldLogger
@@ -40,6 +49,7 @@ type Kernel struct {
 	procSys string
 	brPfx   string
 	vethPfx string
+	mark    string
 	log     logrus.FieldLogger
 
 	mu       sync.Mutex
@@ -54,6 +64,7 @@ func New(cfg Config) (*Kernel, error) {
 		procSys:  cfg.ProcSys,
 		brPfx:    cfg.BridgePrefix,
 		vethPfx:  cfg.VethPrefix,
+		mark:     cfg.Mark,
 		log:      cfg.Log,
 		isolated: map[string]bool{},
 	}
@@ -131,25 +142,37 @@ func (k *Kernel) LinkMTU(name string) (int, error) {
 }
 
 // OwnedLinks lists the bridges and host-side veths whose names carry
-// v6bridge's prefixes, sorted by name. A link with the prefix but of
-// another type is not listed.
-func (k *Kernel) OwnedLinks() (bridges, veths []string, err error) {
-	links, err := k.h.LinkList()
+// v6bridge's prefixes, with the instance their mark names, sorted by
+// name. A link with the prefix but of another type is not listed.
+func (k *Kernel) OwnedLinks() ([]netspec.OwnedLink, error) {
+	links, err := nlretry.Dump(k.h.LinkList)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list owned links: %w", err)
+		return nil, fmt.Errorf("list owned links: %w", err)
 	}
+	var out []netspec.OwnedLink
 	for _, l := range links {
 		b, v := k.owned(l)
-		switch {
-		case b:
-			bridges = append(bridges, l.Attrs().Name)
-		case v:
-			veths = append(veths, l.Attrs().Name)
+		if !b && !v {
+			continue
 		}
+		o := netspec.OwnedLink{Name: l.Attrs().Name, Bridge: b}
+		o.Instance, o.StateDir, _ = instance.ParseMark(l.Attrs().Alias)
+		out = append(out, o)
 	}
-	slices.Sort(bridges)
-	slices.Sort(veths)
-	return bridges, veths, nil
+	slices.SortFunc(out, func(a, b netspec.OwnedLink) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// ensureMark gives l this Kernel's mark (Config.Mark) as its alias, if it
+// has another one.
+func (k *Kernel) ensureMark(l netlink.Link) error {
+	if k.mark == "" || l.Attrs().Alias == k.mark {
+		return nil
+	}
+	if err := k.h.LinkSetAlias(l, k.mark); err != nil {
+		return fmt.Errorf("mark %q: %w", l.Attrs().Name, err)
+	}
+	return nil
 }
 
 func (k *Kernel) owned(l netlink.Link) (bridge, veth bool) {
@@ -161,7 +184,7 @@ func (k *Kernel) owned(l netlink.Link) (bridge, veth bool) {
 // host itself is reached at. Addresses that failed DAD are left out. The
 // result is sorted and has no duplicates.
 func (k *Kernel) HostAddrs() ([]netip.Addr, error) {
-	links, err := k.h.LinkList()
+	links, err := nlretry.Dump(k.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("host addrs: list links: %w", err)
 	}
@@ -171,7 +194,7 @@ func (k *Kernel) HostAddrs() ([]netip.Addr, error) {
 			ours[l.Attrs().Index] = true
 		}
 	}
-	addrs, err := k.h.AddrList(nil, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(nil, netlink.FAMILY_V6) })
 	if err != nil {
 		return nil, fmt.Errorf("host addrs: list addresses: %w", err)
 	}
@@ -194,8 +217,9 @@ func (k *Kernel) HostAddrs() ([]netip.Addr, error) {
 // the lowest metric in the main table, or an error wrapping
 // ErrNoDefaultRoute.
 func (k *Kernel) DefaultRouteUplink() (string, error) {
-	routes, err := k.h.RouteListFiltered(netlink.FAMILY_V6,
-		&netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return k.h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return "", fmt.Errorf("default route uplink: %w", err)
 	}
@@ -245,7 +269,7 @@ func (k *Kernel) UplinkPrefixes(uplink string) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink prefixes of %q: %w", uplink, err)
 	}
-	addrs, err := k.h.AddrList(l, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(l, netlink.FAMILY_V6) })
 	if err != nil {
 		return nil, fmt.Errorf("uplink prefixes of %q: %w", uplink, err)
 	}
@@ -271,7 +295,7 @@ func (k *Kernel) UplinkAddrs(uplink string) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
 	}
-	addrs, err := k.h.AddrList(l, netlink.FAMILY_V6)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(l, netlink.FAMILY_V6) })
 	if err != nil {
 		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
 	}

@@ -19,7 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/internal/instance"
 	"github.com/v6bridge/v6bridge/internal/nettest"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 var _ driver.Links = (*Kernel)(nil)
@@ -152,7 +154,7 @@ func (e *env) state(t *testing.T, name string) linkState {
 func TestPrivilegedEnsureBridge(t *testing.T) {
 	e := newEnv(t)
 	gw := netip.MustParsePrefix("2001:db8:1::1/64")
-	spec := driver.BridgeSpec{Name: "v6b-test", MTU: 1400, Gateway: gw}
+	spec := netspec.BridgeSpec{Name: "v6b-test", MTU: 1400, Gateway: gw}
 
 	if err := e.k.EnsureBridge(spec); err != nil {
 		t.Fatal(err)
@@ -198,7 +200,7 @@ func TestPrivilegedEnsureBridgeRepairsReused(t *testing.T) {
 	e.addAddr(t, br, "fe80::99/64")
 
 	gw := netip.MustParsePrefix("fd00:1::1/64")
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-old", Gateway: gw}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-old", Gateway: gw}); err != nil {
 		t.Fatal(err)
 	}
 	addrs := e.globalAddrs(t, "v6b-old")
@@ -225,7 +227,7 @@ func TestPrivilegedEnsureBridgeRepairsReused(t *testing.T) {
 func TestPrivilegedEnsureBridgeRefusesOtherType(t *testing.T) {
 	e := newEnv(t)
 	e.other(t, "v6b-taken")
-	err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-taken", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")})
+	err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-taken", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")})
 	if err == nil || !strings.Contains(err.Error(), `"v6b-taken"`) || !strings.Contains(err.Error(), "not a bridge") {
 		t.Fatalf("err = %v, want one naming v6b-taken as not a bridge", err)
 	}
@@ -242,12 +244,12 @@ func TestPrivilegedEnsureBridgeRefusesOtherType(t *testing.T) {
 
 func TestPrivilegedEnsureVeth(t *testing.T) {
 	e := newEnv(t)
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 	brMAC := e.state(t, "v6b-v").MAC
 	mac := net.HardwareAddr{0x02, 0x42, 0x00, 0x00, 0x00, 0x01} // lower than any random bridge MAC
-	spec := driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MTU: 1380, MAC: mac, Isolated: true}
+	spec := netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MTU: 1380, MAC: mac, Isolated: true}
 	if err := e.k.EnsureVeth(spec); err != nil {
 		t.Fatal(err)
 	}
@@ -301,11 +303,11 @@ func TestPrivilegedEnsureVeth(t *testing.T) {
 
 func TestPrivilegedEnsureVethReplacesOtherType(t *testing.T) {
 	e := newEnv(t)
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 	e.other(t, "v6h1")
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v"}); err != nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.state(t, "v6h1").Type; got != "veth" {
@@ -315,36 +317,36 @@ func TestPrivilegedEnsureVethReplacesOtherType(t *testing.T) {
 
 func TestPrivilegedEnsureVethFailureLeavesNothing(t *testing.T) {
 	e := newEnv(t)
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-none"}); err == nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-none"}); err == nil {
 		t.Error("EnsureVeth onto a missing bridge succeeded")
 	}
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-v", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 	// A multicast MAC is refused by the kernel.
 	bad := net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 1}
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MAC: bad}); err == nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-v", MAC: bad}); err == nil {
 		t.Error("EnsureVeth with a multicast MAC succeeded")
 	}
-	_, veths, err := e.k.OwnedLinks()
+	owned, err := e.k.OwnedLinks()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []string{"v6h1", "v6c1"} {
 		if ok, _ := e.k.LinkExists(n); ok {
-			t.Errorf("%s left behind (owned veths %v)", n, veths)
+			t.Errorf("%s left behind (owned links %v)", n, owned)
 		}
 	}
 }
 
 func TestPrivilegedIsolatedBridge(t *testing.T) {
 	e := newEnv(t)
-	spec := driver.BridgeSpec{Name: "v6b-i", Gateway: netip.MustParsePrefix("2001:db8:1::1/64"), Isolated: true}
+	spec := netspec.BridgeSpec{Name: "v6b-i", Gateway: netip.MustParsePrefix("2001:db8:1::1/64"), Isolated: true}
 	if err := e.k.EnsureBridge(spec); err != nil {
 		t.Fatal(err)
 	}
 	// The flag recorded on the bridge reaches ports whose spec lacks it.
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-i"}); err != nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-i"}); err != nil {
 		t.Fatal(err)
 	}
 	if !e.state(t, "v6h1").Isolated {
@@ -368,7 +370,7 @@ func TestPrivilegedDeleteMissing(t *testing.T) {
 	if err := e.k.DeleteVeth("v6hnone"); err != nil {
 		t.Errorf("DeleteVeth(missing) = %v", err)
 	}
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-d", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-d", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.k.DeleteBridge("v6b-d"); err != nil {
@@ -383,11 +385,11 @@ func TestPrivilegedOwnedLinks(t *testing.T) {
 	e := newEnv(t)
 	gw := netip.MustParsePrefix("2001:db8:1::1/64")
 	for _, b := range []string{"v6b-b", "v6b-a"} {
-		if err := e.k.EnsureBridge(driver.BridgeSpec{Name: b, Gateway: gw}); err != nil {
+		if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: b, Gateway: gw}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-a"}); err != nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-a"}); err != nil {
 		t.Fatal(err)
 	}
 	e.other(t, "v6b-ifb")
@@ -403,15 +405,49 @@ func TestPrivilegedOwnedLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bridges, veths, err := e.k.OwnedLinks()
+	owned, err := e.k.OwnedLinks()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"v6b-a", "v6b-b"}, bridges); diff != "" {
-		t.Errorf("bridges (-want +got):\n%s", diff)
+	want := []netspec.OwnedLink{{Name: "v6b-a", Bridge: true}, {Name: "v6b-b", Bridge: true}, {Name: "v6h1"}}
+	if diff := cmp.Diff(want, owned); diff != "" {
+		t.Errorf("owned links (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"v6h1"}, veths); diff != "" {
-		t.Errorf("veths (-want +got):\n%s", diff)
+}
+
+// A Kernel with a mark puts it on the bridges and host veths it makes and
+// on those it ensures (made before marks, or by another instance's
+// Kernel), and OwnedLinks reads it back.
+func TestPrivilegedMarks(t *testing.T) {
+	e := newEnv(t)
+	gw := netip.MustParsePrefix("2001:db8:1::1/64")
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-old", Gateway: gw}); err != nil {
+		t.Fatal(err)
+	}
+	mark := instance.Mark("0123456789abcdef", "/var/lib/v6bridge")
+	k, err := New(Config{NetNS: e.ns, ProcSys: e.k.procSys, Mark: mark})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	for _, b := range []string{"v6b-new", "v6b-old"} {
+		if err := k.EnsureBridge(netspec.BridgeSpec{Name: b, Gateway: gw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := k.EnsureVeth(netspec.VethSpec{HostName: "v6h1", PeerName: "v6c1", Bridge: "v6b-new"}); err != nil {
+		t.Fatal(err)
+	}
+	owned, err := k.OwnedLinks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []netspec.OwnedLink
+	for _, n := range []string{"v6b-new", "v6b-old", "v6h1"} {
+		want = append(want, netspec.OwnedLink{Name: n, Bridge: n != "v6h1", Instance: "0123456789abcdef", StateDir: "/var/lib/v6bridge"})
+	}
+	if diff := cmp.Diff(want, owned); diff != "" {
+		t.Errorf("owned links (-want +got):\n%s", diff)
 	}
 }
 
@@ -478,7 +514,7 @@ func TestPrivilegedHostAddrsAndUplink(t *testing.T) {
 	}
 	up0 := e.other(t, "up0", "2001:db8:5::1/64", "fd00:5::1/64", "2001:db8:7::1/128", "fe80::5/64")
 	up1 := e.other(t, "up1", "2001:db8:6::1/64")
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-x", Gateway: netip.MustParsePrefix("2001:db8:8::1/64")}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-x", Gateway: netip.MustParsePrefix("2001:db8:8::1/64")}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -532,10 +568,10 @@ func TestPrivilegedHostAddrsAndUplink(t *testing.T) {
 func TestPrivilegedGatewayReachable(t *testing.T) {
 	e := newEnv(t)
 	gw := netip.MustParsePrefix("fd00:db8:1::1/64")
-	if err := e.k.EnsureBridge(driver.BridgeSpec{Name: "v6b-dp", Gateway: gw}); err != nil {
+	if err := e.k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-dp", Gateway: gw}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.k.EnsureVeth(driver.VethSpec{HostName: "v6hdp", PeerName: "v6cdp", Bridge: "v6b-dp"}); err != nil {
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6hdp", PeerName: "v6cdp", Bridge: "v6b-dp"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -622,7 +658,7 @@ func TestPrivilegedCurrentNamespace(t *testing.T) {
 			return err
 		}
 		defer k.Close()
-		if err := k.EnsureBridge(driver.BridgeSpec{Name: "v6b-cur", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
+		if err := k.EnsureBridge(netspec.BridgeSpec{Name: "v6b-cur", Gateway: netip.MustParsePrefix("2001:db8:1::1/64")}); err != nil {
 			return err
 		}
 		changed, err = k.PrepareHost(nil)

@@ -7,39 +7,25 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Defaults of Config.
 const (
 	DefaultProcSys      = "/proc/sys"
-	DefaultBridgePrefix = "v6b-"
-	DefaultVethPrefix   = "v6h"
+	DefaultBridgePrefix = netspec.BridgePrefix
+	DefaultVethPrefix   = netspec.HostVethPrefix
 )
-
-// maxNameLen is the longest interface name the kernel takes (IFNAMSIZ-1).
-const maxNameLen = 15
 
 // ErrNoDefaultRoute is returned by DefaultRouteUplink when the namespace
 // has no IPv6 default route.
 var ErrNoDefaultRoute = errors.New("no IPv6 default route")
 
-// validName reports whether name is usable as an interface name, with the
-// kernel's rules (dev_valid_name): 1 to 15 bytes, not "." or "..", no '/',
-// ':' or white space. Checking up front gives a clear error instead of the
-// kernel's EINVAL and keeps names safe to use in sysctl paths.
-func validName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty interface name")
-	case len(name) > maxNameLen:
-		return fmt.Errorf("interface name %q is longer than %d bytes", name, maxNameLen)
-	case name == "." || name == "..":
-		return fmt.Errorf("interface name %q is reserved", name)
-	case strings.ContainsAny(name, "/: \t\n\r\v\f\x00"):
-		return fmt.Errorf("interface name %q contains '/', ':', white space or NUL", name)
-	}
-	return nil
-}
+// validName reports whether name is usable as an interface name
+// (netspec.ValidIfname): checking up front gives a clear error instead of
+// the kernel's EINVAL and keeps names safe to use in sysctl paths.
+func validName(name string) error { return netspec.ValidIfname(name) }
 
 // sysctlPath is the file of a sysctl key given as path elements, e.g.
 // ("net", "ipv6", "conf", "eth0.100", "accept_ra"). Interface names may

@@ -7,10 +7,9 @@ import (
 	"net"
 
 	"github.com/sirupsen/logrus"
+	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-
-	"github.com/v6bridge/v6bridge/driver"
 )
 
 // EnsureVeth creates the veth pair spec.HostName <-> spec.PeerName or
@@ -21,7 +20,7 @@ import (
 // and renames it. A HostName link that is not a veth or whose peer is not
 // PeerName here is replaced. If the call fails, the pair it created is
 // deleted again.
-func (k *Kernel) EnsureVeth(spec driver.VethSpec) (err error) {
+func (k *Kernel) EnsureVeth(spec netspec.VethSpec) (err error) {
 	for _, n := range []string{spec.HostName, spec.PeerName, spec.Bridge} {
 		if err := validName(n); err != nil {
 			return fmt.Errorf("ensure veth: %w", err)
@@ -73,7 +72,7 @@ func (k *Kernel) EnsureVeth(spec driver.VethSpec) (err error) {
 
 // ensureVethPair returns the two ends of the pair, creating it if missing
 // and replacing a HostName link that is not the right pair.
-func (k *Kernel) ensureVethPair(spec driver.VethSpec, log logrus.FieldLogger) (host, peer netlink.Link, created bool, err error) {
+func (k *Kernel) ensureVethPair(spec netspec.VethSpec, log logrus.FieldLogger) (host, peer netlink.Link, created bool, err error) {
 	host, err = k.linkByName(spec.HostName)
 	if err != nil {
 		return nil, nil, false, err
@@ -95,6 +94,7 @@ func (k *Kernel) ensureVethPair(spec driver.VethSpec, log logrus.FieldLogger) (h
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = spec.HostName
 	attrs.MTU = spec.MTU
+	attrs.Alias = k.mark
 	veth := &netlink.Veth{
 		LinkAttrs:        attrs,
 		PeerName:         spec.PeerName,
@@ -148,7 +148,7 @@ func (k *Kernel) vethPeer(l netlink.Link) (netlink.Link, error) {
 
 // configureVeth brings an existing pair to spec, changing only what
 // differs. The peer is never set up.
-func (k *Kernel) configureVeth(host, peer netlink.Link, br *netlink.Bridge, spec driver.VethSpec, isolated bool, log logrus.FieldLogger) error {
+func (k *Kernel) configureVeth(host, peer netlink.Link, br *netlink.Bridge, spec netspec.VethSpec, isolated bool, log logrus.FieldLogger) error {
 	if spec.MTU > 0 {
 		for _, l := range []netlink.Link{host, peer} {
 			if l.Attrs().MTU == spec.MTU {
@@ -177,6 +177,9 @@ func (k *Kernel) configureVeth(host, peer netlink.Link, br *netlink.Bridge, spec
 		return err
 	}
 	if err := k.ensureHairpin(host); err != nil {
+		return err
+	}
+	if err := k.ensureMark(host); err != nil {
 		return err
 	}
 	if host.Attrs().Flags&net.FlagUp == 0 {

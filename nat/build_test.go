@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // netipComparers let go-cmp compare netip values, whose fields are unexported.
@@ -55,7 +56,7 @@ func publicNet() Network {
 			{Addr: netip.MustParseAddr("2001:db8:1234:a1::110"), Ports: []Mapping{
 				{Proto: ProtoTCP, HostFirst: 8080, HostLast: 8080, ContainerFirst: 80},
 				{Proto: ProtoTCP, HostFirst: 22, HostLast: 22, ContainerFirst: 22, HostAddr: hostB},
-			}},
+			}, Open: []Port{{Proto: ProtoTCP, First: 80, Last: 80}}},
 		},
 	}
 }
@@ -98,7 +99,7 @@ func goldenStates() []goldenCase {
 	routed.Allow = []Port{{Proto: ProtoTCP, First: 25, Last: 25}}
 	routed.Endpoints = []Endpoint{{Addr: netip.MustParseAddr("2001:db8:ab::10"), Ports: []Mapping{
 		{Proto: ProtoTCP, HostFirst: 25, HostLast: 25, ContainerFirst: 25},
-	}}}
+	}, Open: []Port{{Proto: ProtoTCP, First: 25, Last: 25}}}}
 
 	protos := natNet()
 	protos.Endpoints = []Endpoint{{Addr: netip.MustParseAddr("fd12:3456:789a:8101::7"), Ports: []Mapping{
@@ -109,6 +110,9 @@ func goldenStates() []goldenCase {
 
 	specific := natNet()
 	specific.Endpoints[0].Ports[0].HostAddr = hostA
+
+	noICC := natNet()
+	noICC.ICC = false
 
 	return []goldenCase{
 		{"empty", State{}},
@@ -122,6 +126,7 @@ func goldenStates() []goldenCase {
 		{"host-address", state(specific)},
 		{"udp-sctp-range", state(protos)},
 		{"all-modes", state(internalNet(), natNet(), publicNet(), routed)},
+		{"nat-no-icc", state(noICC, publicNet())},
 	}
 }
 
@@ -134,6 +139,64 @@ func TestBuildGolden(t *testing.T) {
 			}
 			golden(t, tt.name, r.String())
 		})
+	}
+}
+
+// TestBuildGuardGolden: the guard table holds every bridge and drops what
+// our chains did not mark; no networks, no guard rules.
+func TestBuildGuardGolden(t *testing.T) {
+	for _, tt := range []goldenCase{{"guard", goldenStates()[10].s}, {"guard-empty", State{}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := Build(tt.s)
+			if err != nil {
+				t.Fatalf("Build: %v", err)
+			}
+			golden(t, tt.name, BuildGuard(r).String())
+		})
+	}
+}
+
+// TestBuildIntraOnlyICC: routed traffic within a network without ICC must
+// meet the isolation drop, so only ICC networks are in the intra set.
+func TestBuildIntraOnlyICC(t *testing.T) {
+	on, off := natNet(), publicNet()
+	off.ICC = false
+	r, err := Build(state(on, off))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range r.Sets {
+		if s.Name != SetIntra {
+			continue
+		}
+		want := []Element{{Key: []Value{{Name: "v6b-nat"}, {Name: "v6b-nat"}}}}
+		if diff := cmp.Diff(want, s.Elements, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
+			t.Errorf("intra elements (-want +got):\n%s", diff)
+		}
+		return
+	}
+	t.Fatal("no intra set")
+}
+
+// TestBuildNoUnrelatedICMPErrors: ICMPv6 errors reach containers only as
+// ct state related; no rule of forward_in accepts them on their own.
+func TestBuildNoUnrelatedICMPErrors(t *testing.T) {
+	r, err := Build(state(publicNet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Chains {
+		for _, rule := range c.Rules {
+			for _, e := range rule.Exprs {
+				if it, ok := e.(ICMPv6Type); ok {
+					for _, typ := range it.Types {
+						if typ >= ICMPv6DestUnreach && typ <= ICMPv6ParamProblem {
+							t.Errorf("chain %s accepts ICMPv6 type %d by type: %s", c.Name, typ, rule)
+						}
+					}
+				}
+			}
+		}
 	}
 }
 
@@ -206,9 +269,9 @@ func TestBuildElements(t *testing.T) {
 		sets[set.Name] = set
 	}
 	ep := netip.MustParseAddr("fd12:3456:789a:8101::ab53")
+	// 80-81 and 80 again: one range element.
 	want := []Element{
-		{Key: []Value{addr(ep), num(ProtoTCP), num(uint16(80))}},
-		{Key: []Value{addr(ep), num(ProtoTCP), num(uint16(81))}},
+		{Key: []Value{addr(ep), num(ProtoTCP), portRange(80, 81)}},
 	}
 	if diff := cmp.Diff(want, sets[SetPublished].Elements, netipComparers...); diff != "" {
 		t.Errorf("published (-want +got):\n%s", diff)
@@ -268,8 +331,15 @@ func TestValidate(t *testing.T) {
 		}), "without gateway"},
 		{"allow range backwards", mod(func(s *State) { s.Networks[1].Allow = []Port{{Proto: ProtoTCP, First: 10, Last: 9}} }), "allowed port tcp/10-9"},
 		{"too many elements", mod(func(s *State) {
-			s.Networks[1].Allow = []Port{{Proto: ProtoTCP, First: 1, Last: 65535}, {Proto: ProtoUDP, First: 1, Last: 65535},
-				{Proto: ProtoSCTP, First: 1, Last: 65535}, {Proto: ProtoTCP, First: 1, Last: 65535}, {Proto: ProtoUDP, First: 1, Last: 65535}}
+			// Ranges that shift the port cost a dnat element per port and
+			// host address; ranges that keep it cost one.
+			s.Networks[1].Endpoints[0].Ports = []Mapping{
+				{Proto: ProtoTCP, HostAddr: hostB, HostFirst: 9000, HostLast: 65535, ContainerFirst: 1},
+				{Proto: ProtoUDP, HostAddr: hostB, HostFirst: 2, HostLast: 65535, ContainerFirst: 1},
+				{Proto: ProtoSCTP, HostAddr: hostB, HostFirst: 2, HostLast: 65535, ContainerFirst: 1},
+				{Proto: ProtoTCP, HostAddr: hostA, HostFirst: 9000, HostLast: 65535, ContainerFirst: 1},
+				{Proto: ProtoUDP, HostAddr: hostA, HostFirst: 2, HostLast: 65535, ContainerFirst: 1},
+			}
 		}), "accepted are at most"},
 		{"conflict", mod(func(s *State) {
 			s.Networks[1].Endpoints[0].Ports[0].HostFirst = 8081

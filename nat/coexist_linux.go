@@ -40,21 +40,28 @@ type Finding struct {
 // it: an accept in our table does not stop another table's drop, since
 // every base chain on a hook sees the packet.
 //
-// What it changes outside our table, and nothing else:
+// What it changes outside our table (besides the guard table, which Table
+// keeps itself), and nothing else:
 //   - If the iptables-nft table "ip6 filter" exists, its FORWARD chain has
 //     policy drop (the engine's ip6tables, default since engine 27) and a
 //     DOCKER-USER chain exists, it inserts at the top of DOCKER-USER the
-//     two rules ip6tables would write for
-//     `-I DOCKER-USER -i v6b-+ -j ACCEPT` and `-I DOCKER-USER -o v6b-+ -j ACCEPT`
-//     (so `ip6tables -S DOCKER-USER` lists them), once: rules already there
-//     are not added again. Remove deletes exactly these rules.
+//     rule ip6tables would write for
+//     `-I DOCKER-USER -m mark --mark M/M -j ACCEPT` with M = MarkJudged
+//     (so `ip6tables -S DOCKER-USER` lists it), once: a rule already there
+//     is not added again. Only packets our chains accepted carry the mark:
+//     without our table the engine's FORWARD policy drops our bridges'
+//     traffic instead of this rule opening it. The interface rules earlier
+//     versions inserted (`-i v6b-+ -j ACCEPT`, `-o v6b-+ -j ACCEPT`, which
+//     opened everything once our table was gone) are deleted. Remove deletes
+//     all of these rules.
 //
 // Our own table still drops what must be dropped, since a drop is final
 // across tables and an accept is not. Everything else is only reported as
 // findings: a FORWARD policy drop without DOCKER-USER, the engine's
-// nftables backend (which leaves foreign bridges alone), firewalld and ufw
-// (which need the operator to trust the v6b-* interfaces). Rules of
-// iptables-legacy are invisible to nftables and not detected.
+// nftables backend (which leaves foreign bridges alone; the guard table
+// closes them without our table), firewalld and ufw (which need the
+// operator to trust the v6b-* interfaces). Rules of iptables-legacy are
+// invisible to nftables and not detected.
 type Coexistence struct {
 	conn *nftables.Conn
 	log  logrus.FieldLogger
@@ -94,7 +101,7 @@ func (c *Coexistence) Ensure() ([]Finding, error) {
 			filter = t
 		case t.Family == nftables.TableFamilyIPv6 && t.Name == "docker-bridges":
 			findings = append(findings, Finding{FindingDockerNFTables,
-				"the engine's nftables backend (table ip6 docker-bridges) is active; it leaves v6b-* bridges alone"})
+				"the engine's nftables backend (table ip6 docker-bridges) is active; it leaves v6b-* bridges alone (table ip6 " + GuardTableName + " closes them should table ip6 " + TableName + " go)"})
 		case t.Name == "firewalld":
 			findings = append(findings, Finding{FindingFirewalld,
 				"firewalld is active; put the v6b-* bridges in a trusted zone or its forward rules reject their traffic"})
@@ -159,46 +166,62 @@ func (c *Coexistence) ensureDockerUser(filter *nftables.Table) ([]Finding, error
 	if err != nil {
 		return nil, fmt.Errorf("list %s rules: %w", xtDockerUser, err)
 	}
-	var haveIn, haveOut bool
+	haveMark, changed := false, false
 	for _, r := range rules {
-		switch ourAcceptRule(r) {
-		case expr.MetaKeyIIFNAME:
-			haveIn = true
-		case expr.MetaKeyOIFNAME:
-			haveOut = true
+		switch {
+		case isMarkAcceptRule(r):
+			haveMark = true
+		case ourAcceptRule(r) != 0:
+			if err := c.conn.DelRule(r); err != nil {
+				return nil, fmt.Errorf("delete old accept rule from %s: %w", xtDockerUser, err)
+			}
+			changed = true
 		}
 	}
-	if haveIn && haveOut {
+	if !haveMark {
+		c.conn.InsertRule(&nftables.Rule{Table: filter, Chain: user, Exprs: markAcceptExprs()})
+		changed = true
+	}
+	if !changed {
 		return findings, nil
 	}
-	// Insert prepends: insert the out rule first so in ends up on top.
-	if !haveOut {
-		c.conn.InsertRule(&nftables.Rule{Table: filter, Chain: user, Exprs: acceptIfaceExprs(expr.MetaKeyOIFNAME)})
-	}
-	if !haveIn {
-		c.conn.InsertRule(&nftables.Rule{Table: filter, Chain: user, Exprs: acceptIfaceExprs(expr.MetaKeyIIFNAME)})
-	}
 	if err := c.conn.Flush(); err != nil {
-		return nil, fmt.Errorf("insert accept rules for %s* into ip6 %s %s: %w", IfacePrefix, xtTable, xtDockerUser, err)
+		return nil, fmt.Errorf("insert the accept rule for marked packets into ip6 %s %s: %w", xtTable, xtDockerUser, err)
 	}
-	c.log.WithField("chain", "ip6 filter "+xtDockerUser).Info("accepting traffic of " + IfacePrefix + "* bridges in the engine's ip6tables")
+	c.log.WithField("chain", "ip6 filter "+xtDockerUser).Info(fmt.Sprintf("accepting packets judged by table %s (mark 0x%x) in the engine's ip6tables", TableName, MarkJudged))
 	return findings, nil
 }
 
-// acceptIfaceExprs is what iptables-nft writes for `-i v6b-+ -j ACCEPT`
-// (or -o): the interface name compared on its prefix bytes only, a
-// counter, accept.
-func acceptIfaceExprs(key expr.MetaKey) []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Key: key, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(IfacePrefix)},
-		&expr.Counter{},
-		&expr.Verdict{Kind: expr.VerdictAccept},
+// markAcceptExprs is what iptables-nft writes for
+// `-m mark --mark M/M -j ACCEPT`: the mark match, a counter, accept.
+func markAcceptExprs() []expr.Any {
+	return append(markMatch(MarkJudged, false), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})
+}
+
+// isMarkAcceptRule reports whether r is our rule of markAcceptExprs.
+func isMarkAcceptRule(r *nftables.Rule) bool {
+	want := markAcceptExprs()
+	if len(r.Exprs) != len(want) {
+		return false
 	}
+	for i, e := range r.Exprs {
+		if _, ok := e.(*expr.Counter); ok {
+			if _, ok := want[i].(*expr.Counter); ok {
+				continue
+			}
+			return false
+		}
+		a, err1 := expr.Marshal(byte(nftables.TableFamilyIPv6), e)
+		b, err2 := expr.Marshal(byte(nftables.TableFamilyIPv6), want[i])
+		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+			return false
+		}
+	}
+	return true
 }
 
 // ourAcceptRule returns the meta key (iifname or oifname) if r is one of
-// our accept rules, else 0.
+// the interface accept rules of earlier versions, else 0.
 func ourAcceptRule(r *nftables.Rule) expr.MetaKey {
 	if len(r.Exprs) != 4 {
 		return 0
@@ -221,8 +244,8 @@ func ourAcceptRule(r *nftables.Rule) expr.MetaKey {
 	return m.Key
 }
 
-// Remove deletes the accept rules Ensure inserted; nothing to remove is
-// success.
+// Remove deletes the accept rule Ensure inserted and the interface rules of
+// earlier versions; nothing to remove is success.
 func (c *Coexistence) Remove() error {
 	filter := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: xtTable}
 	chains, err := c.conn.ListChainsOfTableFamily(nftables.TableFamilyIPv6)
@@ -239,7 +262,7 @@ func (c *Coexistence) Remove() error {
 		}
 		n := 0
 		for _, r := range rules {
-			if ourAcceptRule(r) != 0 {
+			if isMarkAcceptRule(r) || ourAcceptRule(r) != 0 {
 				if err := c.conn.DelRule(r); err != nil {
 					return fmt.Errorf("delete rule from %s: %w", xtDockerUser, err)
 				}
@@ -250,9 +273,9 @@ func (c *Coexistence) Remove() error {
 			return nil
 		}
 		if err := c.conn.Flush(); err != nil {
-			return fmt.Errorf("delete accept rules for %s* from ip6 %s %s: %w", IfacePrefix, xtTable, xtDockerUser, err)
+			return fmt.Errorf("delete v6bridge's accept rules from ip6 %s %s: %w", xtTable, xtDockerUser, err)
 		}
-		c.log.WithField("chain", "ip6 filter "+xtDockerUser).Info("removed accept rules of " + IfacePrefix + "* bridges")
+		c.log.WithField("chain", "ip6 filter "+xtDockerUser).Info("removed v6bridge's accept rules")
 	}
 	return nil
 }

@@ -118,6 +118,16 @@ func nftSet(t *nftables.Table, s Set) (*nftables.Set, []nftables.SetElement, err
 	}
 	var elems []nftables.SetElement
 	for _, e := range s.Elements {
+		if s.Interval && len(s.Key) > 1 {
+			// pipapo: each element is a whole range, first key to
+			// KeyEnd, both inclusive.
+			el := nftables.SetElement{Key: encodeValues(s.Key, e.Key), KeyEnd: encodeValues(s.Key, rangeEnds(e.Key))}
+			if s.IsMap() {
+				el.Val = encodeValues(s.Data, e.Data)
+			}
+			elems = append(elems, el)
+			continue
+		}
 		if s.Interval {
 			p := e.Key[0].Prefix
 			first := p.Addr().As16()
@@ -142,6 +152,16 @@ func nftSet(t *nftables.Table, s Set) (*nftables.Set, []nftables.SetElement, err
 		elems = append(elems, el)
 	}
 	return set, elems, nil
+}
+
+// rangeEnds returns the values with each port range replaced by its last
+// port: the end key of a concatenated interval element.
+func rangeEnds(vs []Value) []Value {
+	out := make([]Value, len(vs))
+	for i, v := range vs {
+		out[i] = Value{Name: v.Name, Addr: v.Addr, Prefix: v.Prefix, Num: v.last()}
+	}
+	return out
 }
 
 func lastAddr(a [16]byte, bits int) [16]byte {
@@ -319,6 +339,28 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 			return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: e.Chain}}, nil
 		}
 		return nil, fmt.Errorf("unknown verdict %q", e.Kind)
+	case AddrCmp:
+		op := expr.CmpOpEq
+		if e.Invert {
+			op = expr.CmpOpNeq
+		}
+		a := e.Addr.As16()
+		return []expr.Any{fieldLoad(e.Field, 1), &expr.Cmp{Op: op, Register: 1, Data: a[:]}}, nil
+	case SourceNotRoutedBack:
+		// What nft writes for "fib saddr . iif oif missing".
+		return []expr.Any{
+			&expr.Fib{Register: 1, FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
+		}, nil
+	case MarkSet:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binary.NativeEndian.AppendUint32(nil, ^e.Bits), Xor: binary.NativeEndian.AppendUint32(nil, e.Bits)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		}, nil
+	case MarkMatch:
+		return markMatch(e.Bits, e.Invert), nil
 	case Masquerade:
 		return []expr.Any{&expr.Masq{}}, nil
 	case NATMap:
@@ -335,11 +377,13 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 		case NATSource:
 			n.Type = expr.NATTypeSourceNAT
 		case NATDest:
-			// The map's value is address . port: the port follows the
-			// address's four registers.
 			n.Type = expr.NATTypeDestNAT
-			n.RegProtoMin = unix.NFT_REG32_00 + 4
-			n.Specified = true
+			if !e.AddrOnly {
+				// The map's value is address . port: the port follows
+				// the address's four registers.
+				n.RegProtoMin = unix.NFT_REG32_00 + 4
+				n.Specified = true
+			}
 		default:
 			return nil, fmt.Errorf("unknown nat kind %q", e.Kind)
 		}
@@ -360,6 +404,21 @@ func nftFlowtable(t *nftables.Table, f Flowtable) *nftables.Flowtable {
 		ft.Flags |= nftables.FlowtableFlagsCounter
 	}
 	return ft
+}
+
+// markMatch is what nft and iptables-nft write for "meta mark & bits ==
+// bits" (`-m mark --mark bits/bits`), or != with invert.
+func markMatch(bits uint32, invert bool) []expr.Any {
+	op := expr.CmpOpEq
+	if invert {
+		op = expr.CmpOpNeq
+	}
+	b := binary.NativeEndian.AppendUint32(nil, bits)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: b, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: op, Register: 1, Data: b},
+	}
 }
 
 func nftChain(t *nftables.Table, c Chain) (*nftables.Chain, error) {

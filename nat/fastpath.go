@@ -24,6 +24,19 @@ var fastPathProtos = []uint8{ProtoTCP, ProtoUDP}
 // packet a container sends enters the stack on its bridge (the bridge
 // device, not the container's veth port), a reply on an uplink.
 func addFastPath(r *Ruleset, s State) {
+	established := CtState{States: []string{CtEstablished, CtRelated}}
+	c, at := (*Chain)(nil), -1
+	for i := range r.Chains {
+		if r.Chains[i].Name == ChainFwdIn {
+			c = &r.Chains[i]
+			at = slices.IndexFunc(c.Rules, func(r Rule) bool {
+				return len(r.Exprs) > 0 && reflect.DeepEqual(r.Exprs[0], established)
+			})
+		}
+	}
+	if at < 0 {
+		return // no accept of established connections: nothing to offload (TestBuildFastPath)
+	}
 	devs := slices.Clone(s.Uplinks)
 	for _, n := range s.Networks {
 		if n.Mode != ModeInternal {
@@ -33,23 +46,14 @@ func addFastPath(r *Ruleset, s State) {
 	slices.Sort(devs)
 	devs = slices.Compact(devs)
 	r.Flowtables = append(r.Flowtables, Flowtable{Name: FlowtableName, Priority: PriorityFilter, Devices: devs, Counter: true})
-
-	established := Rule{Exprs: []Expr{CtState{States: []string{CtEstablished, CtRelated}}, accept}}
-	offload := rule("fast path",
+	// The same statements as that accept (the judged mark, the verdict),
+	// after the offload.
+	exprs := []Expr{
 		L4Proto{Protos: fastPathProtos},
 		CtState{States: []string{CtEstablished}},
 		notIn(SetIntra, FieldIIFName, FieldOIFName),
 		FlowOffload{Flowtable: FlowtableName},
-		accept)
-	for i := range r.Chains {
-		c := &r.Chains[i]
-		if c.Name != ChainFwdIn {
-			continue
-		}
-		at := slices.IndexFunc(c.Rules, func(r Rule) bool { return reflect.DeepEqual(r, established) })
-		if at < 0 {
-			at = 0
-		}
-		c.Rules = slices.Insert(c.Rules, at, offload)
 	}
+	exprs = append(exprs, c.Rules[at].Exprs[1:]...)
+	c.Rules = slices.Insert(c.Rules, at, rule("fast path", exprs...))
 }

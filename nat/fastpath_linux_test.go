@@ -112,7 +112,8 @@ func newFlowRig(t testing.TB) *flowRig {
 			{Bridge: "v6b-nat", Subnet: netip.MustParsePrefix("fd00:1::/64"), Gateway: rigNatGW, Mode: ModeNAT, ICC: true,
 				Endpoints: []Endpoint{{Addr: rigNatCtr, Ports: []Mapping{{Proto: ProtoTCP, HostFirst: 8080, HostLast: 8080, ContainerFirst: 80}}}}},
 			{Bridge: "v6b-pub", Subnet: netip.MustParsePrefix("2001:db8:2::/64"), Gateway: rigPubGW, Mode: ModePublic, ICC: true,
-				Endpoints: []Endpoint{{Addr: rigPubCtr, Ports: []Mapping{{Proto: ProtoTCP, HostFirst: 8082, HostLast: 8082, ContainerFirst: 80}}}}},
+				Endpoints: []Endpoint{{Addr: rigPubCtr, Ports: []Mapping{{Proto: ProtoTCP, HostFirst: 8082, HostLast: 8082, ContainerFirst: 80}},
+					Open: []Port{{Proto: ProtoTCP, First: 80, Last: 80}}}}},
 		},
 	}
 	echo(t, r.out, "[::]:9000")
@@ -181,7 +182,7 @@ func TestPrivilegedRevokeStopsConnections(t *testing.T) {
 			// Unrelated: the public container publishes another port.
 			pub := r.s.Networks[1].Endpoints[0]
 			more := append([]Mapping{{Proto: ProtoTCP, HostFirst: 8443, HostLast: 8443, ContainerFirst: 443}}, pub.Ports...)
-			if err := tbl.UpdateEndpoints([]EndpointUpdate{{Bridge: "v6b-pub", Addr: rigPubCtr, Ports: more}}); err != nil {
+			if err := tbl.UpdateEndpoints([]EndpointUpdate{{Bridge: "v6b-pub", Addr: rigPubCtr, Ports: more, Open: pub.Open}}); err != nil {
 				t.Fatal(err)
 			}
 			for name, s := range map[string]*session{"dnat": viaDNAT, "direct": direct, "outbound": outbound} {

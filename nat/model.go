@@ -8,12 +8,15 @@ import (
 )
 
 // EndpointUpdate sets one endpoint's entry: Addr on the network of Bridge
-// publishes Ports from now on, or, with Remove, has no entry at all. It is
-// idempotent: the same update twice changes nothing the second time.
+// is reached through the host ports of Ports and is open on the container
+// ports of Open from now on (see Endpoint), or, with Remove, has no entry
+// at all. It is idempotent: the same update twice changes nothing the
+// second time.
 type EndpointUpdate struct {
 	Bridge string
 	Addr   netip.Addr
 	Ports  []Mapping
+	Open   []Port
 	Remove bool
 }
 
@@ -28,14 +31,15 @@ type Model struct {
 	hostAddrs []netip.Addr
 	networks  []Network // without Endpoints; sorted as the State was
 	nets      map[string]*modelNet
-	owner     map[netip.Addr]string // endpoint address -> bridge
-	ports     map[protoPort][]portUse
-	elements  int // countElements of the State
+	owner     map[netip.Addr]string   // endpoint address -> bridge
+	ports     map[protoPort][]portUse // host port use of mappings of at most wideSpan ports
+	wide      []portUse               // wider mappings
+	elements  int                     // countElements of the State
 }
 
 type modelNet struct {
 	idx int // in Model.networks
-	eps map[netip.Addr][]Mapping
+	eps map[netip.Addr]Endpoint
 }
 
 type protoPort struct {
@@ -66,11 +70,11 @@ func NewModel(s State) (*Model, error) {
 		n.Endpoints = nil
 		n.Allow = slices.Clone(n.Allow)
 		m.networks = append(m.networks, n)
-		mn := &modelNet{idx: i, eps: make(map[netip.Addr][]Mapping, len(eps))}
+		mn := &modelNet{idx: i, eps: make(map[netip.Addr]Endpoint, len(eps))}
 		m.nets[n.Bridge] = mn
 		m.elements += countElements(State{HostAddrs: s.HostAddrs, Networks: []Network{n}})
 		for _, e := range eps {
-			m.set(mn, n, e.Addr, slices.Clone(e.Ports))
+			m.set(mn, n, cloneEndpoint(e))
 		}
 	}
 	return m, nil
@@ -85,8 +89,8 @@ func (m *Model) State() State {
 		mn := m.nets[n.Bridge]
 		n.Allow = slices.Clone(n.Allow)
 		n.Endpoints = make([]Endpoint, 0, len(mn.eps))
-		for a, ports := range mn.eps {
-			n.Endpoints = append(n.Endpoints, Endpoint{Addr: a, Ports: slices.Clone(ports)})
+		for _, e := range mn.eps {
+			n.Endpoints = append(n.Endpoints, cloneEndpoint(e))
 		}
 		slices.SortFunc(n.Endpoints, func(a, b Endpoint) int { return a.Addr.Compare(b.Addr) })
 		s.Networks = append(s.Networks, n)
@@ -115,31 +119,29 @@ func (m *Model) Update(us []EndpointUpdate) ([]SetPatch, error) {
 	// Take every changed endpoint out first, then put the new entries in,
 	// each checked against the others already in.
 	undo := m.snapshot(us)
-	var dels, adds [3][]Element // published, open, dnat
-	olds := make([][3][]Element, len(us))
+	var dels, adds endpointSets
+	olds := make([]endpointSets, len(us))
 	for i, u := range us {
 		mn := m.nets[u.Bridge]
 		n := m.networks[mn.idx]
 		if old, had := mn.eps[u.Addr]; had && n.Mode != ModeInternal {
-			public := n.Mode == ModePublic || n.Mode == ModeRouted
-			o := &olds[i]
-			endpointElements(m.hostAddrs, public, Endpoint{Addr: u.Addr, Ports: old}, &o[0], &o[1], &o[2])
+			endpointElements(m.hostAddrs, n.Mode == ModePublic || n.Mode == ModeRouted, old, &olds[i])
 		}
 		m.unset(mn, n, u.Addr)
 	}
 	for i, u := range us {
 		mn := m.nets[u.Bridge]
 		n := m.networks[mn.idx]
-		var w [3][]Element
+		var w endpointSets
 		if !u.Remove {
-			if err := m.check(n, u.Addr, u.Ports); err != nil {
+			e := Endpoint{Addr: u.Addr, Ports: slices.Clone(u.Ports), Open: slices.Clone(u.Open)}
+			if err := m.check(n, e); err != nil {
 				m.revert(us, undo)
 				return nil, fmt.Errorf("network %q: %w", n.Bridge, err)
 			}
-			m.set(mn, n, u.Addr, slices.Clone(u.Ports))
+			m.set(mn, n, e)
 			if n.Mode != ModeInternal {
-				public := n.Mode == ModePublic || n.Mode == ModeRouted
-				endpointElements(m.hostAddrs, public, Endpoint{Addr: u.Addr, Ports: u.Ports}, &w[0], &w[1], &w[2])
+				endpointElements(m.hostAddrs, n.Mode == ModePublic || n.Mode == ModeRouted, e, &w)
 			}
 		}
 		for k := range w {
@@ -151,18 +153,12 @@ func (m *Model) Update(us []EndpointUpdate) ([]SetPatch, error) {
 	if m.elements > maxElements {
 		c := m.elements
 		m.revert(us, undo)
-		return nil, fmt.Errorf("the published and allowed port ranges expand to %d set elements: accepted are at most %d", c, maxElements)
-	}
-	portKey := []DataType{TypeIP6Addr, TypeInetProto, TypeInetService}
-	defs := [3]Set{
-		{Name: SetPublished, Key: portKey},
-		{Name: SetOpen, Key: portKey},
-		{Name: MapDNAT, Key: portKey, Data: []DataType{TypeIP6Addr, TypeInetService}},
+		return nil, fmt.Errorf("the published and allowed ports expand to %d set elements: accepted are at most %d", c, maxElements)
 	}
 	var patches []SetPatch
-	for _, i := range []int{0, 1, 2} {
+	for i, def := range endpointSetDefs() {
 		if len(dels[i])+len(adds[i]) > 0 {
-			patches = append(patches, SetPatch{Set: defs[i], Delete: dels[i], Add: adds[i]})
+			patches = append(patches, SetPatch{Set: def, Delete: dels[i], Add: adds[i]})
 		}
 	}
 	return patches, nil
@@ -178,8 +174,8 @@ func (m *Model) snapshot(us []EndpointUpdate) []EndpointUpdate {
 		if !ok {
 			continue
 		}
-		if ports, had := mn.eps[u.Addr]; had {
-			out = append(out, EndpointUpdate{Bridge: u.Bridge, Addr: u.Addr, Ports: slices.Clone(ports)})
+		if e, had := mn.eps[u.Addr]; had {
+			out = append(out, EndpointUpdate{Bridge: u.Bridge, Addr: u.Addr, Ports: slices.Clone(e.Ports), Open: slices.Clone(e.Open)})
 		} else {
 			out = append(out, EndpointUpdate{Bridge: u.Bridge, Addr: u.Addr, Remove: true})
 		}
@@ -197,37 +193,54 @@ func (m *Model) revert(us, undo []EndpointUpdate) {
 	for _, u := range undo {
 		if !u.Remove {
 			mn := m.nets[u.Bridge]
-			m.set(mn, m.networks[mn.idx], u.Addr, u.Ports)
+			m.set(mn, m.networks[mn.idx], Endpoint{Addr: u.Addr, Ports: u.Ports, Open: u.Open})
 		}
 	}
 }
 
 // check does for one endpoint what Validate does for a State.
-func (m *Model) check(n Network, a netip.Addr, ports []Mapping) error {
-	if !isIPv6(a) || !n.Subnet.Contains(a) {
-		return fmt.Errorf("endpoint address %s: accepted is an address in %s", a, n.Subnet)
+func (m *Model) check(n Network, e Endpoint) error {
+	a, ports := e.Addr, e.Ports
+	if err := validateEndpoint(n, e); err != nil {
+		return err
 	}
 	if b, ok := m.owner[a]; ok && b != n.Bridge {
 		return fmt.Errorf("endpoint %s also on network %q", a, b)
-	}
-	for _, p := range ports {
-		if err := validateMapping(p); err != nil {
-			return fmt.Errorf("endpoint %s: %w", a, err)
-		}
 	}
 	if n.Mode == ModeInternal {
 		return nil
 	}
 	// Against the other endpoints' host ports, then among its own: the
 	// same rules as CheckConflicts, the existing owner named first.
+	check := func(use portUse, p Mapping) error {
+		if use.owner != a && conflict(use.m, p) {
+			return conflictError(use.owner, use.m, a, p)
+		}
+		return nil
+	}
 	for _, p := range ports {
-		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
-			for _, use := range m.ports[protoPort{p.Proto, uint16(port)}] {
-				if use.owner == a {
-					continue
+		for _, use := range m.wide {
+			if err := check(use, p); err != nil {
+				return err
+			}
+		}
+		if span(p) <= len(m.ports) {
+			for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
+				for _, use := range m.ports[protoPort{p.Proto, uint16(port)}] {
+					if err := check(use, p); err != nil {
+						return err
+					}
 				}
-				if conflict(use.m, p) {
-					return conflictError(use.owner, use.m, a, p)
+			}
+			continue
+		}
+		// A range wider than the ports in use: walk those instead.
+		for k, uses := range m.ports {
+			if k.proto == p.Proto && k.port >= p.HostFirst && k.port <= p.HostLast {
+				for _, use := range uses {
+					if err := check(use, p); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -260,14 +273,19 @@ func conflictError(owner netip.Addr, a Mapping, other netip.Addr, b Mapping) err
 	return &ConflictError{Proto: a.Proto, HostPort: max(a.HostFirst, b.HostFirst), HostAddr: h, Owner: owner, Other: other}
 }
 
-func (m *Model) set(mn *modelNet, n Network, a netip.Addr, ports []Mapping) {
-	mn.eps[a] = ports
+func (m *Model) set(mn *modelNet, n Network, e Endpoint) {
+	a := e.Addr
+	mn.eps[a] = e
 	m.owner[a] = n.Bridge
 	if n.Mode == ModeInternal {
 		return
 	}
-	m.elements += endpointCount(m.hostAddrs, ports)
-	for _, p := range ports {
+	m.elements += endpointCount(m.hostAddrs, e)
+	for _, p := range e.Ports {
+		if span(p) > wideSpan {
+			m.wide = append(m.wide, portUse{owner: a, m: p})
+			continue
+		}
 		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
 			k := protoPort{p.Proto, uint16(port)}
 			m.ports[k] = append(m.ports[k], portUse{owner: a, m: p})
@@ -276,7 +294,7 @@ func (m *Model) set(mn *modelNet, n Network, a netip.Addr, ports []Mapping) {
 }
 
 func (m *Model) unset(mn *modelNet, n Network, a netip.Addr) {
-	ports, ok := mn.eps[a]
+	e, ok := mn.eps[a]
 	if !ok {
 		return
 	}
@@ -285,8 +303,12 @@ func (m *Model) unset(mn *modelNet, n Network, a netip.Addr) {
 	if n.Mode == ModeInternal {
 		return
 	}
-	m.elements -= endpointCount(m.hostAddrs, ports)
-	for _, p := range ports {
+	m.elements -= endpointCount(m.hostAddrs, e)
+	m.wide = slices.DeleteFunc(m.wide, func(u portUse) bool { return u.owner == a })
+	for _, p := range e.Ports {
+		if span(p) > wideSpan {
+			continue
+		}
 		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
 			k := protoPort{p.Proto, uint16(port)}
 			uses := slices.DeleteFunc(m.ports[k], func(u portUse) bool { return u.owner == a })
@@ -299,9 +321,20 @@ func (m *Model) unset(mn *modelNet, n Network, a netip.Addr) {
 	}
 }
 
-// endpointCount is countElements for one endpoint's mappings.
-func endpointCount(hostAddrs []netip.Addr, ports []Mapping) int {
-	return countElements(State{HostAddrs: hostAddrs, Networks: []Network{{Mode: ModeNAT, Endpoints: []Endpoint{{Ports: ports}}}}})
+// wideSpan is the widest host port range Model indexes port by port; wider
+// ones (a media server's 10,000 ports) are kept in a list checked as a
+// whole, so publishing them costs what one port costs.
+const wideSpan = 64
+
+func span(p Mapping) int { return int(p.HostLast-p.HostFirst) + 1 }
+
+// endpointCount is countElements for one endpoint.
+func endpointCount(hostAddrs []netip.Addr, e Endpoint) int {
+	return countElements(State{HostAddrs: hostAddrs, Networks: []Network{{Mode: ModePublic, Endpoints: []Endpoint{e}}}})
+}
+
+func cloneEndpoint(e Endpoint) Endpoint {
+	return Endpoint{Addr: e.Addr, Ports: slices.Clone(e.Ports), Open: slices.Clone(e.Open)}
 }
 
 // ErrNoModel is returned by Table.UpdateEndpoints before the first Apply.

@@ -27,10 +27,19 @@ func randomUpdate(r *rand.Rand, nets []Network) EndpointUpdate {
 	for range r.IntN(3) {
 		first := uint16(8000 + r.IntN(12))
 		m := Mapping{Proto: []uint8{ProtoTCP, ProtoUDP}[r.IntN(2)], HostFirst: first, HostLast: first + uint16(r.IntN(2)), ContainerFirst: uint16(80 + r.IntN(3))}
+		if r.IntN(5) == 0 { // wider than Model indexes port by port
+			m.HostFirst = uint16(7950 + r.IntN(100))
+			m.HostLast = m.HostFirst + wideSpan + uint16(r.IntN(50))
+			m.ContainerFirst = m.HostFirst
+		}
 		if r.IntN(3) == 0 {
 			m.HostAddr = []netip.Addr{hostA, hostB}[r.IntN(2)]
 		}
 		u.Ports = append(u.Ports, m)
+	}
+	for range r.IntN(3) {
+		first := uint16(80 + r.IntN(4))
+		u.Open = append(u.Open, Port{Proto: []uint8{ProtoTCP, ProtoUDP}[r.IntN(2)], First: first, Last: first + uint16(r.IntN(3))})
 	}
 	return u
 }
@@ -46,7 +55,7 @@ func stateWith(s State, us []EndpointUpdate) State {
 			}
 			eps := slices.DeleteFunc(slices.Clone(n.Endpoints), func(e Endpoint) bool { return e.Addr == u.Addr })
 			if !u.Remove {
-				eps = append(eps, Endpoint{Addr: u.Addr, Ports: u.Ports})
+				eps = append(eps, Endpoint{Addr: u.Addr, Ports: u.Ports, Open: u.Open})
 			}
 			slices.SortFunc(eps, func(a, b Endpoint) int { return a.Addr.Compare(b.Addr) })
 			s.Networks[i].Endpoints = eps

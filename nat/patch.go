@@ -35,9 +35,11 @@ func Diff(old, new *Ruleset) (patches []SetPatch, ok bool) {
 			!reflect.DeepEqual(o.Key, n.Key) || !reflect.DeepEqual(o.Data, n.Data) {
 			return nil, false
 		}
-		if o.Interval {
-			// Prefix elements are stored as ranges; nets rarely change,
-			// a rebuild is simpler than merging intervals.
+		if o.Interval && len(o.Key) == 1 {
+			// Prefix elements are stored as pairs of boundaries; nets
+			// rarely change, a rebuild is simpler than merging intervals.
+			// Concatenated interval sets (ports) hold whole elements and
+			// are patched like plain sets.
 			if !reflect.DeepEqual(o.Elements, n.Elements) {
 				return nil, false
 			}

@@ -15,12 +15,12 @@ const (
 	// endpoint that is gone.
 	RevokeAddr RevokeMatch = iota + 1
 	// RevokeReplySrc: the answering side is Addr on Proto, port First to
-	// Last: inbound connections to a container port no longer published
-	// (through DNAT or directly on a public address).
+	// Last, reached through a translated destination: connections through
+	// a host port to a container port no longer published.
 	RevokeReplySrc
-	// RevokeOrigDst: the original destination is host address Addr on
-	// Proto, port First to Last: a host port no longer forwarded to the
-	// container port that still is published.
+	// RevokeOrigDst: the original destination is Addr on Proto, port First
+	// to Last: a host port no longer forwarded to the container port that
+	// still is published, or a container port no longer open directly.
 	RevokeOrigDst
 )
 
@@ -64,7 +64,7 @@ func (r Revocation) Matches(c ConnTuple) bool {
 	case RevokeAddr:
 		return c.OrigSrc.Addr() == r.Addr || c.OrigDst.Addr() == r.Addr || c.ReplySrc.Addr() == r.Addr || c.ReplyDst.Addr() == r.Addr
 	case RevokeReplySrc:
-		return c.Proto == r.Proto && c.ReplySrc.Addr() == r.Addr && inRange(c.ReplySrc.Port())
+		return c.Proto == r.Proto && c.ReplySrc.Addr() == r.Addr && inRange(c.ReplySrc.Port()) && c.OrigDst != c.ReplySrc
 	case RevokeOrigDst:
 		return c.Proto == r.Proto && c.OrigDst.Addr() == r.Addr && inRange(c.OrigDst.Port())
 	}
@@ -72,18 +72,18 @@ func (r Revocation) Matches(c ConnTuple) bool {
 }
 
 // Revoked returns the revocations of a change from old to new: endpoints
-// that are gone, container ports no longer published and host ports no
-// longer forwarded to a container port that still is.
+// that are gone, container ports no longer published or open, and host
+// ports no longer forwarded to a container port that still is.
 func Revoked(old, new State) []Revocation {
 	type entry struct {
 		bridge string
-		public bool // not internal
-		ports  []Mapping
+		mode   Mode
+		e      Endpoint
 	}
 	next := map[netip.Addr]entry{}
 	for _, n := range new.Networks {
 		for _, e := range n.Endpoints {
-			next[e.Addr] = entry{n.Bridge, n.Mode != ModeInternal, e.Ports}
+			next[e.Addr] = entry{n.Bridge, n.Mode, e}
 		}
 	}
 	var out []Revocation
@@ -94,22 +94,24 @@ func Revoked(old, new State) []Revocation {
 				out = append(out, Revocation{Match: RevokeAddr, Addr: e.Addr})
 				continue
 			}
-			if n.Mode == ModeInternal || !nx.public {
+			if n.Mode == ModeInternal {
 				continue
 			}
-			out = append(out, RevokedPorts(old.HostAddrs, new.HostAddrs, e.Addr, e.Ports, nx.ports)...)
+			public := n.Mode == ModePublic || n.Mode == ModeRouted
+			out = append(out, RevokedPorts(old.HostAddrs, new.HostAddrs, e, nx.e, public)...)
 		}
 	}
 	return out
 }
 
-// RevokedPorts returns the revocations of endpoint addr publishing news
-// instead of olds (mappings of a nat, public or routed network): each
-// container port no longer published, and each host port no longer
-// forwarded to a container port still published. oldHosts and newHosts
-// are the host addresses a mapping without one stands for, before and
-// after.
-func RevokedPorts(oldHosts, newHosts []netip.Addr, addr netip.Addr, olds, news []Mapping) []Revocation {
+// RevokedPorts returns the revocations of an endpoint of a nat, public
+// or routed network (public: the latter two) changing from old to new:
+// each container port no longer published (its connections through a host
+// port), each host port no longer forwarded to a container port still
+// published, and on public networks each container port no longer open
+// directly. oldHosts and newHosts are the host addresses a mapping without
+// one stands for, before and after.
+func RevokedPorts(oldHosts, newHosts []netip.Addr, old, new Endpoint, public bool) []Revocation {
 	type cport struct {
 		proto uint8
 		port  uint16
@@ -120,9 +122,11 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, addr netip.Addr, olds, news [
 		port  uint16
 		to    uint16
 	}
+	addr := old.Addr
 	published := map[cport]bool{}
 	forwarded := map[hport]bool{}
-	for _, m := range news {
+	open := map[cport]bool{}
+	for _, m := range new.Ports {
 		hosts := []netip.Addr{m.HostAddr}
 		if !m.HostAddr.IsValid() {
 			hosts = newHosts
@@ -134,6 +138,11 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, addr netip.Addr, olds, news [
 			}
 		}
 	}
+	for _, p := range new.Open {
+		for port := int(p.First); port <= int(p.Last); port++ {
+			open[cport{p.Proto, uint16(port)}] = true
+		}
+	}
 	var out []Revocation
 	// add appends port to the last revocation when it continues its range.
 	add := func(match RevokeMatch, a netip.Addr, proto uint8, port uint16) {
@@ -143,7 +152,7 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, addr netip.Addr, olds, news [
 		}
 		out = append(out, Revocation{Match: match, Addr: a, Proto: proto, First: port, Last: port})
 	}
-	for _, m := range olds {
+	for _, m := range old.Ports {
 		hosts := []netip.Addr{m.HostAddr}
 		if !m.HostAddr.IsValid() {
 			hosts = oldHosts
@@ -161,6 +170,15 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, addr netip.Addr, olds, news [
 			}
 		}
 	}
+	if public {
+		for _, p := range old.Open {
+			for port := int(p.First); port <= int(p.Last); port++ {
+				if !open[cport{p.Proto, uint16(port)}] {
+					add(RevokeOrigDst, addr, p.Proto, uint16(port))
+				}
+			}
+		}
+	}
 	return slices.CompactFunc(out, func(a, b Revocation) bool { return a == b })
 }
 
@@ -174,12 +192,14 @@ func (m *Model) revocations(us []EndpointUpdate) []Revocation {
 			continue
 		}
 		old, had := mn.eps[u.Addr]
+		mode := m.networks[mn.idx].Mode
 		switch {
 		case !had:
 		case u.Remove:
 			out = append(out, Revocation{Match: RevokeAddr, Addr: u.Addr})
-		case m.networks[mn.idx].Mode != ModeInternal:
-			out = append(out, RevokedPorts(m.hostAddrs, m.hostAddrs, u.Addr, old, u.Ports)...)
+		case mode != ModeInternal:
+			public := mode == ModePublic || mode == ModeRouted
+			out = append(out, RevokedPorts(m.hostAddrs, m.hostAddrs, old, Endpoint{Addr: u.Addr, Ports: u.Ports, Open: u.Open}, public)...)
 		}
 	}
 	return out

@@ -33,12 +33,13 @@ func TestRevokedPorts(t *testing.T) {
 			}},
 		{"a host address dropped", []Mapping{tcp(8081, 80)}, []Mapping{{Proto: ProtoTCP, HostAddr: hostB, HostFirst: 8081, HostLast: 8081, ContainerFirst: 80}},
 			[]Revocation{{Match: RevokeOrigDst, Addr: hostA, Proto: ProtoTCP, First: 8081, Last: 8081}}},
+		{"open directly: closed", nil, nil, nil},
 		{"the protocol matters", []Mapping{tcp(53, 53)}, []Mapping{{Proto: ProtoUDP, HostFirst: 53, HostLast: 53, ContainerFirst: 53}},
 			[]Revocation{{Match: RevokeReplySrc, Addr: c, Proto: ProtoTCP, First: 53, Last: 53}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := RevokedPorts(hosts, hosts, c, tt.olds, tt.news)
+			got := RevokedPorts(hosts, hosts, Endpoint{Addr: c, Ports: tt.olds}, Endpoint{Addr: c, Ports: tt.news}, false)
 			if diff := cmp.Diff(tt.want, got, netipComparers...); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
@@ -69,6 +70,17 @@ func TestRevoked(t *testing.T) {
 	if diff := cmp.Diff(want, addrs, netipComparers...); diff != "" {
 		t.Errorf("addresses revoked (-want +got):\n%s", diff)
 	}
+	// A public endpoint's directly open port closed: direct connections.
+	open := state(publicNet())
+	open.Networks[0].Endpoints = slices.Clone(open.Networks[0].Endpoints)
+	pubEp := open.Networks[0].Endpoints[0]
+	open.Networks[0].Endpoints[0].Open = []Port{{Proto: ProtoTCP, First: 80, Last: 81}}
+	closed := state(publicNet())
+	closed.Networks[0].Endpoints = slices.Clone(closed.Networks[0].Endpoints)
+	closed.Networks[0].Endpoints[0].Open = nil
+	if diff := cmp.Diff([]Revocation{{Match: RevokeOrigDst, Addr: pubEp.Addr, Proto: ProtoTCP, First: 80, Last: 81}}, Revoked(open, closed), netipComparers...); diff != "" {
+		t.Errorf("close open ports (-want +got):\n%s", diff)
+	}
 	// The nat endpoint stops publishing 80.
 	next := state(internalNet(), natNet(), publicNet())
 	next.Networks[1].Endpoints = slices.Clone(next.Networks[1].Endpoints)
@@ -94,6 +106,10 @@ func TestRevocationMatches(t *testing.T) {
 		want bool
 	}{
 		{"container port unpublished", Revocation{Match: RevokeReplySrc, Addr: ctr, Proto: ProtoTCP, First: 80, Last: 80}, dnat, true},
+		{"unpublished, not a direct connection", Revocation{Match: RevokeReplySrc, Addr: ctr, Proto: ProtoTCP, First: 80, Last: 80},
+			ConnTuple{Proto: ProtoTCP, OrigSrc: client, OrigDst: netip.AddrPortFrom(ctr, 80), ReplySrc: netip.AddrPortFrom(ctr, 80), ReplyDst: client}, false},
+		{"container port no longer open directly", Revocation{Match: RevokeOrigDst, Addr: ctr, Proto: ProtoTCP, First: 80, Last: 80},
+			ConnTuple{Proto: ProtoTCP, OrigSrc: client, OrigDst: netip.AddrPortFrom(ctr, 80), ReplySrc: netip.AddrPortFrom(ctr, 80), ReplyDst: client}, true},
 		{"in the range", Revocation{Match: RevokeReplySrc, Addr: ctr, Proto: ProtoTCP, First: 70, Last: 90}, dnat, true},
 		{"another port", Revocation{Match: RevokeReplySrc, Addr: ctr, Proto: ProtoTCP, First: 81, Last: 90}, dnat, false},
 		{"another protocol", Revocation{Match: RevokeReplySrc, Addr: ctr, Proto: ProtoUDP, First: 80, Last: 80}, dnat, false},

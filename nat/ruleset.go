@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // TableName is the name of the one nftables table v6bridge owns, in family
@@ -20,9 +22,23 @@ const (
 // same hooks: our drops are final, our accepts only end our own chain.
 const (
 	PriorityDNAT   = -100 // "dstnat": prerouting and output DNAT of published ports
-	PriorityFilter = 0    // "filter": input and forward filtering
+	PriorityFilter = 0    // "filter": the standard filter priority
 	PrioritySNAT   = 100  // "srcnat": masquerade/SNAT in postrouting
+	// PriorityJudge ("filter - 10") is where our input and forward chains
+	// run: before the engine's ip6tables (iptables-nft, "filter"), so the
+	// MarkJudged bit is set when its DOCKER-USER chain looks for it.
+	PriorityJudge = PriorityFilter - 10
+	// PriorityGuard ("filter + 10") is where the guard table's chains run:
+	// after ours, to drop what our chains did not judge.
+	PriorityGuard = PriorityFilter + 10
 )
+
+// MarkJudged is the packet mark bit v6bridge's input and forward chains set
+// on every packet of its bridges they accept. What v6bridge adds outside its
+// table (the guard table, the engine's DOCKER-USER) accepts a packet of our
+// bridges only with this bit, so losing our table drops their traffic
+// instead of opening it. Other bits of the mark are kept.
+const MarkJudged uint32 = 0x20000000
 
 // Ruleset describes one nftables table: its sets and maps with their
 // elements, and its chains with their rules. It is a plain value; the
@@ -77,10 +93,15 @@ func (t DataType) String() string {
 
 // Set is a named set (Data empty) or map (Data non-empty) of the table.
 type Set struct {
-	Name     string
-	Key      []DataType // more than one: a concatenation
-	Data     []DataType // map values; empty for a plain set
-	Interval bool       // elements are prefixes (Key must be one TypeIP6Addr)
+	Name string
+	Key  []DataType // more than one: a concatenation
+	Data []DataType // map values; empty for a plain set
+	// Interval: elements are ranges. With one TypeIP6Addr key they are
+	// prefixes (Value.Prefix); with a concatenation (the kernel's pipapo
+	// sets, Linux >= 5.6) each element is a single value per component
+	// except ports, which may be ranges (Value.Num to Value.End), so a
+	// published port range costs one element, not one per port.
+	Interval bool
 	Comment  string
 	Elements []Element
 }
@@ -97,13 +118,19 @@ type Element struct {
 
 // Value is one component of an element. Which field is used depends on the
 // component's DataType: Name for TypeIfname, Addr for TypeIP6Addr (Prefix
-// in interval sets), Num for protocols, ports and ICMPv6 types.
+// in single-key interval sets), Num for protocols, ports and ICMPv6 types.
+// End, when above Num, makes a port the range Num-End (concatenated
+// interval sets only).
 type Value struct {
 	Name   string
 	Addr   netip.Addr
 	Prefix netip.Prefix
 	Num    uint16
+	End    uint16
 }
+
+// last returns the last port of a port value: End for a range, else Num.
+func (v Value) last() uint16 { return max(v.Num, v.End) }
 
 // Chain is a base chain (Hook set) or a regular chain of the table.
 type Chain struct {
@@ -332,6 +359,48 @@ func (e Verdict) nft() string {
 	return e.Kind
 }
 
+// AddrCmp matches when Field (FieldSaddr or FieldDaddr) is (Invert: is
+// not) Addr.
+type AddrCmp struct {
+	Field  Field
+	Addr   netip.Addr
+	Invert bool
+}
+
+func (e AddrCmp) nft() string {
+	if e.Invert {
+		return e.Field.String() + " != " + e.Addr.String()
+	}
+	return e.Field.String() + " " + e.Addr.String()
+}
+
+// SourceNotRoutedBack matches a packet whose source address has no route
+// through the interface it came in on (reverse path check): from a bridge,
+// a source outside the bridge's subnet and link-local prefix.
+type SourceNotRoutedBack struct{}
+
+func (SourceNotRoutedBack) nft() string { return "fib saddr . iif oif missing" }
+
+// MarkSet sets the Bits of the packet mark, keeping the others.
+type MarkSet struct{ Bits uint32 }
+
+func (e MarkSet) nft() string { return fmt.Sprintf("meta mark set meta mark | 0x%08x", e.Bits) }
+
+// MarkMatch matches when all Bits of the packet mark are set (Invert: not
+// all of them).
+type MarkMatch struct {
+	Bits   uint32
+	Invert bool
+}
+
+func (e MarkMatch) nft() string {
+	op := "=="
+	if e.Invert {
+		op = "!="
+	}
+	return fmt.Sprintf("meta mark & 0x%08x %s 0x%08x", e.Bits, op, e.Bits)
+}
+
 // Masquerade rewrites the source to the output interface's address.
 type Masquerade struct{}
 
@@ -350,12 +419,16 @@ type NATMap struct {
 	Kind   string
 	Fields []Field
 	Map    string
+	// AddrOnly: the dnat map's value is an address alone and the port is
+	// kept (published port ranges whose host and container ports are the
+	// same).
+	AddrOnly bool
 }
 
 func (e NATMap) nft() string {
 	// nft names the family only where the value is an address and a port.
 	family := ""
-	if e.Kind == NATDest {
+	if e.Kind == NATDest && !e.AddrOnly {
 		family = " ip6"
 	}
 	return e.Kind + family + " to " + fieldsText(e.Fields) + " map @" + e.Map
@@ -443,7 +516,7 @@ func valueText(t DataType, v Value, interval bool) string {
 	case TypeIfname:
 		return strconv.Quote(v.Name)
 	case TypeIP6Addr:
-		if interval {
+		if interval && v.Prefix.IsValid() {
 			return v.Prefix.String()
 		}
 		return v.Addr.String()
@@ -451,6 +524,9 @@ func valueText(t DataType, v Value, interval bool) string {
 		return ProtoName(uint8(v.Num))
 	case TypeICMPv6Type:
 		return icmpv6Name(uint8(v.Num))
+	}
+	if v.End > v.Num {
+		return strconv.Itoa(int(v.Num)) + "-" + strconv.Itoa(int(v.End))
 	}
 	return strconv.Itoa(int(v.Num))
 }
@@ -462,6 +538,10 @@ func priorityText(c Chain) string {
 	switch {
 	case c.Type == "filter" && p == PriorityFilter:
 		return "filter"
+	case c.Type == "filter" && p < PriorityFilter:
+		return "filter - " + strconv.Itoa(PriorityFilter-p)
+	case c.Type == "filter" && p > PriorityFilter:
+		return "filter + " + strconv.Itoa(p-PriorityFilter)
 	case c.Type == "nat" && c.Hook == "prerouting" && p == PriorityDNAT:
 		return "dstnat"
 	case c.Type == "nat" && c.Hook == "postrouting" && p == PrioritySNAT:
@@ -511,14 +591,4 @@ func (r Rule) String() string {
 
 // ProtoName returns "tcp", "udp" or "sctp" for the protocol number, or the
 // number itself.
-func ProtoName(p uint8) string {
-	switch p {
-	case ProtoTCP:
-		return "tcp"
-	case ProtoUDP:
-		return "udp"
-	case ProtoSCTP:
-		return "sctp"
-	}
-	return strconv.Itoa(int(p))
-}
+func ProtoName(p uint8) string { return netspec.ProtoName(p) }

@@ -6,24 +6,28 @@
 // kernel through github.com/google/nftables.
 package nat
 
-import "net/netip"
+import (
+	"net/netip"
 
-// Mode is the outside connectivity of a network.
-type Mode string
-
-// Network modes, see driver options "v6bridge.mode".
-const (
-	ModeNAT      Mode = "nat"      // ULA: masquerade outbound, only published ports inbound
-	ModePublic   Mode = "public"   // global from the host's on-link /64: firewalled, NDP answered
-	ModeRouted   Mode = "routed"   // global routed to the host: firewalled, no NDP
-	ModeInternal Mode = "internal" // no traffic in or out of the host except to the gateway
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
-// Protocol numbers as the engine sends them in port bindings.
+// Mode is the outside connectivity of a network (netspec.Mode).
+type Mode = netspec.Mode
+
+// Network modes (netspec's).
 const (
-	ProtoTCP  uint8 = 6
-	ProtoUDP  uint8 = 17
-	ProtoSCTP uint8 = 132
+	ModeNAT      = netspec.ModeNAT
+	ModePublic   = netspec.ModePublic
+	ModeRouted   = netspec.ModeRouted
+	ModeInternal = netspec.ModeInternal
+)
+
+// Protocol numbers as the engine sends them in port bindings (netspec's).
+const (
+	ProtoTCP  = netspec.ProtoTCP
+	ProtoUDP  = netspec.ProtoUDP
+	ProtoSCTP = netspec.ProtoSCTP
 )
 
 // State is everything the ruleset is derived from. The zero value yields an
@@ -58,25 +62,22 @@ type Network struct {
 	Endpoints []Endpoint
 }
 
-// Port is a protocol and an inclusive port range.
-type Port struct {
-	Proto uint8
-	First uint16
-	Last  uint16
-}
+// Port is a protocol and an inclusive port range (netspec.Port).
+type Port = netspec.Port
 
-// Endpoint is one container address on a network and what it publishes.
+// Endpoint is one container address on a network and what reaches it from
+// outside: Ports are the host ports that lead to this address (DNAT of a
+// host address), Open the container ports open directly on this address
+// (public and routed networks only; ignored elsewhere). A container on
+// several networks publishes through one of its addresses (Ports) and is
+// open on all its public ones (Open): the driver decides which.
 type Endpoint struct {
 	Addr  netip.Addr
 	Ports []Mapping
+	Open  []Port
 }
 
 // Mapping is one published port range: HostAddr:HostFirst-HostLast is
-// forwarded to the endpoint's address, ContainerFirst onwards.
-type Mapping struct {
-	Proto          uint8
-	HostAddr       netip.Addr // invalid (zero) means every address of State.HostAddrs
-	HostFirst      uint16
-	HostLast       uint16
-	ContainerFirst uint16
-}
+// forwarded to the endpoint's address, ContainerFirst onwards; an invalid
+// HostAddr means every address of State.HostAddrs (netspec.Mapping).
+type Mapping = netspec.Mapping

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -51,6 +52,9 @@ type Table struct {
 	// UpdateEndpoints leaves it nil; the next Apply builds it from model.
 	applied *Ruleset
 	patched int // Applies done as a patch (tests)
+
+	monMu   sync.Mutex
+	monDead bool // the monitor's socket failed: Watch re-opens it
 
 	links       *kernelLinks
 	fastPath    bool           // flowtable on (configured and supported)
@@ -92,14 +96,12 @@ func NewTable(cfg TableConfig) (*Table, error) {
 // it was asked for but is off, why.
 func (t *Table) FastPath() (bool, error) { return t.fastPath, t.fastPathErr }
 
-// build is Build with the fast path as configured, the flowtable limited
-// to the devices that exist now; devs are those with their indexes.
-func (t *Table) build(s State) (r *Ruleset, devs map[string]int, err error) {
+// build is build (of a State Validate accepted) with the fast path as
+// configured, the flowtable limited to the devices that exist now; devs
+// are those with their indexes.
+func (t *Table) build(s State) (r *Ruleset, devs map[string]int) {
 	s.FastPath = t.fastPath
-	r, err = Build(s)
-	if err != nil {
-		return nil, nil, err
-	}
+	r = build(s)
 	for i := range r.Flowtables {
 		f := &r.Flowtables[i]
 		var idx map[string]int
@@ -108,7 +110,7 @@ func (t *Table) build(s State) (r *Ruleset, devs map[string]int, err error) {
 			devs = idx
 		}
 	}
-	return r, devs, nil
+	return r, devs
 }
 
 type nopWriter struct{}
@@ -136,18 +138,15 @@ func newConn(netns int) (*nftables.Conn, error) {
 // Connections the new state no longer allows (see Revoked) are deleted
 // from conntrack afterwards, so they stop at once, fast path or not.
 func (t *Table) Apply(s State) error {
-	r, devs, err := t.build(s)
+	m, err := NewModel(s) // validates s, once
 	if err != nil {
 		return err
 	}
+	r, devs := t.build(s)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.patchOrApplyLocked(r, devs); err != nil {
 		return err
-	}
-	m, err := NewModel(s)
-	if err != nil {
-		return err // Build validated s already
 	}
 	var revs []Revocation
 	if t.model != nil {
@@ -183,7 +182,7 @@ func (t *Table) revokeLocked(rs []Revocation) {
 // Either way the table ends up as Build made it (TestPrivilegedPatchEqualsRebuild).
 func (t *Table) patchOrApplyLocked(r *Ruleset, devs map[string]int) error {
 	if t.applied == nil && t.known && t.model != nil {
-		t.applied, _, _ = t.build(t.model.State())
+		t.applied, _ = t.build(t.model.State())
 	}
 	// A flowtable device deleted and created again (a bridge after a
 	// reboot) is no longer hooked: only a new flowtable hooks it again.
@@ -208,8 +207,15 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 	if len(patches) == 0 {
 		return nil
 	}
+	for _, p := range patches {
+		if p.Set.Name == SetBridges {
+			// The guard table holds the bridges too: rebuild both.
+			return errBridgesChange
+		}
+	}
 	tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: TableName}
 	counts := maps.Clone(t.shape.counts)
+	sums := maps.Clone(t.shape.sums)
 	for _, p := range patches {
 		del := p.Set
 		del.Elements = p.Delete
@@ -237,7 +243,14 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 				return fmt.Errorf("set %s: %w", p.Set.Name, err)
 			}
 		}
-		counts[p.Set.Name] += len(addElems) - len(delElems)
+		k := setKey(TableName, p.Set.Name)
+		counts[k] += len(addElems) - len(delElems)
+		for _, e := range delElems {
+			sums[k] -= elementHash(e)
+		}
+		for _, e := range addElems {
+			sums[k] += elementHash(e)
+		}
 	}
 	if err := t.conn.Flush(); err != nil {
 		// Nothing of the batch was applied; the caller rebuilds.
@@ -248,13 +261,23 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 	if err != nil {
 		return nil // applied; the next Apply rebuilds, Watch re-checks
 	}
-	t.shape.counts = counts
+	t.shape.counts, t.shape.sums = counts, sums
 	t.gen, t.fp, t.known = g.ID, t.shape.hash(), true
 	return nil
 }
 
+// errBridgesChange makes a patch fall back to a rebuild of both tables.
+var errBridgesChange = errors.New("the bridges change")
+
+// applyLocked replaces our table with r and the guard table with
+// BuildGuard(r), in one batch; devs are r's flowtable devices with their
+// indexes (Table.build).
 func (t *Table) applyLocked(r *Ruleset, devs map[string]int) error {
-	if err := addRuleset(t.conn, r); err != nil {
+	err := addRuleset(t.conn, r)
+	if err == nil {
+		err = addRuleset(t.conn, BuildGuard(r))
+	}
+	if err != nil {
 		// Flush drops what was queued; nothing was sent.
 		_ = t.conn.Flush()
 		return fmt.Errorf("build nftables batch: %w", err)
@@ -302,11 +325,8 @@ func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
 			t.log.WithError(err).Debug("patching the table failed, replacing it")
 		}
 	}
-	r, devs, err := t.build(t.model.State())
-	if err == nil {
-		err = t.applyLocked(r, devs)
-	}
-	if err != nil {
+	r, devs := t.build(t.model.State())
+	if err := t.applyLocked(r, devs); err != nil {
 		t.model.revert(us, undo)
 		return err
 	}
@@ -336,9 +356,9 @@ func (t *Table) ensureCoexistenceLocked() {
 	}
 }
 
-// Delete removes our table (a missing table is success) and the
-// coexistence rules added to other tables. Watch stops repairing until the
-// next Apply.
+// Delete removes our table and the guard table (missing tables are
+// success) and the coexistence rules added to other tables. Watch stops
+// repairing until the next Apply.
 func (t *Table) Delete() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -346,12 +366,14 @@ func (t *Table) Delete() error {
 	t.known = false
 	t.applied = nil
 	t.ftIndex = nil
-	tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: TableName}
-	// Adding first makes the delete succeed whether or not it exists.
-	t.conn.AddTable(tbl)
-	t.conn.DelTable(tbl)
+	for _, name := range []string{TableName, GuardTableName} {
+		tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: name}
+		// Adding first makes the delete succeed whether or not it exists.
+		t.conn.AddTable(tbl)
+		t.conn.DelTable(tbl)
+	}
 	if err := t.conn.Flush(); err != nil {
-		return fmt.Errorf("delete nftables table %s %s: %w", TableFamily, TableName, err)
+		return fmt.Errorf("delete nftables tables %s %s and %s: %w", TableFamily, TableName, GuardTableName, err)
 	}
 	if err := t.coex.Remove(); err != nil {
 		return err
@@ -360,25 +382,91 @@ func (t *Table) Delete() error {
 	return nil
 }
 
-// Watch checks every interval whether our table was deleted or changed
-// behind our back (`nft flush ruleset`, a firewall reload) and, if so,
-// applies the last state again. It also re-runs the coexistence check when
-// anything in the ruleset changed, since the engine may create DOCKER-USER
-// after us. The check is cheap while nothing changes: one netlink request
-// for the ruleset generation. Watch returns when ctx is done.
+// Watch repairs our table and the guard table when they are deleted or
+// changed behind our back (`nft flush ruleset`, a firewall reload): it
+// listens to nftables change events (the netlink monitor) and, after each
+// burst of them, compares the tables with what we applied (see check). It
+// also re-runs the coexistence check when anything in the ruleset changed,
+// since the engine may create DOCKER-USER after us. interval is a safety
+// net: a check also runs that often, and the monitor is re-opened, should
+// its socket fail (e.g. events lost under load). The check is cheap while
+// nothing changes: one netlink request for the ruleset generation. Watch
+// returns when ctx is done.
 func (t *Table) Watch(ctx context.Context, interval time.Duration) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	changed := make(chan struct{}, 1)
+	var stop func()
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
 	for {
+		if stop == nil {
+			var err error
+			if stop, err = t.monitor(changed); err != nil {
+				t.log.WithError(err).Warn("nftables monitor; checking every " + interval.String() + " only")
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := t.check(); err != nil {
-				t.log.WithError(err).Warn("firewall check")
+		case _, ok := <-changed:
+			if !ok {
+				return
+			}
+			// Let a burst (one batch is one event group, iptables-restore
+			// several) settle, then check once.
+			time.Sleep(20 * time.Millisecond)
+			select {
+			case <-changed:
+			default:
 			}
 		}
+		if err := t.check(); err != nil {
+			t.log.WithError(err).Warn("firewall check")
+		}
+		if stop != nil && t.monitorDead() {
+			stop()
+			stop = nil
+		}
 	}
+}
+
+// monitor subscribes to nftables change events and signals changed (never
+// blocking) after each committed batch.
+func (t *Table) monitor(changed chan<- struct{}) (stop func(), err error) {
+	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(64))
+	events, err := t.conn.AddGenerationalMonitor(mon)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to nftables events: %w", err)
+	}
+	t.monMu.Lock()
+	t.monDead = false
+	t.monMu.Unlock()
+	go func() {
+		for ev := range events {
+			if ev.GeneratedBy != nil && ev.GeneratedBy.Error != nil {
+				t.log.WithError(ev.GeneratedBy.Error).Warn("nftables monitor failed, re-opening it")
+				t.monMu.Lock()
+				t.monDead = true
+				t.monMu.Unlock()
+			}
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return func() { _ = mon.Close() }, nil
+}
+
+func (t *Table) monitorDead() bool {
+	t.monMu.Lock()
+	defer t.monMu.Unlock()
+	return t.monDead
 }
 
 // check compares the kernel's table with what we applied and repairs it.
@@ -402,10 +490,7 @@ func (t *Table) check() error {
 		t.ensureCoexistenceLocked()
 		return nil
 	}
-	r, devs, berr := t.build(t.model.State())
-	if berr != nil {
-		return berr
-	}
+	r, devs := t.build(t.model.State())
 	t.log.WithField("reason", reason(err)).Warn("firewall table changed behind our back, applying it again")
 	if err := t.applyLocked(r, devs); err != nil {
 		return err
@@ -424,14 +509,20 @@ func reason(fpErr error) string {
 // errTableMissing is returned by fingerprint when our table is gone.
 var errTableMissing = errors.New("table missing")
 
-// tableShape is what identifies our table's contents: its chains, the
-// handles of their rules (re-created rules get new handles) and its sets
-// with their element counts.
+// tableShape identifies the contents of our table and the guard table:
+// every chain with its type, hook, priority and policy, every rule with its
+// handle (re-created rules get new ones) and expressions (a rule replaced in
+// place keeps its handle), every set with its elements. Elements are hashed
+// one by one and summed, so a patch updates the sum with what it deleted
+// and added, without listing the set.
 type tableShape struct {
-	chains string         // chain names, rule counts and handles
-	sets   []string       // set names in order; anonymous ones prefixed "anon "
-	counts map[string]int // elements per named set
+	chains string            // per table: chains, rule handles and expression hashes
+	sets   []string          // setKey of each set in order; anonymous ones prefixed "anon "
+	counts map[string]int    // elements per named set (by setKey)
+	sums   map[string]uint64 // sum of elementHash per named set
 }
+
+func setKey(table, set string) string { return table + " " + set }
 
 func (sh tableShape) hash() uint64 {
 	h := fnv.New64a()
@@ -441,12 +532,24 @@ func (sh tableShape) hash() uint64 {
 			fmt.Fprintf(h, " %s", n)
 			continue
 		}
-		fmt.Fprintf(h, " set %s %d", n, sh.counts[n])
+		fmt.Fprintf(h, " set %s %d %x", n, sh.counts[n], sh.sums[n])
 	}
 	return h.Sum64()
 }
 
-// fingerprint hashes the table's shape as the kernel has it now.
+// elementHash hashes what identifies one element as the kernel lists it
+// and as we send it.
+func elementHash(e nftables.SetElement) uint64 {
+	h := fnv.New64a()
+	for _, b := range [][]byte{e.Key, e.KeyEnd, e.Val} {
+		fmt.Fprintf(h, "%d:", len(b))
+		h.Write(b)
+	}
+	fmt.Fprintf(h, "%t %t", e.IntervalEnd, e.IntervalOpen)
+	return h.Sum64()
+}
+
+// fingerprint hashes the tables' shape as the kernel has it now.
 func (t *Table) fingerprint() (uint64, error) {
 	sh, err := t.readShape()
 	if err != nil {
@@ -456,55 +559,97 @@ func (t *Table) fingerprint() (uint64, error) {
 }
 
 func (t *Table) readShape() (tableShape, error) {
-	sh := tableShape{counts: map[string]int{}}
-	tbl, err := t.conn.ListTableOfFamily(TableName, nftables.TableFamilyIPv6)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return sh, errTableMissing
-		}
-		return sh, fmt.Errorf("list table: %w", err)
-	}
-	var b strings.Builder
+	sh := tableShape{counts: map[string]int{}, sums: map[string]uint64{}}
 	chains, err := t.conn.ListChainsOfTableFamily(nftables.TableFamilyIPv6)
 	if err != nil {
 		return sh, fmt.Errorf("list chains: %w", err)
 	}
-	var names []string
-	for _, c := range chains {
-		if c.Table.Name == TableName {
-			names = append(names, c.Name)
-		}
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		rules, err := t.conn.GetRules(tbl, &nftables.Chain{Name: n, Table: tbl})
-		if err != nil {
-			return sh, fmt.Errorf("list rules of %s: %w", n, err)
-		}
-		fmt.Fprintf(&b, "chain %s %d:", n, len(rules))
-		for _, r := range rules {
-			fmt.Fprintf(&b, " %d", r.Handle)
+	var b strings.Builder
+	for _, name := range []string{TableName, GuardTableName} {
+		if err := t.readTableShape(name, chains, &sh, &b); err != nil {
+			return sh, err
 		}
 	}
 	sh.chains = b.String()
+	return sh, nil
+}
+
+func (t *Table) readTableShape(name string, all []*nftables.Chain, sh *tableShape, b *strings.Builder) error {
+	tbl, err := t.conn.ListTableOfFamily(name, nftables.TableFamilyIPv6)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("%w: %s", errTableMissing, name)
+		}
+		return fmt.Errorf("list table %s: %w", name, err)
+	}
+	var chains []*nftables.Chain
+	for _, c := range all {
+		if c.Table.Name == name {
+			chains = append(chains, c)
+		}
+	}
+	slices.SortFunc(chains, func(a, b *nftables.Chain) int { return compareStr(a.Name, b.Name) })
+	fmt.Fprintf(b, "table %s:", name)
+	for _, c := range chains {
+		fmt.Fprintf(b, " chain %s %s", c.Name, c.Type)
+		if c.Hooknum != nil {
+			fmt.Fprintf(b, " hook %d", *c.Hooknum)
+		}
+		if c.Priority != nil {
+			fmt.Fprintf(b, " prio %d", *c.Priority)
+		}
+		if c.Policy != nil {
+			fmt.Fprintf(b, " policy %d", *c.Policy)
+		}
+		rules, err := t.conn.GetRules(tbl, &nftables.Chain{Name: c.Name, Table: tbl})
+		if err != nil {
+			return fmt.Errorf("list rules of %s %s: %w", name, c.Name, err)
+		}
+		fmt.Fprintf(b, " %d:", len(rules))
+		for _, r := range rules {
+			fmt.Fprintf(b, " %d/%x", r.Handle, ruleHash(r))
+		}
+	}
 	sets, err := t.conn.GetSets(tbl)
 	if err != nil {
-		return sh, fmt.Errorf("list sets: %w", err)
+		return fmt.Errorf("list sets of %s: %w", name, err)
 	}
 	slices.SortFunc(sets, func(a, b *nftables.Set) int { return compareStr(a.Name, b.Name) })
 	for _, s := range sets {
+		k := setKey(name, s.Name)
 		if s.Anonymous {
-			sh.sets = append(sh.sets, "anon "+s.Name)
+			sh.sets = append(sh.sets, "anon "+k)
 			continue
 		}
 		elems, err := t.conn.GetSetElements(s)
 		if err != nil {
-			return sh, fmt.Errorf("list elements of %s: %w", s.Name, err)
+			return fmt.Errorf("list elements of %s: %w", k, err)
 		}
-		sh.sets = append(sh.sets, s.Name)
-		sh.counts[s.Name] = len(elems)
+		sh.sets = append(sh.sets, k)
+		sh.counts[k] = len(elems)
+		var sum uint64
+		for _, e := range elems {
+			sum += elementHash(e)
+		}
+		sh.sums[k] = sum
 	}
-	return sh, nil
+	return nil
+}
+
+// ruleHash hashes a rule's expressions as netlink encodes them, and its
+// comment.
+func ruleHash(r *nftables.Rule) uint64 {
+	h := fnv.New64a()
+	for _, e := range r.Exprs {
+		b, err := expr.Marshal(byte(nftables.TableFamilyIPv6), e)
+		if err != nil {
+			fmt.Fprintf(h, "%T?", e)
+			continue
+		}
+		h.Write(b)
+	}
+	h.Write(r.UserData)
+	return h.Sum64()
 }
 
 func compareStr(a, b string) int {

@@ -172,6 +172,9 @@ func TestPrivilegedCoexistenceDockerUser(t *testing.T) {
 	inNS(t, ns, "ip6tables", "-w", "-N", "DOCKER-USER")
 	inNS(t, ns, "ip6tables", "-w", "-A", "DOCKER-USER", "-j", "RETURN")
 	inNS(t, ns, "ip6tables", "-w", "-I", "FORWARD", "-j", "DOCKER-USER")
+	// What earlier versions inserted: open to everything on v6b-*.
+	inNS(t, ns, "ip6tables", "-w", "-I", "DOCKER-USER", "-o", "v6b-+", "-j", "ACCEPT")
+	inNS(t, ns, "ip6tables", "-w", "-I", "DOCKER-USER", "-i", "v6b-+", "-j", "ACCEPT")
 
 	for range 2 {
 		if err := tbl.Apply(state(natNet())); err != nil {
@@ -185,7 +188,7 @@ func TestPrivilegedCoexistenceDockerUser(t *testing.T) {
 	if _, err := c.Ensure(); err != nil {
 		t.Fatal(err)
 	}
-	want := "-N DOCKER-USER\n-A DOCKER-USER -i v6b-+ -j ACCEPT\n-A DOCKER-USER -o v6b-+ -j ACCEPT\n-A DOCKER-USER -j RETURN\n"
+	want := "-N DOCKER-USER\n-A DOCKER-USER -m mark --mark 0x20000000/0x20000000 -j ACCEPT\n-A DOCKER-USER -j RETURN\n"
 	if diff := cmp.Diff(want, inNS(t, ns, "ip6tables", "-w", "-S", "DOCKER-USER")); diff != "" {
 		t.Errorf("DOCKER-USER after three ensures (-want +got):\n%s", diff)
 	}
@@ -398,9 +401,15 @@ func TestPrivilegedDataPath(t *testing.T) {
 		HostAddrs: []netip.Addr{hostAddr},
 		Networks: []Network{
 			{Bridge: "v6b-pub", Subnet: netip.MustParsePrefix("2001:db8:2::/64"), Gateway: pubGW, Mode: ModePublic, ICC: true, AllowPing: true,
-				Endpoints: []Endpoint{{Addr: pubAddr, Ports: []Mapping{{Proto: ProtoTCP, HostFirst: 8082, HostLast: 8082, ContainerFirst: 80}}}}},
+				Endpoints: []Endpoint{{Addr: pubAddr, Ports: []Mapping{
+					{Proto: ProtoTCP, HostFirst: 8082, HostLast: 8082, ContainerFirst: 80},
+					{Proto: ProtoTCP, HostFirst: 9100, HostLast: 9102, ContainerFirst: 9100},
+				}, Open: []Port{{Proto: ProtoTCP, First: 80, Last: 80}, {Proto: ProtoTCP, First: 9100, Last: 9102}}}}},
 			{Bridge: "v6b-test", Subnet: netip.MustParsePrefix("fd00:1::/64"), Gateway: natGW, Mode: ModeNAT, ICC: true, AllowPing: true,
-				Endpoints: []Endpoint{{Addr: natAddr, Ports: []Mapping{{Proto: ProtoTCP, HostFirst: 8080, HostLast: 8080, ContainerFirst: 80}}}}},
+				Endpoints: []Endpoint{{Addr: natAddr, Ports: []Mapping{
+					{Proto: ProtoTCP, HostFirst: 8080, HostLast: 8080, ContainerFirst: 80},
+					{Proto: ProtoTCP, HostAddr: netip.IPv6Loopback(), HostFirst: 5432, HostLast: 5432, ContainerFirst: 80},
+				}}}},
 		},
 	}
 	tbl := newTable(t, host)
@@ -412,6 +421,7 @@ func TestPrivilegedDataPath(t *testing.T) {
 	serve(t, natCtr, "[::]:80")
 	serve(t, pubCtr, "[::]:80")
 	serve(t, pubCtr, "[::]:81")
+	serve(t, pubCtr, "[::]:9101")
 
 	const ok, blocked = 3 * time.Second, 700 * time.Millisecond
 	tests := []struct {
@@ -430,6 +440,9 @@ func TestPrivilegedDataPath(t *testing.T) {
 		{"hairpin to another network's published port", natCtr, "[2001:db8:1::1]:8082", pubGW.String()},
 		{"networks isolated", natCtr, "[2001:db8:2::10]:80", ""},
 		{"host reaches its published port", host, "[2001:db8:1::1]:8080", hostAddr.String()},
+		{"a port range is published through the host address", out, "[2001:db8:1::1]:9101", outAddr.String()},
+		{"a port range is open directly", out, "[2001:db8:2::10]:9101", outAddr.String()},
+		{"a port published on ::1 is not open from outside", out, "[2001:db8:1::1]:5432", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,8 +9,9 @@ import (
 )
 
 // maxElements bounds the number of set and map elements a State may expand
-// to (port ranges become one element per port), so a mistaken range cannot
-// make a batch the kernel refuses or that takes seconds to send.
+// to (a range that shifts the port becomes one dnat element per port), so a
+// mistaken range cannot make a batch the kernel refuses or that takes
+// seconds to send.
 const maxElements = 1 << 18
 
 // maxIfnameLen is the longest interface name the kernel accepts (IFNAMSIZ-1).
@@ -206,13 +207,27 @@ func validateNetwork(n Network) error {
 		}
 	}
 	for _, e := range n.Endpoints {
-		if !isIPv6(e.Addr) || !n.Subnet.Contains(e.Addr) {
-			return fmt.Errorf("endpoint address %s: accepted is an address in %s", e.Addr, n.Subnet)
+		if err := validateEndpoint(n, e); err != nil {
+			return err
 		}
-		for _, m := range e.Ports {
-			if err := validateMapping(m); err != nil {
-				return fmt.Errorf("endpoint %s: %w", e.Addr, err)
-			}
+	}
+	return nil
+}
+
+// validateEndpoint checks one endpoint of network n: its address in the
+// subnet, its mappings and open ports well formed.
+func validateEndpoint(n Network, e Endpoint) error {
+	if !isIPv6(e.Addr) || !n.Subnet.Contains(e.Addr) {
+		return fmt.Errorf("endpoint address %s: accepted is an address in %s", e.Addr, n.Subnet)
+	}
+	for _, m := range e.Ports {
+		if err := validateMapping(m); err != nil {
+			return fmt.Errorf("endpoint %s: %w", e.Addr, err)
+		}
+	}
+	for _, p := range e.Open {
+		if !validProto(p.Proto) || p.First == 0 || p.First > p.Last {
+			return fmt.Errorf("endpoint %s: open port %s/%d-%d: accepted is tcp, udp or sctp and a range first-last within 1-65535", e.Addr, ProtoName(p.Proto), p.First, p.Last)
 		}
 	}
 	return nil
@@ -235,24 +250,29 @@ func validateMapping(m Mapping) error {
 	return nil
 }
 
-// countElements estimates the elements the port sets and maps get.
+// countElements bounds the elements the port sets and maps get: a port
+// range is one element of the interval sets, and one dnat_range entry per
+// host address when it keeps the port; only a range that shifts the port
+// costs a dnat entry per port.
 func countElements(s State) int {
 	c := 0
 	for _, n := range s.Networks {
 		if n.Mode == ModeInternal {
 			continue
 		}
-		for _, p := range n.Allow {
-			c += int(p.Last-p.First) + 1
-		}
+		c += len(n.Allow)
 		for _, e := range n.Endpoints {
+			c += len(e.Open)
 			for _, m := range e.Ports {
 				addrs := 1
 				if !m.HostAddr.IsValid() {
 					addrs = max(len(s.HostAddrs), 1)
 				}
-				// dnat entries per host address, plus published and open.
-				c += (int(m.HostLast-m.HostFirst) + 1) * (addrs + 2)
+				per := 1
+				if m.HostFirst != m.ContainerFirst {
+					per = int(m.HostLast-m.HostFirst) + 1
+				}
+				c += 1 + per*addrs // published, plus dnat or dnat_range per host address
 			}
 		}
 	}

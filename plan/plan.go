@@ -175,7 +175,7 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 		p.warn("ULA %s is not a unique local prefix: ULAs are in fd00::/8; use --ula auto for a random one", ula)
 	case !IsLocalULA(ula):
 		p.warn("ULA %s is in fc00::/8, which RFC 4193 leaves unassigned: locally assigned ULAs are in fd00::/8; use --ula auto", ula)
-	case ula.Bits() <= 48 && (ula.Overlaps(exampleULA) || ula.Addr().As16()[1]|ula.Addr().As16()[2]|ula.Addr().As16()[3]|ula.Addr().As16()[4]|ula.Addr().As16()[5] == 0):
+	case ula.Bits() <= 48 && copiedULA(ula):
 		p.warn("ULA %s has a copied or empty global ID, not 40 random bits: two hosts or sites with it collide once connected (VPN, peering); use --ula auto", ula)
 	}
 	host, err := HostULA(ula, in.HostID)
@@ -202,6 +202,13 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 	p.Rows = append(p.Rows, Row{Plan: "internal", Range: net,
 		Description: "first internal network (mode nat): container addresses for internal traffic; NAT66 for outgoing connections, published ports on the host's address"})
 	p.Networks = append(p.Networks, Network{Name: "internal", Mode: "nat", Subnet: net})
+}
+
+// copiedULA reports whether ula is the seed's example or has an empty
+// global ID: not the 40 random bits RFC 4193 asks for.
+func copiedULA(ula netip.Prefix) bool {
+	b := ula.Addr().As16()
+	return ula.Overlaps(exampleULA) || b[1]|b[2]|b[3]|b[4]|b[5] == 0
 }
 
 // widest returns the shortest uplink prefix overlapping pub, else pub.

@@ -20,6 +20,8 @@ DOCKERD_VERSION=${V6B_DOCKERD_VERSION:-v2.0.0-beta.24}
 RUNC_VERSION=${V6B_RUNC_VERSION:-v1.5.2}
 COMPOSE_VERSION=${V6B_COMPOSE_VERSION:-v2.40.3}
 CONTAINERD_VERSION=${V6B_CONTAINERD_VERSION:-}
+# The registry the release e2e test pushes the plugin to and installs it from.
+REGISTRY_VERSION=${V6B_REGISTRY_VERSION:-v3.1.2}
 TOOLS=${V6B_TOOLS:-/opt/v6bridge-tools/bin}
 CLI_PLUGINS=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
 
@@ -126,6 +128,9 @@ build runc "$RUNC_VERSION" runc \
 	env CGO_ENABLED=1 go install -tags seccomp "github.com/opencontainers/runc@$RUNC_VERSION" &
 pids+=($!)
 build compose "$COMPOSE_VERSION" docker-compose bash -c build_compose &
+pids+=($!)
+build registry "$REGISTRY_VERSION" registry \
+	env CGO_ENABLED=0 go install "github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION" &
 pids+=($!)
 if [ -n "$CONTAINERD_VERSION" ]; then
 	build containerd "$CONTAINERD_VERSION" "containerd containerd-shim-runc-v2 ctr" \

@@ -44,6 +44,10 @@ DESCRIPTION
     docker-ipv6nat  not running: it fights v6bridge's NAT66
     engine          the Docker engine's version (GET /version on DOCKER_HOST)
                     and whether it supports --ipv4=false (Docker >= 28)
+    reconcile       networks the running plugin could not bring up at start
+    stale state     what v6bridge gc would reclaim: networks the engine does
+                    not know, pools and endpoint names nothing uses (asks
+                    the plugin at SOCKET; skipped when it does not answer)
 
     Run it in the network namespace v6bridge serves (the host's, normally).
 
@@ -60,6 +64,7 @@ FLAGS
 	proc := fs.String("proc", filepath.Dir(env("PROC_SYS", "/proc/sys")), "proc root scanned for ndppd, docker-ipv6nat, firewalld")
 	uplink := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
 	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its version [DOCKER_HOST]")
+	socket := fs.String("socket", env("SOCKET", "/run/docker/plugins/v6bridge.sock"), "the running plugin's socket, asked about its state [SOCKET]")
 	fastPath := fs.String("fastpath", env("FASTPATH", "true"), "the plugin's FASTPATH setting: false skips the flowtable check [FASTPATH]")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -74,6 +79,19 @@ FLAGS
 	defer cancel()
 	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, FastPathOff: *fastPath == "false"})
 	findings := doctor.Evaluate(facts)
+	req := gcRequest{}
+	if ids, err := doctor.EngineNetworks(ctx, *dockerHost); err == nil {
+		for id := range ids {
+			req.Engine = append(req.Engine, id)
+		}
+		req.EngineKnown = true
+	}
+	if r, err := askGC(*socket, req); err == nil {
+		findings = append(findings, stateFindings(r)...)
+	} else {
+		findings = append(findings, doctor.Finding{Check: "stale state", Status: doctor.OK,
+			Summary: fmt.Sprintf("not checked: no plugin answers at %s (set --socket)", *socket)})
+	}
 	if *asJSON {
 		b, err := json.MarshalIndent(struct {
 			Facts    doctor.Facts

@@ -4,6 +4,7 @@
 //	v6bridge status   show networks, endpoints, published ports and NDP from the running plugin
 //	v6bridge plan     print the address plan, its compose networks and plugin settings
 //	v6bridge doctor   check the host for what v6bridge needs
+//	v6bridge gc       list (and with --apply remove) state nothing uses any more
 //	v6bridge version  print the version
 package main
 
@@ -25,6 +26,8 @@ Commands:
             network), its compose networks: block and plugin settings
   doctor    check the host: IPv6, forwarding, accept_ra, uplink, nftables,
             firewalls, ndppd/docker-ipv6nat, engine version; exit 1 on fail
+  gc        list state the plugin keeps that the engine no longer uses
+            (networks, pools, endpoint names); --apply removes it
   version   print the version
 
 Run 'v6bridge COMMAND -h' for a command's flags.
@@ -45,6 +48,8 @@ func main() {
 		err = planCmd(args)
 	case "doctor":
 		err = doctorCmd(args)
+	case "gc":
+		err = gcCmd(args)
 	case "version", "--version":
 		fmt.Println("v6bridge", version)
 	case "help", "-h", "--help":

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/v6bridge/v6bridge/internal/nlretry"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/link"
 	"github.com/v6bridge/v6bridge/plan"
@@ -23,6 +24,7 @@ func planCmd(args []string) error {
 	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: v6bridge plan [--public PREFIX] [--ula auto|PREFIX] [--host-id N] [--json] [flags]
+       v6bridge plan --swarm --site ULA/48 --host NAME=PUBLIC/64[,id=N] ... [--json]
 
 NAME
     v6bridge plan - print the address plan of this host
@@ -42,6 +44,13 @@ DESCRIPTION
     nothing; it reads the host's addresses and routes, and the ULA the
     plugin generated under --state-dir.
 
+    With --swarm it prints the plan of a Docker Swarm instead, read from the
+    flags only: for each --host its public prefix, host id, ULA /64 of the
+    --site ULA, networks, plugin settings and config-only network commands,
+    and the swarm-scoped network commands to run once on a manager. It
+    refuses hosts whose public prefixes or ULA /64s overlap. See
+    docs/swarm.md.
+
 FLAGS
 `)
 		fs.PrintDefaults()
@@ -50,6 +59,7 @@ EXAMPLES
     v6bridge plan
     v6bridge plan --public 2001:db8:1234:a1::/64 --ula fd12:3456:789a::/48 --host-id 0x8101
     v6bridge plan --json
+    v6bridge plan --swarm --site fd3c:9a41:7e02::/48 --host vps1=2001:db8:1234:a1::/64 --host vps2=2001:db8:1234:a2::/64,id=2
 `)
 	}
 	publicS := fs.String("public", env("PUBLIC_PREFIX", ""), "public prefix (PUBLIC_PREFIX); empty: the uplink's on-link global /64")
@@ -61,11 +71,18 @@ EXAMPLES
 	uplinkS := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
 	driverName := fs.String("driver", "v6bridge:latest", "driver name in the compose block and settings (v6bridge for the host service)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	sw := swarmFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("plan: unexpected argument %q: see v6bridge plan -h", fs.Arg(0))
+	}
+	if err := sw.misplaced(); err != nil {
+		return err
+	}
+	if sw.on {
+		return sw.run(*pubLen, *ulaLen, *driverName, *asJSON)
 	}
 	in := plan.Input{PublicLen: *pubLen, ULALen: *ulaLen, Driver: *driverName}
 	id, err := strconv.ParseUint(*hostID, 0, 64)
@@ -162,8 +179,10 @@ func (u *uplinkInfo) gateways() ([]netip.Addr, error) {
 			errs = append(errs, fmt.Errorf("gateways of %q: %w", name, err))
 			continue
 		}
-		routes, err := netlink.RouteListFiltered(netlink.FAMILY_V6,
-			&netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+			return netlink.RouteListFiltered(netlink.FAMILY_V6,
+				&netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("gateways of %q: %w", name, err))
 			continue

@@ -20,10 +20,13 @@ import (
 
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/internal/api"
+	"github.com/v6bridge/v6bridge/internal/instance"
+	"github.com/v6bridge/v6bridge/internal/store"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/link"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 type serveConfig struct {
@@ -90,7 +93,17 @@ Every flag defaults from the environment variable named in brackets.
 	default:
 		return c, fmt.Errorf("NDP_SOURCE=%q: accepted are linklocal, target, global", c.ndpSource)
 	}
-	return c, nil
+	return c, checkSettings(c)
+}
+
+// checkSettings refuses settings that are valid one by one but not
+// together, naming both: the plugin would start and then fail every public
+// network creation.
+func checkSettings(c serveConfig) error {
+	if c.ndpRange && c.ndpMode != "native" {
+		return fmt.Errorf("NDP_RANGE=true with NDP_PROXY=%s: only the native responder answers for whole subnets; accepted are NDP_PROXY=native with NDP_RANGE=true, or NDP_RANGE=false", c.ndpMode)
+	}
+	return nil
 }
 
 func serve(args []string) error {
@@ -108,6 +121,14 @@ func serve(args []string) error {
 	log.SetLevel(lvl)
 	start := time.Now()
 
+	// One instance per state directory: a second one would sweep the
+	// first one's links and fight over the firewall table.
+	lock, err := instance.Acquire(c.stateDir, instance.Holder{PID: os.Getpid(), Socket: c.socket, StateDir: c.stateDir,
+		Since: start.UTC().Format(time.RFC3339)})
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	// Bind the socket first: the engine gives a managed plugin a few seconds
 	// to accept, and connections wait in the backlog until Serve runs.
 	l, err := listenUnix(c.socket)
@@ -116,11 +137,24 @@ func serve(args []string) error {
 	}
 	defer l.Close()
 	log.WithField("socket", c.socket).Info("listening")
+	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
+	hostDir := instance.HostPath(mountinfo, c.stateDir)
+	id, created, err := instance.LoadIdentity(c.stateDir, hostDir)
+	if err != nil {
+		return err
+	}
+	log.WithFields(logrus.Fields{"instance": id.ID, "state": c.stateDir, "host_path": hostDir, "new": created}).Info("state directory")
+	var quarantined int
+	q := &store.Quarantine{Dir: filepath.Join(c.stateDir, "quarantine"), Report: func(file, to string, err error) {
+		quarantined++
+		log.WithError(err).WithFields(logrus.Fields{"file": file, "moved_to": to}).Error("unreadable state entry set aside; starting without it")
+	}}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	k, err := link.New(link.Config{ProcSys: c.procSys, BridgePrefix: driver.BridgePrefix, VethPrefix: driver.HostVethPrefix, Log: log})
+	k, err := link.New(link.Config{ProcSys: c.procSys, BridgePrefix: netspec.BridgePrefix, VethPrefix: netspec.HostVethPrefix,
+		Mark: instance.Mark(id.ID, hostDir), Log: log})
 	if err != nil {
 		return err
 	}
@@ -138,8 +172,12 @@ func serve(args []string) error {
 		publicPrefix = func() (netip.Prefix, error) { return c.publicPrefix, nil }
 		publicPrefixes = func() []netip.Prefix { return append(up.prefixes(), c.publicPrefix) }
 	}
-	im, err := ipam.New(ipam.Config{StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Gateways: up.gateways,
-		PublicPrefix: publicPrefix, ULAPrefix: c.ulaPrefix, PublicSubnetLen: c.publicLen, ULASubnetLen: c.ulaLen, Log: log})
+	// The driver, made below, says which subnets its networks use; the
+	// IPAM asks only once requests are served.
+	var d *driver.Driver
+	referenced := func(p netip.Prefix) bool { return d == nil || d.UsesSubnet(p) }
+	im, err := ipam.New(ipam.Config{Referenced: referenced, StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Gateways: up.gateways,
+		PublicPrefix: publicPrefix, ULAPrefix: c.ulaPrefix, PublicSubnetLen: c.publicLen, ULASubnetLen: c.ulaLen, Quarantine: q, Log: log})
 	if err != nil {
 		return err
 	}
@@ -156,10 +194,21 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := driver.New(driver.Config{
+	st.SetQuarantine(q)
+	// Set unreadable records aside before the driver loads: the links of
+	// a quarantined network or endpoint are not orphans.
+	before := quarantined
+	if _, _, err := st.Load(); err != nil {
+		return err
+	}
+	noSweep := ""
+	if quarantined > before {
+		noSweep = fmt.Sprintf("%d driver records were set aside in %s; their links stay until they are restored or deleted by hand", quarantined-before, q.Dir)
+	}
+	d, err = driver.New(driver.Config{
 		Links: k, Firewall: fw, Neighbors: resp, Store: st,
 		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
-		NDPRange: c.ndpRange, Log: log,
+		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
 	})
 	if err != nil {
 		return err
@@ -181,6 +230,8 @@ func serve(args []string) error {
 
 	status := func() any { return buildStatus(d, im, resp, uplinks, publicPrefixes) }
 	h := api.NewHandler(d, im, status, log)
+	h.HandleFunc("/v6bridge.GC", serveGC(d, im, log))
+	go gcLoop(ctx, im, 5*time.Minute, log)
 	errc := make(chan error, 1)
 	go func() { errc <- h.Serve(l) }()
 	select {
@@ -194,9 +245,18 @@ func serve(args []string) error {
 	}
 }
 
+// errSocketLive says another process serves the socket.
+var errSocketLive = errors.New("socket is served by a running process")
+
+// listenUnix listens on path, replacing a stale socket file but never one
+// a live process answers on (another v6bridge with another state directory).
 func listenUnix(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: %s (another v6bridge? `v6bridge status --socket %s` shows it): stop it first, or give this one another SOCKET", errSocketLive, path, path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale socket %q: %w", path, err)

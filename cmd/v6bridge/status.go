@@ -111,11 +111,16 @@ func printStatus(w io.Writer, doc statusDoc) error {
 	for _, n := range doc.Networks {
 		fmt.Fprintf(tw, "%.12s\t%s\t%s\t%s\t%s\t%d\n", n.ID, n.Bridge, n.Mode, n.Subnet, n.Gateway, len(n.Endpoints))
 	}
+	for _, n := range doc.Networks {
+		if n.Problem != "" {
+			fmt.Fprintf(tw, "PROBLEM: network %.12s was not brought up at start: %s\n", n.ID, n.Problem)
+		}
+	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "ENDPOINT\tNETWORK\tADDRESS\tMAC\tJOINED\tPUBLISHED")
+	fmt.Fprintln(tw, "ENDPOINT\tNETWORK\tADDRESS\tMAC\tJOINED\tPUBLISHED\tOPEN")
 	for _, n := range doc.Networks {
 		for _, e := range n.Endpoints {
-			fmt.Fprintf(tw, "%.12s\t%.12s\t%s\t%s\t%v\t%s\n", e.ID, n.ID, e.Address, e.MAC, e.Joined, e.Ports)
+			fmt.Fprintf(tw, "%.12s\t%.12s\t%s\t%s\t%v\t%s\t%s\n", e.ID, n.ID, e.Address, e.MAC, e.Joined, e.Ports, e.Open)
 		}
 	}
 	fmt.Fprintln(tw)

@@ -65,3 +65,20 @@ func TestServeFlagsFastPath(t *testing.T) {
 		}
 	}
 }
+
+// TestServeFlagsRefuseConflictingPairs: settings valid alone but not
+// together are refused at start, naming both.
+func TestServeFlagsRefuseConflictingPairs(t *testing.T) {
+	for _, args := range [][]string{
+		{"-ndp-proxy", "kernel", "-ndp-range"},
+		{"-ndp-proxy", "off", "-ndp-range"},
+	} {
+		_, err := serveFlags(args)
+		if err == nil || !strings.Contains(err.Error(), "NDP_RANGE") || !strings.Contains(err.Error(), "NDP_PROXY") {
+			t.Errorf("serveFlags(%v) = %v, want an error naming NDP_RANGE and NDP_PROXY", args, err)
+		}
+	}
+	if _, err := serveFlags([]string{"-ndp-proxy", "native", "-ndp-range"}); err != nil {
+		t.Errorf("native with a range: %v", err)
+	}
+}

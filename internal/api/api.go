@@ -38,7 +38,7 @@ type Network interface {
 	DeleteEndpoint(networkID, endpointID string) error
 	Join(req driver.JoinRequest) (driver.JoinResponse, error)
 	Leave(networkID, endpointID string) error
-	ProgramExternalConnectivity(networkID, endpointID string, options map[string]any) error
+	ProgramExternalConnectivity(networkID, endpointID string, ports []driver.PortRequest) error
 	EndpointInfo(networkID, endpointID string) map[string]string
 }
 
@@ -46,13 +46,27 @@ type Network interface {
 type IPAM interface {
 	RequestPool(req ipam.PoolRequest) (ipam.Pool, error)
 	ReleasePool(id string) error
-	RequestAddress(poolID, addr string, opts map[string]string) (netip.Prefix, error)
+	RequestAddress(poolID, addr string, opts ipam.AddressOptions) (netip.Prefix, error)
 	ReleaseAddress(poolID, addr string) error
 }
 
 // StatusFunc returns the read-only status document served at
 // /v6bridge.Status.
 type StatusFunc func() any
+
+// IPAM option keys and values of libnetwork.
+const (
+	// optRequestAddressType is the RequestAddress option that says what
+	// the address is for; addressTypeGateway: the network's gateway.
+	optRequestAddressType = "RequestAddressType"
+	addressTypeGateway    = "com.docker.network.gateway"
+	// optEndpointName is the RequestAddress option naming the endpoint
+	// (engines >= 29 send it).
+	optEndpointName = "com.docker.network.endpoint.name"
+	// dataGateway is the RequestPool response Data key carrying a pool's
+	// gateway (CIDR); libnetwork then does not request one.
+	dataGateway = "com.docker.network.gateway"
+)
 
 // Engine option keys in CreateNetwork's Options.
 const (
@@ -310,12 +324,28 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	resp, err := s.nw.Join(driver.JoinRequest{NetworkID: req.NetworkID, EndpointID: req.EndpointID, SandboxKey: req.SandboxKey, Options: req.Options})
+	ports, err := s.ports(req.EndpointID, req.Options)
+	if err != nil {
+		s.fail(w, "Join", err)
+		return
+	}
+	resp, err := s.nw.Join(driver.JoinRequest{NetworkID: req.NetworkID, EndpointID: req.EndpointID, SandboxKey: req.SandboxKey, Ports: ports})
 	if err != nil {
 		s.fail(w, "Join", err)
 		return
 	}
 	sdk.EncodeResponse(w, JoinToWire(resp), false)
+}
+
+// ports decodes the published ports of a Join or
+// ProgramExternalConnectivity, warning once per binding to an IPv4 host
+// address (skipped: v6bridge publishes on IPv6).
+func (s *server) ports(endpointID string, options map[string]any) ([]driver.PortRequest, error) {
+	reqs, skipped, err := PortsFromWire(options)
+	for _, p := range skipped {
+		s.log.WithFields(logrus.Fields{"endpoint": endpointID, "port": p}).Warn("not publishing a port bound to an IPv4 address: v6bridge publishes on IPv6")
+	}
+	return reqs, err
 }
 
 // JoinToWire converts Join's answer. Gateways are bare addresses (a /len
@@ -351,7 +381,11 @@ func (s *server) programExternal(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	if err := s.nw.ProgramExternalConnectivity(req.NetworkID, req.EndpointID, req.Options); err != nil {
+	ports, err := s.ports(req.EndpointID, req.Options)
+	if err == nil {
+		err = s.nw.ProgramExternalConnectivity(req.NetworkID, req.EndpointID, ports)
+	}
+	if err != nil {
 		s.fail(w, "ProgramExternalConnectivity", err)
 		return
 	}
@@ -382,7 +416,12 @@ func (s *server) requestPool(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, "RequestPool", err)
 		return
 	}
-	sdk.EncodeResponse(w, requestPoolResponse{PoolID: p.ID, Pool: p.Prefix.String(), Data: p.Data}, false)
+	data := map[string]string{}
+	if p.Gateway.IsValid() {
+		// The engine then requests no gateway of the pool.
+		data[dataGateway] = p.Gateway.String()
+	}
+	sdk.EncodeResponse(w, requestPoolResponse{PoolID: p.ID, Pool: p.Prefix.String(), Data: data}, false)
 }
 
 func (s *server) releasePool(w http.ResponseWriter, r *http.Request) {
@@ -406,7 +445,10 @@ func (s *server) requestAddress(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) {
 		return
 	}
-	a, err := s.im.RequestAddress(req.PoolID, req.Address, req.Options)
+	a, err := s.im.RequestAddress(req.PoolID, req.Address, ipam.AddressOptions{
+		Gateway: req.Options[optRequestAddressType] == addressTypeGateway,
+		Name:    req.Options[optEndpointName],
+	})
 	if err != nil {
 		s.fail(w, "RequestAddress", err)
 		return

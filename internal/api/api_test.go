@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -20,11 +21,12 @@ import (
 
 // recorder is a Network that records what the API decoded.
 type recorder struct {
-	create  driver.CreateNetworkRequest
-	ep      driver.CreateEndpointRequest
-	join    driver.JoinRequest
-	deleted []string
-	err     error
+	create     driver.CreateNetworkRequest
+	ep         driver.CreateEndpointRequest
+	join       driver.JoinRequest
+	programmed []driver.PortRequest
+	deleted    []string
+	err        error
 }
 
 func (r *recorder) CreateNetwork(req driver.CreateNetworkRequest) error { r.create = req; return r.err }
@@ -46,7 +48,8 @@ func (r *recorder) Join(req driver.JoinRequest) (driver.JoinResponse, error) {
 		StaticRoutes: []driver.StaticRoute{{Destination: netip.MustParsePrefix("::/0"), NextHop: netip.MustParseAddr("fd00:1::1")}}}, r.err
 }
 func (r *recorder) Leave(n, e string) error { return r.err }
-func (r *recorder) ProgramExternalConnectivity(n, e string, o map[string]any) error {
+func (r *recorder) ProgramExternalConnectivity(n, e string, ports []driver.PortRequest) error {
+	r.programmed = ports
 	return r.err
 }
 func (r *recorder) EndpointInfo(n, e string) map[string]string { return map[string]string{"k": "v"} }
@@ -183,8 +186,8 @@ func TestEndpointJoinWire(t *testing.T) {
 	if in := out["InterfaceName"].(map[string]any); in["SrcName"] != "v6c1" || in["DstPrefix"] != "eth" {
 		t.Errorf("interface = %v", in)
 	}
-	if _, ok := rec.join.Options["com.docker.network.portmap"]; !ok {
-		t.Error("portmap not passed through")
+	if want := []driver.PortRequest{{Proto: 6, HostFirst: 8081, HostLast: 8081, ContainerPort: 80}}; !reflect.DeepEqual(rec.join.Ports, want) {
+		t.Errorf("join ports = %+v, want %+v", rec.join.Ports, want)
 	}
 	_, info := call("/NetworkDriver.EndpointOperInfo", `{"NetworkID":"n1","EndpointID":"e1"}`)
 	if info["Value"].(map[string]any)["k"] != "v" {
@@ -223,5 +226,52 @@ func TestIPAMRoutes(t *testing.T) {
 	_, v4 := call("/IpamDriver.RequestPool", `{"AddressSpace":"v6bridge","Pool":"","V6":false}`)
 	if v4["Pool"] != "169.254.4.0/22" {
 		t.Errorf("placeholder = %v", v4)
+	}
+}
+
+func TestPortsFromWire(t *testing.T) {
+	mk := func(bindings string) map[string]any {
+		var v any
+		if err := json.Unmarshal([]byte(bindings), &v); err != nil {
+			t.Fatal(err)
+		}
+		return map[string]any{"com.docker.network.portmap": v}
+	}
+	tests := []struct {
+		name    string
+		opts    map[string]any
+		want    []driver.PortRequest
+		skipped int
+		err     string
+	}{
+		{"none", nil, nil, 0, ""},
+		{"one", mk(`[{"Proto":6,"Port":80,"HostIP":"","HostPort":8081,"HostPortEnd":8081}]`),
+			[]driver.PortRequest{{Proto: 6, HostFirst: 8081, HostLast: 8081, ContainerPort: 80}}, 0, ""},
+		{"pick one", mk(`[{"Proto":17,"Port":53,"HostIP":"::","HostPort":0,"HostPortEnd":0}]`),
+			[]driver.PortRequest{{Proto: 17, ContainerPort: 53}}, 0, ""},
+		{"loopback", mk(`[{"Proto":6,"Port":5432,"HostIP":"::1","HostPort":5432,"HostPortEnd":5432}]`),
+			[]driver.PortRequest{{Proto: 6, HostAddr: netip.IPv6Loopback(), HostFirst: 5432, HostLast: 5432, ContainerPort: 5432}}, 0, ""},
+		{"ipv4 skipped", mk(`[{"Proto":6,"Port":80,"HostIP":"0.0.0.0","HostPort":80},{"Proto":6,"Port":80,"HostIP":"192.0.2.1","HostPort":80}]`),
+			[]driver.PortRequest{{Proto: 6, HostFirst: 80, HostLast: 80, ContainerPort: 80}}, 1, ""},
+		{"bad proto", mk(`[{"Proto":1,"Port":80}]`), nil, 0, "accepted are tcp, udp, sctp"},
+		{"bad host", mk(`[{"Proto":6,"Port":80,"HostIP":"nope"}]`), nil, 0, "accepted is an IPv6 address"},
+		{"not a list", mk(`{"Proto":6}`), nil, 0, "accepted is a list of port bindings"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, skipped, err := PortsFromWire(tt.opts)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) || len(skipped) != tt.skipped {
+				t.Errorf("got %+v skipped %v, want %+v and %d skipped", got, skipped, tt.want, tt.skipped)
+			}
+		})
 	}
 }

@@ -13,12 +13,29 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Dir is a directory of JSON entries, one file per key.
 type Dir struct {
 	path string
+	q    *Quarantine
 }
+
+// Quarantine is where Each moves entries it cannot read or decode, so that
+// one truncated file does not stop a whole start: the entry is set aside
+// for a human to look at, reported, and the rest is loaded.
+type Quarantine struct {
+	// Dir receives the bad files, named after the store directory and the
+	// file, e.g. "networks-abc.json.1700000000". Created when needed.
+	Dir string
+	// Report is told of each entry moved (may be nil).
+	Report func(file, movedTo string, err error)
+}
+
+// SetQuarantine makes Each set unreadable entries aside into q instead of
+// failing. nil restores failing.
+func (d *Dir) SetQuarantine(q *Quarantine) { d.q = q }
 
 // Open creates the directory if needed and returns it.
 func Open(path string) (*Dir, error) {
@@ -69,7 +86,8 @@ func (d *Dir) Delete(key string) error {
 }
 
 // Each decodes every entry of d into a fresh T, in file name order, and
-// passes it to fn. An entry that fails to decode is an error naming the file,
+// passes it to fn. An entry that cannot be read or decoded is an error
+// naming the file, or, with a quarantine set, moved there and reported;
 // never skipped silently.
 func Each[T any](d *Dir, fn func(v *T) error) error {
 	ents, err := os.ReadDir(d.path)
@@ -84,17 +102,41 @@ func Each[T any](d *Dir, fn func(v *T) error) error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(d.path, n))
-		if err != nil {
-			return fmt.Errorf("read %q: %w", n, err)
-		}
+		path := filepath.Join(d.path, n)
 		v := new(T)
-		if err := json.Unmarshal(b, v); err != nil {
-			return fmt.Errorf("decode %q: %w", filepath.Join(d.path, n), err)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			err = fmt.Errorf("read %q: %w", path, err)
+		} else if err = json.Unmarshal(b, v); err != nil {
+			err = fmt.Errorf("decode %q: %w", path, err)
+		}
+		if err != nil {
+			if d.q == nil {
+				return err
+			}
+			if qerr := d.quarantine(path, err); qerr != nil {
+				return fmt.Errorf("%w (and could not set it aside: %w)", err, qerr)
+			}
+			continue
 		}
 		if err := fn(v); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// quarantine moves the bad entry path into d.q.Dir and reports it.
+func (d *Dir) quarantine(path string, cause error) error {
+	if err := os.MkdirAll(d.q.Dir, 0o700); err != nil {
+		return err
+	}
+	to := filepath.Join(d.q.Dir, fmt.Sprintf("%s-%s.%d", filepath.Base(d.path), filepath.Base(path), time.Now().UnixNano()))
+	if err := os.Rename(path, to); err != nil {
+		return err
+	}
+	if d.q.Report != nil {
+		d.q.Report(path, to, cause)
 	}
 	return nil
 }

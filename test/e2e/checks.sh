@@ -249,7 +249,7 @@ HOST_ADDR=2001:db8:1234:a1::1
 INET_URL=http://[2001:db8:ffff::10]:8080/
 
 start_inet_server() {
-	ip netns exec "$P-inet" "$repo/bin/echoserver" -listen "[2001:db8:ffff::10]:8080" \
+	ip netns exec "$P-inet" "${V6B_ECHOSERVER:-$repo/bin/echoserver}" -listen "[2001:db8:ffff::10]:8080" \
 		</dev/null >>"$V6B_LIB/$P/logs/echoserver.log" 2>&1 &
 	retry 5 inet_fetch "$INET_URL" >/dev/null
 	# A route to the ULA range on the provider's router: the firewall, not
@@ -434,13 +434,13 @@ plan_checks() {
 # internal mode, end to end.
 udp_probe() { # ADDR:PORT WANT
 	local out
-	out=$(ip netns exec "$P-inet" timeout 5 "$repo/bin/echoserver" -probe-udp "$1" 2>&1) || { echo "$out"; return 1; }
+	out=$(ip netns exec "$P-inet" timeout 5 "${V6B_ECHOSERVER:-$repo/bin/echoserver}" -probe-udp "$1" 2>&1) || { echo "$out"; return 1; }
 	[ "$(echo "$out" | tr -d '\n')" = "$2" ] || { echo "the container saw '$out', want $2"; return 1; }
 }
 option_checks() {
 	check "udp: a container with -p 5353:5353/udp starts" \
 		dk "$P" run -d --name u53 --network internal -p 5353:5353/udp busybox sleep 100000
-	dk "$P" cp "$repo/bin/echoserver" u53:/echoserver >/dev/null
+	dk "$P" cp "${V6B_ECHOSERVER:-$repo/bin/echoserver}" u53:/echoserver >/dev/null
 	dk "$P" exec -d u53 /echoserver -listen '[::]:8080' -udp '[::]:5353'
 	check "udp: the internet reaches [$HOST_ADDR]:5353/udp; the container sees the client's address" \
 		retry 5 udp_probe "[$HOST_ADDR]:5353" 2001:db8:ffff::10

@@ -4,6 +4,8 @@
 # managed plugin, checked the way the blog's "Initial testing" does.
 #   V6B_DEMO_ENGINE=legacy   use Debian's 20.10 instead
 #   V6B_DEMO_KEEP=1          leave it running (clean up with: test/e2e/demo.sh down)
+#   V6B_DEMO_PREFIX=demo     the VPS prefix (namespaces demo-vps, ...; at most 8 characters)
+#   V6B_BIN, V6B_ECHOSERVER  the binaries to use (default bin/v6bridge, bin/echoserver)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -12,9 +14,9 @@ source "$here/lib.sh"
 # shellcheck source=checks.sh
 source "$here/checks.sh"
 
-P=demo
+P=${V6B_DEMO_PREFIX:-demo}
 KIND=${V6B_DEMO_ENGINE:-current}
-BIN=$repo/bin/v6bridge
+BIN=${V6B_BIN:-$repo/bin/v6bridge}
 PLUGIN=v6bridge:latest
 STATE=$V6B_LIB/$P/v6bridge-state
 D=$PLUGIN

@@ -1,0 +1,5 @@
+package nlretry
+
+import "github.com/vishvananda/netlink"
+
+var errDumpInterrupted = netlink.ErrDumpInterrupted
