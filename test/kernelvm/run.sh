@@ -27,7 +27,7 @@ while :; do
 done
 PKG=${1:-./nat}
 TIMEOUT=${KERNELVM_TIMEOUT:-900}
-MODULES=(nf_tables nft_ct nft_nat nft_chain_nat nft_masq nft_flow_offload nf_flow_table_inet nf_conntrack_netlink bridge veth dummy xfrm_user)
+MODULES=(nf_tables nft_ct nft_nat nft_chain_nat nft_masq nft_flow_offload nf_flow_table_inet nf_conntrack_netlink nft_fib_ipv6 bridge veth dummy xfrm_user)
 
 die() { echo "kernelvm: $*" >&2; exit 1; }
 for t in qemu-system-x86_64 busybox nft nsenter cpio modprobe; do
