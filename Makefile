@@ -17,7 +17,7 @@ ARCHES    ?= amd64 arm64
 TAG       ?= $(VERSION)
 RELEASEDIR := plugin/release
 
-.PHONY: all build test test-unit test-kernel test-e2e test-matrix deps plugin install demo bench clean release push
+.PHONY: all build test test-unit test-kernel test-kernelvm test-e2e test-matrix deps plugin install demo bench clean release push
 
 all: build
 
@@ -44,6 +44,11 @@ test-kernel:
 	$(GO) test -count=1 -run 'Privileged' -v ./... 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)' | grep -v '=== RUN' || true
 	$(GO) test -count=1 -run 'Privileged' ./...
 
+# Kernel tests that need what this host's kernel may lack (flowtables for
+# the fast path), under Debian's kernel in qemu.
+test-kernelvm: deps
+	bash test/kernelvm/run.sh
+
 # The Go end-to-end package (test/e2e/*_test.go): make demo's checks
 # (demo.sh) and the publishing matrix of issue 9 on each engine variant,
 # about 10 minutes for all three. One cell alone:
@@ -60,6 +65,7 @@ test-e2e: deps build
 test: deps
 	$(GO) vet ./...
 	V6B_E2E=0 $(GO) test -count=1 ./...
+	bash test/kernelvm/run.sh
 	$(MAKE) test-e2e
 
 # The managed plugin: a rootfs with the static binary and config.json,

@@ -8,10 +8,12 @@
 #   bench/bench.sh [--json] [--only start,net,data,scale,ndp]
 #
 # Environment: BENCH_STARTS (50), BENCH_NETS (30), BENCH_ENDPOINTS (1000),
-# BENCH_IPERF_RUNS (3), BENCH_IPERF_SECONDS (5), BENCH_NDP_COUNT (50000),
-# BENCH_NDP_RATE (10000 solicitations/s), BENCH_NDP_FLOOD_RATE (100000/s),
-# BENCH_NDP_FLOOD_SECONDS (30), BENCH_NDP_START (5000 addresses),
-# BENCH_NDP_START_SECONDS (15), BENCH_KEEP=1 keeps the work dir.
+# BENCH_IPERF_RUNS (3), BENCH_IPERF_SECONDS (5), BENCH_RR_SECONDS (5),
+# BENCH_NDP_COUNT (50000), BENCH_NDP_RATE (10000 solicitations/s),
+# BENCH_NDP_FLOOD_RATE (100000/s), BENCH_NDP_FLOOD_SECONDS (30),
+# BENCH_NDP_START (5000 addresses), BENCH_NDP_START_SECONDS (15),
+# BENCH_KEEP=1 keeps the work dir, BENCH_PREFIX (bn) names the rig's
+# namespaces (P and Ps).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -35,6 +37,7 @@ NETS=${BENCH_NETS:-30}
 ENDPOINTS=${BENCH_ENDPOINTS:-1000}
 IPERF_RUNS=${BENCH_IPERF_RUNS:-3}
 IPERF_SECONDS=${BENCH_IPERF_SECONDS:-5}
+RR_SECONDS=${BENCH_RR_SECONDS:-5}
 NDP_COUNT=${BENCH_NDP_COUNT:-50000}
 NDP_RATE=${BENCH_NDP_RATE:-10000}
 NDP_FLOOD_RATE=${BENCH_NDP_FLOOD_RATE:-100000}
@@ -48,11 +51,13 @@ BIN=$repo/bin/v6bridge
 W=$(mktemp -d /tmp/v6bridge-bench.XXXXXX)
 SCALE_PID=""
 NDPPD_PID=""
+SERVE_PID=""
 
 cleanup() {
 	set +e
 	[ -z "$SCALE_PID" ] || kill "$SCALE_PID" 2>/dev/null
 	[ -z "$NDPPD_PID" ] || kill "$NDPPD_PID" 2>/dev/null
+	[ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null
 	vps_down "$P" >/dev/null 2>&1
 	vps_down "$S" >/dev/null 2>&1
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "# samples kept in $W" >&2; else rm -rf "$W"; fi
@@ -71,6 +76,7 @@ done
 log "building bench/scale and bench/ndpflood"
 CGO_ENABLED=0 go build -o "$W/scale" ./bench/scale
 CGO_ENABLED=0 go build -o "$W/ndpflood" ./bench/ndpflood
+CGO_ENABLED=0 go build -o "$W/rr" ./bench/rr
 
 version=$("$BIN" version 2>/dev/null | awk '{print $NF}' || echo dev)
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)
@@ -84,9 +90,21 @@ if want start || want net || want data; then
 	engine_up "$P" current >/dev/null
 	image_import "$P"
 	engine_info="\"engine\": \"moby $(engine_version "$P")\", \"api\": \"$(engine_api "$P")\""
-	in_vps "$P" "$BIN" serve --state-dir "$W/state" --uplink eth0 --log-level warn \
-		</dev/null >>"$W/plugin.log" 2>&1 &
-	retry 10 in_vps "$P" test -S /run/docker/plugins/v6bridge.sock
+	# serve_plugin true|false: (re)start the host-service plugin with that
+	# FASTPATH; its reconcile rebuilds the table with or without the flowtable.
+	serve_plugin() {
+		if [ -n "$SERVE_PID" ]; then
+			kill "$SERVE_PID"
+			wait "$SERVE_PID" 2>/dev/null || true
+		fi
+		in_vps "$P" rm -f /run/docker/plugins/v6bridge.sock
+		in_vps "$P" "$BIN" serve --state-dir "$W/state" --uplink eth0 --log-level warn --fastpath "$1" \
+			</dev/null >>"$W/plugin.log" 2>&1 &
+		SERVE_PID=$!
+		retry 10 in_vps "$P" test -S /run/docker/plugins/v6bridge.sock
+		sleep 2 # the reconcile after the socket, and the new process settled
+	}
+	serve_plugin true
 	V6=(-d v6bridge --ipam-driver v6bridge --ipv6 --ipv4=false)
 	BI=(--ipv6 --ipv4=false)
 fi
@@ -121,24 +139,48 @@ if want net; then
 fi
 
 if want data; then
-	log "data path: iperf3 from a container's netns to $V6B_INET_ADDR, ${IPERF_RUNS}x${IPERF_SECONDS}s each"
+	log "data path: iperf3 from a container's netns to $V6B_INET_ADDR, ${IPERF_RUNS}x${IPERF_SECONDS}s each;" \
+		"new-connection HTTP request rate from the internet ns to a published port, ${IPERF_RUNS}x${RR_SECONDS}s each;" \
+		"v6bridge with and without the fast path and the built-in bridge, interleaved"
 	dk "$P" network create "${V6[@]}" --subnet fd00:b6:2::/112 -o v6bridge.mode=nat vdata >/dev/null
 	# the engine's own NAT66 (ip6tables masquerade) on a built-in bridge
 	dk "$P" network create "${BI[@]}" --subnet fd00:beef::/64 b6 >/dev/null
 	ip netns exec "$P-inet" iperf3 -s -D -I "$W/iperf.pid"
-	declare -A cpid
+	declare -A cpid port=([v6bridge]=8181 [builtin]=8182)
 	for pair in v6bridge:vdata builtin:b6; do
-		dk "$P" run -d --name "ip-${pair%%:*}" --network "${pair#*:}" busybox sleep 3600 >/dev/null
-		cpid[${pair%%:*}]=$(dk "$P" inspect -f '{{.State.Pid}}' "ip-${pair%%:*}")
-		retry 10 nsenter --net="/proc/${cpid[${pair%%:*}]}/ns/net" busybox ping -6 -c1 -W1 "$V6B_INET_ADDR" >/dev/null
+		k=${pair%%:*}
+		dk "$P" run -d --name "ip-$k" --network "${pair#*:}" -p "${port[$k]}:80" busybox sleep 3600 >/dev/null
+		dk "$P" cp "$repo/bin/echoserver" "ip-$k:/echoserver" >/dev/null
+		dk "$P" exec -d "ip-$k" /echoserver -listen '[::]:80'
+		cpid[$k]=$(dk "$P" inspect -f '{{.State.Pid}}' "ip-$k")
+		retry 10 nsenter --net="/proc/${cpid[$k]}/ns/net" busybox ping -6 -c1 -W1 "$V6B_INET_ADDR" >/dev/null
 	done
+	iperf() { # KEY SERIES
+		nsenter --net="/proc/${cpid[$1]}/ns/net" iperf3 -6 -c "$V6B_INET_ADDR" -t "$IPERF_SECONDS" -J \
+			| python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6)' \
+			>>"$W/iperf-$2.txt"
+	}
+	rr() { # KEY SERIES
+		retry 10 ip netns exec "$P-inet" busybox wget -q -O /dev/null "http://[$V6B_VPS_ADDR]:${port[$1]}/"
+		ip netns exec "$P-inet" "$W/rr" -url "http://[$V6B_VPS_ADDR]:${port[$1]}/" -duration "${RR_SECONDS}s" \
+			>>"$W/rr-$2.txt"
+	}
+	flowtable() { in_vps "$P" nft list flowtables ip6 2>/dev/null | grep -q 'flowtable ft'; }
+	# doctor exits 1 on the root namespace's failures (no uplink there): only its fastpath line counts
+	fastpath="off (FASTPATH=true, but: $({ "$BIN" doctor 2>/dev/null || true; } | sed -n 's/^warn *fastpath *//p'))"
 	for _ in $(seq "$IPERF_RUNS"); do
-		for k in v6bridge builtin; do
-			nsenter --net="/proc/${cpid[$k]}/ns/net" iperf3 -6 -c "$V6B_INET_ADDR" -t "$IPERF_SECONDS" -J \
-				| python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6)' \
-				>>"$W/iperf-$k.txt"
-		done
+		serve_plugin true
+		if flowtable; then fastpath=on; fi
+		iperf v6bridge v6bridge
+		rr v6bridge v6bridge
+		iperf builtin builtin
+		rr builtin builtin
+		serve_plugin false
+		if flowtable; then log "FASTPATH=false, but the table has a flowtable"; exit 1; fi
+		iperf v6bridge v6bridge-nofp
+		rr v6bridge v6bridge-nofp
 	done
+	echo "$fastpath" >"$W/fastpath.txt"
 fi
 if want start || want net || want data; then
 	vps_down "$P" >/dev/null 2>&1
@@ -283,8 +325,9 @@ if want ndp; then
 	ip netns exec "$S-router" sysctl -qw net.ipv6.neigh.vps0.base_reachable_time_ms=30000
 fi
 
+fastpath_meta=$(cat "$W/fastpath.txt" 2>/dev/null || echo "not measured")
 cat >"$W/meta.json" <<EOF
-{"date": "$(date -u +%Y-%m-%d)", "cpu": "$cpu", "cores": "$(nproc)", "mem": "$mem",
+{"date": "$(date -u +%Y-%m-%d)", "cpu": "$cpu", "cores": "$(nproc)", "mem": "$mem", "fastpath": "$fastpath_meta",
  "kernel": "$(uname -r)", $engine_info, "version": "$version",
  "scale_how": "$scale_how"}
 EOF

@@ -56,8 +56,13 @@ def main():
 
     pair("container start (docker run --rm busybox true)", "ms", "start-v6bridge", "start-builtin", "<= 1.05")
     pair("network create + remove", "ms", "net-v6bridge", "net-builtin", "<= 1.10")
-    pair("data path, NAT66 to the internet ns (iperf3 TCP)", "Mbit/s", "iperf-v6bridge", "iperf-builtin", ">= 0.98",
+    pair("data path, NAT66 to the internet ns (iperf3 TCP), fast path", "Mbit/s", "iperf-v6bridge", "iperf-builtin", ">= 1.20",
          higher_better=True)
+    pair("data path, NAT66 (iperf3 TCP), FASTPATH=false", "Mbit/s", "iperf-v6bridge-nofp", "iperf-builtin", ">= 0.98",
+         higher_better=True)
+    pair("request/response, a new connection per HTTP GET to a published port, fast path", "req/s", "rr-v6bridge",
+         "rr-builtin", ">= 1.00", higher_better=True)
+    pair("request/response, FASTPATH=false", "req/s", "rr-v6bridge-nofp", "rr-builtin", ">= 1.00", higher_better=True)
 
     sp = os.path.join(d, "scale.json")
     if os.path.exists(sp):
@@ -91,6 +96,7 @@ def main():
     print("machine: %s, %s cores, %s; kernel %s" % (m["cpu"], m["cores"], m["mem"], m["kernel"]))
     print("engine: %s (API %s), v6bridge %s as a host service; scale and NDP: %s" % (
         m["engine"], m["api"], m["version"], m["scale_how"]))
+    print("fast path (flowtable) during the data runs: %s" % m.get("fastpath", "not measured"))
     print()
     print("| measurement | unit | v6bridge min / p50 / p95 / max | built-in min / p50 / p95 / max | ratio p50 (p95) | goal |")
     print("|---|---|---|---|---|---|")

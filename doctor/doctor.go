@@ -79,6 +79,9 @@ type Facts struct {
 	UFW                 bool     // ufw's chains (ufw6-*) are present
 	Firewalld           bool     // firewalld's table or process is present
 
+	FastPathOff bool   // FASTPATH=false: not checked
+	FastPathErr string // why the kernel has no flowtables for the fast path; "" when it has
+
 	Conflicting []Process // ndppd, docker-ipv6nat in this network namespace
 	Engine      Engine
 	Plugin      Plugin // the running v6bridge, if one answers
@@ -156,6 +159,17 @@ func Evaluate(f Facts) []Finding {
 			"v6bridge's NAT66, published ports and firewall are one nftables table", "load nf_tables (modprobe nf_tables) and run v6bridge with CAP_NET_ADMIN")
 	} else {
 		add("nftables", OK, fmt.Sprintf("nftables usable, %d tables", len(f.Tables)), "", "")
+	}
+
+	switch {
+	case f.FastPathOff:
+		add("fastpath", OK, "FASTPATH=false: every packet takes the forward chain", "", "")
+	case f.FastPathErr == "":
+		add("fastpath", OK, "the kernel has nftables flowtables: established tcp/udp connections take the fast path", "", "")
+	default:
+		add("fastpath", Warn, "no fast path: "+f.FastPathErr,
+			"v6bridge runs without it: every packet of every connection takes the forward chain, conntrack and routing; all works, at a higher CPU cost per packet",
+			"a kernel with CONFIG_NF_FLOW_TABLE, CONFIG_NF_FLOW_TABLE_INET and CONFIG_NFT_FLOW_OFFLOAD (modprobe nf_flow_table_inet nft_flow_offload), or FASTPATH=false")
 	}
 
 	switch {

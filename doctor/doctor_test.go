@@ -65,6 +65,8 @@ func TestEvaluate(t *testing.T) {
 		{"engine 20.10", func(f *Facts) { f.Engine.Version, f.Engine.APIVersion = "20.10.24", "1.41" }, map[string]Status{"engine": Warn}},
 		{"engine 28.0", func(f *Facts) { f.Engine.Version, f.Engine.APIVersion = "28.0.0", "1.48" }, nil},
 		{"no plugin answers", func(f *Facts) { f.Plugin = Plugin{Err: "no v6bridge.sock under /run/docker/plugins"} }, map[string]Status{"plugin": Warn}},
+		{"no flowtables", func(f *Facts) { f.FastPathErr = "no such file or directory" }, map[string]Status{"fastpath": Warn}},
+		{"FASTPATH=false", func(f *Facts) { f.FastPathOff, f.FastPathErr = true, "" }, nil},
 		{"engine API garbage", func(f *Facts) { f.Engine.APIVersion = "x" }, map[string]Status{"engine": Warn}},
 	}
 	base := verdicts(Evaluate(healthy()))

@@ -9,11 +9,15 @@ import (
 	"strconv"
 	"strings"
 
+	"runtime"
+
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nlretry"
+	"github.com/v6bridge/v6bridge/nat"
 )
 
 // Config says where Gather looks.
@@ -39,6 +43,8 @@ type Config struct {
 	// NAT64Probe is an IPv4 host:port to connect to through the NAT64
 	// prefix; "" probes only the route.
 	NAT64Probe string
+	// FastPathOff skips the flowtable check (FASTPATH=false).
+	FastPathOff bool
 }
 
 // conflicting are the process names that fight v6bridge.
@@ -68,6 +74,10 @@ func Gather(ctx context.Context, cfg Config) Facts {
 		f.AcceptRA = sysctl(f.Uplink, "accept_ra")
 	}
 	gatherNFTables(&f)
+	f.FastPathOff = cfg.FastPathOff
+	if !f.FastPathOff {
+		f.FastPathErr = probeFastPath()
+	}
 	procs, firewalld := scanProcs(cfg.Proc)
 	f.Conflicting = procs
 	f.Firewalld = f.Firewalld || firewalld
@@ -143,6 +153,47 @@ func gatherUplink(f *Facts, uplink string) {
 		ones, _ := a.Mask.Size()
 		f.UplinkPrefixes = append(f.UplinkPrefixes, netip.PrefixFrom(ip, ones))
 	}
+}
+
+// probeFastPath asks the kernel for a flowtable (nat.ProbeFastPath) in a
+// throwaway network namespace, so nothing changes where v6bridge runs; if
+// no namespace can be made, in this one (the probe's table is created and
+// deleted in one batch). It returns why there is none, "" when there is.
+func probeFastPath() string {
+	var err error
+	ns, nserr := throwawayNS()
+	if nserr == nil {
+		err = nat.ProbeFastPath(int(ns))
+		ns.Close()
+	} else {
+		err = nat.ProbeFastPath(0)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// throwawayNS creates an anonymous network namespace without entering it.
+func throwawayNS() (netns.NsHandle, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return netns.None(), err
+	}
+	defer orig.Close()
+	ns, err := netns.New()
+	if serr := netns.Set(orig); serr != nil {
+		// The thread is in another namespace: keep it locked so the
+		// runtime retires it.
+		runtime.LockOSThread()
+		if err == nil {
+			ns.Close()
+		}
+		return netns.None(), serr
+	}
+	return ns, err
 }
 
 // net0 is the prefix length of a mask.

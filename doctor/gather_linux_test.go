@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +18,10 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/google/nftables"
+
 	"github.com/v6bridge/v6bridge/internal/nettest"
+	"github.com/v6bridge/v6bridge/nat"
 )
 
 // TestPrivilegedDoctor builds a simulated IPv6-only host in a namespace
@@ -99,6 +103,14 @@ func TestPrivilegedDoctor(t *testing.T) {
 		}
 		if f.Uplink != "eth0" || f.Gateway != gw || len(f.UplinkGlobal) != 1 || f.RADefaultRoute {
 			t.Errorf("facts: %+v", f)
+		}
+		// The doctor says what the kernel says, from its own namespace.
+		probe := nat.ProbeFastPath(int(nettest.NewNS(t)))
+		if wantFP := map[bool]Status{true: OK, false: Warn}[probe == nil]; got["fastpath"] != wantFP {
+			t.Errorf("fastpath = %s (%q), want %s: the probe says %v", got["fastpath"], f.FastPathErr, wantFP, probe)
+		}
+		if out := inNSTables(t, host); strings.Contains(out, "probe") {
+			t.Errorf("the flowtable check left a table behind: %s", out)
 		}
 		_ = outside
 	})
@@ -192,3 +204,21 @@ func fakeProcess(t *testing.T, ns netns.NsHandle, name string) *os.Process {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// inNSTables lists the nftables tables of ns.
+func inNSTables(t *testing.T, ns netns.NsHandle) string {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := c.ListTables()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tb := range ts {
+		names = append(names, tb.Name)
+	}
+	return strings.Join(names, " ")
+}

@@ -88,6 +88,9 @@ func build(s State) *Ruleset {
 	}
 	r.Sets = buildSets(s)
 	r.Chains = buildChains()
+	if s.FastPath {
+		addFastPath(r, s)
+	}
 	return r
 }
 
@@ -303,6 +306,11 @@ func buildChains() []Chain {
 	dnatRange := NATMap{Kind: NATDest, Fields: portKeyD, Map: MapDNATRange, AddrOnly: true}
 	established := CtState{States: []string{CtEstablished, CtRelated}}
 	mark := MarkSet{Bits: MarkJudged}
+	// A connection conntrack no longer knows (deleted when the state
+	// revoked it) must not come back from its middle: conntrack would pick
+	// up any packet of it as new, a container's ACK as a new outbound
+	// connection.
+	notSyn := rule("a tcp connection starts with a syn", CtState{States: []string{CtNew}}, TCPNotSyn{}, drop)
 	return []Chain{
 		{Name: ChainPre, Type: "nat", Hook: "prerouting", Priority: PriorityDNAT, Policy: VerdictAccept, Rules: []Rule{
 			rule("published ports", dnat),
@@ -346,6 +354,7 @@ func buildChains() []Chain {
 		{Name: ChainFwdIn, Rules: []Rule{
 			rule("", established, mark, accept),
 			rule("", CtState{States: []string{CtInvalid}}, drop),
+			notSyn,
 			rule("within one network", in(SetIntra, FieldIIFName, FieldOIFName), mark, accept),
 			rule("", in(SetInternal, FieldOIFName), drop),
 			rule("published ports, hairpin too", CtStatusDNAT{}, in(SetPublished, portKeyD...), mark, accept),
@@ -356,6 +365,7 @@ func buildChains() []Chain {
 			rule("unpublished", drop),
 		}},
 		{Name: ChainFwdOut, Rules: []Rule{
+			notSyn,
 			rule("", in(SetInternal, FieldIIFName), drop),
 			rule("", mark, accept),
 		}},

@@ -3,6 +3,7 @@ package nat
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -213,9 +214,10 @@ func loadFields(fs []Field) []expr.Any {
 // compiler turns the rules of one batch into expressions; it needs the
 // batch's named sets (by name) and adds anonymous sets to the connection.
 type compiler struct {
-	conn  *nftables.Conn
-	table *nftables.Table
-	sets  map[string]*nftables.Set
+	conn       *nftables.Conn
+	table      *nftables.Table
+	sets       map[string]*nftables.Set
+	flowtables map[string]bool
 }
 
 func (c *compiler) rule(chain *nftables.Chain, r Rule) (*nftables.Rule, error) {
@@ -277,6 +279,34 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 			}
 		}
 		return ctBits(expr.CtKeySTATE, mask), nil
+	case L4Proto:
+		out := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}}
+		if len(e.Protos) == 1 {
+			return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{e.Protos[0]}}), nil
+		}
+		anon := &nftables.Set{Table: c.table, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
+		elems := make([]nftables.SetElement, len(e.Protos))
+		for i, p := range e.Protos {
+			elems[i] = nftables.SetElement{Key: []byte{p}}
+		}
+		if err := c.conn.AddSet(anon, elems); err != nil {
+			return nil, fmt.Errorf("l4proto: %w", err)
+		}
+		return append(out, &expr.Lookup{SourceRegister: 1, SetName: anon.Name, SetID: anon.ID}), nil
+	case FlowOffload:
+		if !c.flowtables[e.Flowtable] {
+			return nil, fmt.Errorf("unknown flowtable %q", e.Flowtable)
+		}
+		return []expr.Any{&expr.FlowOffload{Name: e.Flowtable}}, nil
+	case TCPNotSyn:
+		const syn, ack = 0x02, 0x10
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{syn | ack}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{syn}},
+		}, nil
 	case CtStatusDNAT:
 		return ctBits(expr.CtKeySTATUS, 1<<5 /* IPS_DST_NAT */), nil
 	case ICMPv6Type:
@@ -362,6 +392,20 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 	return nil, fmt.Errorf("unknown expression %T", e)
 }
 
+func nftFlowtable(t *nftables.Table, f Flowtable) *nftables.Flowtable {
+	ft := &nftables.Flowtable{
+		Table:    t,
+		Name:     f.Name,
+		Hooknum:  nftables.FlowtableHookIngress,
+		Priority: nftables.FlowtablePriorityRef(nftables.FlowtablePriority(f.Priority)),
+		Devices:  slices.Clone(f.Devices),
+	}
+	if f.Counter {
+		ft.Flags |= nftables.FlowtableFlagsCounter
+	}
+	return ft
+}
+
 // markMatch is what nft and iptables-nft write for "meta mark & bits ==
 // bits" (`-m mark --mark bits/bits`), or != with invert.
 func markMatch(bits uint32, invert bool) []expr.Any {
@@ -432,6 +476,11 @@ func addRuleset(conn *nftables.Conn, r *Ruleset) error {
 			return fmt.Errorf("set %s: %w", s.Name, err)
 		}
 		c.sets[s.Name] = set
+	}
+	c.flowtables = map[string]bool{}
+	for _, f := range r.Flowtables {
+		conn.AddFlowtable(nftFlowtable(t, f))
+		c.flowtables[f.Name] = true
 	}
 	chains := make([]*nftables.Chain, len(r.Chains))
 	for i, ch := range r.Chains {

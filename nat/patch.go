@@ -18,13 +18,15 @@ type SetPatch struct {
 // Diff returns the element changes that turn the table of old into the
 // table of new, for sets whose elements differ. ok is false when anything
 // else differs (the chains and their rules, which sets exist and their
-// types, the elements of interval sets): then the table must be rebuilt.
+// types, the elements of interval sets, the flowtables and their devices):
+// then the table must be rebuilt.
 // Adding an endpoint or publishing a port only changes elements of plain
 // sets and maps, so the change costs what changed, not the whole table.
 // old and new are Build's results: elements sorted by key, keys unique.
 func Diff(old, new *Ruleset) (patches []SetPatch, ok bool) {
 	if old == nil || new == nil || old.Family != new.Family || old.Name != new.Name ||
-		len(new.Chains) == 0 || !reflect.DeepEqual(old.Chains, new.Chains) || len(old.Sets) != len(new.Sets) {
+		len(new.Chains) == 0 || !reflect.DeepEqual(old.Chains, new.Chains) || len(old.Sets) != len(new.Sets) ||
+		!reflect.DeepEqual(old.Flowtables, new.Flowtables) {
 		return nil, false
 	}
 	for i, o := range old.Sets {
@@ -105,7 +107,7 @@ func valuesKey(vs []Value) string {
 // Build sorts them: what the kernel holds after a patch. Used by tests to
 // prove a patch equals a rebuild.
 func ApplyPatches(r *Ruleset, patches []SetPatch) *Ruleset {
-	out := &Ruleset{Family: r.Family, Name: r.Name, Chains: r.Chains}
+	out := &Ruleset{Family: r.Family, Name: r.Name, Flowtables: r.Flowtables, Chains: r.Chains}
 	byName := map[string]SetPatch{}
 	for _, p := range patches {
 		byName[p.Set.Name] = p

@@ -45,10 +45,21 @@ const MarkJudged uint32 = 0x20000000
 // kernel side (Table.Apply) turns it into netlink messages and String
 // renders it as nft text.
 type Ruleset struct {
-	Family string // "ip6"
-	Name   string // "v6bridge"
-	Sets   []Set
-	Chains []Chain
+	Family     string // "ip6"
+	Name       string // "v6bridge"
+	Sets       []Set
+	Flowtables []Flowtable
+	Chains     []Chain
+}
+
+// Flowtable is a software fast path of the table: connections a rule hands
+// to it (FlowOffload) are forwarded between Devices at their ingress hook,
+// with their NAT, skipping the forward chain, conntrack and routing.
+type Flowtable struct {
+	Name     string
+	Priority int      // of the ingress hook
+	Devices  []string // interfaces whose ingress it hooks, sorted
+	Counter  bool     // offloaded packets still count in conntrack
 }
 
 // DataType is the type of a set key or map value component.
@@ -229,6 +240,36 @@ type CtState struct {
 
 func (e CtState) nft() string { return "ct state " + strings.Join(e.States, ",") }
 
+// L4Proto matches packets whose transport protocol is one of Protos.
+type L4Proto struct {
+	Protos []uint8
+}
+
+func (e L4Proto) nft() string {
+	if len(e.Protos) == 1 {
+		return "meta l4proto " + ProtoName(e.Protos[0])
+	}
+	names := make([]string, len(e.Protos))
+	for i, p := range e.Protos {
+		names[i] = ProtoName(p)
+	}
+	return "meta l4proto { " + strings.Join(names, ", ") + " }"
+}
+
+// FlowOffload hands the packet's connection to the named flowtable: its
+// later packets take the fast path. It does not end the rule.
+type FlowOffload struct {
+	Flowtable string
+}
+
+func (e FlowOffload) nft() string { return "flow add @" + e.Flowtable }
+
+// TCPNotSyn matches TCP packets that cannot start a connection: of SYN
+// and ACK, not SYN alone.
+type TCPNotSyn struct{}
+
+func (TCPNotSyn) nft() string { return "tcp flags != syn / syn,ack" }
+
 // CtStatusDNAT matches packets of connections whose destination was
 // translated (a published port).
 type CtStatusDNAT struct{}
@@ -404,8 +445,14 @@ func (r *Ruleset) String() string {
 		}
 		writeSet(&b, s)
 	}
-	for i, c := range r.Chains {
+	for i, f := range r.Flowtables {
 		if i > 0 || len(r.Sets) > 0 {
+			b.WriteString("\n")
+		}
+		writeFlowtable(&b, f)
+	}
+	for i, c := range r.Chains {
+		if i > 0 || len(r.Sets)+len(r.Flowtables) > 0 {
 			b.WriteString("\n")
 		}
 		writeChain(&b, c)
@@ -501,6 +548,22 @@ func priorityText(c Chain) string {
 		return "srcnat"
 	}
 	return strconv.Itoa(p)
+}
+
+// writeFlowtable writes the flowtable as nft 1.0 lists it.
+func writeFlowtable(b *strings.Builder, f Flowtable) {
+	prio := strconv.Itoa(f.Priority)
+	if f.Priority == PriorityFilter {
+		prio = "filter"
+	}
+	fmt.Fprintf(b, "\tflowtable %s {\n\t\thook ingress priority %s\n", f.Name, prio)
+	if len(f.Devices) > 0 {
+		fmt.Fprintf(b, "\t\tdevices = { %s }\n", strings.Join(f.Devices, ", "))
+	}
+	if f.Counter {
+		b.WriteString("\t\tcounter\n")
+	}
+	b.WriteString("\t}\n")
 }
 
 func writeChain(b *strings.Builder, c Chain) {

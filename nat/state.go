@@ -41,6 +41,12 @@ type State struct {
 	HostAddrs []netip.Addr
 	// Networks are the v6bridge networks, sorted by Bridge.
 	Networks []Network
+	// FastPath adds a flowtable over the uplinks and the bridges of nat,
+	// public and routed networks, to which established TCP and UDP
+	// connections are handed once the forward chain accepted them (see
+	// docs/fastpath.md). Table sets it from TableConfig.FastPath when the
+	// kernel supports flowtables.
+	FastPath bool
 }
 
 // Network is one v6bridge network as the firewall sees it.

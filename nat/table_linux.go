@@ -26,6 +26,10 @@ type TableConfig struct {
 	// Log receives state changes (Info), repairs and coexistence findings
 	// (Warn). Nil discards.
 	Log logrus.FieldLogger
+	// FastPath adds the flowtable of State.FastPath to every state applied,
+	// if the kernel supports it (ProbeFastPath); otherwise the table works
+	// without and NewTable logs why.
+	FastPath bool
 }
 
 // Table is v6bridge's nftables table in one network namespace. All writes
@@ -51,6 +55,11 @@ type Table struct {
 
 	monMu   sync.Mutex
 	monDead bool // the monitor's socket failed: Watch re-opens it
+
+	links       *kernelLinks
+	fastPath    bool           // flowtable on (configured and supported)
+	fastPathErr error          // why not, when configured
+	ftIndex     map[string]int // flowtable devices in the kernel and their indexes
 }
 
 // NewTable opens a netlink connection for nftables in cfg.NetNS. It does
@@ -66,8 +75,42 @@ func NewTable(cfg TableConfig) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	links, err := newKernelLinks(cfg.NetNS)
+	if err != nil {
+		return nil, err
+	}
 	coex := &Coexistence{conn: conn, log: log}
-	return &Table{conn: conn, log: log.WithField("table", TableFamily+" "+TableName), coex: coex}, nil
+	t := &Table{conn: conn, log: log.WithField("table", TableFamily+" "+TableName), coex: coex, links: links}
+	if cfg.FastPath {
+		if err := ProbeFastPath(cfg.NetNS); err != nil {
+			t.fastPathErr = err
+			t.log.WithError(err).Warn("fast path off: established connections take the forward chain")
+		} else {
+			t.fastPath = true
+		}
+	}
+	return t, nil
+}
+
+// FastPath reports whether the applied states get the flowtable, and if
+// it was asked for but is off, why.
+func (t *Table) FastPath() (bool, error) { return t.fastPath, t.fastPathErr }
+
+// build is build (of a State Validate accepted) with the fast path as
+// configured, the flowtable limited to the devices that exist now; devs
+// are those with their indexes.
+func (t *Table) build(s State) (r *Ruleset, devs map[string]int) {
+	s.FastPath = t.fastPath
+	r = build(s)
+	for i := range r.Flowtables {
+		f := &r.Flowtables[i]
+		var idx map[string]int
+		f.Devices, idx = t.links.present(f.Devices)
+		if devs == nil {
+			devs = idx
+		}
+	}
+	return r, devs
 }
 
 type nopWriter struct{}
@@ -91,32 +134,59 @@ func newConn(netns int) (*nftables.Conn, error) {
 // table without its drop rules. Then it makes sure other firewalls let our
 // bridges' traffic through (see Coexistence.Ensure); a failure there is
 // logged, not returned, since our own table is in place.
+//
+// Connections the new state no longer allows (see Revoked) are deleted
+// from conntrack afterwards, so they stop at once, fast path or not.
 func (t *Table) Apply(s State) error {
 	m, err := NewModel(s) // validates s, once
 	if err != nil {
 		return err
 	}
-	r := build(s)
+	r, devs := t.build(s)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if err := t.patchOrApplyLocked(r); err != nil {
+	if err := t.patchOrApplyLocked(r, devs); err != nil {
 		return err
+	}
+	var revs []Revocation
+	if t.model != nil {
+		revs = Revoked(t.model.State(), s)
 	}
 	t.model = m
 	t.log.WithField("networks", len(s.Networks)).Info("firewall applied")
+	t.revokeLocked(revs)
 	t.ensureCoexistenceLocked()
 	return nil
+}
+
+// revokeLocked deletes the connections of rs from conntrack, after the
+// rules that refuse them are in place (else a packet in between would
+// open them again). A failure is logged: the rules are applied, and the
+// connections end when conntrack forgets them.
+func (t *Table) revokeLocked(rs []Revocation) {
+	if len(rs) == 0 {
+		return
+	}
+	n, err := t.links.revoke(rs)
+	log := t.log.WithField("revoked", len(rs))
+	if err != nil {
+		log.WithError(err).Warn("stop connections the firewall no longer allows")
+		return
+	}
+	log.WithField("connections", n).Debug("stopped connections the firewall no longer allows")
 }
 
 // patchOrApplyLocked changes only the elements that differ when the kernel
 // holds what we applied last and only set elements change (Diff), still in
 // one atomic batch; otherwise, or if the patch fails, it replaces the table.
 // Either way the table ends up as Build made it (TestPrivilegedPatchEqualsRebuild).
-func (t *Table) patchOrApplyLocked(r *Ruleset) error {
+func (t *Table) patchOrApplyLocked(r *Ruleset, devs map[string]int) error {
 	if t.applied == nil && t.known && t.model != nil {
-		t.applied, _ = Build(t.model.State())
+		t.applied, _ = t.build(t.model.State())
 	}
-	if patches, ok := Diff(t.applied, r); ok && t.known {
+	// A flowtable device deleted and created again (a bridge after a
+	// reboot) is no longer hooked: only a new flowtable hooks it again.
+	if patches, ok := Diff(t.applied, r); ok && t.known && maps.Equal(devs, t.ftIndex) {
 		g, err := t.conn.GetGen()
 		if err == nil && g.ID == t.gen {
 			err := t.patchLocked(patches)
@@ -128,7 +198,7 @@ func (t *Table) patchOrApplyLocked(r *Ruleset) error {
 			t.log.WithError(err).Debug("patching the table failed, replacing it")
 		}
 	}
-	return t.applyLocked(r)
+	return t.applyLocked(r, devs)
 }
 
 // patchLocked sends the element changes in one batch and records the new
@@ -203,8 +273,9 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 var errBridgesChange = errors.New("the bridges change")
 
 // applyLocked replaces our table with r and the guard table with
-// BuildGuard(r), in one batch.
-func (t *Table) applyLocked(r *Ruleset) error {
+// BuildGuard(r), in one batch; devs are r's flowtable devices with their
+// indexes (Table.build).
+func (t *Table) applyLocked(r *Ruleset, devs map[string]int) error {
 	err := addRuleset(t.conn, r)
 	if err == nil {
 		err = addRuleset(t.conn, BuildGuard(r))
@@ -220,6 +291,7 @@ func (t *Table) applyLocked(r *Ruleset) error {
 	}
 	t.rememberLocked()
 	t.applied = r
+	t.ftIndex = devs
 	return nil
 }
 
@@ -237,6 +309,7 @@ func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
 		return ErrNoModel
 	}
 	undo := t.model.snapshot(us)
+	revs := t.model.revocations(us)
 	patches, err := t.model.Update(us)
 	if err != nil {
 		return err
@@ -249,19 +322,18 @@ func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
 				t.applied = nil
 				t.patched++
 				t.log.WithField("endpoints", len(us)).Debug("firewall patched")
+				t.revokeLocked(revs)
 				return nil
 			}
 			t.log.WithError(err).Debug("patching the table failed, replacing it")
 		}
 	}
-	r, err := Build(t.model.State())
-	if err == nil {
-		err = t.applyLocked(r)
-	}
-	if err != nil {
+	r, devs := t.build(t.model.State())
+	if err := t.applyLocked(r, devs); err != nil {
 		t.model.revert(us, undo)
 		return err
 	}
+	t.revokeLocked(revs)
 	t.ensureCoexistenceLocked()
 	return nil
 }
@@ -296,6 +368,7 @@ func (t *Table) Delete() error {
 	t.model = nil
 	t.known = false
 	t.applied = nil
+	t.ftIndex = nil
 	for _, name := range []string{TableName, GuardTableName} {
 		tbl := &nftables.Table{Family: nftables.TableFamilyIPv6, Name: name}
 		// Adding first makes the delete succeed whether or not it exists.
@@ -420,12 +493,9 @@ func (t *Table) check() error {
 		t.ensureCoexistenceLocked()
 		return nil
 	}
-	r, berr := Build(t.model.State())
-	if berr != nil {
-		return berr
-	}
+	r, devs := t.build(t.model.State())
 	t.log.WithField("reason", reason(err)).Warn("firewall table changed behind our back, applying it again")
-	if err := t.applyLocked(r); err != nil {
+	if err := t.applyLocked(r, devs); err != nil {
 		return err
 	}
 	t.ensureCoexistenceLocked()

@@ -323,7 +323,7 @@ func dial(t *testing.T, ns netns.NsHandle, addr string, timeout time.Duration) (
 	return got, err
 }
 
-func addBridge(t *testing.T, ns netns.NsHandle, name string, gw netip.Prefix) {
+func addBridge(t testing.TB, ns netns.NsHandle, name string, gw netip.Prefix) {
 	t.Helper()
 	h := nettest.Handle(t, ns)
 	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
@@ -343,7 +343,7 @@ func addBridge(t *testing.T, ns netns.NsHandle, name string, gw netip.Prefix) {
 
 // attach connects a container namespace to a bridge in the host namespace
 // through a veth, with the container's address and default route.
-func attach(t *testing.T, host netns.NsHandle, bridge, veth string, ctr netns.NsHandle, addr netip.Prefix, gw netip.Addr) {
+func attach(t testing.TB, host netns.NsHandle, bridge, veth string, ctr netns.NsHandle, addr netip.Prefix, gw netip.Addr) {
 	t.Helper()
 	nettest.Connect(t, host, veth, netip.Prefix{}, ctr, "eth0", addr)
 	h := nettest.Handle(t, host)
@@ -361,7 +361,7 @@ func attach(t *testing.T, host netns.NsHandle, bridge, veth string, ctr netns.Ns
 	route(t, ctr, netip.MustParsePrefix("::/0"), gw)
 }
 
-func route(t *testing.T, ns netns.NsHandle, dst netip.Prefix, gw netip.Addr) {
+func route(t testing.TB, ns netns.NsHandle, dst netip.Prefix, gw netip.Addr) {
 	t.Helper()
 	h := nettest.Handle(t, ns)
 	if err := h.RouteAdd(&netlink.Route{Dst: nettest.PrefixNet(dst), Gw: gw.AsSlice()}); err != nil {

@@ -35,6 +35,8 @@ DESCRIPTION
                     uplink's accept_ra is 2 (else forwarding drops the route)
     uplink          an IPv6 default route, its interface and global address
     nftables        nftables is usable (v6bridge's NAT66 and firewall)
+    fastpath        the kernel has nftables flowtables for FASTPATH (checked in
+                    a throwaway network namespace)
     ip6tables       no ip6tables FORWARD drop policy that drops v6bridge's
                     traffic (the engine's, when it has DOCKER-USER, is handled)
     ufw, firewalld  firewalls that need the v6b-* bridges allowed
@@ -74,8 +76,12 @@ FLAGS
 	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
 	resolvConf := fs.String("resolv-conf", doctor.DefaultResolvConf, "the resolver asked for ipv4only.arpa (its first nameserver)")
 	probe := fs.String("nat64-probe", "", "IPv4 host:port to connect to through the NAT64 prefix, e.g. 140.82.112.3:443; empty: check the route only")
+	fastPath := fs.String("fastpath", env("FASTPATH", "true"), "the plugin's FASTPATH setting: false skips the flowtable check [FASTPATH]")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *fastPath != "true" && *fastPath != "false" {
+		return fmt.Errorf("FASTPATH=%q: accepted are true, false", *fastPath)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("doctor: unexpected argument %q: see v6bridge doctor -h", fs.Arg(0))
@@ -86,7 +92,7 @@ FLAGS
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, Socket: *socket,
-		ResolvConf: *resolvConf, NAT64Probe: *probe})
+		ResolvConf: *resolvConf, NAT64Probe: *probe, FastPathOff: *fastPath == "false"})
 	findings := doctor.Evaluate(facts)
 	req := gcRequest{}
 	if ids, err := doctor.EngineNetworks(ctx, *dockerHost); err == nil {

@@ -34,7 +34,7 @@ import (
 type serveConfig struct {
 	socket, stateDir, procSys, logLevel, uplinks string
 	ndpMode, ndpSource                           string
-	ndpRange, ndpPrime                           bool
+	ndpRange, ndpPrime, fastPath                 bool
 	pprof, metrics                               string
 	// the address plan
 	publicPrefix, ulaPrefix netip.Prefix // zero: the uplink's /64; generated
@@ -68,6 +68,7 @@ Every flag defaults from the environment variable named in brackets.
 	fs.BoolVar(&c.ndpPrime, "ndp-prime", env("NDP_PRIME", "false") == "true", "when an address starts, also solicit the uplink's router from it, so the router learns it before any traffic [NDP_PRIME]")
 	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
 	fs.StringVar(&c.metrics, "metrics", env("METRICS", ""), "serve Prometheus /metrics on this address, e.g. 127.0.0.1:9430; off when empty [METRICS]")
+	fastPath := fs.String("fastpath", env("FASTPATH", "true"), "true: hand established tcp/udp connections to an nftables flowtable (fast path) when the kernel has flowtables; false: every packet takes the forward chain [FASTPATH]")
 	publicS := fs.String("public-prefix", env("PUBLIC_PREFIX", ""), "where automatic public subnets come from; empty: the uplink's on-link global /64 [PUBLIC_PREFIX]")
 	ulaS := fs.String("ula-prefix", env("ULA_PREFIX", ""), "a /48 to /64 of fd00::/8 for automatic nat/internal subnets (its first /64); empty or auto: random, generated once [ULA_PREFIX]")
 	fs.IntVar(&c.publicLen, "public-subnet-len", envInt("PUBLIC_SUBNET_LEN", 112), "prefix length of automatic public subnets [PUBLIC_SUBNET_LEN]")
@@ -80,6 +81,13 @@ Every flag defaults from the environment variable named in brackets.
 	}
 	if err := metrics.CheckAddr(c.metrics); err != nil {
 		return c, err
+	}
+	switch *fastPath {
+	case "true":
+		c.fastPath = true
+	case "false":
+	default:
+		return c, fmt.Errorf("FASTPATH=%q: accepted are true, false", *fastPath)
 	}
 	switch c.ndpMode {
 	case "native", "kernel", "off":
@@ -195,7 +203,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	fw, err := nat.NewTable(nat.TableConfig{Log: log})
+	fw, err := nat.NewTable(nat.TableConfig{Log: log, FastPath: c.fastPath})
 	if err != nil {
 		return err
 	}

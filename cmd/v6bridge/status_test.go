@@ -57,9 +57,25 @@ func TestServeFlagsRefuseBadSettings(t *testing.T) {
 		{"-pprof", "0.0.0.0:6060"},
 		{"-pprof", "[2001:db8::1]:6060"},
 		{"-pprof", "127.0.0.1"},
+		{"-fastpath", "yes"},
 	} {
 		if _, err := serveFlags(args); err == nil || !strings.Contains(err.Error(), "accepted are") {
 			t.Errorf("serveFlags(%v) = %v, want an error listing what is accepted", args, err)
+		}
+	}
+}
+
+func TestServeFlagsFastPath(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want bool
+	}{{nil, true}, {[]string{"-fastpath", "false"}, false}, {[]string{"-fastpath", "true"}, true}} {
+		c, err := serveFlags(tt.args)
+		if err != nil {
+			t.Fatalf("serveFlags(%v): %v", tt.args, err)
+		}
+		if c.fastPath != tt.want {
+			t.Errorf("serveFlags(%v): fast path %v, want %v", tt.args, c.fastPath, tt.want)
 		}
 	}
 }

@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"ra":                {"netspec", "internal/netnsdo"},
 	"ndp":               {"netspec", "link", "internal/netnsdo", "internal/nlretry"},
 	"ipam":              {"netspec", "plan", "internal/store"},
-	"doctor":            {"netspec", "plan", "link", "internal/netnsdo", "internal/nlretry"},
+	"doctor":            {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry"},
 	"migrate":           {"netspec", "plan", "ipam"},
 	"driver":            {"netspec", "nat", "internal/store"},
 	"internal/api":      {"netspec", "driver", "ipam", "nat"},

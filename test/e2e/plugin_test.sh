@@ -13,6 +13,8 @@ source "$here/lib.sh"
 source "$here/checks.sh"
 # shellcheck source=security_checks.sh
 source "$here/security_checks.sh"
+# shellcheck source=fastpath_checks.sh
+source "$here/fastpath_checks.sh"
 
 VARIANT=${1:?usage: plugin_test.sh legacy|current|current-nft}
 ENGINE_FLAGS=()
@@ -55,6 +57,7 @@ D=$PLUGIN
 PLUGIN_ACTIVE=1
 foundation_checks
 nat_checks
+fastpath_checks
 ndp_checks
 metrics_checks
 option_checks

@@ -1,0 +1,206 @@
+package nat
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// RevokeMatch says which part of a connection a Revocation looks at.
+type RevokeMatch int
+
+// What a Revocation matches.
+const (
+	// RevokeAddr: Addr is any address of the connection, either way: an
+	// endpoint that is gone.
+	RevokeAddr RevokeMatch = iota + 1
+	// RevokeReplySrc: the answering side is Addr on Proto, port First to
+	// Last, reached through a translated destination: connections through
+	// a host port to a container port no longer published.
+	RevokeReplySrc
+	// RevokeOrigDst: the original destination is Addr on Proto, port First
+	// to Last: a host port no longer forwarded to the container port that
+	// still is published, or a container port no longer open directly.
+	RevokeOrigDst
+)
+
+// Revocation selects connections that a change of the State no longer
+// allows. The firewall only judges a connection's first packet; the
+// connections a Revocation selects are deleted from conntrack after the
+// change, so their next packet is judged again (and dropped) and an
+// offloaded flow leaves the fast path at once.
+type Revocation struct {
+	Match       RevokeMatch
+	Addr        netip.Addr
+	Proto       uint8  // not for RevokeAddr
+	First, Last uint16 // inclusive port range; not for RevokeAddr
+}
+
+func (r Revocation) String() string {
+	switch r.Match {
+	case RevokeAddr:
+		return "any " + r.Addr.String()
+	case RevokeReplySrc:
+		return fmt.Sprintf("to container %s %s/%d-%d", r.Addr, ProtoName(r.Proto), r.First, r.Last)
+	case RevokeOrigDst:
+		return fmt.Sprintf("to host %s %s/%d-%d", r.Addr, ProtoName(r.Proto), r.First, r.Last)
+	}
+	return "invalid"
+}
+
+// ConnTuple is what a Revocation looks at in one connection: its original
+// direction (as the first packet was sent) and its reply direction (after
+// NAT: the source is who answers).
+type ConnTuple struct {
+	Proto              uint8
+	OrigSrc, OrigDst   netip.AddrPort
+	ReplySrc, ReplyDst netip.AddrPort
+}
+
+// Matches reports whether the revocation selects connection c.
+func (r Revocation) Matches(c ConnTuple) bool {
+	inRange := func(p uint16) bool { return p >= r.First && p <= r.Last }
+	switch r.Match {
+	case RevokeAddr:
+		return c.OrigSrc.Addr() == r.Addr || c.OrigDst.Addr() == r.Addr || c.ReplySrc.Addr() == r.Addr || c.ReplyDst.Addr() == r.Addr
+	case RevokeReplySrc:
+		return c.Proto == r.Proto && c.ReplySrc.Addr() == r.Addr && inRange(c.ReplySrc.Port()) && c.OrigDst != c.ReplySrc
+	case RevokeOrigDst:
+		return c.Proto == r.Proto && c.OrigDst.Addr() == r.Addr && inRange(c.OrigDst.Port())
+	}
+	return false
+}
+
+// Revoked returns the revocations of a change from old to new: endpoints
+// that are gone, container ports no longer published or open, and host
+// ports no longer forwarded to a container port that still is.
+func Revoked(old, new State) []Revocation {
+	type entry struct {
+		bridge string
+		mode   Mode
+		e      Endpoint
+	}
+	next := map[netip.Addr]entry{}
+	for _, n := range new.Networks {
+		for _, e := range n.Endpoints {
+			next[e.Addr] = entry{n.Bridge, n.Mode, e}
+		}
+	}
+	var out []Revocation
+	for _, n := range old.Networks {
+		for _, e := range n.Endpoints {
+			nx, ok := next[e.Addr]
+			if !ok || nx.bridge != n.Bridge {
+				out = append(out, Revocation{Match: RevokeAddr, Addr: e.Addr})
+				continue
+			}
+			if n.Mode == ModeInternal {
+				continue
+			}
+			public := n.Mode == ModePublic || n.Mode == ModeRouted
+			out = append(out, RevokedPorts(old.HostAddrs, new.HostAddrs, e, nx.e, public)...)
+		}
+	}
+	return out
+}
+
+// RevokedPorts returns the revocations of an endpoint of a nat, public
+// or routed network (public: the latter two) changing from old to new:
+// each container port no longer published (its connections through a host
+// port), each host port no longer forwarded to a container port still
+// published, and on public networks each container port no longer open
+// directly. oldHosts and newHosts are the host addresses a mapping without
+// one stands for, before and after.
+func RevokedPorts(oldHosts, newHosts []netip.Addr, old, new Endpoint, public bool) []Revocation {
+	type cport struct {
+		proto uint8
+		port  uint16
+	}
+	type hport struct {
+		host  netip.Addr
+		proto uint8
+		port  uint16
+		to    uint16
+	}
+	addr := old.Addr
+	published := map[cport]bool{}
+	forwarded := map[hport]bool{}
+	open := map[cport]bool{}
+	for _, m := range new.Ports {
+		hosts := []netip.Addr{m.HostAddr}
+		if !m.HostAddr.IsValid() {
+			hosts = newHosts
+		}
+		for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+			published[cport{m.Proto, m.ContainerFirst + uint16(i)}] = true
+			for _, h := range hosts {
+				forwarded[hport{h, m.Proto, m.HostFirst + uint16(i), m.ContainerFirst + uint16(i)}] = true
+			}
+		}
+	}
+	for _, p := range new.Open {
+		for port := int(p.First); port <= int(p.Last); port++ {
+			open[cport{p.Proto, uint16(port)}] = true
+		}
+	}
+	var out []Revocation
+	// add appends port to the last revocation when it continues its range.
+	add := func(match RevokeMatch, a netip.Addr, proto uint8, port uint16) {
+		if k := len(out) - 1; k >= 0 && out[k].Match == match && out[k].Addr == a && out[k].Proto == proto && out[k].Last+1 == port {
+			out[k].Last = port
+			return
+		}
+		out = append(out, Revocation{Match: match, Addr: a, Proto: proto, First: port, Last: port})
+	}
+	for _, m := range old.Ports {
+		hosts := []netip.Addr{m.HostAddr}
+		if !m.HostAddr.IsValid() {
+			hosts = oldHosts
+		}
+		for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+			c := cport{m.Proto, m.ContainerFirst + uint16(i)}
+			if !published[c] {
+				add(RevokeReplySrc, addr, c.proto, c.port)
+				continue
+			}
+			for _, h := range hosts {
+				if !forwarded[hport{h, m.Proto, m.HostFirst + uint16(i), c.port}] {
+					add(RevokeOrigDst, h, m.Proto, m.HostFirst+uint16(i))
+				}
+			}
+		}
+	}
+	if public {
+		for _, p := range old.Open {
+			for port := int(p.First); port <= int(p.Last); port++ {
+				if !open[cport{p.Proto, uint16(port)}] {
+					add(RevokeOrigDst, addr, p.Proto, uint16(port))
+				}
+			}
+		}
+	}
+	return slices.CompactFunc(out, func(a, b Revocation) bool { return a == b })
+}
+
+// revocations returns the revocations of applying us to the model, before
+// Update does: endpoints removed and ports no longer published.
+func (m *Model) revocations(us []EndpointUpdate) []Revocation {
+	var out []Revocation
+	for _, u := range us {
+		mn, ok := m.nets[u.Bridge]
+		if !ok {
+			continue
+		}
+		old, had := mn.eps[u.Addr]
+		mode := m.networks[mn.idx].Mode
+		switch {
+		case !had:
+		case u.Remove:
+			out = append(out, Revocation{Match: RevokeAddr, Addr: u.Addr})
+		case mode != ModeInternal:
+			public := mode == ModePublic || mode == ModeRouted
+			out = append(out, RevokedPorts(m.hostAddrs, m.hostAddrs, old, Endpoint{Addr: u.Addr, Ports: u.Ports, Open: u.Open}, public)...)
+		}
+	}
+	return out
+}
