@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -13,6 +14,11 @@ import (
 
 	"github.com/vishvananda/netns"
 )
+
+// The main goroutine keeps the main thread: probes switch threads into the
+// VPS's namespaces (netnsdo), and vps_down kills every process whose main
+// thread is in them (`ip netns pids`), which must never be this test.
+func init() { runtime.LockOSThread() }
 
 // dialIn opens a connection from inside ns: the socket is created on a
 // thread in ns and stays there.
