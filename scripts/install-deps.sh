@@ -27,8 +27,9 @@ CLI_PLUGINS=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
 
 APT_PACKAGES=(docker.io containerd runc busybox-static nftables iproute2 iptables
 	libseccomp-dev pkg-config jq iperf3 ndppd gcc libc6-dev procps util-linux ca-certificates
-	python3 # python3: make bench's report only
-	qemu-system-x86 linux-image-amd64 cpio kmod) # test/kernelvm: kernel tests under Debian's kernel (flowtables)
+	python3) # python3: make bench's report only
+# make test-kernelvm (V6B_KERNELVM=1): kernel tests under Debian's kernel (flowtables)
+[ "${V6B_KERNELVM:-0}" != 1 ] || APT_PACKAGES+=(qemu-system-x86 linux-image-amd64 cpio kmod)
 
 say() { printf '%-28s %s\n' "$1" "$2"; }
 
