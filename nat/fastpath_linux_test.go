@@ -22,23 +22,9 @@ import (
 // echo serves TCP on addr inside ns, writing back what it reads.
 func echo(t testing.TB, ns netns.NsHandle, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := nettest.Do(t, ns, func() (err error) {
-		ln, err = net.Listen("tcp6", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("listen %s: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	listenIn(t, ns, addr, func(c net.Conn) {
+		go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+	})
 }
 
 // session is a long-lived TCP connection opened from a namespace.

@@ -281,9 +281,9 @@ func TestPrivilegedGoldenMatchesKernel(t *testing.T) {
 	}
 }
 
-// serve accepts TCP connections on addr inside ns and writes the client's
-// address to each, so the dialer learns the source address the server saw.
-func serve(t *testing.T, ns netns.NsHandle, addr string) {
+// listenIn listens on TCP addr inside ns until the test ends and hands each
+// connection to handle, in the accepting goroutine.
+func listenIn(t testing.TB, ns netns.NsHandle, addr string, handle func(net.Conn)) {
 	t.Helper()
 	var ln net.Listener
 	if err := nettest.Do(t, ns, func() (err error) {
@@ -299,10 +299,19 @@ func serve(t *testing.T, ns netns.NsHandle, addr string) {
 			if err != nil {
 				return
 			}
-			fmt.Fprint(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().String())
-			c.Close()
+			handle(c)
 		}
 	}()
+}
+
+// serve accepts TCP connections on addr inside ns and writes the client's
+// address to each, so the dialer learns the source address the server saw.
+func serve(t *testing.T, ns netns.NsHandle, addr string) {
+	t.Helper()
+	listenIn(t, ns, addr, func(c net.Conn) {
+		fmt.Fprint(c, c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().String())
+		c.Close()
+	})
 }
 
 // dial connects to addr from inside ns and returns what the server wrote.
