@@ -221,19 +221,25 @@ func (k *Kernel) DeleteBridge(name string) error {
 	k.mu.Lock()
 	delete(k.isolated, name)
 	k.mu.Unlock()
+	return k.deleteLink("bridge", name, func(l netlink.Link) bool { _, ok := l.(*netlink.Bridge); return ok }, "bridge")
+}
+
+// deleteLink deletes link name if it is of the kind is checks (named kind
+// in errors, logged under field); a missing link is success.
+func (k *Kernel) deleteLink(kind, name string, is func(netlink.Link) bool, field string) error {
 	l, err := k.linkByName(name)
 	if err != nil {
-		return fmt.Errorf("delete bridge %q: %w", name, err)
+		return fmt.Errorf("delete %s %q: %w", kind, name, err)
 	}
 	if l == nil {
 		return nil
 	}
-	if _, ok := l.(*netlink.Bridge); !ok {
-		return fmt.Errorf("delete bridge %q: it is a %s, not a bridge", name, l.Type())
+	if !is(l) {
+		return fmt.Errorf("delete %s %q: it is a %s, not a %s", kind, name, l.Type(), kind)
 	}
 	if err := k.h.LinkDel(l); err != nil && !notFound(err) {
-		return fmt.Errorf("delete bridge %q: %w", name, err)
+		return fmt.Errorf("delete %s %q: %w", kind, name, err)
 	}
-	k.log.WithField("bridge", name).Info("deleted bridge")
+	k.log.WithField(field, name).Info("deleted " + kind)
 	return nil
 }

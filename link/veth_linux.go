@@ -207,19 +207,5 @@ func (k *Kernel) DeleteVeth(hostName string) error {
 	if err := validName(hostName); err != nil {
 		return fmt.Errorf("delete veth: %w", err)
 	}
-	l, err := k.linkByName(hostName)
-	if err != nil {
-		return fmt.Errorf("delete veth %q: %w", hostName, err)
-	}
-	if l == nil {
-		return nil
-	}
-	if _, ok := l.(*netlink.Veth); !ok {
-		return fmt.Errorf("delete veth %q: it is a %s, not a veth", hostName, l.Type())
-	}
-	if err := k.h.LinkDel(l); err != nil && !notFound(err) {
-		return fmt.Errorf("delete veth %q: %w", hostName, err)
-	}
-	k.log.WithField("iface", hostName).Info("deleted veth")
-	return nil
+	return k.deleteLink("veth", hostName, func(l netlink.Link) bool { _, ok := l.(*netlink.Veth); return ok }, "iface")
 }
