@@ -40,11 +40,10 @@ type Config struct {
 	// NDPRange answers NDP for whole public subnets instead of the
 	// addresses in use.
 	NDPRange bool
-	// Routers, if set, is told after every change of the networks which
-	// bridges must advertise the host as the containers' router: those of
-	// networks an engine before 28 made (it keeps no default route of its
-	// own when a container leaves the network that had the static one),
-	// except internal ones.
+	// Routers, if set, is told after every change which containers must
+	// hear router advertisements: on networks an engine before 28 made,
+	// those that left the network with their static ::/0 (the engine
+	// never moves it), on their other non-internal networks.
 	Routers Routers
 	// PoolMode returns the mode the IPAM pool of a subnet was requested
 	// for (--ipam-opt v6bridge.mode), "" if none: a network without -o
@@ -670,11 +669,13 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	if e.Addr.IsValid() && n.Mode != netspec.ModeInternal {
 		if n.Modern {
 			resp.GatewayIPv6 = n.Gateway
-		} else if e.DefaultRoute || !d.sandboxHasDefaultRoute(e) {
+		} else if e.DefaultRoute || !d.sandboxRouted(e) {
 			// Engines < 28 install no IPv6 default route from GatewayIPv6
 			// when the endpoint has no IPv4 gateway: a static route does.
 			// Only one endpoint of a sandbox may carry it (a second ::/0
 			// would fail the join with EEXIST): the first joined wins.
+			// A container whose first routed network left has a default
+			// route from advertisements (routerTargets) and gets none.
 			e.DefaultRoute = true
 			resp.StaticRoutes = []StaticRoute{{Destination: netip.MustParsePrefix("::/0"), NextHop: n.Gateway}}
 		}
@@ -716,12 +717,14 @@ func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
 	return err
 }
 
-func (d *Driver) sandboxHasDefaultRoute(e *Endpoint) bool {
+// sandboxRouted reports whether another endpoint of e's sandbox gives the
+// container its default route: the static ::/0, or advertisements.
+func (d *Driver) sandboxRouted(e *Endpoint) bool {
 	if e.Sandbox == "" {
 		return false
 	}
 	for _, o := range d.bySandbox[e.Sandbox] {
-		if o != e && o.Joined && o.DefaultRoute {
+		if o != e && o.Joined && (o.DefaultRoute || d.needsLegacyRoute(o)) {
 			return true
 		}
 	}
@@ -841,16 +844,52 @@ func (d *Driver) syncLocked() error {
 		}
 	}
 	d.synced, d.syncedHostAddrs = true, s.HostAddrs
+	d.advertiseLocked()
+	return nil
+}
+
+// advertiseLocked tells the routers which containers need advertisements.
+func (d *Driver) advertiseLocked() {
 	if d.cfg.Routers != nil {
-		var bridges []string
-		for _, n := range d.sortedNetworks() {
-			if !n.Modern && n.Mode != netspec.ModeInternal {
-				bridges = append(bridges, n.Bridge)
+		d.cfg.Routers.SetTargets(d.routerTargets())
+	}
+}
+
+// routerTargets returns, keyed by bridge, the addresses of the endpoints
+// that need router advertisements: on engines before 28, the routed
+// endpoints of each sandbox in which no endpoint carries the static ::/0
+// any more (its network was disconnected). No other container hears one:
+// a starting container that learnt a default route before its engine
+// installs the static ::/0 would fail to start (EEXIST).
+func (d *Driver) routerTargets() map[string][]netip.Addr {
+	out := map[string][]netip.Addr{}
+	for _, es := range d.bySandbox {
+		routed := false
+		for _, e := range es {
+			routed = routed || (e.Joined && e.DefaultRoute)
+		}
+		if routed {
+			continue
+		}
+		for _, e := range es {
+			if e.Joined && d.needsLegacyRoute(e) {
+				b := d.networks[e.NetworkID].Bridge
+				out[b] = append(out[b], e.Addr.Addr())
 			}
 		}
-		d.cfg.Routers.SetBridges(bridges)
 	}
-	return nil
+	for _, addrs := range out {
+		slices.SortFunc(addrs, netip.Addr.Compare)
+	}
+	return out
+}
+
+// needsLegacyRoute reports whether e is an endpoint with an address on a
+// non-internal network an engine before 28 made: one whose container gets
+// its default route from the driver (static ::/0, else advertisements).
+func (d *Driver) needsLegacyRoute(e *Endpoint) bool {
+	n := d.networks[e.NetworkID]
+	return n != nil && !n.Modern && n.Mode != netspec.ModeInternal && e.Addr.IsValid()
 }
 
 // syncEndpointsLocked brings the firewall and NDP up to date for the
@@ -899,6 +938,7 @@ func (d *Driver) syncEndpointsLocked(sandboxes []string, es ...*Endpoint) error 
 			return fmt.Errorf("ndp: %w", err)
 		}
 	}
+	d.advertiseLocked()
 	return nil
 }
 

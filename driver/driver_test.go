@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -15,6 +16,7 @@ const (
 	ep1  = "1111111111111111111111111111111111111111111111111111111111111111"
 	ep2  = "2222222222222222222222222222222222222222222222222222222222222222"
 	ep3  = "3333333333333333333333333333333333333333333333333333333333333333"
+	ep4  = "4444444444444444444444444444444444444444444444444444444444444444"
 )
 
 type rig struct {
@@ -436,35 +438,92 @@ func TestModeDecidedOnce(t *testing.T) {
 	}
 }
 
-type fakeRouters struct{ bridges []string }
+type fakeRouters struct{ targets map[string][]netip.Addr }
 
-func (f *fakeRouters) SetBridges(names []string) { f.bridges = names }
+func (f *fakeRouters) SetTargets(t map[string][]netip.Addr) { f.targets = t }
 
-// TestRoutersAdvertiseOnLegacyNetworks: bridges of networks made by engines
-// before 28 (no enable_ipv4 option), except internal ones, advertise the
-// host as router; those of current engines do not.
-func TestRoutersAdvertiseOnLegacyNetworks(t *testing.T) {
+// TestRoutersAdvertiseToContainersThatLostTheirRoute: on engines before 28
+// only the containers that left the network with their static ::/0 hear
+// router advertisements, on their other non-internal networks; a
+// container that does is given no static ::/0 again (EEXIST), and a new
+// container hears none while its engine installs its own. Networks of
+// current engines never advertise; a restarted driver advertises to the
+// same containers.
+func TestRoutersAdvertiseToContainersThatLostTheirRoute(t *testing.T) {
 	r := newRig(t)
 	fr := &fakeRouters{}
 	r.d.cfg.Routers = fr
-	legacy := createReq(netA, "fd00:1::/112", nil)
-	legacy.EnableIPv4 = nil
-	internal := createReq(netB, "fd00:2::/112", map[string]string{OptMode: "internal"})
-	internal.EnableIPv4 = nil
-	for _, req := range []CreateNetworkRequest{legacy, internal, createReq("cccc", "fd00:3::/112", nil)} {
+	legacy := func(id, subnet string, opts map[string]string) {
+		req := createReq(id, subnet, opts)
+		req.EnableIPv4 = nil
 		if err := r.d.CreateNetwork(req); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if diff := cmp.Diff([]string{BridgeName(netA)}, fr.bridges); diff != "" {
-		t.Errorf("advertising bridges (-want +got):\n%s", diff)
+	legacy(netA, "fd00:1::/112", nil)
+	legacy(netB, "fd00:2::/112", nil)
+	legacy("cccc", "fd00:3::/112", map[string]string{OptMode: "internal"})
+	mustNetwork(t, r, "dddd", "fd00:4::/112", nil) // current engine
+	mustEndpoint(t, r, netA, ep1, "fd00:1::5/112")
+	mustEndpoint(t, r, netB, ep2, "fd00:2::5/112")
+	mustEndpoint(t, r, "cccc", ep3, "fd00:3::5/112")
+	join := func(nid, eid string) JoinResponse {
+		t.Helper()
+		resp, err := r.d.Join(JoinRequest{NetworkID: nid, EndpointID: eid, SandboxKey: "sb"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
 	}
-	if err := r.d.DeleteNetwork(netA); err != nil {
+	want := func(what string, targets map[string][]netip.Addr) {
+		t.Helper()
+		if diff := cmp.Diff(targets, fr.targets, cmpopts.EquateEmpty(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+			t.Errorf("%s: targets (-want +got):\n%s", what, diff)
+		}
+	}
+	join(netA, ep1)
+	join(netB, ep2)
+	join("cccc", ep3)
+	want("routed by the static ::/0", nil)
+	if err := r.d.Leave(netA, ep1); err != nil {
 		t.Fatal(err)
 	}
-	if len(fr.bridges) != 0 {
-		t.Errorf("still advertising on %v", fr.bridges)
+	lost := map[string][]netip.Addr{BridgeName(netB): {netip.MustParseAddr("fd00:2::5")}}
+	want("after the network with ::/0 left", lost)
+	if resp := join(netA, ep1); len(resp.StaticRoutes) != 0 {
+		t.Errorf("a container routed by advertisements got a static ::/0 again: %+v", resp)
 	}
+	want("after it came back", map[string][]netip.Addr{
+		BridgeName(netA): {netip.MustParseAddr("fd00:1::5")},
+		BridgeName(netB): {netip.MustParseAddr("fd00:2::5")},
+	})
+	r.d = r.reopen(t)
+	r.d.cfg.Routers = fr
+	fr.targets = nil
+	if err := r.d.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	want("after a restart", map[string][]netip.Addr{
+		BridgeName(netA): {netip.MustParseAddr("fd00:1::5")},
+		BridgeName(netB): {netip.MustParseAddr("fd00:2::5")},
+	})
+	for _, ep := range []string{ep1, ep2, ep3} {
+		if err := r.d.Leave("", ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want("after the container stopped", nil)
+	// A new container: the first routed network carries ::/0, nobody
+	// advertises; a current engine's network never does.
+	mustEndpoint(t, r, "dddd", ep4, "fd00:4::5/112")
+	join("dddd", ep4)
+	if resp := join(netB, ep2); len(resp.StaticRoutes) != 1 {
+		t.Errorf("first routed network of a new container: %+v", resp)
+	}
+	if err := r.d.Leave(netB, ep2); err != nil {
+		t.Fatal(err)
+	}
+	want("current engine's network", nil)
 }
 
 // TestCreateEndpointRefusesHeldAddresses: the engine may hand out an

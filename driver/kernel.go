@@ -43,9 +43,9 @@ type Neighbors interface {
 	UpdateTargets(add, remove []netip.Addr) error
 }
 
-// Routers advertises the host as the default router on bridges (router
-// advertisements, package ra). SetBridges sets the whole set and never
-// fails.
+// Routers advertises the host as the default router to container
+// addresses, keyed by the bridge they are behind (router advertisements,
+// package ra). SetTargets sets the whole set and never fails.
 type Routers interface {
-	SetBridges(names []string)
+	SetTargets(targets map[string][]netip.Addr)
 }
