@@ -240,7 +240,7 @@ func (d *Driver) Reconcile() error {
 		}
 	}
 	d.sweep(owned, claimed)
-	return d.syncLocked()
+	return d.syncLocked(everything)
 }
 
 // ErrForeignLinks says the kernel holds v6bridge links another state
@@ -362,7 +362,7 @@ func (d *Driver) CreateNetwork(req CreateNetworkRequest) error {
 		if err := d.cfg.Links.DeleteBridge(n.Bridge); err != nil {
 			log.WithError(err).Warn("undo: delete bridge")
 		}
-		if err := d.syncLocked(); err != nil {
+		if err := d.syncLocked(everything); err != nil {
 			log.WithError(err).Warn("undo: firewall")
 		}
 	}()
@@ -373,7 +373,7 @@ func (d *Driver) CreateNetwork(req CreateNetworkRequest) error {
 	if err := d.cfg.Store.PutNetwork(n); err != nil {
 		return fmt.Errorf("save network: %w", err)
 	}
-	if err := d.syncLocked(); err != nil {
+	if err := d.syncLocked(everything); err != nil {
 		return err
 	}
 	ok = true
@@ -490,12 +490,12 @@ func (d *Driver) DeleteNetwork(id string) error {
 		if uerr := d.cfg.Links.EnsureBridge(d.bridgeSpec(n)); uerr != nil {
 			log.WithError(uerr).Warn("undo: re-create bridge")
 		}
-		if uerr := d.syncLocked(); uerr != nil {
+		if uerr := d.syncLocked(everything); uerr != nil {
 			log.WithError(uerr).Warn("undo: firewall")
 		}
 		return err
 	}
-	if err := d.syncLocked(); err != nil {
+	if err := d.syncLocked(everything); err != nil {
 		return undo(err)
 	}
 	if err := d.cfg.Links.DeleteBridge(n.Bridge); err != nil {
@@ -698,7 +698,7 @@ func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
 	}
 	err := d.persistChanged(ss)
 	if err == nil {
-		err = d.syncEndpointsLocked(sandboxes, es...)
+		err = d.syncLocked(change{sandboxes: sandboxes, endpoints: es})
 	}
 	if err == nil {
 		return nil
@@ -711,7 +711,7 @@ func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
 			}
 		}
 	}
-	if serr := d.syncEndpointsLocked(sandboxes, es...); serr != nil {
+	if serr := d.syncLocked(change{sandboxes: sandboxes, endpoints: es}); serr != nil {
 		d.log.WithError(serr).Warn("undo: firewall")
 	}
 	return err
@@ -755,9 +755,9 @@ func (d *Driver) leaveAndSyncLocked(e *Endpoint, sync bool) error {
 		for i, s := range ss {
 			es[i] = s.e
 		}
-		if err := d.syncEndpointsLocked([]string{sb}, es...); err != nil {
+		if err := d.syncLocked(change{sandboxes: []string{sb}, endpoints: es}); err != nil {
 			d.restoreAll(ss)
-			if serr := d.syncEndpointsLocked([]string{sb}, es...); serr != nil {
+			if serr := d.syncLocked(change{sandboxes: []string{sb}, endpoints: es}); serr != nil {
 				d.log.WithError(serr).Warn("undo: firewall")
 			}
 			return err
@@ -826,9 +826,9 @@ func (d *Driver) EndpointInfo(networkID, endpointID string) map[string]string {
 	return info
 }
 
-// syncLocked rebuilds the firewall and NDP state from the records and
-// applies both.
-func (d *Driver) syncLocked() error {
+// syncAllLocked rebuilds the firewall and NDP state from the records and
+// applies both: the whole-state half of syncLocked.
+func (d *Driver) syncAllLocked() error {
 	d.synced = false
 	s := d.firewallState()
 	if d.cfg.Firewall != nil {
@@ -892,19 +892,34 @@ func (d *Driver) needsLegacyRoute(e *Endpoint) bool {
 	return n != nil && !n.Modern && n.Mode != netspec.ModeInternal && e.Addr.IsValid()
 }
 
-// syncEndpointsLocked brings the firewall and NDP up to date for the
-// endpoints es and every endpoint of the sandboxes (nil entries skipped)
-// after a change of only those: it costs what they change, not what all
-// endpoints hold. Before the first whole sync, after a failed one or a
-// failed update, or when the host addresses changed, it syncs the whole
-// state instead. Calling it again with the same endpoints is a no-op, so a
-// handler undoes a change by restoring the endpoints and calling it again.
-func (d *Driver) syncEndpointsLocked(sandboxes []string, es ...*Endpoint) error {
-	if !d.synced || !slices.Equal(d.cfg.HostAddrs(), d.syncedHostAddrs) {
-		return d.syncLocked()
+// change names what changed in the records since the last sync: a few
+// endpoints, and the sandboxes all of whose endpoints count (their
+// published ports may have moved). everything is any other change.
+type change struct {
+	all       bool
+	sandboxes []string
+	endpoints []*Endpoint
+}
+
+// everything is the change of networks, of the host, or at start-up.
+var everything = change{all: true}
+
+// syncLocked brings the firewall, NDP and router advertisements in line
+// with the records: the one way the driver's state reaches the kernel. A
+// change of a few endpoints costs what they change, not what all
+// endpoints hold (attaching the thousandth container costs what the first
+// did). The whole state is rebuilt instead for everything, before the
+// first whole sync succeeded, after any failed sync, and when the host
+// addresses changed (kube-proxy's needFullSync). Syncing the same change
+// again is a no-op, so a handler undoes a change by restoring the records
+// and syncing the same change again.
+func (d *Driver) syncLocked(c change) error {
+	if c.all || !d.synced || !slices.Equal(d.cfg.HostAddrs(), d.syncedHostAddrs) {
+		return d.syncAllLocked()
 	}
+	es := slices.Clone(c.endpoints)
 	seen := map[*Endpoint]bool{}
-	for _, sb := range sandboxes {
+	for _, sb := range c.sandboxes {
 		es = append(es, d.sortedSandbox(sb)...)
 	}
 	var us []nat.EndpointUpdate
