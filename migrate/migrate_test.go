@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,28 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/v6bridge/v6bridge/internal/golden"
+
 	"go.yaml.in/yaml/v3"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update once)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
-	}
-}
 
 // loadCase reads testdata/name: ndppd.conf, daemon.json, *.yml/*.yaml
 // compose files and "running" (NAME PID lines, the process scan).
@@ -110,7 +91,7 @@ func TestMigrateGolden(t *testing.T) {
 					b.WriteString("\n==> " + c.OutPath + " <==\n" + c.Text)
 				}
 			}
-			golden(t, filepath.Join("testdata", tt.name+".golden"), b.Bytes())
+			golden.Check(t, tt.name+".golden", b.Bytes())
 		})
 	}
 }

@@ -2,12 +2,11 @@ package nat
 
 import (
 	"errors"
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/v6bridge/v6bridge/internal/golden"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -18,8 +17,6 @@ var netipComparers = []cmp.Option{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 }
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
 var (
 	hostA = netip.MustParseAddr("2001:db8:1234:a1::1")
@@ -137,7 +134,7 @@ func TestBuildGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Build: %v", err)
 			}
-			golden(t, tt.name, r.String())
+			golden.Check(t, tt.name+".golden", []byte(r.String()))
 		})
 	}
 }
@@ -151,7 +148,7 @@ func TestBuildGuardGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Build: %v", err)
 			}
-			golden(t, tt.name, BuildGuard(r).String())
+			golden.Check(t, tt.name+".golden", []byte(BuildGuard(r).String()))
 		})
 	}
 }
@@ -197,26 +194,6 @@ func TestBuildNoUnrelatedICMPErrors(t *testing.T) {
 				}
 			}
 		}
-	}
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
 	}
 }
 

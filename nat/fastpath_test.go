@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/v6bridge/v6bridge/internal/golden"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -22,7 +24,7 @@ func TestBuildFastPathGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "fastpath", r.String())
+	golden.Check(t, "fastpath.golden", []byte(r.String()))
 }
 
 func TestBuildFastPath(t *testing.T) {

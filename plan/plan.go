@@ -272,10 +272,13 @@ func isULA(a netip.Addr) bool {
 }
 
 // WriteJSON writes p as indented JSON.
-func (p Plan) WriteJSON(w io.Writer) error {
-	b, err := json.MarshalIndent(p, "", "  ")
+func (p Plan) WriteJSON(w io.Writer) error { return writeJSON(w, "plan", p) }
+
+// writeJSON writes v as indented JSON; what names it in the error.
+func writeJSON(w io.Writer, what string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode plan: %w", err)
+		return fmt.Errorf("encode %s: %w", what, err)
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err

@@ -2,36 +2,14 @@ package plan
 
 import (
 	"bytes"
-	"flag"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/v6bridge/v6bridge/internal/golden"
+
 	"github.com/google/go-cmp/cmp"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/*.golden")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update once)", err)
-	}
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Errorf("%s (-want +got):\n%s", path, diff)
-	}
-}
 
 var (
 	hostAddr = addr("2001:db8:1234:a1::1")
@@ -100,7 +78,7 @@ func TestPlanGolden(t *testing.T) {
 			if err := p.WriteText(&b); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tt.name+".txt.golden", b.Bytes())
+			golden.Check(t, tt.name+".txt.golden", b.Bytes())
 		})
 	}
 }
@@ -112,7 +90,7 @@ func TestPlanJSONGolden(t *testing.T) {
 	if err := p.WriteJSON(&b); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "clean.json.golden", b.Bytes())
+	golden.Check(t, "clean.json.golden", b.Bytes())
 }
 
 // TestPlanAvoidsHostAndGateway: the printed networks skip what the plugin

@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -180,14 +179,7 @@ func maxID(nodes []SwarmNode) uint64 {
 }
 
 // WriteJSON writes p as indented JSON.
-func (p SwarmPlan) WriteJSON(w io.Writer) error {
-	b, err := json.MarshalIndent(p, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode swarm plan: %w", err)
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
-}
+func (p SwarmPlan) WriteJSON(w io.Writer) error { return writeJSON(w, "swarm plan", p) }
 
 // WriteText writes p for people: a table of the hosts, the commands for
 // each host, the commands for a manager, and the warnings.

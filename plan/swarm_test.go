@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/v6bridge/v6bridge/internal/golden"
+
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -44,8 +46,8 @@ func TestSwarmGolden(t *testing.T) {
 			if err := p.WriteJSON(&js); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tt.name+".txt.golden", txt.Bytes())
-			golden(t, tt.name+".json.golden", js.Bytes())
+			golden.Check(t, tt.name+".txt.golden", txt.Bytes())
+			golden.Check(t, tt.name+".json.golden", js.Bytes())
 		})
 	}
 }

@@ -24,6 +24,7 @@ var allowed = map[string][]string{
 	"internal/nlretry":  {},
 	"internal/ndpflood": {},
 	"internal/nettest":  {"internal/netnsdo"},
+	"internal/golden":   {},
 	"internal/instance": {"internal/store"},
 	"internal/archtest": {},
 	"link":              {"netspec", "internal/netnsdo", "internal/nlretry", "internal/instance"},

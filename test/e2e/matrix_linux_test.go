@@ -35,40 +35,10 @@ var matrix = []matrixCell{
 		c.web("run", "web", natNet, natNet.addr, []string{"-p", "8081:80"})
 		c.published("web", []netSpec{natNet}, 8081)
 	}},
-	{"create-public-connect-internal", func(c *cell) {
-		c.network(natNet)
-		c.network(pubNet)
-		c.web("create", "web", pubNet, pubNet.addr, []string{"-p", "8081:80"})
-		c.connect(natNet, "web")
-		c.must("start", "web")
-		c.published("web", []netSpec{pubNet, natNet}, 8081)
-	}},
-	{"create-internal-connect-public", func(c *cell) {
-		c.network(natNet)
-		c.network(pubNet)
-		c.web("create", "web", natNet, natNet.addr, []string{"-p", "8081:80"})
-		c.connect(pubNet, "web")
-		c.must("start", "web")
-		c.published("web", []netSpec{natNet, pubNet}, 8081)
-	}},
-	{"connect-running-internal", func(c *cell) {
-		c.network(natNet)
-		c.network(pubNet)
-		c.web("run", "web", pubNet, pubNet.addr, []string{"-p", "8081:80"})
-		c.check("before connect: the host port leads to the public address",
-			fetchWant(c.g.inet, "http://"+hp(hostAddr, 8081)+"/local", pubNet.addr, openWait))
-		c.connect(natNet, "web")
-		c.published("web", []netSpec{pubNet, natNet}, 8081)
-	}},
-	{"connect-running-public", func(c *cell) {
-		c.network(natNet)
-		c.network(pubNet)
-		c.web("run", "web", natNet, natNet.addr, []string{"-p", "8081:80"})
-		c.check("before connect: the host port leads to the nat address",
-			fetchWant(c.g.inet, "http://"+hp(hostAddr, 8081)+"/local", natNet.addr, openWait))
-		c.connect(pubNet, "web")
-		c.published("web", []netSpec{natNet, pubNet}, 8081)
-	}},
+	{"create-public-connect-internal", func(c *cell) { createConnectCell(c, pubNet, natNet) }},
+	{"create-internal-connect-public", func(c *cell) { createConnectCell(c, natNet, pubNet) }},
+	{"connect-running-internal", func(c *cell) { connectRunningCell(c, pubNet, natNet) }},
+	{"connect-running-public", func(c *cell) { connectRunningCell(c, natNet, pubNet) }},
 	{"disconnect-public", func(c *cell) { disconnectCell(c, pubNet, natNet) }},
 	{"disconnect-internal", func(c *cell) { disconnectCell(c, natNet, pubNet) }},
 	{"plugin-restart", func(c *cell) {
@@ -202,6 +172,29 @@ func composeCell(c *cell) {
 // (created on public, internal connected before start, as compose does on
 // some engines), then leave is disconnected while it runs: the host port
 // moves to what stays, and nothing is left open for the address that left.
+// createConnectCell: docker create on first with -p, connect second
+// before the start.
+func createConnectCell(c *cell, first, second netSpec) {
+	c.network(natNet)
+	c.network(pubNet)
+	c.web("create", "web", first, first.addr, []string{"-p", "8081:80"})
+	c.connect(second, "web")
+	c.must("start", "web")
+	c.published("web", []netSpec{first, second}, 8081)
+}
+
+// connectRunningCell: docker run on first with -p, connect second while
+// it runs.
+func connectRunningCell(c *cell, first, second netSpec) {
+	c.network(natNet)
+	c.network(pubNet)
+	c.web("run", "web", first, first.addr, []string{"-p", "8081:80"})
+	c.check("before connect: the host port leads to the "+first.mode+" address",
+		fetchWant(c.g.inet, "http://"+hp(hostAddr, 8081)+"/local", first.addr, openWait))
+	c.connect(second, "web")
+	c.published("web", []netSpec{first, second}, 8081)
+}
+
 func disconnectCell(c *cell, leave, stay netSpec) {
 	c.network(natNet)
 	c.network(pubNet)
