@@ -45,6 +45,10 @@ type Config struct {
 	// those that left the network with their static ::/0 (the engine
 	// never moves it), on their other non-internal networks.
 	Routers Routers
+	// Proxies, if set, forwards the ports published on the host's
+	// loopback address (-p [::1]:5432:5432), which the firewall cannot
+	// deliver (package proxy). Set is told every forward after each change.
+	Proxies Proxies
 	// PoolMode returns the mode the IPAM pool of a subnet was requested
 	// for (--ipam-opt v6bridge.mode), "" if none: a network without -o
 	// v6bridge.mode takes it, one with a different -o is refused. nil: no
@@ -844,7 +848,6 @@ func (d *Driver) syncAllLocked() error {
 		}
 	}
 	d.synced, d.syncedHostAddrs = true, s.HostAddrs
-	d.advertiseLocked()
 	return nil
 }
 
@@ -914,9 +917,30 @@ var everything = change{all: true}
 // again is a no-op, so a handler undoes a change by restoring the records
 // and syncing the same change again.
 func (d *Driver) syncLocked(c change) error {
+	var err error
 	if c.all || !d.synced || !slices.Equal(d.cfg.HostAddrs(), d.syncedHostAddrs) {
-		return d.syncAllLocked()
+		err = d.syncAllLocked()
+	} else {
+		err = d.syncSomeLocked(c)
 	}
+	if err != nil {
+		return err
+	}
+	d.advertiseLocked()
+	if d.cfg.Proxies != nil {
+		if err := d.cfg.Proxies.Set(d.forwards()); err != nil {
+			if !c.all {
+				return err // the request that asked for the port fails
+			}
+			// At start or a network change: the forwards that bind run.
+			d.log.WithError(err).Warn("forward ports published on the host's loopback address")
+		}
+	}
+	return nil
+}
+
+// syncSomeLocked is syncLocked for a change of a few endpoints.
+func (d *Driver) syncSomeLocked(c change) error {
 	es := slices.Clone(c.endpoints)
 	seen := map[*Endpoint]bool{}
 	for _, sb := range c.sandboxes {
@@ -932,7 +956,7 @@ func (d *Driver) syncLocked(c change) error {
 		n := d.networks[e.NetworkID]
 		present := e.Joined && d.endpoints[e.ID] == e
 		ports, open := d.entry(e)
-		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: ports, Open: open, Remove: !present})
+		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Remove: !present})
 		if n.Mode == netspec.ModePublic && !d.cfg.NDPRange {
 			if present {
 				add = append(add, e.Addr.Addr())
@@ -953,7 +977,6 @@ func (d *Driver) syncLocked(c change) error {
 			return fmt.Errorf("ndp: %w", err)
 		}
 	}
-	d.advertiseLocked()
 	return nil
 }
 
@@ -976,7 +999,7 @@ func (d *Driver) firewallState() nat.State {
 		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: n.Gateway, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
 		for _, e := range byNet[n.ID] {
 			ports, open := d.entry(e)
-			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: ports, Open: open})
+			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open})
 		}
 		s.Networks = append(s.Networks, fn)
 	}

@@ -1,13 +1,16 @@
 package driver
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/v6bridge/v6bridge/netspec"
+	"github.com/v6bridge/v6bridge/proxy"
 )
 
 const (
@@ -26,12 +29,13 @@ type rig struct {
 	links    *fakeLinks
 	fw       *fakeFirewall
 	nb       *fakeNeighbors
+	px       *fakeProxies
 	store    *memStore
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{links: newFakeLinks(), fw: &fakeFirewall{}, nb: &fakeNeighbors{}, store: newMemStore()}
+	r := &rig{links: newFakeLinks(), fw: &fakeFirewall{}, nb: &fakeNeighbors{}, px: &fakeProxies{}, store: newMemStore()}
 	r.d = r.reopen(t)
 	return r
 }
@@ -41,7 +45,7 @@ func newRig(t *testing.T) *rig {
 func (r *rig) reopen(t *testing.T) *Driver {
 	t.Helper()
 	d, err := New(Config{
-		Links: r.links, Firewall: r.fw, Neighbors: r.nb, Store: r.store,
+		Links: r.links, Firewall: r.fw, Neighbors: r.nb, Proxies: r.px, Store: r.store,
 		Uplinks:        []string{"eth0"},
 		HostAddrs:      func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")} },
 		PublicPrefixes: func() []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")} },
@@ -580,5 +584,73 @@ func TestVethNamesWholeID(t *testing.T) {
 	r.d.endpoints[ep1].HostVeth = h2
 	if _, err := r.d.CreateEndpoint(CreateEndpointRequest{NetworkID: netA, EndpointID: ep2, AddressIPv6: netip.MustParsePrefix("fd00:1::3/112")}); err == nil || !strings.Contains(err.Error(), "is taken by endpoint") {
 		t.Errorf("err = %v, want the veth name refused", err)
+	}
+}
+
+type fakeProxies struct {
+	fs  []proxy.Forward
+	err error
+}
+
+func (f *fakeProxies) Set(fs []proxy.Forward) error {
+	if f.err != nil {
+		return f.err
+	}
+	f.fs = fs
+	return nil
+}
+
+// TestLoopbackPortsAreForwardedNotFirewalled: -p [::1]:5432:80 goes to the
+// proxy, towards the container's target address (which moves when a nat
+// network joins), never to the firewall; a port the proxy cannot bind
+// fails the join and leaves nothing published.
+func TestLoopbackPortsAreForwardedNotFirewalled(t *testing.T) {
+	r := newRig(t)
+	fp := r.px
+	mustNetwork(t, r, netA, "2001:db8:1234:a1:1::/112", nil)
+	mustNetwork(t, r, netB, "fd00:2::/112", nil)
+	mustEndpoint(t, r, netA, ep1, "2001:db8:1234:a1:1::5/112")
+	mustEndpoint(t, r, netB, ep2, "fd00:2::5/112")
+	ports := append(portmap("::1", 5432, 80), portmap("", 8081, 80)...)
+	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "sb", Ports: ports}); err != nil {
+		t.Fatal(err)
+	}
+	want := func(what, to string) {
+		t.Helper()
+		w := []proxy.Forward{{Proto: netspec.ProtoTCP, Listen: netip.MustParseAddrPort("[::1]:5432"), To: netip.MustParseAddrPort(to)}}
+		if diff := cmp.Diff(w, fp.fs, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+			t.Errorf("%s: forwards (-want +got):\n%s", what, diff)
+		}
+		for _, n := range r.fw.last.Networks {
+			for _, e := range n.Endpoints {
+				for _, m := range e.Ports {
+					if m.HostAddr.IsLoopback() {
+						t.Errorf("%s: the firewall publishes %+v", what, m)
+					}
+				}
+			}
+		}
+	}
+	want("public only", "[2001:db8:1234:a1:1::5]:80")
+	if _, err := r.d.Join(JoinRequest{NetworkID: netB, EndpointID: ep2, SandboxKey: "sb"}); err != nil {
+		t.Fatal(err)
+	}
+	want("a nat network joined", "[fd00:2::5]:80")
+	if err := r.d.Leave(netB, ep2); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.Leave(netA, ep1); err != nil {
+		t.Fatal(err)
+	}
+	if len(fp.fs) != 0 {
+		t.Errorf("forwards after the container left: %v", fp.fs)
+	}
+	fp.err = errors.New("forward tcp [::1]:5432: address already in use")
+	_, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "sb2", Ports: ports})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("join with the port taken: %v", err)
+	}
+	if r.d.endpoints[ep1].Joined || len(r.d.endpoints[ep1].Ports) != 0 {
+		t.Errorf("the failed join left the endpoint joined or publishing: %+v", r.d.endpoints[ep1])
 	}
 }

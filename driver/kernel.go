@@ -5,6 +5,7 @@ import (
 
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/netspec"
+	"github.com/v6bridge/v6bridge/proxy"
 )
 
 // Links is what the driver needs from the kernel's links. Every method is
@@ -41,6 +42,13 @@ type Firewall interface {
 type Neighbors interface {
 	SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error
 	UpdateTargets(add, remove []netip.Addr) error
+}
+
+// Proxies forwards ports in userspace (package proxy). Set sets the whole
+// set; the forwards that cannot bind are named in the error, the others
+// run.
+type Proxies interface {
+	Set(fs []proxy.Forward) error
 }
 
 // Routers advertises the host as the default router to container

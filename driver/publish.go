@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/v6bridge/v6bridge/netspec"
+	"github.com/v6bridge/v6bridge/proxy"
 )
 
 // Publishing. A published port (-p H:C, -p C, compose ports:) belongs to
@@ -128,6 +129,53 @@ func openPorts(ms []netspec.Mapping) []netspec.Port {
 			continue
 		}
 		out = append(out, netspec.Port{Proto: m.Proto, First: m.ContainerFirst, Last: m.ContainerFirst + (m.HostLast - m.HostFirst)})
+	}
+	return out
+}
+
+// hostOnly reports whether m is published on the host's loopback address
+// only: the proxy forwards it, the firewall has no part in it (a DNAT from
+// ::1 to a container cannot leave the loopback device).
+func hostOnly(m netspec.Mapping) bool { return m.HostAddr.IsLoopback() }
+
+// natMappings returns the mappings of ms that the firewall publishes.
+func natMappings(ms []netspec.Mapping) []netspec.Mapping {
+	if !slices.ContainsFunc(ms, hostOnly) {
+		return ms
+	}
+	out := make([]netspec.Mapping, 0, len(ms))
+	for _, m := range ms {
+		if !hostOnly(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// forwards returns what the proxy forwards: every port of the host-only
+// mappings of each sandbox, to the sandbox's target address.
+func (d *Driver) forwards() []proxy.Forward {
+	var out []proxy.Forward
+	for _, c := range d.endpoints {
+		if !c.Joined || !slices.ContainsFunc(c.Ports, hostOnly) {
+			continue
+		}
+		t := d.target(c.Sandbox)
+		if t == nil {
+			continue
+		}
+		for _, m := range c.Ports {
+			if !hostOnly(m) {
+				continue
+			}
+			for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+				out = append(out, proxy.Forward{
+					Proto:  m.Proto,
+					Listen: netip.AddrPortFrom(m.HostAddr, m.HostFirst+uint16(i)),
+					To:     netip.AddrPortFrom(t.Addr.Addr(), m.ContainerFirst+uint16(i)),
+				})
+			}
+		}
 	}
 	return out
 }

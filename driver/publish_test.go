@@ -116,17 +116,35 @@ func expectedState(joined map[int][]pubNet, publishes map[int]bool) map[netip.Ad
 	return out
 }
 
-// firewallEndpoints is what the (fake) firewall holds, by address.
-func firewallEndpoints(s nat.State) map[netip.Addr]nat.Endpoint {
+// firewallEndpoints is what the (fake) firewall and proxy publish, by
+// address: the proxy's forwards (ports on ::1) are added to the endpoint
+// they lead to. The firewall itself must hold no port on ::1.
+func firewallEndpoints(r *rig) map[netip.Addr]nat.Endpoint {
 	out := map[netip.Addr]nat.Endpoint{}
-	for _, n := range s.Networks {
+	for _, n := range r.fw.last.Networks {
 		for _, e := range n.Endpoints {
 			e.Ports = slices.Clone(e.Ports)
-			slices.SortFunc(e.Ports, func(a, b netspec.Mapping) int {
-				return cmp.Or(cmp.Compare(a.Proto, b.Proto), a.HostAddr.Compare(b.HostAddr), cmp.Compare(a.HostFirst, b.HostFirst))
-			})
+			for _, m := range e.Ports {
+				if m.HostAddr.IsLoopback() {
+					e.Ports = append(e.Ports, netspec.Mapping{Proto: 255}) // shows in any diff
+				}
+			}
 			out[e.Addr] = e
 		}
+	}
+	for _, f := range r.px.fs {
+		e, ok := out[f.To.Addr()]
+		if !ok {
+			e = nat.Endpoint{Addr: f.To.Addr()}
+		}
+		e.Ports = append(e.Ports, netspec.Mapping{Proto: f.Proto, HostAddr: f.Listen.Addr(), HostFirst: f.Listen.Port(), HostLast: f.Listen.Port(), ContainerFirst: f.To.Port()})
+		out[e.Addr] = e
+	}
+	for a, e := range out {
+		slices.SortFunc(e.Ports, func(a, b netspec.Mapping) int {
+			return cmp.Or(cmp.Compare(a.Proto, b.Proto), a.HostAddr.Compare(b.HostAddr), cmp.Compare(a.HostFirst, b.HostFirst))
+		})
+		out[a] = e
 	}
 	return out
 }
@@ -167,7 +185,7 @@ func TestPublishAnyJoinOrder(t *testing.T) {
 						}
 					}
 					want := expectedState(map[int][]pubNet{1: nets}, map[int]bool{1: true})
-					if diff := gocmp.Diff(want, firewallEndpoints(r.fw.last), pubCmp...); diff != "" {
+					if diff := gocmp.Diff(want, firewallEndpoints(r), pubCmp...); diff != "" {
 						t.Errorf("firewall (-rule +driver):\n%s", diff)
 					}
 				})
@@ -230,7 +248,7 @@ func TestPublishRandomSequences(t *testing.T) {
 			delete(publishes, c)
 		}
 		want := expectedState(joined, publishes)
-		if diff := gocmp.Diff(want, firewallEndpoints(r.fw.last), pubCmp...); diff != "" {
+		if diff := gocmp.Diff(want, firewallEndpoints(r), pubCmp...); diff != "" {
 			t.Fatalf("step %d (%s %s): firewall (-rule +driver):\n%s", step, id, map[bool]string{true: "left", false: "joined"}[on], diff)
 		}
 		if step%50 == 49 {
@@ -238,7 +256,7 @@ func TestPublishRandomSequences(t *testing.T) {
 			if err := d.Reconcile(); err != nil {
 				t.Fatal(err)
 			}
-			if diff := gocmp.Diff(want, firewallEndpoints(r.fw.last), pubCmp...); diff != "" {
+			if diff := gocmp.Diff(want, firewallEndpoints(r), pubCmp...); diff != "" {
 				t.Fatalf("step %d: after a restart (-rule +driver):\n%s", step, diff)
 			}
 			r.d = d
@@ -259,7 +277,7 @@ func TestPublishRangeIsOneMapping(t *testing.T) {
 	if _, err := r.d.Join(JoinRequest{NetworkID: n.id, EndpointID: pubEndpoint(n, 1), SandboxKey: "sb", Ports: reqs}); err != nil {
 		t.Fatal(err)
 	}
-	got := firewallEndpoints(r.fw.last)[pubAddr(n, 1).Addr()]
+	got := firewallEndpoints(r)[pubAddr(n, 1).Addr()]
 	want := nat.Endpoint{Addr: pubAddr(n, 1).Addr(),
 		Ports: []netspec.Mapping{{Proto: netspec.ProtoUDP, HostFirst: 10000, HostLast: 20000, ContainerFirst: 10000}},
 		Open:  []netspec.Port{{Proto: netspec.ProtoUDP, First: 10000, Last: 20000}}}

@@ -20,7 +20,7 @@ const (
 // links with it, as link.Kernel does with Config.Mark.
 func newMarkedRig(t *testing.T, id string) *rig {
 	t.Helper()
-	r := &rig{instance: id, links: newFakeLinks(), fw: &fakeFirewall{}, nb: &fakeNeighbors{}, store: newMemStore()}
+	r := &rig{instance: id, links: newFakeLinks(), fw: &fakeFirewall{}, nb: &fakeNeighbors{}, px: &fakeProxies{}, store: newMemStore()}
 	r.links.mark = id
 	r.links.markDirs[id] = "/var/lib/v6bridge-" + id
 	r.d = r.reopen(t)
@@ -36,7 +36,7 @@ func TestReconcileRefusesLinksOfAnotherInstance(t *testing.T) {
 	mustEndpoint(t, r, netA, ep1, "fd00:1::2/112")
 	applies := r.fw.n
 
-	second := &rig{instance: idB, links: r.links, fw: r.fw, nb: r.nb, store: newMemStore()}
+	second := &rig{instance: idB, links: r.links, fw: r.fw, nb: r.nb, px: r.px, store: newMemStore()}
 	r.links.calls = nil
 	err := second.reopen(t).Reconcile()
 	if !errors.Is(err, ErrForeignLinks) {

@@ -28,6 +28,7 @@ import (
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
 	"github.com/v6bridge/v6bridge/netspec"
+	"github.com/v6bridge/v6bridge/proxy"
 	"github.com/v6bridge/v6bridge/ra"
 )
 
@@ -221,6 +222,8 @@ func serve(args []string) error {
 	defer resp.Close()
 	routers := ra.New(log)
 	defer routers.Close()
+	proxies := proxy.New(log)
+	defer proxies.Close()
 	st, err := driver.OpenDiskStore(filepath.Join(c.stateDir, "driver"))
 	if err != nil {
 		return err
@@ -239,7 +242,7 @@ func serve(args []string) error {
 	d, err = driver.New(driver.Config{
 		Links: k, Firewall: firewall, Neighbors: resp, Store: st,
 		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
-		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Routers: routers, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
+		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Routers: routers, Proxies: proxies, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
 	})
 	if err != nil {
 		return err

@@ -34,7 +34,8 @@ var allowed = map[string][]string{
 	"ipam":              {"netspec", "plan", "internal/store"},
 	"doctor":            {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry"},
 	"migrate":           {"netspec", "plan", "ipam"},
-	"driver":            {"netspec", "nat", "internal/store"},
+	"driver":            {"netspec", "nat", "proxy", "internal/store"},
+	"proxy":             {"netspec"},
 	"internal/api":      {"netspec", "driver", "ipam", "nat"},
 	"cmd/v6bridge":      nil, // wiring: anything
 }

@@ -80,6 +80,8 @@ var matrix = []matrixCell{
 			c.check(fmt.Sprintf("the container serves port %d on its public address itself", port),
 				c.execFetch("web", "http://"+hp(pubNet.addr, port)+"/local", pubNet.addr))
 		}
+		c.check("-p [::1]:5432:80: the host reaches the container at [::1]:5432 (forwarded in userspace)",
+			fetchWant(c.g.vps, "http://[::1]:5432/local", pubNet.addr, openWait))
 		c.check("-p [::1]:5432:80 leaves the public address closed on port 80",
 			closedTCP(c.g.inet, hp(pubNet.addr, 80), closedWait))
 		c.check("-p [fe80::1]:5433:8000 leaves the public address closed on port 8000",
