@@ -62,7 +62,10 @@ E2E_GO = V6B_E2E=1 V6B_E2E_VARIANTS="$(ENGINES)" $(GO) test -count=1 -v -timeout
 test-matrix: deps
 	$(E2E_GO)
 
-# The shell suite and the Go package both run; the target fails if either did.
+# The shell suite (test/e2e/run.sh: plugin_test.sh on each engine, release_test.sh,
+# swarm_test.sh on the engines in V6B_SWARM_ENGINES, default current; "legacy current"
+# adds 20.10, "none" leaves it out) and the Go package both run; the target fails if
+# either did.
 test-e2e: deps build
 	bash test/e2e/run.sh $(ENGINES); rc=$$?; $(E2E_GO); rc2=$$?; [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ]
 
