@@ -263,11 +263,16 @@ func linkLocalCell(c *cell) {
 	c.must("network", "connect", "--gw-priority", "10", llNet.name, "multi")
 	c.must("network", "connect", ll2Net.name, "multi")
 	c.must("start", "multi")
-	route, err = g.docker("exec", "multi", "ip", "-6", "route", "show", "default")
-	if err == nil && !strings.Contains(route, "via fe80::1 dev eth1") {
-		err = fmt.Errorf("default route %q", route)
+	// The engine names the interfaces in an order of its own.
+	ifname, err := g.docker("exec", "multi", "sh", "-c", `ip -6 -o addr show | awk -v p="$0" 'index($4, p) == 1 {print $2}'`,
+		strings.TrimSuffix(llNet.subnet, ":/112"))
+	if err == nil {
+		route, err = g.docker("exec", "multi", "ip", "-6", "route", "show", "default")
 	}
-	c.check("a container on nat + two link-local networks (gw-priority on the first): default via fe80::1 dev eth1", err)
+	if err == nil && (ifname == "" || !strings.Contains(route, "via fe80::1 dev "+ifname+" ")) {
+		err = fmt.Errorf("default route %q, want one via fe80::1 dev %q (the interface on %s)", route, ifname, llNet.name)
+	}
+	c.check("a container on nat + two link-local networks (gw-priority on the first): default via fe80::1 through its interface on "+llNet.name, err)
 	seen, err = g.docker("exec", "multi", "sh", "-c", `timeout 10 wget -q -O - "$0"; exit $?`, url)
 	if err == nil {
 		if a, perr := netip.ParseAddr(seen); perr != nil || !netip.MustParsePrefix(llNet.subnet).Contains(a) {
