@@ -90,8 +90,8 @@ const (
 
 // BridgeSpec is a bridge as the driver wants it in the kernel.
 type BridgeSpec struct {
-	Name    string
-	MTU     int          // 0: leave the kernel default
+	Name string
+	MTU  int // 0: leave the kernel default
 	// Gateway is the host's address on the bridge: an address of the
 	// subnet with the subnet's length, or a link-local one (fe80::1/64,
 	// v6bridge.gateway=link-local).
