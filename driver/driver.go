@@ -122,7 +122,9 @@ type JoinRequest struct {
 	Ports []PortRequest
 }
 
-// StaticRoute is a route the engine installs in the container.
+// StaticRoute is a route the engine installs in the container: via
+// NextHop, or, with NextHop zero, a connected route on the endpoint's
+// interface.
 type StaticRoute struct {
 	Destination netip.Prefix
 	NextHop     netip.Addr
@@ -328,7 +330,11 @@ func (d *Driver) Problems() map[string]string {
 }
 
 func (d *Driver) bridgeSpec(n *Network) netspec.BridgeSpec {
-	return netspec.BridgeSpec{Name: n.Bridge, MTU: n.MTU, Gateway: netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), Isolated: !n.ICC}
+	gw := netip.PrefixFrom(n.Gateway, n.Subnet.Bits())
+	if n.LinkLocalGateway() {
+		gw = netip.PrefixFrom(n.Gateway, 64)
+	}
+	return netspec.BridgeSpec{Name: n.Bridge, MTU: n.MTU, Gateway: gw, Subnet: n.Subnet, Isolated: !n.ICC}
 }
 
 // CreateNetwork validates the options, creates the bridge and records the
@@ -419,10 +425,16 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		Modern:    req.EnableIPv4 != nil,
 		IPv4:      len(req.IPv4) > 0,
 	}
+	if opts.LinkLocal {
+		if err := checkLinkLocalRequest(req, pool); err != nil {
+			return nil, err
+		}
+		n.Gateway = LinkLocalGateway
+	}
 	if !n.Gateway.IsValid() {
 		n.Gateway = n.Subnet.Addr().Next()
 	}
-	if !n.Subnet.Contains(n.Gateway) {
+	if !n.LinkLocalGateway() && !n.Subnet.Contains(n.Gateway) {
 		return nil, fmt.Errorf("gateway %s is outside subnet %s: accepted is an address inside it", n.Gateway, n.Subnet)
 	}
 	if d.cfg.PoolMode != nil {
@@ -449,6 +461,9 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 	if len(n.Allow) > 0 && n.Mode != netspec.ModePublic && n.Mode != netspec.ModeRouted {
 		return nil, fmt.Errorf("network option %s applies only to public and routed networks, not %s=%s", OptAllow, OptMode, n.Mode)
 	}
+	if err := checkLinkLocal(opts.LinkLocal, n.Mode); err != nil {
+		return nil, err
+	}
 	if n.Bridge == "" {
 		n.Bridge = BridgeName(n.ID)
 	}
@@ -467,6 +482,37 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		}
 	}
 	return n, nil
+}
+
+// checkLinkLocalRequest refuses v6bridge.gateway=link-local where the
+// engine cannot serve it: engines before 28 (they install no default route
+// from GatewayIPv6, and never ask GwAllocCheck), and a pool that got a
+// gateway address of the subnet anyway (--gateway given, or an engine that
+// did not ask GwAllocCheck).
+func checkLinkLocalRequest(req CreateNetworkRequest, pool PoolData) error {
+	if req.EnableIPv4 == nil {
+		return fmt.Errorf("network option %s=%s needs Docker >= 28 (API 1.48), and this engine is older: drop the option; the gateway is then the subnet's first address",
+			OptGateway, GatewayLinkLocal)
+	}
+	if pool.Gateway.IsValid() {
+		return fmt.Errorf("network option %s=%s: the engine reserved gateway %s of the subnet (given with --gateway, or the engine does not support the driver's GwAllocChecker capability): drop --gateway, or drop the option",
+			OptGateway, GatewayLinkLocal, pool.Gateway.Addr())
+	}
+	return nil
+}
+
+// GwAllocCheck answers the engine's question before CreateNetwork (engines
+// >= 28): whether the network with these options needs no IPv6 gateway
+// address of its subnet. With v6bridge.gateway=link-local it does not; the
+// options are validated here too, so a bad one fails before any address is
+// reserved. Only engines >= 28 ask (CreateNetwork refuses the option on
+// older ones).
+func (d *Driver) GwAllocCheck(req CreateNetworkRequest) (skipIPv6 bool, err error) {
+	opts, err := ParseNetworkOptions(req.Generic, req.Internal)
+	if err != nil {
+		return false, err
+	}
+	return opts.LinkLocal, nil
 }
 
 // DeleteNetwork removes a network's endpoints, bridge and record. An unknown
@@ -673,6 +719,17 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	if e.Addr.IsValid() && n.Mode != netspec.ModeInternal {
 		if n.Modern {
 			resp.GatewayIPv6 = n.Gateway
+			if n.LinkLocalGateway() && !d.sandboxHasGatewayRoute(e) {
+				// The engine finds the interface of the gateway by a
+				// route lookup in the container; every interface has
+				// fe80::/64, so a connected fe80::1/128 names this one.
+				// Only one interface may carry it (a second fails the
+				// join with EEXIST): another link-local network of the
+				// container that has it serves as well (its bridge
+				// holds fe80::1 too).
+				e.GatewayRoute = true
+				resp.StaticRoutes = []StaticRoute{{Destination: netip.PrefixFrom(n.Gateway, 128)}}
+			}
 		} else if e.DefaultRoute || !d.sandboxRouted(e) {
 			// Engines < 28 install no IPv6 default route from GatewayIPv6
 			// when the endpoint has no IPv4 gateway: a static route does.
@@ -735,6 +792,20 @@ func (d *Driver) sandboxRouted(e *Endpoint) bool {
 	return false
 }
 
+// sandboxHasGatewayRoute reports whether another joined endpoint of e's
+// sandbox carries the connected route to the link-local gateway.
+func (d *Driver) sandboxHasGatewayRoute(e *Endpoint) bool {
+	if e.Sandbox == "" {
+		return false
+	}
+	for _, o := range d.bySandbox[e.Sandbox] {
+		if o != e && o.Joined && o.GatewayRoute {
+			return true
+		}
+	}
+	return false
+}
+
 // Leave unpublishes the endpoint's ports and stops NDP for it. Unknown is
 // success.
 func (d *Driver) Leave(networkID, endpointID string) error {
@@ -777,7 +848,7 @@ func (d *Driver) leaveLocked(e *Endpoint) {
 	sb := e.Sandbox
 	d.handOver(e)
 	d.unindex(e)
-	e.Joined, e.Sandbox, e.DefaultRoute = false, "", false
+	e.Joined, e.Sandbox, e.DefaultRoute, e.GatewayRoute = false, "", false, false
 	d.index(e)
 	if err := d.settle(sb); err != nil {
 		// Only releasing or keeping is possible here: the requests held
@@ -996,7 +1067,11 @@ func (d *Driver) firewallState() nat.State {
 	s := nat.State{Uplinks: d.cfg.Uplinks, HostAddrs: d.cfg.HostAddrs()}
 	byNet := d.endpointsByNetwork()
 	for _, n := range d.sortedNetworks() {
-		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: n.Gateway, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
+		gw := n.Gateway
+		if n.LinkLocalGateway() {
+			gw = netip.Addr{} // only internal networks' gateways are in the ruleset, and they have none of these
+		}
+		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: gw, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
 		for _, e := range byNet[n.ID] {
 			ports, open := d.entry(e)
 			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open})

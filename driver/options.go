@@ -20,9 +20,23 @@ const (
 	OptAllowPing  = "v6bridge.allow_ping"
 	OptAllow      = "v6bridge.allow"
 	OptHostIPv6   = "v6bridge.host_ipv6"
+	OptGateway    = "v6bridge.gateway"
 )
 
-var acceptedOpts = []string{OptAllow, OptAllowPing, OptBridgeName, OptHostIPv6, OptICC, OptMode, OptMTU}
+var acceptedOpts = []string{OptAllow, OptAllowPing, OptBridgeName, OptGateway, OptHostIPv6, OptICC, OptMode, OptMTU}
+
+// Values of OptGateway: the gateway is the subnet's first address (the
+// default), or LinkLocalGateway on the bridge, so no address of the
+// subnet is spent on it (engines >= 28 only).
+const (
+	GatewaySubnet    = "subnet"
+	GatewayLinkLocal = "link-local"
+)
+
+// LinkLocalGateway is the gateway of a network created with
+// v6bridge.gateway=link-local: an address of every such bridge, and the
+// containers' default router.
+var LinkLocalGateway = netip.MustParseAddr("fe80::1")
 
 // NetworkOptions are the validated driver options of one network.
 type NetworkOptions struct {
@@ -33,6 +47,9 @@ type NetworkOptions struct {
 	AllowPing  bool
 	Allow      []netspec.Port
 	HostIPv6   netip.Addr // SNAT source for nat mode; zero means masquerade
+	// LinkLocal is v6bridge.gateway=link-local: the gateway is
+	// LinkLocalGateway, not an address of the subnet.
+	LinkLocal bool
 }
 
 // ParseNetworkOptions validates the generic options of a network. internal
@@ -65,6 +82,8 @@ func ParseNetworkOptions(generic map[string]string, internal bool) (NetworkOptio
 			o.Allow, err = ParsePorts(v)
 		case OptHostIPv6:
 			o.HostIPv6, err = parseHostIPv6(v)
+		case OptGateway:
+			o.LinkLocal, err = parseGateway(v)
 		default:
 			if strings.HasPrefix(k, "v6bridge.") {
 				return o, fmt.Errorf("unknown network option %q: accepted options are %s", k, strings.Join(acceptedOpts, ", "))
@@ -87,7 +106,32 @@ func ParseNetworkOptions(generic map[string]string, internal bool) (NetworkOptio
 	if len(o.Allow) > 0 && (o.Mode == netspec.ModeNAT || o.Mode == netspec.ModeInternal) {
 		return o, fmt.Errorf("network option %s applies only to public and routed networks, not %s=%s (publish ports with -p instead)", OptAllow, OptMode, o.Mode)
 	}
+	if err := checkLinkLocal(o.LinkLocal, o.Mode); err != nil {
+		return o, err
+	}
 	return o, nil
+}
+
+// checkLinkLocal refuses a link-local gateway on a network of mode (""
+// until known) other than public or routed: a nat network has addresses to
+// spare, an internal one no default route.
+func checkLinkLocal(linkLocal bool, mode netspec.Mode) error {
+	if linkLocal && mode != "" && mode != netspec.ModePublic && mode != netspec.ModeRouted {
+		return fmt.Errorf("network option %s=%s applies only to public and routed networks, not %s=%s: drop it (the gateway is then the subnet's first address)",
+			OptGateway, GatewayLinkLocal, OptMode, mode)
+	}
+	return nil
+}
+
+func parseGateway(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case GatewaySubnet:
+		return false, nil
+	case GatewayLinkLocal:
+		return true, nil
+	}
+	return false, fmt.Errorf("accepted are %s (the default: the subnet's first address) and %s (%s on the bridge, Docker >= 28)",
+		GatewaySubnet, GatewayLinkLocal, LinkLocalGateway)
 }
 
 // DefaultMode picks the mode of a network whose options name none: ULA

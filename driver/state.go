@@ -36,6 +36,14 @@ type Network struct {
 	IPv4 bool `json:"IPv4"`
 }
 
+// LinkLocalGateway reports whether the network was created with
+// v6bridge.gateway=link-local: its gateway is LinkLocalGateway on the
+// bridge, and no address of the subnet is the host's. Records of older
+// versions always hold an address of the subnet.
+func (n *Network) LinkLocalGateway() bool {
+	return n.Gateway.IsLinkLocalUnicast()
+}
+
 // Endpoint is the persisted record of one endpoint.
 type Endpoint struct {
 	Format    int          `json:"Format,omitempty"`
@@ -54,6 +62,7 @@ type Endpoint struct {
 	PortRequests []PortRequest     `json:"PortRequests,omitempty"`
 	Ports        []netspec.Mapping `json:"Ports,omitempty"`
 	DefaultRoute bool              `json:"DefaultRoute,omitempty"` // got the static ::/0 route (old engines)
+	GatewayRoute bool              `json:"GatewayRoute,omitempty"` // got the connected route to the link-local gateway
 }
 
 func (e *Endpoint) hardwareAddr() net.HardwareAddr {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 
 	"github.com/sirupsen/logrus"
 	"github.com/v6bridge/v6bridge/netspec"
@@ -17,7 +18,10 @@ import (
 // existing one: MTU (if spec.MTU > 0), accept_ra=0 and IPv6 enabled (set
 // before the bridge goes up, so it never takes router advertisements from
 // containers), spec.Gateway as its only global address, added without DAD
-// so containers can use the gateway at once, and up. A link of that name
+// so containers can use the gateway at once, and up. A link-local
+// spec.Gateway (fe80::1/64) is added the same way next to the bridge's own
+// link-local address, the bridge keeps no global address, and spec.Subnet
+// is routed to it. A link of that name
 // that is not a bridge is an error. spec.Isolated is applied to the
 // bridge's current ports and remembered for EnsureVeth. If the call
 // created the bridge and then fails, it deletes it again.
@@ -28,6 +32,9 @@ func (k *Kernel) EnsureBridge(spec netspec.BridgeSpec) (err error) {
 	}
 	if !spec.Gateway.IsValid() || !spec.Gateway.Addr().Is6() || spec.Gateway.Addr().Is4In6() {
 		return fmt.Errorf("ensure bridge %q: gateway %s is not an IPv6 address with prefix length", name, spec.Gateway)
+	}
+	if spec.Gateway.Addr().IsLinkLocalUnicast() && (!spec.Subnet.IsValid() || !spec.Subnet.Addr().Is6() || spec.Subnet.Addr().IsLinkLocalUnicast()) {
+		return fmt.Errorf("ensure bridge %q: link-local gateway %s needs the network's subnet to route, got %q", name, spec.Gateway, spec.Subnet)
 	}
 	if spec.MTU < 0 {
 		return fmt.Errorf("ensure bridge %q: negative MTU %d", name, spec.MTU)
@@ -126,6 +133,11 @@ func (k *Kernel) configureBridge(br netlink.Link, spec netspec.BridgeSpec, log l
 	if err := k.ensureGateway(br, spec, log); err != nil {
 		return err
 	}
+	if spec.Gateway.Addr().IsLinkLocalUnicast() {
+		if err := k.ensureSubnetRoute(br, spec.Subnet, log); err != nil {
+			return err
+		}
+	}
 	k.mu.Lock()
 	k.isolated[a.Name] = spec.Isolated
 	k.mu.Unlock()
@@ -133,7 +145,9 @@ func (k *Kernel) configureBridge(br netlink.Link, spec netspec.BridgeSpec, log l
 }
 
 // ensureGateway makes spec.Gateway, without DAD, the only global address
-// of the bridge. Link-local addresses are left alone.
+// of the bridge (with a link-local gateway: an address next to the
+// bridge's own link-local one, and no global address). Other link-local
+// addresses are left alone.
 func (k *Kernel) ensureGateway(br netlink.Link, spec netspec.BridgeSpec, log logrus.FieldLogger) error {
 	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(br, netlink.FAMILY_V6) })
 	if err != nil {
@@ -142,7 +156,7 @@ func (k *Kernel) ensureGateway(br netlink.Link, spec netspec.BridgeSpec, log log
 	have := false
 	for _, ad := range addrs {
 		p, ok := addrPrefix(ad)
-		if !ok || ad.Scope != unix.RT_SCOPE_UNIVERSE {
+		if !ok {
 			continue
 		}
 		// The gateway counts as present only if usable: added without DAD,
@@ -151,6 +165,9 @@ func (k *Kernel) ensureGateway(br netlink.Link, spec netspec.BridgeSpec, log log
 			ad.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0
 		if p == spec.Gateway && usable {
 			have = true
+			continue
+		}
+		if ad.Scope != unix.RT_SCOPE_UNIVERSE {
 			continue
 		}
 		if err := k.h.AddrDel(br, &ad); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
@@ -166,6 +183,33 @@ func (k *Kernel) ensureGateway(br netlink.Link, spec netspec.BridgeSpec, log log
 		return fmt.Errorf("add gateway %s: %w", spec.Gateway, err)
 	}
 	log.WithField("addr", spec.Gateway.String()).Info("added gateway address")
+	return nil
+}
+
+// ensureSubnetRoute routes subnet to the bridge br, whose gateway is
+// link-local: without an address of the subnet the kernel adds no such
+// route itself.
+func (k *Kernel) ensureSubnetRoute(br netlink.Link, subnet netip.Prefix, log logrus.FieldLogger) error {
+	filter := &netlink.Route{Table: unix.RT_TABLE_MAIN, LinkIndex: br.Attrs().Index}
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return k.h.RouteListFiltered(netlink.FAMILY_V6, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
+	})
+	if err != nil {
+		return fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Gw != nil || len(r.MultiPath) > 0 {
+			continue
+		}
+		if p, ok := netipPrefix(r.Dst.IP, r.Dst.Mask); ok && p == subnet {
+			return nil
+		}
+	}
+	r := &netlink.Route{LinkIndex: br.Attrs().Index, Dst: ipNet(subnet), Table: unix.RT_TABLE_MAIN, Protocol: unix.RTPROT_STATIC}
+	if err := k.h.RouteReplace(r); err != nil {
+		return fmt.Errorf("route %s to the bridge: %w", subnet, err)
+	}
+	log.WithField("pool", subnet.String()).Info("routed subnet to the bridge")
 	return nil
 }
 

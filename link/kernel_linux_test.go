@@ -635,6 +635,106 @@ func TestPrivilegedGatewayReachable(t *testing.T) {
 	}
 }
 
+// TestPrivilegedLinkLocalGateway: a bridge with gateway fe80::1/64 holds
+// no global address, routes its subnet, survives a second call without a
+// change and gets a deleted route back; a container with only a default
+// route via fe80::1 reaches a host address off the bridge, whose reply
+// finds it through that route.
+func TestPrivilegedLinkLocalGateway(t *testing.T) {
+	e := newEnv(t)
+	subnet := netip.MustParsePrefix("2001:db8:1:1::/112")
+	spec := netspec.BridgeSpec{Name: "v6b-ll", Gateway: netip.MustParsePrefix("fe80::1/64"), Subnet: subnet}
+	e.other(t, "up0", "2001:db8:ff::1/64") // a host address that is not on the bridge
+	if err := e.k.EnsureBridge(spec); err != nil {
+		t.Fatal(err)
+	}
+	if addrs := e.globalAddrs(t, "v6b-ll"); len(addrs) != 0 {
+		t.Errorf("global addresses %v, want none", addrs)
+	}
+	ll := func() (flags int, ok bool) {
+		all, err := e.h.AddrList(e.link(t, "v6b-ll"), netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range all {
+			if p, _ := addrPrefix(a); p == spec.Gateway {
+				return a.Flags, true
+			}
+		}
+		return 0, false
+	}
+	if flags, ok := ll(); !ok || flags&unix.IFA_F_NODAD == 0 {
+		t.Errorf("fe80::1/64 on the bridge: present %v, flags %#x; want present with nodad", ok, flags)
+	}
+	routed := func() bool {
+		rs, err := e.h.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{LinkIndex: e.link(t, "v6b-ll").Attrs().Index}, netlink.RT_FILTER_OIF)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Dst != nil && r.Dst.String() == subnet.String() && r.Gw == nil {
+				return true
+			}
+		}
+		return false
+	}
+	if !routed() {
+		t.Fatalf("no route %s dev v6b-ll", subnet)
+	}
+	logged := len(e.logs.AllEntries())
+	if err := e.k.EnsureBridge(spec); err != nil {
+		t.Fatalf("second call: %v", err)
+	}
+	if n := len(e.logs.AllEntries()); n != logged {
+		t.Errorf("second call logged changes: %v", e.logs.AllEntries()[logged:])
+	}
+	if err := e.h.RouteDel(&netlink.Route{LinkIndex: e.link(t, "v6b-ll").Attrs().Index, Dst: ipNet(subnet)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.k.EnsureBridge(spec); err != nil {
+		t.Fatal(err)
+	}
+	if !routed() {
+		t.Fatalf("deleted route %s dev v6b-ll not repaired", subnet)
+	}
+
+	// A container: its address in the subnet, default via fe80::1.
+	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6hll", PeerName: "v6cll", Bridge: "v6b-ll"}); err != nil {
+		t.Fatal(err)
+	}
+	ctr := nettest.NewNS(t)
+	if err := e.h.LinkSetNsFd(e.link(t, "v6cll"), int(ctr)); err != nil {
+		t.Fatal(err)
+	}
+	hc := nettest.Handle(t, ctr)
+	peer, err := hc.LinkByName("v6cll")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrAddr := netip.MustParsePrefix("2001:db8:1:1::1/112") // the subnet's first address is free
+	if err := hc.AddrAdd(peer, &netlink.Addr{IPNet: ipNet(ctrAddr), Flags: unix.IFA_F_NODAD}); err != nil {
+		t.Fatal(err)
+	}
+	if err := hc.LinkSetUp(peer); err != nil {
+		t.Fatal(err)
+	}
+	if err := hc.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: net.ParseIP("fe80::1")}); err != nil {
+		t.Fatal(err)
+	}
+	var conn *icmp.PacketConn
+	if err := nettest.Do(t, ctr, func() error {
+		var err error
+		conn, err = icmp.ListenPacket("ip6:ipv6-icmp", ctrAddr.Addr().String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := ping(conn, netip.MustParseAddr("2001:db8:ff::1"), 3*time.Second); err != nil {
+		t.Fatalf("ping a host address via fe80::1 from the container: %v", err)
+	}
+}
+
 // ping sends one echo request to dst and waits for its reply.
 func ping(conn *icmp.PacketConn, dst netip.Addr, timeout time.Duration) error {
 	const id, seq = 0x6b6, 1

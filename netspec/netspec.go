@@ -90,9 +90,15 @@ const (
 
 // BridgeSpec is a bridge as the driver wants it in the kernel.
 type BridgeSpec struct {
-	Name    string
-	MTU     int          // 0: leave the kernel default
-	Gateway netip.Prefix // address on the bridge, with the subnet's length
+	Name string
+	MTU  int // 0: leave the kernel default
+	// Gateway is the host's address on the bridge: an address of the
+	// subnet with the subnet's length, or a link-local one (fe80::1/64,
+	// v6bridge.gateway=link-local).
+	Gateway netip.Prefix
+	// Subnet is the network's subnet. With a link-local Gateway the bridge
+	// holds no address of it, and it is routed to the bridge instead.
+	Subnet netip.Prefix
 	// Isolated sets the bridge so that its ports cannot talk to each other
 	// (v6bridge.icc=false): every host veth on it gets the "isolated" flag.
 	Isolated bool

@@ -35,6 +35,9 @@ const AddressSpace = "v6bridge"
 
 // Network is the network driver as the API needs it.
 type Network interface {
+	// GwAllocCheck says whether a network of these options (no pools yet)
+	// needs no IPv6 gateway address of its subnet.
+	GwAllocCheck(req driver.CreateNetworkRequest) (skipIPv6 bool, err error)
 	CreateNetwork(req driver.CreateNetworkRequest) error
 	DeleteNetwork(id string) error
 	CreateEndpoint(req driver.CreateEndpointRequest) (string, error)
@@ -77,6 +80,13 @@ const (
 	optEnableIPv6 = "com.docker.network.enable_ipv6"
 	optEnableIPv4 = "com.docker.network.enable_ipv4"
 	optInternal   = "com.docker.network.internal"
+)
+
+// Static route types of libnetwork: via a next hop, or connected to the
+// endpoint's interface.
+const (
+	routeNextHop   = 0
+	routeConnected = 1
 )
 
 // MaxRequestBytes bounds a request body: the largest the engine sends (a
@@ -150,8 +160,9 @@ func NewHandler(nw Network, im IPAM, status StatusFunc, log logrus.FieldLogger, 
 	empty := func(w http.ResponseWriter, r *http.Request) { sdk.EncodeResponse(w, struct{}{}, false) }
 
 	route("/NetworkDriver.GetCapabilities", func(w http.ResponseWriter, r *http.Request) {
-		sdk.EncodeResponse(w, netapi.CapabilitiesResponse{Scope: "local", ConnectivityScope: "local"}, false)
+		sdk.EncodeResponse(w, capabilities{Scope: "local", ConnectivityScope: "local", GwAllocChecker: true}, false)
 	})
+	route("/NetworkDriver.GwAllocCheck", s.gwAllocCheck)
 	route("/NetworkDriver.CreateNetwork", s.createNetwork)
 	route("/NetworkDriver.DeleteNetwork", s.deleteNetwork)
 	route("/NetworkDriver.CreateEndpoint", s.createEndpoint)
@@ -187,6 +198,22 @@ func NewHandler(nw Network, im IPAM, status StatusFunc, log logrus.FieldLogger, 
 		sdk.EncodeResponse(w, doc, false)
 	})
 	return h
+}
+
+// capabilities is the network driver's GetCapabilities answer; the
+// helpers' type lacks GwAllocChecker, with which engines >= 28 ask
+// GwAllocCheck before CreateNetwork (older engines ignore the field).
+type capabilities struct {
+	Scope             string
+	ConnectivityScope string
+	GwAllocChecker    bool
+}
+
+// gwAllocCheckResponse is GwAllocCheck's answer: whether the engine should
+// reserve no gateway address of the network's IPv4 and IPv6 pools.
+type gwAllocCheckResponse struct {
+	SkipIPv4 bool
+	SkipIPv6 bool
 }
 
 // ipamCapabilities is the IPAM's GetCapabilities answer; the helpers' type
@@ -246,6 +273,25 @@ func (s *server) createNetwork(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sdk.EncodeResponse(w, struct{}{}, false)
+}
+
+// gwAllocCheck answers GwAllocCheck, whose Options are CreateNetwork's
+// (before the engine has pools).
+func (s *server) gwAllocCheck(w http.ResponseWriter, r *http.Request) {
+	var req struct{ Options map[string]any }
+	if !decode(w, r, &req) {
+		return
+	}
+	dreq, err := CreateNetworkFromWire(netapi.CreateNetworkRequest{Options: req.Options})
+	var skip bool
+	if err == nil {
+		skip, err = s.nw.GwAllocCheck(dreq)
+	}
+	if err != nil {
+		s.fail(w, "GwAllocCheck", err)
+		return
+	}
+	sdk.EncodeResponse(w, gwAllocCheckResponse{SkipIPv6: skip}, false)
 }
 
 // CreateNetworkFromWire converts the engine's CreateNetwork request.
@@ -496,7 +542,13 @@ func JoinToWire(resp driver.JoinResponse) netapi.JoinResponse {
 		out.GatewayIPv6 = resp.GatewayIPv6.String()
 	}
 	for _, sr := range resp.StaticRoutes {
-		out.StaticRoutes = append(out.StaticRoutes, &netapi.StaticRoute{Destination: sr.Destination.String(), RouteType: 0, NextHop: sr.NextHop.String()})
+		wr := &netapi.StaticRoute{Destination: sr.Destination.String(), RouteType: routeNextHop}
+		if sr.NextHop.IsValid() {
+			wr.NextHop = sr.NextHop.String()
+		} else {
+			wr.RouteType = routeConnected
+		}
+		out.StaticRoutes = append(out.StaticRoutes, wr)
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -21,6 +22,7 @@ import (
 
 // recorder is a Network that records what the API decoded.
 type recorder struct {
+	check      driver.CreateNetworkRequest
 	create     driver.CreateNetworkRequest
 	ep         driver.CreateEndpointRequest
 	join       driver.JoinRequest
@@ -29,6 +31,10 @@ type recorder struct {
 	err        error
 }
 
+func (r *recorder) GwAllocCheck(req driver.CreateNetworkRequest) (bool, error) {
+	r.check = req
+	return req.Generic[driver.OptGateway] == driver.GatewayLinkLocal, r.err
+}
 func (r *recorder) CreateNetwork(req driver.CreateNetworkRequest) error { r.create = req; return r.err }
 func (r *recorder) DeleteNetwork(id string) error {
 	r.deleted = append(r.deleted, "net "+id)
@@ -101,7 +107,7 @@ func TestActivateAndCapabilities(t *testing.T) {
 		t.Errorf("activate (-want +got):\n%s", diff)
 	}
 	_, caps := call("/NetworkDriver.GetCapabilities", "")
-	if caps["Scope"] != "local" || caps["ConnectivityScope"] != "local" {
+	if caps["Scope"] != "local" || caps["ConnectivityScope"] != "local" || caps["GwAllocChecker"] != true {
 		t.Errorf("network caps = %v", caps)
 	}
 	_, spaces := call("/IpamDriver.GetDefaultAddressSpaces", "")
@@ -139,6 +145,57 @@ func TestCreateNetworkDecodesEngineJSON(t *testing.T) {
 	call("/NetworkDriver.CreateNetwork", body)
 	if rec.create.EnableIPv4 != nil || len(rec.create.IPv4) != 1 {
 		t.Errorf("legacy decode = %+v", rec.create)
+	}
+}
+
+// GwAllocCheck as engine 29 sends it: CreateNetwork's options, no pools.
+func TestGwAllocCheckWire(t *testing.T) {
+	rec := &recorder{}
+	call := serve(t, rec, newIPAM(t))
+	for _, tt := range []struct {
+		generic  string
+		skipIPv6 bool
+	}{
+		{`{"v6bridge.gateway":"link-local","com.docker.network.driver.mtu":"1400"}`, true},
+		{`{}`, false},
+	} {
+		body := `{"Options":{"com.docker.network.enable_ipv4":false,"com.docker.network.enable_ipv6":true,"com.docker.network.internal":false,"com.docker.network.generic":` + tt.generic + `}}`
+		code, out := call("/NetworkDriver.GwAllocCheck", body)
+		if code != 200 {
+			t.Fatalf("code %d: %v", code, out)
+		}
+		if diff := cmp.Diff(map[string]any{"SkipIPv4": false, "SkipIPv6": tt.skipIPv6}, out); diff != "" {
+			t.Errorf("%s: answer (-want +got):\n%s", tt.generic, diff)
+		}
+		if !rec.check.EnableIPv6 || rec.check.EnableIPv4 == nil || *rec.check.EnableIPv4 {
+			t.Errorf("%s: decoded %+v", tt.generic, rec.check)
+		}
+	}
+	if rec.check.Generic == nil {
+		t.Error("generic options not decoded")
+	}
+	code, out := call("/NetworkDriver.GwAllocCheck", `{"Options":{"com.docker.network.generic":"oops"}}`)
+	if code == 200 || !strings.Contains(fmt.Sprint(out["Err"]), "com.docker.network.generic") {
+		t.Errorf("bad options: code %d, answer %v", code, out)
+	}
+}
+
+// A connected route (no next hop) goes out as libnetwork's CONNECTED type
+// without a NextHop; a routed one as NEXTHOP.
+func TestJoinToWireRouteTypes(t *testing.T) {
+	out := JoinToWire(driver.JoinResponse{GatewayIPv6: netip.MustParseAddr("fe80::1"), StaticRoutes: []driver.StaticRoute{
+		{Destination: netip.MustParsePrefix("fe80::1/128")},
+		{Destination: netip.MustParsePrefix("::/0"), NextHop: netip.MustParseAddr("fd00:1::1")},
+	}})
+	if out.GatewayIPv6 != "fe80::1" {
+		t.Errorf("GatewayIPv6 = %q", out.GatewayIPv6)
+	}
+	var got []string
+	for _, r := range out.StaticRoutes {
+		got = append(got, fmt.Sprintf("%s %d %q", r.Destination, r.RouteType, r.NextHop))
+	}
+	if diff := cmp.Diff([]string{`fe80::1/128 1 ""`, `::/0 0 "fd00:1::1"`}, got); diff != "" {
+		t.Errorf("routes (-want +got):\n%s", diff)
 	}
 }
 

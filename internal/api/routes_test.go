@@ -20,6 +20,10 @@ type calls struct {
 
 func (c *calls) add(format string, args ...any) { c.log = append(c.log, fmt.Sprintf(format, args...)) }
 
+func (c *calls) GwAllocCheck(req driver.CreateNetworkRequest) (bool, error) {
+	c.add("GwAllocCheck %v %v %v", req.Generic, req.EnableIPv6, req.Internal)
+	return req.Generic[driver.OptGateway] == driver.GatewayLinkLocal, c.err
+}
 func (c *calls) CreateNetwork(req driver.CreateNetworkRequest) error {
 	c.add("CreateNetwork %s", req.NetworkID)
 	return c.err
@@ -68,6 +72,8 @@ func TestRoutesReachTheirMethods(t *testing.T) {
 		want        []string // nil: answered by the API itself
 	}{
 		{"/NetworkDriver.CreateNetwork", `{"NetworkID":"n1","Options":{"com.docker.network.enable_ipv6":true},"IPv6Data":[{"Pool":"fd00:1::/112"}]}`, []string{"CreateNetwork n1"}},
+		{"/NetworkDriver.GwAllocCheck", `{"Options":{"com.docker.network.enable_ipv6":true,"com.docker.network.enable_ipv4":false,"com.docker.network.generic":{"v6bridge.gateway":"link-local"}}}`,
+			[]string{"GwAllocCheck map[v6bridge.gateway:link-local] true false"}},
 		{"/NetworkDriver.DeleteNetwork", `{"NetworkID":"n1"}`, []string{"DeleteNetwork n1"}},
 		{"/NetworkDriver.CreateEndpoint", `{"NetworkID":"n1","EndpointID":"e1","Interface":{"AddressIPv6":"fd00:1::5/112"}}`, []string{"CreateEndpoint n1 e1 fd00:1::5/112"}},
 		{"/NetworkDriver.DeleteEndpoint", `{"NetworkID":"n1","EndpointID":"e1"}`, []string{"DeleteEndpoint n1 e1"}},

@@ -14,8 +14,9 @@ import (
 type netSpec struct {
 	name   string
 	subnet string
-	addr   string // the web container's address (--ip6)
-	mode   string // nat or public
+	addr   string   // the web container's address (--ip6)
+	mode   string   // nat or public
+	opts   []string // extra docker network create flags
 }
 
 // The seed's networks (examples/seed/compose.yml) and a second public one.
@@ -23,6 +24,12 @@ var (
 	natNet  = netSpec{name: "internal", subnet: "fd12:3456:789a:8101:1::/112", addr: "fd12:3456:789a:8101:1::ab53", mode: "nat"}
 	pubNet  = netSpec{name: "public", subnet: "2001:db8:1234:a1:1::/112", addr: "2001:db8:1234:a1:1::ab53", mode: "public"}
 	pub2Net = netSpec{name: "public2", subnet: "2001:db8:1234:a1:2::/112", addr: "2001:db8:1234:a1:2::ab53", mode: "public"}
+	// A public network whose gateway is fe80::1 on the bridge (engines >=
+	// 28): the web container takes the subnet's first address.
+	llNet = netSpec{name: "publl", subnet: "2001:db8:1234:a1:3::/112", addr: "2001:db8:1234:a1:3::1", mode: "public",
+		opts: []string{"-o", "v6bridge.gateway=link-local"}}
+	ll2Net = netSpec{name: "publl2", subnet: "2001:db8:1234:a1:4::/112", addr: "2001:db8:1234:a1:4::1", mode: "public",
+		opts: []string{"-o", "v6bridge.gateway=link-local"}}
 )
 
 // Timeouts: an open port answers within a few seconds (the router may
@@ -159,6 +166,7 @@ func (c *cell) network(n netSpec) {
 	if n.mode == "nat" {
 		args = append(args, "-o", "v6bridge.mode=nat")
 	}
+	args = append(args, n.opts...)
 	c.must(append(args, n.name)...)
 	c.nets = append(c.nets, n.name)
 }

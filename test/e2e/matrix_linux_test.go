@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -111,6 +112,7 @@ var matrix = []matrixCell{
 		c.check("an unpublished listening port is closed on the container's public address",
 			closedTCP(c.g.inet, hp(pubNet.addr, 8000), closedWait))
 	}},
+	{"public-link-local-gateway", linkLocalCell},
 	{"udp-range", func(c *cell) {
 		c.network(pubNet)
 		c.web("run", "web", pubNet, pubNet.addr, []string{"-p", "10000-10010:10000-10010/udp"},
@@ -168,6 +170,117 @@ func composeCell(c *cell) {
 		c.execFetch(ctr, "http://"+hp(pubNet.addr, 8000)+"/", hello))
 	c.check(fmt.Sprintf("an unpublished listening port is closed: [%s]:8000 from the internet", pubNet.addr),
 		closedTCP(g.inet, hp(pubNet.addr, 8000), closedWait))
+}
+
+// linkLocalCell: a public network with -o v6bridge.gateway=link-local.
+// Engines >= 28 reserve no gateway address of the subnet (GwAllocCheck):
+// the bridge holds fe80::1 and no address of the subnet, containers route
+// via fe80::1, and the subnet's first address is a container's. Engines
+// before 28 get a refusal naming the version.
+func linkLocalCell(c *cell) {
+	g := c.g
+	if !g.modern {
+		out, err := g.docker("network", "create", "-d", pluginID, "--ipam-driver", pluginID, "--ipv6", "--subnet", llNet.subnet,
+			"-o", "v6bridge.gateway=link-local", llNet.name)
+		if err == nil {
+			c.nets = append(c.nets, llNet.name)
+			err = fmt.Errorf("created: %s", out)
+		} else if !strings.Contains(out, "needs Docker >= 28") {
+			err = fmt.Errorf("refused, but the message does not name the version: %s", out)
+		} else {
+			err = nil
+		}
+		c.check("engine "+g.version+": -o v6bridge.gateway=link-local is refused with \"needs Docker >= 28\"", err)
+		return
+	}
+	c.network(llNet)
+	gw, err := g.docker("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", llNet.name)
+	if err == nil && gw != "" {
+		err = fmt.Errorf("the engine reserved gateway %s", gw)
+	}
+	c.check("the engine reserved no gateway address of "+llNet.subnet, err)
+	c.check("the VPS holds no address of "+llNet.subnet+" and routes it to a bridge with fe80::1", g.linkLocalBridge(llNet.subnet))
+	c.web("run", "web", llNet, llNet.addr, []string{"-p", "8081:80"})
+	got, err := g.docker("inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).IPv6Gateway}}", llNet.name), "web")
+	if err == nil && got != "fe80::1" {
+		err = fmt.Errorf("inspect shows IPv6Gateway %q", got)
+	}
+	c.check("docker inspect shows IPv6Gateway fe80::1", err)
+	route, err := g.docker("exec", "web", "ip", "-6", "route", "show", "default")
+	if err == nil && !strings.Contains(route, "via fe80::1 dev eth0") {
+		err = fmt.Errorf("default route %q", route)
+	}
+	c.check("the container's default route is via fe80::1 dev eth0", err)
+	c.published("web", []netSpec{llNet}, 8081)
+	c.check("the provider's router resolves the subnet's first address to the VPS (NDP proxy)", g.routerNeighIsHost(llNet.addr))
+	url := c.inetServer()
+	c.check(fmt.Sprintf("outbound: the container at %s reaches the internet with its own address", llNet.addr),
+		c.execFetch("web", url, llNet.addr))
+	seen, err := g.docker("run", "--rm", "--network", llNet.name, "busybox", "sh", "-c", `timeout 10 wget -q -O - "$0"; exit $?`, url)
+	if err == nil {
+		if a, perr := netip.ParseAddr(seen); perr != nil || !netip.MustParsePrefix(llNet.subnet).Contains(a) {
+			err = fmt.Errorf("the internet saw %q, want an address of %s", seen, llNet.subnet)
+		}
+	}
+	c.check("outbound: a container without --ip6 gets an address of the subnet and reaches the internet with it", err)
+
+	// A container on a nat network and two link-local ones, connected
+	// after the nat one with a higher gateway priority: the engine finds
+	// fe80::1 on the interface the connected fe80::1/128 names (every
+	// interface has fe80::/64), and the second link-local network's join
+	// does not fail on a second such route.
+	c.network(natNet)
+	c.network(ll2Net)
+	c.web("create", "multi", natNet, "fd12:3456:789a:8101:1::ab54", nil)
+	c.must("network", "connect", "--gw-priority", "10", llNet.name, "multi")
+	c.must("network", "connect", ll2Net.name, "multi")
+	c.must("start", "multi")
+	// The engine names the interfaces in an order of its own.
+	ifname, err := g.docker("exec", "multi", "sh", "-c", `ip -6 -o addr show | awk -v p="$0" 'index($4, p) == 1 {print $2}'`,
+		strings.TrimSuffix(llNet.subnet, ":/112"))
+	if err == nil {
+		route, err = g.docker("exec", "multi", "ip", "-6", "route", "show", "default")
+	}
+	if err == nil && (ifname == "" || !strings.Contains(route, "via fe80::1 dev "+ifname+" ")) {
+		err = fmt.Errorf("default route %q, want one via fe80::1 dev %q (the interface on %s)", route, ifname, llNet.name)
+	}
+	c.check("a container on nat + two link-local networks (gw-priority on the first): default via fe80::1 through its interface on "+llNet.name, err)
+	seen, err = g.docker("exec", "multi", "sh", "-c", `timeout 10 wget -q -O - "$0"; exit $?`, url)
+	if err == nil {
+		if a, perr := netip.ParseAddr(seen); perr != nil || !netip.MustParsePrefix(llNet.subnet).Contains(a) {
+			err = fmt.Errorf("the internet saw %q, want an address of %s", seen, llNet.subnet)
+		}
+	}
+	c.check("... and reaches the internet with its address on "+llNet.name, err)
+}
+
+// linkLocalBridge checks the VPS's side of a link-local gateway network:
+// subnet routed to a v6b bridge that holds fe80::1, no address of subnet
+// on the host.
+func (g *engine) linkLocalBridge(subnet string) error {
+	vps := g.prefix + "-vps"
+	if out, err := ip("-n", vps, "-6", "addr", "show", "to", subnet); err != nil || strings.TrimSpace(out) != "" {
+		return fmt.Errorf("host addresses in %s: %q %v", subnet, out, err)
+	}
+	route, err := ip("-n", vps, "-6", "route", "show", subnet)
+	if err != nil {
+		return err
+	}
+	br := fieldAfter(route, "dev")
+	if !strings.HasPrefix(br, "v6b-") {
+		return fmt.Errorf("route to %s: %q, want one to a v6b- bridge", subnet, route)
+	}
+	addrs, err := ip("-n", vps, "-6", "addr", "show", "dev", br)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(addrs, "inet6 fe80::1/64 ") {
+		return fmt.Errorf("bridge %s has no fe80::1/64:\n%s", br, addrs)
+	}
+	if strings.Contains(addrs, "scope global") {
+		return fmt.Errorf("bridge %s has a global address:\n%s", br, addrs)
+	}
+	return nil
 }
 
 // disconnectCell: a container on both networks, published with -p 8081:80

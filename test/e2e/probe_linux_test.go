@@ -124,3 +124,26 @@ func eventually(wait time.Duration, fn func() error) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// inetServer serves HTTP in "the internet" for the cell's lifetime and
+// returns its URL: every GET answers with the client's address as the
+// internet sees it.
+func (c *cell) inetServer() string {
+	c.t.Helper()
+	var l net.Listener
+	err := netnsdo.Do(c.g.inet, func() error {
+		var err error
+		l, err = net.Listen("tcp", net.JoinHostPort(inetAddr, "0"))
+		return err
+	})
+	if err != nil {
+		c.t.Fatalf("listen in the internet namespace: %v", err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintln(w, host)
+	})}
+	go srv.Serve(l)
+	c.t.Cleanup(func() { srv.Close() })
+	return "http://" + l.Addr().String() + "/"
+}
