@@ -778,32 +778,30 @@ func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
 	return err
 }
 
-// sandboxRouted reports whether another endpoint of e's sandbox gives the
-// container its default route: the static ::/0, or advertisements.
-func (d *Driver) sandboxRouted(e *Endpoint) bool {
+// sandboxHas reports whether another joined endpoint of e's sandbox
+// satisfies has.
+func (d *Driver) sandboxHas(e *Endpoint, has func(o *Endpoint) bool) bool {
 	if e.Sandbox == "" {
 		return false
 	}
 	for _, o := range d.bySandbox[e.Sandbox] {
-		if o != e && o.Joined && (o.DefaultRoute || d.needsLegacyRoute(o)) {
+		if o != e && o.Joined && has(o) {
 			return true
 		}
 	}
 	return false
 }
 
+// sandboxRouted reports whether another endpoint of e's sandbox gives the
+// container its default route: the static ::/0, or advertisements.
+func (d *Driver) sandboxRouted(e *Endpoint) bool {
+	return d.sandboxHas(e, func(o *Endpoint) bool { return o.DefaultRoute || d.needsLegacyRoute(o) })
+}
+
 // sandboxHasGatewayRoute reports whether another joined endpoint of e's
 // sandbox carries the connected route to the link-local gateway.
 func (d *Driver) sandboxHasGatewayRoute(e *Endpoint) bool {
-	if e.Sandbox == "" {
-		return false
-	}
-	for _, o := range d.bySandbox[e.Sandbox] {
-		if o != e && o.Joined && o.GatewayRoute {
-			return true
-		}
-	}
-	return false
+	return d.sandboxHas(e, func(o *Endpoint) bool { return o.GatewayRoute })
 }
 
 // Leave unpublishes the endpoint's ports and stops NDP for it. Unknown is

@@ -600,37 +600,8 @@ func TestPrivilegedGatewayReachable(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctr := nettest.NewNS(t)
-	if err := e.h.LinkSetNsFd(e.link(t, "v6cdp"), int(ctr)); err != nil {
-		t.Fatal(err)
-	}
-	hc := nettest.Handle(t, ctr)
-	peer, err := hc.LinkByName("v6cdp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hc.LinkSetName(peer, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	ctrAddr := netip.MustParsePrefix("fd00:db8:1::2/64")
-	addr := &netlink.Addr{IPNet: ipNet(ctrAddr), Flags: unix.IFA_F_NODAD}
-	if err := hc.AddrAdd(peer, addr); err != nil {
-		t.Fatal(err)
-	}
-	if err := hc.LinkSetUp(peer); err != nil {
-		t.Fatal(err)
-	}
-
-	var conn *icmp.PacketConn
-	if err := nettest.Do(t, ctr, func() error {
-		var err error
-		conn, err = icmp.ListenPacket("ip6:ipv6-icmp", ctrAddr.Addr().String())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := ping(conn, gw.Addr(), 2*time.Second); err != nil {
+	conn := e.container(t, "v6cdp", "eth0", netip.MustParsePrefix("fd00:db8:1::2/64"))
+	if err := ping(conn.PacketConn, gw.Addr(), 2*time.Second); err != nil {
 		t.Fatalf("ping gateway %s from the container: %v", gw.Addr(), err)
 	}
 }
@@ -702,37 +673,58 @@ func TestPrivilegedLinkLocalGateway(t *testing.T) {
 	if err := e.k.EnsureVeth(netspec.VethSpec{HostName: "v6hll", PeerName: "v6cll", Bridge: "v6b-ll"}); err != nil {
 		t.Fatal(err)
 	}
-	ctr := nettest.NewNS(t)
-	if err := e.h.LinkSetNsFd(e.link(t, "v6cll"), int(ctr)); err != nil {
+	conn := e.container(t, "v6cll", "", netip.MustParsePrefix("2001:db8:1:1::1/112")) // the subnet's first address is free
+	if err := conn.h.RouteAdd(&netlink.Route{LinkIndex: conn.link.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: net.ParseIP("fe80::1")}); err != nil {
 		t.Fatal(err)
 	}
-	hc := nettest.Handle(t, ctr)
-	peer, err := hc.LinkByName("v6cll")
+	if err := ping(conn.PacketConn, netip.MustParseAddr("2001:db8:ff::1"), 3*time.Second); err != nil {
+		t.Fatalf("ping a host address via fe80::1 from the container: %v", err)
+	}
+}
+
+// ctrConn is an ICMPv6 socket in a "container" namespace, with the
+// namespace's handle and the container's link.
+type ctrConn struct {
+	*icmp.PacketConn
+	h    *netlink.Handle
+	link netlink.Link
+}
+
+// container plays the engine: it moves the veth peer into a new namespace
+// (renamed to ifname there unless empty), gives it addr without DAD, sets
+// it up and opens an ICMPv6 socket on addr there.
+func (e *env) container(t *testing.T, peer, ifname string, addr netip.Prefix) ctrConn {
+	t.Helper()
+	ctr := nettest.NewNS(t)
+	if err := e.h.LinkSetNsFd(e.link(t, peer), int(ctr)); err != nil {
+		t.Fatal(err)
+	}
+	c := ctrConn{h: nettest.Handle(t, ctr)}
+	l, err := c.h.LinkByName(peer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctrAddr := netip.MustParsePrefix("2001:db8:1:1::1/112") // the subnet's first address is free
-	if err := hc.AddrAdd(peer, &netlink.Addr{IPNet: ipNet(ctrAddr), Flags: unix.IFA_F_NODAD}); err != nil {
+	if ifname != "" {
+		if err := c.h.LinkSetName(l, ifname); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.h.AddrAdd(l, &netlink.Addr{IPNet: ipNet(addr), Flags: unix.IFA_F_NODAD}); err != nil {
 		t.Fatal(err)
 	}
-	if err := hc.LinkSetUp(peer); err != nil {
+	if err := c.h.LinkSetUp(l); err != nil {
 		t.Fatal(err)
 	}
-	if err := hc.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Dst: ipNet(netip.MustParsePrefix("::/0")), Gw: net.ParseIP("fe80::1")}); err != nil {
-		t.Fatal(err)
-	}
-	var conn *icmp.PacketConn
+	c.link = l
 	if err := nettest.Do(t, ctr, func() error {
 		var err error
-		conn, err = icmp.ListenPacket("ip6:ipv6-icmp", ctrAddr.Addr().String())
+		c.PacketConn, err = icmp.ListenPacket("ip6:ipv6-icmp", addr.Addr().String())
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	if err := ping(conn, netip.MustParseAddr("2001:db8:ff::1"), 3*time.Second); err != nil {
-		t.Fatalf("ping a host address via fe80::1 from the container: %v", err)
-	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // ping sends one echo request to dst and waits for its reply.

@@ -43,12 +43,7 @@ var matrix = []matrixCell{
 	{"disconnect-public", func(c *cell) { disconnectCell(c, pubNet, natNet) }},
 	{"disconnect-internal", func(c *cell) { disconnectCell(c, natNet, pubNet) }},
 	{"plugin-restart", func(c *cell) {
-		c.network(natNet)
-		c.network(pubNet)
-		c.web("create", "web", pubNet, pubNet.addr, []string{"-p", "8081:80"})
-		c.connect(natNet, "web")
-		c.must("start", "web")
-		c.published("web", []netSpec{pubNet, natNet}, 8081)
+		createConnectCell(c, pubNet, natNet)
 		pid, err := c.g.pluginPID()
 		if err != nil {
 			c.t.Fatal(err)
@@ -69,10 +64,7 @@ var matrix = []matrixCell{
 	{"two-public", func(c *cell) {
 		c.network(pubNet)
 		c.network(pub2Net)
-		c.web("create", "web", pubNet, pubNet.addr, []string{"-p", "8081:80"})
-		c.connect(pub2Net, "web")
-		c.must("start", "web")
-		c.published("web", []netSpec{pubNet, pub2Net}, 8081)
+		startConnected(c, pubNet, pub2Net)
 	}},
 	{"loopback-host-address", func(c *cell) {
 		c.network(pubNet)
@@ -292,6 +284,12 @@ func (g *engine) linkLocalBridge(subnet string) error {
 func createConnectCell(c *cell, first, second netSpec) {
 	c.network(natNet)
 	c.network(pubNet)
+	startConnected(c, first, second)
+}
+
+// startConnected creates web on first with -p 8081:80, connects it to
+// second before the start, starts it and checks its publishing.
+func startConnected(c *cell, first, second netSpec) {
 	c.web("create", "web", first, first.addr, []string{"-p", "8081:80"})
 	c.connect(second, "web")
 	c.must("start", "web")
@@ -311,12 +309,7 @@ func connectRunningCell(c *cell, first, second netSpec) {
 }
 
 func disconnectCell(c *cell, leave, stay netSpec) {
-	c.network(natNet)
-	c.network(pubNet)
-	c.web("create", "web", pubNet, pubNet.addr, []string{"-p", "8081:80"})
-	c.connect(natNet, "web")
-	c.must("start", "web")
-	c.published("web", []netSpec{pubNet, natNet}, 8081)
+	createConnectCell(c, pubNet, natNet)
 	c.must("network", "disconnect", leave.name, "web")
 	c.t.Logf("# disconnected %s", leave.name)
 	c.gone(leave.addr)
