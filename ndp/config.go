@@ -58,6 +58,10 @@ type Config struct {
 	// it to the uplink's default router (as ndpresponder does), so the
 	// router learns the address before any traffic.
 	PrimeRouter bool
+	// NoIngressFilter leaves out the ingress filter (see IngressFilter)
+	// that drops solicitations for addresses of the uplinks' prefixes
+	// nobody here answers for.
+	NoIngressFilter bool
 	// Log receives one Info line per address started or stopped and a
 	// Debug line per answer; nil discards.
 	Log logrus.FieldLogger
@@ -132,6 +136,11 @@ type Stats struct {
 	// FilterCoarse is set when a capture filter passes more than the
 	// targets (too many to list exactly; the responder still decides).
 	FilterCoarse bool
+	// IngressDropped are solicitations the uplinks' ingress filters
+	// dropped (for addresses of their prefixes nobody here answers
+	// for); IngressProblem says why a filter is not in place, if so.
+	IngressDropped uint64
+	IngressProblem string
 	// Unsolicited advertisements sent; Primed solicitations sent from new
 	// addresses to the uplink's router.
 	Unsolicited, Primed uint64

@@ -14,7 +14,9 @@
 // addresses and ranges answered for; Assign picks the uplink for each.
 // PlanTargets and PlanUpdate turn targets into per-uplink changes (groups
 // to join and leave, proxy entries, announcements); BuildFilter makes the
-// capture filter that passes only solicitations for the targets. The
+// capture filter that passes only solicitations for the targets;
+// PlanIngress the uplink's ingress filter (IngressFilter), which drops
+// solicitations for addresses of its prefixes nobody answers for. The
 // capture loop's fast path (parseFast, decideFast) gives the same answers
 // as ParsePacket and Decide without allocating; limiter keeps the answers
 // within budgets.

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/mdlayher/socket"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
@@ -34,6 +35,9 @@ import (
 //     the budgets (limits.go);
 //   - the announcer (announce_linux.go) paces unsolicited advertisements
 //     and router priming;
+//   - the ingress filter (ingress.go, ingress_linux.go) drops the
+//     solicitations for addresses nobody answers for at the uplink's
+//     ingress, in both modes;
 //   - the watcher (watch_linux.go) follows the uplinks' links and
 //     addresses.
 //
@@ -78,14 +82,16 @@ type Responder struct {
 	ns      netns.NsHandle
 	own     bool // ns is the process's namespace: plain netlink handles and subscriptions, no setns
 	h       *netlink.Handle
+	nft     *nftables.Conn // owns the ingress filters; nil without them
 	backend backend
 
-	mu      sync.RWMutex
-	targets Targets
-	dirty   bool // the last reconcile failed somewhere: redo it
-	adopted bool // existing proxy entries were read
-	uplinks []*uplink
-	closed  bool
+	mu         sync.RWMutex
+	targets    Targets
+	dirty      bool // the last reconcile failed somewhere: redo it
+	adopted    bool // existing proxy entries were read
+	uplinks    []*uplink
+	closed     bool
+	ingressErr error // the ingress filters could not be set up at all
 	// handingOver: CloseLeavingProxies started; keep every proxy entry
 	handingOver bool
 	takeBack    chan struct{}
@@ -119,7 +125,9 @@ type uplink struct {
 	filteredRanges []netip.Prefix
 	groups         groupJoiner
 	owns           func(netip.Addr) bool // u.st's addresses and ranges
-	drops          atomic.Uint64         // socket queue overflows so far
+	own            []netip.Addr          // the uplink's global addresses, tentative ones too
+	ingress        ingressState
+	drops          atomic.Uint64 // socket queue overflows so far
 }
 
 // NewResponder creates a responder for the network namespace of the
@@ -185,6 +193,12 @@ func NewResponder(cfg Config) (*Responder, error) {
 			return nil, err
 		}
 	}
+	if !cfg.NoIngressFilter {
+		if err := r.openIngress(); err != nil {
+			r.log.WithError(err).Warn("ndp: no ingress filter")
+			r.ingressErr = err
+		}
+	}
 	ok = true
 	return r, nil
 }
@@ -227,8 +241,12 @@ func (r *Responder) refreshUplink(u *uplink) (bool, error) {
 	}
 	var ll, global, deprecated netip.Addr
 	var onLink []netip.Prefix
+	var own []netip.Addr
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
+		if ok && ip.Is6() && ip.IsGlobalUnicast() && !ip.IsLinkLocalUnicast() {
+			own = append(own, ip)
+		}
 		if !ok || !ip.Is6() || a.Flags&unix.IFA_F_TENTATIVE != 0 {
 			continue
 		}
@@ -271,9 +289,16 @@ func (r *Responder) refreshUplink(u *uplink) (bool, error) {
 	defer r.mu.Unlock()
 	changed := (up && !u.up) || (u.mac != nil && !slices.Equal(mac, u.mac))
 	moved := !slices.Equal(onLink, u.st.OnLink)
-	u.mac, u.up, u.linkLocal, u.global, u.gateway, u.st.OnLink = mac, up, ll, global, gw, onLink
+	slices.SortFunc(own, netip.Addr.Compare)
+	ownChanged := !slices.Equal(own, u.own)
+	u.mac, u.up, u.linkLocal, u.global, u.gateway, u.st.OnLink, u.own = mac, up, ll, global, gw, onLink, own
 	if moved {
 		r.dirty = true
+	}
+	if ownChanged && !moved && !r.closed {
+		// Let solicitations for a new own address through at once (it
+		// may still be tentative: duplicate address detection).
+		r.syncIngress(u)
 	}
 	return changed, nil
 }
@@ -410,6 +435,7 @@ func (r *Responder) applyLocked(p Plan) error {
 			}
 		}
 		u.st.ApplyAddrs(UplinkPlan{Start: up.Start, Ranges: up.Ranges})
+		r.syncIngress(u) // before the new addresses are answered: the capture sees what ingress passes
 		errs = append(errs, r.backend.apply(u, up)...)
 	}
 	r.ann.queue(p.Announce)
@@ -526,6 +552,13 @@ func (r *Responder) Stats() Stats {
 		for _, u := range r.uplinks {
 			s.SocketDrops += r.socketDropsLocked(u)
 			s.FilterCoarse = s.FilterCoarse || u.coarse
+			s.IngressDropped += r.ingressDropped(u)
+			if u.ingress.err != nil {
+				s.IngressProblem = u.ingress.err.Error()
+			}
+		}
+		if r.ingressErr != nil {
+			s.IngressProblem = r.ingressErr.Error()
 		}
 		r.mu.RUnlock()
 	}
@@ -555,6 +588,14 @@ func (r *Responder) Close() error {
 			if err := u.pc.Close(); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	if r.nft != nil {
+		for _, u := range r.uplinks {
+			r.removeIngress(u)
+		}
+		if err := r.nft.CloseLasting(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if r.h != nil {

@@ -117,7 +117,11 @@ func printStatus(w io.Writer, doc statusDoc) error {
 	if n.FilterCoarse {
 		filter = "coarse (too many targets to list)"
 	}
-	fmt.Fprintf(tw, "NDP drops: %d over budget %v, %d socket queue full; capture filter %s; announcements %d pending, peak %.0f/s, %d router primings\n",
-		limited, n.Limited, n.SocketDrops, filter, n.AnnouncePending, n.AnnouncePeakRate, n.Primed)
+	ingress := fmt.Sprintf("%d solicitations for addresses nobody here answers for dropped at the uplink's ingress", n.IngressDropped)
+	if n.IngressProblem != "" {
+		ingress = "ingress filter off: " + n.IngressProblem
+	}
+	fmt.Fprintf(tw, "NDP drops: %d over budget %v, %d socket queue full; capture filter %s; %s; announcements %d pending, peak %.0f/s, %d router primings\n",
+		limited, n.Limited, n.SocketDrops, filter, ingress, n.AnnouncePending, n.AnnouncePeakRate, n.Primed)
 	return tw.Flush()
 }

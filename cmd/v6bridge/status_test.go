@@ -20,7 +20,7 @@ func TestPrintStatus(t *testing.T) {
 			Endpoints: []driver.EndpointStatus{{ID: "fedcba9876543210", Address: "2001:db8:1234:a1:1::ab53", MAC: "02:00:00:00:00:01", Joined: true, Ports: "[::]:8081->80/tcp"}},
 		}},
 		NDP: ndp.Stats{Solicitations: 7, Answered: 5, AnsweredUnicast: 3, Addrs: []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1:1::ab53")},
-			Limited: map[string]uint64{ndp.ReasonSourceLimit: 2}, SocketDrops: 1, AnnouncePeakRate: 2000},
+			Limited: map[string]uint64{ndp.ReasonSourceLimit: 2}, SocketDrops: 1, IngressDropped: 40000, AnnouncePeakRate: 2000},
 	}
 	var b bytes.Buffer
 	if err := printStatus(&b, doc); err != nil {
@@ -33,7 +33,7 @@ func TestPrintStatus(t *testing.T) {
 		"[::]:8081->80/tcp",
 		"NDP answers for: [2001:db8:1234:a1:1::ab53]",
 		"7 solicitations seen, 5 answered (3 unicast probes",
-		"NDP drops: 2 over budget map[rate limit: solicitor over its budget:2], 1 socket queue full; capture filter exact; announcements 0 pending, peak 2000/s",
+		"NDP drops: 2 over budget map[rate limit: solicitor over its budget:2], 1 socket queue full; capture filter exact; 40000 solicitations for addresses nobody here answers for dropped at the uplink's ingress; announcements 0 pending, peak 2000/s",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
@@ -58,6 +58,7 @@ func TestServeFlagsRefuseBadSettings(t *testing.T) {
 		{"-pprof", "[2001:db8::1]:6060"},
 		{"-pprof", "127.0.0.1"},
 		{"-fastpath", "yes"},
+		{"-ndp-ingress-filter", "on"},
 	} {
 		if _, err := serveFlags(args); err == nil || !strings.Contains(err.Error(), "accepted are") {
 			t.Errorf("serveFlags(%v) = %v, want an error listing what is accepted", args, err)
