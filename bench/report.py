@@ -130,7 +130,8 @@ def main():
         nd = out["ndp"]
         print()
         print("NDP goal 1, latency and cost: solicitations from the router namespace at %d/s, 1 in 10 for one of the %d live "
-              "addresses, the rest for random addresses of the /64. Goals: CPU <= 1/2 of ndppd's, p99 <= 100 us; "
+              "addresses, the rest for random addresses of the /64; times from solicitation out to advertisement in, both "
+              "stamped by the router's kernel at its interface. Goals: CPU <= 1/2 of ndppd's, p99 <= 100 us; "
               "the kernel's proxy_ndp is the floor (its CPU is softirq, no process to charge)" % (
                   next(iter(nd.values()))["rate_per_s"], (out["scale"] or {}).get("endpoints", 1000)))
         print()

@@ -120,8 +120,11 @@ type Stats struct {
 	// for targets answered for; the kernel drops the rest unseen.
 	Solicitations uint64
 	// Answered solicitations; AnsweredUnicast and AnsweredDAD of them were
-	// unicast reachability probes and duplicate address detection probes.
-	Answered, AnsweredUnicast, AnsweredDAD uint64
+	// unicast reachability probes and duplicate address detection probes,
+	// KernelAnswered were answered by the uplink's ingress filter (native
+	// mode; they count in Solicitations too, and those it found over a
+	// budget in Limited).
+	Answered, AnsweredUnicast, AnsweredDAD, KernelAnswered uint64
 	// Ignored solicitations, and how many for each reason (the Reason
 	// constants, plus "malformed").
 	Ignored        uint64

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -357,6 +358,8 @@ type sniffedPacket struct {
 	icmpType byte
 	dst      netip.Addr
 	target   netip.Addr
+	linkSrc  net.HardwareAddr
+	raw      []byte // from the IPv6 header on
 }
 
 // startSniffer records the router's outgoing solicitations and incoming
@@ -419,6 +422,8 @@ func (e *env) startSniffer(t *testing.T) {
 				icmpType: b[40],
 				dst:      netip.AddrFrom16([16]byte(b[24:40])),
 				target:   netip.AddrFrom16([16]byte(b[48:64])),
+				linkSrc:  slices.Clone(sll.Addr[:sll.Halen]),
+				raw:      slices.Clone(b),
 			}
 			select {
 			case e.sniffed <- p:

@@ -23,6 +23,17 @@ import (
 // capture socket, see packets after ingress, so a new address is allowed
 // before it is answered or announced.
 //
+// In native mode the filter also answers: a Neighbor Solicitation of the
+// common shape (no extension headers, hop limit 255, a specified source,
+// exactly one option, the Source Link-Layer Address) for an answered
+// address, sent to the address or its solicited-node group, is turned into
+// the Neighbor Advertisement the capture loop would send (the same bytes)
+// and sent back out of the uplink, within the same budgets (per solicitor
+// and in all). The router's probes are answered in the softirq that
+// received them, without waking a process. Every other solicitation for an
+// answered address (duplicate address detection, no or other options)
+// passes to the capture loop as before.
+//
 // The table is created with the owner flag: it lives as long as the
 // responder's netlink socket, so a crashed or stopped responder never
 // leaves a filter that drops solicitations for addresses the host gains
@@ -37,13 +48,59 @@ type IngressFilter struct {
 	Ranges []netip.Prefix
 	// Allow are the single addresses that pass.
 	Allow map[netip.Addr]struct{}
+	// Answer is how the filter answers in the kernel; nil: it does not.
+	Answer *KernelAnswer
+	// Answered are the addresses it answers for (with Answer).
+	Answered map[netip.Addr]struct{}
+}
+
+// KernelAnswer is what the ingress filter's advertisements say and the
+// budgets it answers within.
+type KernelAnswer struct {
+	// MAC is the uplink's: the Target Link-Layer Address option and the
+	// frame's source. Solicitations from it are not answered.
+	MAC [6]byte
+	// Router sets the Router flag.
+	Router bool
+	// Source is the advertisements' IPv6 source; the zero Addr means the
+	// target (DecideConfig.sourceFor).
+	Source netip.Addr
+	// SourceRate and TotalRate are answers per second to one solicitor
+	// (burst twice) and in all (burst the same); 0 means no limit.
+	SourceRate, TotalRate float64
+}
+
+// NewKernelAnswer returns the kernel's answers for cfg within the budgets
+// of Config (0: the default, negative: no limit), or nil when cfg has no
+// link-layer address to answer with.
+func NewKernelAnswer(cfg DecideConfig, sourceRate, totalRate float64) *KernelAnswer {
+	if len(cfg.LinkAddr) != 6 {
+		return nil
+	}
+	a := &KernelAnswer{MAC: [6]byte(cfg.LinkAddr), Router: cfg.Router}
+	// sourceFor falls back to the target; any address tells which.
+	probe := netip.IPv6Loopback()
+	if src := cfg.sourceFor(probe); src != probe {
+		a.Source = src
+	}
+	src, total, _ := limitRates(sourceRate, totalRate, 0)
+	a.SourceRate, a.TotalRate = max(src, 0), max(total, 0)
+	return a
 }
 
 // PlanIngress returns the ingress filter for an uplink that answers for
-// st's addresses and ranges and holds the addresses own. It filters
-// nothing (no Served) when the uplink has no on-link prefix.
-func PlanIngress(st *UplinkState, own []netip.Addr) IngressFilter {
+// st's addresses and ranges and holds the addresses own; with answer, the
+// filter answers for st's addresses itself. It filters nothing (no
+// Served) when the uplink has no on-link prefix.
+func PlanIngress(st *UplinkState, own []netip.Addr, answer *KernelAnswer) IngressFilter {
 	f := IngressFilter{Allow: map[netip.Addr]struct{}{}}
+	if answer != nil {
+		a := *answer
+		f.Answer, f.Answered = &a, make(map[netip.Addr]struct{}, len(st.Addrs))
+		for a := range st.Addrs {
+			f.Answered[a] = struct{}{}
+		}
+	}
 	for _, p := range st.OnLink {
 		if p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() > 0 {
 			f.Served = append(f.Served, p.Masked())
@@ -66,7 +123,8 @@ func PlanIngress(st *UplinkState, own []netip.Addr) IngressFilter {
 // SameRules reports whether f and g need the same rules (they may differ
 // in Allow, which is a set updated in place).
 func (f IngressFilter) SameRules(g IngressFilter) bool {
-	return slices.Equal(f.Served, g.Served) && slices.Equal(f.Ranges, g.Ranges)
+	sameAnswer := f.Answer == g.Answer || (f.Answer != nil && g.Answer != nil && *f.Answer == *g.Answer)
+	return sameAnswer && slices.Equal(f.Served, g.Served) && slices.Equal(f.Ranges, g.Ranges)
 }
 
 // Drops reports whether the filter drops a solicitation for target.
@@ -105,6 +163,25 @@ func allowDiff(have, want map[netip.Addr]struct{}) (add, del []netip.Addr) {
 	return add, del
 }
 
+// answerKeys are the keys of the kernel's answer set for target: the
+// solicitation's IPv6 destination (the target's solicited-node group or
+// the target) and the target, concatenated.
+func answerKeys(target netip.Addr) [2][32]byte {
+	var k [2][32]byte
+	t := target.As16()
+	g := snmOf(target).As16()
+	copy(k[0][:16], g[:])
+	copy(k[0][16:], t[:])
+	copy(k[1][:16], t[:])
+	copy(k[1][16:], t[:])
+	return k
+}
+
 func cloneIngress(f IngressFilter) IngressFilter {
-	return IngressFilter{Served: slices.Clone(f.Served), Ranges: slices.Clone(f.Ranges), Allow: maps.Clone(f.Allow)}
+	g := IngressFilter{Served: slices.Clone(f.Served), Ranges: slices.Clone(f.Ranges), Allow: maps.Clone(f.Allow), Answered: maps.Clone(f.Answered)}
+	if f.Answer != nil {
+		a := *f.Answer
+		g.Answer = &a
+	}
+	return g
 }

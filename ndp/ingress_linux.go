@@ -1,8 +1,12 @@
 package ndp
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -15,17 +19,41 @@ import (
 func IngressTable(uplink string) string { return "v6bridge-ndp-" + uplink }
 
 const (
-	ingressChain = "ingress"
-	ingressSet   = "allow"
+	ingressChain   = "ingress"
+	ingressSet     = "allow"
+	answerSet      = "answer"  // destination . target of the solicitations answered in the kernel
+	answerSources  = "sources" // the per-solicitor budgets (a meter)
+	sourcesTimeout = time.Minute
+	sourcesSize    = 65536
+)
+
+// The ingress rules' tags (rule user data), which tell their counters
+// apart.
+const (
+	tagDrop            = "drop"
+	tagAnswerMulticast = "answer multicast"
+	tagAnswerUnicast   = "answer unicast"
+	tagSourceLimit     = "limit source"
+	tagTotalLimit      = "limit total"
 )
 
 // ingressState is an uplink's ingress filter as installed. Guarded by
 // Responder.mu.
 type ingressState struct {
-	table *nftables.Table // nil: not installed
-	set   *nftables.Set
-	have  IngressFilter
-	err   error // the last failure, until a sync succeeds
+	table  *nftables.Table // nil: not installed
+	set    *nftables.Set
+	answer *nftables.Set // nil: no answers in the kernel
+	have   IngressFilter
+	err    error // the last failure, until a sync succeeds
+}
+
+// kernelAnswer is how u's ingress filter answers: only in native mode.
+// Callers hold r.mu.
+func (r *Responder) kernelAnswer(u *uplink) *KernelAnswer {
+	if r.cfg.Mode != ModeNative || !u.up {
+		return nil
+	}
+	return NewKernelAnswer(r.decideConfig(u), r.cfg.SourceRate, r.cfg.TotalRate)
 }
 
 // openIngress opens the lasting netlink connection that owns the ingress
@@ -52,7 +80,7 @@ func (r *Responder) syncIngress(u *uplink) {
 	if r.nft == nil {
 		return
 	}
-	want := PlanIngress(u.st, u.own)
+	want := PlanIngress(u.st, u.own, r.kernelAnswer(u))
 	err := r.applyIngress(u, want)
 	if err == nil {
 		if u.ingress.err != nil {
@@ -75,23 +103,33 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 	st := &u.ingress
 	if st.table != nil && st.have.SameRules(want) {
 		add, del := allowDiff(st.have.Allow, want.Allow)
-		if len(add)+len(del) == 0 {
+		aAdd, aDel := allowDiff(st.have.Answered, want.Answered)
+		if len(add)+len(del)+len(aAdd)+len(aDel) == 0 {
 			return nil
 		}
+		// Answers stop before the address stops passing, and pass before
+		// they start.
+		var errs []error
+		if len(aDel) > 0 {
+			errs = append(errs, r.nft.SetDeleteElements(st.answer, answerElements(aDel)))
+		}
 		if len(del) > 0 {
-			if err := r.nft.SetDeleteElements(st.set, addrElements(del)); err != nil {
-				return fmt.Errorf("ndp ingress filter %q: delete %d addresses: %w", u.name, len(del), err)
-			}
+			errs = append(errs, r.nft.SetDeleteElements(st.set, addrElements(del)))
 		}
 		if len(add) > 0 {
-			if err := r.nft.SetAddElements(st.set, addrElements(add)); err != nil {
-				return fmt.Errorf("ndp ingress filter %q: add %d addresses: %w", u.name, len(add), err)
-			}
+			errs = append(errs, r.nft.SetAddElements(st.set, addrElements(add)))
+		}
+		if len(aAdd) > 0 {
+			errs = append(errs, r.nft.SetAddElements(st.answer, answerElements(aAdd)))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("ndp ingress filter %q: update addresses: %w", u.name, err)
 		}
 		if err := r.nft.Flush(); err != nil {
-			return fmt.Errorf("ndp ingress filter %q: update allowed addresses: %w", u.name, err)
+			return fmt.Errorf("ndp ingress filter %q: update addresses (%d allowed, %d answered added; %d, %d removed): %w",
+				u.name, len(add), len(aAdd), len(del), len(aDel), err)
 		}
-		st.have.Allow = want.Allow
+		st.have.Allow, st.have.Answered = want.Allow, want.Answered
 		return nil
 	}
 
@@ -107,24 +145,173 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 		Device: u.name, Policy: &accept,
 	})
 	set := &nftables.Set{Table: t, Name: ingressSet, KeyType: nftables.TypeIP6Addr}
-	allow := make([]netip.Addr, 0, len(want.Allow))
-	for a := range want.Allow {
-		allow = append(allow, a)
-	}
-	if err := r.nft.AddSet(set, addrElements(allow)); err != nil {
+	if err := r.nft.AddSet(set, addrElements(mapKeys(want.Allow))); err != nil {
 		return fmt.Errorf("ndp ingress filter %q: set: %w", u.name, err)
 	}
+	var answer *nftables.Set
+	if want.Answer != nil {
+		var err error
+		if answer, err = r.addAnswerRules(t, ch, u, want); err != nil {
+			return err
+		}
+	}
 	for _, p := range want.Served {
-		r.nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ingressRule(p, want.Ranges, set)})
+		r.nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ingressRule(p, want.Ranges, set), UserData: []byte(tagDrop)})
 	}
 	if err := r.nft.Flush(); err != nil {
 		return fmt.Errorf("ndp ingress filter %q: create table %s: %w", u.name, t.Name, err)
 	}
 	if st.table == nil {
-		r.log.WithFields(logrus.Fields{"iface": u.name, "table": t.Name, "prefixes": want.Served}).Info("ndp: ingress filter drops solicitations for addresses nobody here answers for")
+		r.log.WithFields(logrus.Fields{"iface": u.name, "table": t.Name, "prefixes": want.Served, "answers": want.Answer != nil}).Info("ndp: ingress filter drops solicitations for addresses nobody here answers for")
 	}
-	st.table, st.set, st.have = t, set, cloneIngress(want)
+	st.table, st.set, st.answer, st.have = t, set, answer, cloneIngress(want)
 	return nil
+}
+
+// addAnswerRules queues the answer set and the rules answering in the
+// kernel, first in ch: over a budget, drop; else turn the solicitation
+// into the advertisement and send it back out of the uplink.
+func (r *Responder) addAnswerRules(t *nftables.Table, ch *nftables.Chain, u *uplink, want IngressFilter) (*nftables.Set, error) {
+	a := want.Answer
+	answer := &nftables.Set{
+		Table: t, Name: answerSet, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIP6Addr),
+	}
+	if err := r.nft.AddSet(answer, answerElements(mapKeys(want.Answered))); err != nil {
+		return nil, fmt.Errorf("ndp ingress filter %q: answer set: %w", u.name, err)
+	}
+	add := func(tag string, e ...[]expr.Any) {
+		r.nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: slices.Concat(e...), UserData: []byte(tag)})
+	}
+	match := answerMatch(a.MAC, answer)
+	drop := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
+	if a.SourceRate > 0 {
+		sources := &nftables.Set{
+			Table: t, Name: answerSources, KeyType: nftables.TypeIP6Addr,
+			Dynamic: true, HasTimeout: true, Timeout: sourcesTimeout, Size: sourcesSize,
+		}
+		if err := r.nft.AddSet(sources, nil); err != nil {
+			return nil, fmt.Errorf("ndp ingress filter %q: solicitor budgets: %w", u.name, err)
+		}
+		add(tagSourceLimit, match, []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
+			&expr.Dynset{
+				SrcRegKey: 1, SetName: sources.Name, SetID: sources.ID, Operation: uint32(unix.NFT_DYNSET_OP_UPDATE),
+				Timeout: sourcesTimeout,
+				Exprs:   []expr.Any{overLimit(a.SourceRate, 2*a.SourceRate)},
+			},
+		}, drop)
+	}
+	if a.TotalRate > 0 {
+		add(tagTotalLimit, match, []expr.Any{overLimit(a.TotalRate, a.TotalRate)}, drop)
+	}
+	for _, unicast := range []bool{false, true} {
+		tag, op := tagAnswerMulticast, expr.CmpOpEq
+		if unicast {
+			tag, op = tagAnswerUnicast, expr.CmpOpNeq
+		}
+		add(tag, match, []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 1},
+			&expr.Cmp{Op: op, Register: 1, Data: []byte{0xff}},
+		}, answerRewrite(a, u.index))
+	}
+	return answer, nil
+}
+
+// overLimit is a limit that matches once rate per second (burst) is used.
+func overLimit(rate, burst float64) *expr.Limit {
+	return &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(max(rate, 1)), Unit: expr.LimitTimeSecond, Burst: uint32(max(burst, 1)), Over: true}
+}
+
+// answerMatch matches the solicitations the kernel answers: IPv6 without
+// extension headers, 32 bytes of ICMPv6 (type 135, code 0, the target, one
+// Source Link-Layer Address option), hop limit 255, a unicast source, not
+// from mac, and destination . target in answer. It leaves the target in
+// register 2.
+func answerMatch(mac [6]byte, answer *nftables.Set) []expr.Any {
+	nh := func(off, n uint32, op expr.CmpOp, data []byte) []expr.Any {
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Cmp{Op: op, Register: 1, Data: data},
+		}
+	}
+	th := func(off, n uint32, op expr.CmpOp, data []byte) []expr.Any {
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: n},
+			&expr.Cmp{Op: op, Register: 1, Data: data},
+		}
+	}
+	return slices.Concat(
+		[]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x86, 0xdd}},
+		},
+		nh(4, 4, expr.CmpOpEq, []byte{0, naLen - ipv6HeaderLen, protoICMPv6, 255}), // payload length, next header, hop limit
+		th(0, 2, expr.CmpOpEq, []byte{typeNeighSolic, 0}),
+		th(24, 2, expr.CmpOpEq, []byte{1, 1}), // the option: source link-layer address, 8 bytes
+		th(26, 6, expr.CmpOpNeq, mac[:]),
+		nh(8, 1, expr.CmpOpNeq, []byte{0xff}), // a multicast source
+		nh(8, 16, expr.CmpOpNeq, make([]byte, 16)),
+		[]expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: mac[:]},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+			&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
+			&expr.Lookup{SourceRegister: 1, SetName: answer.Name, SetID: answer.ID},
+		},
+	)
+}
+
+// answerRewrite turns the matched solicitation (target in register 2)
+// into the advertisement buildNA makes for it, counts it and sends it out
+// of ifindex; the solicitation itself goes no further. Checksums are
+// updated as each field changes; address writes update the ICMPv6
+// checksum through its pseudo-header (at 42 from the IPv6 header: no
+// extension headers).
+func answerRewrite(a *KernelAnswer, ifindex int) []expr.Any {
+	const csumFromNH, csumFromTH = ipv6HeaderLen + 2, 2
+	set := func(base expr.PayloadBase, off, n uint32, reg uint32, csum uint32) *expr.Payload {
+		p := &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: reg, Base: base, Offset: off, Len: n}
+		if csum != 0 {
+			p.CsumType, p.CsumOffset = expr.CsumTypeInet, csum
+		}
+		return p
+	}
+	imm := func(reg uint32, b []byte) *expr.Immediate { return &expr.Immediate{Register: reg, Data: b} }
+	var flags byte = 0x60 // Solicited, Override
+	if a.Router {
+		flags |= 0x80
+	}
+	e := []expr.Any{
+		// The solicitor's MAC, from its option, becomes the frame's destination.
+		&expr.Payload{DestRegister: 3, Base: expr.PayloadBaseTransportHeader, Offset: 26, Len: 6},
+		set(expr.PayloadBaseLLHeader, 0, 6, 3, 0),
+		imm(3, a.MAC[:]),
+		set(expr.PayloadBaseLLHeader, 6, 6, 3, 0),
+		// Version 6, no traffic class or flow label.
+		imm(3, []byte{0x60, 0, 0, 0}),
+		set(expr.PayloadBaseNetworkHeader, 0, 4, 3, 0),
+		// The solicitor becomes the destination; the source is ours.
+		&expr.Payload{DestRegister: 3, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
+		set(expr.PayloadBaseNetworkHeader, 24, 16, 3, csumFromNH),
+	}
+	if a.Source.IsValid() {
+		e = append(e, imm(3, a.Source.AsSlice()), set(expr.PayloadBaseNetworkHeader, 8, 16, 3, csumFromNH))
+	} else {
+		e = append(e, set(expr.PayloadBaseNetworkHeader, 8, 16, 2, csumFromNH))
+	}
+	return append(e,
+		imm(3, []byte{typeNeighAdv, 0}),
+		set(expr.PayloadBaseTransportHeader, 0, 2, 3, csumFromTH),
+		imm(3, []byte{flags, 0, 0, 0}),
+		set(expr.PayloadBaseTransportHeader, 4, 4, 3, csumFromTH),
+		imm(3, append([]byte{2, 1}, a.MAC[:]...)), // target link-layer address
+		set(expr.PayloadBaseTransportHeader, 24, 8, 3, csumFromTH),
+		&expr.Counter{},
+		imm(3, binary.NativeEndian.AppendUint32(nil, uint32(ifindex))),
+		&expr.Dup{RegDev: 3, IsRegDevSet: true},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
 }
 
 // removeIngress deletes u's table, if it was installed.
@@ -137,24 +324,24 @@ func (r *Responder) removeIngress(u *uplink) {
 	if err := r.nft.Flush(); err != nil {
 		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: remove ingress filter")
 	}
-	st.table, st.set, st.have = nil, nil, IngressFilter{}
+	st.table, st.set, st.answer, st.have = nil, nil, nil, IngressFilter{}
 }
 
-// ingressDropped reads the packets u's filter dropped so far from its
-// rules' counters. Callers hold r.mu.
-func (r *Responder) ingressDropped(u *uplink) uint64 {
+// ingressCounters reads the packets u's filter counted so far, by rule
+// tag. Callers hold r.mu.
+func (r *Responder) ingressCounters(u *uplink) map[string]uint64 {
 	if r.nft == nil || u.ingress.table == nil {
-		return 0
+		return nil
 	}
 	rules, err := r.nft.GetRules(u.ingress.table, &nftables.Chain{Name: ingressChain, Table: u.ingress.table})
 	if err != nil {
-		return 0
+		return nil
 	}
-	var n uint64
+	n := map[string]uint64{}
 	for _, rule := range rules {
 		for _, e := range rule.Exprs {
 			if c, ok := e.(*expr.Counter); ok {
-				n += c.Packets
+				n[string(rule.UserData)] += c.Packets
 			}
 		}
 	}
@@ -193,6 +380,24 @@ func prefixMatch(p netip.Prefix, op expr.CmpOp) []expr.Any {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 2, Len: 16, Mask: mask, Xor: make([]byte, 16)},
 		&expr.Cmp{Op: op, Register: 2, Data: p.Masked().Addr().AsSlice()},
 	}
+}
+
+func answerElements(targets []netip.Addr) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, 2*len(targets))
+	for _, t := range targets {
+		for _, k := range answerKeys(t) {
+			out = append(out, nftables.SetElement{Key: k[:]})
+		}
+	}
+	return out
+}
+
+func mapKeys(m map[netip.Addr]struct{}) []netip.Addr {
+	out := make([]netip.Addr, 0, len(m))
+	for a := range m {
+		out = append(out, a)
+	}
+	return out
 }
 
 func addrElements(addrs []netip.Addr) []nftables.SetElement {

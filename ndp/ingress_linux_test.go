@@ -3,8 +3,10 @@ package ndp
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,5 +139,143 @@ func TestPrivilegedIngressFilter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPrivilegedKernelAnswers: the ingress filter answers the router's
+// address resolution and reachability probes in the kernel with the very
+// bytes the capture loop sends (the control: the same solicitation
+// answered with the filter off), for each source mode; what it does not
+// answer (duplicate address detection, a solicitation without the
+// source's link-layer address) the capture loop still does; the budgets
+// hold in the kernel too.
+func TestPrivilegedKernelAnswers(t *testing.T) {
+	for _, source := range []string{SourceLinkLocal, SourceTarget, SourceGlobal} {
+		t.Run(source, func(t *testing.T) {
+			answers := map[bool]map[string][]byte{}
+			for _, filtered := range []bool{true, false} {
+				e := newEnv(t)
+				e.startSniffer(t)
+				r := e.startResponder(t, Config{Source: source, NoIngressFilter: !filtered})
+				if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(2*unsolicitedInterval + 200*time.Millisecond) // the announcements go by
+				drain(e.sniffed)
+				answers[filtered] = map[string][]byte{}
+				for _, kind := range []string{"multicast", "unicast"} {
+					e.solicit(t, kind, liveAddr)
+					na, ok := e.sniffedNA(liveAddr, time.Second)
+					if !ok {
+						t.Fatalf("filtered=%v: no advertisement for a %s solicitation", filtered, kind)
+					}
+					if !bytes.Equal(na.linkSrc, e.hostMAC) {
+						t.Errorf("filtered=%v %s: frame from %v, want the host's %v", filtered, kind, na.linkSrc, e.hostMAC)
+					}
+					if c := checksum(netip.AddrFrom16([16]byte(na.raw[8:24])), netip.AddrFrom16([16]byte(na.raw[24:40])), na.raw[40:]); c != 0 {
+						t.Errorf("filtered=%v %s: advertisement with a bad checksum: %x", filtered, kind, na.raw)
+					}
+					// The host's link-local and global differ per namespace:
+					// compare what does not depend on them.
+					answers[filtered][kind] = normalizeNA(na.raw, e)
+				}
+				s := r.Stats() // the capture loop counts after its send returns
+				for end := time.Now().Add(time.Second); s.Answered < 2 && time.Now().Before(end); s = r.Stats() {
+					time.Sleep(10 * time.Millisecond)
+				}
+				wantKernel := uint64(0)
+				if filtered {
+					wantKernel = 2
+				}
+				if s.KernelAnswered != wantKernel || s.Answered != 2 || s.AnsweredUnicast != 1 {
+					t.Errorf("filtered=%v: stats %d answered (%d unicast), %d of them in the kernel; want 2 (1), %d",
+						filtered, s.Answered, s.AnsweredUnicast, s.KernelAnswered, wantKernel)
+				}
+				if filtered {
+					// Not of the kernel's shape: the capture loop answers.
+					e.solicit(t, "dad", liveAddr)
+					if _, ok := e.waitNA(liveAddr, false, time.Now().Add(-time.Second), time.Second); !ok {
+						t.Errorf("no defence against duplicate address detection")
+					}
+					sent := e.sendNS(t, e.routerAddr, liveAddr, liveAddr, 255, e.hostMAC, nil)
+					if _, ok := e.waitNA(liveAddr, true, sent, time.Second); !ok {
+						t.Errorf("a unicast solicitation without a link-layer address option is not answered")
+					}
+					s := r.Stats()
+					for end := time.Now().Add(time.Second); s.Answered < 4 && time.Now().Before(end); s = r.Stats() {
+						time.Sleep(10 * time.Millisecond)
+					}
+					if s.KernelAnswered != 2 || s.Answered != 4 {
+						t.Errorf("after dad and an option-less probe: %d answered, %d in the kernel; want 4, 2", s.Answered, s.KernelAnswered)
+					}
+				}
+			}
+			for kind, want := range answers[false] {
+				if got := answers[true][kind]; !bytes.Equal(got, want) {
+					t.Errorf("%s: the kernel's advertisement\n%x\ndiffers from the capture loop's\n%x", kind, got, want)
+				}
+			}
+		})
+	}
+
+	t.Run("budget", func(t *testing.T) {
+		e := newEnv(t)
+		r := e.startResponder(t, Config{SourceRate: 5, TotalRate: 1000})
+		if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+			t.Fatal(err)
+		}
+		const n = 40
+		for range n {
+			e.solicit(t, "multicast", liveAddr)
+		}
+		time.Sleep(300 * time.Millisecond)
+		s := r.Stats()
+		// A burst of twice the rate, and what a second refills.
+		if s.KernelAnswered < 10 || s.KernelAnswered > 16 || s.Limited[ReasonSourceLimit] < n-16 {
+			t.Errorf("%d solicitations at a budget of 5/s: %d answered in the kernel, %d over the solicitor's budget", n, s.KernelAnswered, s.Limited[ReasonSourceLimit])
+		}
+	})
+}
+
+// normalizeNA zeroes what differs between two runs' namespaces in an
+// advertisement (the host's link-local or global source, its MAC in the
+// option) and recomputes the checksum, so two runs compare; a target
+// source stays as it is.
+func normalizeNA(b []byte, e *env) []byte {
+	b = slices.Clone(b)
+	if src := netip.AddrFrom16([16]byte(b[8:24])); src == e.hostLL || src == hostPrefix.Addr() {
+		copy(b[8:24], make([]byte, 16))
+	}
+	if bytes.Equal(b[66:72], e.hostMAC) {
+		copy(b[66:72], make([]byte, 6))
+	}
+	b[42], b[43] = 0, 0
+	c := checksum(netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40])), b[40:])
+	binary.BigEndian.PutUint16(b[42:44], c)
+	return b
+}
+
+func drain[T any](c chan T) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
+// sniffedNA waits for an advertisement for target on the router's wire.
+func (e *env) sniffedNA(target netip.Addr, timeout time.Duration) (sniffedPacket, bool) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case p := <-e.sniffed:
+			if !p.outgoing && p.icmpType == typeNeighAdv && p.target == target {
+				return p, true
+			}
+		case <-deadline:
+			return sniffedPacket{}, false
+		}
 	}
 }

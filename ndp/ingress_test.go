@@ -12,7 +12,7 @@ func TestPlanIngressPassesWhatIsAnsweredAndTheHostsOwn(t *testing.T) {
 	st.Addrs[liveAddr] = struct{}{}
 	st.Ranges = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1:2::/112")}
 	own := []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1"), netip.MustParseAddr("2001:db8:1234:a1::77")}
-	f := PlanIngress(st, own)
+	f := PlanIngress(st, own, nil)
 
 	for _, c := range []struct {
 		target string
@@ -35,7 +35,7 @@ func TestPlanIngressPassesWhatIsAnsweredAndTheHostsOwn(t *testing.T) {
 
 	// No on-link prefix (a /128 uplink address): nothing is filtered.
 	st.OnLink = nil
-	if f := PlanIngress(st, own); len(f.Served) != 0 || f.Drops(netip.MustParseAddr("2001:db8:1234:a1::dead:beef")) {
+	if f := PlanIngress(st, own, nil); len(f.Served) != 0 || f.Drops(netip.MustParseAddr("2001:db8:1234:a1::dead:beef")) {
 		t.Errorf("without on-link prefixes the filter serves %v", f.Served)
 	}
 }
@@ -43,9 +43,9 @@ func TestPlanIngressPassesWhatIsAnsweredAndTheHostsOwn(t *testing.T) {
 func TestIngressRulesChangeOnlyWithPrefixesAndRanges(t *testing.T) {
 	st := NewUplinkState()
 	st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
-	before := PlanIngress(st, nil)
+	before := PlanIngress(st, nil, nil)
 	st.Addrs[liveAddr] = struct{}{}
-	after := PlanIngress(st, nil)
+	after := PlanIngress(st, nil, nil)
 	if !before.SameRules(after) {
 		t.Error("a new address changed the rules; it belongs in the allow set")
 	}
@@ -54,7 +54,7 @@ func TestIngressRulesChangeOnlyWithPrefixesAndRanges(t *testing.T) {
 		t.Errorf("allowDiff = +%v -%v, want +[%s]", add, del, liveAddr)
 	}
 	st.Ranges = []netip.Prefix{containerNet}
-	if before.SameRules(PlanIngress(st, nil)) {
+	if before.SameRules(PlanIngress(st, nil, nil)) {
 		t.Error("a new range did not change the rules")
 	}
 }

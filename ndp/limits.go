@@ -64,20 +64,22 @@ type limiter struct {
 	dad                            map[netip.Addr]*bucket
 }
 
-func newLimiter(sourceRate, totalRate, dadRate float64) *limiter {
+// limitRates resolves Config's budgets: 0 means the default, negative no
+// limit (kept negative).
+func limitRates(sourceRate, totalRate, dadRate float64) (source, total, dad float64) {
 	def := func(v, d float64) float64 {
 		if v == 0 {
 			return d
 		}
 		return v
 	}
-	return &limiter{
-		sourceRate: def(sourceRate, DefaultSourceRate),
-		totalRate:  def(totalRate, DefaultTotalRate),
-		dadRate:    def(dadRate, DefaultDADRate),
-		seed:       maphash.MakeSeed(),
-		dad:        map[netip.Addr]*bucket{},
-	}
+	return def(sourceRate, DefaultSourceRate), def(totalRate, DefaultTotalRate), def(dadRate, DefaultDADRate)
+}
+
+func newLimiter(sourceRate, totalRate, dadRate float64) *limiter {
+	l := &limiter{seed: maphash.MakeSeed(), dad: map[netip.Addr]*bucket{}}
+	l.sourceRate, l.totalRate, l.dadRate = limitRates(sourceRate, totalRate, dadRate)
+	return l
 }
 
 // allow reports whether an answer of kind to src for target may go out at

@@ -290,14 +290,14 @@ func (r *Responder) refreshUplink(u *uplink) (bool, error) {
 	changed := (up && !u.up) || (u.mac != nil && !slices.Equal(mac, u.mac))
 	moved := !slices.Equal(onLink, u.st.OnLink)
 	slices.SortFunc(own, netip.Addr.Compare)
-	ownChanged := !slices.Equal(own, u.own)
 	u.mac, u.up, u.linkLocal, u.global, u.gateway, u.st.OnLink, u.own = mac, up, ll, global, gw, onLink, own
 	if moved {
 		r.dirty = true
 	}
-	if ownChanged && !moved && !r.closed {
+	if !moved && !r.closed {
 		// Let solicitations for a new own address through at once (it
-		// may still be tentative: duplicate address detection).
+		// may still be tentative: duplicate address detection), and
+		// answer in the kernel with the uplink's new MAC or source.
 		r.syncIngress(u)
 	}
 	return changed, nil
@@ -552,7 +552,19 @@ func (r *Responder) Stats() Stats {
 		for _, u := range r.uplinks {
 			s.SocketDrops += r.socketDropsLocked(u)
 			s.FilterCoarse = s.FilterCoarse || u.coarse
-			s.IngressDropped += r.ingressDropped(u)
+			n := r.ingressCounters(u)
+			s.IngressDropped += n[tagDrop]
+			kernel := n[tagAnswerMulticast] + n[tagAnswerUnicast]
+			limited := n[tagSourceLimit] + n[tagTotalLimit]
+			s.KernelAnswered += kernel
+			s.Solicitations += kernel + limited
+			s.Answered += kernel
+			s.AnsweredUnicast += n[tagAnswerUnicast]
+			s.Ignored += limited
+			if limited > 0 {
+				s.Limited[ReasonSourceLimit] += n[tagSourceLimit]
+				s.Limited[ReasonTotalLimit] += n[tagTotalLimit]
+			}
 			if u.ingress.err != nil {
 				s.IngressProblem = u.ingress.err.Error()
 			}

@@ -19,6 +19,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -27,7 +28,6 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"sync"
 	"time"
 
 	mndp "github.com/mdlayher/ndp"
@@ -119,8 +119,21 @@ func run(ifname string, first netip.Addr, nLive int, scan netip.Prefix, count, e
 	for i := range lives {
 		lives[i] = nth(first, i)
 	}
+	live := make(map[netip.Addr]bool, nLive)
+	for _, a := range lives {
+		live[a] = true
+	}
+	tap, err := newWireTap(ifi, netip.PrefixFrom(first, 96).Masked())
+	if err != nil {
+		return res, err
+	}
+	defer tap.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Times come from the tap: a live solicitation leaving the interface
+	// opens a probe (unless one for its target is open), the first
+	// advertisement for it coming in closes it.
 	var (
-		mu      sync.Mutex
 		pending = map[netip.Addr]time.Time{}
 		lat     []time.Duration
 		stray   int
@@ -129,23 +142,24 @@ func run(ifname string, first netip.Addr, nLive int, scan netip.Prefix, count, e
 	go func() {
 		defer close(done)
 		for {
-			m, _, _, err := c.ReadFrom()
+			p, err := tap.next(ctx)
 			if err != nil {
-				return // deadline after the last send
+				return // cancelled after the last send
 			}
-			na, ok := m.(*mndp.NeighborAdvertisement)
-			if !ok {
-				continue
+			switch {
+			case p.Out && p.Type == 135 && live[p.Target]:
+				if _, open := pending[p.Target]; !open {
+					pending[p.Target] = p.At
+					res.Probes++
+				}
+			case !p.Out && p.Type == 136:
+				if t, ok := pending[p.Target]; ok {
+					lat = append(lat, p.At.Sub(t))
+					delete(pending, p.Target)
+				} else if !live[p.Target] {
+					stray++
+				}
 			}
-			now := time.Now()
-			mu.Lock()
-			if t, ok := pending[na.TargetAddress]; ok {
-				lat = append(lat, now.Sub(t))
-				delete(pending, na.TargetAddress)
-			} else if !slices.Contains(lives, na.TargetAddress) {
-				stray++
-			}
-			mu.Unlock()
 		}
 	}()
 	src := &mndp.LinkLayerAddress{Direction: mndp.Source, Addr: ifi.HardwareAddr}
@@ -162,14 +176,6 @@ func run(ifname string, first netip.Addr, nLive int, scan netip.Prefix, count, e
 			return res, err
 		}
 		ns := &mndp.NeighborSolicitation{TargetAddress: target, Options: []mndp.Option{src}}
-		if probe {
-			mu.Lock()
-			if _, dup := pending[target]; !dup {
-				pending[target] = time.Now()
-				res.Probes++
-			}
-			mu.Unlock()
-		}
 		if err := c.WriteTo(ns, nil, dst); err != nil {
 			return res, fmt.Errorf("send: %w", err)
 		}
@@ -179,10 +185,9 @@ func run(ifname string, first netip.Addr, nLive int, scan netip.Prefix, count, e
 		}
 	}
 	res.SendS = time.Since(start).Seconds()
-	_ = c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+	time.Sleep(1500 * time.Millisecond) // the last answers
+	cancel()
 	<-done
-	mu.Lock()
-	defer mu.Unlock()
 	res.Answered, res.Stray = len(lat), stray
 	if len(lat) > 0 {
 		slices.Sort(lat)
