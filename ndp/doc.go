@@ -16,7 +16,8 @@
 // to join and leave, proxy entries, announcements); BuildFilter makes the
 // capture filter that passes only solicitations for the targets;
 // PlanIngress the uplink's ingress filter (IngressFilter), which drops
-// solicitations for addresses of its prefixes nobody answers for. The
+// solicitations for addresses of its prefixes nobody answers for and, with
+// a KernelAnswer (native mode), answers the common ones in the kernel. The
 // capture loop's fast path (parseFast, decideFast) gives the same answers
 // as ParsePacket and Decide without allocating; limiter keeps the answers
 // within budgets.

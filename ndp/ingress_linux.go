@@ -45,6 +45,9 @@ type ingressState struct {
 	answer *nftables.Set // nil: no answers in the kernel
 	have   IngressFilter
 	err    error // the last failure, until a sync succeeds
+	// noAnswer is set once a filter with answers failed where one without
+	// them worked: the kernel lacks something answering needs.
+	noAnswer bool
 }
 
 // kernelAnswer is how u's ingress filter answers: only in native mode.
@@ -74,14 +77,26 @@ func (r *Responder) openIngress() error {
 // syncIngress moves u's ingress filter to what u answers for and holds.
 // It never fails the caller: the filter only sheds load, so a failure
 // removes it (solicitations then all reach the stack, as without it), is
-// logged once and shows in Stats, and the next sync tries again. Callers
-// hold r.mu.
+// logged once and shows in Stats, and the next sync tries again. A kernel
+// that cannot answer (no nft_dup_netdev, say) gets the filter without the
+// answers, and the capture loop answers everything. Callers hold r.mu.
 func (r *Responder) syncIngress(u *uplink) {
 	if r.nft == nil {
 		return
 	}
-	want := PlanIngress(u.st, u.own, r.kernelAnswer(u))
+	answer := r.kernelAnswer(u)
+	if u.ingress.noAnswer {
+		answer = nil
+	}
+	want := PlanIngress(u.st, u.own, answer)
 	err := r.applyIngress(u, want)
+	if err != nil && want.Answer != nil {
+		want.Answer, want.Answered = nil, nil
+		if r.applyIngress(u, want) == nil {
+			r.log.WithField("iface", u.name).WithError(err).Warn("ndp: the kernel cannot answer solicitations in the ingress filter; the capture loop answers them all")
+			u.ingress.noAnswer, err = true, nil
+		}
+	}
 	if err == nil {
 		if u.ingress.err != nil {
 			r.log.WithField("iface", u.name).Info("ndp: ingress filter in place again")

@@ -37,7 +37,8 @@ import (
 //     and router priming;
 //   - the ingress filter (ingress.go, ingress_linux.go) drops the
 //     solicitations for addresses nobody answers for at the uplink's
-//     ingress, in both modes;
+//     ingress, in both modes, and in native mode answers the common
+//     solicitations for answered addresses there, in the kernel;
 //   - the watcher (watch_linux.go) follows the uplinks' links and
 //     addresses.
 //

@@ -67,7 +67,7 @@ Every flag defaults from the environment variable named in brackets.
 	fs.StringVar(&c.ndpSource, "ndp-source", env("NDP_SOURCE", "linklocal"), "source of advertisements: linklocal, target or global [NDP_SOURCE]")
 	fs.BoolVar(&c.ndpRange, "ndp-range", env("NDP_RANGE", "false") == "true", "answer NDP for whole public subnets [NDP_RANGE]")
 	fs.BoolVar(&c.ndpPrime, "ndp-prime", env("NDP_PRIME", "false") == "true", "when an address starts, also solicit the uplink's router from it, so the router learns it before any traffic [NDP_PRIME]")
-	ndpIngress := fs.String("ndp-ingress-filter", env("NDP_INGRESS_FILTER", "true"), "true: drop solicitations for addresses of the uplink's prefixes nobody here answers for at the uplink's ingress (nftables netdev table v6bridge-ndp-UPLINK), before the kernel spends time on them [NDP_INGRESS_FILTER]")
+	ndpIngress := fs.String("ndp-ingress-filter", env("NDP_INGRESS_FILTER", "true"), "true: drop solicitations for addresses of the uplink's prefixes nobody here answers for at the uplink's ingress (nftables netdev table v6bridge-ndp-UPLINK), before the kernel spends time on them, and (NDP_PROXY=native) answer the router's solicitations for public containers there, in the kernel [NDP_INGRESS_FILTER]")
 	fs.StringVar(&c.pprof, "pprof", env("PPROF", ""), "serve net/http/pprof on this loopback address, e.g. 127.0.0.1:6060; off when empty [PPROF]")
 	fs.StringVar(&c.metrics, "metrics", env("METRICS", ""), "serve Prometheus /metrics on this address, e.g. 127.0.0.1:9430; off when empty [METRICS]")
 	fastPath := fs.String("fastpath", env("FASTPATH", "true"), "true: hand established tcp/udp connections to an nftables flowtable (fast path) when the kernel has flowtables; false: every packet takes the forward chain [FASTPATH]")

@@ -107,8 +107,8 @@ func printStatus(w io.Writer, doc statusDoc) error {
 	fmt.Fprintln(tw)
 	n := doc.NDP
 	fmt.Fprintf(tw, "NDP answers for: %v %v\n", n.Addrs, n.Ranges)
-	fmt.Fprintf(tw, "NDP counters: %d solicitations seen, %d answered (%d unicast probes, %d DAD), %d ignored %v, %d unsolicited sent\n",
-		n.Solicitations, n.Answered, n.AnsweredUnicast, n.AnsweredDAD, n.Ignored, n.IgnoredReasons, n.Unsolicited)
+	fmt.Fprintf(tw, "NDP counters: %d solicitations seen, %d answered (%d unicast probes, %d DAD; %d in the kernel at the uplink's ingress), %d ignored %v, %d unsolicited sent\n",
+		n.Solicitations, n.Answered, n.AnsweredUnicast, n.AnsweredDAD, n.KernelAnswered, n.Ignored, n.IgnoredReasons, n.Unsolicited)
 	var limited uint64
 	for _, v := range n.Limited {
 		limited += v

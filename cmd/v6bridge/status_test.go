@@ -19,7 +19,7 @@ func TestPrintStatus(t *testing.T) {
 			Network:   driver.Network{ID: "0123456789abcdef", Bridge: "v6b-0123456789a", Mode: nat.ModePublic, Subnet: netip.MustParsePrefix("2001:db8:1234:a1:1::/112"), Gateway: netip.MustParseAddr("2001:db8:1234:a1:1::1")},
 			Endpoints: []driver.EndpointStatus{{ID: "fedcba9876543210", Address: "2001:db8:1234:a1:1::ab53", MAC: "02:00:00:00:00:01", Joined: true, Ports: "[::]:8081->80/tcp"}},
 		}},
-		NDP: ndp.Stats{Solicitations: 7, Answered: 5, AnsweredUnicast: 3, Addrs: []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1:1::ab53")},
+		NDP: ndp.Stats{Solicitations: 7, Answered: 5, AnsweredUnicast: 3, KernelAnswered: 4, Addrs: []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1:1::ab53")},
 			Limited: map[string]uint64{ndp.ReasonSourceLimit: 2}, SocketDrops: 1, IngressDropped: 40000, AnnouncePeakRate: 2000},
 	}
 	var b bytes.Buffer
@@ -32,7 +32,7 @@ func TestPrintStatus(t *testing.T) {
 		"2001:db8:1234:a1:1::ab53",
 		"[::]:8081->80/tcp",
 		"NDP answers for: [2001:db8:1234:a1:1::ab53]",
-		"7 solicitations seen, 5 answered (3 unicast probes",
+		"7 solicitations seen, 5 answered (3 unicast probes, 0 DAD; 4 in the kernel at the uplink's ingress)",
 		"NDP drops: 2 over budget map[rate limit: solicitor over its budget:2], 1 socket queue full; capture filter exact; 40000 solicitations for addresses nobody here answers for dropped at the uplink's ingress; announcements 0 pending, peak 2000/s",
 	} {
 		if !strings.Contains(b.String(), want) {
