@@ -1,6 +1,7 @@
 package ndp
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -56,5 +57,60 @@ func TestIngressRulesChangeOnlyWithPrefixesAndRanges(t *testing.T) {
 	st.Ranges = []netip.Prefix{containerNet}
 	if before.SameRules(PlanIngress(st, nil, nil)) {
 		t.Error("a new range did not change the rules")
+	}
+}
+
+func TestKernelAnswerFollowsTheDecisionsConfig(t *testing.T) {
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	ll, global := netip.MustParseAddr("fe80::1"), netip.MustParseAddr("2001:db8:1234:a1::1")
+	for _, c := range []struct {
+		cfg  DecideConfig
+		want netip.Addr // zero: the target
+	}{
+		{DecideConfig{LinkAddr: mac, LinkLocal: ll, Global: global}, ll},
+		{DecideConfig{LinkAddr: mac, Source: SourceTarget, LinkLocal: ll, Global: global}, netip.Addr{}},
+		{DecideConfig{LinkAddr: mac, Source: SourceGlobal, LinkLocal: ll, Global: global}, global},
+		{DecideConfig{LinkAddr: mac, Source: SourceGlobal, LinkLocal: ll}, ll},
+		{DecideConfig{LinkAddr: mac}, netip.Addr{}},
+	} {
+		a := NewKernelAnswer(c.cfg, 0, -1)
+		if a == nil || a.Source != c.want || a.MAC != [6]byte(mac) {
+			t.Errorf("NewKernelAnswer(%+v) = %+v, want source %v", c.cfg, a, c.want)
+			continue
+		}
+		if a.SourceRate != DefaultSourceRate || a.TotalRate != 0 {
+			t.Errorf("budgets %v, %v; want the default per solicitor and none in all", a.SourceRate, a.TotalRate)
+		}
+	}
+	if a := NewKernelAnswer(DecideConfig{}, 0, 0); a != nil {
+		t.Errorf("an uplink without a MAC answers in the kernel: %+v", a)
+	}
+}
+
+func TestPlanIngressAnswersTheAddressesOnly(t *testing.T) {
+	st := NewUplinkState()
+	st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
+	st.Addrs[liveAddr] = struct{}{}
+	st.Ranges = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1:2::/112")}
+	ka := NewKernelAnswer(DecideConfig{LinkAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}, 0, 0)
+	f := PlanIngress(st, []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")}, ka)
+	if len(f.Answered) != 1 {
+		t.Fatalf("answered in the kernel: %v, want only %s (not ranges, not the host's own)", f.Answered, liveAddr)
+	}
+	if _, ok := f.Answered[liveAddr]; !ok {
+		t.Errorf("%s not answered in the kernel", liveAddr)
+	}
+	if f.SameRules(PlanIngress(st, nil, nil)) {
+		t.Error("answering in the kernel or not: the same rules")
+	}
+	ka2 := *ka
+	ka2.Router = true
+	if f.SameRules(PlanIngress(st, nil, &ka2)) {
+		t.Error("the Router flag changed but not the rules")
+	}
+	k := answerKeys(liveAddr)
+	if g := netip.AddrFrom16([16]byte(k[0][:16])); g != snmOf(liveAddr) || netip.AddrFrom16([16]byte(k[1][:16])) != liveAddr ||
+		netip.AddrFrom16([16]byte(k[0][16:])) != liveAddr || netip.AddrFrom16([16]byte(k[1][16:])) != liveAddr {
+		t.Errorf("answer keys %x", k)
 	}
 }
