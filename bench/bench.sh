@@ -318,6 +318,8 @@ if want ndp; then
 	kill "$NDPPD_PID" 2>/dev/null || true
 	wait "$NDPPD_PID" 2>/dev/null || true
 	NDPPD_PID=""
+	log "NDP: nobody answering, the host's CPU for sending and dropping the same solicitations"
+	ndp_probe none ""
 
 	log "NDP start: $NDP_START live addresses, each responder started from nothing"
 	ndp_start v6bridge "$W/ndpflood" respond --uplink eth0 --n "$NDP_START"
