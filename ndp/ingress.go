@@ -148,18 +148,8 @@ func (f IngressFilter) Drops(target netip.Addr) bool {
 // allowDiff returns the addresses to add to and delete from have to get
 // want, each sorted.
 func allowDiff(have, want map[netip.Addr]struct{}) (add, del []netip.Addr) {
-	for a := range want {
-		if _, ok := have[a]; !ok {
-			add = append(add, a)
-		}
-	}
-	for a := range have {
-		if _, ok := want[a]; !ok {
-			del = append(del, a)
-		}
-	}
-	slices.SortFunc(add, netip.Addr.Compare)
-	slices.SortFunc(del, netip.Addr.Compare)
+	add, del = setDiff(want, have)
+	sortAddrs(add, del)
 	return add, del
 }
 
