@@ -82,6 +82,34 @@ func TestPrivilegedPatchAfterTamperingRebuilds(t *testing.T) {
 	}
 }
 
+// TestPrivilegedPatchAfterAnotherPartysBatch: a batch of another party
+// between two of ours (the NDP ingress filter's addresses, the engine's
+// iptables) leaves our table as we left it, so the next change is still a
+// patch, and the result equals a fresh build; the control, a change to our
+// own set, rebuilds (TestPrivilegedPatchAfterTamperingRebuilds).
+func TestPrivilegedPatchAfterAnotherPartysBatch(t *testing.T) {
+	ws := patchWorlds()
+	ns := nettest.NewNS(t)
+	tbl := newTable(t, ns)
+	if err := tbl.Apply(ws[1]); err != nil {
+		t.Fatal(err)
+	}
+	inNS(t, ns, "nft", "add", "table", "netdev", "someone-else")
+	if err := tbl.Apply(ws[2]); err != nil {
+		t.Fatal(err)
+	}
+	if tbl.patched != 1 {
+		t.Errorf("patched %d times after another party's batch, want 1", tbl.patched)
+	}
+	fresh := nettest.NewNS(t)
+	if err := newTable(t, fresh).Apply(ws[2]); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(listTable(t, fresh), listTable(t, ns)); diff != "" {
+		t.Errorf("(-rebuild +ours):\n%s", diff)
+	}
+}
+
 // TestPrivilegedUpdateEndpointsEqualsRebuild applies random endpoint
 // changes with UpdateEndpoints, then an Apply of a whole state on top (it
 // must patch from the updated table), and compares nft's listing with a

@@ -176,6 +176,30 @@ func (t *Table) revokeLocked(rs []Revocation) {
 	log.WithField("connections", n).Debug("stopped connections the firewall no longer allows")
 }
 
+// holdsOursLocked reports whether the kernel holds our tables as we
+// left them, so a patch may go on top. No batch since ours says so at
+// once; after another party's batch (the NDP ingress filter's addresses,
+// the engine's iptables) our tables are listed and compared with the
+// fingerprint, which costs a listing instead of a rebuild, and the
+// generation is taken as ours when they are intact.
+func (t *Table) holdsOursLocked() bool {
+	if !t.known {
+		return false
+	}
+	g, err := t.conn.GetGen()
+	if err != nil {
+		return false
+	}
+	if g.ID == t.gen {
+		return true
+	}
+	if fp, err := t.fingerprint(); err != nil || fp != t.fp {
+		return false
+	}
+	t.gen = g.ID
+	return true
+}
+
 // patchOrApplyLocked changes only the elements that differ when the kernel
 // holds what we applied last and only set elements change (Diff), still in
 // one atomic batch; otherwise, or if the patch fails, it replaces the table.
@@ -186,17 +210,14 @@ func (t *Table) patchOrApplyLocked(r *Ruleset, devs map[string]int) error {
 	}
 	// A flowtable device deleted and created again (a bridge after a
 	// reboot) is no longer hooked: only a new flowtable hooks it again.
-	if patches, ok := Diff(t.applied, r); ok && t.known && maps.Equal(devs, t.ftIndex) {
-		g, err := t.conn.GetGen()
-		if err == nil && g.ID == t.gen {
-			err := t.patchLocked(patches)
-			if err == nil {
-				t.applied = r
-				t.patched++
-				return nil
-			}
-			t.log.WithError(err).Debug("patching the table failed, replacing it")
+	if patches, ok := Diff(t.applied, r); ok && maps.Equal(devs, t.ftIndex) && t.holdsOursLocked() {
+		err := t.patchLocked(patches)
+		if err == nil {
+			t.applied = r
+			t.patched++
+			return nil
 		}
+		t.log.WithError(err).Debug("patching the table failed, replacing it")
 	}
 	return t.applyLocked(r, devs)
 }
@@ -314,19 +335,16 @@ func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
 	if err != nil {
 		return err
 	}
-	if t.known {
-		g, err := t.conn.GetGen()
-		if err == nil && g.ID == t.gen {
-			err := t.patchLocked(patches)
-			if err == nil {
-				t.applied = nil
-				t.patched++
-				t.log.WithField("endpoints", len(us)).Debug("firewall patched")
-				t.revokeLocked(revs)
-				return nil
-			}
-			t.log.WithError(err).Debug("patching the table failed, replacing it")
+	if t.holdsOursLocked() {
+		err := t.patchLocked(patches)
+		if err == nil {
+			t.applied = nil
+			t.patched++
+			t.log.WithField("endpoints", len(us)).Debug("firewall patched")
+			t.revokeLocked(revs)
+			return nil
 		}
+		t.log.WithError(err).Debug("patching the table failed, replacing it")
 	}
 	r, devs := t.build(t.model.State())
 	if err := t.applyLocked(r, devs); err != nil {
