@@ -60,18 +60,25 @@ func TestPrivilegedPatchEqualsRebuild(t *testing.T) {
 // behind our back, the next Apply must not patch a table it no longer
 // knows: it rebuilds, and the result equals a fresh build.
 func TestPrivilegedPatchAfterTamperingRebuilds(t *testing.T) {
+	if patched := applyAfter(t, "flush", "set", "ip6", TableName, SetPublished); patched != 0 {
+		t.Errorf("patched a table changed behind our back")
+	}
+}
+
+// applyAfter applies one world, runs nft with args in the namespace,
+// applies the next world, checks the table equals a fresh build of it
+// and returns how many of the applies were patches.
+func applyAfter(t *testing.T, args ...string) (patched int) {
+	t.Helper()
 	ws := patchWorlds()
 	ns := nettest.NewNS(t)
 	tbl := newTable(t, ns)
 	if err := tbl.Apply(ws[1]); err != nil {
 		t.Fatal(err)
 	}
-	inNS(t, ns, "nft", "flush", "set", "ip6", TableName, SetPublished)
+	inNS(t, ns, "nft", args...)
 	if err := tbl.Apply(ws[2]); err != nil {
 		t.Fatal(err)
-	}
-	if tbl.patched != 0 {
-		t.Errorf("patched a table changed behind our back")
 	}
 	fresh := nettest.NewNS(t)
 	if err := newTable(t, fresh).Apply(ws[2]); err != nil {
@@ -80,6 +87,7 @@ func TestPrivilegedPatchAfterTamperingRebuilds(t *testing.T) {
 	if diff := cmp.Diff(listTable(t, fresh), listTable(t, ns)); diff != "" {
 		t.Errorf("(-rebuild +ours):\n%s", diff)
 	}
+	return tbl.patched
 }
 
 // TestPrivilegedPatchAfterAnotherPartysBatch: a batch of another party
@@ -88,25 +96,8 @@ func TestPrivilegedPatchAfterTamperingRebuilds(t *testing.T) {
 // patch, and the result equals a fresh build; the control, a change to our
 // own set, rebuilds (TestPrivilegedPatchAfterTamperingRebuilds).
 func TestPrivilegedPatchAfterAnotherPartysBatch(t *testing.T) {
-	ws := patchWorlds()
-	ns := nettest.NewNS(t)
-	tbl := newTable(t, ns)
-	if err := tbl.Apply(ws[1]); err != nil {
-		t.Fatal(err)
-	}
-	inNS(t, ns, "nft", "add", "table", "netdev", "someone-else")
-	if err := tbl.Apply(ws[2]); err != nil {
-		t.Fatal(err)
-	}
-	if tbl.patched != 1 {
-		t.Errorf("patched %d times after another party's batch, want 1", tbl.patched)
-	}
-	fresh := nettest.NewNS(t)
-	if err := newTable(t, fresh).Apply(ws[2]); err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(listTable(t, fresh), listTable(t, ns)); diff != "" {
-		t.Errorf("(-rebuild +ours):\n%s", diff)
+	if patched := applyAfter(t, "add", "table", "netdev", "someone-else"); patched != 1 {
+		t.Errorf("patched %d times after another party's batch, want 1", patched)
 	}
 }
 

@@ -178,26 +178,26 @@ func (t *Table) revokeLocked(rs []Revocation) {
 
 // holdsOursLocked reports whether the kernel holds our tables as we
 // left them, so a patch may go on top. No batch since ours says so at
-// once; after another party's batch (the NDP ingress filter's addresses,
-// the engine's iptables) our tables are listed and compared with the
-// fingerprint, which costs a listing instead of a rebuild, and the
-// generation is taken as ours when they are intact.
-func (t *Table) holdsOursLocked() bool {
-	if !t.known {
-		return false
-	}
+// once; after another party's batch (moved: the NDP ingress filter's
+// addresses, the engine's iptables) our tables are listed and compared
+// with the fingerprint, which costs a listing instead of a rebuild, and
+// the generation is taken as ours when they are intact. err says why not:
+// the generation could not be read (moved false), or the listing failed
+// (nil: the contents differ).
+func (t *Table) holdsOursLocked() (ok, moved bool, err error) {
 	g, err := t.conn.GetGen()
 	if err != nil {
-		return false
+		return false, false, fmt.Errorf("nftables generation: %w", err)
 	}
-	if g.ID == t.gen {
-		return true
+	if t.known && g.ID == t.gen {
+		return true, false, nil
 	}
-	if fp, err := t.fingerprint(); err != nil || fp != t.fp {
-		return false
+	fp, err := t.fingerprint()
+	if err != nil || !t.known || fp != t.fp {
+		return false, true, err
 	}
 	t.gen = g.ID
-	return true
+	return true, true, nil
 }
 
 // patchOrApplyLocked changes only the elements that differ when the kernel
@@ -210,14 +210,16 @@ func (t *Table) patchOrApplyLocked(r *Ruleset, devs map[string]int) error {
 	}
 	// A flowtable device deleted and created again (a bridge after a
 	// reboot) is no longer hooked: only a new flowtable hooks it again.
-	if patches, ok := Diff(t.applied, r); ok && maps.Equal(devs, t.ftIndex) && t.holdsOursLocked() {
-		err := t.patchLocked(patches)
-		if err == nil {
-			t.applied = r
-			t.patched++
-			return nil
+	if patches, ok := Diff(t.applied, r); ok && t.known && maps.Equal(devs, t.ftIndex) {
+		if same, _, _ := t.holdsOursLocked(); same {
+			err := t.patchLocked(patches)
+			if err == nil {
+				t.applied = r
+				t.patched++
+				return nil
+			}
+			t.log.WithError(err).Debug("patching the table failed, replacing it")
 		}
-		t.log.WithError(err).Debug("patching the table failed, replacing it")
 	}
 	return t.applyLocked(r, devs)
 }
@@ -335,16 +337,18 @@ func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
 	if err != nil {
 		return err
 	}
-	if t.holdsOursLocked() {
-		err := t.patchLocked(patches)
-		if err == nil {
-			t.applied = nil
-			t.patched++
-			t.log.WithField("endpoints", len(us)).Debug("firewall patched")
-			t.revokeLocked(revs)
-			return nil
+	if t.known {
+		if same, _, _ := t.holdsOursLocked(); same {
+			err := t.patchLocked(patches)
+			if err == nil {
+				t.applied = nil
+				t.patched++
+				t.log.WithField("endpoints", len(us)).Debug("firewall patched")
+				t.revokeLocked(revs)
+				return nil
+			}
+			t.log.WithError(err).Debug("patching the table failed, replacing it")
 		}
-		t.log.WithError(err).Debug("patching the table failed, replacing it")
 	}
 	r, devs := t.build(t.model.State())
 	if err := t.applyLocked(r, devs); err != nil {
@@ -497,19 +501,16 @@ func (t *Table) check() error {
 	if t.model == nil {
 		return nil
 	}
-	g, err := t.conn.GetGen()
-	if err != nil {
-		return fmt.Errorf("nftables generation: %w", err)
-	}
-	if t.known && g.ID == t.gen {
+	ok, moved, err := t.holdsOursLocked()
+	if ok {
+		if moved {
+			// Someone else changed the ruleset; ours is intact.
+			t.ensureCoexistenceLocked()
+		}
 		return nil
 	}
-	fp, err := t.fingerprint()
-	if err == nil && t.known && fp == t.fp {
-		// Someone else changed the ruleset; ours is intact.
-		t.gen = g.ID
-		t.ensureCoexistenceLocked()
-		return nil
+	if !moved {
+		return err
 	}
 	r, devs := t.build(t.model.State())
 	t.log.WithField("reason", reason(err)).Warn("firewall table changed behind our back, applying it again")

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -160,7 +161,7 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 		Device: u.name, Policy: &accept,
 	})
 	set := &nftables.Set{Table: t, Name: ingressSet, KeyType: nftables.TypeIP6Addr}
-	if err := r.nft.AddSet(set, addrElements(mapKeys(want.Allow))); err != nil {
+	if err := r.nft.AddSet(set, addrElements(slices.Collect(maps.Keys(want.Allow)))); err != nil {
 		return fmt.Errorf("ndp ingress filter %q: set: %w", u.name, err)
 	}
 	var answer *nftables.Set
@@ -192,7 +193,7 @@ func (r *Responder) addAnswerRules(t *nftables.Table, ch *nftables.Chain, u *upl
 		Table: t, Name: answerSet, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIP6Addr),
 	}
-	if err := r.nft.AddSet(answer, answerElements(mapKeys(want.Answered))); err != nil {
+	if err := r.nft.AddSet(answer, answerElements(slices.Collect(maps.Keys(want.Answered)))); err != nil {
 		return nil, fmt.Errorf("ndp ingress filter %q: answer set: %w", u.name, err)
 	}
 	add := func(tag string, e ...[]expr.Any) {
@@ -244,33 +245,21 @@ func overLimit(rate, burst float64) *expr.Limit {
 // from mac, and destination . target in answer. It leaves the target in
 // register 2.
 func answerMatch(mac [6]byte, answer *nftables.Set) []expr.Any {
-	nh := func(off, n uint32, op expr.CmpOp, data []byte) []expr.Any {
-		return []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-			&expr.Cmp{Op: op, Register: 1, Data: data},
-		}
-	}
-	th := func(off, n uint32, op expr.CmpOp, data []byte) []expr.Any {
-		return []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: off, Len: n},
-			&expr.Cmp{Op: op, Register: 1, Data: data},
-		}
-	}
+	nh, th := expr.PayloadBaseNetworkHeader, expr.PayloadBaseTransportHeader
 	return slices.Concat(
 		[]expr.Any{
 			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x86, 0xdd}},
 		},
-		nh(4, 4, expr.CmpOpEq, []byte{0, naLen - ipv6HeaderLen, protoICMPv6, 255}), // payload length, next header, hop limit
-		th(0, 2, expr.CmpOpEq, []byte{typeNeighSolic, 0}),
-		th(24, 2, expr.CmpOpEq, []byte{1, 1}), // the option: source link-layer address, 8 bytes
-		th(26, 6, expr.CmpOpNeq, mac[:]),
-		nh(8, 1, expr.CmpOpNeq, []byte{0xff}), // a multicast source
-		nh(8, 16, expr.CmpOpNeq, make([]byte, 16)),
+		payloadIs(nh, 4, expr.CmpOpEq, []byte{0, naLen - ipv6HeaderLen, protoICMPv6, 255}), // payload length, next header, hop limit
+		payloadIs(th, 0, expr.CmpOpEq, []byte{typeNeighSolic, 0}),
+		payloadIs(th, 24, expr.CmpOpEq, []byte{1, 1}), // the option: source link-layer address, 8 bytes
+		payloadIs(th, 26, expr.CmpOpNeq, mac[:]),
+		payloadIs(nh, 8, expr.CmpOpNeq, []byte{0xff}), // a multicast source
+		payloadIs(nh, 8, expr.CmpOpNeq, make([]byte, 16)),
+		payloadIs(expr.PayloadBaseLLHeader, 6, expr.CmpOpNeq, mac[:]),
 		[]expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 6, Len: 6},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: mac[:]},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+			&expr.Payload{DestRegister: 1, Base: nh, Offset: 24, Len: 16},
 			&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
 			&expr.Lookup{SourceRegister: 1, SetName: answer.Name, SetID: answer.ID},
 		},
@@ -366,13 +355,14 @@ func (r *Responder) ingressCounters(u *uplink) map[string]uint64 {
 // ingressRule drops Neighbor Solicitations whose target is in served,
 // outside every range and not in the allow set.
 func ingressRule(served netip.Prefix, ranges []netip.Prefix, allow *nftables.Set) []expr.Any {
-	e := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{typeNeighSolic}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
-	}
+	e := slices.Concat(
+		[]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+		},
+		payloadIs(expr.PayloadBaseTransportHeader, 0, expr.CmpOpEq, []byte{typeNeighSolic}),
+		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16}},
+	)
 	e = append(e, prefixMatch(served, expr.CmpOpEq)...)
 	for _, q := range ranges {
 		e = append(e, prefixMatch(q, expr.CmpOpNeq)...)
@@ -382,6 +372,14 @@ func ingressRule(served netip.Prefix, ranges []netip.Prefix, allow *nftables.Set
 		&expr.Counter{},
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	)
+}
+
+// payloadIs compares the len(data) bytes at off from base with data.
+func payloadIs(base expr.PayloadBase, off uint32, op expr.CmpOp, data []byte) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: base, Offset: off, Len: uint32(len(data))},
+		&expr.Cmp{Op: op, Register: 1, Data: data},
+	}
 }
 
 // prefixMatch compares the address in register 1, masked to p's length
@@ -403,14 +401,6 @@ func answerElements(targets []netip.Addr) []nftables.SetElement {
 		for _, k := range answerKeys(t) {
 			out = append(out, nftables.SetElement{Key: k[:]})
 		}
-	}
-	return out
-}
-
-func mapKeys(m map[netip.Addr]struct{}) []netip.Addr {
-	out := make([]netip.Addr, 0, len(m))
-	for a := range m {
-		out = append(out, a)
 	}
 	return out
 }

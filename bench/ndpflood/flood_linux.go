@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -19,11 +18,8 @@ import (
 	"time"
 
 	mndp "github.com/mdlayher/ndp"
-	"github.com/mdlayher/socket"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/net/bpf"
 	"golang.org/x/net/ipv6"
-	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/ndpflood"
 	"github.com/v6bridge/v6bridge/ndp"
@@ -88,12 +84,11 @@ func floodMain() error {
 
 // nudWatch keeps the router's kernel using its entry for a live address
 // (a datagram every 100 ms) and counts its unicast probes for it and the
-// advertisements answering them, sniffed on the wire with a filter that
-// passes only those.
+// advertisements answering them, sniffed on the wire (wireTap).
 type nudWatch struct {
 	ifi    *net.Interface
 	live   netip.Addr
-	c      *socket.Conn
+	tap    *wireTap
 	mu     sync.Mutex
 	probes []time.Time
 	nas    []time.Time
@@ -101,55 +96,30 @@ type nudWatch struct {
 }
 
 func newNUDWatch(ifi *net.Interface, live netip.Addr) (*nudWatch, error) {
-	c, err := socket.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, 0, "nud-watch", nil)
+	tap, err := newWireTap(ifi, netip.PrefixFrom(live, 96).Masked())
 	if err != nil {
 		return nil, err
 	}
-	w := live.As16()
-	prog, err := bpf.Assemble([]bpf.Instruction{
-		bpf.LoadAbsolute{Off: 6, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 58, SkipFalse: 6},
-		bpf.LoadAbsolute{Off: 40, Size: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 135, SkipTrue: 1},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 136, SkipFalse: 3},
-		bpf.LoadAbsolute{Off: 60, Size: 4},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(w[12:]), SkipFalse: 1},
-		bpf.RetConstant{Val: 1 << 16},
-		bpf.RetConstant{Val: 0},
-	})
-	if err == nil {
-		err = c.SetBPF(prog)
-	}
-	if err == nil {
-		err = c.Bind(&unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
-	}
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	return &nudWatch{ifi: ifi, live: live, c: c}, nil
+	return &nudWatch{ifi: ifi, live: live, tap: tap}, nil
 }
 
 func (n *nudWatch) run(ctx context.Context) {
-	defer n.c.Close()
+	defer n.tap.Close()
 	go func() {
-		buf := make([]byte, 2048)
 		for {
-			k, sa, err := n.c.Recvfrom(ctx, buf, 0)
+			p, err := n.tap.next(ctx)
 			if err != nil {
 				return
 			}
-			sll, _ := sa.(*unix.SockaddrLinklayer)
-			if sll == nil || k < 64 || netip.AddrFrom16([16]byte(buf[48:64])) != n.live {
+			if p.Target != n.live {
 				continue
 			}
-			now := time.Now()
 			n.mu.Lock()
 			switch {
-			case sll.Pkttype == unix.PACKET_OUTGOING && buf[40] == 135 && netip.AddrFrom16([16]byte(buf[24:40])) == n.live:
-				n.probes = append(n.probes, now)
-			case sll.Pkttype != unix.PACKET_OUTGOING && buf[40] == 136:
-				n.nas = append(n.nas, now)
+			case p.Out && p.Type == 135 && p.Dst == n.live:
+				n.probes = append(n.probes, p.At)
+			case !p.Out && p.Type == 136:
+				n.nas = append(n.nas, p.At)
 			}
 			n.mu.Unlock()
 		}

@@ -30,6 +30,7 @@ type wirePacket struct {
 	At     time.Time
 	Out    bool // sent by this host
 	Type   byte // 135 solicitation, 136 advertisement
+	Dst    netip.Addr
 	Target netip.Addr
 }
 
@@ -97,6 +98,7 @@ func (w *wireTap) next(ctx context.Context) (wirePacket, error) {
 			At:     at,
 			Out:    sll.Pkttype == unix.PACKET_OUTGOING,
 			Type:   w.buf[40],
+			Dst:    netip.AddrFrom16([16]byte(w.buf[24:40])),
 			Target: netip.AddrFrom16([16]byte(w.buf[48:64])),
 		}, nil
 	}
