@@ -429,7 +429,7 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		if err := checkLinkLocalRequest(req, pool); err != nil {
 			return nil, err
 		}
-		n.Gateway = LinkLocalGateway
+		n.Gateway = d.linkLocalGateway(n.ID)
 	}
 	if !n.Gateway.IsValid() {
 		n.Gateway = n.Subnet.Addr().Next()
@@ -482,6 +482,30 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		}
 	}
 	return n, nil
+}
+
+// linkLocalGateway picks the gateway of the v6bridge.gateway=link-local
+// network id: its own if the record exists (CreateNetwork again), else the
+// lowest of LinkLocalGateway, fe80::2, fe80::3, ... no other network has.
+// Each bridge's gateway is its own because the engine finds the interface
+// of a container's gateway by a route lookup in the container: with
+// fe80::1 on every bridge, a container on two such networks could carry
+// the connected fe80::1/128 on one interface only, and the default route
+// went through whichever network joined first, not the one the engine
+// chose (gw-priority).
+func (d *Driver) linkLocalGateway(id string) netip.Addr {
+	if o, ok := d.networks[id]; ok && o.LinkLocalGateway() {
+		return o.Gateway
+	}
+	used := make(map[netip.Addr]bool, len(d.networks))
+	for _, o := range d.networks {
+		used[o.Gateway] = true
+	}
+	gw := LinkLocalGateway
+	for used[gw] {
+		gw = gw.Next()
+	}
+	return gw
 }
 
 // checkLinkLocalRequest refuses v6bridge.gateway=link-local where the
@@ -719,14 +743,16 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	if e.Addr.IsValid() && n.Mode != netspec.ModeInternal {
 		if n.Modern {
 			resp.GatewayIPv6 = n.Gateway
-			if n.LinkLocalGateway() && !d.sandboxHasGatewayRoute(e) {
+			if n.LinkLocalGateway() && !d.sandboxHasGatewayRoute(e, n.Gateway) {
 				// The engine finds the interface of the gateway by a
 				// route lookup in the container; every interface has
-				// fe80::/64, so a connected fe80::1/128 names this one.
-				// Only one interface may carry it (a second fails the
-				// join with EEXIST): another link-local network of the
-				// container that has it serves as well (its bridge
-				// holds fe80::1 too).
+				// fe80::/64, so a connected <gateway>/128 names this one.
+				// Networks get gateways of their own (linkLocalGateway),
+				// but records of older versions all have fe80::1, and
+				// only one interface may carry a route to it (a second
+				// fails the join with EEXIST): another network of the
+				// container that has it serves as well (its bridge holds
+				// fe80::1 too).
 				e.GatewayRoute = true
 				resp.StaticRoutes = []StaticRoute{{Destination: netip.PrefixFrom(n.Gateway, 128)}}
 			}
@@ -799,9 +825,12 @@ func (d *Driver) sandboxRouted(e *Endpoint) bool {
 }
 
 // sandboxHasGatewayRoute reports whether another joined endpoint of e's
-// sandbox carries the connected route to the link-local gateway.
-func (d *Driver) sandboxHasGatewayRoute(e *Endpoint) bool {
-	return d.sandboxHas(e, func(o *Endpoint) bool { return o.GatewayRoute })
+// sandbox carries the connected route to the link-local gateway gw.
+func (d *Driver) sandboxHasGatewayRoute(e *Endpoint, gw netip.Addr) bool {
+	return d.sandboxHas(e, func(o *Endpoint) bool {
+		on := d.networks[o.NetworkID]
+		return o.GatewayRoute && on != nil && on.Gateway == gw
+	})
 }
 
 // Leave unpublishes the endpoint's ports and stops NDP for it. Unknown is

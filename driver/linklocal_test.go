@@ -97,9 +97,62 @@ func TestLinkLocalGatewayNetwork(t *testing.T) {
 	}
 }
 
-// A container on two link-local networks: only the first joined gets the
-// connected fe80::1/128 (a second would fail the join with EEXIST); after
-// it leaves, the next join gets it again.
+// Each link-local network has a gateway of its own, the lowest free one:
+// a container on two of them carries a connected route to each gateway,
+// in every join order, so the engine's route lookup of the gateway it
+// chose names that network's interface.
+func TestLinkLocalGatewayPerNetwork(t *testing.T) {
+	for _, order := range [][]string{{ep1, ep2}, {ep2, ep1}} {
+		r := newRig(t)
+		for _, req := range []CreateNetworkRequest{llReq(netA, "2001:db8:1234:a1:1::/112"), llReq(netB, "2001:db8:1234:a1:2::/112")} {
+			if err := r.d.CreateNetwork(req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gws := map[string]netip.Addr{ep1: netip.MustParseAddr("fe80::1"), ep2: netip.MustParseAddr("fe80::2")}
+		if a, b := r.d.networks[netA].Gateway, r.d.networks[netB].Gateway; a != gws[ep1] || b != gws[ep2] {
+			t.Fatalf("gateways %s, %s; want fe80::1, fe80::2", a, b)
+		}
+		if got := r.links.bridges[r.d.networks[netB].Bridge].Gateway; got != netip.MustParsePrefix("fe80::2/64") {
+			t.Errorf("second bridge's gateway %s", got)
+		}
+		mustEndpoint(t, r, netA, ep1, "2001:db8:1234:a1:1::5/112")
+		mustEndpoint(t, r, netB, ep2, "2001:db8:1234:a1:2::5/112")
+		nets := map[string]string{ep1: netA, ep2: netB}
+		for _, ep := range order {
+			resp, err := r.d.Join(JoinRequest{NetworkID: nets[ep], EndpointID: ep, SandboxKey: "sb"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []StaticRoute{{Destination: netip.PrefixFrom(gws[ep], 128)}}
+			if resp.GatewayIPv6 != gws[ep] || len(resp.StaticRoutes) != 1 || resp.StaticRoutes[0] != want[0] {
+				t.Errorf("join order %v, %s: gateway %s routes %v; want %s, %v", order, ep[:4], resp.GatewayIPv6, resp.StaticRoutes, gws[ep], want)
+			}
+		}
+	}
+
+	// CreateNetwork again keeps the gateway; a freed one is taken again.
+	r := newRig(t)
+	for _, req := range []CreateNetworkRequest{llReq(netA, "2001:db8:1234:a1:1::/112"), llReq(netB, "2001:db8:1234:a1:2::/112")} {
+		if err := r.d.CreateNetwork(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.d.DeleteNetwork(netA); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.CreateNetwork(llReq(netB, "2001:db8:1234:a1:2::/112")); err != nil || r.d.networks[netB].Gateway != netip.MustParseAddr("fe80::2") {
+		t.Errorf("create again: %v, gateway %s; want fe80::2 kept", err, r.d.networks[netB].Gateway)
+	}
+	if err := r.d.CreateNetwork(llReq(netA, "2001:db8:1234:a1:3::/112")); err != nil || r.d.networks[netA].Gateway != LinkLocalGateway {
+		t.Errorf("after the first network left: %v, gateway %s; want fe80::1", err, r.d.networks[netA].Gateway)
+	}
+}
+
+// Records of older versions gave every link-local network fe80::1: only
+// the first joined endpoint of a sandbox gets the connected fe80::1/128
+// (a second would fail the join with EEXIST); after it leaves, the next
+// join gets it again.
 func TestLinkLocalGatewayRouteOncePerSandbox(t *testing.T) {
 	r := newRig(t)
 	for _, req := range []CreateNetworkRequest{llReq(netA, "2001:db8:1234:a1:1::/112"), llReq(netB, "2001:db8:1234:a1:2::/112")} {
@@ -107,6 +160,7 @@ func TestLinkLocalGatewayRouteOncePerSandbox(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	r.d.networks[netB].Gateway = LinkLocalGateway // as an older version recorded it
 	mustEndpoint(t, r, netA, ep1, "2001:db8:1234:a1:1::5/112")
 	mustEndpoint(t, r, netB, ep2, "2001:db8:1234:a1:2::5/112")
 	routes := func(nid, eid string) int {

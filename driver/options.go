@@ -26,16 +26,19 @@ const (
 var acceptedOpts = []string{OptAllow, OptAllowPing, OptBridgeName, OptGateway, OptHostIPv6, OptICC, OptMode, OptMTU}
 
 // Values of OptGateway: the gateway is the subnet's first address (the
-// default), or LinkLocalGateway on the bridge, so no address of the
-// subnet is spent on it (engines >= 28 only).
+// default), or a link-local address on the bridge (LinkLocalGateway for
+// the first such network), so no address of the subnet is spent on it
+// (engines >= 28 only).
 const (
 	GatewaySubnet    = "subnet"
 	GatewayLinkLocal = "link-local"
 )
 
-// LinkLocalGateway is the gateway of a network created with
-// v6bridge.gateway=link-local: an address of every such bridge, and the
-// containers' default router.
+// LinkLocalGateway is the gateway of the first network created with
+// v6bridge.gateway=link-local: an address of its bridge, and the
+// containers' default router. Further such networks take the next free
+// address (fe80::2, fe80::3, ...): each bridge's gateway is its own, see
+// Driver.linkLocalGateway.
 var LinkLocalGateway = netip.MustParseAddr("fe80::1")
 
 // NetworkOptions are the validated driver options of one network.
@@ -130,7 +133,7 @@ func parseGateway(v string) (bool, error) {
 	case GatewayLinkLocal:
 		return true, nil
 	}
-	return false, fmt.Errorf("accepted are %s (the default: the subnet's first address) and %s (%s on the bridge, Docker >= 28)",
+	return false, fmt.Errorf("accepted are %s (the default: the subnet's first address) and %s (%s or the next free link-local address on the bridge, Docker >= 28)",
 		GatewaySubnet, GatewayLinkLocal, LinkLocalGateway)
 }
 

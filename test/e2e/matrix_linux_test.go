@@ -191,18 +191,14 @@ func linkLocalCell(c *cell) {
 		err = fmt.Errorf("the engine reserved gateway %s", gw)
 	}
 	c.check("the engine reserved no gateway address of "+llNet.subnet, err)
-	c.check("the VPS holds no address of "+llNet.subnet+" and routes it to a bridge with fe80::1", g.linkLocalBridge(llNet.subnet))
+	c.check("the VPS holds no address of "+llNet.subnet+" and routes it to a bridge with fe80::1", g.linkLocalBridge(llNet.subnet, "fe80::1"))
 	c.web("run", "web", llNet, llNet.addr, []string{"-p", "8081:80"})
 	got, err := g.docker("inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).IPv6Gateway}}", llNet.name), "web")
 	if err == nil && got != "fe80::1" {
 		err = fmt.Errorf("inspect shows IPv6Gateway %q", got)
 	}
 	c.check("docker inspect shows IPv6Gateway fe80::1", err)
-	route, err := g.docker("exec", "web", "ip", "-6", "route", "show", "default")
-	if err == nil && !strings.Contains(route, "via fe80::1 dev eth0") {
-		err = fmt.Errorf("default route %q", route)
-	}
-	c.check("the container's default route is via fe80::1 dev eth0", err)
+	c.check("the container's default route is via fe80::1 dev eth0", c.defaultVia("web", llNet, "fe80::1"))
 	c.published("web", []netSpec{llNet}, 8081)
 	c.check("the provider's router resolves the subnet's first address to the VPS (NDP proxy)", g.routerNeighIsHost(llNet.addr))
 	url := c.inetServer()
@@ -216,40 +212,56 @@ func linkLocalCell(c *cell) {
 	}
 	c.check("outbound: a container without --ip6 gets an address of the subnet and reaches the internet with it", err)
 
-	// A container on a nat network and two link-local ones, connected
-	// after the nat one with a higher gateway priority: the engine finds
-	// fe80::1 on the interface the connected fe80::1/128 names (every
-	// interface has fe80::/64), and the second link-local network's join
-	// does not fail on a second such route.
+	// A container on a nat network and two link-local ones, the first
+	// with a higher gateway priority: the default route goes through the
+	// interface on llNet in every join order (the engine finds the
+	// gateway's interface by a route lookup, so each network's gateway is
+	// its own: fe80::1 and fe80::2). "multi" is created and connected
+	// before the start (the engine joins in an order of its own), "late"
+	// runs and is connected to ll2Net first, then to llNet: the order in
+	// which a shared fe80::1 routed through ll2Net.
 	c.network(natNet)
 	c.network(ll2Net)
+	c.check("the second link-local network's bridge holds fe80::2, its own gateway", g.linkLocalBridge(ll2Net.subnet, "fe80::2"))
 	c.web("create", "multi", natNet, "fd12:3456:789a:8101:1::ab54", nil)
 	c.must("network", "connect", "--gw-priority", "10", llNet.name, "multi")
 	c.must("network", "connect", ll2Net.name, "multi")
 	c.must("start", "multi")
-	// The engine names the interfaces in an order of its own.
-	ifname, err := g.docker("exec", "multi", "sh", "-c", `ip -6 -o addr show | awk -v p="$0" 'index($4, p) == 1 {print $2}'`,
-		strings.TrimSuffix(llNet.subnet, ":/112"))
-	if err == nil {
-		route, err = g.docker("exec", "multi", "ip", "-6", "route", "show", "default")
-	}
-	if err == nil && (ifname == "" || !strings.Contains(route, "via fe80::1 dev "+ifname+" ")) {
-		err = fmt.Errorf("default route %q, want one via fe80::1 dev %q (the interface on %s)", route, ifname, llNet.name)
-	}
-	c.check("a container on nat + two link-local networks (gw-priority on the first): default via fe80::1 through its interface on "+llNet.name, err)
-	seen, err = g.docker("exec", "multi", "sh", "-c", `timeout 10 wget -q -O - "$0"; exit $?`, url)
-	if err == nil {
-		if a, perr := netip.ParseAddr(seen); perr != nil || !netip.MustParsePrefix(llNet.subnet).Contains(a) {
-			err = fmt.Errorf("the internet saw %q, want an address of %s", seen, llNet.subnet)
+	c.web("run", "late", natNet, "fd12:3456:789a:8101:1::ab55", nil)
+	c.must("network", "connect", ll2Net.name, "late")
+	c.must("network", "connect", "--gw-priority", "10", llNet.name, "late")
+	for _, ctr := range []string{"multi", "late"} {
+		c.check(fmt.Sprintf("%s: on nat + two link-local networks (gw-priority on %s): default via fe80::1 through its interface there", ctr, llNet.name),
+			c.defaultVia(ctr, llNet, "fe80::1"))
+		seen, err := g.docker("exec", ctr, "sh", "-c", `timeout 10 wget -q -O - "$0"; exit $?`, url)
+		if err == nil {
+			if a, perr := netip.ParseAddr(seen); perr != nil || !netip.MustParsePrefix(llNet.subnet).Contains(a) {
+				err = fmt.Errorf("the internet saw %q, want an address of %s", seen, llNet.subnet)
+			}
 		}
+		c.check("... and reaches the internet with its address on "+llNet.name, err)
 	}
-	c.check("... and reaches the internet with its address on "+llNet.name, err)
+}
+
+// defaultVia checks that ctr's IPv6 default route is via gw through its
+// interface on n (the engine names the interfaces in an order of its own).
+func (c *cell) defaultVia(ctr string, n netSpec, gw string) error {
+	ifname, err := c.g.docker("exec", ctr, "sh", "-c", `ip -6 -o addr show | awk -v p="$0" 'index($4, p) == 1 {print $2}'`,
+		strings.TrimSuffix(n.subnet, ":/112"))
+	if err != nil {
+		return err
+	}
+	route, err := c.g.docker("exec", ctr, "ip", "-6", "route", "show", "default")
+	if err == nil && (ifname == "" || !strings.Contains(route, "via "+gw+" dev "+ifname+" ")) {
+		err = fmt.Errorf("default route %q, want one via %s dev %q (the interface on %s)", route, gw, ifname, n.name)
+	}
+	return err
 }
 
 // linkLocalBridge checks the VPS's side of a link-local gateway network:
-// subnet routed to a v6b bridge that holds fe80::1, no address of subnet
-// on the host.
-func (g *engine) linkLocalBridge(subnet string) error {
+// subnet routed to a v6b bridge that holds gw, no address of subnet on the
+// host.
+func (g *engine) linkLocalBridge(subnet, gw string) error {
 	vps := g.prefix + "-vps"
 	if out, err := ip("-n", vps, "-6", "addr", "show", "to", subnet); err != nil || strings.TrimSpace(out) != "" {
 		return fmt.Errorf("host addresses in %s: %q %v", subnet, out, err)
@@ -266,8 +278,8 @@ func (g *engine) linkLocalBridge(subnet string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(addrs, "inet6 fe80::1/64 ") {
-		return fmt.Errorf("bridge %s has no fe80::1/64:\n%s", br, addrs)
+	if !strings.Contains(addrs, "inet6 "+gw+"/64 ") {
+		return fmt.Errorf("bridge %s has no %s/64:\n%s", br, gw, addrs)
 	}
 	if strings.Contains(addrs, "scope global") {
 		return fmt.Errorf("bridge %s has a global address:\n%s", br, addrs)
