@@ -6,8 +6,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
+	"github.com/vishvananda/netns"
 
 	"github.com/v6bridge/v6bridge/internal/nettest"
+	"github.com/v6bridge/v6bridge/internal/nftgen"
 )
 
 // TestPrivilegedPatchEqualsRebuild applies the worlds of patchWorlds to one
@@ -60,26 +63,34 @@ func TestPrivilegedPatchEqualsRebuild(t *testing.T) {
 // behind our back, the next Apply must not patch a table it no longer
 // knows: it rebuilds, and the result equals a fresh build.
 func TestPrivilegedPatchAfterTamperingRebuilds(t *testing.T) {
-	if patched := applyAfter(t, "flush", "set", "ip6", TableName, SetPublished); patched != 0 {
+	if patched, _ := applyAfter(t, nil, nftIn("flush", "set", "ip6", TableName, SetPublished)); patched != 0 {
 		t.Errorf("patched a table changed behind our back")
 	}
 }
 
-// applyAfter applies one world, runs nft with args in the namespace,
-// applies the next world, checks the table equals a fresh build of it
-// and returns how many of the applies were patches.
-func applyAfter(t *testing.T, args ...string) (patched int) {
+// applyAfter applies one world to a table with ledger, runs between in the
+// namespace, applies the next world, checks the table equals a fresh build
+// of it and returns how many of the applies were patches and how often the
+// second one listed our tables.
+func applyAfter(t *testing.T, ledger *nftgen.Ledger, between ...func(t *testing.T, ns netns.NsHandle)) (patched, listed int) {
 	t.Helper()
 	ws := patchWorlds()
 	ns := nettest.NewNS(t)
-	tbl := newTable(t, ns)
+	tbl, err := NewTable(TableConfig{NetNS: int(ns), Ledger: ledger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := tbl.Apply(ws[1]); err != nil {
 		t.Fatal(err)
 	}
-	inNS(t, ns, "nft", args...)
+	for _, b := range between {
+		b(t, ns)
+	}
+	before := tbl.listed
 	if err := tbl.Apply(ws[2]); err != nil {
 		t.Fatal(err)
 	}
+	listed = tbl.listed - before
 	fresh := nettest.NewNS(t)
 	if err := newTable(t, fresh).Apply(ws[2]); err != nil {
 		t.Fatal(err)
@@ -87,17 +98,55 @@ func applyAfter(t *testing.T, args ...string) (patched int) {
 	if diff := cmp.Diff(listTable(t, fresh), listTable(t, ns)); diff != "" {
 		t.Errorf("(-rebuild +ours):\n%s", diff)
 	}
-	return tbl.patched
+	return tbl.patched, listed
+}
+
+// nftIn runs nft with args in the namespace: another party's batch.
+func nftIn(args ...string) func(*testing.T, netns.NsHandle) {
+	return func(t *testing.T, ns netns.NsHandle) { inNS(t, ns, "nft", args...) }
+}
+
+// ledgerBatch commits a batch of this process in a table of its own
+// through ledger, as the NDP ingress filter does.
+func ledgerBatch(ledger *nftgen.Ledger) func(*testing.T, netns.NsHandle) {
+	return func(t *testing.T, ns netns.NsHandle) {
+		conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.AddTable(&nftables.Table{Family: nftables.TableFamilyNetdev, Name: "v6b-elsewhere"})
+		if err := ledger.Flush(conn); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestPrivilegedPatchAfterAnotherPartysBatch: a batch of another party
-// between two of ours (the NDP ingress filter's addresses, the engine's
-// iptables) leaves our table as we left it, so the next change is still a
-// patch, and the result equals a fresh build; the control, a change to our
-// own set, rebuilds (TestPrivilegedPatchAfterTamperingRebuilds).
+// between two of ours (the engine's iptables, an operator's nft) leaves
+// our table as we left it, so the next change is still a patch, after one
+// listing, and the result equals a fresh build; the control, a change to
+// our own set, rebuilds (TestPrivilegedPatchAfterTamperingRebuilds).
+// Batches the ledger vouches for (the NDP ingress filter's) need no
+// listing, unless another party's batch came too.
 func TestPrivilegedPatchAfterAnotherPartysBatch(t *testing.T) {
-	if patched := applyAfter(t, "add", "table", "netdev", "someone-else"); patched != 1 {
-		t.Errorf("patched %d times after another party's batch, want 1", patched)
+	ledger := &nftgen.Ledger{}
+	for _, tt := range []struct {
+		name    string
+		between []func(*testing.T, netns.NsHandle)
+		patched int
+		listed  int
+	}{
+		{"another party", []func(*testing.T, netns.NsHandle){nftIn("add", "table", "netdev", "someone-else")}, 1, 1},
+		{"ours, in the ledger", []func(*testing.T, netns.NsHandle){ledgerBatch(ledger), ledgerBatch(ledger)}, 1, 0},
+		{"ours, then another party", []func(*testing.T, netns.NsHandle){ledgerBatch(ledger), nftIn("add", "table", "netdev", "someone-else")}, 1, 1},
+		{"ours, then tampering", []func(*testing.T, netns.NsHandle){ledgerBatch(ledger), nftIn("flush", "set", "ip6", TableName, SetPublished)}, 0, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			patched, listed := applyAfter(t, ledger, tt.between...)
+			if patched != tt.patched || listed < tt.listed || tt.listed == 0 && listed != 0 {
+				t.Errorf("patched %d times after %d listings, want %d patches after %d", patched, listed, tt.patched, tt.listed)
+			}
+		})
 	}
 }
 

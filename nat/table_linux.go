@@ -1,6 +1,8 @@
 package nat
 
 import (
+	"github.com/v6bridge/v6bridge/internal/nftgen"
+
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +32,10 @@ type TableConfig struct {
 	// if the kernel supports it (ProbeFastPath); otherwise the table works
 	// without and NewTable logs why.
 	FastPath bool
+	// Ledger, if set, vouches for generations this process made in other
+	// tables (the NDP ingress filter's, ndp.Config.Ledger): a patch goes on
+	// top of them without listing our tables first.
+	Ledger *nftgen.Ledger
 }
 
 // Table is v6bridge's nftables table in one network namespace. All writes
@@ -38,7 +44,9 @@ type Table struct {
 	conn *nftables.Conn
 	log  logrus.FieldLogger
 	coex *Coexistence
-	mu   sync.Mutex
+	// ledger vouches for batches of this process in other tables.
+	ledger *nftgen.Ledger
+	mu     sync.Mutex
 	// model is the last state applied successfully, indexed for
 	// UpdateEndpoints; nil before the first Apply.
 	model *Model
@@ -52,6 +60,7 @@ type Table struct {
 	// UpdateEndpoints leaves it nil; the next Apply builds it from model.
 	applied *Ruleset
 	patched int // Applies done as a patch (tests)
+	listed  int // listings of our tables (tests)
 
 	monMu   sync.Mutex
 	monDead bool // the monitor's socket failed: Watch re-opens it
@@ -80,7 +89,7 @@ func NewTable(cfg TableConfig) (*Table, error) {
 		return nil, err
 	}
 	coex := &Coexistence{conn: conn, log: log}
-	t := &Table{conn: conn, log: log.WithField("table", TableFamily+" "+TableName), coex: coex, links: links}
+	t := &Table{conn: conn, log: log.WithField("table", TableFamily+" "+TableName), coex: coex, links: links, ledger: cfg.Ledger}
 	if cfg.FastPath {
 		if err := ProbeFastPath(cfg.NetNS); err != nil {
 			t.fastPathErr = err
@@ -177,19 +186,21 @@ func (t *Table) revokeLocked(rs []Revocation) {
 }
 
 // holdsOursLocked reports whether the kernel holds our tables as we
-// left them, so a patch may go on top. No batch since ours says so at
-// once; after another party's batch (moved: the NDP ingress filter's
-// addresses, the engine's iptables) our tables are listed and compared
-// with the fingerprint, which costs a listing instead of a rebuild, and
-// the generation is taken as ours when they are intact. err says why not:
-// the generation could not be read (moved false), or the listing failed
-// (nil: the contents differ).
+// left them, so a patch may go on top. No batch since ours, or only
+// batches the ledger vouches for (this process's NDP ingress filter),
+// says so at once; after another party's batch (moved: the engine's
+// iptables, an operator's nft) our tables are listed and compared with
+// the fingerprint, which costs a listing instead of a rebuild, and the
+// generation is taken as ours when they are intact. err says why not: the
+// generation could not be read (moved false), or the listing failed (nil:
+// the contents differ).
 func (t *Table) holdsOursLocked() (ok, moved bool, err error) {
 	g, err := t.conn.GetGen()
 	if err != nil {
 		return false, false, fmt.Errorf("nftables generation: %w", err)
 	}
-	if t.known && g.ID == t.gen {
+	if t.known && (g.ID == t.gen || t.ledger.Ours(t.gen, g.ID)) {
+		t.gen = g.ID
 		return true, false, nil
 	}
 	fp, err := t.fingerprint()
@@ -581,6 +592,7 @@ func (t *Table) fingerprint() (uint64, error) {
 }
 
 func (t *Table) readShape() (tableShape, error) {
+	t.listed++
 	sh := tableShape{counts: map[string]int{}, sums: map[string]uint64{}}
 	chains, err := t.conn.ListChainsOfTableFamily(nftables.TableFamilyIPv6)
 	if err != nil {

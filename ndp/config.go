@@ -1,6 +1,8 @@
 package ndp
 
 import (
+	"github.com/v6bridge/v6bridge/internal/nftgen"
+
 	"errors"
 	"fmt"
 	"maps"
@@ -62,6 +64,10 @@ type Config struct {
 	// that drops solicitations for addresses of the uplinks' prefixes
 	// nobody here answers for.
 	NoIngressFilter bool
+	// Ledger, if set, records the generations of the ingress filter's
+	// nftables batches, so the firewall (nat.TableConfig.Ledger, the same
+	// Ledger) takes them as harmless without listing its tables.
+	Ledger *nftgen.Ledger
 	// Log receives one Info line per address started or stopped and a
 	// Debug line per answer; nil discards.
 	Log logrus.FieldLogger

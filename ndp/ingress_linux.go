@@ -141,7 +141,7 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("ndp ingress filter %q: update addresses: %w", u.name, err)
 		}
-		if err := r.nft.Flush(); err != nil {
+		if err := r.cfg.Ledger.Flush(r.nft); err != nil {
 			return fmt.Errorf("ndp ingress filter %q: update addresses (%d allowed, %d answered added; %d, %d removed): %w",
 				u.name, len(add), len(aAdd), len(del), len(aDel), err)
 		}
@@ -174,7 +174,7 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 	for _, p := range want.Served {
 		r.nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ingressRule(p, want.Ranges, set), UserData: []byte(tagDrop)})
 	}
-	if err := r.nft.Flush(); err != nil {
+	if err := r.cfg.Ledger.Flush(r.nft); err != nil {
 		return fmt.Errorf("ndp ingress filter %q: create table %s: %w", u.name, t.Name, err)
 	}
 	if st.table == nil {
@@ -325,7 +325,7 @@ func (r *Responder) removeIngress(u *uplink) {
 		return
 	}
 	r.nft.DelTable(st.table)
-	if err := r.nft.Flush(); err != nil {
+	if err := r.cfg.Ledger.Flush(r.nft); err != nil {
 		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: remove ingress filter")
 	}
 	st.table, st.set, st.answer, st.have = nil, nil, nil, IngressFilter{}

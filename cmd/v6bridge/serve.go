@@ -21,6 +21,7 @@ import (
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/internal/api"
 	"github.com/v6bridge/v6bridge/internal/instance"
+	"github.com/v6bridge/v6bridge/internal/nftgen"
 	"github.com/v6bridge/v6bridge/internal/store"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/link"
@@ -212,7 +213,10 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	fw, err := nat.NewTable(nat.TableConfig{Log: log, FastPath: c.fastPath})
+	// The NDP ingress filter commits a batch per Join in a table of its
+	// own; the ledger lets the firewall patch on top without a listing.
+	ledger := &nftgen.Ledger{}
+	fw, err := nat.NewTable(nat.TableConfig{Log: log, FastPath: c.fastPath, Ledger: ledger})
 	if err != nil {
 		return err
 	}
@@ -223,7 +227,7 @@ func serve(args []string) error {
 		firewall = countingFirewall{fw, m}
 		log.AddHook(repairHook{m})
 	}
-	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, PrimeRouter: c.ndpPrime, NoIngressFilter: !c.ndpIngress, Log: log})
+	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, PrimeRouter: c.ndpPrime, NoIngressFilter: !c.ndpIngress, Ledger: ledger, Log: log})
 	if err != nil {
 		return err
 	}
