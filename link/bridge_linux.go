@@ -149,7 +149,7 @@ func (k *Kernel) configureBridge(br netlink.Link, spec netspec.BridgeSpec, log l
 // bridge's own link-local one, and no global address). Other link-local
 // addresses are left alone.
 func (k *Kernel) ensureGateway(br netlink.Link, spec netspec.BridgeSpec, log logrus.FieldLogger) error {
-	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(br, netlink.FAMILY_V6) })
+	addrs, err := k.addrs.List(br, netlink.FAMILY_V6)
 	if err != nil {
 		return fmt.Errorf("list addresses: %w", err)
 	}

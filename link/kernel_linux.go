@@ -45,6 +45,7 @@ type Config struct {
 // namespace through netlink. It is safe for concurrent use.
 type Kernel struct {
 	h       *netlink.Handle
+	addrs   *AddrDumper // one link's addresses, filtered by the kernel
 	ns      netns.NsHandle
 	procSys string
 	brPfx   string
@@ -90,11 +91,13 @@ func New(cfg Config) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle: %w", err)
 	}
+	k.addrs = NewAddrDumper(k.ns, k.h)
 	return k, nil
 }
 
-// Close releases the netlink socket. It does not close Config.NetNS.
+// Close releases the netlink sockets. It does not close Config.NetNS.
 func (k *Kernel) Close() error {
+	k.addrs.Close()
 	k.h.Close()
 	return nil
 }
@@ -269,7 +272,7 @@ func (k *Kernel) UplinkPrefixes(uplink string) ([]netip.Prefix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink prefixes of %q: %w", uplink, err)
 	}
-	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(l, netlink.FAMILY_V6) })
+	addrs, err := k.addrs.List(l, netlink.FAMILY_V6)
 	if err != nil {
 		return nil, fmt.Errorf("uplink prefixes of %q: %w", uplink, err)
 	}
@@ -295,7 +298,7 @@ func (k *Kernel) UplinkAddrs(uplink string) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
 	}
-	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return k.h.AddrList(l, netlink.FAMILY_V6) })
+	addrs, err := k.addrs.List(l, netlink.FAMILY_V6)
 	if err != nil {
 		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
 	}
