@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -266,7 +267,12 @@ func serve(args []string) error {
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	log.WithField("took", time.Since(start).Round(time.Millisecond)).Info("reconciled kernel state")
+	took := time.Since(start).Round(time.Millisecond)
+	// Start-up read every link, address, rule and record of the host once:
+	// hand that memory back before serving, so the plugin's resident size
+	// is what serving needs, not the peak of reconciling.
+	debug.FreeOSMemory()
+	log.WithField("took", took).Info("reconciled kernel state")
 
 	go func() {
 		if err := resp.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
