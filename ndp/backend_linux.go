@@ -69,10 +69,19 @@ func loadFilter(u *uplink) error {
 		addrs = append(addrs, a)
 	}
 	prog, coarse := BuildFilter(addrs, u.st.Ranges)
-	if err := attachFilter(u.pc, prog); err != nil {
-		return fmt.Errorf("ndp uplink %q: %w", u.name, err)
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return fmt.Errorf("ndp uplink %q: assemble capture filter: %w", u.name, err)
 	}
-	u.coarse, u.filtered, u.filteredRanges = coarse, true, slices.Clone(u.st.Ranges)
+	// A coarse filter passes whole groups of addresses: another address
+	// of a group already passed changes nothing, and attaching costs a
+	// copy and check of the whole program.
+	if !u.filtered || !slices.Equal(raw, u.filterRaw) {
+		if err := u.pc.SetBPF(raw); err != nil {
+			return fmt.Errorf("ndp uplink %q: attach capture filter: %w", u.name, err)
+		}
+	}
+	u.coarse, u.filtered, u.filteredRanges, u.filterRaw = coarse, true, slices.Clone(u.st.Ranges), raw
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/netnsdo"
@@ -124,6 +125,7 @@ type uplink struct {
 	coarse         bool // the capture filter passes more than the targets
 	filtered       bool // a filter for u.st was loaded
 	filteredRanges []netip.Prefix
+	filterRaw      []bpf.RawInstruction // the filter attached last
 	groups         groupJoiner
 	owns           func(netip.Addr) bool // u.st's addresses and ranges
 	own            []netip.Addr          // the uplink's global addresses, tentative ones too
