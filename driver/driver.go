@@ -964,6 +964,13 @@ func (d *Driver) advertiseLocked() {
 // installs the static ::/0 would fail to start (EEXIST).
 func (d *Driver) routerTargets() map[string][]netip.Addr {
 	out := map[string][]netip.Addr{}
+	legacy := false
+	for _, n := range d.networks {
+		legacy = legacy || !n.Modern && n.Mode != netspec.ModeInternal
+	}
+	if !legacy { // engines >= 28 only: no sandbox needs one (not a walk of them all per Join)
+		return out
+	}
 	for _, es := range d.bySandbox {
 		routed := false
 		for _, e := range es {
