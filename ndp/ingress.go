@@ -120,6 +120,72 @@ func PlanIngress(st *UplinkState, own []netip.Addr, answer *KernelAnswer) Ingres
 	return f
 }
 
+// IngressDelta are the set elements an update changes: addresses to add
+// to and delete from the allow set and the answer set, each sorted.
+type IngressDelta struct {
+	Add, Del             []netip.Addr
+	AnswerAdd, AnswerDel []netip.Addr
+}
+
+// Empty reports whether the delta changes nothing.
+func (d IngressDelta) Empty() bool {
+	return len(d.Add)+len(d.Del)+len(d.AnswerAdd)+len(d.AnswerDel) == 0
+}
+
+// UpdateIngress brings have, what PlanIngress planned for the uplink
+// before, to what it plans now that the addresses start were added to and
+// stop removed from st (st holds the result), and returns what changed;
+// own and answer are as for PlanIngress, own the same as have was planned
+// with. It costs what start and stop
+// hold, not what st does: attaching the thousandth container plans as
+// little as the first. ok is false, and have unchanged, when the filter's
+// rules would change (prefixes, ranges, answers): PlanIngress then.
+func UpdateIngress(have *IngressFilter, st *UplinkState, own []netip.Addr, answer *KernelAnswer, start, stop []netip.Addr) (d IngressDelta, ok bool) {
+	rules := PlanIngress(&UplinkState{OnLink: st.OnLink, Ranges: st.Ranges}, nil, answer)
+	if !have.SameRules(rules) {
+		return d, false
+	}
+	allowed := func(a netip.Addr) bool {
+		if _, ok := st.Addrs[a]; ok {
+			return true
+		}
+		if _, ok := rules.Allow[a]; ok { // a subnet-router anycast address
+			return true
+		}
+		return slices.ContainsFunc(own, func(o netip.Addr) bool { return o.WithZone("") == a })
+	}
+	for _, a := range start {
+		if _, in := have.Allow[a]; !in && allowed(a) {
+			have.Allow[a] = struct{}{}
+			d.Add = append(d.Add, a)
+		}
+		if have.Answer == nil {
+			continue
+		}
+		if _, live := st.Addrs[a]; live {
+			if _, in := have.Answered[a]; !in {
+				have.Answered[a] = struct{}{}
+				d.AnswerAdd = append(d.AnswerAdd, a)
+			}
+		}
+	}
+	for _, a := range stop {
+		if _, in := have.Allow[a]; in && !allowed(a) {
+			delete(have.Allow, a)
+			d.Del = append(d.Del, a)
+		}
+		if _, live := st.Addrs[a]; live {
+			continue
+		}
+		if _, in := have.Answered[a]; in {
+			delete(have.Answered, a)
+			d.AnswerDel = append(d.AnswerDel, a)
+		}
+	}
+	sortAddrs(d.Add, d.Del, d.AnswerAdd, d.AnswerDel)
+	return d, true
+}
+
 // SameRules reports whether f and g need the same rules (they may differ
 // in Allow, which is a set updated in place).
 func (f IngressFilter) SameRules(g IngressFilter) bool {

@@ -45,7 +45,8 @@ type ingressState struct {
 	set    *nftables.Set
 	answer *nftables.Set // nil: no answers in the kernel
 	have   IngressFilter
-	err    error // the last failure, until a sync succeeds
+	own    []netip.Addr // the uplink's addresses have was planned with
+	err    error        // the last failure, until a sync succeeds
 	// noAnswer is set once a filter with answers failed where one without
 	// them worked: the kernel lacks something answering needs.
 	noAnswer bool
@@ -99,6 +100,7 @@ func (r *Responder) syncIngress(u *uplink) {
 		}
 	}
 	if err == nil {
+		u.ingress.own = slices.Clone(u.own)
 		if u.ingress.err != nil {
 			r.log.WithField("iface", u.name).Info("ndp: ingress filter in place again")
 		}
@@ -112,38 +114,93 @@ func (r *Responder) syncIngress(u *uplink) {
 	r.removeIngress(u)
 }
 
+// syncIngressUpdate brings u's filter up to date after the addresses
+// start began and stop ended being answered (u.st holds the result), with
+// only the set elements they change (UpdateIngress): a Join costs the same
+// with a thousand addresses as with one. When the rules change, or the
+// filter is not in place, or the update fails, it is syncIngress.
+func (r *Responder) syncIngressUpdate(u *uplink, start, stop []netip.Addr) {
+	st := &u.ingress
+	// The uplink's own addresses pass too: planned with others than now
+	// (an address gained or lost since, refreshUplink), only the whole
+	// plan is right.
+	if r.nft == nil || st.table == nil || st.err != nil || !slices.Equal(st.own, u.own) {
+		r.syncIngress(u)
+		return
+	}
+	answer := r.kernelAnswer(u)
+	if st.noAnswer {
+		answer = nil
+	}
+	d, ok := UpdateIngress(&st.have, u.st, u.own, answer, start, stop)
+	if !ok {
+		r.syncIngress(u)
+		return
+	}
+	if err := r.updateIngressSets(u, d); err != nil {
+		// What the kernel holds is what st.have held: undo, then the
+		// whole way (which retries, falls back and logs).
+		for _, a := range d.Add {
+			delete(st.have.Allow, a)
+		}
+		for _, a := range d.Del {
+			st.have.Allow[a] = struct{}{}
+		}
+		for _, a := range d.AnswerAdd {
+			delete(st.have.Answered, a)
+		}
+		for _, a := range d.AnswerDel {
+			st.have.Answered[a] = struct{}{}
+		}
+		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: update of the ingress filter's sets failed, syncing it whole")
+		r.syncIngress(u)
+	}
+}
+
+// updateIngressSets changes the elements of u's allow and answer sets by
+// d, in one batch.
+func (r *Responder) updateIngressSets(u *uplink, d IngressDelta) error {
+	if d.Empty() {
+		return nil
+	}
+	st := &u.ingress
+	// Answers stop before the address stops passing, and pass before
+	// they start.
+	var errs []error
+	if len(d.AnswerDel) > 0 {
+		errs = append(errs, r.nft.SetDeleteElements(st.answer, answerElements(d.AnswerDel)))
+	}
+	if len(d.Del) > 0 {
+		errs = append(errs, r.nft.SetDeleteElements(st.set, addrElements(d.Del)))
+	}
+	if len(d.Add) > 0 {
+		errs = append(errs, r.nft.SetAddElements(st.set, addrElements(d.Add)))
+	}
+	if len(d.AnswerAdd) > 0 {
+		errs = append(errs, r.nft.SetAddElements(st.answer, answerElements(d.AnswerAdd)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		_ = r.nft.Flush() // drops what was queued
+		return fmt.Errorf("ndp ingress filter %q: update addresses: %w", u.name, err)
+	}
+	if err := r.cfg.Ledger.Flush(r.nft); err != nil {
+		return fmt.Errorf("ndp ingress filter %q: update addresses (%d allowed, %d answered added; %d, %d removed): %w",
+			u.name, len(d.Add), len(d.AnswerAdd), len(d.Del), len(d.AnswerDel), err)
+	}
+	return nil
+}
+
 // applyIngress installs want: the whole table the first time or when the
 // rules change (one atomic batch replacing the old table), else only the
 // allow set's changed elements.
 func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 	st := &u.ingress
 	if st.table != nil && st.have.SameRules(want) {
-		add, del := allowDiff(st.have.Allow, want.Allow)
-		aAdd, aDel := allowDiff(st.have.Answered, want.Answered)
-		if len(add)+len(del)+len(aAdd)+len(aDel) == 0 {
-			return nil
-		}
-		// Answers stop before the address stops passing, and pass before
-		// they start.
-		var errs []error
-		if len(aDel) > 0 {
-			errs = append(errs, r.nft.SetDeleteElements(st.answer, answerElements(aDel)))
-		}
-		if len(del) > 0 {
-			errs = append(errs, r.nft.SetDeleteElements(st.set, addrElements(del)))
-		}
-		if len(add) > 0 {
-			errs = append(errs, r.nft.SetAddElements(st.set, addrElements(add)))
-		}
-		if len(aAdd) > 0 {
-			errs = append(errs, r.nft.SetAddElements(st.answer, answerElements(aAdd)))
-		}
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("ndp ingress filter %q: update addresses: %w", u.name, err)
-		}
-		if err := r.cfg.Ledger.Flush(r.nft); err != nil {
-			return fmt.Errorf("ndp ingress filter %q: update addresses (%d allowed, %d answered added; %d, %d removed): %w",
-				u.name, len(add), len(aAdd), len(del), len(aDel), err)
+		var d IngressDelta
+		d.Add, d.Del = allowDiff(st.have.Allow, want.Allow)
+		d.AnswerAdd, d.AnswerDel = allowDiff(st.have.Answered, want.Answered)
+		if err := r.updateIngressSets(u, d); err != nil {
+			return err
 		}
 		st.have.Allow, st.have.Answered = want.Allow, want.Answered
 		return nil

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"slices"
@@ -276,6 +278,88 @@ func (e *env) sniffedNA(target netip.Addr, timeout time.Duration) (sniffedPacket
 			}
 		case <-deadline:
 			return sniffedPacket{}, false
+		}
+	}
+}
+
+// TestPrivilegedIngressUpdates: endpoints coming and going change only the
+// elements of the ingress filter's sets (the table is not rebuilt), and
+// after every step the kernel's allow and answer sets hold what
+// PlanIngress plans for the responder's state.
+func TestPrivilegedIngressUpdates(t *testing.T) {
+	e := newEnv(t)
+	r := e.startResponder(t, Config{})
+	var pool []netip.Addr
+	for i := range 12 {
+		pool = append(pool, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, 0, 0xa1, 0, 1, 15: byte(i + 1)}))
+	}
+	if err := r.SetTargets(pool[:3], nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(e.host)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	elements := func(name string, keyLen int) map[netip.Addr]struct{} {
+		t.Helper()
+		set, err := c.GetSetByName(&nftables.Table{Family: nftables.TableFamilyNetdev, Name: IngressTable("eth0")}, name)
+		if err != nil {
+			t.Fatalf("set %s: %v", name, err)
+		}
+		els, err := c.GetSetElements(set)
+		if err != nil {
+			t.Fatalf("elements of %s: %v", name, err)
+		}
+		out := map[netip.Addr]struct{}{}
+		for _, el := range els {
+			if len(el.Key) != keyLen {
+				t.Fatalf("set %s: a key of %d bytes", name, len(el.Key))
+			}
+			out[netip.AddrFrom16([16]byte(el.Key[keyLen-16:]))] = struct{}{} // the target is last
+		}
+		return out
+	}
+	r.mu.Lock()
+	table := r.uplinks[0].ingress.table
+	r.mu.Unlock()
+	live := map[netip.Addr]bool{pool[0]: true, pool[1]: true, pool[2]: true}
+	rnd := rand.New(rand.NewPCG(7, 8))
+	for step := range 40 {
+		var add, remove []netip.Addr
+		for range 1 + rnd.IntN(3) {
+			a := pool[rnd.IntN(len(pool))]
+			if slices.Contains(add, a) || slices.Contains(remove, a) {
+				continue
+			}
+			if live[a] {
+				remove = append(remove, a)
+			} else {
+				add = append(add, a)
+			}
+		}
+		for _, a := range remove {
+			delete(live, a)
+		}
+		for _, a := range add {
+			live[a] = true
+		}
+		if err := r.UpdateTargets(add, remove); err != nil {
+			t.Fatal(err)
+		}
+		r.mu.Lock()
+		u := r.uplinks[0]
+		want := PlanIngress(u.st, u.own, r.kernelAnswer(u))
+		rebuilt := u.ingress.table != table
+		r.mu.Unlock()
+		if rebuilt {
+			t.Fatalf("step %d: the table was rebuilt for an endpoint change", step)
+		}
+		if got := elements(ingressSet, 16); !maps.Equal(got, want.Allow) {
+			t.Fatalf("step %d (+%v -%v): allow set %v, want %v", step, add, remove, got, want.Allow)
+		}
+		answered := elements(answerSet, 32) // two keys per address, the same target
+		if want.Answer == nil || !maps.Equal(answered, want.Answered) || len(want.Answered) != len(live) {
+			t.Fatalf("step %d: answer set targets %v, want %v (live %d)", step, answered, want.Answered, len(live))
 		}
 	}
 }

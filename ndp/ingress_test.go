@@ -1,6 +1,8 @@
 package ndp
 
 import (
+	"maps"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -112,5 +114,82 @@ func TestPlanIngressAnswersTheAddressesOnly(t *testing.T) {
 	if g := netip.AddrFrom16([16]byte(k[0][:16])); g != snmOf(liveAddr) || netip.AddrFrom16([16]byte(k[1][:16])) != liveAddr ||
 		netip.AddrFrom16([16]byte(k[0][16:])) != liveAddr || netip.AddrFrom16([16]byte(k[1][16:])) != liveAddr {
 		t.Errorf("answer keys %x", k)
+	}
+}
+
+// UpdateIngress, step by step from PlanIngress, ends where PlanIngress of
+// each new state does, and returns what allowDiff would: random starts and
+// stops over addresses that include the host's own, the subnet-router
+// anycast address and addresses outside the on-link prefix, with and
+// without answers in the kernel.
+func TestUpdateIngressEqualsPlanIngress(t *testing.T) {
+	pool := []netip.Addr{
+		netip.MustParseAddr("2001:db8:1234:a1::1"), // the host's own
+		netip.MustParseAddr("2001:db8:1234:a1::"),  // subnet-router anycast
+		netip.MustParseAddr("2001:db8:ffff::5"),    // outside the on-link prefix
+	}
+	for i := range 20 {
+		pool = append(pool, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, 0, 0xa1, 0, 1, 14: 0, 15: byte(i + 1)}))
+	}
+	own := []netip.Addr{pool[0]}
+	answer := &KernelAnswer{MAC: [6]byte{2, 0, 0, 0, 0, 1}, TotalRate: 100}
+	for _, ans := range []*KernelAnswer{nil, answer} {
+		r := rand.New(rand.NewPCG(5, 6))
+		st := NewUplinkState()
+		st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
+		have := PlanIngress(st, own, ans)
+		for step := range 300 {
+			var start, stop []netip.Addr
+			for range r.IntN(4) {
+				a := pool[r.IntN(len(pool))]
+				if _, live := st.Addrs[a]; live {
+					if !slices.Contains(stop, a) && !slices.Contains(start, a) {
+						stop = append(stop, a)
+					}
+				} else if !slices.Contains(start, a) && !slices.Contains(stop, a) {
+					start = append(start, a)
+				}
+			}
+			for _, a := range stop {
+				delete(st.Addrs, a)
+			}
+			for _, a := range start {
+				st.Addrs[a] = struct{}{}
+			}
+			before := cloneIngress(have)
+			want := PlanIngress(st, own, ans)
+			d, ok := UpdateIngress(&have, st, own, ans, start, stop)
+			if !ok {
+				t.Fatalf("step %d: the rules did not change, but UpdateIngress refused", step)
+			}
+			if !maps.Equal(have.Allow, want.Allow) || !maps.Equal(have.Answered, want.Answered) || !have.SameRules(want) {
+				t.Fatalf("step %d (answers %v): start %v stop %v\ngot  %v %v\nwant %v %v", step, ans != nil, start, stop, have.Allow, have.Answered, want.Allow, want.Answered)
+			}
+			add, del := allowDiff(before.Allow, want.Allow)
+			aAdd, aDel := allowDiff(before.Answered, want.Answered)
+			if !slices.Equal(d.Add, add) || !slices.Equal(d.Del, del) || !slices.Equal(d.AnswerAdd, aAdd) || !slices.Equal(d.AnswerDel, aDel) {
+				t.Fatalf("step %d: delta %+v, want add %v del %v answer add %v del %v", step, d, add, del, aAdd, aDel)
+			}
+		}
+	}
+}
+
+// A change of the rules is not an update: UpdateIngress refuses and leaves
+// have alone.
+func TestUpdateIngressRefusesRuleChanges(t *testing.T) {
+	st := NewUplinkState()
+	st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
+	have := PlanIngress(st, nil, nil)
+	before := cloneIngress(have)
+	st.Ranges = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1:2::/112")}
+	if _, ok := UpdateIngress(&have, st, nil, nil, nil, nil); ok {
+		t.Error("a new range: want a refusal")
+	}
+	st.Ranges = nil
+	if _, ok := UpdateIngress(&have, st, nil, &KernelAnswer{}, []netip.Addr{liveAddr}, nil); ok {
+		t.Error("answers in the kernel now: want a refusal")
+	}
+	if !maps.Equal(have.Allow, before.Allow) {
+		t.Error("a refused update changed have")
 	}
 }

@@ -438,7 +438,7 @@ func (r *Responder) applyLocked(p Plan) error {
 			}
 		}
 		u.st.ApplyAddrs(UplinkPlan{Start: up.Start, Ranges: up.Ranges})
-		r.syncIngress(u) // before the new addresses are answered: the capture sees what ingress passes
+		r.syncIngressUpdate(u, up.Start, p.Uplinks[i].Stop) // before the new addresses are answered: the capture sees what ingress passes
 		errs = append(errs, r.backend.apply(u, up)...)
 	}
 	r.ann.queue(p.Announce)
