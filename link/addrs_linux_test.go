@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -54,15 +55,7 @@ func TestPrivilegedAddrDumper(t *testing.T) {
 			// two dumps.
 			out = append(out, row{a.IPNet.String(), a.Scope, a.Flags &^ unix.IFA_F_TENTATIVE})
 		}
-		slices.SortFunc(out, func(a, b row) int {
-			if a.addr < b.addr {
-				return -1
-			}
-			if a.addr > b.addr {
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(out, func(a, b row) int { return strings.Compare(a.addr, b.addr) })
 		return out
 	}
 	d := NewAddrDumper(ns, h)

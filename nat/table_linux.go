@@ -1,8 +1,6 @@
 package nat
 
 import (
-	"github.com/v6bridge/v6bridge/internal/nftgen"
-
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +16,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/internal/nftgen"
 )
 
 // TableConfig configures a Table.

@@ -1,8 +1,6 @@
 package ndp
 
 import (
-	"github.com/v6bridge/v6bridge/internal/nftgen"
-
 	"errors"
 	"fmt"
 	"maps"
@@ -12,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/v6bridge/v6bridge/internal/nftgen"
 )
 
 // Modes of answering (Config.Mode, NDP_PROXY).

@@ -136,10 +136,10 @@ func (d IngressDelta) Empty() bool {
 // before, to what it plans now that the addresses start were added to and
 // stop removed from st (st holds the result), and returns what changed;
 // own and answer are as for PlanIngress, own the same as have was planned
-// with. It costs what start and stop
-// hold, not what st does: attaching the thousandth container plans as
-// little as the first. ok is false, and have unchanged, when the filter's
-// rules would change (prefixes, ranges, answers): PlanIngress then.
+// with. It costs what start and stop hold, not what st does: attaching
+// the thousandth container plans as little as the first. ok is false, and
+// have unchanged, when the filter's rules would change (prefixes, ranges,
+// answers): PlanIngress then.
 func UpdateIngress(have *IngressFilter, st *UplinkState, own []netip.Addr, answer *KernelAnswer, start, stop []netip.Addr) (d IngressDelta, ok bool) {
 	rules := PlanIngress(&UplinkState{OnLink: st.OnLink, Ranges: st.Ranges}, nil, answer)
 	if !have.SameRules(rules) {

@@ -52,10 +52,11 @@ type ingressState struct {
 	noAnswer bool
 }
 
-// kernelAnswer is how u's ingress filter answers: only in native mode.
+// kernelAnswer is how u's ingress filter answers: only in native mode,
+// and not on a kernel that could not build the answers (noAnswer).
 // Callers hold r.mu.
 func (r *Responder) kernelAnswer(u *uplink) *KernelAnswer {
-	if r.cfg.Mode != ModeNative || !u.up {
+	if r.cfg.Mode != ModeNative || !u.up || u.ingress.noAnswer {
 		return nil
 	}
 	return NewKernelAnswer(r.decideConfig(u), r.cfg.SourceRate, r.cfg.TotalRate)
@@ -86,11 +87,7 @@ func (r *Responder) syncIngress(u *uplink) {
 	if r.nft == nil {
 		return
 	}
-	answer := r.kernelAnswer(u)
-	if u.ingress.noAnswer {
-		answer = nil
-	}
-	want := PlanIngress(u.st, u.own, answer)
+	want := PlanIngress(u.st, u.own, r.kernelAnswer(u))
 	err := r.applyIngress(u, want)
 	if err != nil && want.Answer != nil {
 		want.Answer, want.Answered = nil, nil
@@ -128,30 +125,15 @@ func (r *Responder) syncIngressUpdate(u *uplink, start, stop []netip.Addr) {
 		r.syncIngress(u)
 		return
 	}
-	answer := r.kernelAnswer(u)
-	if st.noAnswer {
-		answer = nil
-	}
-	d, ok := UpdateIngress(&st.have, u.st, u.own, answer, start, stop)
+	d, ok := UpdateIngress(&st.have, u.st, u.own, r.kernelAnswer(u), start, stop)
 	if !ok {
 		r.syncIngress(u)
 		return
 	}
 	if err := r.updateIngressSets(u, d); err != nil {
-		// What the kernel holds is what st.have held: undo, then the
-		// whole way (which retries, falls back and logs).
-		for _, a := range d.Add {
-			delete(st.have.Allow, a)
-		}
-		for _, a := range d.Del {
-			st.have.Allow[a] = struct{}{}
-		}
-		for _, a := range d.AnswerAdd {
-			delete(st.have.Answered, a)
-		}
-		for _, a := range d.AnswerDel {
-			st.have.Answered[a] = struct{}{}
-		}
+		// st.have no longer says what the kernel holds: forgotten, the
+		// whole way replaces the table (and retries, falls back, logs).
+		st.have = IngressFilter{}
 		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: update of the ingress filter's sets failed, syncing it whole")
 		r.syncIngress(u)
 	}

@@ -43,8 +43,11 @@ func (l *Ledger) Ours(from, to uint32) bool {
 		return false
 	}
 	span := to - from // wraps like the kernel's counter
-	if span == 0 || span > keep {
-		return span == 0
+	if span == 0 {
+		return true
+	}
+	if span > keep {
+		return false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
