@@ -47,7 +47,7 @@ type Config struct {
 	Routers Routers
 	// Proxies, if set, forwards the ports published on the host's
 	// loopback address (-p [::1]:5432:5432), which the firewall cannot
-	// deliver (package proxy). Set is told every forward after each change.
+	// deliver (package portfwd). Set is told every forward after each change.
 	Proxies Proxies
 	// PoolMode returns the mode the IPAM pool of a subnet was requested
 	// for (--ipam-opt v6bridge.mode), "" if none: a network without -o
@@ -1035,9 +1035,10 @@ func (d *Driver) syncLocked(c change) error {
 	if d.cfg.Proxies != nil {
 		if err := d.cfg.Proxies.Set(d.forwards()); err != nil {
 			if !c.all {
-				return err // the request that asked for the port fails
+				return err // the request that asked for a held port fails
 			}
-			// At start or a network change: the forwards that bind run.
+			// At start or a network change: the forwards that bind run;
+			// the others bind when their ports are free (Status).
 			d.log.WithError(err).Warn("forward ports published on the host's loopback address")
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/v6bridge/v6bridge/netspec"
-	"github.com/v6bridge/v6bridge/proxy"
+	"github.com/v6bridge/v6bridge/portfwd"
 )
 
 const (
@@ -30,6 +30,8 @@ type rig struct {
 	fw       *fakeFirewall
 	nb       *fakeNeighbors
 	px       *fakeProxies
+	// fwd, if set, is the forwarder reopen passes instead of px.
+	fwd Proxies
 	store    *memStore
 }
 
@@ -44,8 +46,12 @@ func newRig(t *testing.T) *rig {
 // restart does.
 func (r *rig) reopen(t *testing.T) *Driver {
 	t.Helper()
+	var px Proxies = r.px
+	if r.fwd != nil {
+		px = r.fwd
+	}
 	d, err := New(Config{
-		Links: r.links, Firewall: r.fw, Neighbors: r.nb, Proxies: r.px, Store: r.store,
+		Links: r.links, Firewall: r.fw, Neighbors: r.nb, Proxies: px, Store: r.store,
 		Uplinks:        []string{"eth0"},
 		HostAddrs:      func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")} },
 		PublicPrefixes: func() []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")} },
@@ -588,11 +594,11 @@ func TestVethNamesWholeID(t *testing.T) {
 }
 
 type fakeProxies struct {
-	fs  []proxy.Forward
+	fs  []portfwd.Forward
 	err error
 }
 
-func (f *fakeProxies) Set(fs []proxy.Forward) error {
+func (f *fakeProxies) Set(fs []portfwd.Forward) error {
 	if f.err != nil {
 		return f.err
 	}
@@ -617,7 +623,7 @@ func TestLoopbackPortsAreForwardedNotFirewalled(t *testing.T) {
 	}
 	want := func(what, to string) {
 		t.Helper()
-		w := []proxy.Forward{{Proto: netspec.ProtoTCP, Listen: netip.MustParseAddrPort("[::1]:5432"), To: netip.MustParseAddrPort(to)}}
+		w := []portfwd.Forward{{Proto: netspec.ProtoTCP, Listen: netip.MustParseAddrPort("[::1]:5432"), To: netip.MustParseAddrPort(to)}}
 		if diff := cmp.Diff(w, fp.fs, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 			t.Errorf("%s: forwards (-want +got):\n%s", what, diff)
 		}

@@ -5,7 +5,7 @@ import (
 
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/netspec"
-	"github.com/v6bridge/v6bridge/proxy"
+	"github.com/v6bridge/v6bridge/portfwd"
 )
 
 // Links is what the driver needs from the kernel's links. Every method is
@@ -44,11 +44,12 @@ type Neighbors interface {
 	UpdateTargets(add, remove []netip.Addr) error
 }
 
-// Proxies forwards ports in userspace (package proxy). Set sets the whole
-// set; the forwards that cannot bind are named in the error, the others
-// run.
+// Proxies forwards ports in userspace (package portfwd). Set sets the
+// whole set; its error names only the forwards new in the set that cannot
+// bind (so only the request that asked for one fails); the others run, and
+// one that could not bind binds by itself once its port is free.
 type Proxies interface {
-	Set(fs []proxy.Forward) error
+	Set(fs []portfwd.Forward) error
 }
 
 // Routers advertises the host as the default router to container

@@ -7,7 +7,7 @@ import (
 	"slices"
 
 	"github.com/v6bridge/v6bridge/netspec"
-	"github.com/v6bridge/v6bridge/proxy"
+	"github.com/v6bridge/v6bridge/portfwd"
 )
 
 // Publishing. A published port (-p H:C, -p C, compose ports:) belongs to
@@ -134,7 +134,7 @@ func openPorts(ms []netspec.Mapping) []netspec.Port {
 }
 
 // hostOnly reports whether m is published on the host's loopback address
-// only: the proxy forwards it, the firewall has no part in it (a DNAT from
+// only: the forwarder (package portfwd) forwards it, the firewall has no part in it (a DNAT from
 // ::1 to a container cannot leave the loopback device).
 func hostOnly(m netspec.Mapping) bool { return m.HostAddr.IsLoopback() }
 
@@ -152,10 +152,10 @@ func natMappings(ms []netspec.Mapping) []netspec.Mapping {
 	return out
 }
 
-// forwards returns what the proxy forwards: every port of the host-only
+// forwards returns what the forwarder forwards: every port of the host-only
 // mappings of each sandbox, to the sandbox's target address.
-func (d *Driver) forwards() []proxy.Forward {
-	var out []proxy.Forward
+func (d *Driver) forwards() []portfwd.Forward {
+	var out []portfwd.Forward
 	for _, c := range d.endpoints {
 		if !c.Joined || !slices.ContainsFunc(c.Ports, hostOnly) {
 			continue
@@ -169,7 +169,7 @@ func (d *Driver) forwards() []proxy.Forward {
 				continue
 			}
 			for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
-				out = append(out, proxy.Forward{
+				out = append(out, portfwd.Forward{
 					Proto:  m.Proto,
 					Listen: netip.AddrPortFrom(m.HostAddr, m.HostFirst+uint16(i)),
 					To:     netip.AddrPortFrom(t.Addr.Addr(), m.ContainerFirst+uint16(i)),

@@ -30,7 +30,7 @@ import (
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
 	"github.com/v6bridge/v6bridge/netspec"
-	"github.com/v6bridge/v6bridge/proxy"
+	"github.com/v6bridge/v6bridge/portfwd"
 	"github.com/v6bridge/v6bridge/ra"
 )
 
@@ -235,7 +235,7 @@ func serve(args []string) error {
 	defer resp.Close()
 	routers := ra.New(log)
 	defer routers.Close()
-	proxies := proxy.New(log)
+	proxies := portfwd.New(log, portfwd.Limits{})
 	defer proxies.Close()
 	st, err := driver.OpenDiskStore(filepath.Join(c.stateDir, "driver"))
 	if err != nil {

@@ -1,4 +1,4 @@
-package proxy
+package portfwd
 
 import (
 	"io"
@@ -86,7 +86,7 @@ func roundTrip(addr netip.AddrPort, msg string) (string, error) {
 func TestTCPForwardRetargetAndStop(t *testing.T) {
 	a, b := tcpBackend(t, "a"), tcpBackend(t, "b")
 	listen := freePort(t, netspec.ProtoTCP)
-	p := New(quiet())
+	p := New(quiet(), Limits{})
 	defer p.Close()
 	if err := p.Set([]Forward{{netspec.ProtoTCP, listen, a}}); err != nil {
 		t.Fatal(err)
@@ -105,35 +105,6 @@ func TestTCPForwardRetargetAndStop(t *testing.T) {
 	}
 	if _, err := roundTrip(listen, "x"); err == nil {
 		t.Fatal("a stopped forward still accepts")
-	}
-}
-
-// TestTakenPortFailsAlone: a port another socket holds is named in the
-// error; the other forwards run, and a later Set retries it.
-func TestTakenPortFailsAlone(t *testing.T) {
-	a := tcpBackend(t, "a")
-	taken, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy := taken.Addr().(*net.TCPAddr).AddrPort()
-	ok := freePort(t, netspec.ProtoTCP)
-	p := New(quiet())
-	defer p.Close()
-	fs := []Forward{{netspec.ProtoTCP, busy, a}, {netspec.ProtoTCP, ok, a}}
-	err = p.Set(fs)
-	if err == nil || !strings.Contains(err.Error(), busy.String()) || !strings.Contains(err.Error(), "address already in use") {
-		t.Fatalf("err = %v, want the taken port named", err)
-	}
-	if got, err := roundTrip(ok, "x"); err != nil || got != "a:x" {
-		t.Fatalf("the other forward: %q, %v", got, err)
-	}
-	taken.Close()
-	if err := p.Set(fs); err != nil {
-		t.Fatalf("retry: %v", err)
-	}
-	if got, err := roundTrip(busy, "y"); err != nil || got != "a:y" {
-		t.Fatalf("retried forward: %q, %v", got, err)
 	}
 }
 
@@ -156,7 +127,7 @@ func TestUDPForward(t *testing.T) {
 		}
 	}()
 	listen := freePort(t, netspec.ProtoUDP)
-	p := New(quiet())
+	p := New(quiet(), Limits{})
 	defer p.Close()
 	if err := p.Set([]Forward{{netspec.ProtoUDP, listen, be.LocalAddr().(*net.UDPAddr).AddrPort()}}); err != nil {
 		t.Fatal(err)
@@ -182,7 +153,7 @@ func TestUDPForward(t *testing.T) {
 // TestSCTPRefused: sctp cannot be forwarded in userspace here; the error
 // says what can.
 func TestSCTPRefused(t *testing.T) {
-	p := New(quiet())
+	p := New(quiet(), Limits{})
 	defer p.Close()
 	err := p.Set([]Forward{{netspec.ProtoSCTP, netip.MustParseAddrPort("[::1]:9"), netip.MustParseAddrPort("[fd00::5]:9")}})
 	if err == nil || !strings.Contains(err.Error(), "tcp and udp are") {

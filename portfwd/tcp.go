@@ -1,0 +1,124 @@
+package portfwd
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// acceptor is what serveTCP needs of a *net.TCPListener.
+type acceptor interface {
+	AcceptTCP() (*net.TCPConn, error)
+}
+
+// serveTCP accepts until ctx ends. An accept error (EMFILE, ENFILE,
+// ENOBUFS, an aborted connection) is retried with backoff: only closing
+// the listener ends the forward.
+func (f *forward) serveTCP(ctx context.Context, ln acceptor) {
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	var delay time.Duration
+	for {
+		c, err := ln.AcceptTCP()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if delay == 0 {
+				f.p.log.WithError(err).WithField("forward", f.forward()).Warn("accept: retrying with backoff")
+			}
+			delay = backoff(delay)
+			if !sleep(ctx, delay) {
+				return
+			}
+			continue
+		}
+		delay = 0
+		cctx, cancel := context.WithCancel(ctx)
+		e := &conn{sockets: 2, closeFn: func() { cancel(); _ = c.Close() }}
+		e.touch()
+		if !f.live.add(e) {
+			e.kill()
+			continue
+		}
+		to := *f.to.Load()
+		conns.Go(func() {
+			defer f.live.remove(e)
+			defer e.kill()
+			f.pipeTCP(cctx, e, c, to)
+		})
+	}
+}
+
+// pipeTCP copies both ways between the client and a new connection to the
+// container, passing half-closes on, until both directions end, one fails
+// or stays idle too long, or ctx ends.
+func (f *forward) pipeTCP(ctx context.Context, e *conn, c *net.TCPConn, to netip.AddrPort) {
+	d := net.Dialer{Timeout: DialTimeout}
+	upc, err := d.DialContext(ctx, "tcp6", to.String())
+	if err != nil {
+		f.p.log.WithError(err).WithField("to", to).Debug("forward: connect to the container")
+		return
+	}
+	up := upc.(*net.TCPConn)
+	defer up.Close()
+	stop := context.AfterFunc(ctx, func() { e.kill(); _ = up.Close() })
+	defer stop()
+	var half atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() { f.copyHalf(e, up, c, &half) })
+	f.copyHalf(e, c, up, &half)
+	wg.Wait()
+}
+
+// copyHalf copies src to dst until src ends (then it half-closes dst, and
+// the other direction has TCPHalfClosed to finish) or fails.
+func (f *forward) copyHalf(e *conn, dst, src *net.TCPConn, half *atomic.Bool) {
+	rc, err := src.SyscallConn()
+	if err != nil {
+		e.kill()
+		return
+	}
+	limit := func() time.Duration {
+		if half.Load() {
+			return f.p.lim.TCPHalfClosed
+		}
+		return f.p.lim.TCPIdle
+	}
+	for {
+		_ = src.SetReadDeadline(time.Now().Add(limit()))
+		b, n, err := readPooled(rc, &tcpBufs)
+		if errors.Is(err, os.ErrDeadlineExceeded) && e.idle() < limit() {
+			continue // the other direction moves
+		}
+		if err != nil {
+			e.kill()
+			return
+		}
+		if n == 0 {
+			tcpBufs.Put(b)
+			half.Store(true)
+			_ = dst.CloseWrite()
+			// The other direction reads dst: shorten its wait.
+			_ = dst.SetReadDeadline(time.Now().Add(f.p.lim.TCPHalfClosed))
+			return
+		}
+		e.touch()
+		_ = dst.SetWriteDeadline(time.Now().Add(limit()))
+		_, werr := dst.Write((*b)[:n])
+		tcpBufs.Put(b)
+		if werr != nil {
+			e.kill()
+			return
+		}
+	}
+}
+
+// errnoIs reports whether err is the system error no.
+func errnoIs(err error, no syscall.Errno) bool { return errors.Is(err, no) }
