@@ -31,8 +31,8 @@ type rig struct {
 	nb       *fakeNeighbors
 	px       *fakeProxies
 	// fwd, if set, is the forwarder reopen passes instead of px.
-	fwd Proxies
-	store    *memStore
+	fwd   Proxies
+	store *memStore
 }
 
 func newRig(t *testing.T) *rig {
