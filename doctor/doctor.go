@@ -244,6 +244,11 @@ func Evaluate(f Facts) []Finding {
 	case p.Socket != "":
 		add("plugin", OK, fmt.Sprintf("v6bridge answers at %s (%d networks)", p.Socket, p.Networks), "", "")
 	}
+	if ps := f.Plugin.ForwardProblems; len(ps) > 0 {
+		add("forwards", Warn, fmt.Sprintf("%d ports published on the host's loopback address are not forwarded: %s", len(ps), strings.Join(ps, "; ")),
+			"another program holds them: connections to them reach that program, not the container; v6bridge binds each one by itself once it is free",
+			"stop the program named, or publish another host port for the container (docker run -p [::1]:OTHER:PORT)")
+	}
 	return out
 }
 

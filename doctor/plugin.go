@@ -30,6 +30,9 @@ type Plugin struct {
 	NDPAddrs         int    `json:"ndp_addrs"`
 	NDPSolicitations uint64 `json:"ndp_solicitations"`
 	NDPAnswered      uint64 `json:"ndp_answered"`
+	// ForwardProblems say why forwards of ports published on the
+	// host's loopback address are not bound (another program holds them).
+	ForwardProblems []string `json:"forward_problems,omitempty"`
 	Err              string `json:"error,omitempty"` // why no plugin answered
 }
 
@@ -125,9 +128,16 @@ func AskPlugin(ctx context.Context, socket, dir string) Plugin {
 			Solicitations, Answered uint64
 			Addrs                   []json.RawMessage
 		}
+		Forwards []struct{ Problem string }
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return Plugin{Socket: s, Err: fmt.Sprintf("decode the status of %s: %v", s, err)}
 	}
-	return Plugin{Socket: s, Networks: len(doc.Networks), NDPAddrs: len(doc.NDP.Addrs), NDPSolicitations: doc.NDP.Solicitations, NDPAnswered: doc.NDP.Answered}
+	p := Plugin{Socket: s, Networks: len(doc.Networks), NDPAddrs: len(doc.NDP.Addrs), NDPSolicitations: doc.NDP.Solicitations, NDPAnswered: doc.NDP.Answered}
+	for _, f := range doc.Forwards {
+		if f.Problem != "" {
+			p.ForwardProblems = append(p.ForwardProblems, f.Problem)
+		}
+	}
+	return p
 }

@@ -286,7 +286,7 @@ func serve(args []string) error {
 		go func() { log.WithError(srv.ListenAndServe()).Warn("pprof stopped") }()
 	}
 
-	status := func() any { return buildStatus(d, im, resp, uplinks, publicPrefixes) }
+	status := func() any { return buildStatus(d, im, resp, proxies, uplinks, publicPrefixes) }
 	var opts []api.Option
 	if m != nil {
 		m.SetSources(metricsSources(d, resp))

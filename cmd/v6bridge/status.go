@@ -16,6 +16,7 @@ import (
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/ndp"
+	"github.com/v6bridge/v6bridge/portfwd"
 )
 
 // statusDoc is what /v6bridge.Status serves and `v6bridge status` prints.
@@ -25,6 +26,8 @@ type statusDoc struct {
 	Networks []driver.NetworkStatus
 	Pools    []ipam.PoolStatus
 	NDP      ndp.Stats
+	// Forwards are the ports published on the host's loopback address.
+	Forwards []portfwd.Status `json:",omitempty"`
 }
 
 // planStatus is the address plan the plugin carves automatic subnets from.
@@ -34,10 +37,10 @@ type planStatus struct {
 	ULAHost        netip.Prefix
 }
 
-func buildStatus(d *driver.Driver, im *ipam.IPAM, r *ndp.Responder, uplinks []string, public func() []netip.Prefix) any {
+func buildStatus(d *driver.Driver, im *ipam.IPAM, r *ndp.Responder, fw *portfwd.Forwarder, uplinks []string, public func() []netip.Prefix) any {
 	ula, host := im.ULA()
 	return statusDoc{Uplinks: uplinks, Plan: planStatus{PublicPrefixes: public(), ULAPrefix: ula, ULAHost: host},
-		Networks: d.Status(), Pools: im.Pools(), NDP: r.Stats()}
+		Networks: d.Status(), Pools: im.Pools(), NDP: r.Stats(), Forwards: fw.Status()}
 }
 
 func status(args []string) error {
@@ -102,6 +105,18 @@ func printStatus(w io.Writer, doc statusDoc) error {
 	for _, n := range doc.Networks {
 		for _, e := range n.Endpoints {
 			fmt.Fprintf(tw, "%.12s\t%.12s\t%s\t%s\t%v\t%s\t%s\n", e.ID, n.ID, e.Address, e.MAC, e.Joined, e.Ports, e.Open)
+		}
+	}
+	if len(doc.Forwards) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "FORWARD\tBOUND\tCONNS\tEVICTED\tREFUSED")
+		for _, f := range doc.Forwards {
+			fmt.Fprintf(tw, "%s\t%v\t%d\t%d\t%d\n", f.Forward, f.Bound, f.Conns, f.Evicted, f.Refused)
+		}
+		for _, f := range doc.Forwards {
+			if f.Problem != "" {
+				fmt.Fprintf(tw, "PROBLEM: %s\n", f.Problem)
+			}
 		}
 	}
 	fmt.Fprintln(tw)

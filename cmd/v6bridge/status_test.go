@@ -9,6 +9,7 @@ import (
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
+	"github.com/v6bridge/v6bridge/portfwd"
 )
 
 func TestPrintStatus(t *testing.T) {
@@ -21,6 +22,8 @@ func TestPrintStatus(t *testing.T) {
 		}},
 		NDP: ndp.Stats{Solicitations: 7, Answered: 5, AnsweredUnicast: 3, KernelAnswered: 4, Addrs: []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1:1::ab53")},
 			Limited: map[string]uint64{ndp.ReasonSourceLimit: 2}, SocketDrops: 1, IngressDropped: 40000, AnnouncePeakRate: 2000},
+		Forwards: []portfwd.Status{{Forward: "tcp [::1]:5432->[fd00::5]:5432", Problem: "forward tcp [::1]:5432->[fd00::5]:5432: port [::1]:5432/tcp is held by pid 812 (postgres): stop it or publish another host port (address already in use); retrying"},
+			{Forward: "udp [::1]:5353->[fd00::5]:53", Bound: true, Conns: 512, Evicted: 19488}},
 	}
 	var b bytes.Buffer
 	if err := printStatus(&b, doc); err != nil {
@@ -33,6 +36,9 @@ func TestPrintStatus(t *testing.T) {
 		"[::]:8081->80/tcp",
 		"NDP answers for: [2001:db8:1234:a1:1::ab53]",
 		"7 solicitations seen, 5 answered (3 unicast probes, 0 DAD; 4 in the kernel at the uplink's ingress)",
+		"tcp [::1]:5432->[fd00::5]:5432  false  0      0        0",
+		"udp [::1]:5353->[fd00::5]:53    true   512    19488    0",
+		"PROBLEM: forward tcp [::1]:5432->[fd00::5]:5432: port [::1]:5432/tcp is held by pid 812 (postgres)",
 		"NDP drops: 2 over budget map[rate limit: solicitor over its budget:2], 1 socket queue full; capture filter exact; 40000 solicitations for addresses nobody here answers for dropped at the uplink's ingress; announcements 0 pending, peak 2000/s",
 	} {
 		if !strings.Contains(b.String(), want) {

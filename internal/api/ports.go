@@ -7,7 +7,20 @@ import (
 
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/portfwd"
 )
+
+// loopbackPorts counts the host ports reqs publish on a loopback address
+// (a request for any port of a range takes one).
+func loopbackPorts(reqs []driver.PortRequest) int {
+	n := 0
+	for _, r := range reqs {
+		if r.HostAddr.IsLoopback() {
+			n++
+		}
+	}
+	return n
+}
 
 // Engine option keys carrying the published ports of a container (Join and
 // ProgramExternalConnectivity).
@@ -67,6 +80,9 @@ func PortsFromWire(options map[string]any) (reqs []driver.PortRequest, skipped [
 			r.HostAddr = a.WithZone("")
 		}
 		reqs = append(reqs, r)
+	}
+	if n := loopbackPorts(reqs); n > portfwd.MaxPorts {
+		return nil, nil, fmt.Errorf("option %s: %d host ports on the loopback address: accepted are at most %d per container (the plugin listens on each itself); publish a larger range on [::] or another address of the host", optPortMap, n, portfwd.MaxPorts)
 	}
 	return reqs, skipped, nil
 }
