@@ -41,6 +41,8 @@ type fwHost struct {
 	sock   string
 	plugin *exec.Cmd
 	client *http.Client
+	// nofile, if set, is the plugin's descriptor limit (soft and hard).
+	nofile int
 }
 
 func newFwHost(t *testing.T) *fwHost {
@@ -92,9 +94,13 @@ func newFwHost(t *testing.T) *fwHost {
 // start runs `v6bridge serve` inside the namespace and waits for its API.
 func (f *fwHost) start() {
 	f.t.Helper()
-	cmd := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), int(f.ns)), "--", f.bin, "serve",
+	args := []string{"nsenter", fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), int(f.ns)), "--", f.bin, "serve",
 		"--socket", f.sock, "--state-dir", filepath.Join(f.dir, "state"), "--uplink", "eth0",
-		"--ndp-proxy", "off", "--fastpath", "false", "--ula-prefix", "fd00:f1::/48")
+		"--ndp-proxy", "off", "--fastpath", "false", "--ula-prefix", "fd00:f1::/48"}
+	if f.nofile > 0 {
+		args = append([]string{"prlimit", fmt.Sprintf("--nofile=%d", f.nofile), "--"}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	log, err := os.OpenFile(filepath.Join(f.dir, "plugin.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		f.t.Fatal(err)
@@ -471,10 +477,12 @@ func (f *fwHost) watch(stop <-chan struct{}) *watch {
 
 // TestPrivilegedForwardFlood: one local user floods forwarded loopback
 // ports of a container: 20,000 udp sources, then 2,000 tcp connections
-// held open. The plugin grows by at most 64 MiB and 4,096 descriptors,
-// its API answers throughout, and both forwards still serve afterwards.
+// held open. The plugin, with a descriptor limit of 4,096 (a unit's
+// LimitNOFILE=4096), grows by at most 64 MiB and 4,096 descriptors, its
+// API answers throughout, and both forwards still serve afterwards.
 func TestPrivilegedForwardFlood(t *testing.T) {
 	f := newFwHost(t)
+	f.nofile = 4096
 	f.start()
 	f.createNetwork()
 	tp, up := f.freeLoopbackPort("tcp"), f.freeLoopbackPort("udp")
