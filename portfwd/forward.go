@@ -144,7 +144,9 @@ type conn struct {
 
 func (c *conn) touch() { c.last.Store(time.Now().UnixNano()) }
 
-func (c *conn) idle() time.Duration { return time.Since(time.Unix(0, c.last.Load())) }
+func (c *conn) lastTime() time.Time { return time.Unix(0, c.last.Load()) }
+
+func (c *conn) idle() time.Duration { return time.Since(c.lastTime()) }
 
 // kill closes c's sockets once; its goroutines then end.
 func (c *conn) kill() {

@@ -92,7 +92,8 @@ func (f *forward) copyHalf(e *conn, dst, src *net.TCPConn, half *atomic.Bool) {
 		return f.p.lim.TCPIdle
 	}
 	for {
-		_ = src.SetReadDeadline(time.Now().Add(limit()))
+		// Idle counts from the last traffic either way.
+		_ = src.SetReadDeadline(e.lastTime().Add(limit()))
 		b, n, err := readPooled(rc, &tcpBufs)
 		if errors.Is(err, os.ErrDeadlineExceeded) && e.idle() < limit() {
 			continue // the other direction moves

@@ -98,7 +98,7 @@ func (f *forward) replies(pc *net.UDPConn, fl *flow, to netip.AddrPort) {
 		return
 	}
 	for {
-		_ = fl.up.SetReadDeadline(time.Now().Add(f.p.lim.UDPIdle))
+		_ = fl.up.SetReadDeadline(fl.lastTime().Add(f.p.lim.UDPIdle))
 		b, n, err := readPooled(rc, &udpBufs)
 		if errors.Is(err, os.ErrDeadlineExceeded) && fl.idle() < f.p.lim.UDPIdle {
 			continue // the client still sends

@@ -83,7 +83,9 @@ func newFwHost(t *testing.T) *fwHost {
 	}
 	sock := filepath.Join(dir, "v6bridge.sock")
 	f := &fwHost{t: t, ns: ns, bin: bin, dir: dir, sock: sock}
-	f.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	// A connection per request, as the engine's plugin client may open:
+	// a plugin out of descriptors cannot accept it.
+	f.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}}
