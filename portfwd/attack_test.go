@@ -156,11 +156,11 @@ func TestHolderFromProcTables(t *testing.T) {
 	}
 	defer pc.Close()
 	want := fmt.Sprintf("pid %d (%s)", os.Getpid(), myComm(t))
-	if got := Holder(netspec.ProtoUDP, pc.LocalAddr().(*net.UDPAddr).AddrPort()); got != want {
-		t.Errorf("Holder = %q, want %q", got, want)
+	if got := holder(netspec.ProtoUDP, pc.LocalAddr().(*net.UDPAddr).AddrPort()); got != want {
+		t.Errorf("holder = %q, want %q", got, want)
 	}
-	if got := Holder(netspec.ProtoTCP, pc.LocalAddr().(*net.UDPAddr).AddrPort()); got != unknownHolder {
-		t.Errorf("Holder of a tcp port nobody holds = %q", got)
+	if got := holder(netspec.ProtoTCP, pc.LocalAddr().(*net.UDPAddr).AddrPort()); got != unknownHolder {
+		t.Errorf("holder of a tcp port nobody holds = %q", got)
 	}
 }
 

@@ -14,10 +14,10 @@ import (
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
-// Holder names the program holding a loopback port: "pid 812 (postgres)",
+// holder names the program holding a loopback port: "pid 812 (postgres)",
 // or "another program" when it cannot be seen (another pid namespace,
 // another user's process without CAP_SYS_PTRACE). It reads /proc.
-func Holder(proto uint8, listen netip.AddrPort) string {
+func holder(proto uint8, listen netip.AddrPort) string {
 	return holderIn("/proc", proto, listen)
 }
 

@@ -36,8 +36,8 @@ import (
 // plugin's own.
 const MaxPorts = 256
 
-// DialTimeout bounds the connection to the container.
-const DialTimeout = 5 * time.Second
+// dialTimeout bounds the connection to the container.
+const dialTimeout = 5 * time.Second
 
 // Limits bound what the forwards hold. The zero value of a field means its
 // default (DefaultLimits).
@@ -105,6 +105,7 @@ type Forward struct {
 	To     netip.AddrPort
 }
 
+// String is the forward as logs and status show it: "tcp [::1]:5432->[fd00::5]:5432".
 func (f Forward) String() string {
 	return fmt.Sprintf("%s %s->%s", netspec.ProtoName(f.Proto), f.Listen, f.To)
 }
@@ -118,6 +119,7 @@ type Error struct {
 	Err    error
 }
 
+// Error names the forward, the port and, when taken, its holder.
 func (e *Error) Error() string {
 	port := fmt.Sprintf("port %s/%s", e.Forward.Listen, netspec.ProtoName(e.Forward.Proto))
 	if e.Holder != "" {
@@ -126,6 +128,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("forward %s: %s: %v", e.Forward, port, e.Err)
 }
 
+// Unwrap returns the bind error (syscall.EADDRINUSE for a taken port).
 func (e *Error) Unwrap() error { return e.Err }
 
 // Status is one forward as `v6bridge status` shows it.
@@ -153,14 +156,13 @@ type Forwarder struct {
 	sockets *budget
 	mu      sync.Mutex
 	fwds    map[key]*forward
-	holder  func(proto uint8, listen netip.AddrPort) string
 }
 
 // New returns a Forwarder that forwards nothing, bounded by lim (zero
 // fields: DefaultLimits).
 func New(log logrus.FieldLogger, lim Limits) *Forwarder {
 	lim = lim.withDefaults()
-	return &Forwarder{log: log, lim: lim, sockets: &budget{max: int64(lim.Sockets)}, fwds: map[key]*forward{}, holder: Holder}
+	return &Forwarder{log: log, lim: lim, sockets: &budget{max: int64(lim.Sockets)}, fwds: map[key]*forward{}}
 }
 
 // Retry delays of a forward that could not bind.
@@ -218,7 +220,7 @@ func (p *Forwarder) bindLocked(f *forward) error {
 	}
 	e := &Error{Forward: f.forward(), Err: err}
 	if errors.Is(err, errAddrInUse) {
-		e.Holder = p.holder(f.k.proto, f.k.listen)
+		e.Holder = holder(f.k.proto, f.k.listen)
 	}
 	f.problem = e
 	return e
@@ -263,16 +265,5 @@ func (p *Forwarder) Status() []Status {
 		out = append(out, s)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Forward < out[j].Forward })
-	return out
-}
-
-// Problems returns why each forward that is not bound is not, sorted.
-func (p *Forwarder) Problems() []string {
-	var out []string
-	for _, s := range p.Status() {
-		if s.Problem != "" {
-			out = append(out, s.Problem)
-		}
-	}
 	return out
 }

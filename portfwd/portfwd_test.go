@@ -160,3 +160,16 @@ func TestSCTPRefused(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestSocketBudgetLeavesTheAPIDescriptors: the forwards together get half
+// of the descriptor limit beyond 256, at least 64 and at most 4,096.
+func TestSocketBudgetLeavesTheAPIDescriptors(t *testing.T) {
+	for _, tt := range []struct {
+		nofile uint64
+		want   int
+	}{{256, 64}, {1024, 384}, {4096, 1920}, {524288, 4096}} {
+		if got := socketBudget(tt.nofile); got != tt.want {
+			t.Errorf("socketBudget(%d) = %d, want %d", tt.nofile, got, tt.want)
+		}
+	}
+}

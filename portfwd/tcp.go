@@ -60,7 +60,7 @@ func (f *forward) serveTCP(ctx context.Context, ln acceptor) {
 // container, passing half-closes on, until both directions end, one fails
 // or stays idle too long, or ctx ends.
 func (f *forward) pipeTCP(ctx context.Context, e *conn, c *net.TCPConn, to netip.AddrPort) {
-	d := net.Dialer{Timeout: DialTimeout}
+	d := net.Dialer{Timeout: dialTimeout}
 	upc, err := d.DialContext(ctx, "tcp6", to.String())
 	if err != nil {
 		f.p.log.WithError(err).WithField("to", to).Debug("forward: connect to the container")
