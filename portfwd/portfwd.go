@@ -213,34 +213,52 @@ func (p *Forwarder) Set(fs []Forward) error {
 
 // bindLocked binds f and starts serving it, or records why not.
 func (p *Forwarder) bindLocked(f *forward) error {
-	err := f.bind()
-	if err == nil {
-		f.problem = nil
-		return nil
+	if err := f.bind(); err != nil {
+		f.problem = bindError(f, err)
+		return f.problem
 	}
+	f.problem = nil
+	return nil
+}
+
+// bindError is f's bind error, naming the holder of a taken port. It
+// reads /proc: call it without p.mu where it can wait.
+func bindError(f *forward, err error) *Error {
 	e := &Error{Forward: f.forward(), Err: err}
 	if errors.Is(err, errAddrInUse) {
 		e.Holder = holder(f.k.proto, f.k.listen)
 	}
-	f.problem = e
 	return e
 }
 
-// retryLater binds f again after a delay that doubles each try.
+// retryLater binds f again after a delay that doubles each try. Looking
+// for the holder of a port still taken happens without p.mu, so joins and
+// status do not wait for it.
 func (p *Forwarder) retryLater(f *forward) {
 	d := min(retryFirst<<min(f.tries, 8), retryMost)
 	f.tries++
+	waiting := func() bool { return p.fwds[f.k] == f && f.problem != nil && !f.closed }
 	f.retry = time.AfterFunc(d, func() {
 		p.mu.Lock()
+		if !waiting() {
+			p.mu.Unlock()
+			return
+		}
+		err := f.bind()
+		if err == nil {
+			f.problem = nil
+			p.mu.Unlock()
+			p.log.WithFields(logrus.Fields{"forward": f.forward(), "tries": f.tries}).Info("forwarding: the port is free again")
+			return
+		}
+		p.mu.Unlock()
+		e := bindError(f, err)
+		p.mu.Lock()
 		defer p.mu.Unlock()
-		if p.fwds[f.k] != f || f.problem == nil || f.closed {
-			return
-		}
-		if err := p.bindLocked(f); err != nil {
+		if waiting() {
+			f.problem = e
 			p.retryLater(f)
-			return
 		}
-		p.log.WithFields(logrus.Fields{"forward": f.forward(), "tries": f.tries}).Info("forwarding: the port is free again")
 	})
 }
 
