@@ -114,10 +114,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// budget counts sockets all forwards hold together.
+// budget counts sockets all forwards hold together, those being closed
+// included.
 type budget struct {
-	max  int64
-	used atomic.Int64
+	max     int64
+	used    atomic.Int64
+	closing atomic.Int64 // evicted connections not closed yet
 }
 
 func (b *budget) take(n int64) bool {
@@ -176,7 +178,9 @@ func (t *table) add(c *conn) bool {
 		t.evictLocked()
 	}
 	for !t.sockets.take(c.sockets) {
-		if !t.evictLocked() {
+		// Sockets being closed come back soon: evicting more for them
+		// would empty the forward.
+		if t.sockets.closing.Load() > 0 || !t.evictLocked() {
 			t.refused.Add(1)
 			return false
 		}
@@ -196,10 +200,16 @@ func (t *table) evictLocked() bool {
 	if old == nil {
 		return false
 	}
-	t.dropLocked(old)
-	// Closing waits for the goroutine reading the socket to wake: not
-	// under the lock, nor in the way of the next accept or datagram.
-	go old.kill()
+	// Closing waits for the goroutines reading the sockets to wake: not
+	// under the lock, nor in the way of the next accept or datagram. The
+	// sockets count until they are closed.
+	delete(t.set, old)
+	t.sockets.closing.Add(1)
+	go func() {
+		old.kill()
+		t.sockets.give(old.sockets)
+		t.sockets.closing.Add(-1)
+	}()
 	t.evicted.Add(1)
 	return true
 }

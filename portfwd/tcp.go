@@ -41,7 +41,14 @@ func (f *forward) serveTCP(ctx context.Context, ln acceptor) {
 		}
 		delay = 0
 		cctx, cancel := context.WithCancel(ctx)
-		e := &conn{sockets: 2, closeFn: func() { cancel(); _ = c.Close() }}
+		var up atomic.Pointer[net.TCPConn]
+		e := &conn{sockets: 2, closeFn: func() {
+			cancel()
+			_ = c.Close()
+			if u := up.Load(); u != nil {
+				_ = u.Close()
+			}
+		}}
 		e.touch()
 		if !f.live.add(e) {
 			e.kill()
@@ -51,7 +58,7 @@ func (f *forward) serveTCP(ctx context.Context, ln acceptor) {
 		conns.Go(func() {
 			defer f.live.remove(e)
 			defer e.kill()
-			f.pipeTCP(cctx, e, c, to)
+			f.pipeTCP(cctx, e, c, &up, to)
 		})
 	}
 }
@@ -59,7 +66,9 @@ func (f *forward) serveTCP(ctx context.Context, ln acceptor) {
 // pipeTCP copies both ways between the client and a new connection to the
 // container, passing half-closes on, until both directions end, one fails
 // or stays idle too long, or ctx ends.
-func (f *forward) pipeTCP(ctx context.Context, e *conn, c *net.TCPConn, to netip.AddrPort) {
+//
+// The connection to the container is stored in upp, for e's closeFn.
+func (f *forward) pipeTCP(ctx context.Context, e *conn, c *net.TCPConn, upp *atomic.Pointer[net.TCPConn], to netip.AddrPort) {
 	d := net.Dialer{Timeout: dialTimeout}
 	upc, err := d.DialContext(ctx, "tcp6", to.String())
 	if err != nil {
@@ -67,8 +76,12 @@ func (f *forward) pipeTCP(ctx context.Context, e *conn, c *net.TCPConn, to netip
 		return
 	}
 	up := upc.(*net.TCPConn)
+	upp.Store(up)
 	defer up.Close()
-	stop := context.AfterFunc(ctx, func() { e.kill(); _ = up.Close() })
+	if e.dead.Load() {
+		return // killed while dialing, before up was stored
+	}
+	stop := context.AfterFunc(ctx, e.kill)
 	defer stop()
 	var half atomic.Bool
 	var wg sync.WaitGroup
