@@ -317,13 +317,19 @@ func TestTCPIdleAndHalfClosedConnectionsEnd(t *testing.T) {
 			go func() { _, _ = io.Copy(io.Discard, c) }()
 		}
 	}()
-	listen := freePort(t, netspec.ProtoTCP)
-	p := New(quiet(), Limits{TCPIdle: 300 * time.Millisecond, TCPHalfClosed: 300 * time.Millisecond})
-	defer p.Close()
-	if err := p.Set([]Forward{{netspec.ProtoTCP, listen, ln.Addr().(*net.TCPAddr).AddrPort()}}); err != nil {
-		t.Fatal(err)
-	}
+	const short, long = 300 * time.Millisecond, time.Hour
 	for _, half := range []bool{false, true} {
+		// Only the timeout the connection is under is short.
+		lim := Limits{TCPIdle: short, TCPHalfClosed: long}
+		if half {
+			lim = Limits{TCPIdle: long, TCPHalfClosed: short}
+		}
+		listen := freePort(t, netspec.ProtoTCP)
+		p := New(quiet(), lim)
+		defer p.Close()
+		if err := p.Set([]Forward{{netspec.ProtoTCP, listen, ln.Addr().(*net.TCPAddr).AddrPort()}}); err != nil {
+			t.Fatal(err)
+		}
 		c, err := net.Dial("tcp6", listen.String())
 		if err != nil {
 			t.Fatal(err)
@@ -336,8 +342,8 @@ func TestTCPIdleAndHalfClosedConnectionsEnd(t *testing.T) {
 		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("half-closed %v: read %v, want the forwarder to close it", half, err)
 		}
+		eventually(t, "no connection left", func() bool { return statusOf(p, listen).Conns == 0 })
 	}
-	eventually(t, "no connection left", func() bool { return statusOf(p, listen).Conns == 0 })
 }
 
 // failingAcceptor fails its first n accepts as a process out of
