@@ -66,13 +66,24 @@ type KernelAnswer struct {
 	// target (DecideConfig.sourceFor).
 	Source netip.Addr
 	// SourceRate and TotalRate are answers per second to one solicitor
-	// (burst twice) and in all (burst the same); 0 means no limit.
+	// (burst twice) and in all (burst the same); 0 means no limit. The
+	// solicitors the meter cannot hold (it is full) share one more
+	// budget of SourceRate.
 	SourceRate, TotalRate float64
+	// Gateway, the default router, when known, is answered from a
+	// reserve of RouterRate per
+	// second (burst twice; 0: no limit) that the others cannot spend,
+	// and spends nothing of theirs: a solicitation is the router's when
+	// its source is one of Gateway's addresses and both its frame's
+	// source and its Source Link-Layer Address option are Gateway's MAC.
+	Gateway    RouterID
+	RouterRate float64
 }
 
 // NewKernelAnswer returns the kernel's answers for cfg within the budgets
 // of Config (0: the default, negative: no limit), or nil when cfg has no
-// link-layer address to answer with.
+// link-layer address to answer with. The router's reserve is set apart
+// with Reserve.
 func NewKernelAnswer(cfg DecideConfig, sourceRate, totalRate float64) *KernelAnswer {
 	if len(cfg.LinkAddr) != 6 {
 		return nil
@@ -86,6 +97,15 @@ func NewKernelAnswer(cfg DecideConfig, sourceRate, totalRate float64) *KernelAns
 	src, total, _ := limitRates(sourceRate, totalRate, 0)
 	a.SourceRate, a.TotalRate = max(src, 0), max(total, 0)
 	return a
+}
+
+// Reserve sets apart a budget for router (Config.RouterRate: 0 the
+// default, negative no limit); a router not Known gets none.
+func (a *KernelAnswer) Reserve(router RouterID, rate float64) {
+	if a == nil || !router.Known() {
+		return
+	}
+	a.Gateway, a.RouterRate = router, max(routerRate(rate), 0)
 }
 
 // PlanIngress returns the ingress filter for an uplink that answers for
