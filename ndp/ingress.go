@@ -28,9 +28,15 @@ import (
 // exactly one option, the Source Link-Layer Address) for an answered
 // address, sent to the address or its solicited-node group, is turned into
 // the Neighbor Advertisement the capture loop would send (the same bytes)
-// and sent back out of the uplink, within the same budgets (per solicitor
-// and in all). The router's probes are answered in the softirq that
-// received them, without waking a process. Every other solicitation for an
+// and sent back out of the uplink, within the same budgets: the default
+// router's reserve (its address and its MAC), a meter per solicitor whose
+// overflow bucket takes the sources a full meter cannot hold, and a
+// limit in all; an option naming no unicast MAC is not answered. The
+// router's probes are answered in the softirq that received them,
+// without waking a process. nftables cannot verify the ICMPv6 checksum:
+// the answer, made by incremental updates, carries the solicitation's
+// error, so a bad one yields an advertisement every receiver drops,
+// charged to the sender's shared budgets (docs/ndp.md). Every other solicitation for an
 // answered address (duplicate address detection, no or other options)
 // passes to the capture loop as before.
 //

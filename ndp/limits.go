@@ -100,6 +100,15 @@ func (id *RouterID) sent(ns *fastNS) bool {
 		slices.Contains(id.Addrs[:], ns.src)
 }
 
+// eui64LinkLocal is the link-local address a host with mac forms by
+// modified EUI-64 (RFC 4291 appendix A).
+func eui64LinkLocal(mac net.HardwareAddr) netip.Addr {
+	if len(mac) != 6 {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]})
+}
+
 // unicastMAC reports whether mac can be answered to: neither a group
 // (multicast, broadcast) address nor all zeros.
 func unicastMAC(mac [6]byte) bool {

@@ -70,6 +70,9 @@ func TestNewRouterID(t *testing.T) {
 	if len(got) != maxRouterAddrs || got[0] != routerLL || got[1] != many[2] {
 		t.Errorf("addresses %v: want %d, the gateway first, without zones or repeats", got, maxRouterAddrs)
 	}
+	if got, want := eui64LinkLocal(net.HardwareAddr{0x5a, 0x11, 0x7b, 0x9d, 0x63, 0xe3}), netip.MustParseAddr("fe80::5811:7bff:fe9d:63e3"); got != want {
+		t.Errorf("eui64LinkLocal = %s, want %s (what Linux forms)", got, want)
+	}
 	if id != NewRouterID(routerMAC, many) {
 		t.Error("the same router twice is not equal (the ingress filter compares them)")
 	}

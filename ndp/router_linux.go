@@ -16,9 +16,11 @@ import (
 
 // The uplinks' default routers, for their reserved budgets (RouterID):
 // the gateway of the uplink's default route, its MAC from the neighbour
-// cache, and the other addresses the cache gives that MAC (a router
-// soliciting from its global address when the route names its
-// link-local one, or the other way round). Followed through route and
+// cache, the link-local address that MAC makes (modified EUI-64: Linux
+// sends its unicast reachability probes from its link-local address),
+// and the other addresses the cache gives that MAC (a router soliciting
+// from its global address when the route names its link-local one, or
+// the other way round). Followed through route and
 // neighbour notifications, and re-read every resyncInterval.
 
 // routerLoop follows the uplinks' default routers until ctx ends.
@@ -148,7 +150,7 @@ func (r *Responder) readRouter(u *uplink) (id RouterID, gw netip.Addr) {
 	if mac == nil {
 		return id, gw
 	}
-	addrs := []netip.Addr{gw}
+	addrs := []netip.Addr{gw, eui64LinkLocal(mac)}
 	var others []netip.Addr
 	for _, n := range neighs {
 		if a, ok := netip.AddrFromSlice(n.IP); ok && a != gw && usable(n) && slices.Equal(n.HardwareAddr, mac) {
