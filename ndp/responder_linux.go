@@ -122,6 +122,7 @@ type uplink struct {
 	global         netip.Addr
 	gateway        netip.Addr // the default router on this uplink, if any
 	router         RouterID   // the default router's MAC and addresses: its reserved budget
+	routerAsked    time.Time  // when the kernel was last asked to resolve the gateway
 	allmulti       bool
 	coarse         bool // the capture filter passes more than the targets
 	filtered       bool // a filter for u.st was loaded
@@ -483,11 +484,11 @@ func (r *Responder) Run(ctx context.Context) error {
 			wg.Go(func() { r.captureLoop(ctx, u) })
 		}
 		wg.Go(func() { r.takeBackLoop(ctx) })
+		wg.Go(func() { r.routerLoop(ctx) })
 		r.kickTakeBack()
 	}
 	wg.Go(func() { r.ann.run(ctx) })
 	wg.Go(func() { r.watchLoop(ctx) })
-	wg.Go(func() { r.routerLoop(ctx) })
 	wg.Wait()
 	return nil
 }

@@ -67,6 +67,9 @@ func (r *Responder) watchRouters(ctx context.Context) {
 			if !ok {
 				return
 			}
+			if ru.Dst != nil && !ru.Dst.IP.IsUnspecified() {
+				continue
+			}
 			index = ru.LinkIndex
 		case nu, ok := <-neighs:
 			if !ok {
@@ -76,6 +79,9 @@ func (r *Responder) watchRouters(ctx context.Context) {
 				continue
 			}
 			index = nu.LinkIndex
+			if !r.routerNeighbour(index, nu.Neigh) {
+				continue
+			}
 		}
 		for _, u := range r.uplinks {
 			if u.index == index {
@@ -83,6 +89,27 @@ func (r *Responder) watchRouters(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// routerNeighbour reports whether a change of neighbour n may change the
+// default router of the uplink with index: n is its gateway, one of its
+// addresses or has its MAC. Anyone on the /64 makes neighbour entries
+// come and go (a solicitation for the host's own address does); those
+// cost no dump.
+func (r *Responder) routerNeighbour(index int, n netlink.Neigh) bool {
+	a, _ := netip.AddrFromSlice(n.IP)
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, u := range r.uplinks {
+		if u.index != index {
+			continue
+		}
+		if a == u.gateway || slices.Contains(u.router.Addrs[:], a) ||
+			(u.router.Known() && len(n.HardwareAddr) == 6 && [6]byte(n.HardwareAddr) == u.router.MAC) {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Responder) refreshRouters(ctx context.Context) {
@@ -97,18 +124,23 @@ func (r *Responder) refreshRouters(ctx context.Context) {
 // refreshRouter re-reads u's default router and, when it changed, moves
 // the ingress filter's reserve to it. A gateway the neighbour cache does
 // not hold yet is resolved (NTF_USE), so the next notification brings
-// its MAC.
+// its MAC; at most once per resyncInterval, so a dead gateway is not
+// solicited for ever.
 func (r *Responder) refreshRouter(u *uplink) {
 	id, gw := r.readRouter(u)
-	if gw.IsValid() && !id.Known() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	if gw.IsValid() && !id.Known() && time.Since(u.routerAsked) >= resyncInterval {
+		u.routerAsked = time.Now()
 		n := &netlink.Neigh{LinkIndex: u.index, Family: unix.AF_INET6, IP: net.IP(gw.AsSlice()), Flags: unix.NTF_USE}
 		if err := r.h.NeighSet(n); err != nil {
 			r.log.WithFields(logrus.Fields{"iface": u.name, "addr": gw}).WithError(err).Debug("ndp: resolve the default router")
 		}
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed || id == u.router {
+	if id == u.router {
 		return
 	}
 	r.log.WithFields(logrus.Fields{"iface": u.name, "mac": net.HardwareAddr(id.MAC[:]).String(), "addr": id.List()}).Info("ndp: the default router's solicitations have a reserved budget")
