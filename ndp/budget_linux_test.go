@@ -118,18 +118,20 @@ func TestPrivilegedRouterReserve(t *testing.T) {
 			s := r.Stats()
 			t.Logf("flood: %d sent; router: %d unicast probes, %d unanswered, %d failed; kernel answered %d, over budget %v, ignored %v",
 				sent, res.unicastProbes, res.unanswered, res.failed, s.KernelAnswered, s.Limited, s.IgnoredReasons)
-			if res.unicastProbes < 4 {
-				t.Fatalf("the router sent %d unicast probes: the test proves nothing", res.unicastProbes)
-			}
 			over := s.Limited[ReasonSourceLimit] + s.Limited[ReasonTotalLimit] + s.Limited[ReasonOverflowLimit]
 			if over*4 < sent/2 {
 				t.Errorf("%d of the flood's %d solicitations for live addresses over budget: the flood did not use the shared budgets up", over, sent/2)
 			}
 			if !c.reserve {
-				if res.unanswered == 0 {
-					t.Errorf("without a reserve all %d probes were answered: the flood cannot tell", res.unicastProbes)
+				// Lost probes fail the router's entry, which then
+				// resolves by multicast: fewer unicast probes.
+				if res.unicastProbes == 0 || res.unanswered+res.failed == 0 {
+					t.Errorf("without a reserve %d probes, %d unanswered, %d failed states: the flood cannot tell", res.unicastProbes, res.unanswered, res.failed)
 				}
 				return
+			}
+			if res.unicastProbes < 3 {
+				t.Fatalf("the router sent %d unicast probes: the test proves nothing", res.unicastProbes)
 			}
 			if res.unanswered > 0 || res.failed > 0 {
 				t.Errorf("%d of the router's %d probes unanswered, %d failed neighbour states under the flood", res.unanswered, res.unicastProbes, res.failed)
