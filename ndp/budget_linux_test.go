@@ -49,7 +49,8 @@ func waitRouter(t *testing.T, r *Responder, mac net.HardwareAddr) RouterID {
 	}
 }
 
-// TestPrivilegedRouterReserve, as the attacker on the /64: a flood of
+// TestPrivilegedRouterReserve, as the attacker on the /64, in the kernel
+// and in the capture loop: a flood of
 // solicitations for live addresses forging the router's source addresses
 // (link-local, where its kernel's probes come from, and global) from
 // another MAC, and one from random sources and MACs (more than the
@@ -61,11 +62,13 @@ func waitRouter(t *testing.T, r *Responder, mac net.HardwareAddr) RouterID {
 // sends (in bursts, with gaps that refill a bucket) is far over it.
 func TestPrivilegedRouterReserve(t *testing.T) {
 	for _, c := range []struct {
-		name    string
-		reserve bool
-		random  bool
+		name      string
+		reserve   bool
+		random    bool
+		userspace bool // no answers in the kernel: the capture loop's budgets
 	}{
 		{name: "forged router source", reserve: true},
+		{name: "forged router source, capture loop", reserve: true, userspace: true},
 		{name: "random sources beyond the meter", reserve: true, random: true},
 		{name: "control without a reserve", reserve: false},
 	} {
@@ -87,6 +90,17 @@ func TestPrivilegedRouterReserve(t *testing.T) {
 			}
 			if c.reserve {
 				waitRouter(t, r, e.routerMAC)
+			}
+			if c.userspace { // as on a kernel without nft_dup_netdev
+				r.mu.Lock()
+				u := r.uplinks[0]
+				u.ingress.noAnswer = true
+				r.syncIngress(u)
+				answers := u.ingress.answer != nil
+				r.mu.Unlock()
+				if answers {
+					t.Fatal("the ingress filter still answers")
+				}
 			}
 			var f *ndpflood.Flooder
 			err := nettest.Do(t, e.router, func() error {
