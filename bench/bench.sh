@@ -12,6 +12,8 @@
 # BENCH_NDP_COUNT (50000), BENCH_NDP_RATE (10000 solicitations/s),
 # BENCH_NDP_FLOOD_RATE (100000/s), BENCH_NDP_FLOOD_SECONDS (30),
 # BENCH_NDP_START (5000 addresses), BENCH_NDP_START_SECONDS (15),
+# BENCH_NDP_ATTACK_RATE (100000/s), BENCH_NDP_ATTACK_SECONDS (20 each),
+# BENCH_NDP_ATTACK_LIVE_EVERY (2: half of the attack for live addresses),
 # BENCH_KEEP=1 keeps the work dir, BENCH_PREFIX (bn) names the rig's
 # namespaces (P and Ps).
 set -euo pipefail
@@ -44,6 +46,9 @@ NDP_FLOOD_RATE=${BENCH_NDP_FLOOD_RATE:-100000}
 NDP_FLOOD_SECONDS=${BENCH_NDP_FLOOD_SECONDS:-30}
 NDP_START=${BENCH_NDP_START:-5000}
 NDP_START_SECONDS=${BENCH_NDP_START_SECONDS:-15}
+NDP_ATTACK_RATE=${BENCH_NDP_ATTACK_RATE:-100000}
+NDP_ATTACK_SECONDS=${BENCH_NDP_ATTACK_SECONDS:-20}
+NDP_ATTACK_LIVE_EVERY=${BENCH_NDP_ATTACK_LIVE_EVERY:-2}
 
 P=${BENCH_PREFIX:-bn} # the engine's VPS (BENCH_PREFIX: another rig running beside)
 S=${P}s # the scale / NDP VPS (no engine)
@@ -265,6 +270,24 @@ ndp_flood() {
 		print(json.dumps(r))
 	EOF2
 }
+# ndp_attack NAME PID: the flood row, as an attacker on the /64 would:
+# NDP_ATTACK_RATE solicitations/s for random addresses of the /64, every
+# NDP_ATTACK_LIVE_EVERY-th for one of the other live addresses (so the
+# responder's budgets are what is attacked), for NDP_ATTACK_SECONDS, once
+# forging the router's source address (from another MAC) and once from
+# random addresses and MACs, while the router keeps re-probing a live
+# address every second (from its link-local address: both are forged).
+ndp_attack() {
+	local mode ll
+	ll=$(ip -n "$S-router" -6 addr show dev vps0 scope link | awk '/inet6/ {sub("/.*", "", $2); print $2; exit}')
+	for mode in spoof random; do
+		local how=(--source "$ll,$V6B_ROUTER_ADDR")
+		[ "$mode" = spoof ] || how=(--random-sources)
+		ip netns exec "$S-router" "$W/ndpflood" flood --iface vps0 --rate "$NDP_ATTACK_RATE" \
+			--seconds "$NDP_ATTACK_SECONDS" --n-live "$((ENDPOINTS - 1))" --live-every "$NDP_ATTACK_LIVE_EVERY" \
+			"${how[@]}" >"$W/attack-$mode-$1.json"
+	done
+}
 # ndp_start NAME CMD...: goal 3, the responder started with NDP_START live
 # addresses (CMD runs in the VPS namespace and stays up until killed, or
 # returns at once when it only configures the kernel).
@@ -296,12 +319,15 @@ if want ndp; then
 	ndp_probe v6bridge "$SCALE_PID"
 	log "NDP flood: $NDP_FLOOD_RATE/s for ${NDP_FLOOD_SECONDS}s against v6bridge"
 	ndp_flood v6bridge "$SCALE_PID"
+	log "NDP attack: $NDP_ATTACK_RATE/s forging the router's address, then from random sources, ${NDP_ATTACK_SECONDS}s each, against v6bridge"
+	ndp_attack v6bridge "$SCALE_PID"
 	# SIGTERM: the plugin hands its addresses over to kernel proxy entries,
 	# which are the kernel's reference run (proxy_ndp=1, proxy_delay=0).
 	stop_scale
 	log "NDP: the kernel's proxy_ndp ($(ip -n "$S-vps" -6 neigh show proxy dev eth0 | wc -l) proxy entries left by v6bridge's stop)"
 	ndp_probe kernel ""
 	ndp_flood kernel ""
+	ndp_attack kernel ""
 	proxy_flush
 	log "NDP: ndppd (static rule for the public /112) on the same namespaces"
 	cat >"$W/ndppd.conf" <<-EOF
@@ -315,6 +341,7 @@ if want ndp; then
 	NDPPD_PID=$!
 	ndp_probe ndppd "$NDPPD_PID"
 	ndp_flood ndppd "$NDPPD_PID"
+	ndp_attack ndppd "$NDPPD_PID"
 	kill "$NDPPD_PID" 2>/dev/null || true
 	wait "$NDPPD_PID" 2>/dev/null || true
 	NDPPD_PID=""

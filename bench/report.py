@@ -79,12 +79,16 @@ def main():
             "rules_after_first": s["rules_first"], "rules_after_last": s["rules_last"],
             **extra,
         }
-    out["flood"], out["start"] = {}, {}
+    out["flood"], out["start"], out["attack"] = {}, {}, {}
     for kind in ("v6bridge", "kernel", "ndppd", "none"):
         for key, prefix in (("ndp", "ndp-"), ("flood", "flood-"), ("start", "start-")):
             p = os.path.join(d, prefix + kind + ".json")
             if os.path.exists(p) and os.path.getsize(p) > 0:
                 out[key][kind] = json.load(open(p))
+        for mode in ("spoof", "random"):
+            p = os.path.join(d, "attack-%s-%s.json" % (mode, kind))
+            if os.path.exists(p) and os.path.getsize(p) > 0:
+                out["attack"].setdefault(kind, {})[mode] = json.load(open(p))
 
     if as_json:
         json.dump(out, sys.stdout, indent=2, allow_nan=True)
@@ -171,6 +175,25 @@ def main():
             print("| %s | %d in %.0f s (%.0f/s) | %d / %d | %d | %s | %s |" % (
                 k, r["sent"], r["seconds"], r["rate_per_s"], r["unanswered"], r["unicast_probes"], r["failed_states"],
                 "%.1f %%" % (100 * cpu) if cpu is not None else "softirq", rss))
+    if out["attack"]:
+        print()
+        print("NDP flood row, the attacker on the /64: solicitations for random addresses of the /64, every other one "
+              "for one of the other live addresses, forging the router's source addresses (link-local and global, from another MAC), then "
+              "from random sources and MACs, while the router (base reachable time 1 s) keeps re-probing a live "
+              "address. Goal: no probe lost")
+        print()
+        print("| responder | forged router source: sent (rate) | probes unanswered / sent, failed entries | random sources: sent (rate) | probes unanswered / sent, failed entries |")
+        print("|---|---|---|---|---|")
+        for k, modes in out["attack"].items():
+            cells = []
+            for mode in ("spoof", "random"):
+                r = modes.get(mode)
+                if r is None:
+                    cells += ["-", "-"]
+                    continue
+                cells += ["%d in %.0f s (%.0f/s)" % (r["sent"], r["seconds"], r["rate_per_s"]),
+                          "%d / %d, %d" % (r["unanswered"], r["unicast_probes"], r["failed_states"])]
+            print("| %s | %s |" % (k, " | ".join(cells)))
     if out["start"]:
         print()
         print("NDP goal 3, start: each responder started with %d live addresses while the router sweeps solicitations "

@@ -131,7 +131,7 @@ func (r *Responder) captureLoop(ctx context.Context, u *uplink) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = u.pc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	c := newCapture(newLimiter(r.cfg.SourceRate, r.cfg.TotalRate, r.cfg.DADRate))
+	c := newCapture(newLimiter(r.cfg.SourceRate, r.cfg.TotalRate, r.cfg.DADRate, r.cfg.RouterRate))
 	backoff := 10 * time.Millisecond
 	for {
 		err := rc.Read(c.recv)
@@ -188,6 +188,10 @@ func (r *Responder) decideBatch(u *uplink, c *capture, n int) int {
 			r.solicitations.Add(1)
 			r.ignore(ReasonMalformed, false)
 			continue
+		case fastBadChecksum:
+			r.solicitations.Add(1)
+			r.ignore(ReasonBadChecksum, false)
+			continue
 		case fastSlow:
 			s, err := ParsePacket(pkt, src)
 			if errors.Is(err, ErrNotSolicitation) {
@@ -207,7 +211,7 @@ func (r *Responder) decideBatch(u *uplink, c *capture, n int) int {
 			r.ignore(reason, false)
 			continue
 		}
-		if reason := c.lim.allow(now, c.ns.src, c.ns.target, kind); reason != "" {
+		if reason := c.lim.allow(now, c.ns.src, c.ns.target, kind, u.router.sent(&c.ns)); reason != "" {
 			r.ignore(reason, true)
 			continue
 		}

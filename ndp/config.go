@@ -53,6 +53,10 @@ type Config struct {
 	// defences per second for one target; 0 means DefaultSourceRate,
 	// DefaultTotalRate, DefaultDADRate, negative no limit (native mode).
 	SourceRate, TotalRate, DADRate float64
+	// RouterRate caps the answers per second to the uplink's default
+	// router (burst twice), from a reserve nobody else spends and outside
+	// TotalRate; 0 means DefaultRouterRate, negative no limit.
+	RouterRate float64
 	// AnnounceRate paces unsolicited advertisements and priming
 	// solicitations, per second in all; 0 means DefaultAnnounceRate.
 	AnnounceRate float64
@@ -162,8 +166,12 @@ type Stats struct {
 	Ranges []netip.Prefix
 }
 
-// ReasonMalformed counts solicitations that did not parse.
-const ReasonMalformed = "malformed"
+// ReasonMalformed counts solicitations that did not parse,
+// ReasonBadChecksum those whose ICMPv6 checksum was wrong.
+const (
+	ReasonMalformed   = "malformed"
+	ReasonBadChecksum = "bad icmpv6 checksum"
+)
 
 // counters are the Responder's live counters.
 type counters struct {

@@ -34,6 +34,7 @@ const (
 	ReasonOwnLinkAddr     = "sent from our own link-layer address"
 	ReasonNoLinkAddr      = "uplink has no link-layer address"
 	ReasonNoLinkDest      = "no link-layer address to answer to"
+	ReasonNonUnicast      = "link-layer address to answer to not unicast"
 	ReasonNoSourceAddress = "no source address for the advertisement"
 )
 
@@ -93,7 +94,8 @@ type Answer struct {
 // RFC 4861 7.1.1 and 7.2.4: hop limit must be 255; the target unicast; a
 // DAD probe (source ::) must go to the target's solicited-node group and is
 // defended with an advertisement to ff02::1 with Solicited clear; any other
-// solicitation gets a unicast answer to its source with Solicited set.
+// solicitation gets a unicast answer to its source with Solicited set,
+// and only to a unicast link-layer address (never broadcast or a group).
 // Override is always set (the address has no other owner on the uplink's
 // link); Router per cfg; the Target Link-Layer Address option is always
 // included.
@@ -145,6 +147,9 @@ func Decide(ns Solicitation, cfg DecideConfig, owned func(netip.Addr) bool) (Ans
 		a.LinkDestination = append(net.HardwareAddr(nil), ns.LinkSource...)
 	default:
 		return Answer{}, false, ReasonNoLinkDest
+	}
+	if !unicastMAC([6]byte(a.LinkDestination)) {
+		return Answer{}, false, ReasonNonUnicast
 	}
 	return a, true, ""
 }

@@ -193,6 +193,33 @@ func TestDecide(t *testing.T) {
 			name: "nowhere to answer",
 			ns:   with(func(s *Solicitation) { s.SourceLinkAddr, s.LinkSource = nil, nil }), cfg: cfg, reason: ReasonNoLinkDest,
 		},
+		{
+			name: "broadcast option",
+			ns:   with(func(s *Solicitation) { s.SourceLinkAddr = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff} }), cfg: cfg, reason: ReasonNonUnicast,
+		},
+		{
+			name: "multicast option",
+			ns:   with(func(s *Solicitation) { s.SourceLinkAddr = net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1} }), cfg: cfg, reason: ReasonNonUnicast,
+		},
+		{
+			name: "zero option",
+			ns:   with(func(s *Solicitation) { s.SourceLinkAddr = make(net.HardwareAddr, 6) }), cfg: cfg, reason: ReasonNonUnicast,
+		},
+		{
+			name: "no option, group frame source",
+			ns:   with(func(s *Solicitation) { s.SourceLinkAddr, s.LinkSource = nil, net.HardwareAddr{0x01, 0, 0x5e, 0, 0, 1} }), cfg: cfg, reason: ReasonNonUnicast,
+		},
+		{
+			name: "dad probe defended to all nodes whatever the frame source",
+			ns: with(func(s *Solicitation) {
+				s.Source, s.SourceLinkAddr, s.LinkSource = netip.IPv6Unspecified(), nil, net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+			}),
+			cfg: cfg, ok: true,
+			want: Answer{
+				Source: hostLL, Destination: AllNodes, LinkDestination: allNodesMAC,
+				Advertisement: mndp.NeighborAdvertisement{Override: true, TargetAddress: live, Options: tlla(uplinkMAC)},
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,6 +32,7 @@ const (
 	fastNotNS
 	fastMalformed
 	fastSlow // an option the fast path does not know: use ParsePacket
+	fastBadChecksum
 )
 
 // parseFast parses b (an IPv6 packet, as ParsePacket takes it) into ns.
@@ -68,7 +69,7 @@ func parseFast(b []byte, linkSrc []byte, ns *fastNS) int {
 		return fastNotNS
 	}
 	if checksum(ns.src, ns.dst, rest) != 0 {
-		return fastMalformed
+		return fastBadChecksum
 	}
 	if len(rest) < icmpHeaderLen+nsBodyLen || rest[1] != 0 {
 		return fastMalformed
@@ -179,6 +180,9 @@ func decideFast(ns *fastNS, cfg *DecideConfig, owned func(netip.Addr) bool, out 
 		dst, linkDst = ns.src, ns.linkSrc
 	default:
 		return linkDst, 0, ReasonNoLinkDest
+	}
+	if !dad && !unicastMAC(linkDst) {
+		return linkDst, 0, ReasonNonUnicast
 	}
 	if !dad && ns.dst == target {
 		kind = kindUnicast

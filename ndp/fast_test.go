@@ -18,6 +18,9 @@ func slowPath(pkt []byte, linkSrc net.HardwareAddr, cfg DecideConfig, owned func
 	if errors.Is(err, ErrNotSolicitation) {
 		return true, nil, nil, ""
 	}
+	if errors.Is(err, ErrBadChecksum) {
+		return false, nil, nil, ReasonBadChecksum
+	}
 	if err != nil {
 		return false, nil, nil, ReasonMalformed
 	}
@@ -40,6 +43,8 @@ func fastPath(pkt []byte, linkSrc net.HardwareAddr, cfg DecideConfig, owned func
 		return true, nil, nil, ""
 	case fastMalformed:
 		return false, nil, nil, ReasonMalformed
+	case fastBadChecksum:
+		return false, nil, nil, ReasonBadChecksum
 	case fastSlow:
 		s, err := ParsePacket(pkt, linkSrc)
 		if errors.Is(err, ErrNotSolicitation) {
@@ -84,6 +89,8 @@ func TestFastPathAgrees(t *testing.T) {
 		"tlla":      {&mndp.LinkLayerAddress{Direction: mndp.Target, Addr: routerMAC}},
 		"unknown":   {sllaOpt(routerMAC), &mndp.RawOption{Type: 200, Length: 1, Value: make([]byte, 6)}},
 		"mtu":       {&mndp.MTU{MTU: 1500}},
+		"broadcast": {sllaOpt(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})},
+		"group":     {sllaOpt(net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1})},
 	}
 	cfgs := []DecideConfig{
 		{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal},
@@ -97,7 +104,7 @@ func TestFastPathAgrees(t *testing.T) {
 			for _, dst := range []netip.Addr{snm(target), target, other} {
 				for _, hop := range []uint8{255, 254} {
 					for on, opts := range optSets {
-						for _, linkSrc := range []net.HardwareAddr{routerMAC, uplinkMAC, nil} {
+						for _, linkSrc := range []net.HardwareAddr{routerMAC, uplinkMAC, nil, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}} {
 							for ci, cfg := range cfgs {
 								icmp, err := mndp.MarshalMessageChecksum(&mndp.NeighborSolicitation{TargetAddress: target, Options: opts}, src, dst)
 								if err != nil {
@@ -154,7 +161,7 @@ func BenchmarkFastPath(b *testing.B) {
 	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal}
 	owned := map[netip.Addr]struct{}{live: {}}
 	own := func(a netip.Addr) bool { _, ok := owned[a]; return ok }
-	lim := newLimiter(-1, -1, -1)
+	lim := newLimiter(-1, -1, -1, -1)
 	var buf [naLen]byte
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -163,7 +170,7 @@ func BenchmarkFastPath(b *testing.B) {
 			b.Fatal("not parsed")
 		}
 		_, kind, reason := decideFast(&ns, &cfg, own, &buf)
-		if reason != "" || lim.allow(int64(i), ns.src, ns.target, kind) != "" {
+		if reason != "" || lim.allow(int64(i), ns.src, ns.target, kind, false) != "" {
 			b.Fatal(reason)
 		}
 	}
@@ -192,42 +199,42 @@ func BenchmarkSlowPath(b *testing.B) {
 
 func TestLimiter(t *testing.T) {
 	const sec = int64(1e9)
-	l := newLimiter(10, 100, 1)
+	l := newLimiter(10, 100, 1, 0)
 	a, b := routerAddr, other
 	got := 0
 	for range 50 {
-		if l.allow(sec, a, live, kindMulticast) == "" {
+		if l.allow(sec, a, live, kindMulticast, false) == "" {
 			got++
 		}
 	}
 	if got != 20 { // burst: twice the rate
 		t.Errorf("one source at once: %d answered, want 20", got)
 	}
-	if r := l.allow(sec, a, live, kindUnicast); r != ReasonSourceLimit {
+	if r := l.allow(sec, a, live, kindUnicast, false); r != ReasonSourceLimit {
 		t.Errorf("over the source budget: %q", r)
 	}
-	if r := l.allow(sec, b, live, kindUnicast); r != "" {
+	if r := l.allow(sec, b, live, kindUnicast, false); r != "" {
 		t.Errorf("another source refused: %q", r)
 	}
-	if r := l.allow(sec+sec/10, a, live, kindUnicast); r != "" {
+	if r := l.allow(sec+sec/10, a, live, kindUnicast, false); r != "" {
 		t.Errorf("after 100 ms (one token back): %q", r)
 	}
 	// DAD defences: 3 at once per target, then one a second.
 	dad := 0
 	for range 10 {
-		if l.allow(2*sec, netip.IPv6Unspecified(), live, kindDAD) == "" {
+		if l.allow(2*sec, netip.IPv6Unspecified(), live, kindDAD, false) == "" {
 			dad++
 		}
 	}
-	if dad != 3 || l.allow(2*sec, netip.IPv6Unspecified(), other, kindDAD) != "" {
+	if dad != 3 || l.allow(2*sec, netip.IPv6Unspecified(), other, kindDAD, false) != "" {
 		t.Errorf("dad defences: %d for one target at once, want 3, and another target still defended", dad)
 	}
 	// The total budget holds over many sources.
-	l = newLimiter(-1, 100, -1)
+	l = newLimiter(-1, 100, -1, 0)
 	got = 0
 	for i := range 500 {
 		src := netip.AddrFrom16([16]byte{0x20, 0x01, 14: byte(i >> 8), 15: byte(i)})
-		if l.allow(sec, src, live, kindMulticast) == "" {
+		if l.allow(sec, src, live, kindMulticast, false) == "" {
 			got++
 		}
 	}

@@ -28,9 +28,15 @@ import (
 // exactly one option, the Source Link-Layer Address) for an answered
 // address, sent to the address or its solicited-node group, is turned into
 // the Neighbor Advertisement the capture loop would send (the same bytes)
-// and sent back out of the uplink, within the same budgets (per solicitor
-// and in all). The router's probes are answered in the softirq that
-// received them, without waking a process. Every other solicitation for an
+// and sent back out of the uplink, within the same budgets: the default
+// router's reserve (its address and its MAC), a meter per solicitor whose
+// overflow bucket takes the sources a full meter cannot hold, and a
+// limit in all; an option naming no unicast MAC is not answered. The
+// router's probes are answered in the softirq that received them,
+// without waking a process. nftables cannot verify the ICMPv6 checksum:
+// the answer, made by incremental updates, carries the solicitation's
+// error, so a bad one yields an advertisement every receiver drops,
+// charged to the sender's shared budgets (docs/ndp.md). Every other solicitation for an
 // answered address (duplicate address detection, no or other options)
 // passes to the capture loop as before.
 //
@@ -66,13 +72,24 @@ type KernelAnswer struct {
 	// target (DecideConfig.sourceFor).
 	Source netip.Addr
 	// SourceRate and TotalRate are answers per second to one solicitor
-	// (burst twice) and in all (burst the same); 0 means no limit.
+	// (burst twice) and in all (burst the same); 0 means no limit. The
+	// solicitors the meter cannot hold (it is full) share one more
+	// budget of SourceRate.
 	SourceRate, TotalRate float64
+	// Gateway, the default router, when known, is answered from a
+	// reserve of RouterRate per
+	// second (burst twice; 0: no limit) that the others cannot spend,
+	// and spends nothing of theirs: a solicitation is the router's when
+	// its source is one of Gateway's addresses and both its frame's
+	// source and its Source Link-Layer Address option are Gateway's MAC.
+	Gateway    RouterID
+	RouterRate float64
 }
 
 // NewKernelAnswer returns the kernel's answers for cfg within the budgets
 // of Config (0: the default, negative: no limit), or nil when cfg has no
-// link-layer address to answer with.
+// link-layer address to answer with. The router's reserve is set apart
+// with Reserve.
 func NewKernelAnswer(cfg DecideConfig, sourceRate, totalRate float64) *KernelAnswer {
 	if len(cfg.LinkAddr) != 6 {
 		return nil
@@ -86,6 +103,15 @@ func NewKernelAnswer(cfg DecideConfig, sourceRate, totalRate float64) *KernelAns
 	src, total, _ := limitRates(sourceRate, totalRate, 0)
 	a.SourceRate, a.TotalRate = max(src, 0), max(total, 0)
 	return a
+}
+
+// Reserve sets apart a budget for router (Config.RouterRate: 0 the
+// default, negative no limit); a router not Known gets none.
+func (a *KernelAnswer) Reserve(router RouterID, rate float64) {
+	if a == nil || !router.Known() {
+		return
+	}
+	a.Gateway, a.RouterRate = router, max(routerRate(rate), 0)
 }
 
 // PlanIngress returns the ingress filter for an uplink that answers for

@@ -24,6 +24,9 @@ const (
 	ingressSet     = "allow"
 	answerSet      = "answer"  // destination . target of the solicitations answered in the kernel
 	answerSources  = "sources" // the per-solicitor budgets (a meter)
+	routerSet      = "router"  // the default router's addresses
+	budgetChain    = "budgets" // what the kernel would answer, through the budgets
+	replyChain     = "reply"   // the answers' rewrite
 	sourcesTimeout = time.Minute
 	sourcesSize    = 65536
 )
@@ -36,6 +39,9 @@ const (
 	tagAnswerUnicast   = "answer unicast"
 	tagSourceLimit     = "limit source"
 	tagTotalLimit      = "limit total"
+	tagRouterLimit     = "limit router"
+	tagOverflowLimit   = "limit overflow"
+	tagNonUnicast      = "non-unicast"
 )
 
 // ingressState is an uplink's ingress filter as installed. Guarded by
@@ -59,7 +65,9 @@ func (r *Responder) kernelAnswer(u *uplink) *KernelAnswer {
 	if r.cfg.Mode != ModeNative || !u.up || u.ingress.noAnswer {
 		return nil
 	}
-	return NewKernelAnswer(r.decideConfig(u), r.cfg.SourceRate, r.cfg.TotalRate)
+	a := NewKernelAnswer(r.decideConfig(u), r.cfg.SourceRate, r.cfg.TotalRate)
+	a.Reserve(u.router, r.cfg.RouterRate)
+	return a
 }
 
 // openIngress opens the lasting netlink connection that owns the ingress
@@ -224,8 +232,13 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 }
 
 // addAnswerRules queues the answer set and the rules answering in the
-// kernel, first in ch: over a budget, drop; else turn the solicitation
-// into the advertisement and send it back out of the uplink.
+// kernel: in ch, what answerMatch takes jumps to the budgets chain, where
+// an option naming no unicast MAC and what is over a budget are dropped
+// (each counted by cause) and the rest goes to the reply chain, which
+// turns the solicitation into the advertisement and sends it back out of
+// the uplink. The router's solicitations have a reserve of their own;
+// the others share a meter per source address, an overflow bucket for
+// the sources a full meter cannot hold, and the total.
 func (r *Responder) addAnswerRules(t *nftables.Table, ch *nftables.Chain, u *uplink, want IngressFilter) (*nftables.Set, error) {
 	a := want.Answer
 	answer := &nftables.Set{
@@ -235,11 +248,43 @@ func (r *Responder) addAnswerRules(t *nftables.Table, ch *nftables.Chain, u *upl
 	if err := r.nft.AddSet(answer, answerElements(slices.Collect(maps.Keys(want.Answered)))); err != nil {
 		return nil, fmt.Errorf("ndp ingress filter %q: answer set: %w", u.name, err)
 	}
-	add := func(tag string, e ...[]expr.Any) {
-		r.nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: slices.Concat(e...), UserData: []byte(tag)})
+	budgets := r.nft.AddChain(&nftables.Chain{Name: budgetChain, Table: t})
+	reply := r.nft.AddChain(&nftables.Chain{Name: replyChain, Table: t})
+	add := func(c *nftables.Chain, tag string, e ...[]expr.Any) {
+		r.nft.AddRule(&nftables.Rule{Table: t, Chain: c, Exprs: slices.Concat(e...), UserData: []byte(tag)})
 	}
-	match := answerMatch(a.MAC, answer)
 	drop := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
+	toReply := []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: reply.Name}}
+	th, nh := expr.PayloadBaseTransportHeader, expr.PayloadBaseNetworkHeader
+	source := []expr.Any{&expr.Payload{DestRegister: 1, Base: nh, Offset: 8, Len: 16}}
+
+	add(ch, "", answerMatch(a.MAC, answer), []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: budgets.Name}})
+
+	// The option's MAC becomes the answer's destination: never a group
+	// (broadcast included) or zeros.
+	add(budgets, tagNonUnicast, []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: th, Offset: 26, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{1}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0}},
+	}, drop)
+	add(budgets, tagNonUnicast, payloadIs(th, 26, expr.CmpOpEq, make([]byte, 6)), drop)
+
+	if a.Gateway.Known() {
+		rs := &nftables.Set{Table: t, Name: routerSet, KeyType: nftables.TypeIP6Addr}
+		if err := r.nft.AddSet(rs, addrElements(a.Gateway.List())); err != nil {
+			return nil, fmt.Errorf("ndp ingress filter %q: router set: %w", u.name, err)
+		}
+		fromRouter := slices.Concat(
+			payloadIs(expr.PayloadBaseLLHeader, 6, expr.CmpOpEq, a.Gateway.MAC[:]),
+			payloadIs(th, 26, expr.CmpOpEq, a.Gateway.MAC[:]),
+			source,
+			[]expr.Any{&expr.Lookup{SourceRegister: 1, SetName: rs.Name, SetID: rs.ID}},
+		)
+		if a.RouterRate > 0 {
+			add(budgets, tagRouterLimit, fromRouter, []expr.Any{overLimit(a.RouterRate, 2*a.RouterRate)}, drop)
+		}
+		add(budgets, "", fromRouter, toReply)
+	}
 	if a.SourceRate > 0 {
 		sources := &nftables.Set{
 			Table: t, Name: answerSources, KeyType: nftables.TypeIP6Addr,
@@ -248,27 +293,31 @@ func (r *Responder) addAnswerRules(t *nftables.Table, ch *nftables.Chain, u *upl
 		if err := r.nft.AddSet(sources, nil); err != nil {
 			return nil, fmt.Errorf("ndp ingress filter %q: solicitor budgets: %w", u.name, err)
 		}
-		add(tagSourceLimit, match, []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
+		add(budgets, tagSourceLimit, source, []expr.Any{
 			&expr.Dynset{
 				SrcRegKey: 1, SetName: sources.Name, SetID: sources.ID, Operation: uint32(unix.NFT_DYNSET_OP_UPDATE),
 				Timeout: sourcesTimeout,
 				Exprs:   []expr.Any{overLimit(a.SourceRate, 2*a.SourceRate)},
 			},
 		}, drop)
+		// A full meter adds no element (the dynset above does not
+		// match): those sources share one more solicitor's budget.
+		add(budgets, tagOverflowLimit, source, []expr.Any{
+			&expr.Lookup{SourceRegister: 1, SetName: sources.Name, SetID: sources.ID, Invert: true},
+			overLimit(a.SourceRate, 2*a.SourceRate),
+		}, drop)
 	}
 	if a.TotalRate > 0 {
-		add(tagTotalLimit, match, []expr.Any{overLimit(a.TotalRate, a.TotalRate)}, drop)
+		add(budgets, tagTotalLimit, []expr.Any{overLimit(a.TotalRate, a.TotalRate)}, drop)
 	}
+	add(budgets, "", toReply)
+
 	for _, unicast := range []bool{false, true} {
 		tag, op := tagAnswerMulticast, expr.CmpOpEq
 		if unicast {
 			tag, op = tagAnswerUnicast, expr.CmpOpNeq
 		}
-		add(tag, match, []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 1},
-			&expr.Cmp{Op: op, Register: 1, Data: []byte{0xff}},
-		}, answerRewrite(a, u.index))
+		add(reply, tag, payloadIs(nh, 24, op, []byte{0xff}), answerRewrite(a, u.index))
 	}
 	return answer, nil
 }
@@ -305,8 +354,8 @@ func answerMatch(mac [6]byte, answer *nftables.Set) []expr.Any {
 	)
 }
 
-// answerRewrite turns the matched solicitation (target in register 2)
-// into the advertisement buildNA makes for it, counts it and sends it out
+// answerRewrite turns the matched solicitation into the advertisement
+// buildNA makes for it, counts it and sends it out
 // of ifindex; the solicitation itself goes no further. Checksums are
 // updated as each field changes; address writes update the ICMPv6
 // checksum through its pseudo-header (at 42 from the IPv6 header: no
@@ -326,6 +375,8 @@ func answerRewrite(a *KernelAnswer, ifindex int) []expr.Any {
 		flags |= 0x80
 	}
 	e := []expr.Any{
+		// The target, for a target source.
+		&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
 		// The solicitor's MAC, from its option, becomes the frame's destination.
 		&expr.Payload{DestRegister: 3, Base: expr.PayloadBaseTransportHeader, Offset: 26, Len: 6},
 		set(expr.PayloadBaseLLHeader, 0, 6, 3, 0),
@@ -376,15 +427,21 @@ func (r *Responder) ingressCounters(u *uplink) map[string]uint64 {
 	if r.nft == nil || u.ingress.table == nil {
 		return nil
 	}
-	rules, err := r.nft.GetRules(u.ingress.table, &nftables.Chain{Name: ingressChain, Table: u.ingress.table})
-	if err != nil {
-		return nil
-	}
 	n := map[string]uint64{}
-	for _, rule := range rules {
-		for _, e := range rule.Exprs {
-			if c, ok := e.(*expr.Counter); ok {
-				n[string(rule.UserData)] += c.Packets
+	chains := []string{ingressChain}
+	if u.ingress.answer != nil {
+		chains = append(chains, budgetChain, replyChain)
+	}
+	for _, name := range chains {
+		rules, err := r.nft.GetRules(u.ingress.table, &nftables.Chain{Name: name, Table: u.ingress.table})
+		if err != nil {
+			return nil
+		}
+		for _, rule := range rules {
+			for _, e := range rule.Exprs {
+				if c, ok := e.(*expr.Counter); ok {
+					n[string(rule.UserData)] += c.Packets
+				}
 			}
 		}
 	}

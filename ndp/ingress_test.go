@@ -193,3 +193,48 @@ func TestUpdateIngressRefusesRuleChanges(t *testing.T) {
 		t.Error("a refused update changed have")
 	}
 }
+
+// TestKernelAnswerReserve: the router's reserve is part of the rules: a
+// new router (another MAC, another address) or rate rebuilds them; an
+// unknown router has none.
+func TestKernelAnswerReserve(t *testing.T) {
+	st := NewUplinkState()
+	st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
+	st.Addrs[liveAddr] = struct{}{}
+	cfg := DecideConfig{LinkAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
+	id := NewRouterID(routerMAC, []netip.Addr{routerLL, routerAddr})
+	with := func(id RouterID, rate float64) *KernelAnswer {
+		a := NewKernelAnswer(cfg, 0, 0)
+		a.Reserve(id, rate)
+		return a
+	}
+	if a := with(id, 0); a.Gateway != id || a.RouterRate != DefaultRouterRate {
+		t.Errorf("reserve %+v at %v, want %+v at the default", a.Gateway, a.RouterRate, id)
+	}
+	if a := with(id, -1); a.RouterRate != 0 {
+		t.Errorf("no limit for the router: rate %v, want 0 (no limit rule)", a.RouterRate)
+	}
+	if a := with(RouterID{}, 0); a.Gateway.Known() || a.RouterRate != 0 {
+		t.Errorf("an unknown router has a reserve: %+v", a)
+	}
+	var none *KernelAnswer
+	none.Reserve(id, 0) // no answers in the kernel: nothing to reserve, no panic
+	have := PlanIngress(st, nil, with(id, 0))
+	for name, a := range map[string]*KernelAnswer{
+		"another MAC":     with(NewRouterID(net.HardwareAddr{2, 0, 0, 0, 0, 0xfd}, []netip.Addr{routerLL, routerAddr}), 0),
+		"another address": with(NewRouterID(routerMAC, []netip.Addr{routerLL}), 0),
+		"another rate":    with(id, 5),
+		"no router":       with(RouterID{}, 0),
+	} {
+		if have.SameRules(PlanIngress(st, nil, a)) {
+			t.Errorf("%s: the same rules", name)
+		}
+		h := cloneIngress(have)
+		if _, ok := UpdateIngress(&h, st, nil, a, []netip.Addr{other}, nil); ok {
+			t.Errorf("%s: UpdateIngress patched the sets instead of refusing", name)
+		}
+	}
+	if !have.SameRules(PlanIngress(st, nil, with(NewRouterID(routerMAC, []netip.Addr{routerLL, routerAddr}), 0))) {
+		t.Error("the same router read again changes the rules")
+	}
+}

@@ -2,7 +2,9 @@ package ndp
 
 import (
 	"hash/maphash"
+	"net"
 	"net/netip"
+	"slices"
 )
 
 // Budgets of the native responder: how many advertisements it sends, so a
@@ -10,6 +12,13 @@ import (
 // amount of CPU and never turns it into an amplifier. A router resolving
 // thousands of new addresses at once stays below the per-solicitor
 // budget; a few solicitors cannot take the whole budget from it.
+//
+// The uplink's default router has a budget of its own that nobody else
+// can spend: its solicitations are told apart by source address AND
+// link-layer source (the frame's source MAC and the Source Link-Layer
+// Address option, when there is one, must be the router's), so a flood
+// forging the router's IPv6 source from another MAC spends the shared
+// budgets, never the router's.
 const (
 	// DefaultSourceRate answers per second to one solicitor (burst twice).
 	DefaultSourceRate = 5000
@@ -18,6 +27,9 @@ const (
 	// DefaultDADRate duplicate address detection defences per second for
 	// one target (burst 3): each goes to every node on the link.
 	DefaultDADRate = 1
+	// DefaultRouterRate answers per second reserved for the uplink's
+	// default router (burst twice), outside the total.
+	DefaultRouterRate = 10000
 )
 
 // Reasons the budgets give for not answering (counted like Decide's).
@@ -25,7 +37,83 @@ const (
 	ReasonSourceLimit = "rate limit: solicitor over its budget"
 	ReasonTotalLimit  = "rate limit: responder over its budget"
 	ReasonDADLimit    = "rate limit: dad defences of the target over budget"
+	ReasonRouterLimit = "rate limit: router over its reserved budget"
+	// ReasonOverflowLimit: the in-kernel meter of solicitors is full;
+	// the solicitors it cannot hold share one budget of a solicitor.
+	ReasonOverflowLimit = "rate limit: solicitors beyond the meter over their shared budget"
 )
+
+// maxRouterAddrs bounds the addresses a RouterID holds (the gateway
+// first, then those the neighbour cache gives its MAC).
+const maxRouterAddrs = 4
+
+// RouterID is the uplink's default router as the budgets know it: its MAC
+// and addresses. The zero RouterID knows no router: nobody has a reserve.
+type RouterID struct {
+	MAC   [6]byte
+	Addrs [maxRouterAddrs]netip.Addr // the zero Addr: unused
+}
+
+// NewRouterID returns the router with mac and addrs (the first ones
+// first, up to maxRouterAddrs, without zones or repeats), or the zero
+// RouterID when mac is not a unicast MAC or no address is unicast.
+func NewRouterID(mac net.HardwareAddr, addrs []netip.Addr) RouterID {
+	var id RouterID
+	if len(mac) != 6 || !unicastMAC([6]byte(mac)) {
+		return id
+	}
+	n := 0
+	for _, a := range addrs {
+		a = a.WithZone("")
+		if n == maxRouterAddrs || !a.Is6() || a.IsMulticast() || a.IsUnspecified() || slices.Contains(id.Addrs[:n], a) {
+			continue
+		}
+		id.Addrs[n] = a
+		n++
+	}
+	if n == 0 {
+		return RouterID{}
+	}
+	id.MAC = [6]byte(mac)
+	return id
+}
+
+// Known reports whether id names a router.
+func (id RouterID) Known() bool { return id.Addrs[0].IsValid() }
+
+// List returns id's addresses.
+func (id RouterID) List() []netip.Addr {
+	var out []netip.Addr
+	for _, a := range id.Addrs {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// sent reports whether ns comes from the router: its source is one of
+// the router's addresses, its frame is from the router's MAC, and its
+// Source Link-Layer Address option, if any, names the router's MAC.
+func (id *RouterID) sent(ns *fastNS) bool {
+	return id.Known() && ns.hasLink && ns.linkSrc == id.MAC && (!ns.hasSLLA || ns.slla == id.MAC) &&
+		slices.Contains(id.Addrs[:], ns.src)
+}
+
+// eui64LinkLocal is the link-local address a host with mac forms by
+// modified EUI-64 (RFC 4291 appendix A).
+func eui64LinkLocal(mac net.HardwareAddr) netip.Addr {
+	if len(mac) != 6 {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom16([16]byte{0: 0xfe, 1: 0x80, 8: mac[0] ^ 2, 9: mac[1], 10: mac[2], 11: 0xff, 12: 0xfe, 13: mac[3], 14: mac[4], 15: mac[5]})
+}
+
+// unicastMAC reports whether mac can be answered to: neither a group
+// (multicast, broadcast) address nor all zeros.
+func unicastMAC(mac [6]byte) bool {
+	return mac[0]&1 == 0 && mac != [6]byte{}
+}
 
 // bucket is a token bucket on a nanosecond clock.
 type bucket struct {
@@ -57,11 +145,11 @@ const sourceSlots = 4096
 // limiter applies the budgets. Not safe for concurrent use: each capture
 // loop owns one. Rates of 0 mean the defaults; negative ones no limit.
 type limiter struct {
-	sourceRate, totalRate, dadRate float64
-	seed                           maphash.Seed
-	total                          bucket
-	sources                        [sourceSlots]bucket
-	dad                            map[netip.Addr]*bucket
+	sourceRate, totalRate, dadRate, routerRate float64
+	seed                                       maphash.Seed
+	total, router                              bucket
+	sources                                    [sourceSlots]bucket
+	dad                                        map[netip.Addr]*bucket
 }
 
 // limitRates resolves Config's budgets: 0 means the default, negative no
@@ -76,15 +164,31 @@ func limitRates(sourceRate, totalRate, dadRate float64) (source, total, dad floa
 	return def(sourceRate, DefaultSourceRate), def(totalRate, DefaultTotalRate), def(dadRate, DefaultDADRate)
 }
 
-func newLimiter(sourceRate, totalRate, dadRate float64) *limiter {
-	l := &limiter{seed: maphash.MakeSeed(), dad: map[netip.Addr]*bucket{}}
+// routerRate resolves Config.RouterRate the same way.
+func routerRate(rate float64) float64 {
+	if rate == 0 {
+		return DefaultRouterRate
+	}
+	return rate
+}
+
+func newLimiter(sourceRate, totalRate, dadRate, router float64) *limiter {
+	l := &limiter{seed: maphash.MakeSeed(), dad: map[netip.Addr]*bucket{}, routerRate: routerRate(router)}
 	l.sourceRate, l.totalRate, l.dadRate = limitRates(sourceRate, totalRate, dadRate)
 	return l
 }
 
 // allow reports whether an answer of kind to src for target may go out at
-// now (nanoseconds), and if not the reason.
-func (l *limiter) allow(now int64, src, target netip.Addr, kind int) string {
+// now (nanoseconds), and if not the reason. fromRouter (RouterID.sent)
+// takes it from the router's reserve, which nothing else spends, and
+// not from the others' budgets.
+func (l *limiter) allow(now int64, src, target netip.Addr, kind int, fromRouter bool) string {
+	if fromRouter && kind != kindDAD {
+		if l.routerRate >= 0 && !l.router.take(now, l.routerRate, 2*l.routerRate) {
+			return ReasonRouterLimit
+		}
+		return ""
+	}
 	if kind == kindDAD && l.dadRate >= 0 {
 		b := l.dad[target]
 		if b == nil {

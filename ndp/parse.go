@@ -15,6 +15,10 @@ import (
 // formed Neighbor Solicitation. Callers count and drop such packets.
 var ErrMalformed = errors.New("malformed neighbor solicitation")
 
+// ErrBadChecksum is returned by ParsePacket for a solicitation whose
+// ICMPv6 checksum is wrong. It wraps ErrMalformed.
+var ErrBadChecksum = fmt.Errorf("bad icmpv6 checksum: %w", ErrMalformed)
+
 // ErrNotSolicitation is returned by ParsePacket for a well-formed packet
 // that is not a Neighbor Solicitation (an MLD report behind a hop-by-hop
 // header passes the capture filter too). It does not wrap ErrMalformed.
@@ -89,7 +93,7 @@ func ParsePacket(b []byte, linkSource net.HardwareAddr) (Solicitation, error) {
 		return Solicitation{}, fmt.Errorf("icmpv6 type %d: %w", rest[0], ErrNotSolicitation)
 	}
 	if checksum(src, dst, rest) != 0 {
-		return Solicitation{}, fmt.Errorf("icmpv6 checksum: %w", ErrMalformed)
+		return Solicitation{}, ErrBadChecksum
 	}
 	return ParseICMP(src, dst, hop, rest, linkSource)
 }

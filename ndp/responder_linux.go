@@ -121,6 +121,8 @@ type uplink struct {
 	linkLocal      netip.Addr
 	global         netip.Addr
 	gateway        netip.Addr // the default router on this uplink, if any
+	router         RouterID   // the default router's MAC and addresses: its reserved budget
+	routerAsked    time.Time  // when the kernel was last asked to resolve the gateway
 	allmulti       bool
 	coarse         bool // the capture filter passes more than the targets
 	filtered       bool // a filter for u.st was loaded
@@ -482,6 +484,7 @@ func (r *Responder) Run(ctx context.Context) error {
 			wg.Go(func() { r.captureLoop(ctx, u) })
 		}
 		wg.Go(func() { r.takeBackLoop(ctx) })
+		wg.Go(func() { r.routerLoop(ctx) })
 		r.kickTakeBack()
 	}
 	wg.Go(func() { r.ann.run(ctx) })
@@ -557,17 +560,7 @@ func (r *Responder) Stats() Stats {
 			s.FilterCoarse = s.FilterCoarse || u.coarse
 			n := r.ingressCounters(u)
 			s.IngressDropped += n[tagDrop]
-			kernel := n[tagAnswerMulticast] + n[tagAnswerUnicast]
-			limited := n[tagSourceLimit] + n[tagTotalLimit]
-			s.KernelAnswered += kernel
-			s.Solicitations += kernel + limited
-			s.Answered += kernel
-			s.AnsweredUnicast += n[tagAnswerUnicast]
-			s.Ignored += limited
-			if limited > 0 {
-				s.Limited[ReasonSourceLimit] += n[tagSourceLimit]
-				s.Limited[ReasonTotalLimit] += n[tagTotalLimit]
-			}
+			kernelStats(&s, n)
 			if u.ingress.err != nil {
 				s.IngressProblem = u.ingress.err.Error()
 			}
@@ -579,6 +572,32 @@ func (r *Responder) Stats() Stats {
 	}
 	s.AnnouncePending, s.AnnouncePeakRate = r.ann.status()
 	return s
+}
+
+// kernelStats adds an ingress filter's counters (ingressCounters) to s:
+// its answers, and what it did not answer by cause.
+func kernelStats(s *Stats, n map[string]uint64) {
+	kernel := n[tagAnswerMulticast] + n[tagAnswerUnicast]
+	s.KernelAnswered += kernel
+	s.Answered += kernel
+	s.AnsweredUnicast += n[tagAnswerUnicast]
+	s.Solicitations += kernel
+	for tag, reason := range map[string]string{
+		tagSourceLimit: ReasonSourceLimit, tagTotalLimit: ReasonTotalLimit,
+		tagRouterLimit: ReasonRouterLimit, tagOverflowLimit: ReasonOverflowLimit,
+		tagNonUnicast: ReasonNonUnicast,
+	} {
+		if n[tag] == 0 {
+			continue
+		}
+		s.Solicitations += n[tag]
+		s.Ignored += n[tag]
+		if tag == tagNonUnicast {
+			s.IgnoredReasons[reason] += n[tag]
+		} else {
+			s.Limited[reason] += n[tag]
+		}
+	}
 }
 
 // Close stops Run and closes the sockets, which leaves the joined groups.

@@ -43,12 +43,28 @@ func floodMain() error {
 	scan := flag.String("scan", "2001:db8:1234:a1::/64", "prefix random targets come from")
 	rate := flag.Int("rate", 100000, "solicitations per second")
 	seconds := flag.Float64("seconds", 30, "how long")
+	source := flag.String("source", "2001:db8:1234:a1::bad", "the flood's IPv6 sources, comma-separated, in turn (the router's addresses: forged)")
+	randomSources := flag.Bool("random-sources", false, "each solicitation from a random address of -scan and a random MAC instead")
+	nLive := flag.Int("n-live", 0, "live addresses after -live the flood also solicits (consecutive)")
+	liveEvery := flag.Int("live-every", 0, "every Nth solicitation of the flood for one of the -n-live addresses (0: none)")
 	flag.Parse()
 	ifi, err := net.InterfaceByName(*iface)
 	if err != nil {
 		return err
 	}
 	liveA := netip.MustParseAddr(*live)
+	var others []netip.Addr // not the probed one: its advertisements would count as answers
+	for i := 1; i <= *nLive; i++ {
+		others = append(others, nth(liveA, i))
+	}
+	var sources []netip.Addr
+	for _, s := range strings.Split(*source, ",") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("-source: %w", err)
+		}
+		sources = append(sources, a)
+	}
 	f, err := ndpflood.Open()
 	if err != nil {
 		return err
@@ -67,7 +83,8 @@ func floodMain() error {
 	wg.Go(func() {
 		res.Sent, ferr = f.Run(ctx, ndpflood.Config{
 			Ifindex: ifi.Index, MAC: net.HardwareAddr{0x02, 0xba, 0xd0, 0, 0, 1},
-			Source: netip.MustParseAddr("2001:db8:1234:a1::bad"), Scan: netip.MustParsePrefix(*scan), Rate: *rate,
+			Source: sources[0], Sources: sources[1:], RandomSources: *randomSources,
+			Scan: netip.MustParsePrefix(*scan), Rate: *rate, Live: others, LiveEvery: *liveEvery,
 		})
 	})
 	wg.Go(func() { nud.run(ctx) })

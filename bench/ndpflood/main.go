@@ -6,7 +6,9 @@
 //	ndpflood probe   sends solicitations at a rate, most for random
 //	                 addresses of a /64 and every Nth for a live address,
 //	                 and times each live one until its advertisement
-//	ndpflood flood   floods solicitations for random addresses (sendmmsg)
+//	ndpflood flood   floods solicitations for random addresses (sendmmsg),
+//	                 optionally every Nth for other live addresses, from
+//	                 a forged source (the router's) or random ones,
 //	                 while the router's kernel keeps re-probing a live
 //	                 address; counts its unicast probes left unanswered
 //	ndpflood start   listens for unsolicited advertisements and sweeps

@@ -1,7 +1,9 @@
 // Package ndpflood sends Neighbor Solicitations fast, the way an attacker
 // on the provider's link (or a router scanning the /64) does: from a
 // packet socket, in batches of sendmmsg, each for a random target of a
-// prefix, to the target's solicited-node group. ndp's flood soak test and
+// prefix, to the target's solicited-node group, in frames from the MAC
+// it names (not the interface's): from one source, which may forge the
+// router's address, or each from a random address and MAC. ndp's flood soak test and
 // the NDP bench (bench/ndpflood) use it; it sends only on the interface it
 // is given, in the namespace the caller opened it in.
 package ndpflood
@@ -21,12 +23,18 @@ import (
 
 // Config is what to send.
 type Config struct {
-	// Ifindex and MAC are the sending interface and its address (the
-	// Source Link-Layer Address option).
+	// Ifindex is the sending interface; MAC the frames' source and the
+	// Source Link-Layer Address option.
 	Ifindex int
 	MAC     net.HardwareAddr
-	// Source is the solicitations' IPv6 source.
-	Source netip.Addr
+	// Source is the solicitations' IPv6 source; with Sources, any of
+	// them at random too.
+	Source  netip.Addr
+	Sources []netip.Addr
+	// RandomSources sends each solicitation from a random address of
+	// Scan and a random unicast MAC instead (Source and MAC unused but
+	// for the checks).
+	RandomSources bool
 	// Scan is where the random targets come from.
 	Scan netip.Prefix
 	// Rate is solicitations per second.
@@ -39,6 +47,7 @@ type Config struct {
 const (
 	batch  = 64
 	pktLen = 40 + 24 + 8
+	ethLen = 14
 )
 
 type mmsghdr struct {
@@ -49,26 +58,29 @@ type mmsghdr struct {
 // Flooder is an open packet socket with its buffers.
 type Flooder struct {
 	fd   int
+	eth  [batch][ethLen]byte
 	pkts [batch][pktLen]byte
-	iov  [batch]unix.Iovec
+	iov  [batch][2]unix.Iovec
 	name [batch]unix.RawSockaddrLinklayer
 	msgs [batch]mmsghdr
 }
 
 // Open opens the socket in the calling thread's network namespace.
 func Open() (*Flooder, error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("ndpflood: packet socket: %w", err)
 	}
 	f := &Flooder{fd: fd}
 	for i := range batch {
-		f.iov[i] = unix.Iovec{Base: &f.pkts[i][0]}
-		f.iov[i].SetLen(pktLen)
+		f.iov[i][0] = unix.Iovec{Base: &f.eth[i][0]}
+		f.iov[i][0].SetLen(ethLen)
+		f.iov[i][1] = unix.Iovec{Base: &f.pkts[i][0]}
+		f.iov[i][1].SetLen(pktLen)
 		f.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&f.name[i]))
 		f.msgs[i].hdr.Namelen = unix.SizeofSockaddrLinklayer
-		f.msgs[i].hdr.Iov = &f.iov[i]
-		f.msgs[i].hdr.SetIovlen(1)
+		f.msgs[i].hdr.Iov = &f.iov[i][0]
+		f.msgs[i].hdr.SetIovlen(2)
 	}
 	return f, nil
 }
@@ -100,10 +112,23 @@ func (f *Flooder) Run(ctx context.Context, cfg Config) (uint64, error) {
 				target = cfg.Live[rnd.IntN(len(cfg.Live))]
 			}
 			g := snm(target)
-			Build(&f.pkts[i], cfg.Source, g, target, cfg.MAC)
+			src, mac := cfg.Source, cfg.MAC
+			if n := len(cfg.Sources); n > 0 {
+				if k := rnd.IntN(n + 1); k > 0 { // not in turn: LiveEvery counts in turn
+					src = cfg.Sources[k-1]
+				}
+			}
+			if cfg.RandomSources {
+				src, mac = randomIn(rnd, cfg.Scan), randomMAC(rnd)
+			}
+			Build(&f.pkts[i], src, g, target, mac)
 			f.name[i] = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: 0xdd86, Ifindex: int32(cfg.Ifindex), Halen: 6}
 			b := g.As16()
-			copy(f.name[i].Addr[:], []byte{0x33, 0x33, b[12], b[13], b[14], b[15]})
+			dst := []byte{0x33, 0x33, b[12], b[13], b[14], b[15]}
+			copy(f.name[i].Addr[:], dst)
+			copy(f.eth[i][0:6], dst)
+			copy(f.eth[i][6:12], mac)
+			f.eth[i][12], f.eth[i][13] = 0x86, 0xdd
 		}
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(f.fd), uintptr(unsafe.Pointer(&f.msgs[0])), uintptr(n), 0, 0, 0)
 		if e != 0 {
@@ -131,6 +156,12 @@ func randomIn(rnd *rand.Rand, p netip.Prefix) netip.Addr {
 		b[i] = v
 	}
 	return netip.AddrFrom16(b)
+}
+
+// randomMAC is a random locally administered unicast MAC.
+func randomMAC(rnd *rand.Rand) net.HardwareAddr {
+	v := rnd.Uint64()
+	return net.HardwareAddr{byte(v)&^1 | 2, byte(v >> 8), byte(v >> 16), byte(v >> 24), byte(v >> 32), byte(v >> 40)}
 }
 
 func snm(a netip.Addr) netip.Addr {

@@ -44,3 +44,18 @@ func TestRandomIn(t *testing.T) {
 		}
 	}
 }
+
+func TestRandomMAC(t *testing.T) {
+	rnd := newRand()
+	seen := map[string]bool{}
+	for range 1000 {
+		m := randomMAC(rnd)
+		if len(m) != 6 || m[0]&1 != 0 || m[0]&2 == 0 {
+			t.Fatalf("%v: want a locally administered unicast MAC", m)
+		}
+		seen[m.String()] = true
+	}
+	if len(seen) < 990 {
+		t.Errorf("%d distinct MACs of 1000", len(seen))
+	}
+}
