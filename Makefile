@@ -35,14 +35,18 @@ $(BIN): $(shell find . -name '*.go' -not -path './.cache/*') go.mod go.sum
 deps:
 	bash scripts/install-deps.sh
 
-# Unit tests run without root; kernel tests (TestPrivileged*) need root and
-# run in throwaway network namespaces.
+# The test tiers (README, Development). test-unit: every package with the race
+# detector, for any user on a fresh clone; kernel tests skip unless V6B_KERNEL=1
+# (whatever the uid), so it creates no namespace. test-kernel: the kernel tests
+# (TestPrivileged*, in throwaway network namespaces), once, as root; it builds only
+# the packages that have some.
+KERNEL_PKGS = $(sort $(dir $(shell grep -rl --exclude-dir=.cache --include='*_test.go' '^func TestPrivileged' .)))
+
 test-unit:
-	V6B_E2E=0 $(GO) test -count=1 ./...
+	V6B_KERNEL=0 V6B_E2E=0 $(GO) test -race -count=1 ./...
 
 test-kernel:
-	$(GO) test -count=1 -run 'Privileged' -v ./... 2>&1 | grep -E '^(=== RUN|--- |ok|FAIL|PASS)' | grep -v '=== RUN' || true
-	$(GO) test -count=1 -run 'Privileged' ./...
+	V6B_KERNEL=1 V6B_E2E=0 $(GO) test -count=1 -run '^TestPrivileged' $(KERNEL_PKGS)
 
 # Kernel tests that need what this host's kernel may lack (flowtables for
 # the fast path), under Debian's kernel in qemu.
@@ -69,10 +73,14 @@ test-matrix: deps
 test-e2e: deps build
 	bash test/e2e/run.sh $(ENGINES); rc=$$?; $(E2E_GO); rc2=$$?; [ $$rc -eq 0 ] && [ $$rc2 -eq 0 ]
 
+# vet, then every tier in turn, each one's time and the total printed; stops at
+# the first tier that fails.
 test: deps
 	$(GO) vet ./...
-	V6B_E2E=0 $(GO) test -count=1 ./...
-	$(MAKE) test-e2e
+	@t0=$$(date +%s); for t in test-unit test-kernel test-e2e; do s=$$(date +%s); \
+		$(MAKE) --no-print-directory $$t || { echo "make test: $$t FAILED after $$(($$(date +%s) - s))s"; exit 1; }; \
+		echo "make test: $$t passed in $$(($$(date +%s) - s))s"; done; \
+	echo "make test: the tiers passed in $$(($$(date +%s) - t0))s"
 
 # The managed plugin: a rootfs with the static binary and config.json,
 # created in the engine DOCKER_HOST names (replacing an existing one).
@@ -97,7 +105,7 @@ demo: deps build
 	bash test/e2e/demo.sh
 
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem ./ipam/... ./nat/... ./ndp/...
+	V6B_KERNEL=1 $(GO) test -run '^$$' -bench . -benchmem ./ipam/... ./nat/... ./ndp/...
 	bash bench/bench.sh
 
 clean:

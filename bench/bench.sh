@@ -75,8 +75,9 @@ now_ns() { date +%s%N; }
 ms_since() { echo $((($(now_ns) - $1) / 1000)) | awk '{printf "%.3f\n", $1/1000}'; }
 
 [ -x "$BIN" ] || { echo "bench: $BIN missing (make build)" >&2; exit 1; }
-for t in iperf3 ndppd nft nsenter python3; do
-	command -v "$t" >/dev/null || { log "installing $t"; apt-get install -y -qq iperf3 ndppd >/dev/null; break; }
+# Installing belongs before a measurement, not in it: scripts/install-deps.sh (make deps).
+for t in iperf3 ndppd nft nsenter python3 busybox; do
+	command -v "$t" >/dev/null || { echo "bench: $t missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
 done
 log "building bench/scale and bench/ndpflood"
 CGO_ENABLED=0 go build -o "$W/scale" ./bench/scale

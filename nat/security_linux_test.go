@@ -373,6 +373,7 @@ func TestPrivilegedICMPErrorsOnlyRelated(t *testing.T) {
 func TestPrivilegedFailClosedWithoutTable(t *testing.T) {
 	for _, engine := range []string{"ip6tables", "nftables"} {
 		t.Run(engine, func(t *testing.T) {
+			t.Parallel() // namespaces of its own; mostly waits out the closed ports' dial timeouts
 			host, out, pub := nettest.NewNS(t), nettest.NewNS(t), nettest.NewNS(t)
 			hostAddr, outAddr := netip.MustParseAddr("2001:db8:1::1"), netip.MustParseAddr("2001:db8:1::2")
 			gw, addr := netip.MustParseAddr("2001:db8:2::1"), netip.MustParseAddr("2001:db8:2::10")

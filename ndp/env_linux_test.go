@@ -37,7 +37,10 @@ var (
 )
 
 // env is a router namespace and a host namespace joined by a veth: "eth0"
-// on the host, "up0" on the router.
+// on the host, "up0" on the router. They are the test's own, so tests that
+// mostly wait on the kernel's timers run in parallel, except those that
+// time answers (checkAnswers' maxLatency, announcement gaps): the sniffer
+// stamps packets when it reads them, and more goroutines delay that.
 type env struct {
 	router, host       netns.NsHandle
 	hostIf             string     // the host's end of the link: the uplink

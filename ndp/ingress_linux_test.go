@@ -154,6 +154,7 @@ func TestPrivilegedIngressFilter(t *testing.T) {
 func TestPrivilegedKernelAnswers(t *testing.T) {
 	for _, source := range []string{SourceLinkLocal, SourceTarget, SourceGlobal} {
 		t.Run(source, func(t *testing.T) {
+			t.Parallel()
 			answers := map[bool]map[string][]byte{}
 			for _, filtered := range []bool{true, false} {
 				e := newEnv(t)

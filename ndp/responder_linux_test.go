@@ -93,10 +93,24 @@ func checkRouterNeighbour(t *testing.T, e *env) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The router gives up on the never-used address once its solicitations
+	// (mcast_solicit, 3, retrans_time_ms apart) go unanswered: wait for that
+	// rather than for a fixed time.
+	sysctl(t, e.router, "net/ipv6/neigh/up0/retrans_time_ms", "100")
 	e.sendTraffic(t, unusedAddr)
-	time.Sleep(1500 * time.Millisecond)
-	if n, ok := e.neighbour(t, unusedAddr); ok && len(n.HardwareAddr) > 0 {
-		t.Errorf("router resolved the never-used %s to %v", unusedAddr, n.HardwareAddr)
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n, ok := e.neighbour(t, unusedAddr)
+		if ok && len(n.HardwareAddr) > 0 {
+			t.Errorf("router resolved the never-used %s to %v", unusedAddr, n.HardwareAddr)
+			return
+		}
+		if ok && n.State&netlink.NUD_FAILED != 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("router's neighbour entry for the never-used %s = %+v (found %v) after 3 s, want failed", unusedAddr, n, ok)
+			return
+		}
 	}
 }
 
@@ -136,6 +150,7 @@ func TestPrivilegedNativeAnswers(t *testing.T) {
 // address with unicast probes (the NUD trap an ICMPv6 socket misses): they
 // must be answered and the entry must never fail.
 func TestPrivilegedNativeUnicastNUD(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	sysctl(t, e.router, "net/ipv6/neigh/up0/base_reachable_time_ms", "1000")
 	sysctl(t, e.router, "net/ipv6/neigh/up0/delay_first_probe_time", "1")
@@ -458,6 +473,7 @@ func TestPrivilegedRange(t *testing.T) {
 // uplink whose on-link prefix holds it; an address no uplink's prefix
 // holds goes to the first.
 func TestPrivilegedMultipleUplinks(t *testing.T) {
+	t.Parallel()
 	e0 := newEnv(t)
 	e1 := attachRouter(t, e0.host, "eth1", netip.MustParsePrefix("2001:db8:5678::1/64"), netip.MustParsePrefix("2001:db8:5678::fffe/64"))
 	on1 := netip.MustParseAddr("2001:db8:5678:0:1::7")
@@ -490,6 +506,7 @@ func TestPrivilegedMultipleUplinks(t *testing.T) {
 // TestPrivilegedManyTargets joins more solicited-node groups than one
 // socket's option memory holds, and answers for all of them.
 func TestPrivilegedManyTargets(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	r := e.startResponder(t, Config{})
 	var many []netip.Addr
@@ -748,6 +765,7 @@ func TestPrivilegedFloodSoak(t *testing.T) {
 // uplink's default router from itself, so the router holds an entry for it
 // (with the host's MAC) before any traffic; without, it holds none.
 func TestPrivilegedPrimeRouter(t *testing.T) {
+	t.Parallel()
 	for _, prime := range []bool{false, true} {
 		t.Run(fmt.Sprint(prime), func(t *testing.T) {
 			e := newEnv(t)

@@ -27,7 +27,7 @@ CLI_PLUGINS=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
 
 APT_PACKAGES=(docker.io containerd runc busybox-static nftables iproute2 iptables
 	libseccomp-dev pkg-config jq iperf3 ndppd gcc libc6-dev procps util-linux ca-certificates
-	python3) # python3: make bench's report only
+	python3) # iperf3, ndppd, python3 (its report): make bench, which installs nothing itself
 # make test-kernelvm (V6B_KERNELVM=1): kernel tests under Debian's kernel (flowtables)
 [ "${V6B_KERNELVM:-0}" != 1 ] || APT_PACKAGES+=(qemu-system-x86 linux-image-amd64 cpio kmod)
 

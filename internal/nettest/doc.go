@@ -4,5 +4,6 @@
 // handle (netlink.NewHandleAt, nftables.WithNetNSFd) or runs code inside it
 // with Do, and wires namespaces together with Connect. Everything is undone
 // by t.Cleanup; nothing touches the namespace the test binary started in.
-// Without root (CAP_NET_ADMIN) the tests are skipped, never failed.
+// The tests skip unless V6B_KERNEL=1 (whatever the uid), and with it need
+// root (CAP_NET_ADMIN, CAP_SYS_ADMIN).
 package nettest

@@ -1,6 +1,7 @@
 package nettest
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -10,6 +11,24 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
+
+// TestNewNSSkipsUnlessAsked: without V6B_KERNEL=1 a kernel test skips
+// before it creates a namespace, whatever the uid (go test ./... as root is
+// a unit run).
+func TestNewNSSkipsUnlessAsked(t *testing.T) {
+	for _, v := range []string{"", "0", "true"} {
+		t.Setenv(KernelEnv, v)
+		var skipped, created bool
+		t.Run(fmt.Sprintf("%s=%q", KernelEnv, v), func(t *testing.T) {
+			defer func() { skipped = t.Skipped() }()
+			NewNS(t)
+			created = true
+		})
+		if !skipped || created {
+			t.Errorf("%s=%q: skipped %v, namespace created %v; want a skip before any namespace", KernelEnv, v, skipped, created)
+		}
+	}
+}
 
 func TestPrivilegedNewNSIsFresh(t *testing.T) {
 	ns := NewNS(t)

@@ -83,7 +83,7 @@ cat >"$R/init" <<-EOF_INIT
 	mount -t devtmpfs dev /dev
 	for i in \$(seq 1 $i); do insmod /mod/\$i.ko || echo "insmod \$i failed"; done
 	ip link set lo up
-	export PATH=/bin HOME=/tmp
+	export PATH=/bin HOME=/tmp V6B_KERNEL=1
 	cd /tmp
 	/test.bin -test.run '$RUN' ${BENCH:+-test.bench '$BENCH' -test.benchtime 3s} -test.v -test.count=1 -test.timeout=${TIMEOUT}s
 	echo "kernelvm-exit=\$?"
