@@ -1,0 +1,44 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/docker/go-plugins-helpers/sdk"
+)
+
+// errorResponse carries an error for both APIs.
+type errorResponse struct {
+	Err   string
+	Error string
+}
+
+func (s *server) fail(w http.ResponseWriter, route string, err error) {
+	s.log.WithField("route", route).WithError(err).Error("request failed")
+	sdk.EncodeResponse(w, errorResponse{Err: err.Error(), Error: err.Error()}, true)
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		msg := fmt.Sprintf("decode request: %v", err)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			msg = fmt.Sprintf("decode request: the body is over %d bytes: accepted are requests up to that size", tooBig.Limit)
+		}
+		sdk.EncodeResponse(w, errorResponse{Err: msg, Error: msg}, true)
+		return false
+	}
+	return true
+}
+
+// answer encodes the empty answer of a request that returns nothing, or
+// err as route's failure.
+func (s *server) answer(w http.ResponseWriter, route string, err error) {
+	if err != nil {
+		s.fail(w, route, err)
+		return
+	}
+	sdk.EncodeResponse(w, struct{}{}, false)
+}
