@@ -5,53 +5,41 @@ import (
 	"testing"
 )
 
-func TestIsULA(t *testing.T) {
+// TestULA asks both rules about the same prefixes: IsULA of the prefix's
+// address, IsLocalULA of the prefix.
+func TestULA(t *testing.T) {
 	for _, tc := range []struct {
-		addr string
-		want bool
+		prefix     string
+		ula, local bool
 	}{
-		{"fc00::", true},
-		{"fc12:3456::1", true},
-		{"fd00::1", true},
-		{"fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true},
-		{"fd12::1%eth0", true},
-		{"fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", false}, // just below
-		{"fe00::", false},                                  // just above
-		{"fe80::1", false},                                 // link-local
-		{"2001:db8::1", false},
-		{"::ffff:252.0.0.1", false}, // IPv4-mapped: its first byte is 0, not 252
-		{"252.0.0.1", false},
-		{"::", false},
+		{"fc00::/128", true, false},
+		{"fc12:3456:789a::/48", true, false}, // ULA, but not locally assigned
+		{"fc00::/7", true, false},
+		{"fd00::/7", true, false}, // wider than fd00::/8: reaches into fc00::/8
+		{"fd00::/8", true, true},
+		{"fd12:3456:789a::/48", true, true},
+		{"fd12:3456:789a:1::/64", true, true},
+		{"fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", true, true},
+		{"fbff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128", false, false}, // just below
+		{"fe00::/128", false, false},                                  // just above
+		{"fe80::1/64", false, false},                                  // link-local
+		{"2001:db8::/48", false, false},
+		{"::ffff:253.0.0.1/128", false, false}, // IPv4-mapped: its first byte is 0, not 253
+		{"253.0.0.0/8", false, false},
+		{"::/0", false, false},
 	} {
-		if got := IsULA(netip.MustParseAddr(tc.addr)); got != tc.want {
-			t.Errorf("IsULA(%s) = %v, want %v", tc.addr, got, tc.want)
+		p := netip.MustParsePrefix(tc.prefix)
+		if got := IsULA(p.Addr()); got != tc.ula {
+			t.Errorf("IsULA(%s) = %v, want %v", p.Addr(), got, tc.ula)
+		}
+		if got := IsLocalULA(p); got != tc.local {
+			t.Errorf("IsLocalULA(%s) = %v, want %v", p, got, tc.local)
 		}
 	}
-	if IsULA(netip.Addr{}) {
-		t.Error("IsULA(zero Addr) = true")
+	if !IsULA(netip.MustParseAddr("fd12::1%eth0")) {
+		t.Errorf("IsULA(%s) = false: a zone does not make an address global", "fd12::1%eth0")
 	}
-}
-
-func TestIsLocalULA(t *testing.T) {
-	for _, tc := range []struct {
-		prefix string
-		want   bool
-	}{
-		{"fd00::/8", true},
-		{"fd12:3456:789a::/48", true},
-		{"fd12:3456:789a:1::/64", true},
-		{"fdff::1/128", true},
-		{"fc12:3456:789a::/48", false}, // ULA, but not locally assigned
-		{"fc00::/7", false},
-		{"fd00::/7", false}, // wider than fd00::/8: reaches into fc00::/8
-		{"2001:db8::/48", false},
-		{"253.0.0.0/8", false},
-	} {
-		if got := IsLocalULA(netip.MustParsePrefix(tc.prefix)); got != tc.want {
-			t.Errorf("IsLocalULA(%s) = %v, want %v", tc.prefix, got, tc.want)
-		}
-	}
-	if IsLocalULA(netip.Prefix{}) {
-		t.Error("IsLocalULA(zero Prefix) = true")
+	if IsULA(netip.Addr{}) || IsLocalULA(netip.Prefix{}) {
+		t.Error("the zero Addr or Prefix counts as a ULA")
 	}
 }
