@@ -271,6 +271,19 @@ func orDefault(bits int) int {
 // WriteJSON writes p as indented JSON.
 func (p Plan) WriteJSON(w io.Writer) error { return writeJSON(w, "plan", p) }
 
+// writeText writes the text in b to w, then the warnings, if any, as a
+// list under their own heading.
+func writeText(w io.Writer, b *strings.Builder, warnings []string) error {
+	if len(warnings) > 0 {
+		b.WriteString("\nWarnings\n\n")
+		for _, m := range warnings {
+			fmt.Fprintf(b, "- %s\n", m)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 // writeJSON writes v as indented JSON; what names it in the error.
 func writeJSON(w io.Writer, what string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
@@ -312,14 +325,7 @@ func (p Plan) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "Environment=%s=%s\n", s.Key, s.Value)
 		}
 	}
-	if len(p.Warnings) > 0 {
-		b.WriteString("\nWarnings\n\n")
-		for _, m := range p.Warnings {
-			fmt.Fprintf(&b, "- %s\n", m)
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return writeText(w, &b, p.Warnings)
 }
 
 // Compose renders the networks as a compose networks: block.

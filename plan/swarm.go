@@ -209,14 +209,7 @@ func (p SwarmPlan) WriteText(w io.Writer) error {
 		b.WriteString(c + "\n")
 	}
 	b.WriteString("\nServices: --network " + SwarmPublic + " (or " + SwarmNat + ") and --publish mode=host,target=PORT,published=PORT\n")
-	if len(p.Warnings) > 0 {
-		b.WriteString("\nWarnings\n\n")
-		for _, m := range p.Warnings {
-			fmt.Fprintf(&b, "- %s\n", m)
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return writeText(w, &b, p.Warnings)
 }
 
 // ParseSwarmHost parses a --host value: NAME=PUBLIC_PREFIX[,id=N], the id
