@@ -169,15 +169,7 @@ func NewHandler(nw Network, im IPAM, status StatusFunc, log logrus.FieldLogger, 
 	return h
 }
 
-// capabilities is the network driver's GetCapabilities answer; the
-// helpers' type lacks GwAllocChecker, with which engines >= 28 ask
-// GwAllocCheck before CreateNetwork (older engines ignore the field).
-type capabilities struct {
-	Scope             string
-	ConnectivityScope string
-	GwAllocChecker    bool
-}
-
+// server holds what the handlers of both APIs call.
 type server struct {
 	nw  Network
 	im  IPAM

@@ -19,6 +19,15 @@ const (
 	routeConnected = 1
 )
 
+// capabilities is the network driver's GetCapabilities answer; the
+// helpers' type lacks GwAllocChecker, with which engines >= 28 ask
+// GwAllocCheck before CreateNetwork (older engines ignore the field).
+type capabilities struct {
+	Scope             string
+	ConnectivityScope string
+	GwAllocChecker    bool
+}
+
 // gwAllocCheckResponse is GwAllocCheck's answer: whether the engine should
 // reserve no gateway address of the network's IPv4 and IPv6 pools.
 type gwAllocCheckResponse struct {

@@ -15,11 +15,14 @@ type errorResponse struct {
 	Error string
 }
 
+// fail logs err once for route and answers it in both APIs' error fields.
 func (s *server) fail(w http.ResponseWriter, route string, err error) {
 	s.log.WithField("route", route).WithError(err).Error("request failed")
 	sdk.EncodeResponse(w, errorResponse{Err: err.Error(), Error: err.Error()}, true)
 }
 
+// decode reads the JSON body of r into v; a body that does not decode, or
+// is over MaxRequestBytes, is answered as an error and decode returns false.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
 		msg := fmt.Sprintf("decode request: %v", err)
