@@ -147,7 +147,7 @@ func gatherUplink(f *Facts, uplink string) {
 	}
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || a.Scope != unix.RT_SCOPE_UNIVERSE || !ip.IsGlobalUnicast() || netspec.IsULA(ip) {
+		if !ok || a.Scope != unix.RT_SCOPE_UNIVERSE || !netspec.IsPublic(ip) {
 			continue
 		}
 		f.UplinkGlobal = append(f.UplinkGlobal, ip)

@@ -215,7 +215,7 @@ const publicWords = "%s=%q: accepted is a global IPv6 prefix such as 2001:db8:12
 // unicast IPv6 prefix outside fc00::/7; what names the setting in the
 // message. serve and plan share it, so both refuse with the same words.
 func CheckPublic(what string, p netip.Prefix) error {
-	if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || !p.Addr().IsGlobalUnicast() || netspec.IsULA(p.Addr()) || p != p.Masked() {
+	if !p.IsValid() || !netspec.IsPublic(p.Addr()) || p != p.Masked() {
 		return fmt.Errorf(publicWords, what, p.String())
 	}
 	return nil

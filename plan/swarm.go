@@ -129,7 +129,7 @@ func swarmNode(site netip.Prefix, h SwarmHost, i, pubLen, ulaLen int, driver str
 		return n, fmt.Errorf("host name %q: accepted are letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)", h.Name)
 	}
 	pub := h.Public
-	if !pub.IsValid() || !pub.Addr().Is6() || !pub.Addr().IsGlobalUnicast() || netspec.IsULA(pub.Addr()) || pub.Addr().Is4In6() || pub.Bits() < 32 || pub.Bits() > 64 {
+	if !pub.IsValid() || !netspec.IsPublic(pub.Addr()) || pub.Bits() < 32 || pub.Bits() > 64 {
 		return n, fmt.Errorf("host %q: public prefix %s: accepted is the host's global IPv6 prefix from its provider, /32 to /64, such as 2001:db8:1234:a1::/64", h.Name, pub)
 	}
 	if pub != pub.Masked() {
