@@ -22,7 +22,7 @@ func IsULA(a netip.Addr) bool {
 	return a.Is6() && !a.Is4In6() && ula.Contains(a.WithZone(""))
 }
 
-// IsPublic reports whether a is an IPv6 address the internet routes:
+// IsPublic reports whether a is an IPv6 address the internet may route:
 // global unicast (not link-local, multicast, loopback or unspecified), not
 // a ULA and not IPv4-mapped. PUBLIC_PREFIX and the uplink's global
 // addresses are public.
