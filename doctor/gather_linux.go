@@ -18,6 +18,7 @@ import (
 
 	"github.com/v6bridge/v6bridge/internal/nlretry"
 	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Config says where Gather looks.
@@ -146,7 +147,7 @@ func gatherUplink(f *Facts, uplink string) {
 	}
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || a.Scope != unix.RT_SCOPE_UNIVERSE || !ip.IsGlobalUnicast() || ip.As16()[0]&0xfe == 0xfc {
+		if !ok || a.Scope != unix.RT_SCOPE_UNIVERSE || !netspec.IsPublic(ip) {
 			continue
 		}
 		f.UplinkGlobal = append(f.UplinkGlobal, ip)

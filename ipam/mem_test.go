@@ -187,3 +187,14 @@ func mustAddr(t testing.TB, m *IPAM, poolID, addr string) string {
 
 // errFail is the error failing backends return.
 var errFail = fmt.Errorf("disk full")
+
+// mustOpen starts an IPAM on the state directory dir (empty: a first
+// start; else a restart) or fails the test.
+func mustOpen(t testing.TB, dir string) *IPAM {
+	t.Helper()
+	m, err := New(Config{StateDir: dir})
+	if err != nil {
+		t.Fatalf("New(StateDir %s): %v", dir, err)
+	}
+	return m
+}

@@ -19,10 +19,7 @@ func TestNewNeedsStateDir(t *testing.T) {
 
 func TestRestart(t *testing.T) {
 	dir := t.TempDir()
-	m, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustOpen(t, dir)
 	pub := mustPool(t, m, "2001:db8:1234:a1:1::/112", "")
 	ula, err := m.RequestPool(PoolRequest{Pool: "fd12:3456:789a:8101::/64", SubPool: "fd12:3456:789a:8101::100/120", V6: true,
 		Options: map[string]string{"v6bridge.prefix_len": "80"}})
@@ -52,10 +49,7 @@ func TestRestart(t *testing.T) {
 	}
 	before := m.Pools()
 
-	m2, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2 := mustOpen(t, dir)
 	if diff := cmp.Diff(before, m2.Pools(), cmpAddrs); diff != "" {
 		t.Fatalf("pools after restart (-want +got):\n%s", diff)
 	}
@@ -108,10 +102,7 @@ func TestRestart(t *testing.T) {
 // and that releasing removes them.
 func TestDiskLayout(t *testing.T) {
 	dir := t.TempDir()
-	m, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustOpen(t, dir)
 	p := mustPool(t, m, "fd12::/112", "")
 	for range 3 {
 		mustAddr(t, m, p.ID, "")
@@ -157,19 +148,13 @@ func TestDiskLayout(t *testing.T) {
 // was cut short (record deleted, the rest not) are dropped at start.
 func TestLeftovers(t *testing.T) {
 	dir := t.TempDir()
-	m, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustOpen(t, dir)
 	p := mustPool(t, m, "fd12::/112", "")
 	mustAddr(t, m, p.ID, "")
 	if err := os.Remove(filepath.Join(dir, "pools", "v6bridge_fd12--_112.json")); err != nil {
 		t.Fatal(err)
 	}
-	m2, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m2 := mustOpen(t, dir)
 	if len(m2.Pools()) != 0 {
 		t.Errorf("pools %v", m2.Pools())
 	}
@@ -196,10 +181,7 @@ func TestCorruptState(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			m, err := New(Config{StateDir: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := mustOpen(t, dir)
 			mustPool(t, m, "fd12::/112", "")
 			path := filepath.Join(dir, tt.file)
 			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -219,10 +201,7 @@ func TestRestoreHostAddrsNotRechecked(t *testing.T) {
 	// A pool persisted before the host gained an address in it is still
 	// restored: refusing it at start would strand its containers.
 	dir := t.TempDir()
-	m, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustOpen(t, dir)
 	mustPool(t, m, "fd12::/112", "")
 	host := func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("fd12::1")}, nil }
 	m2, err := New(Config{StateDir: dir, HostAddrs: host})

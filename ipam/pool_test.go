@@ -262,10 +262,7 @@ func TestPoolFailureLeavesNothing(t *testing.T) {
 // across a restart, for the driver to take the network's mode from.
 func TestPoolModeIsRecorded(t *testing.T) {
 	dir := t.TempDir()
-	im, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	im := mustOpen(t, dir)
 	routed := netip.MustParsePrefix("2001:db8:77::/112")
 	if _, err := im.RequestPool(PoolRequest{Pool: routed.String(), V6: true, Options: map[string]string{OptMode: "Routed"}}); err != nil {
 		t.Fatal(err)
@@ -274,10 +271,7 @@ func TestPoolModeIsRecorded(t *testing.T) {
 	if _, err := im.RequestPool(PoolRequest{Pool: plain.String(), V6: true}); err != nil {
 		t.Fatal(err)
 	}
-	im2, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	im2 := mustOpen(t, dir)
 	for _, m := range []*IPAM{im, im2} {
 		if got := m.PoolMode(routed); got != netspec.ModeRouted {
 			t.Errorf("PoolMode(%s) = %q, want routed", routed, got)

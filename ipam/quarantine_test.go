@@ -13,10 +13,7 @@ import (
 // one it is set aside and every other pool and address loads.
 func TestTruncatedStateIsQuarantined(t *testing.T) {
 	dir := t.TempDir()
-	m, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustOpen(t, dir)
 	a := mustPool(t, m, "fd00:a::/112", "")
 	b := mustPool(t, m, "fd00:b::/112", "")
 	mustAddr(t, m, a.ID, "")
@@ -39,7 +36,7 @@ func TestTruncatedStateIsQuarantined(t *testing.T) {
 	}
 	var moved []string
 	q := &store.Quarantine{Dir: filepath.Join(dir, "..", "quarantine"), Report: func(f, to string, err error) { moved = append(moved, f) }}
-	m, err = New(Config{StateDir: dir, Quarantine: q})
+	m, err := New(Config{StateDir: dir, Quarantine: q})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,10 +61,7 @@ func TestAddressStaysWithEndpointName(t *testing.T) {
 
 func TestAddressStaysWithEndpointNameOnDisk(t *testing.T) {
 	dir := t.TempDir()
-	m, err := New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := mustOpen(t, dir)
 	p := mustPool(t, m, "fd00:6::/112", "")
 	opts := AddressOptions{Name: "web"}
 	a, err := m.RequestAddress(p.ID, "", opts)
@@ -74,10 +71,7 @@ func TestAddressStaysWithEndpointNameOnDisk(t *testing.T) {
 	if err := m.ReleaseAddress(p.ID, a.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
-	m, err = New(Config{StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m = mustOpen(t, dir)
 	if got, err := m.RequestAddress(p.ID, "", opts); err != nil || got != a {
 		t.Errorf("after restart got %v (%v), want %v", got, err, a)
 	}

@@ -168,7 +168,7 @@ func autoSubnet(opts poolOptions, public func() (netip.Prefix, error), pubLen in
 		if err != nil {
 			return space, 0, "", refuse(ErrSubnetRequired, "no PUBLIC_PREFIX for an automatic public subnet (%v): set PUBLIC_PREFIX, or give --subnet, e.g. a /112 of the host's /64", err)
 		}
-		if !space.IsValid() || !space.Addr().Is6() || !space.Addr().IsGlobalUnicast() || space.Addr().As16()[0]&0xfe == 0xfc {
+		if !space.IsValid() || !netspec.IsPublic(space.Addr()) {
 			return space, 0, "", refuse(ErrSubnetRequired, "PUBLIC_PREFIX %s is not a global IPv6 prefix: set PUBLIC_PREFIX to the provider's prefix, e.g. 2001:db8:1234:a1::/64, or give --subnet", space)
 		}
 		space, bits, name = space.Masked(), pubLen, fmt.Sprintf("PUBLIC_PREFIX %s", space.Masked())

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/v6bridge/v6bridge/ipam"
+	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/v6bridge/v6bridge/plan"
 )
 
@@ -121,8 +122,6 @@ func Build(in Input) Result {
 	return s.r
 }
 
-func isULA(a netip.Addr) bool { return a.Is6() && a.As16()[0]&0xfe == 0xfc }
-
 func (s *state) fromNdppd() {
 	n := s.in.Ndppd
 	if n == nil {
@@ -141,7 +140,7 @@ func (s *state) fromNdppd() {
 			case p.Addr().IsLinkLocalUnicast() || p.Addr().IsMulticast() || !p.Addr().IsGlobalUnicast():
 				s.r.refuse("%s: not a global unicast prefix; v6bridge answers NDP for global container addresses only", where)
 				continue
-			case isULA(p.Addr()):
+			case netspec.IsULA(p.Addr()):
 				s.r.note("%s: a ULA prefix; nothing on the provider's link asks for it, v6bridge's nat networks need no NDP: dropped", where)
 				continue
 			case p.Bits() < ipam.MinPrefixLen:
@@ -199,7 +198,7 @@ func (s *state) fromDaemon() {
 			s.r.note("%s: default-address-pools %s: IPv4, not needed by v6bridge networks (engines >= 28 create them without IPv4)", file, p.Base)
 			continue
 		}
-		if !isULA(p.base.Addr()) {
+		if !netspec.IsULA(p.base.Addr()) {
 			s.r.note("%s: default-address-pools %s (size %d): global; v6bridge carves public networks from PUBLIC_PREFIX, a /%d each; give routed networks their --subnet", file, p.Base, p.Size, plan.DefaultSubnetLen)
 			continue
 		}
@@ -225,18 +224,18 @@ func (s *state) pickULA(cs []*composeDoc) {
 	for _, c := range cs {
 		for _, n := range c.nets {
 			for _, p := range n.subnets {
-				if isULA(p.Addr()) {
+				if netspec.IsULA(p.Addr()) {
 					ulas = append(ulas, p)
 				}
 			}
 		}
 	}
 	if d := s.in.Daemon; d != nil {
-		if isULA(d.fixed.Addr()) {
+		if netspec.IsULA(d.fixed.Addr()) {
 			ulas = append(ulas, d.fixed)
 		}
 		for _, p := range d.Pools {
-			if isULA(p.base.Addr()) {
+			if netspec.IsULA(p.base.Addr()) {
 				ulas = append(ulas, p.base)
 			}
 		}
@@ -293,7 +292,7 @@ func (s *state) carve(mode string) netip.Prefix {
 // modeOf is the mode of a network with a global subnet: public when ndppd
 // answered for it or it lies in PUBLIC_PREFIX, else routed.
 func (s *state) modeOf(p netip.Prefix) string {
-	if isULA(p.Addr()) {
+	if netspec.IsULA(p.Addr()) {
 		return "nat"
 	}
 	if s.public.IsValid() && s.public.Contains(p.Addr()) && p.Bits() >= s.public.Bits() {
@@ -385,7 +384,7 @@ func (s *state) settings() {
 		}
 		for _, px := range n.Proxies {
 			for _, rl := range px.Rules {
-				if rl.Method == MethodStatic && !isULA(rl.Prefix.Addr()) {
+				if rl.Method == MethodStatic && !netspec.IsULA(rl.Prefix.Addr()) {
 					set = append(set, plan.Setting{Key: "NDP_RANGE", Value: "true"})
 					goto done
 				}

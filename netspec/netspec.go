@@ -139,11 +139,6 @@ func ValidIfname(name string) error {
 	return nil
 }
 
-// IsULA reports whether a is a unique local address (fc00::/7).
-func IsULA(a netip.Addr) bool {
-	return a.Is6() && a.As16()[0]&0xfe == 0xfc
-}
-
 // OwnedLink is a bridge or host-side veth carrying v6bridge's name prefix.
 type OwnedLink struct {
 	Name   string

@@ -8,6 +8,8 @@ import (
 	"math/big"
 	"net/netip"
 	"strings"
+
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // DefaultSubnetLen is the prefix length of automatically carved subnets: a
@@ -150,14 +152,6 @@ const (
 	MaxULABits = HostULABits
 )
 
-// localULA is fd00::/8, the locally assigned half of fc00::/7 (RFC 4193).
-var localULA = netip.MustParsePrefix("fd00::/8")
-
-// IsLocalULA reports whether p lies inside fd00::/8.
-func IsLocalULA(p netip.Prefix) bool {
-	return p.IsValid() && p.Bits() >= 8 && localULA.Contains(p.Addr())
-}
-
 // NewULA returns a random RFC 4193 /48: fd00::/8 and a 40-bit global ID
 // from r (crypto/rand when r is nil), so two hosts never pick the same one
 // in practice.
@@ -179,7 +173,7 @@ func CheckULA(what string, p netip.Prefix) error {
 	switch {
 	case !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6():
 		return fmt.Errorf("%s=%q is not an IPv6 prefix: accepted is a /48 of fd00::/8 such as fd12:3456:789a::/48, or auto", what, p)
-	case !IsLocalULA(p):
+	case !netspec.IsLocalULA(p):
 		return fmt.Errorf("%s=%s is not a unique local prefix of fd00::/8: accepted is a /48 of fd00::/8 with 40 random bits (RFC 4193), or auto", what, p)
 	case p.Bits() < ULABits || p.Bits() > MaxULABits:
 		return fmt.Errorf("%s=%s is a /%d: accepted are /%d to /%d of fd00::/8", what, p, p.Bits(), ULABits, MaxULABits)
@@ -221,7 +215,7 @@ const publicWords = "%s=%q: accepted is a global IPv6 prefix such as 2001:db8:12
 // unicast IPv6 prefix outside fc00::/7; what names the setting in the
 // message. serve and plan share it, so both refuse with the same words.
 func CheckPublic(what string, p netip.Prefix) error {
-	if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || !p.Addr().IsGlobalUnicast() || isULA(p.Addr()) || p != p.Masked() {
+	if !p.IsValid() || !netspec.IsPublic(p.Addr()) || p != p.Masked() {
 		return fmt.Errorf(publicWords, what, p.String())
 	}
 	return nil

@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // Input is what a plan is built from.
@@ -122,7 +124,7 @@ func (p *Plan) buildFew(in Input, on string) {
 	pub := in.Public.Masked()
 	n := uint64(1) << (128 - pub.Bits())
 	for _, a := range in.HostAddrs {
-		if pub.Contains(a) && !isULA(a) {
+		if pub.Contains(a) && !netspec.IsULA(a) {
 			p.Rows = append(p.Rows, Row{Plan: "host", Range: netip.PrefixFrom(a, 128),
 				Description: "public address of the host" + on + "; publish ports on it: -p [" + a.String() + "]:443:443, or SNAT a nat network to it (-o v6bridge.host_ipv6=" + a.String() + ")"})
 		}
@@ -138,7 +140,7 @@ func (p *Plan) buildPublic(in Input, bits int, avoid Avoid, on string) {
 	pub := in.Public.Masked()
 	first := true
 	for _, a := range in.HostAddrs {
-		if pub.Contains(a) && !isULA(a) {
+		if pub.Contains(a) && !netspec.IsULA(a) {
 			desc := "public address of the host" + on
 			if first {
 				desc = "main public address of the host" + on + "; published ports listen on it"
@@ -199,7 +201,7 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 	}
 	p.Rows = append(p.Rows, Row{Plan: "ula", Range: ula, Description: desc})
 	switch {
-	case !IsLocalULA(ula):
+	case !netspec.IsLocalULA(ula):
 		// CheckULA below says why.
 	case ula.Bits() <= 48 && copiedULA(ula):
 		p.warn("ULA %s has a copied or empty global ID, not 40 random bits: two hosts or sites with it collide once connected (VPN, peering); use --ula auto", ula)
@@ -266,13 +268,21 @@ func orDefault(bits int) int {
 	return bits
 }
 
-// isULA reports whether a is in fc00::/7.
-func isULA(a netip.Addr) bool {
-	return a.Is6() && a.As16()[0]&0xfe == 0xfc
-}
-
 // WriteJSON writes p as indented JSON.
 func (p Plan) WriteJSON(w io.Writer) error { return writeJSON(w, "plan", p) }
+
+// writeText writes the text in b to w, then the warnings, if any, as a
+// list under their own heading.
+func writeText(w io.Writer, b *strings.Builder, warnings []string) error {
+	if len(warnings) > 0 {
+		b.WriteString("\nWarnings\n\n")
+		for _, m := range warnings {
+			fmt.Fprintf(b, "- %s\n", m)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
 
 // writeJSON writes v as indented JSON; what names it in the error.
 func writeJSON(w io.Writer, what string, v any) error {
@@ -315,14 +325,7 @@ func (p Plan) WriteText(w io.Writer) error {
 			fmt.Fprintf(&b, "Environment=%s=%s\n", s.Key, s.Value)
 		}
 	}
-	if len(p.Warnings) > 0 {
-		b.WriteString("\nWarnings\n\n")
-		for _, m := range p.Warnings {
-			fmt.Fprintf(&b, "- %s\n", m)
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return writeText(w, &b, p.Warnings)
 }
 
 // Compose renders the networks as a compose networks: block.

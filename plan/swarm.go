@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // SwarmHost is one Docker host of a swarm plan, as the user names it.
@@ -127,7 +129,7 @@ func swarmNode(site netip.Prefix, h SwarmHost, i, pubLen, ulaLen int, driver str
 		return n, fmt.Errorf("host name %q: accepted are letters, digits, '.', '_' and '-' (up to 63, starting with a letter or digit)", h.Name)
 	}
 	pub := h.Public
-	if !pub.IsValid() || !pub.Addr().Is6() || !pub.Addr().IsGlobalUnicast() || isULA(pub.Addr()) || pub.Addr().Is4In6() || pub.Bits() < 32 || pub.Bits() > 64 {
+	if !pub.IsValid() || !netspec.IsPublic(pub.Addr()) || pub.Bits() < 32 || pub.Bits() > 64 {
 		return n, fmt.Errorf("host %q: public prefix %s: accepted is the host's global IPv6 prefix from its provider, /32 to /64, such as 2001:db8:1234:a1::/64", h.Name, pub)
 	}
 	if pub != pub.Masked() {
@@ -207,14 +209,7 @@ func (p SwarmPlan) WriteText(w io.Writer) error {
 		b.WriteString(c + "\n")
 	}
 	b.WriteString("\nServices: --network " + SwarmPublic + " (or " + SwarmNat + ") and --publish mode=host,target=PORT,published=PORT\n")
-	if len(p.Warnings) > 0 {
-		b.WriteString("\nWarnings\n\n")
-		for _, m := range p.Warnings {
-			fmt.Fprintf(&b, "- %s\n", m)
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return writeText(w, &b, p.Warnings)
 }
 
 // ParseSwarmHost parses a --host value: NAME=PUBLIC_PREFIX[,id=N], the id
