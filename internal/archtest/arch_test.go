@@ -35,9 +35,9 @@ var allowed = map[string][]string{
 	"ipam":              {"netspec", "plan", "internal/store"},
 	"doctor":            {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry"},
 	"migrate":           {"netspec", "plan", "ipam"},
-	"driver":            {"netspec", "nat", "proxy", "internal/store"},
-	"proxy":             {"netspec"},
-	"internal/api":      {"netspec", "driver", "ipam", "nat"},
+	"driver":            {"netspec", "nat", "portfwd", "internal/store"},
+	"portfwd":           {"netspec"},
+	"internal/api":      {"netspec", "driver", "ipam", "nat", "portfwd"},
 	"cmd/v6bridge":      nil, // wiring: anything
 }
 
