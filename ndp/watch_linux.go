@@ -92,15 +92,23 @@ func (r *Responder) Reattach(name string, index int) error {
 		return fmt.Errorf("ndp: re-attach %q: not an uplink", name)
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return errors.New("ndp: re-attach: responder closed")
-	}
-	if u.index == index || r.cfg.Mode == ModeOff {
+	if r.closed || u.index == index || r.cfg.Mode == ModeOff {
+		r.mu.Unlock()
 		return nil
 	}
 	r.log.WithFields(logrus.Fields{"iface": u.name, "index": index, "was": u.index}).Info("ndp: uplink created again, re-attaching")
-	u.index = index
+	u.index, u.up = index, false
+	r.mu.Unlock()
+	// The new link's MAC, state and addresses, before anything answers
+	// on it (an answer must carry the new MAC).
+	if _, err := r.refreshUplink(u); err != nil {
+		return fmt.Errorf("ndp: re-attach: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
 	var errs []error
 	if r.cfg.Mode == ModeNative {
 		if err := u.pc.Bind(&unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: index}); err != nil {
@@ -127,6 +135,12 @@ func (r *Responder) Reattach(name string, index int) error {
 	// The ingress filter names the old index (ingressState.index): made
 	// anew.
 	r.syncIngress(u)
+	// Neighbours know the old MAC, if another.
+	again := make([]netip.Addr, 0, len(u.st.Addrs))
+	for a := range u.st.Addrs {
+		again = append(again, a)
+	}
+	r.ann.queue(again)
 	return errors.Join(errs...)
 }
 
