@@ -29,6 +29,10 @@ type FollowConfig struct {
 	// told (a link created, then its addresses and routes, is one change);
 	// DefaultSettle if 0.
 	Settle time.Duration
+	// ReceiveBuffer is each subscription socket's receive buffer in
+	// bytes; 0: the kernel's default. Should it overflow (a burst of
+	// changes while a part is slow), the follower subscribes again.
+	ReceiveBuffer int
 	// Reattached, if set, is called after each part's re-attachment to a
 	// new link, and Changed for each change with its kinds (metrics).
 	Reattached func(part string, err error)
@@ -200,13 +204,13 @@ func (f *Follower) follow(ctx context.Context) error {
 	if !f.own {
 		ns = &f.cfg.NetNS
 	}
-	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{Namespace: ns, ErrorCallback: onErr}); err != nil {
+	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{Namespace: ns, ErrorCallback: onErr, ReceiveBufferSize: f.cfg.ReceiveBuffer}); err != nil {
 		return fmt.Errorf("subscribe to link changes: %w", err)
 	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{Namespace: ns, ErrorCallback: onErr}); err != nil {
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{Namespace: ns, ErrorCallback: onErr, ReceiveBufferSize: f.cfg.ReceiveBuffer}); err != nil {
 		return fmt.Errorf("subscribe to address changes: %w", err)
 	}
-	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{Namespace: ns, ErrorCallback: onErr}); err != nil {
+	if err := netlink.RouteSubscribeWithOptions(routes, done, netlink.RouteSubscribeOptions{Namespace: ns, ErrorCallback: onErr, ReceiveBufferSize: f.cfg.ReceiveBuffer}); err != nil {
 		return fmt.Errorf("subscribe to route changes: %w", err)
 	}
 	// Catch up with what changed before the subscriptions (at start, or

@@ -3,8 +3,11 @@ package link
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -203,5 +206,78 @@ func TestPrivilegedFollowerAbsent(t *testing.T) {
 	}
 	if !slices.Contains(c.New.Global(), upAddr.Addr()) {
 		next(t, changes, "its address", func(c Change) bool { return slices.Contains(c.New.Global(), upAddr.Addr()) })
+	}
+}
+
+// TestPrivilegedFollowerResubscribes: a part busy while the host churns
+// links (containers starting) makes the subscriptions overflow and the
+// kernel drop changes; the follower subscribes again and reads the uplink
+// again, so the change made meanwhile (an address removed) still reaches
+// the parts.
+func TestPrivilegedFollowerResubscribes(t *testing.T) {
+	ns := nettest.NewNS(t)
+	h := nettest.Handle(t, ns)
+	// No duplicate address detection: its end would be a later change of
+	// the uplink that tells the parts anyway.
+	for _, conf := range []string{"all", "default"} {
+		if err := nettest.Do(t, ns, func() error {
+			return os.WriteFile("/proc/sys/net/ipv6/conf/"+conf+"/accept_dad", []byte("0"), 0o644)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	index := addUplink(t, h, "up0", upAddr)
+	log := logrus.New()
+	log.SetOutput(testLog{t})
+	f, err := NewFollower(FollowConfig{Uplinks: []string{"up0"}, NetNS: ns, Log: log, ReceiveBuffer: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, blocked := make(chan struct{}), make(chan struct{}, 1)
+	var once sync.Once
+	changes := make(chan Change, 64)
+	f.Tell(Part{Name: "slow", Changed: func(c Change) error {
+		if slices.Contains(c.New.Global(), upSecond.Addr()) {
+			select {
+			case blocked <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		changes <- c
+		return nil
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(ctx) }()
+	t.Cleanup(func() { once.Do(func() { close(release) }); cancel(); <-done; f.Close() })
+
+	l := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: index}}
+	if err := h.AddrAdd(l, &netlink.Addr{IPNet: nettest.PrefixNet(upSecond), Flags: unix.IFA_F_NODAD}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-blocked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the part was not told of the second address")
+	}
+	for i := range 200 {
+		v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("x%d", i)}, PeerName: fmt.Sprintf("y%d", i)}
+		if err := h.LinkAdd(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.AddrDel(l, &netlink.Addr{IPNet: nettest.PrefixNet(upSecond)}); err != nil {
+		t.Fatal(err)
+	}
+	once.Do(func() { close(release) })
+	next(t, changes, "the address removed during the burst", func(c Change) bool {
+		return !slices.Contains(c.New.Global(), upSecond.Addr()) && slices.Contains(c.New.Global(), upAddr.Addr())
+	})
+	f.mu.Lock()
+	n := f.resubbed
+	f.mu.Unlock()
+	if n == 0 {
+		t.Error("no subscription overflowed: the test cannot tell")
 	}
 }
