@@ -132,9 +132,11 @@ func recreatedUplinkCell(c *cell) {
 	c.check(fmt.Sprintf("after: the container reaches the internet as before (the internet sees %s)", source),
 		eventually(left(), func() error { return c.execFetch("web", url, source) }))
 	other := "2001:db8:1234:a1:1::ab54"
-	c.web("run", "web2", pubNet, other, nil)
-	c.check(fmt.Sprintf("after: a container started afterwards is reached directly at [%s]:80", other),
+	c.web("run", "web2", pubNet, other, []string{"-p", "8083:80"}) // unpublished ports of a public container are closed
+	c.check(fmt.Sprintf("after: a container started afterwards (-p 8083:80) is reached directly at [%s]:80", other),
 		fetchWant(g.inet, "http://"+hp(other, 80)+"/local", other, max(left(), openWait)))
+	c.check(fmt.Sprintf("after: and at [%s]:8083", hostAddr),
+		fetchWant(g.inet, "http://"+hp(hostAddr, 8083)+"/local", other, openWait))
 	c.check(fmt.Sprintf("after: the internet reaches [%s]:8081, which leads to %s", hostAddr, target),
 		fetchWant(g.inet, "http://"+hp(hostAddr, 8081)+"/local", target, openWait))
 	c.check("after: the provider's router resolves the public address to the new uplink's MAC", g.routerNeighIsHost(pubNet.addr))
