@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,9 @@ type Metrics struct {
 	fwRepairs  prometheus.Counter
 	reconciles prometheus.Counter
 	recErrors  prometheus.Counter
+	upChanges  *prometheus.CounterVec
+	reattaches *prometheus.CounterVec
+	reattErrs  *prometheus.CounterVec
 	state      *state
 }
 
@@ -93,11 +97,21 @@ func New(version string, src Sources) *Metrics {
 		Help: "Reconciles of the kernel with the persisted state."})
 	m.recErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Subsystem: "reconcile", Name: "errors_total",
 		Help: "Reconciles that failed."})
+	m.upChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "uplink", Name: "changes_total",
+		Help: "Changes of the uplinks seen, by kind: " + strings.Join(UplinkChangeKinds, ", ") + "."}, []string{"kind"})
+	m.reattaches = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "uplink", Name: "reattachments_total",
+		Help: "Re-attachments to an uplink deleted and created again (a new link of the same name), by part: ndp, firewall."}, []string{"part"})
+	m.reattErrs = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Subsystem: "uplink", Name: "reattachment_errors_total",
+		Help: "Re-attachments that failed, by part."}, []string{"part"})
 	for _, k := range []string{"full", "endpoints"} {
 		m.fwApplies.WithLabelValues(k)
 		m.fwErrors.WithLabelValues(k)
 	}
+	for _, k := range UplinkChangeKinds {
+		m.upChanges.WithLabelValues(k)
+	}
 	m.reg.MustRegister(build, m.requests, m.errors, m.latency, m.fwApplies, m.fwErrors, m.fwRepairs, m.reconciles, m.recErrors,
+		m.upChanges, m.reattaches, m.reattErrs,
 		m.state, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -136,6 +150,26 @@ func (m *Metrics) Reconciled(err error) {
 	m.reconciles.Inc()
 	if err != nil {
 		m.recErrors.Inc()
+	}
+}
+
+// UplinkChangeKinds are the kinds of uplink changes counted, each always
+// present.
+var UplinkChangeKinds = []string{"recreated", "gone", "up", "down", "addrs", "gateway"}
+
+// UplinkChanged counts one change of an uplink, once per kind of it.
+func (m *Metrics) UplinkChanged(kinds []string) {
+	for _, k := range kinds {
+		m.upChanges.WithLabelValues(k).Inc()
+	}
+}
+
+// UplinkReattached counts one part's re-attachment to a new uplink link,
+// and its failure.
+func (m *Metrics) UplinkReattached(part string, err error) {
+	m.reattaches.WithLabelValues(part).Inc()
+	if err != nil {
+		m.reattErrs.WithLabelValues(part).Inc()
 	}
 }
 

@@ -79,6 +79,11 @@ func TestMetrics(t *testing.T) {
 	m.FirewallApplied("endpoints", errors.New("busy"))
 	m.FirewallRepaired()
 	m.Reconciled(nil)
+	m.UplinkChanged([]string{"recreated", "addrs"})
+	m.UplinkChanged([]string{"addrs"})
+	m.UplinkReattached("ndp", nil)
+	m.UplinkReattached("firewall", errors.New("refused"))
+	m.UplinkReattached("firewall", nil)
 	fams := scrape(t, m)
 	for _, c := range []struct {
 		name   string
@@ -106,13 +111,19 @@ func TestMetrics(t *testing.T) {
 		{"v6bridge_firewall_repairs_total", nil, 1},
 		{"v6bridge_reconcile_runs_total", nil, 1},
 		{"v6bridge_reconcile_errors_total", nil, 0},
+		{"v6bridge_uplink_changes_total", []string{"kind", "addrs"}, 2},
+		{"v6bridge_uplink_changes_total", []string{"kind", "recreated"}, 1},
+		{"v6bridge_uplink_changes_total", []string{"kind", "gone"}, 0},
+		{"v6bridge_uplink_reattachments_total", []string{"part", "ndp"}, 1},
+		{"v6bridge_uplink_reattachments_total", []string{"part", "firewall"}, 2},
+		{"v6bridge_uplink_reattachment_errors_total", []string{"part", "firewall"}, 1},
 	} {
 		if got := value(t, fams, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
 	// No label has one value per address or endpoint.
-	allowed := map[string]bool{"method": true, "mode": true, "kind": true, "reason": true, "version": true, "goversion": true, "le": true, "quantile": true}
+	allowed := map[string]bool{"method": true, "mode": true, "kind": true, "reason": true, "version": true, "goversion": true, "le": true, "quantile": true, "part": true}
 	for name, f := range fams {
 		if !strings.HasPrefix(name, "v6bridge_") {
 			continue

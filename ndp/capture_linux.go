@@ -277,7 +277,10 @@ func (r *Responder) socketDropsLocked(u *uplink) uint64 {
 // send puts one advertisement on u's wire (unsolicited advertisements and
 // priming: paced, so one system call each is fine).
 func (r *Responder) sendPacket(ctx context.Context, u *uplink, pkt []byte, mac [6]byte) error {
-	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: u.index, Halen: 6}
+	r.mu.RLock()
+	index := u.index // Reattach moves it
+	r.mu.RUnlock()
+	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: index, Halen: 6}
 	copy(to.Addr[:], mac[:])
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

@@ -68,6 +68,9 @@ type Config struct {
 	// that drops solicitations for addresses of the uplinks' prefixes
 	// nobody here answers for.
 	NoIngressFilter bool
+	// Followed says the caller follows the uplinks (a link.Follower told
+	// of the responder's UplinkChanged); else Run follows them itself.
+	Followed bool
 	// Ledger, if set, records the generations of the ingress filter's
 	// nftables batches, so the firewall (nat.TableConfig.Ledger, the same
 	// Ledger) takes them as harmless without listing its tables.

@@ -185,7 +185,10 @@ func (e *env) startReader(t *testing.T) {
 	if err := c.JoinGroup(AllNodes); err != nil && !errors.Is(err, unix.EADDRINUSE) {
 		t.Fatalf("join ff02::1: %v", err)
 	}
-	e.nas = make(chan receivedNA, 1<<14)
+	if e.nas == nil { // a reader for a re-created link shares it
+		e.nas = make(chan receivedNA, 1<<14)
+	}
+	nas := e.nas
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -203,7 +206,7 @@ func (e *env) startReader(t *testing.T) {
 				r.dst, _ = netip.AddrFromSlice(cm.Dst)
 			}
 			select {
-			case e.nas <- r:
+			case nas <- r:
 			default:
 			}
 		}

@@ -52,6 +52,7 @@ type ingressState struct {
 	answer *nftables.Set // nil: no answers in the kernel
 	have   IngressFilter
 	own    []netip.Addr // the uplink's addresses have was planned with
+	index  int          // the uplink's link the table was made for (its answers name it)
 	err    error        // the last failure, until a sync succeeds
 	// noAnswer is set once a filter with answers failed where one without
 	// them worked: the kernel lacks something answering needs.
@@ -129,7 +130,7 @@ func (r *Responder) syncIngressUpdate(u *uplink, start, stop []netip.Addr) {
 	// The uplink's own addresses pass too: planned with others than now
 	// (an address gained or lost since, refreshUplink), only the whole
 	// plan is right.
-	if r.nft == nil || st.table == nil || st.err != nil || !slices.Equal(st.own, u.own) {
+	if r.nft == nil || st.table == nil || st.err != nil || st.index != u.index || !slices.Equal(st.own, u.own) {
 		r.syncIngress(u)
 		return
 	}
@@ -185,7 +186,7 @@ func (r *Responder) updateIngressSets(u *uplink, d IngressDelta) error {
 // allow set's changed elements.
 func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 	st := &u.ingress
-	if st.table != nil && st.have.SameRules(want) {
+	if st.table != nil && st.index == u.index && st.have.SameRules(want) {
 		var d IngressDelta
 		d.Add, d.Del = allowDiff(st.have.Allow, want.Allow)
 		d.AnswerAdd, d.AnswerDel = allowDiff(st.have.Answered, want.Answered)
@@ -227,7 +228,7 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 	if st.table == nil {
 		r.log.WithFields(logrus.Fields{"iface": u.name, "table": t.Name, "prefixes": want.Served, "answers": want.Answer != nil}).Info("ndp: ingress filter drops solicitations for addresses nobody here answers for")
 	}
-	st.table, st.set, st.answer, st.have = t, set, answer, cloneIngress(want)
+	st.table, st.set, st.answer, st.have, st.index = t, set, answer, cloneIngress(want), u.index
 	return nil
 }
 

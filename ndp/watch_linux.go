@@ -2,44 +2,34 @@ package ndp
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/link"
 )
 
-// watchLoop follows link and address changes of the uplinks, and resyncs
-// periodically in case a notification was lost.
+// watchLoop follows the uplinks with a link.Follower of its own, unless
+// Config.Followed (the caller's follower tells UplinkChanged), and
+// resyncs periodically in case a change was missed.
 func (r *Responder) watchLoop(ctx context.Context) {
-	for ctx.Err() == nil {
-		r.watch(ctx)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
+	if !r.cfg.Followed {
+		f, err := link.NewFollower(link.FollowConfig{Uplinks: r.cfg.Uplinks, NetNS: r.sysctlNS(), Log: r.log})
+		if err != nil {
+			r.log.WithError(err).Warn("ndp: follow the uplinks; only resyncing every " + resyncInterval.String())
+		} else {
+			defer f.Close()
+			f.Tell(link.Part{Name: "ndp", Changed: r.UplinkChanged})
+			done := make(chan struct{})
+			defer func() { <-done }()
+			go func() { defer close(done); f.Run(ctx) }()
 		}
 	}
-}
-
-func (r *Responder) watch(ctx context.Context) {
-	done := make(chan struct{})
-	defer close(done)
-	links := make(chan netlink.LinkUpdate, 64)
-	addrs := make(chan netlink.AddrUpdate, 64)
-	linkOpts, addrOpts := netlink.LinkSubscribeOptions{}, netlink.AddrSubscribeOptions{}
-	if !r.own {
-		ns := r.ns
-		linkOpts.Namespace, addrOpts.Namespace = &ns, &ns
-	}
-	if err := netlink.LinkSubscribeWithOptions(links, done, linkOpts); err != nil {
-		r.log.WithError(err).Warn("ndp: subscribe to link changes")
-		return
-	}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, addrOpts); err != nil {
-		r.log.WithError(err).Warn("ndp: subscribe to address changes")
-		return
-	}
-	// Catch up with what happened before the subscriptions.
+	// Catch up with what happened before.
 	r.resync(ctx, false)
 	tick := time.NewTicker(resyncInterval)
 	defer tick.Stop()
@@ -49,72 +39,166 @@ func (r *Responder) watch(ctx context.Context) {
 			return
 		case <-tick.C:
 			r.resync(ctx, true)
-		case lu, ok := <-links:
-			if !ok {
-				return
-			}
-			r.linkChanged(int(lu.Index))
-		case au, ok := <-addrs:
-			if !ok {
-				return
-			}
-			r.linkChanged(au.LinkIndex)
 		}
 	}
 }
 
-// linkChanged refreshes the uplink with that index, if it is one.
-func (r *Responder) linkChanged(index int) {
-	for _, u := range r.uplinks {
-		if u.index != index {
-			continue
-		}
-		r.mu.RLock()
-		closed := r.closed
-		r.mu.RUnlock()
-		if closed {
-			return
-		}
-		changed, err := r.refreshUplink(u)
-		if err != nil {
-			r.log.WithField("iface", u.name).WithError(err).Warn("ndp: refresh uplink")
-			return
-		}
+// UplinkChanged follows a change of an uplink (a link.Part): on a new link
+// of the uplink's name (deleted and created again) it re-attaches first
+// (Reattach); then it reads the uplink again, tells neighbours when it
+// came up or changed its MAC, and re-applies the targets.
+func (r *Responder) UplinkChanged(c link.Change) error {
+	if r.cfg.Mode == ModeOff {
+		return nil
+	}
+	u := r.uplinkNamed(c.New.Name)
+	if u == nil {
+		return nil
+	}
+	if c.New.Index == 0 {
+		// Gone: answering resumes once a link of the name is back, and
+		// neighbours are told then.
 		r.mu.Lock()
-		if r.cfg.Mode == ModeKernel {
-			// Going down flushes the kernel's proxy entries, and a
-			// quick down/up may be seen as "up" twice: re-read them
-			// on every event of the uplink (rare) and reconcile.
-			r.adopted = false
-			r.dirty = true
-		}
-		if changed {
-			r.log.WithFields(logrus.Fields{"iface": u.name, "mac": u.mac.String(), "up": u.up}).Info("ndp: uplink changed, announcing again")
-			r.adopted = false
-			r.dirty = true
-			var again []netip.Addr
-			for a := range u.st.Addrs {
-				again = append(again, a)
-			}
-			r.ann.queue(again)
-		}
-		if r.dirty && !r.closed {
-			if err := r.reconcileLocked(); err != nil {
-				r.log.WithField("iface", u.name).WithError(err).Warn("ndp: reconcile after uplink change")
-			}
-		}
+		u.up = false
 		r.mu.Unlock()
+		return nil
 	}
+	if err := r.Reattach(u.name, c.New.Index); err != nil {
+		return err
+	}
+	return r.linkChanged(u)
 }
 
-// resync re-reads every uplink and re-applies the state; full also
-// re-reads the kernel's proxy entries.
+func (r *Responder) uplinkNamed(name string) *uplink {
+	for _, u := range r.uplinks {
+		if u.name == name {
+			return u
+		}
+	}
+	return nil
+}
+
+// Reattach moves the uplink named name to the link with index, if it is
+// on another one: a link deleted and created again under the same name
+// (hot-plug, a bond or VLAN re-created) has a new index, and what was
+// bound to the old one answers nothing. The capture socket is bound to
+// the new link, the solicited-node groups are joined on it, kernel mode's
+// proxy entries and sysctls are made again and the ingress filter is made
+// anew for it (its chain and its answers name the link). The same index
+// again is a no-op.
+func (r *Responder) Reattach(name string, index int) error {
+	u := r.uplinkNamed(name)
+	if u == nil {
+		return fmt.Errorf("ndp: re-attach %q: not an uplink", name)
+	}
+	r.mu.Lock()
+	if r.closed || u.index == index || r.cfg.Mode == ModeOff {
+		r.mu.Unlock()
+		return nil
+	}
+	r.log.WithFields(logrus.Fields{"iface": u.name, "index": index, "was": u.index}).Info("ndp: uplink created again, re-attaching")
+	u.index, u.up = index, false
+	r.mu.Unlock()
+	// The new link's MAC, state and addresses, before anything answers
+	// on it (an answer must carry the new MAC).
+	if _, err := r.refreshUplink(u); err != nil {
+		return fmt.Errorf("ndp: re-attach: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	var errs []error
+	if r.cfg.Mode == ModeNative {
+		if err := u.pc.Bind(&unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: index}); err != nil {
+			errs = append(errs, fmt.Errorf("ndp uplink %q: bind packet socket to index %d: %w", u.name, index, err))
+		}
+		u.allmulti = false // the membership went with the old link
+	}
+	// The join sockets name the old index: closed, the groups are joined
+	// again on the new link by the reconcile below.
+	if err := u.groups.close(); err != nil {
+		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: close the old link's join sockets")
+	}
+	if r.cfg.Mode == ModeKernel {
+		// proxy_ndp and proxy_delay of the new link are the defaults.
+		if err := r.proxySysctls(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.adopted = false // the old link's proxy entries are gone with it
+	r.dirty = true
+	if err := r.reconcileLocked(); err != nil {
+		errs = append(errs, err)
+	}
+	// The ingress filter names the old index (ingressState.index): made
+	// anew.
+	r.syncIngress(u)
+	// Neighbours know the old MAC, if another.
+	again := make([]netip.Addr, 0, len(u.st.Addrs))
+	for a := range u.st.Addrs {
+		again = append(again, a)
+	}
+	r.ann.queue(again)
+	return errors.Join(errs...)
+}
+
+// linkChanged reads u again and re-applies what changed.
+func (r *Responder) linkChanged(u *uplink) error {
+	r.mu.RLock()
+	closed := r.closed
+	r.mu.RUnlock()
+	if closed {
+		return nil
+	}
+	changed, err := r.refreshUplink(u)
+	if err != nil {
+		return fmt.Errorf("ndp: refresh uplink: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cfg.Mode == ModeKernel {
+		// Going down flushes the kernel's proxy entries, and a
+		// quick down/up may be seen as "up" twice: re-read them
+		// on every event of the uplink (rare) and reconcile.
+		r.adopted = false
+		r.dirty = true
+	}
+	if changed {
+		r.log.WithFields(logrus.Fields{"iface": u.name, "mac": u.mac.String(), "up": u.up}).Info("ndp: uplink changed, announcing again")
+		r.adopted = false
+		r.dirty = true
+		var again []netip.Addr
+		for a := range u.st.Addrs {
+			again = append(again, a)
+		}
+		r.ann.queue(again)
+	}
+	if r.dirty && !r.closed {
+		if err := r.reconcileLocked(); err != nil {
+			return fmt.Errorf("ndp: reconcile after uplink change of %q: %w", u.name, err)
+		}
+	}
+	return nil
+}
+
+// resync re-reads every uplink, re-attaches to a link created again under
+// its name, and re-applies the state; full also re-reads the kernel's
+// proxy entries.
 func (r *Responder) resync(ctx context.Context, full bool) {
 	for _, u := range r.uplinks {
 		if ctx.Err() != nil {
 			return
 		}
-		r.linkChanged(u.index)
+		if l, err := r.h.LinkByName(u.name); err == nil {
+			if err := r.Reattach(u.name, l.Attrs().Index); err != nil {
+				r.log.WithField("iface", u.name).WithError(err).Warn("ndp: re-attach")
+			}
+		}
+		if err := r.linkChanged(u); err != nil {
+			r.log.WithField("iface", u.name).WithError(err).Warn("ndp: resync")
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -228,7 +228,12 @@ func serve(args []string) error {
 		firewall = countingFirewall{fw, m}
 		log.AddHook(repairHook{m})
 	}
-	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, PrimeRouter: c.ndpPrime, NoIngressFilter: !c.ndpIngress, Ledger: ledger, Log: log})
+	follower, err := newUplinkFollower(uplinks, m, log)
+	if err != nil {
+		return err
+	}
+	defer follower.Close()
+	resp, err := ndp.NewResponder(ndp.Config{Uplinks: uplinks, Mode: c.ndpMode, Source: c.ndpSource, ProcSys: c.procSys, PrimeRouter: c.ndpPrime, NoIngressFilter: !c.ndpIngress, Followed: true, Ledger: ledger, Log: log})
 	if err != nil {
 		return err
 	}
@@ -281,12 +286,14 @@ func serve(args []string) error {
 	}()
 	// Repairs on nftables change events; the interval is only a safety net.
 	go fw.Watch(ctx, 30*time.Second)
+	tellUplinkParts(follower, resp, d)
+	go follower.Run(ctx)
 	if c.pprof != "" {
 		srv := &http.Server{Addr: c.pprof, ReadHeaderTimeout: api.ReadHeaderTimeout, IdleTimeout: api.IdleTimeout}
 		go func() { log.WithError(srv.ListenAndServe()).Warn("pprof stopped") }()
 	}
 
-	status := func() any { return buildStatus(d, im, resp, proxies, uplinks, publicPrefixes) }
+	status := func() any { return buildStatus(d, im, resp, proxies, follower, publicPrefixes) }
 	var opts []api.Option
 	if m != nil {
 		m.SetSources(metricsSources(d, resp))

@@ -15,13 +15,17 @@ import (
 	"github.com/v6bridge/v6bridge/doctor"
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/ipam"
+	"github.com/v6bridge/v6bridge/link"
 	"github.com/v6bridge/v6bridge/ndp"
 	"github.com/v6bridge/v6bridge/portfwd"
 )
 
 // statusDoc is what /v6bridge.Status serves and `v6bridge status` prints.
 type statusDoc struct {
-	Uplinks  []string
+	Uplinks []string
+	// Uplink is each uplink's state as the follower last read it and its
+	// parts' re-attachments to new links.
+	Uplink   []link.UplinkStatus `json:",omitempty"`
 	Plan     planStatus
 	Networks []driver.NetworkStatus
 	Pools    []ipam.PoolStatus
@@ -37,9 +41,14 @@ type planStatus struct {
 	ULAHost        netip.Prefix
 }
 
-func buildStatus(d *driver.Driver, im *ipam.IPAM, r *ndp.Responder, fw *portfwd.Forwarder, uplinks []string, public func() []netip.Prefix) any {
+func buildStatus(d *driver.Driver, im *ipam.IPAM, r *ndp.Responder, fw *portfwd.Forwarder, f *link.Follower, public func() []netip.Prefix) any {
 	ula, host := im.ULA()
-	return statusDoc{Uplinks: uplinks, Plan: planStatus{PublicPrefixes: public(), ULAPrefix: ula, ULAHost: host},
+	up := f.Status()
+	uplinks := make([]string, len(up))
+	for i, u := range up {
+		uplinks[i] = u.Name
+	}
+	return statusDoc{Uplinks: uplinks, Uplink: up, Plan: planStatus{PublicPrefixes: public(), ULAPrefix: ula, ULAHost: host},
 		Networks: d.Status(), Pools: im.Pools(), NDP: r.Stats(), Forwards: fw.Status()}
 }
 
@@ -90,6 +99,9 @@ answers.
 func printStatus(w io.Writer, doc statusDoc) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "uplinks: %s\n", strings.Join(doc.Uplinks, ", "))
+	for _, u := range doc.Uplink {
+		fmt.Fprintf(tw, "  %s\n", u)
+	}
 	fmt.Fprintf(tw, "plan: public %v, ULA %s (this host: %s)\n\n", doc.Plan.PublicPrefixes, doc.Plan.ULAPrefix, doc.Plan.ULAHost)
 	fmt.Fprintln(tw, "NETWORK\tBRIDGE\tMODE\tSUBNET\tGATEWAY\tENDPOINTS")
 	for _, n := range doc.Networks {

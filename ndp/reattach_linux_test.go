@@ -1,0 +1,147 @@
+package ndp
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/v6bridge/v6bridge/internal/nettest"
+)
+
+// recreateUplink deletes the host's uplink and creates it again under the
+// same name with the same addresses (its peer, the router's up0, too):
+// what a hypervisor hot-plug or a re-created bond or VLAN does. The link
+// gets a new index and, a veth, a new MAC.
+func (e *env) recreateUplink(t *testing.T) {
+	t.Helper()
+	l, err := e.hostH.LinkByName(e.hostIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.hostH.LinkDel(l); err != nil {
+		t.Fatalf("delete %s: %v", e.hostIf, err)
+	}
+	nettest.Connect(t, e.host, e.hostIf, hostPrefix, e.router, "up0", routerPrefix)
+	e.routerIdx, e.routerMAC, e.routerLL = e.linkInfo(t, e.routerH, "up0")
+	e.hostIdx, e.hostMAC, e.hostLL = e.linkInfo(t, e.hostH, e.hostIf)
+	e.routerIfi.Index = e.routerIdx
+	e.startReader(t) // the old one listens on the deleted up0
+}
+
+// joinedGroups lists the IPv6 multicast groups the host's link ifname
+// has joined (/proc/net/igmp6).
+func (e *env) joinedGroups(t *testing.T, ifname string) []netip.Addr {
+	t.Helper()
+	var out []netip.Addr
+	err := nettest.Do(t, e.host, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/igmp6")
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) < 3 || f[1] != ifname || len(f[2]) != 32 {
+				continue
+			}
+			var a [16]byte
+			for i := range a {
+				fmt.Sscanf(f[2][2*i:2*i+2], "%02x", &a[i])
+			}
+			out = append(out, netip.AddrFrom16(a))
+		}
+		return sc.Err()
+	})
+	if err != nil {
+		t.Fatalf("read igmp6: %v", err)
+	}
+	return out
+}
+
+// answersOnUplink checks that multicast and unicast solicitations for
+// liveAddr are answered with the uplink's MAC (no timing: checkAnswers
+// measures that), and one for unusedAddr is not.
+func (e *env) answersOnUplink(t *testing.T, when string) {
+	t.Helper()
+	for _, kind := range []string{"multicast", "unicast"} {
+		sent := e.solicit(t, kind, liveAddr)
+		na, ok := e.waitNA(liveAddr, true, sent, time.Second)
+		if !ok {
+			t.Errorf("%s: %s solicitation for %s not answered", when, kind, liveAddr)
+			continue
+		}
+		if mac := na.tlla(); mac != nil && !bytes.Equal(mac, e.hostMAC) {
+			t.Errorf("%s: %s answer for %s carries %v, want the uplink's %v", when, kind, liveAddr, mac, e.hostMAC)
+		}
+	}
+	sent := e.solicit(t, "multicast", unusedAddr)
+	if na, ok := e.waitNA(unusedAddr, true, sent, 300*time.Millisecond); ok {
+		t.Errorf("%s: %s answered, no container has it: %+v", when, unusedAddr, na.na)
+	}
+}
+
+// TestPrivilegedReattach: the uplink deleted and created again under its
+// name is answered on again, without a restart, in both modes: the
+// responder follows the uplink itself, binds its capture socket to the new
+// link, joins the solicited-node group there, puts kernel mode's proxy
+// entries on it and makes the ingress filter anew, whose answers in the
+// kernel go out of the new link. Before, it stayed bound to the deleted
+// link's index and answered nothing until restarted (as ndppd does).
+func TestPrivilegedReattach(t *testing.T) {
+	for _, mode := range []string{ModeNative, ModeKernel} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			r := e.startResponder(t, Config{Mode: mode})
+			if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+				t.Fatal(err)
+			}
+			native := mode == ModeNative
+			e.answersOnUplink(t, "before")
+			old := e.hostIdx
+
+			for round := range 2 { // a second time: nothing was left half moved
+				e.recreateUplink(t)
+				if e.hostIdx == old {
+					t.Fatalf("the re-created uplink kept index %d: the test cannot tell", old)
+				}
+				old = e.hostIdx
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					sent := e.solicit(t, "multicast", liveAddr)
+					if _, ok := e.waitNA(liveAddr, true, sent, 200*time.Millisecond); ok {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("round %d: %s is not answered on the re-created uplink (index %d)", round, liveAddr, e.hostIdx)
+					}
+				}
+				kernelBefore := r.Stats().KernelAnswered
+				e.answersOnUplink(t, fmt.Sprintf("round %d", round))
+				if native {
+					// Multicast solicitations with the solicitor's MAC are
+					// answered at the ingress: on the new link's index.
+					if r.Stats().KernelAnswered <= kernelBefore {
+						t.Errorf("round %d: no answer from the ingress filter on the new link", round)
+					}
+					if g := e.joinedGroups(t, e.hostIf); !slices.Contains(g, snm(liveAddr)) {
+						t.Errorf("round %d: the new %s has groups %v, not %s", round, e.hostIf, g, snm(liveAddr))
+					}
+				} else if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr}) {
+					t.Errorf("round %d: proxy entries on the new link %v, want [%s]", round, got, liveAddr)
+				}
+				if got := e.ingressTables(t); !slices.Equal(got, []string{IngressTable(e.hostIf)}) {
+					t.Errorf("round %d: ingress tables %v", round, got)
+				}
+				if s := r.Stats(); s.IngressProblem != "" {
+					t.Errorf("round %d: ingress problem %q", round, s.IngressProblem)
+				}
+			}
+		})
+	}
+}
