@@ -56,10 +56,10 @@ func TestE2E(t *testing.T) { runAreas(t, false) }
 func TestE2ESlow(t *testing.T) { runAreas(t, true) }
 
 func runAreas(t *testing.T, slow bool) {
-	e := setup(t)
 	if slow && os.Getenv("V6B_E2E_SLOW") != "1" {
 		t.Skip("slow end-to-end tests: set V6B_E2E_SLOW=1 (make test-slow)")
 	}
+	e := setup(t)
 	before := rootNetns()
 	var mu sync.Mutex
 	counts := map[string]int{}

@@ -169,10 +169,7 @@ func (g *engine) installPlugin() error {
 	if err := os.MkdirAll(g.state, 0o755); err != nil {
 		return err
 	}
-	cmd := exec.Command("bash", filepath.Join(g.env.repo, "plugin/create.sh"), pluginID, g.env.bin,
-		filepath.Join(g.rig.libDir(), "plugin-build"), g.state)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+g.rig.sock(), "DOCKER="+g.env.cli)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	if out, err := g.env.cmdPluginCreate(g).CombinedOutput(); err != nil {
 		return fmt.Errorf("plugin/create.sh: %w: %s", err, out)
 	}
 	if _, err := g.docker("plugin", "set", pluginID, "LOG_LEVEL=debug", "METRICS=[::1]:9430"); err != nil {
@@ -182,6 +179,15 @@ func (g *engine) installPlugin() error {
 		return err
 	}
 	return g.pluginEnabled()
+}
+
+// cmdPluginCreate is plugin/create.sh for g's engine: the plugin's
+// rootfs and config, created (not enabled) with g.state as state.source.
+func (e *env) cmdPluginCreate(g *engine) *exec.Cmd {
+	cmd := exec.Command("bash", filepath.Join(e.repo, "plugin/create.sh"), pluginID, e.bin,
+		filepath.Join(g.rig.libDir(), "plugin-build"), g.state)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+g.rig.sock(), "DOCKER="+e.cli)
+	return cmd
 }
 
 // pluginEnabled checks that docker plugin ls shows the plugin enabled.
