@@ -72,7 +72,7 @@ func lifecycleArea(t *testing.T, g *engine) {
 		c.network(natNet)
 		const keeper = "fd12:3456:789a:8101:1::100"
 		c.check("restart=always container with a fixed address", c.serve("keeper", natNet.name, keeper, "--restart=always"))
-		c.check("restart=always container without one", c.runCtr("keeper2", "--restart=always", "--network", natNet.name, "busybox", "sleep", "100000"))
+		c.check("restart=always container without one", c.runCtr("keeper2", "--restart=always", "--stop-timeout", "1", "--network", natNet.name, "busybox", "sleep", "100000"))
 		auto, _ := c.addrOf("keeper2", natNet.name)
 		c.addrs = append(c.addrs, auto)
 		if err := g.rig.engineRestart(); err != nil {
