@@ -18,7 +18,11 @@ type area struct {
 	name     string
 	variants []string // engine variants it needs
 	slow     bool     // only in make test-slow (TestE2ESlow)
-	run      func(t *testing.T, g *engine)
+	// group: areas of one variant in different groups run at the same
+	// time, each group on an engine (and VPS) of its own; the areas of a
+	// group run one after the other on a shared engine.
+	group string
+	run   func(t *testing.T, g *engine)
 }
 
 var (
@@ -27,19 +31,19 @@ var (
 	onceOnCurrent = []string{"current"}
 )
 
-// areas in the order they run on each variant. The demo is the current
-// engine's first; the host service is last (it removes the managed
-// plugin, and puts it back when done).
+// areas in the order they run on each variant and group. The demo is the
+// current engine's first; the host service is its group's last (it
+// removes the managed plugin, and puts it back when done).
 var areas = []area{
 	{name: "demo", variants: onceOnCurrent, run: demoArea},
 	{name: "publish", variants: allVariants, run: publishArea},
-	{name: "options", variants: onceOnCurrent, run: optionsArea},
-	{name: "security", variants: onceOnCurrent, run: securityArea},
-	{name: "fastpath", variants: onceOnCurrent, run: fastpathArea},
-	{name: "tools", variants: onceOnCurrent, run: toolsArea},
-	{name: "lifecycle", variants: lifeVariants, run: lifecycleArea},
-	{name: "upgrade", variants: onceOnCurrent, run: upgradeArea},
-	{name: "hostservice", variants: onceOnCurrent, run: hostServiceArea},
+	{name: "options", variants: onceOnCurrent, group: "b", run: optionsArea},
+	{name: "security", variants: onceOnCurrent, group: "b", run: securityArea},
+	{name: "fastpath", variants: onceOnCurrent, group: "b", run: fastpathArea},
+	{name: "tools", variants: onceOnCurrent, group: "b", run: toolsArea},
+	{name: "hostservice", variants: onceOnCurrent, group: "b", run: hostServiceArea},
+	{name: "lifecycle", variants: lifeVariants, group: "c", run: lifecycleArea},
+	{name: "upgrade", variants: onceOnCurrent, group: "c", run: upgradeArea},
 
 	{name: "upgrade", variants: []string{"legacy"}, slow: true, run: upgradeArea},
 	{name: "soak", variants: onceOnCurrent, slow: true, run: soakArea},
@@ -70,27 +74,49 @@ func runAreas(t *testing.T, slow bool) {
 			if os.Getenv("V6B_E2E_SERIAL") != "1" {
 				t.Parallel()
 			}
-			g := newEngine(e, v)
-			t.Cleanup(func() { g.stop(t) })
+			groups := map[string][]area{}
+			var order []string
 			for _, a := range areas {
 				if a.slow != slow || !containsStr(a.variants, v.name) {
 					continue
 				}
-				t.Run(a.name, func(t *testing.T) {
-					start := time.Now()
-					t.Cleanup(func() {
-						mu.Lock()
-						defer mu.Unlock()
-						times[v.name+"/"+a.name] += time.Since(start)
-						if t.Failed() {
-							counts["failed"]++
-						} else if !t.Skipped() {
-							counts["passed"]++
-						}
-					})
-					a.run(t, g)
-				})
+				if _, ok := groups[a.group]; !ok {
+					order = append(order, a.group)
+				}
+				groups[a.group] = append(groups[a.group], a)
 			}
+			var wg sync.WaitGroup
+			serial := os.Getenv("V6B_E2E_SERIAL") == "1"
+			for _, grp := range order {
+				gv := v
+				gv.letter += grp
+				g := newEngine(e, gv)
+				t.Cleanup(func() { g.stop(t) })
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for _, a := range groups[grp] {
+						t.Run(a.name, func(t *testing.T) {
+							start := time.Now()
+							t.Cleanup(func() {
+								mu.Lock()
+								defer mu.Unlock()
+								times[v.name+"/"+a.name] += time.Since(start)
+								if t.Failed() {
+									counts["failed"]++
+								} else if !t.Skipped() {
+									counts["passed"]++
+								}
+							})
+							a.run(t, g)
+						})
+					}
+				}()
+				if serial {
+					wg.Wait()
+				}
+			}
+			wg.Wait()
 		})
 	}
 	t.Cleanup(func() {
