@@ -45,8 +45,8 @@ func setup(t *testing.T) *env {
 		}
 	}
 	e := &env{repo: repo, prefix: getenv("V6B_E2E_PREFIX", "e2g"), keep: os.Getenv("V6B_E2E_KEEP") == "1"}
-	if len(e.prefix) > 6 {
-		t.Fatalf("V6B_E2E_PREFIX %q: at most 6 characters (a variant letter is appended; VPS prefixes have at most 8)", e.prefix)
+	if len(e.prefix) > 5 {
+		t.Fatalf("V6B_E2E_PREFIX %q: at most 5 characters (variant and group letters are appended, up to 3 for the swarm; VPS prefixes have at most 8)", e.prefix)
 	}
 	if cli, err := dockerCLI(tools); err != nil {
 		missing = append(missing, "docker CLI ("+err.Error()+")")
