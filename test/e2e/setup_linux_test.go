@@ -34,12 +34,12 @@ func setup(t *testing.T) *env {
 	}
 	tools := getenv("V6B_TOOLS", "/opt/v6bridge-tools/bin")
 	var missing []string
-	for _, c := range []string{"bash", "ip", "nsenter", "chroot", "tar", "unshare", "nft", "busybox", "mountpoint"} {
+	for _, c := range []string{"bash", "ip", "nsenter", "chroot", "tar", "python3", "unshare", "nft", "busybox", "mountpoint"} {
 		if _, err := exec.LookPath(c); err != nil {
 			missing = append(missing, c)
 		}
 	}
-	for _, f := range []string{"/usr/sbin/dockerd", "/usr/bin/containerd", tools + "/dockerd", tools + "/runc", tools + "/docker-proxy"} {
+	for _, f := range []string{"/usr/sbin/dockerd", "/usr/bin/containerd", tools + "/dockerd", tools + "/runc", tools + "/docker-proxy", getenv("V6B_REGISTRY", tools+"/registry")} {
 		if _, err := os.Stat(f); err != nil {
 			missing = append(missing, f)
 		}
