@@ -412,7 +412,7 @@ func (v *vps) dockerdStart(args []string) error {
 	if err != nil {
 		return err
 	}
-	err = eventually(90*time.Second, func() error {
+	err = eventually(3*time.Minute, func() error {
 		if !v.dockerd.alive() {
 			return errors.New("dockerd exited")
 		}
