@@ -191,8 +191,14 @@ func (g *engine) vpsSocket() (string, error) {
 
 // pluginAPI posts body to the plugin's route and returns the answer.
 func (g *engine) pluginAPI(route, body string) (string, error) {
-	sock, err := g.pluginSocket()
+	long, err := g.pluginSocket()
 	if err != nil {
+		return "", err
+	}
+	// a unix socket path has at most 107 bytes: dial through a short link
+	sock := filepath.Join(g.rig.runDir(), "api.sock")
+	os.Remove(sock)
+	if err := os.Symlink(long, sock); err != nil {
 		return "", err
 	}
 	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{

@@ -349,7 +349,7 @@ func upgradeArea(t *testing.T, g *engine) {
 func soakArea(t *testing.T, g *engine) {
 	c := g.cell(t)
 	c.network(pubNet)
-	c.web("run", "pubweb", pubNet, pubNet.addr, nil)
+	c.web("run", "pubweb", pubNet, pubNet.addr, []string{"-p", "8082:80"})
 	c.check("the internet reaches the public container", c.fromInet("http://"+hp(pubNet.addr, 80)+"/local", pubNet.addr))
 	g.reachableTime(1000)
 	defer g.reachableTime(30000)

@@ -52,7 +52,7 @@ func toolsArea(t *testing.T, g *engine) {
 		c.network(natNet)
 		c.network(pubNet)
 		c.web("run", "web", natNet, natNet.addr, []string{"-p", "8081:80"})
-		c.web("run", "pubweb", pubNet, pubNet.addr, nil)
+		c.web("run", "pubweb", pubNet, pubNet.addr, []string{"-p", "8082:80"})
 		c.check("the internet reaches the public container (NDP answered)", c.fromInet("http://"+hp(pubNet.addr, 80)+"/local", pubNet.addr))
 		c.check("v6bridge status shows the published ports", g.status("8081->80/tcp"))
 		c.check("v6bridge status --json lists the NDP counters", g.status(`"NDP"`, "--json"))
@@ -72,7 +72,7 @@ func toolsArea(t *testing.T, g *engine) {
 	t.Run("ndp", func(t *testing.T) {
 		c := g.cell(t)
 		c.network(pubNet)
-		c.web("run", "pubweb", pubNet, pubNet.addr, nil)
+		c.web("run", "pubweb", pubNet, pubNet.addr, []string{"-p", "8082:80"})
 		c.check("the internet reaches the public container", c.fromInet("http://"+hp(pubNet.addr, 80)+"/local", pubNet.addr))
 		c.check("ndp: the router resolves the public container to the VPS's MAC", g.routerNeighIsHost(pubNet.addr))
 		c.check("ndp: an unused address of the /112 gets no answer", g.routerNoAnswerFor("2001:db8:1234:a1:1::77"))
@@ -95,7 +95,20 @@ func toolsArea(t *testing.T, g *engine) {
 		c := g.cell(t)
 		c.network(natNet)
 		c.web("run", "web", natNet, natNet.addr, nil)
-		before, _ := g.owned()
+		// Engines before 28 ask for the IPv4 placeholder address before the
+		// IPv6 one and do not release it when the IPv6 request is refused;
+		// v6bridge frees those with the network (the cell's cleanup checks).
+		owned := func() string {
+			all, _ := g.owned()
+			var out []string
+			for _, o := range all {
+				if !strings.HasPrefix(o, "state ipam/addrs/v4placeholder") {
+					out = append(out, o)
+				}
+			}
+			return strings.Join(out, ", ")
+		}
+		before := owned()
 		for _, r := range []struct {
 			desc, want string
 			args       []string
@@ -120,14 +133,13 @@ func toolsArea(t *testing.T, g *engine) {
 			c.check("refused through the engine: "+r.desc, expectFail(out, err, r.want))
 		}
 		g.docker("container", "prune", "-f")
-		after, _ := g.owned()
 		var err error
-		if strings.Join(before, ",") != strings.Join(after, ",") {
-			err = fmt.Errorf("before %v, after %v", before, after)
+		if after := owned(); before != after {
+			err = fmt.Errorf("before: %s\nafter: %s", before, after)
 		}
 		c.check("the refusals left nothing behind (links, state files)", err)
-		n, _ := g.docker("network", "ls", "-q", "--filter", "name=bad")
-		if n != "" {
+		err = nil
+		if n, _ := g.docker("network", "ls", "-q", "--filter", "name=bad"); n != "" {
 			err = fmt.Errorf("networks: %s", n)
 		}
 		c.check("no refused network exists in the engine", err)
@@ -135,12 +147,17 @@ func toolsArea(t *testing.T, g *engine) {
 		if err == nil {
 			c.nets = append(c.nets, "bare")
 		}
-		c.check("the bare name is not a managed plugin's name (engines want the tag)", expectFail(out, err, "not found"))
+		if ferr := expectFail(out, err, "not found"); ferr != nil {
+			err = expectFail(out, err, "could not resolve driver")
+		} else {
+			err = nil
+		}
+		c.check("the bare name is not a managed plugin's name (engines want the tag)", err)
 	})
 	t.Run("second-instance", func(t *testing.T) {
 		c := g.cell(t)
 		c.network(pubNet)
-		c.web("run", "pubweb", pubNet, pubNet.addr, nil)
+		c.web("run", "pubweb", pubNet, pubNet.addr, []string{"-p", "8082:80"})
 		second := func(state string, want ...string) error {
 			out, err := g.rig.inVPS("timeout", "20", g.env.bin, "serve", "--state-dir", state, "--uplink", "eth0",
 				"--socket", "/run/docker/plugins/v6bridge-second.sock")
