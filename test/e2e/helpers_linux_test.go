@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -151,6 +153,25 @@ func (g *engine) reachableTime(ms int) {
 // returns how many were lost.
 func (g *engine) pingLoss(addr string, count int, interval string) (lost, sent int, out string, err error) {
 	out, _ = g.rig.in("inet", "busybox", "ping6", "-q", "-c", fmt.Sprint(count), "-i", interval, "-W", "3", addr)
+	return pingStats(out)
+}
+
+// pingUntil pings addr from the internet every interval until stop is
+// closed, and returns how many were lost.
+func (g *engine) pingUntil(addr, interval string, stop <-chan struct{}) (lost, sent int, out string, err error) {
+	cmd := exec.Command("ip", "netns", "exec", g.prefix+"-inet", "busybox", "ping6", "-q", "-i", interval, "-W", "2", addr)
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	if err := cmd.Start(); err != nil {
+		return 0, 0, "", err
+	}
+	<-stop
+	cmd.Process.Signal(syscall.SIGINT)
+	cmd.Wait()
+	return pingStats(b.String())
+}
+
+func pingStats(out string) (lost, sent int, _ string, err error) {
 	m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) packets received`).FindStringSubmatch(out)
 	if m == nil {
 		return 0, 0, out, fmt.Errorf("no ping statistics: %s", out)

@@ -293,11 +293,10 @@ func upgradeArea(t *testing.T, g *engine) {
 		out        string
 		err        error
 	}
-	count := int((pause + 25*time.Second) / (200 * time.Millisecond))
-	done := make(chan ping, 1)
+	stop, done := make(chan struct{}), make(chan ping, 1)
 	go func() {
 		var p ping
-		p.lost, p.sent, p.out, p.err = g.pingLoss(pubAddr, count, "0.2")
+		p.lost, p.sent, p.out, p.err = g.pingUntil(pubAddr, "0.2", stop)
 		done <- p
 	}()
 	time.Sleep(2 * time.Second)
@@ -320,6 +319,8 @@ func upgradeArea(t *testing.T, g *engine) {
 	}()
 	c.check(fmt.Sprintf("disable -f, pause %s, upgrade to v2, set, enable with the network in use", pause), err)
 	t.Logf("# upgrade took %s", time.Since(t0).Round(time.Second))
+	time.Sleep(3 * time.Second)
+	close(stop)
 	pg := <-done
 	if pg.err == nil && pg.lost*100 > pg.sent {
 		pg.err = fmt.Errorf("lost %d of %d: more than 1 %%:\n%s", pg.lost, pg.sent, pg.out)
