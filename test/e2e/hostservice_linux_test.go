@@ -72,6 +72,13 @@ func hostServiceArea(t *testing.T, g *engine) {
 		}
 		return nil
 	}())
-	c.check("engine restart: the compose project's container serves again on its public address",
-		eventually(30*time.Second, func() error { return c.fromHost("http://"+hp(pubNet.addr, 80)+"/", hello) }))
+	// containers without a restart policy stay stopped; the engine finds
+	// the host service again for a new one
+	const after = "fd12:3456:789a:8101:1::ab60"
+	c.check("engine restart: a new container on demo_internal gets its address from the host service",
+		eventually(20*time.Second, func() error {
+			g.docker("rm", "-f", "after")
+			return c.serve("after", "demo_internal", after)
+		}))
+	c.check("engine restart: the host reaches it", c.fromHost("http://"+hp(after, 80)+"/local", after))
 }
