@@ -96,7 +96,8 @@ func (c *cell) cleanup() {
 		}
 	}
 	if len(c.ctrs) > 0 {
-		if _, err := g.docker(append([]string{"rm", "-f"}, c.ctrs...)...); err != nil {
+		ctrs := slices.Compact(slices.Sorted(slices.Values(c.ctrs)))
+		if _, err := g.docker(append([]string{"rm", "-f"}, ctrs...)...); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
