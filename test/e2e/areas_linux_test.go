@@ -65,74 +65,100 @@ func runAreas(t *testing.T, slow bool) {
 	}
 	e := setup(t)
 	before := rootNetns()
-	var mu sync.Mutex
-	counts := map[string]int{}
-	times := map[string]time.Duration{}
+	r := &tally{times: map[string]time.Duration{}}
 	begin := time.Now()
-	for _, v := range selectedVariants(t) {
-		t.Run(v.name, func(t *testing.T) {
-			if os.Getenv("V6B_E2E_SERIAL") != "1" {
-				t.Parallel()
-			}
-			groups := map[string][]area{}
-			var order []string
-			for _, a := range areas {
-				if a.slow != slow || !containsStr(a.variants, v.name) {
-					continue
-				}
-				if _, ok := groups[a.group]; !ok {
-					order = append(order, a.group)
-				}
-				groups[a.group] = append(groups[a.group], a)
-			}
-			var wg sync.WaitGroup
-			serial := os.Getenv("V6B_E2E_SERIAL") == "1"
-			for _, grp := range order {
-				gv := v
-				gv.letter += grp
-				g := newEngine(e, gv)
-				t.Cleanup(func() { g.stop(t) })
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for _, a := range groups[grp] {
-						t.Run(a.name, func(t *testing.T) {
-							start := time.Now()
-							t.Cleanup(func() {
-								mu.Lock()
-								defer mu.Unlock()
-								times[v.name+"/"+a.name] += time.Since(start)
-								if t.Failed() {
-									counts["failed"]++
-								} else if !t.Skipped() {
-									counts["passed"]++
-								}
-							})
-							a.run(t, g)
-						})
-					}
-				}()
-				if serial {
-					wg.Wait()
-				}
-			}
-			wg.Wait()
-		})
-	}
 	t.Cleanup(func() {
 		if after := rootNetns(); after != before {
 			t.Errorf("the root network namespace changed (links, routes, nftables, forwarding):\nbefore:\n%s\nafter:\n%s", before, after)
 		}
-		var names []string
-		for n := range times {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
-			fmt.Printf("e2e area %-24s %s\n", n, times[n].Round(time.Second))
-		}
-		fmt.Printf("e2e: %d areas passed, %d failed, total %s\n", counts["passed"], counts["failed"], time.Since(begin).Round(time.Second))
+		r.print(time.Since(begin))
 	})
+	// Variants and groups run in goroutines of their own, not as parallel
+	// subtests: go test runs at most GOMAXPROCS (here 2) of those at once.
+	serial := os.Getenv("V6B_E2E_SERIAL") == "1"
+	var wg sync.WaitGroup
+	for _, v := range selectedVariants(t) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(v.name, func(t *testing.T) { runVariant(t, e, v, slow, serial, r) })
+		}()
+		if serial {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+}
+
+// runVariant runs the areas of variant v, each group on an engine of its
+// own, the groups at the same time.
+func runVariant(t *testing.T, e *env, v variant, slow, serial bool, r *tally) {
+	groups := map[string][]area{}
+	var order []string
+	for _, a := range areas {
+		if a.slow != slow || !containsStr(a.variants, v.name) {
+			continue
+		}
+		if _, ok := groups[a.group]; !ok {
+			order = append(order, a.group)
+		}
+		groups[a.group] = append(groups[a.group], a)
+	}
+	var wg sync.WaitGroup
+	for _, grp := range order {
+		gv := v
+		gv.letter += grp
+		g := newEngine(e, gv)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer g.stop(t)
+			for _, a := range groups[grp] {
+				t.Run(a.name, func(t *testing.T) {
+					start := time.Now()
+					t.Cleanup(func() { r.add(v.name+"/"+a.name, time.Since(start), t.Failed(), t.Skipped()) })
+					a.run(t, g)
+				})
+			}
+		}()
+		if serial {
+			wg.Wait()
+		}
+	}
+	wg.Wait()
+}
+
+// tally counts the areas and their wall times.
+type tally struct {
+	mu             sync.Mutex
+	passed, failed int
+	times          map[string]time.Duration
+}
+
+func (r *tally) add(name string, d time.Duration, failed, skipped bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.times[name] += d
+	switch {
+	case failed:
+		r.failed++
+	case !skipped:
+		r.passed++
+	}
+}
+
+func (r *tally) print(total time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var names []string
+	for n := range r.times {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Printf("e2e area %-24s %s\n", n, r.times[n].Round(time.Second))
+	}
+	fmt.Printf("e2e: %d areas passed, %d failed, total %s\n", r.passed, r.failed, total.Round(time.Second))
 }
 
 // rootNetns is what the rig must never change in the root network
