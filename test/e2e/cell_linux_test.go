@@ -90,14 +90,16 @@ func (c *cell) cleanup() {
 			t.Logf("container %s: addresses and routes:\n%s", ctr, out)
 		}
 	}
+	if len(c.ctrs) > 0 {
+		ctrs := slices.Compact(slices.Sorted(slices.Values(c.ctrs)))
+		if _, err := g.docker(append([]string{"rm", "-f"}, ctrs...)...); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+	// containers first: a network compose made may hold one of the cell's
 	if c.compose != nil {
 		if out, err := g.dockerEnv([]string{"V6BRIDGE=" + pluginID}, append(c.compose, "down")...); err != nil {
 			t.Errorf("cleanup: compose down: %v\n%s", err, out)
-		}
-	}
-	if len(c.ctrs) > 0 {
-		if _, err := g.docker(append([]string{"rm", "-f"}, c.ctrs...)...); err != nil {
-			t.Errorf("cleanup: %v", err)
 		}
 	}
 	for _, n := range slices.Backward(c.nets) {

@@ -1,11 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,17 +45,20 @@ type env struct {
 	repo   string // repository root
 	bin    string // v6bridge binary
 	echo   string // echoserver binary (bind-mounted into containers)
+	prom   string // promcheck binary
 	cli    string // docker CLI
 	prefix string // VPS prefix base; a variant appends its letter
 	keep   bool   // V6B_E2E_KEEP=1: leave the VPSes running
 }
 
-// shell runs script in bash with lib.sh and checks.sh sourced and vars
-// exported, and returns its combined output.
+// shell runs script in bash with vars exported and returns its combined
+// output. The script may call dk P ARGS (the docker CLI for VPS P) and
+// in_vps P CMD (a command in P's network and mount namespaces); the rig
+// itself is Go (vps_linux_test.go).
 func (e *env) shell(vars map[string]string, script string, args ...string) (string, error) {
 	full := `set -euo pipefail
-source "$repo/test/e2e/lib.sh"
-source "$repo/test/e2e/checks.sh"
+dk() { local p=$1; shift; DOCKER_HOST="unix://` + runRoot + `/$p/docker.sock" "$V6B_DOCKER_CLI" "$@"; }
+in_vps() { local p=$1; shift; nsenter --net="/run/netns/$p-vps" --mount="` + runRoot + `/$p/ns/mnt" -- "$@"; }
 ` + script
 	cmd := exec.Command("bash", append([]string{"-c", full, "e2e"}, args...)...)
 	cmd.Env = append(os.Environ(), "repo="+e.repo, "V6B_DOCKER_CLI="+e.cli)
@@ -67,13 +70,15 @@ source "$repo/test/e2e/checks.sh"
 }
 
 // engine is one simulated VPS with an engine of one variant and the
-// managed plugin, shared by that variant's cells and started by the first
-// cell that runs.
+// managed plugin, shared by that variant's areas and cells and started by
+// the first that runs.
 type engine struct {
 	env    *env
 	v      variant
 	prefix string
 	state  string // the plugin's state directory on the host
+	rig    *vps
+	hs     *hostService // the host service, while an area runs one instead of the managed plugin
 
 	once     sync.Once
 	startErr error
@@ -87,8 +92,8 @@ type engine struct {
 
 func newEngine(e *env, v variant) *engine {
 	p := e.prefix + v.letter
-	return &engine{env: e, v: v, prefix: p, state: filepath.Join("/var/lib/v6b-e2e", p, "v6bridge-state"),
-		inet: netns.None(), vps: netns.None()}
+	return &engine{env: e, v: v, prefix: p, state: filepath.Join(libRoot, p, "v6bridge-state"),
+		rig: newVPS(p, e.cli), inet: netns.None(), vps: netns.None()}
 }
 
 func (g *engine) vars() map[string]string {
@@ -103,35 +108,9 @@ func (g *engine) need(t *testing.T) {
 	g.once.Do(func() {
 		start := time.Now()
 		g.started = true
-		out, err := g.env.shell(g.vars(), `
-vps_down "$P"
-vps_up "$P"
-engine_up "$P" "$KIND" "$@"
-image_import "$P"
-install_managed_plugin >/dev/null
-plugin_listed_enabled
-# a route to the ULA range on the provider's router: the firewall, not the
-# lack of a route, must keep the internet out of nat networks
-ip -n "$P-router" -6 route replace `+ulaRange+` via `+hostAddr+` dev vps0
-`, g.v.flags...)
-		if err != nil {
-			g.startErr = fmt.Errorf("start VPS %s with a %s engine: %w\n%s", g.prefix, g.v.name, err, out)
+		if g.startErr = g.boot(); g.startErr != nil {
+			g.startErr = fmt.Errorf("start VPS %s with a %s engine: %w", g.prefix, g.v.name, g.startErr)
 			return
-		}
-		if g.api, err = g.docker("version", "--format", "{{.Server.APIVersion}}"); err != nil {
-			g.startErr = err
-			return
-		}
-		g.version, _ = g.docker("version", "--format", "{{.Server.Version}}")
-		g.modern = versionAtLeast(g.api, "1.48")
-		for _, h := range []struct {
-			name string
-			h    *netns.NsHandle
-		}{{g.prefix + "-inet", &g.inet}, {g.prefix + "-vps", &g.vps}} {
-			if *h.h, err = netns.GetFromName(h.name); err != nil {
-				g.startErr = fmt.Errorf("open netns %s: %w", h.name, err)
-				return
-			}
 		}
 		t.Logf("engine %s %s (API %s) up with %s in VPS %s in %s", g.v.name, g.version, g.api, pluginID, g.prefix,
 			time.Since(start).Round(100*time.Millisecond))
@@ -139,6 +118,85 @@ ip -n "$P-router" -6 route replace `+ulaRange+` via `+hostAddr+` dev vps0
 	if g.startErr != nil {
 		t.Fatal(g.startErr)
 	}
+}
+
+func (g *engine) boot() error {
+	r := g.rig
+	if err := r.up(); err != nil {
+		return err
+	}
+	if err := r.engineUp(g.v.kind, g.v.flags...); err != nil {
+		return err
+	}
+	if err := r.imageImport(); err != nil {
+		return err
+	}
+	if err := g.installPlugin(); err != nil {
+		return err
+	}
+	// a route to the ULA range on the provider's router: the firewall, not
+	// the lack of a route, must keep the internet out of nat networks
+	if _, err := ip("-n", g.prefix+"-router", "-6", "route", "replace", ulaRange, "via", hostAddr, "dev", "vps0"); err != nil {
+		return err
+	}
+	var err error
+	if g.api, err = g.docker("version", "--format", "{{.Server.APIVersion}}"); err != nil {
+		return err
+	}
+	g.version, _ = g.docker("version", "--format", "{{.Server.Version}}")
+	g.modern = versionAtLeast(g.api, "1.48")
+	return g.openNS()
+}
+
+func (g *engine) openNS() error {
+	var err error
+	for _, h := range []struct {
+		name string
+		h    *netns.NsHandle
+	}{{g.prefix + "-inet", &g.inet}, {g.prefix + "-vps", &g.vps}} {
+		h.h.Close()
+		if *h.h, err = netns.GetFromName(h.name); err != nil {
+			return fmt.Errorf("open netns %s: %w", h.name, err)
+		}
+	}
+	return nil
+}
+
+// installPlugin builds the managed plugin (plugin/create.sh, as make
+// plugin does) with the state in g.state, debug logs and metrics on
+// [::1]:9430, and enables it.
+func (g *engine) installPlugin() error {
+	if err := os.MkdirAll(g.state, 0o755); err != nil {
+		return err
+	}
+	if out, err := g.env.cmdPluginCreate(g).CombinedOutput(); err != nil {
+		return fmt.Errorf("plugin/create.sh: %w: %s", err, out)
+	}
+	if _, err := g.docker("plugin", "set", pluginID, "LOG_LEVEL=debug", "METRICS=[::1]:9430"); err != nil {
+		return err
+	}
+	if _, err := g.docker("plugin", "enable", pluginID); err != nil {
+		return err
+	}
+	return g.pluginEnabled()
+}
+
+// cmdPluginCreate is plugin/create.sh for g's engine: the plugin's
+// rootfs and config, created (not enabled) with g.state as state.source.
+func (e *env) cmdPluginCreate(g *engine) *exec.Cmd {
+	cmd := exec.Command("bash", filepath.Join(e.repo, "plugin/create.sh"), pluginID, e.bin,
+		filepath.Join(g.rig.libDir(), "plugin-build"), g.state)
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+g.rig.sock(), "DOCKER="+e.cli)
+	return cmd
+}
+
+// pluginEnabled checks that docker plugin ls shows the plugin enabled.
+func (g *engine) pluginEnabled() error {
+	out, err := g.docker("plugin", "ls", "--format", "{{.Name}} {{.Enabled}}")
+	if err == nil && !slices.Contains(strings.Split(out, "\n"), pluginID+" true") {
+		err = fmt.Errorf("docker plugin ls: %q, want %s enabled", out, pluginID)
+	}
+	return err
 }
 
 // stop removes the VPS unless V6B_E2E_KEEP=1.
@@ -149,32 +207,21 @@ func (g *engine) stop(t *testing.T) {
 	g.inet.Close()
 	g.vps.Close()
 	if g.env.keep {
-		t.Logf("left VPS %s running (V6B_E2E_KEEP=1): DOCKER_HOST=unix:///run/v6b-e2e/%s/docker.sock; remove with: bash -c 'source test/e2e/lib.sh; vps_down %s'",
-			g.prefix, g.prefix, g.prefix)
+		t.Logf("left VPS %s running (V6B_E2E_KEEP=1): DOCKER_HOST=unix://%s docker ...; remove with: bash -c 'source test/e2e/lib.sh; vps_down %s'",
+			g.prefix, g.rig.sock(), g.prefix)
 		return
 	}
-	if out, err := g.env.shell(g.vars(), `vps_down "$P"`); err != nil {
-		t.Errorf("vps_down %s: %v\n%s", g.prefix, err, out)
-	}
+	g.rig.down()
 }
 
 // docker runs the docker CLI against this engine and returns its trimmed
 // output; the error carries the output.
 func (g *engine) docker(args ...string) (string, error) {
-	return g.dockerEnv(nil, args...)
+	return g.rig.dockerEnv(nil, args...)
 }
 
 func (g *engine) dockerEnv(extra []string, args ...string) (string, error) {
-	cmd := exec.Command(g.env.cli, args...)
-	cmd.Env = append(append(os.Environ(), "DOCKER_HOST=unix:///run/v6b-e2e/"+g.prefix+"/docker.sock"), extra...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	s := strings.TrimSpace(out.String())
-	if err != nil {
-		return s, fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, s)
-	}
-	return s, nil
+	return g.rig.dockerEnv(extra, args...)
 }
 
 // ip runs ip(8) with args and returns its output.
@@ -238,7 +285,7 @@ func (g *engine) owned() ([]string, error) {
 
 // pluginLog is the tail of the plugin's log lines in dockerd's log.
 func (g *engine) pluginLog(n int) string {
-	b, err := os.ReadFile(filepath.Join("/var/lib/v6b-e2e", g.prefix, "logs", "dockerd.log"))
+	b, err := os.ReadFile(filepath.Join(g.rig.logDir(), "dockerd.log"))
 	if err != nil {
 		return err.Error()
 	}

@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,24 +34,24 @@ func setup(t *testing.T) *env {
 	}
 	tools := getenv("V6B_TOOLS", "/opt/v6bridge-tools/bin")
 	var missing []string
-	for _, c := range []string{"bash", "ip", "nsenter", "unshare", "nft", "busybox", "mountpoint"} {
+	for _, c := range []string{"bash", "ip", "nsenter", "chroot", "tar", "python3", "unshare", "nft", "busybox", "mountpoint"} {
 		if _, err := exec.LookPath(c); err != nil {
 			missing = append(missing, c)
 		}
 	}
-	for _, f := range []string{"/usr/sbin/dockerd", "/usr/bin/containerd", tools + "/dockerd", tools + "/runc", tools + "/docker-proxy"} {
+	for _, f := range []string{"/usr/sbin/dockerd", "/usr/bin/containerd", tools + "/dockerd", tools + "/runc", tools + "/docker-proxy", getenv("V6B_REGISTRY", tools+"/registry")} {
 		if _, err := os.Stat(f); err != nil {
 			missing = append(missing, f)
 		}
 	}
 	e := &env{repo: repo, prefix: getenv("V6B_E2E_PREFIX", "e2g"), keep: os.Getenv("V6B_E2E_KEEP") == "1"}
-	if len(e.prefix) > 6 {
-		t.Fatalf("V6B_E2E_PREFIX %q: at most 6 characters (a variant letter is appended; VPS prefixes have at most 8)", e.prefix)
+	if len(e.prefix) > 5 {
+		t.Fatalf("V6B_E2E_PREFIX %q: at most 5 characters (variant and group letters are appended, up to 3 for the swarm; VPS prefixes have at most 8)", e.prefix)
 	}
-	if out, err := e.shell(nil, `V6B_DOCKER_CLI= _v6b_cli`); err != nil {
-		missing = append(missing, "docker CLI ("+strings.TrimSpace(out)+")")
+	if cli, err := dockerCLI(tools); err != nil {
+		missing = append(missing, "docker CLI ("+err.Error()+")")
 	} else {
-		e.cli = strings.TrimSpace(out)
+		e.cli = cli
 		if out, err := exec.Command(e.cli, "compose", "version").CombinedOutput(); err != nil {
 			missing = append(missing, "docker compose ("+strings.TrimSpace(string(out))+")")
 		}
@@ -68,7 +68,8 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	for out, pkg := range map[string]string{e.bin: "./cmd/v6bridge", e.echo: "./test/e2e/echoserver"} {
+	e.prom = filepath.Join(dir, "promcheck")
+	for out, pkg := range map[string]string{e.bin: "./cmd/v6bridge", e.echo: "./test/e2e/echoserver", e.prom: "./test/e2e/promcheck"} {
 		cmd := exec.Command(gobin, "build", "-trimpath", "-o", out, pkg)
 		cmd.Dir, cmd.Env = repo, append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {
@@ -78,21 +79,30 @@ func setup(t *testing.T) *env {
 	return e
 }
 
-// runDemo runs test/e2e/demo.sh (what make demo runs) in its own VPS and
-// reports each of its failed checks.
-func runDemo(t *testing.T, e *env) {
-	cmd := exec.Command("bash", filepath.Join(e.repo, "test/e2e/demo.sh"))
-	cmd.Env = append(os.Environ(), "V6B_DEMO_PREFIX="+e.prefix+"d", "V6B_BIN="+e.bin, "V6B_ECHOSERVER="+e.echo,
-		"V6B_DOCKER_CLI="+e.cli, "V6B_DEMO_KEEP=")
-	out, err := cmd.CombinedOutput()
-	t.Logf("test/e2e/demo.sh (VPS %sd):\n%s", e.prefix, out)
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "FAIL - ") {
-			t.Errorf("demo: %s", sc.Text())
+// dockerCLI is V6B_DOCKER_CLI or the newest docker CLI found (28.x talks
+// to both engines and knows --ipv4=false).
+func dockerCLI(tools string) (string, error) {
+	if c := os.Getenv("V6B_DOCKER_CLI"); c != "" {
+		return c, nil
+	}
+	best, bestv := "", ""
+	for _, c := range []string{"/usr/local/bin/docker", "/usr/bin/docker", tools + "/docker"} {
+		out, err := exec.Command(c, "--version").Output()
+		if err != nil {
+			continue
+		}
+		// "Docker version 28.5.1, build ..."
+		f := strings.Fields(string(out))
+		if len(f) < 3 {
+			continue
+		}
+		v := strings.TrimSuffix(f[2], ",")
+		if best == "" || !versionAtLeast(bestv, v) {
+			best, bestv = c, v
 		}
 	}
-	if err != nil {
-		t.Errorf("demo.sh: %v", err)
+	if best == "" {
+		return "", fmt.Errorf("none found")
 	}
+	return best, nil
 }
