@@ -44,6 +44,7 @@ var areas = []area{
 	{name: "hostservice", variants: onceOnCurrent, group: "b", run: hostServiceArea},
 	{name: "lifecycle", variants: lifeVariants, group: "c", run: lifecycleArea},
 	{name: "upgrade", variants: onceOnCurrent, group: "c", run: upgradeArea},
+	{name: "uplink", variants: lifeVariants, group: "c", run: uplinkArea},
 
 	{name: "upgrade", variants: []string{"legacy"}, slow: true, run: upgradeArea},
 	{name: "soak", variants: onceOnCurrent, slow: true, run: soakArea},
