@@ -50,6 +50,8 @@ fp_flowtable_if_supported() {
 	local doc
 	doc=$(in_vps "$P" "$BIN" doctor 2>&1 | grep -E '^(ok|warn) +fastpath') || true
 	case $doc in
+	*FASTPATH=false*) # the default: no flowtable, whatever the kernel has
+		! in_vps "$P" nft list flowtables ip6 | grep -q 'flowtable ft' || { echo "doctor: $doc, but a flowtable:"; in_vps "$P" nft list flowtables; return 1; } ;;
 	ok*) in_vps "$P" nft list flowtables ip6 | grep -q 'flowtable ft' || { echo "doctor: $doc, but no flowtable:"; in_vps "$P" nft list flowtables; return 1; } ;;
 	warn*) echo "# $doc" ;;
 	*) echo "doctor has no fastpath check: $doc"; return 1 ;;
@@ -59,7 +61,7 @@ fp_flowtable_if_supported() {
 fastpath_checks() {
 	local log=$V6B_RUN/$P/fp-echo.log t
 	rm -f "$log"
-	check "fast path: the flowtable is in place where the kernel has flowtables (doctor says which)" fp_flowtable_if_supported
+	check "fast path: the flowtable is in place with FASTPATH=true where the kernel has flowtables, absent by default (doctor says which)" fp_flowtable_if_supported
 	check "fast path: an echo container publishing -p 8090:7 starts" \
 		dk "$P" run -d --name fpecho --network internal --ip6 "$FP_ADDR" -p 8090:7 busybox nc -ll -p 7 -e cat
 	fp_client_start "$HOST_ADDR" 8090 "$log"
