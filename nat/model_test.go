@@ -137,9 +137,9 @@ func TestModelUpdateEqualsRebuild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.elements != fresh.elements || len(m.ports) != len(fresh.ports) || len(m.owner) != len(fresh.owner) {
-			t.Fatalf("step %d: indexes: elements %d/%d ports %d/%d owners %d/%d (updated/fresh)", step,
-				m.elements, fresh.elements, len(m.ports), len(fresh.ports), len(m.owner), len(fresh.owner))
+		if m.elements != fresh.elements || len(m.ports) != len(fresh.ports) || len(m.owner) != len(fresh.owner) || len(m.also) != len(fresh.also) {
+			t.Fatalf("step %d: indexes: elements %d/%d ports %d/%d owners %d/%d others %d/%d (updated/fresh)", step,
+				m.elements, fresh.elements, len(m.ports), len(fresh.ports), len(m.owner), len(fresh.owner), len(m.also), len(fresh.also))
 		}
 	}
 	if accepted < 300 {
