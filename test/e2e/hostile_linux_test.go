@@ -18,8 +18,9 @@ const (
 // on the engine's own IPv6 network, on both firewall backends of the
 // current engine (V6B_E2E_VARIANTS=current or current-nft for one): the
 // unpublished port must stay closed to it, as it is to any other network,
-// while the published port (through the host address), the internet and
-// v6bridge's own traffic still pass (controls). v6bridge's chains mark
+// while the published port (through the host address) and the internet
+// still pass (controls), with the engine's ip6tables FORWARD policy drop on
+// the iptables backend. v6bridge's chains mark
 // what leaves its bridges towards other interfaces only for the guard, not
 // for the engine's DOCKER-USER, so the engine's rules judge it.
 func TestE2EHostile(t *testing.T) {
@@ -40,6 +41,16 @@ func TestE2EHostile(t *testing.T) {
 
 func engineNetworkCell(c *cell, n netSpec) {
 	g := c.g
+	iptables := len(g.v.flags) == 0 // the iptables backend
+	if iptables {
+		// As engines that enable forwarding themselves leave it (the rig
+		// enables it first): every forwarded packet needs an accept of
+		// DOCKER-USER or the engine's own chains.
+		if _, err := vpsIP6tables(g, "-P", "FORWARD", "DROP"); err != nil {
+			c.t.Fatal(err)
+		}
+		c.t.Cleanup(func() { vpsIP6tables(g, "-P", "FORWARD", "ACCEPT") })
+	}
 	args := []string{"network", "create", "--ipv6", "--subnet", engineSubnet}
 	if g.modern {
 		args = append(args, "--ipv4=false")
@@ -51,6 +62,10 @@ func engineNetworkCell(c *cell, n netSpec) {
 	c.ctrs = append(c.ctrs, "victim")
 	c.network(n)
 	c.web("run", "attacker", n, n.addr, nil)
+	if iptables {
+		c.check("with FORWARD policy drop, v6bridge's DOCKER-USER rule accepts only what it let into its bridges or out to the uplink (mark 0x30000000)",
+			eventually(openWait, func() error { return dockerUserMark(g) }))
+	}
 
 	c.check(fmt.Sprintf("control: the victim serves [%s]:8000 itself", victimAddr),
 		c.execFetch("victim", "http://"+hp(victimAddr, 8000)+"/local", victimAddr))
@@ -64,10 +79,6 @@ func engineNetworkCell(c *cell, n netSpec) {
 		c.execFetch("attacker", c.inetServer(), want))
 	c.check(fmt.Sprintf("the %s container cannot reach the victim's unpublished port [%s]:8000", n.mode, victimAddr),
 		execClosed(c, "attacker", "http://"+hp(victimAddr, 8000)+"/local"))
-	if len(g.v.flags) == 0 { // the iptables backend
-		c.check("the engine's DOCKER-USER accepts only what v6bridge let into its bridges or out to the uplink (mark 0x30000000)",
-			dockerUserMark(g))
-	}
 }
 
 // execClosed succeeds when container ctr cannot fetch url within 5 s.
@@ -82,13 +93,21 @@ func execClosed(c *cell, ctr, url string) error {
 // dockerUserMark checks the engine's DOCKER-USER chain holds v6bridge's
 // mark rule and no rule accepting on MarkJudged alone.
 func dockerUserMark(g *engine) error {
-	out, err := exec.Command("ip", "netns", "exec", g.prefix+"-vps", "ip6tables", "-w", "-S", "DOCKER-USER").CombinedOutput()
+	s, err := vpsIP6tables(g, "-S", "DOCKER-USER")
 	if err != nil {
-		return fmt.Errorf("ip6tables -S DOCKER-USER: %w: %s", err, out)
+		return err
 	}
-	s := string(out)
 	if !strings.Contains(s, "--mark 0x30000000/0x30000000 -j ACCEPT") || strings.Contains(s, "0x20000000/0x20000000") {
 		return fmt.Errorf("DOCKER-USER:\n%s", s)
 	}
 	return nil
+}
+
+// vpsIP6tables runs ip6tables in the VPS.
+func vpsIP6tables(g *engine, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", g.prefix + "-vps", "ip6tables", "-w"}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("ip6tables %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
 }
