@@ -177,12 +177,12 @@ func Evaluate(f Facts) []Finding {
 		add("ip6tables", OK, "no ip6tables FORWARD drop policy", "", "")
 	case f.DockerUser:
 		add("ip6tables", Warn, "ip6tables FORWARD policy is DROP (the engine's), with a DOCKER-USER chain",
-			"every base chain sees a packet, so that policy drops what v6bridge's table accepts; v6bridge inserts into DOCKER-USER an accept for the packets its table accepted (mark 0x20000000), so without its table the policy still drops",
+			"every base chain sees a packet, so that policy drops what v6bridge's table accepts; v6bridge inserts into DOCKER-USER an accept for the packets its table accepted into its bridges or towards the uplink (mark 0x30000000), so without its table the policy still drops",
 			"nothing while v6bridge runs; check with ip6tables -S DOCKER-USER")
 	default:
 		add("ip6tables", Fail, "ip6tables FORWARD policy is DROP and there is no DOCKER-USER chain",
 			"routed traffic of v6bridge's bridges is dropped there, whatever v6bridge's own table accepts",
-			"ip6tables -I FORWARD -m mark --mark 0x20000000/0x20000000 -j ACCEPT (what v6bridge's table accepted; see docs/security.md)")
+			"ip6tables -I FORWARD -m mark --mark 0x30000000/0x30000000 -j ACCEPT (what v6bridge's table accepted; see docs/security.md)")
 	}
 	if f.UFW {
 		add("ufw", Warn, "ufw is active",

@@ -1062,7 +1062,7 @@ func (d *Driver) syncSomeLocked(c change) error {
 		n := d.networks[e.NetworkID]
 		present := e.Joined && d.endpoints[e.ID] == e
 		ports, open := d.entry(e)
-		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Remove: !present})
+		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Also: d.otherAddrs(e), Remove: !present})
 		if n.Mode == netspec.ModePublic && !d.cfg.NDPRange {
 			if present {
 				add = append(add, e.Addr.Addr())
@@ -1109,11 +1109,26 @@ func (d *Driver) firewallState() nat.State {
 		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: gw, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
 		for _, e := range byNet[n.ID] {
 			ports, open := d.entry(e)
-			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open})
+			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Also: d.otherAddrs(e)})
 		}
 		s.Networks = append(s.Networks, fn)
 	}
 	return s
+}
+
+// otherAddrs returns the addresses e's container holds on its other
+// joined networks that are not internal (nat.Endpoint.Also): its replies
+// from them may leave through e's bridge.
+func (d *Driver) otherAddrs(e *Endpoint) []netip.Addr {
+	var out []netip.Addr
+	for _, o := range d.sortedSandbox(e.Sandbox) {
+		on := d.networks[o.NetworkID]
+		if o.NetworkID != e.NetworkID && o.Joined && o.Addr.IsValid() && d.endpoints[o.ID] == o && on != nil && on.Mode != netspec.ModeInternal {
+			out = append(out, o.Addr.Addr())
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }
 
 func (d *Driver) ndpTargets() ([]netip.Addr, []netip.Prefix) {

@@ -110,6 +110,12 @@ func expectedState(joined map[int][]pubNet, publishes map[int]bool) map[netip.Ad
 			if n.mode == netspec.ModeInternal {
 				e.Ports, e.Open = nil, nil
 			}
+			for _, o := range nets {
+				if o.id != n.id && o.mode != netspec.ModeInternal {
+					e.Also = append(e.Also, pubAddr(o, c).Addr())
+				}
+			}
+			slices.SortFunc(e.Also, netip.Addr.Compare)
 			out[e.Addr] = e
 		}
 	}

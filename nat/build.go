@@ -10,6 +10,7 @@ import (
 // State with at least one network; only these sets' elements change.
 const (
 	SetBridges   = "bridges"    // ifname: every v6bridge bridge
+	SetUplinks   = "uplinks"    // ifname: the host's outside interfaces (State.Uplinks)
 	SetIntra     = "intra"      // ifname . ifname: (bridge, bridge) of networks with ICC: traffic within one network
 	SetInternal  = "internal"   // ifname: bridges of internal networks
 	SetGateways  = "gateways"   // ifname . ipv6_addr: internal bridge and its gateway address
@@ -18,6 +19,7 @@ const (
 	SetOpen      = "open"       // ipv6_addr . inet_proto . inet_service ranges: container ports open directly (public/routed)
 	SetAllow     = "allow"      // ifname . inet_proto . inet_service ranges: ports open on every endpoint of a bridge
 	SetSubnets   = "subnets"    // ipv6_addr interval: every network's subnet (hairpin sources)
+	SetSources   = "sources"    // ifname . ipv6_addr interval: the sources each bridge may send from
 	SetMasq      = "masq"       // ipv6_addr interval: nat subnets masqueraded outbound
 	MapSNAT      = "snat"       // ipv6_addr interval : ipv6_addr: nat subnets SNATed to a chosen address
 	MapDNAT      = "dnat"       // host address . proto . host port : container address . container port
@@ -64,13 +66,20 @@ const GuardTableName = "v6bridge-guard"
 // one.
 //
 // Whatever enters the host from a bridge (forwarded or for the host) must
-// come from an address routed back through that bridge: its subnet or
-// link-local (fe80::/64), or :: for duplicate address detection and MLD;
-// a spoofed source is dropped before it reaches the uplink, NAT or the host.
+// come from an address of that bridge: its subnet, link-local (fe80::/10),
+// an address its containers hold on another network (Endpoint.Also), or ::
+// for duplicate address detection and MLD. A spoofed source is dropped
+// before it reaches the uplink, NAT or the host, whatever its conntrack
+// state: the check comes before every shortcut for established
+// connections, so a packet forged on one bridge with the tuple of another
+// bridge's connection goes nowhere. It costs one lookup per packet in the
+// set "sources" (bridge . source prefix), not a rule per network.
 //
 // Every packet of our bridges the input and forward chains accept gets the
-// MarkJudged bit, which the guard table (BuildGuard) and the engine's
-// DOCKER-USER rule look for.
+// MarkJudged bit, which the guard table (BuildGuard) looks for; what the
+// forward chains accept into our bridges or from them to an uplink also
+// gets MarkPass, which the engine's DOCKER-USER rule looks for (see
+// MarkPass).
 // Traffic not touching our bridges is left alone: base chains have policy
 // accept and match our bridges explicitly.
 func Build(s State) (*Ruleset, error) {
@@ -109,6 +118,7 @@ const (
 	esOpen
 	esDNAT
 	esDNATRange
+	esSources
 	numEndpointSets
 )
 
@@ -120,8 +130,13 @@ func endpointSetDefs() [numEndpointSets]Set {
 		{Name: SetOpen, Key: portKey, Interval: true},
 		{Name: MapDNAT, Key: portKey, Data: []DataType{TypeIP6Addr, TypeInetService}},
 		{Name: MapDNATRange, Key: portKey, Data: []DataType{TypeIP6Addr}, Interval: true},
+		{Name: SetSources, Key: []DataType{TypeIfname, TypeIP6Addr}, Interval: true},
 	}
 }
+
+// linkLocal is the link-local prefix: a source every bridge may send from
+// (router and neighbour discovery, MLD); the kernel never forwards it.
+var linkLocal = netip.MustParsePrefix("fe80::/10")
 
 // endpointSets holds the elements one or more endpoints contribute, by
 // endpointSets index.
@@ -129,6 +144,7 @@ type endpointSets [numEndpointSets][]Element
 
 func buildSets(s State) []Set {
 	bridges := Set{Name: SetBridges, Key: []DataType{TypeIfname}}
+	uplinks := Set{Name: SetUplinks, Key: []DataType{TypeIfname}}
 	intra := Set{Name: SetIntra, Key: []DataType{TypeIfname, TypeIfname}}
 	internal := Set{Name: SetInternal, Key: []DataType{TypeIfname}}
 	gateways := Set{Name: SetGateways, Key: []DataType{TypeIfname, TypeIP6Addr}}
@@ -141,9 +157,13 @@ func buildSets(s State) []Set {
 
 	add := func(set *Set, key ...Value) { set.Elements = append(set.Elements, Element{Key: key}) }
 	var eps endpointSets
+	for _, u := range s.Uplinks {
+		add(&uplinks, name(u))
+	}
 	for _, n := range s.Networks {
 		br := name(n.Bridge)
 		add(&bridges, br)
+		eps[esSources] = append(eps[esSources], Element{Key: []Value{br, prefix(n.Subnet)}}, Element{Key: []Value{br, prefix(linkLocal)}})
 		if n.ICC {
 			add(&intra, br, br)
 		}
@@ -172,13 +192,13 @@ func buildSets(s State) []Set {
 			allow.Elements = append(allow.Elements, mergeRanges(es)...)
 		}
 		for _, e := range n.Endpoints {
-			endpointElements(s.HostAddrs, public, e, &eps)
+			endpointElements(s.HostAddrs, n, e, &eps)
 		}
 	}
 	for i := range defs {
 		defs[i].Elements = eps[i]
 	}
-	sets := []Set{bridges, intra, internal, gateways, ping, defs[esPublished], defs[esOpen], allow, subnets, masq, snat, defs[esDNAT], defs[esDNATRange]}
+	sets := []Set{bridges, uplinks, intra, internal, gateways, ping, defs[esPublished], defs[esOpen], allow, subnets, defs[esSources], masq, snat, defs[esDNAT], defs[esDNATRange]}
 	for i := range sets {
 		sets[i].Elements = sortElements(sets[i].Elements)
 	}
@@ -193,14 +213,19 @@ func portRange(first, last uint16) Value {
 	return Value{Num: first}
 }
 
-// endpointElements appends the elements endpoint e of a nat, public or
-// routed network contributes: its published container ports (what DNAT
+// endpointElements appends the elements endpoint e of network n (nat,
+// public or routed) contributes: its published container ports (what DNAT
 // may reach), its open ports (public and routed networks: reachable
-// directly), and its host ports in dnat (single ports and ranges that
-// shift the port) or dnat_range (ranges that keep the port: one element
-// for the whole range). Model uses it too, so an incremental update adds
-// exactly what Build would.
-func endpointElements(hostAddrs []netip.Addr, public bool, e Endpoint, out *endpointSets) {
+// directly), its host ports in dnat (single ports and ranges that shift
+// the port) or dnat_range (ranges that keep the port: one element for the
+// whole range), and its container's other addresses as sources of n's
+// bridge. Model uses it too, so an incremental update adds exactly what
+// Build would.
+func endpointElements(hostAddrs []netip.Addr, n Network, e Endpoint, out *endpointSets) {
+	public := n.Mode == ModePublic || n.Mode == ModeRouted
+	for _, o := range e.Also {
+		out[esSources] = append(out[esSources], Element{Key: []Value{name(n.Bridge), addr(o)}})
+	}
 	a := addr(e.Addr)
 	var published, open []Element
 	for _, m := range e.Ports {
@@ -306,6 +331,7 @@ func buildChains() []Chain {
 	dnatRange := NATMap{Kind: NATDest, Fields: portKeyD, Map: MapDNATRange, AddrOnly: true}
 	established := CtState{States: []string{CtEstablished, CtRelated}}
 	mark := MarkSet{Bits: MarkJudged}
+	pass := MarkSet{Bits: MarkJudged | MarkPass}
 	// A connection conntrack no longer knows (deleted when the state
 	// revoked it) must not come back from its middle: conntrack would pick
 	// up any packet of it as new, a container's ACK as a new outbound
@@ -337,14 +363,15 @@ func buildChains() []Chain {
 			rule("", drop),
 		}},
 		{Name: ChainSource, Rules: []Rule{
-			// A container on two networks answers through its default
-			// route, which may be the other network's bridge: replies of
-			// connections the rules accepted go on; anything new must
-			// come from the bridge's own subnet.
-			rule("replies, through either network of a container", CtState{States: []string{CtEstablished, CtRelated}}, Verdict{Kind: VerdictReturn}),
+			// Before any conntrack shortcut: a forged packet matching
+			// another bridge's connection is dropped here. A container
+			// on two networks answers through its default route, which
+			// may be the other network's bridge: its addresses there are
+			// in the set too (Endpoint.Also).
+			rule("source of this bridge", in(SetSources, FieldIIFName, FieldSaddr), Verdict{Kind: VerdictReturn}),
 			rule("dad, mld before an address", AddrCmp{Field: FieldSaddr, Addr: netip.IPv6Unspecified()},
 				ICMPv6Type{Types: []uint8{ICMPv6MLDReport, ICMPv6NeighborSolicit, ICMPv6MLD2Report}}, Verdict{Kind: VerdictReturn}),
-			rule("source not of this bridge", SourceNotRoutedBack{}, drop),
+			rule("source not of this bridge", drop),
 		}},
 		{Name: ChainForward, Type: "filter", Hook: "forward", Priority: PriorityJudge, Policy: VerdictAccept, Rules: []Rule{
 			rule("", in(SetBridges, FieldIIFName), jump(ChainSource)),
@@ -352,22 +379,26 @@ func buildChains() []Chain {
 			rule("", in(SetBridges, FieldIIFName), jump(ChainFwdOut)),
 		}},
 		{Name: ChainFwdIn, Rules: []Rule{
-			rule("", established, mark, accept),
+			rule("", established, pass, accept),
 			rule("", CtState{States: []string{CtInvalid}}, drop),
 			notSyn,
-			rule("within one network", in(SetIntra, FieldIIFName, FieldOIFName), mark, accept),
+			rule("within one network", in(SetIntra, FieldIIFName, FieldOIFName), pass, accept),
 			rule("", in(SetInternal, FieldOIFName), drop),
-			rule("published ports, hairpin too", CtStatusDNAT{}, in(SetPublished, portKeyD...), mark, accept),
+			rule("published ports, hairpin too", CtStatusDNAT{}, in(SetPublished, portKeyD...), pass, accept),
 			rule("isolation between networks", in(SetBridges, FieldIIFName), drop),
-			rule("published ports on public addresses", in(SetOpen, portKeyD...), mark, accept),
-			rule("", in(SetAllow, FieldOIFName, FieldL4Proto, FieldDport), mark, accept),
-			rule("", ICMPv6Type{Types: []uint8{ICMPv6EchoRequest}}, in(SetPing, FieldOIFName), mark, accept),
+			rule("published ports on public addresses", in(SetOpen, portKeyD...), pass, accept),
+			rule("", in(SetAllow, FieldOIFName, FieldL4Proto, FieldDport), pass, accept),
+			rule("", ICMPv6Type{Types: []uint8{ICMPv6EchoRequest}}, in(SetPing, FieldOIFName), pass, accept),
 			rule("unpublished", drop),
 		}},
 		{Name: ChainFwdOut, Rules: []Rule{
 			notSyn,
 			rule("", in(SetInternal, FieldIIFName), drop),
-			rule("", mark, accept),
+			rule("to the uplink", in(SetUplinks, FieldOIFName), pass, accept),
+			// Another interface (the engine's bridges, a VPN): the
+			// guard lets it by, the engine's DOCKER-USER does not accept
+			// it, its own rules judge it.
+			rule("elsewhere: for other firewalls to judge", mark, accept),
 		}},
 	}
 }

@@ -111,6 +111,12 @@ func goldenStates() []goldenCase {
 	noICC := natNet()
 	noICC.ICC = false
 
+	// A container on the nat and the public network: each address is a
+	// source on the other's bridge.
+	homedNat, homedPub := natNet(), publicNet()
+	homedNat.Endpoints[1].Also = []netip.Addr{homedPub.Endpoints[0].Addr}
+	homedPub.Endpoints[0].Also = []netip.Addr{homedNat.Endpoints[1].Addr}
+
 	return []goldenCase{
 		{"empty", State{}},
 		{"no-networks", State{Uplinks: []string{"eth0"}, HostAddrs: []netip.Addr{hostA}}},
@@ -124,6 +130,7 @@ func goldenStates() []goldenCase {
 		{"udp-sctp-range", state(protos)},
 		{"all-modes", state(internalNet(), natNet(), publicNet(), routed)},
 		{"nat-no-icc", state(noICC, publicNet())},
+		{"multi-homed", state(homedNat, homedPub)},
 	}
 }
 
@@ -298,6 +305,22 @@ func TestValidate(t *testing.T) {
 			s.Networks[1].Endpoints = nil
 		}), "overlaps"},
 		{"host bits", mod(func(s *State) { s.Networks[0].Subnet = netip.MustParsePrefix("fd12:3456:789a:8101::1/64") }), "no host bits"},
+		{"other address on another network", mod(func(s *State) {
+			s.Networks[0].Endpoints[1].Also = []netip.Addr{s.Networks[1].Endpoints[0].Addr}
+		}), ""},
+		{"other address in its own subnet", mod(func(s *State) {
+			s.Networks[0].Endpoints[1].Also = []netip.Addr{s.Networks[0].Endpoints[0].Addr}
+		}), "accepted is an address in the subnet of another network that is not internal"},
+		{"other address on an internal network", func() State {
+			s := state(natNet(), internalNet())
+			s.Networks[0].Endpoints[1].Also = []netip.Addr{s.Networks[1].Endpoints[0].Addr}
+			return s
+		}(), "accepted is an address in the subnet of another network that is not internal"},
+		{"other address claimed twice on one network", mod(func(s *State) {
+			a := s.Networks[1].Endpoints[0].Addr
+			s.Networks[0].Endpoints[0].Also, s.Networks[0].Endpoints[1].Also = []netip.Addr{a}, []netip.Addr{a}
+		}), "already the container of endpoint"},
+		{"bad uplink", mod(func(s *State) { s.Uplinks = []string{""} }), "accepted are interface names of 1 to 15 bytes"},
 		{"endpoint outside subnet", mod(func(s *State) {
 			s.Networks[0].Endpoints[0].Addr = netip.MustParseAddr("fd99::1")
 		}), "accepted is an address in fd12:3456:789a:8101::/64"},

@@ -46,14 +46,19 @@ type Finding struct {
 //     policy drop (the engine's ip6tables, default since engine 27) and a
 //     DOCKER-USER chain exists, it inserts at the top of DOCKER-USER the
 //     rule ip6tables would write for
-//     `-I DOCKER-USER -m mark --mark M/M -j ACCEPT` with M = MarkJudged
-//     (so `ip6tables -S DOCKER-USER` lists it), once: a rule already there
-//     is not added again. Only packets our chains accepted carry the mark:
-//     without our table the engine's FORWARD policy drops our bridges'
-//     traffic instead of this rule opening it. The interface rules earlier
-//     versions inserted (`-i v6b-+ -j ACCEPT`, `-o v6b-+ -j ACCEPT`, which
-//     opened everything once our table was gone) are deleted. Remove deletes
-//     all of these rules.
+//     `-I DOCKER-USER -m mark --mark M/M -j ACCEPT` with M = MarkJudged |
+//     MarkPass (so `ip6tables -S DOCKER-USER` lists it), once: a rule
+//     already there is not added again. Only packets our forward chains
+//     accepted into our bridges, or from them to an uplink, carry both
+//     bits: what leaves our bridges for another interface (the engine's
+//     own bridges, where its rules guard unpublished ports) is left to the
+//     engine's rules, and without our table the engine's FORWARD policy
+//     drops our bridges' traffic instead of this rule opening it. The rules
+//     earlier versions inserted (`-i v6b-+ -j ACCEPT`, `-o v6b-+ -j ACCEPT`,
+//     which opened everything once our table was gone, and the mark rule
+//     with MarkJudged alone, which accepted everything leaving our bridges
+//     towards any interface) are deleted. Remove deletes all of these
+//     rules.
 //
 // Our own table still drops what must be dropped, since a drop is final
 // across tables and an accept is not. Everything else is only reported as
@@ -169,9 +174,9 @@ func (c *Coexistence) ensureDockerUser(filter *nftables.Table) ([]Finding, error
 	haveMark, changed := false, false
 	for _, r := range rules {
 		switch {
-		case isMarkAcceptRule(r):
+		case isMarkAcceptRule(r, dockerUserMark):
 			haveMark = true
-		case ourAcceptRule(r) != 0:
+		case isOldAcceptRule(r):
 			if err := c.conn.DelRule(r); err != nil {
 				return nil, fmt.Errorf("delete old accept rule from %s: %w", xtDockerUser, err)
 			}
@@ -179,7 +184,7 @@ func (c *Coexistence) ensureDockerUser(filter *nftables.Table) ([]Finding, error
 		}
 	}
 	if !haveMark {
-		c.conn.InsertRule(&nftables.Rule{Table: filter, Chain: user, Exprs: markAcceptExprs()})
+		c.conn.InsertRule(&nftables.Rule{Table: filter, Chain: user, Exprs: markAcceptExprs(dockerUserMark)})
 		changed = true
 	}
 	if !changed {
@@ -188,19 +193,29 @@ func (c *Coexistence) ensureDockerUser(filter *nftables.Table) ([]Finding, error
 	if err := c.conn.Flush(); err != nil {
 		return nil, fmt.Errorf("insert the accept rule for marked packets into ip6 %s %s: %w", xtTable, xtDockerUser, err)
 	}
-	c.log.WithField("chain", "ip6 filter "+xtDockerUser).Info(fmt.Sprintf("accepting packets judged by table %s (mark 0x%x) in the engine's ip6tables", TableName, MarkJudged))
+	c.log.WithField("chain", "ip6 filter "+xtDockerUser).Info(fmt.Sprintf("accepting packets judged by table %s (mark 0x%x) in the engine's ip6tables", TableName, dockerUserMark))
 	return findings, nil
 }
 
+// dockerUserMark is the mark the DOCKER-USER rule accepts (see
+// Coexistence).
+const dockerUserMark = MarkJudged | MarkPass
+
 // markAcceptExprs is what iptables-nft writes for
 // `-m mark --mark M/M -j ACCEPT`: the mark match, a counter, accept.
-func markAcceptExprs() []expr.Any {
-	return append(markMatch(MarkJudged, false), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})
+func markAcceptExprs(m uint32) []expr.Any {
+	return append(markMatch(m, false), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})
 }
 
-// isMarkAcceptRule reports whether r is our rule of markAcceptExprs.
-func isMarkAcceptRule(r *nftables.Rule) bool {
-	want := markAcceptExprs()
+// isOldAcceptRule reports whether r is a DOCKER-USER rule of an earlier
+// version: an interface accept or the mark accept of MarkJudged alone.
+func isOldAcceptRule(r *nftables.Rule) bool {
+	return ourAcceptRule(r) != 0 || isMarkAcceptRule(r, MarkJudged)
+}
+
+// isMarkAcceptRule reports whether r is the rule of markAcceptExprs(m).
+func isMarkAcceptRule(r *nftables.Rule, m uint32) bool {
+	want := markAcceptExprs(m)
 	if len(r.Exprs) != len(want) {
 		return false
 	}
@@ -262,7 +277,7 @@ func (c *Coexistence) Remove() error {
 		}
 		n := 0
 		for _, r := range rules {
-			if isMarkAcceptRule(r) || ourAcceptRule(r) != 0 {
+			if isMarkAcceptRule(r, dockerUserMark) || isOldAcceptRule(r) {
 				if err := c.conn.DelRule(r); err != nil {
 					return fmt.Errorf("delete rule from %s: %w", xtDockerUser, err)
 				}

@@ -3,6 +3,7 @@ package nat
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/google/nftables"
@@ -66,8 +67,12 @@ func encodeValue(t DataType, v Value, pad bool) []byte {
 		b = make([]byte, ifnameSize)
 		copy(b, v.Name)
 	case TypeIP6Addr:
-		a := v.Addr.As16()
-		b = a[:]
+		a := v.Addr
+		if !a.IsValid() && v.Prefix.IsValid() {
+			a = v.Prefix.Masked().Addr() // a prefix in a concatenated interval set: its first address
+		}
+		a16 := a.As16()
+		b = a16[:]
 	case TypeInetProto, TypeICMPv6Type:
 		b = []byte{byte(v.Num)}
 	case TypeInetService:
@@ -155,11 +160,15 @@ func nftSet(t *nftables.Table, s Set) (*nftables.Set, []nftables.SetElement, err
 }
 
 // rangeEnds returns the values with each port range replaced by its last
-// port: the end key of a concatenated interval element.
+// port and each prefix by its last address: the end key of a concatenated
+// interval element.
 func rangeEnds(vs []Value) []Value {
 	out := make([]Value, len(vs))
 	for i, v := range vs {
-		out[i] = Value{Name: v.Name, Addr: v.Addr, Prefix: v.Prefix, Num: v.last()}
+		out[i] = Value{Name: v.Name, Addr: v.Addr, Num: v.last()}
+		if !v.Addr.IsValid() && v.Prefix.IsValid() {
+			out[i].Addr = netip.AddrFrom16(lastAddr(v.Prefix.Masked().Addr().As16(), v.Prefix.Bits()))
+		}
 	}
 	return out
 }
@@ -346,12 +355,6 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 		}
 		a := e.Addr.As16()
 		return []expr.Any{fieldLoad(e.Field, 1), &expr.Cmp{Op: op, Register: 1, Data: a[:]}}, nil
-	case SourceNotRoutedBack:
-		// What nft writes for "fib saddr . iif oif missing".
-		return []expr.Any{
-			&expr.Fib{Register: 1, FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: make([]byte, 4)},
-		}, nil
 	case MarkSet:
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},

@@ -8,8 +8,9 @@ import (
 )
 
 // EndpointUpdate sets one endpoint's entry: Addr on the network of Bridge
-// is reached through the host ports of Ports and is open on the container
-// ports of Open from now on (see Endpoint), or, with Remove, has no entry
+// is reached through the host ports of Ports, is open on the container
+// ports of Open and its container holds the addresses Also on other
+// networks from now on (see Endpoint), or, with Remove, has no entry
 // at all. It is idempotent: the same update twice changes nothing the
 // second time.
 type EndpointUpdate struct {
@@ -17,6 +18,7 @@ type EndpointUpdate struct {
 	Addr   netip.Addr
 	Ports  []Mapping
 	Open   []Port
+	Also   []netip.Addr
 	Remove bool
 }
 
@@ -32,6 +34,7 @@ type Model struct {
 	networks  []Network // without Endpoints; sorted as the State was
 	nets      map[string]*modelNet
 	owner     map[netip.Addr]string   // endpoint address -> bridge
+	also      map[alsoKey]netip.Addr  // bridge and another address of its endpoint's container -> endpoint address
 	ports     map[protoPort][]portUse // host port use of mappings of at most wideSpan ports
 	wide      []portUse               // wider mappings
 	elements  int                     // countElements of the State
@@ -40,6 +43,11 @@ type Model struct {
 type modelNet struct {
 	idx int // in Model.networks
 	eps map[netip.Addr]Endpoint
+}
+
+type alsoKey struct {
+	bridge string
+	addr   netip.Addr
 }
 
 type protoPort struct {
@@ -63,6 +71,7 @@ func NewModel(s State) (*Model, error) {
 		hostAddrs: slices.Clone(s.HostAddrs),
 		nets:      map[string]*modelNet{},
 		owner:     map[netip.Addr]string{},
+		also:      map[alsoKey]netip.Addr{},
 		ports:     map[protoPort][]portUse{},
 	}
 	for i, n := range s.Networks {
@@ -125,7 +134,7 @@ func (m *Model) Update(us []EndpointUpdate) ([]SetPatch, error) {
 		mn := m.nets[u.Bridge]
 		n := m.networks[mn.idx]
 		if old, had := mn.eps[u.Addr]; had && n.Mode != ModeInternal {
-			endpointElements(m.hostAddrs, n.Mode == ModePublic || n.Mode == ModeRouted, old, &olds[i])
+			endpointElements(m.hostAddrs, n, old, &olds[i])
 		}
 		m.unset(mn, n, u.Addr)
 	}
@@ -134,14 +143,14 @@ func (m *Model) Update(us []EndpointUpdate) ([]SetPatch, error) {
 		n := m.networks[mn.idx]
 		var w endpointSets
 		if !u.Remove {
-			e := Endpoint{Addr: u.Addr, Ports: slices.Clone(u.Ports), Open: slices.Clone(u.Open)}
+			e := Endpoint{Addr: u.Addr, Ports: slices.Clone(u.Ports), Open: slices.Clone(u.Open), Also: slices.Clone(u.Also)}
 			if err := m.check(n, e); err != nil {
 				m.revert(us, undo)
 				return nil, fmt.Errorf("network %q: %w", n.Bridge, err)
 			}
 			m.set(mn, n, e)
 			if n.Mode != ModeInternal {
-				endpointElements(m.hostAddrs, n.Mode == ModePublic || n.Mode == ModeRouted, e, &w)
+				endpointElements(m.hostAddrs, n, e, &w)
 			}
 		}
 		for k := range w {
@@ -175,7 +184,7 @@ func (m *Model) snapshot(us []EndpointUpdate) []EndpointUpdate {
 			continue
 		}
 		if e, had := mn.eps[u.Addr]; had {
-			out = append(out, EndpointUpdate{Bridge: u.Bridge, Addr: u.Addr, Ports: slices.Clone(e.Ports), Open: slices.Clone(e.Open)})
+			out = append(out, EndpointUpdate{Bridge: u.Bridge, Addr: u.Addr, Ports: slices.Clone(e.Ports), Open: slices.Clone(e.Open), Also: slices.Clone(e.Also)})
 		} else {
 			out = append(out, EndpointUpdate{Bridge: u.Bridge, Addr: u.Addr, Remove: true})
 		}
@@ -193,7 +202,7 @@ func (m *Model) revert(us, undo []EndpointUpdate) {
 	for _, u := range undo {
 		if !u.Remove {
 			mn := m.nets[u.Bridge]
-			m.set(mn, m.networks[mn.idx], Endpoint{Addr: u.Addr, Ports: u.Ports, Open: u.Open})
+			m.set(mn, m.networks[mn.idx], Endpoint{Addr: u.Addr, Ports: u.Ports, Open: u.Open, Also: u.Also})
 		}
 	}
 }
@@ -203,6 +212,14 @@ func (m *Model) check(n Network, e Endpoint) error {
 	a, ports := e.Addr, e.Ports
 	if err := validateEndpoint(n, e); err != nil {
 		return err
+	}
+	if err := validateAlso(m.networks, n, e); err != nil {
+		return err
+	}
+	for _, o := range e.Also {
+		if b, ok := m.also[alsoKey{n.Bridge, o}]; ok && b != a {
+			return alsoTwiceError(e.Addr, o, b)
+		}
 	}
 	if b, ok := m.owner[a]; ok && b != n.Bridge {
 		return fmt.Errorf("endpoint %s also on network %q", a, b)
@@ -277,6 +294,9 @@ func (m *Model) set(mn *modelNet, n Network, e Endpoint) {
 	a := e.Addr
 	mn.eps[a] = e
 	m.owner[a] = n.Bridge
+	for _, o := range e.Also {
+		m.also[alsoKey{n.Bridge, o}] = a
+	}
 	if n.Mode == ModeInternal {
 		return
 	}
@@ -300,6 +320,9 @@ func (m *Model) unset(mn *modelNet, n Network, a netip.Addr) {
 	}
 	delete(mn.eps, a)
 	delete(m.owner, a)
+	for _, o := range e.Also {
+		delete(m.also, alsoKey{n.Bridge, o})
+	}
 	if n.Mode == ModeInternal {
 		return
 	}
@@ -334,7 +357,7 @@ func endpointCount(hostAddrs []netip.Addr, e Endpoint) int {
 }
 
 func cloneEndpoint(e Endpoint) Endpoint {
-	return Endpoint{Addr: e.Addr, Ports: slices.Clone(e.Ports), Open: slices.Clone(e.Open)}
+	return Endpoint{Addr: e.Addr, Ports: slices.Clone(e.Ports), Open: slices.Clone(e.Open), Also: slices.Clone(e.Also)}
 }
 
 // ErrNoModel is returned by Table.UpdateEndpoints before the first Apply.

@@ -40,6 +40,14 @@ const (
 // instead of opening it. Other bits of the mark are kept.
 const MarkJudged uint32 = 0x20000000
 
+// MarkPass is the packet mark bit v6bridge's forward chains set, with
+// MarkJudged, on what they accept towards the uplinks or into one of our
+// bridges: the engine's DOCKER-USER accepts only packets with both bits
+// (Coexistence). What leaves our bridges for any other interface (the
+// engine's own bridges, a VPN) carries MarkJudged alone, so the guard
+// table lets it by and the engine's own rules judge it.
+const MarkPass uint32 = 0x10000000
+
 // Ruleset describes one nftables table: its sets and maps with their
 // elements, and its chains with their rules. It is a plain value; the
 // kernel side (Table.Apply) turns it into netlink messages and String
@@ -100,7 +108,8 @@ type Set struct {
 	// prefixes (Value.Prefix); with a concatenation (the kernel's pipapo
 	// sets, Linux >= 5.6) each element is a single value per component
 	// except ports, which may be ranges (Value.Num to Value.End), so a
-	// published port range costs one element, not one per port.
+	// published port range costs one element, not one per port, and
+	// addresses, which may be prefixes (Value.Prefix).
 	Interval bool
 	Comment  string
 	Elements []Element
@@ -373,13 +382,6 @@ func (e AddrCmp) nft() string {
 	}
 	return e.Field.String() + " " + e.Addr.String()
 }
-
-// SourceNotRoutedBack matches a packet whose source address has no route
-// through the interface it came in on (reverse path check): from a bridge,
-// a source outside the bridge's subnet and link-local prefix.
-type SourceNotRoutedBack struct{}
-
-func (SourceNotRoutedBack) nft() string { return "fib saddr . iif oif missing" }
 
 // MarkSet sets the Bits of the packet mark, keeping the others.
 type MarkSet struct{ Bits uint32 }

@@ -71,10 +71,18 @@ type Port = netspec.Port
 // (public and routed networks only; ignored elsewhere). A container on
 // several networks publishes through one of its addresses (Ports) and is
 // open on all its public ones (Open): the driver decides which.
+//
+// Also are the addresses the same container holds on other v6bridge
+// networks that are not internal: a container on two networks answers
+// through its default route, so a reply from its address on network B
+// may arrive on network A's bridge. They are accepted as sources on this
+// endpoint's bridge; any other source outside the bridge's subnet and
+// link-local is dropped, whatever its conntrack state.
 type Endpoint struct {
 	Addr  netip.Addr
 	Ports []Mapping
 	Open  []Port
+	Also  []netip.Addr
 }
 
 // Mapping is one published port range: HostAddr:HostFirst-HostLast is

@@ -61,6 +61,10 @@ type Table struct {
 	applied *Ruleset
 	patched int // Applies done as a patch (tests)
 	listed  int // listings of our tables (tests)
+	// window, when set (tests), runs right before ("before") and right
+	// after ("after") each batch of ours is sent: where another party's
+	// batch must not pass for ours.
+	window func(at string)
 
 	monMu   sync.Mutex
 	monDead bool // the monitor's socket failed: Watch re-opens it
@@ -289,18 +293,43 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 			sums[k] += elementHash(e)
 		}
 	}
-	if err := t.conn.Flush(); err != nil {
+	// The patch is right only on the generation holdsOursLocked checked:
+	// the kernel refuses the batch (ERESTART) if any other came since,
+	// and then ours is that generation + 1.
+	verified := t.gen
+	t.runWindow("before")
+	var err error
+	if verified != 0 {
+		err = t.conn.FlushWithGenID(verified)
+	} else {
+		err = t.conn.Flush() // 0 asks for no check; the test below still holds
+	}
+	if err != nil {
 		// Nothing of the batch was applied; the caller rebuilds.
 		return fmt.Errorf("patch nftables table %s %s: %w", TableFamily, TableName, err)
 	}
+	t.runWindow("after")
 	t.known = false
-	g, err := t.conn.GetGen()
-	if err != nil {
-		return nil // applied; the next Apply rebuilds, Watch re-checks
-	}
 	t.shape.counts, t.shape.sums = counts, sums
-	t.gen, t.fp, t.known = g.ID, t.shape.hash(), true
+	g, err := t.conn.GetGen()
+	switch {
+	case err == nil && g.ID == verified+1:
+		// Nothing came after ours: the generation is ours.
+		t.gen, t.fp, t.known = g.ID, t.shape.hash(), true
+	case verified != 0:
+		// Ours is verified+1 and another batch came after it (or the
+		// generation could not be read): the next check lists our tables
+		// and compares them with what this patch left.
+		t.gen, t.fp, t.known = verified+1, t.shape.hash(), true
+	}
+	// Otherwise unknown: the next Apply rebuilds, Watch re-checks.
 	return nil
+}
+
+func (t *Table) runWindow(at string) {
+	if t.window != nil {
+		t.window(at)
+	}
 }
 
 // errBridgesChange makes a patch fall back to a rebuild of both tables.
@@ -319,11 +348,17 @@ func (t *Table) applyLocked(r *Ruleset, devs map[string]int) error {
 		_ = t.conn.Flush()
 		return fmt.Errorf("build nftables batch: %w", err)
 	}
+	before, berr := t.conn.GetGen()
+	t.runWindow("before")
 	if err := t.conn.Flush(); err != nil {
 		t.known = false
 		return fmt.Errorf("apply nftables table %s %s: %w", TableFamily, TableName, err)
 	}
-	t.rememberLocked()
+	t.runWindow("after")
+	t.known = false
+	if berr == nil {
+		t.rememberLocked(before.ID)
+	}
 	t.applied = r
 	t.ftIndex = devs
 	return nil
@@ -371,15 +406,20 @@ func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
 	return nil
 }
 
-// rememberLocked records the generation and fingerprint after our change.
-func (t *Table) rememberLocked() {
+// rememberLocked records the generation and fingerprint after our batch,
+// sent on top of generation before: only when the generation read after
+// listing our tables is before + 1 is the listing certainly ours alone
+// (the ledger's test, nftgen.Ledger.Flush). Another party's batch between
+// ours and the listing would otherwise be taken as ours and never be
+// repaired; then nothing is recorded and the next check rebuilds.
+func (t *Table) rememberLocked(before uint32) {
 	t.known = false
-	g, err := t.conn.GetGen()
+	sh, err := t.readShape()
 	if err != nil {
 		return
 	}
-	sh, err := t.readShape()
-	if err != nil {
+	g, err := t.conn.GetGen()
+	if err != nil || g.ID != before+1 {
 		return
 	}
 	t.shape = sh

@@ -175,6 +175,8 @@ func TestPrivilegedCoexistenceDockerUser(t *testing.T) {
 	// What earlier versions inserted: open to everything on v6b-*.
 	inNS(t, ns, "ip6tables", "-w", "-I", "DOCKER-USER", "-o", "v6b-+", "-j", "ACCEPT")
 	inNS(t, ns, "ip6tables", "-w", "-I", "DOCKER-USER", "-i", "v6b-+", "-j", "ACCEPT")
+	// And the mark rule before MarkPass: everything leaving our bridges.
+	inNS(t, ns, "ip6tables", "-w", "-I", "DOCKER-USER", "-m", "mark", "--mark", "0x20000000/0x20000000", "-j", "ACCEPT")
 
 	for range 2 {
 		if err := tbl.Apply(state(natNet())); err != nil {
@@ -188,7 +190,7 @@ func TestPrivilegedCoexistenceDockerUser(t *testing.T) {
 	if _, err := c.Ensure(); err != nil {
 		t.Fatal(err)
 	}
-	want := "-N DOCKER-USER\n-A DOCKER-USER -m mark --mark 0x20000000/0x20000000 -j ACCEPT\n-A DOCKER-USER -j RETURN\n"
+	want := "-N DOCKER-USER\n-A DOCKER-USER -m mark --mark 0x30000000/0x30000000 -j ACCEPT\n-A DOCKER-USER -j RETURN\n"
 	if diff := cmp.Diff(want, inNS(t, ns, "ip6tables", "-w", "-S", "DOCKER-USER")); diff != "" {
 		t.Errorf("DOCKER-USER after three ensures (-want +got):\n%s", diff)
 	}

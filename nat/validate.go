@@ -138,6 +138,11 @@ func Validate(s State) error {
 			return fmt.Errorf("host address %s: accepted is an IPv6 address", a)
 		}
 	}
+	for _, u := range s.Uplinks {
+		if u == "" || len(u) > maxIfnameLen {
+			return fmt.Errorf("uplink %q: accepted are interface names of 1 to %d bytes", u, maxIfnameLen)
+		}
+	}
 	bridges := map[string]bool{}
 	addrs := map[netip.Addr]string{}
 	for i, n := range s.Networks {
@@ -153,7 +158,17 @@ func Validate(s State) error {
 				return fmt.Errorf("network %q: subnet %s overlaps %s of network %q", n.Bridge, n.Subnet, o.Subnet, o.Bridge)
 			}
 		}
+		also := map[netip.Addr]netip.Addr{}
 		for _, e := range n.Endpoints {
+			if err := validateAlso(s.Networks, n, e); err != nil {
+				return fmt.Errorf("network %q: %w", n.Bridge, err)
+			}
+			for _, o := range e.Also {
+				if b, ok := also[o]; ok && b != e.Addr {
+					return fmt.Errorf("network %q: %w", n.Bridge, alsoTwiceError(e.Addr, o, b))
+				}
+				also[o] = e.Addr
+			}
 			if b, ok := addrs[e.Addr]; ok {
 				return fmt.Errorf("network %q: endpoint %s also on network %q", n.Bridge, e.Addr, b)
 			}
@@ -233,6 +248,27 @@ func validateEndpoint(n Network, e Endpoint) error {
 	return nil
 }
 
+// validateAlso checks the other addresses of endpoint e of network n: each
+// in the subnet of another network of nets that is not internal (an
+// internal network's address must not leave through another bridge).
+func validateAlso(nets []Network, n Network, e Endpoint) error {
+	for _, a := range e.Also {
+		i := slices.IndexFunc(nets, func(o Network) bool {
+			return o.Bridge != n.Bridge && o.Mode != ModeInternal && o.Subnet.Contains(a)
+		})
+		if !isIPv6(a) || i < 0 {
+			return fmt.Errorf("endpoint %s: address %s on another network: accepted is an address in the subnet of another network that is not internal", e.Addr, a)
+		}
+	}
+	return nil
+}
+
+// alsoTwiceError says that two endpoints of one network claim the same
+// address on another network: an address is one container's.
+func alsoTwiceError(e, also, owner netip.Addr) error {
+	return fmt.Errorf("endpoint %s: address %s on another network is already the container of endpoint %s's", e, also, owner)
+}
+
 func validateMapping(m Mapping) error {
 	if !validProto(m.Proto) {
 		return fmt.Errorf("published port: protocol %d: accepted are tcp, udp, sctp", m.Proto)
@@ -262,7 +298,7 @@ func countElements(s State) int {
 		}
 		c += len(n.Allow)
 		for _, e := range n.Endpoints {
-			c += len(e.Open)
+			c += len(e.Open) + len(e.Also)
 			for _, m := range e.Ports {
 				addrs := 1
 				if !m.HostAddr.IsValid() {

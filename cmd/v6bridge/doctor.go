@@ -76,7 +76,7 @@ FLAGS
 	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
 	resolvConf := fs.String("resolv-conf", doctor.DefaultResolvConf, "the resolver asked for ipv4only.arpa (its first nameserver)")
 	probe := fs.String("nat64-probe", "", "IPv4 host:port to connect to through the NAT64 prefix, e.g. 140.82.112.3:443; empty: check the route only")
-	fastPath := fs.String("fastpath", env("FASTPATH", "true"), "the plugin's FASTPATH setting: false skips the flowtable check [FASTPATH]")
+	fastPath := fs.String("fastpath", env("FASTPATH", "false"), "the plugin's FASTPATH setting: false skips the flowtable check [FASTPATH]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

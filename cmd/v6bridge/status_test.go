@@ -76,7 +76,7 @@ func TestServeFlagsFastPath(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
 		want bool
-	}{{nil, true}, {[]string{"-fastpath", "false"}, false}, {[]string{"-fastpath", "true"}, true}} {
+	}{{nil, false}, {[]string{"-fastpath", "false"}, false}, {[]string{"-fastpath", "true"}, true}} {
 		c, err := serveFlags(tt.args)
 		if err != nil {
 			t.Fatalf("serveFlags(%v): %v", tt.args, err)
