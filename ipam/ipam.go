@@ -483,7 +483,9 @@ func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
 			continue
 		}
 		const hint = " (if `docker network ls` shows no such network, the plugin kept it from an engine whose data was wiped: " +
-			"`v6bridge gc` lists such state, `v6bridge gc --apply` removes it)"
+			"on the host, as root, `v6bridge gc` lists such state and `v6bridge gc --apply` removes it; " +
+			"it finds the plugin's socket, managed or not. No v6bridge binary on the host? " +
+			"The managed plugin carries one: /var/lib/docker/plugins/<plugin id>/rootfs/v6bridge (README, \"The v6bridge command\"))"
 		if p.rec.Prefix == subnet {
 			return refuse(ErrPoolOverlap, "subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses"+hint,
 				subnet, id)

@@ -73,7 +73,7 @@ FLAGS
 	proc := fs.String("proc", filepath.Dir(env("PROC_SYS", "/proc/sys")), "proc root scanned for ndppd, docker-ipv6nat, firewalld")
 	uplink := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
 	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its version [DOCKER_HOST]")
-	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
+	socket := socketFlag(fs)
 	resolvConf := fs.String("resolv-conf", doctor.DefaultResolvConf, "the resolver asked for ipv4only.arpa (its first nameserver)")
 	probe := fs.String("nat64-probe", "", "IPv4 host:port to connect to through the NAT64 prefix, e.g. 140.82.112.3:443; empty: check the route only")
 	fastPath := fs.String("fastpath", env("FASTPATH", "true"), "the plugin's FASTPATH setting: false skips the flowtable check [FASTPATH]")
@@ -91,7 +91,7 @@ FLAGS
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, Socket: *socket,
+	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, Socket: *socket, PluginsDir: pluginsDir,
 		ResolvConf: *resolvConf, NAT64Probe: *probe, FastPathOff: *fastPath == "false"})
 	findings := doctor.Evaluate(facts)
 	req := gcRequest{}

@@ -57,14 +57,14 @@ answers.
 		fs.PrintDefaults()
 	}
 	asJSON := fs.Bool("json", false, "print JSON")
-	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
+	socket := socketFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("status: unexpected argument %q: see v6bridge status -h", fs.Arg(0))
 	}
-	_, raw, err := doctor.FindPlugin(context.Background(), *socket, doctor.PluginsDir)
+	_, raw, err := findPlugin(context.Background(), *socket)
 	if err != nil {
 		return err
 	}
@@ -125,3 +125,25 @@ func printStatus(w io.Writer, doc statusDoc) error {
 		limited, n.Limited, n.SocketDrops, filter, ingress, n.AnnouncePending, n.AnnouncePeakRate, n.Primed)
 	return tw.Flush()
 }
+
+// socketFlag is the --socket flag of every command that asks the plugin.
+func socketFlag(fs *flag.FlagSet) *string {
+	return fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: the first that answers of "+
+		doctor.PluginsDir+"/"+doctor.SocketName+" (host service) and "+doctor.PluginsDir+"/<plugin id>/"+doctor.SocketName+" (managed plugin) [SOCKET]")
+}
+
+// findPlugin is how every command finds the plugin: the socket given, or
+// the first under doctor.PluginsDir that answers; it returns the socket
+// and the plugin's status document.
+func findPlugin(ctx context.Context, socket string) (string, []byte, error) {
+	return doctor.FindPlugin(ctx, socket, pluginsDir)
+}
+
+// pluginSocket returns the socket of the plugin to ask (findPlugin).
+func pluginSocket(ctx context.Context, socket string) (string, error) {
+	s, _, err := findPlugin(ctx, socket)
+	return s, err
+}
+
+// pluginsDir is where findPlugin looks; tests point it elsewhere.
+var pluginsDir = doctor.PluginsDir
