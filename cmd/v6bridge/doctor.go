@@ -9,7 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/v6bridge/v6bridge/doctor"
 )
@@ -127,4 +131,39 @@ FLAGS
 		return errDoctorFailed
 	}
 	return nil
+}
+
+// warnEngineBug logs a warning when the engine at host ("": DOCKER_HOST,
+// else the default socket) runs a version
+// with a known bug that breaks v6bridge (doctor.KnownEngineBug). The
+// plugin API's handshake names no engine version, and a handler must not
+// call the engine (it waits for the plugin while it starts), so this asks
+// the engine's API on the side, every 5 s until it answers or a few
+// minutes passed. Only a host service can: a managed plugin has no engine
+// socket (then it logs at Debug that the version is unknown; doctor asks).
+func warnEngineBug(ctx context.Context, host string, log logrus.FieldLogger) {
+	if host == "" {
+		host = env("DOCKER_HOST", doctor.DefaultDockerHost)
+	}
+	if strings.HasPrefix(host, "unix://") {
+		if _, err := os.Stat(strings.TrimPrefix(host, "unix://")); err != nil {
+			log.WithField("docker_host", host).Debug("engine version unknown here (no engine socket, as in a managed plugin): v6bridge doctor checks it")
+			return
+		}
+	}
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for try := 0; try < 60; try++ {
+		if e := doctor.AskEngine(ctx, host); e.Err == "" {
+			if bug, buggy, _ := doctor.KnownEngineBug(e.Version); buggy {
+				log.WithFields(logrus.Fields{"engine": e.Version, "fix": bug.Fix}).Warn(bug.Summary + ": " + bug.Meaning)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

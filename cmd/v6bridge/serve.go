@@ -305,6 +305,7 @@ func serve(args []string) error {
 	h := api.NewHandler(d, im, status, log, opts...)
 	h.HandleFunc("/v6bridge.GC", serveGC(d, im, log))
 	go gcLoop(ctx, im, 5*time.Minute, log)
+	go warnEngineBug(ctx, "", log)
 	errc := make(chan error, 1)
 	go func() { errc <- h.Serve(l) }()
 	select {
