@@ -79,7 +79,8 @@ test: deps
 plugin: build
 	bash plugin/create.sh "$(PLUGIN)" "$(BIN)" "$(PLUGINDIR)" "$(STATE_SOURCE)"
 
-# make release: plugin/release/<arch>/{config.json,rootfs} for every ARCHES.
+# make release: plugin/release/<arch>/{config.json,rootfs} for every ARCHES, and the
+# static CLI plugin/release/v6bridge-$(TAG)-linux-<arch> with plugin/release/SHA256SUMS.
 release:
 	GO=$(GO) bash plugin/release.sh build "$(TAG)" "$(RELEASEDIR)" $(ARCHES)
 

@@ -143,6 +143,7 @@ PAUSE=${V6B_UPGRADE_PAUSE:-35}
 upgrade() {
 	dk "$P" plugin disable -f "$PLUGIN" >/dev/null && sleep "$PAUSE" &&
 		dk "$P" plugin upgrade --grant-all-permissions --skip-remote-check "$PLUGIN" "$REG/v6bridge:e2e2-amd64" >/dev/null &&
+		dk "$P" plugin inspect -f '{{range .Settings.Mounts}}{{.Name}}={{.Source}} {{end}}' "$PLUGIN" >"$V6B_RUN/$P/upgraded-mounts" &&
 		dk "$P" plugin set "$PLUGIN" UPLINK=eth0 LOG_LEVEL=debug state.source="$STATE" &&
 		dk "$P" plugin enable "$PLUGIN" >/dev/null
 }
@@ -178,6 +179,15 @@ state_source_kept() {
 }
 same_identity() { [ "$(cat "$STATE/instance.json")" = "$ID_BEFORE" ]; }
 check "the upgraded plugin is v2 and answers" retry 10 runs_version e2e2-amd64
+# What the README's upgrade section says: both engines reset the mounts
+# to config.json's defaults on upgrade (seen on 20.10.24 and 2.0.0-beta.24).
+upgrade_reset_mounts() {
+	local m
+	m=$(cat "$V6B_RUN/$P/upgraded-mounts")
+	echo "mounts right after upgrade, before set: $m"
+	echo "$m" | grep -q "state=/var/lib/v6bridge " && ! echo "$m" | grep -q "state=$STATE "
+}
+check "upgrade reset state.source to /var/lib/v6bridge (set again before enable)" upgrade_reset_mounts
 check "state.source is kept across the upgrade" state_source_kept
 check "same state directory identity after the upgrade" same_identity
 check "the container keeps its address" inspect_addr pubweb public "$PUBADDR"
