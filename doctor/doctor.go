@@ -85,6 +85,7 @@ type Facts struct {
 	Conflicting []Process // ndppd, docker-ipv6nat in this network namespace
 	Engine      Engine
 	Plugin      Plugin // the running v6bridge, if one answers
+	StateDir    StateDir
 	DNS64       DNS64  // the resolver's DNS64 and the NAT64 behind it
 }
 
@@ -240,6 +241,7 @@ func Evaluate(f Facts) []Finding {
 	}
 
 	f.evaluateShape(add)
+	f.evaluateStateDir(add)
 	f.evaluateDNS64(add)
 
 	switch p := f.Plugin; {

@@ -30,6 +30,10 @@ type Plugin struct {
 	NDPAddrs         int    `json:"ndp_addrs"`
 	NDPSolicitations uint64 `json:"ndp_solicitations"`
 	NDPAnswered      uint64 `json:"ndp_answered"`
+	// Instance and StateDir are the id and host path of the state
+	// directory the plugin runs on ("" from versions that do not say).
+	Instance string `json:"instance,omitempty"`
+	StateDir string `json:"state_dir,omitempty"`
 	Err              string `json:"error,omitempty"` // why no plugin answered
 }
 
@@ -121,6 +125,7 @@ func AskPlugin(ctx context.Context, socket, dir string) Plugin {
 	}
 	var doc struct {
 		Networks []json.RawMessage
+		Instance struct{ ID, StateDir string }
 		NDP      struct {
 			Solicitations, Answered uint64
 			Addrs                   []json.RawMessage
@@ -129,5 +134,6 @@ func AskPlugin(ctx context.Context, socket, dir string) Plugin {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return Plugin{Socket: s, Err: fmt.Sprintf("decode the status of %s: %v", s, err)}
 	}
-	return Plugin{Socket: s, Networks: len(doc.Networks), NDPAddrs: len(doc.NDP.Addrs), NDPSolicitations: doc.NDP.Solicitations, NDPAnswered: doc.NDP.Answered}
+	return Plugin{Socket: s, Networks: len(doc.Networks), NDPAddrs: len(doc.NDP.Addrs), NDPSolicitations: doc.NDP.Solicitations, NDPAnswered: doc.NDP.Answered,
+		Instance: doc.Instance.ID, StateDir: doc.Instance.StateDir}
 }

@@ -9,6 +9,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/v6bridge/v6bridge/doctor"
+	"github.com/v6bridge/v6bridge/internal/instance"
 )
 
 // The host service started under an engine 29.0.1 says so in its log:
@@ -36,5 +39,18 @@ func TestServeWarnsOfACrashingEngine(t *testing.T) {
 		if got := len(warned) == 1 && strings.Contains(warned[0], tt.version) && strings.Contains(warned[0], "51557"); got != tt.warn {
 			t.Errorf("engine %s: warnings %q, want a warning naming it: %v", tt.version, warned, tt.warn)
 		}
+	}
+}
+
+// doctor reads the identity the plugin writes (it may not import
+// internal/instance): both agree on the file and its id.
+func TestDoctorReadsThePluginsIdentity(t *testing.T) {
+	dir := t.TempDir()
+	id, _, err := instance.LoadIdentity(dir, "/srv/v6bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := doctor.ReadStateID(dir); err != nil || got != id.ID {
+		t.Errorf("doctor.ReadStateID = %q, %v; want %q", got, err, id.ID)
 	}
 }

@@ -20,6 +20,9 @@ import (
 
 // statusDoc is what /v6bridge.Status serves and `v6bridge status` prints.
 type statusDoc struct {
+	// Instance is the state directory the plugin runs on: its id and host
+	// path (doctor compares them with the bridges' marks).
+	Instance struct{ ID, StateDir string }
 	Uplinks  []string
 	Plan     planStatus
 	Networks []driver.NetworkStatus
@@ -36,8 +39,10 @@ type planStatus struct {
 
 func buildStatus(d *driver.Driver, im *ipam.IPAM, r *ndp.Responder, uplinks []string, public func() []netip.Prefix) any {
 	ula, host := im.ULA()
-	return statusDoc{Uplinks: uplinks, Plan: planStatus{PublicPrefixes: public(), ULAPrefix: ula, ULAHost: host},
+	doc := statusDoc{Uplinks: uplinks, Plan: planStatus{PublicPrefixes: public(), ULAPrefix: ula, ULAHost: host},
 		Networks: d.Status(), Pools: im.Pools(), NDP: r.Stats()}
+	doc.Instance.ID, doc.Instance.StateDir = d.Identity()
+	return doc
 }
 
 func status(args []string) error {
@@ -86,6 +91,9 @@ answers.
 
 func printStatus(w io.Writer, doc statusDoc) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if doc.Instance.ID != "" {
+		fmt.Fprintf(tw, "state: %s (instance %s)\n", doc.Instance.StateDir, doc.Instance.ID)
+	}
 	fmt.Fprintf(tw, "uplinks: %s\n", strings.Join(doc.Uplinks, ", "))
 	fmt.Fprintf(tw, "plan: public %v, ULA %s (this host: %s)\n\n", doc.Plan.PublicPrefixes, doc.Plan.ULAPrefix, doc.Plan.ULAHost)
 	fmt.Fprintln(tw, "NETWORK\tBRIDGE\tMODE\tSUBNET\tGATEWAY\tENDPOINTS")
