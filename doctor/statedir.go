@@ -110,7 +110,7 @@ func ManagedStateSource(ctx context.Context, host string) (name, source string, 
 // both engines reset state.source to /var/lib/v6bridge, the usual cause.
 func (f Facts) evaluateStateDir(add func(check string, s Status, summary, meaning, fix string)) {
 	s := f.StateDir
-	const check = "state directory"
+	const check = "state dir"
 	switch {
 	case s.LinksErr != "":
 		add(check, Warn, "cannot list v6bridge's bridges: "+s.LinksErr, "", "")

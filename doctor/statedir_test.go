@@ -41,7 +41,7 @@ func TestEvaluateStateDir(t *testing.T) {
 			f.StateDir = tt.s
 			var got *Finding
 			for _, x := range Evaluate(f) {
-				if x.Check == "state directory" {
+				if x.Check == "state dir" {
 					got = &x
 				}
 			}
