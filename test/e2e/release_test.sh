@@ -133,8 +133,8 @@ check "a second instance on another state directory refuses, naming the plugin's
 check "the plugin's container is still reached after both" retry 10 inet_fetch_hello "http://[$PUBADDR]/"
 
 # disable -> upgrade -> enable with the network in use, pinged at 5/s.
-# Docker 20.10 resets the plugin's mounts and env to the new version's
-# defaults on upgrade: set them again before enable (harmless elsewhere).
+# Both engines reset the plugin's mounts and env to the new version's
+# defaults on upgrade: set them again before enable.
 # The pause while disabled stands for the download from a remote registry
 # (here it is local and instant). It is long enough for the router to give
 # up on the container's neighbour entry if nothing answers NDP meanwhile:
