@@ -165,9 +165,13 @@ plugin_listed_enabled
 		}
 		return nil
 	}())
-	// As the refusal says: on the host, as root, no flags (the rig's
-	// engine listens on its own socket: DOCKER_HOST is the user's setting).
-	out, err = c.g.env.shell(c.g.vars(), `DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock in_vps "$P" "$BIN" gc --apply`)
+	// As the refusal says: on the host, as root, no flags, with the binary
+	// the managed plugin carries (<data-root>/plugins/<id>/rootfs/v6bridge;
+	// the rig's engine listens on its own socket: DOCKER_HOST is the
+	// user's setting).
+	out, err = c.g.env.shell(c.g.vars(), `
+cli=$V6B_LIB/$P/docker/plugins/$(dk "$P" plugin inspect -f '{{.Id}}' "$PLUGIN")/rootfs/v6bridge
+DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock in_vps "$P" "$cli" gc --apply`)
 	c.check("v6bridge gc --apply finds the managed plugin and removes the stale network", func() error {
 		if err != nil {
 			return fmt.Errorf("%v\n%s", err, out)
