@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -92,7 +94,17 @@ func udpClientBeforePublishCell(c *cell) {
 		}
 	}()
 	c.t.Cleanup(func() { close(stop); wg.Wait(); conn.Close() })
-	time.Sleep(time.Second) // the peer's flow is tracked by now (setup, not a check)
+	// Setup: the peer's flow is tracked, untranslated (the host refuses it).
+	port := fmt.Sprintf("sport=%d dport=51820 [UNREPLIED]", conn.LocalAddr().(*net.UDPAddr).Port)
+	if err := eventually(10*time.Second, func() error {
+		out, err := exec.Command("ip", "netns", "exec", c.g.prefix+"-vps", "cat", "/proc/net/nf_conntrack").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), port) {
+			return fmt.Errorf("the VPS tracks no flow with %q: %v", port, err)
+		}
+		return nil
+	}); err != nil {
+		c.t.Fatal(err)
+	}
 
 	c.web("run", "wg", natNet, natNet.addr, []string{"-p", "51820:51820/udp"}, "-udp", "[::]:51820")
 	started := time.Now()
