@@ -72,7 +72,7 @@ func ParseRelease(v string) Release {
 
 // KnownEngineBug returns the known bug of engine version v that breaks
 // v6bridge, if any. Only Docker releases are judged: a moby v2 build's
-// number says nothing about which Docker release it matches (ok is
+// number says nothing about which Docker release it matches (judged is
 // false, and the caller can say the version was not judged).
 func KnownEngineBug(v string) (bug EngineBug, found, judged bool) {
 	r := ParseRelease(v)
