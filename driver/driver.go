@@ -426,6 +426,9 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		Modern:    req.EnableIPv4 != nil,
 		IPv4:      len(req.IPv4) > 0,
 	}
+	if n.IPv4 {
+		n.IPv4Pool = req.IPv4[0].Pool.Masked()
+	}
 	if opts.LinkLocal {
 		if err := checkLinkLocalRequest(req, pool); err != nil {
 			return nil, err

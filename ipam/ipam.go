@@ -540,6 +540,7 @@ func (m *IPAM) requestPlaceholder(req PoolRequest) (Pool, error) {
 		Prefix:      block,
 		Range:       block,
 		Placeholder: true,
+		Created:     m.now().UTC(),
 	})
 	if err := m.be.putPool(p.rec); err != nil {
 		return Pool{}, err

@@ -62,10 +62,18 @@ func wipedEngine(t *testing.T, subnet string) (*driver.Driver, *ipam.IPAM, strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An engine before 28 also takes an IPv4 pool: v6bridge's placeholder.
+	v4, err := im.RequestPool(ipam.PoolRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	const id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	if err := d.CreateNetwork(driver.CreateNetworkRequest{NetworkID: id, EnableIPv6: true,
-		IPv6: []driver.PoolData{{Pool: p.Prefix, Gateway: gw}}}); err != nil {
+		IPv4: []driver.PoolData{{Pool: v4.Prefix}}, IPv6: []driver.PoolData{{Pool: p.Prefix, Gateway: gw}}}); err != nil {
 		t.Fatal(err)
+	}
+	if r, _ := im.GC(0, false); len(r.Pools) != 0 {
+		t.Fatalf("pools of a network the plugin holds are stale: %+v", r.Pools)
 	}
 	return d, im, id
 }
@@ -152,8 +160,11 @@ func TestGCFreesTheSubnetOfAWipedEngine(t *testing.T) {
 	if err != nil || len(r.Errors) > 0 {
 		t.Fatalf("apply: %v %v", err, r.Errors)
 	}
-	if len(r.Pools) != 1 || r.Pools[0].Prefix.String() != subnet {
-		t.Errorf("apply reclaimed pools %+v, want %s", r.Pools, subnet)
+	if len(r.Pools) != 2 || r.Pools[0].Prefix.String() != subnet || !r.Pools[1].Prefix.Addr().Is4() {
+		t.Errorf("apply reclaimed pools %+v, want %s and its IPv4 placeholder", r.Pools, subnet)
+	}
+	if ps := im.Pools(); len(ps) != 0 {
+		t.Errorf("pools left after gc --apply: %+v", ps)
 	}
 	if _, err := im.RequestPool(ipam.PoolRequest{Pool: subnet, V6: true}); err != nil {
 		t.Errorf("the subnet is still refused after gc --apply: %v", err)

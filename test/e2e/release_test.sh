@@ -143,7 +143,7 @@ PAUSE=${V6B_UPGRADE_PAUSE:-35}
 upgrade() {
 	dk "$P" plugin disable -f "$PLUGIN" >/dev/null && sleep "$PAUSE" &&
 		dk "$P" plugin upgrade --grant-all-permissions --skip-remote-check "$PLUGIN" "$REG/v6bridge:e2e2-amd64" >/dev/null &&
-		dk "$P" plugin inspect -f '{{range .Settings.Mounts}}{{.Name}}={{.Source}} {{end}}' "$PLUGIN" >"$V6B_RUN/$P/upgraded-mounts" &&
+		dk "$P" plugin inspect -f '{{range .Settings.Mounts}}{{.Name}}={{.Source}} {{end}}{{range .Settings.Env}}{{.}} {{end}}' "$PLUGIN" >"$V6B_RUN/$P/upgraded-mounts" &&
 		dk "$P" plugin set "$PLUGIN" UPLINK=eth0 LOG_LEVEL=debug state.source="$STATE" &&
 		dk "$P" plugin enable "$PLUGIN" >/dev/null
 }
