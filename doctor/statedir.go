@@ -143,7 +143,7 @@ func (f Facts) evaluateStateDir(add func(check string, s Status, summary, meanin
 		fmt.Sprintf("the plugin's state directory is %s (%s, from the %s), but %s were made from %s (instance %s)",
 			s.Dir, now, s.From, strings.Join(other, ", "), orUnknown(madeBy.StateDir), madeBy.Instance),
 		"the plugin refuses to start on another state directory than the one that made the bridges (it would take live networks for orphans); "+
-			"`docker plugin upgrade` resets state.source to /var/lib/v6bridge on both engine generations",
+			"an engine that resets a plugin's settings on `docker plugin upgrade` starts it on /var/lib/v6bridge",
 		fmt.Sprintf("docker plugin disable v6bridge:latest; docker plugin set v6bridge:latest state.source=%s; docker plugin enable v6bridge:latest "+
 			"(a host service: STATE_DIR=%s)", orUnknown(madeBy.StateDir), orUnknown(madeBy.StateDir)))
 }
