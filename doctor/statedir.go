@@ -106,8 +106,9 @@ func ManagedStateSource(ctx context.Context, host string) (name, source string, 
 
 // evaluateStateDir judges whether the plugin's state directory is the one
 // that made the bridges. A plugin started on another one refuses to start
-// (it would take live networks for orphans); after `docker plugin upgrade`
-// both engines reset state.source to /var/lib/v6bridge, the usual cause.
+// (it would take live networks for orphans); a cause reported is an
+// engine resetting state.source to /var/lib/v6bridge on `docker plugin
+// upgrade`, or a state.source set by hand.
 func (f Facts) evaluateStateDir(add func(check string, s Status, summary, meaning, fix string)) {
 	s := f.StateDir
 	const check = "state dir"
