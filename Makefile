@@ -17,7 +17,7 @@ ARCHES    ?= amd64 arm64
 TAG       ?= $(VERSION)
 RELEASEDIR := plugin/release
 
-.PHONY: all build test test-unit test-kernel test-kernelvm test-e2e test-matrix deps plugin install demo bench clean release push
+.PHONY: all build test test-unit test-kernel test-kernelvm test-e2e test-slow test-matrix deps plugin install demo bench clean release push
 
 all: build
 
@@ -90,7 +90,8 @@ test: deps
 plugin: build
 	bash plugin/create.sh "$(PLUGIN)" "$(BIN)" "$(PLUGINDIR)" "$(STATE_SOURCE)"
 
-# make release: plugin/release/<arch>/{config.json,rootfs} for every ARCHES.
+# make release: plugin/release/<arch>/{config.json,rootfs} for every ARCHES, and the
+# static CLI plugin/release/v6bridge-$(TAG)-linux-<arch> with plugin/release/SHA256SUMS.
 release:
 	GO=$(GO) bash plugin/release.sh build "$(TAG)" "$(RELEASEDIR)" $(ARCHES)
 

@@ -85,6 +85,7 @@ type Facts struct {
 	Conflicting []Process // ndppd, docker-ipv6nat in this network namespace
 	Engine      Engine
 	Plugin      Plugin // the running v6bridge, if one answers
+	StateDir    StateDir
 	DNS64       DNS64  // the resolver's DNS64 and the NAT64 behind it
 }
 
@@ -217,10 +218,13 @@ func Evaluate(f Facts) []Finding {
 	}
 
 	e := f.Engine
+	bug, buggy, judged := KnownEngineBug(e.Version)
 	switch {
 	case e.Err != "":
 		add("engine", Warn, "no Docker engine answers at "+e.Host+": "+e.Err,
 			"the engine is stopped, or DOCKER_HOST points elsewhere", "start the engine (systemctl start docker) or set DOCKER_HOST")
+	case buggy:
+		add("engine", Fail, bug.Summary, bug.Meaning, bug.Fix)
 	case !apiAtLeast(e.APIVersion, minAPIIPv4False):
 		add("engine", Warn, fmt.Sprintf("engine %s (API %s) has no --ipv4=false", e.Version, e.APIVersion),
 			"engines before 28 always want IPv4: v6bridge hands out a non-routed placeholder from 169.254.0.0/16 (docs/engines.md)",
@@ -230,10 +234,14 @@ func Evaluate(f Facts) []Finding {
 		if e.MinAPIVersion != "" {
 			min = ", clients need API >= " + e.MinAPIVersion
 		}
+		if !judged {
+			min += "; its version is not a Docker release's, so not checked for known engine bugs"
+		}
 		add("engine", OK, fmt.Sprintf("engine %s (API %s%s) supports --ipv4=false", e.Version, e.APIVersion, min), "", "")
 	}
 
 	f.evaluateShape(add)
+	f.evaluateStateDir(add)
 	f.evaluateDNS64(add)
 
 	switch p := f.Plugin; {

@@ -68,6 +68,8 @@ func TestEvaluate(t *testing.T) {
 		{"no flowtables", func(f *Facts) { f.FastPathErr = "no such file or directory" }, map[string]Status{"fastpath": Warn}},
 		{"FASTPATH=false", func(f *Facts) { f.FastPathOff, f.FastPathErr = true, "" }, nil},
 		{"engine API garbage", func(f *Facts) { f.Engine.APIVersion = "x" }, map[string]Status{"engine": Warn}},
+		{"engine 29.0.2", func(f *Facts) { f.Engine.Version, f.Engine.APIVersion = "29.0.2", "1.52" }, map[string]Status{"engine": Fail}},
+		{"engine 29.0.3", func(f *Facts) { f.Engine.Version, f.Engine.APIVersion = "29.0.3", "1.52" }, nil},
 	}
 	base := verdicts(Evaluate(healthy()))
 	for _, tt := range tests {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nlretry"
+	"github.com/v6bridge/v6bridge/link"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/netspec"
 )
@@ -84,6 +85,7 @@ func Gather(ctx context.Context, cfg Config) Facts {
 	f.Firewalld = f.Firewalld || firewalld
 	f.Engine = AskEngine(ctx, cfg.DockerHost)
 	f.Plugin = AskPlugin(ctx, cfg.Socket, cfg.PluginsDir)
+	f.StateDir = gatherStateDir(ctx, cfg.DockerHost, f.Plugin)
 	if cfg.ResolvConf == "" {
 		cfg.ResolvConf = DefaultResolvConf
 	}
@@ -334,4 +336,41 @@ func ConflictingProcs(proc string) []Process {
 	}
 	found, _ := scanProcs(proc)
 	return found
+}
+
+// gatherStateDir lists v6bridge's marked bridges and finds the plugin's
+// state directory: from the plugin itself, else from a managed plugin's
+// state.source (the engine's setting) and the instance.json there.
+func gatherStateDir(ctx context.Context, dockerHost string, p Plugin) StateDir {
+	var s StateDir
+	if k, err := link.New(link.Config{}); err != nil {
+		s.LinksErr = err.Error()
+	} else {
+		owned, err := k.OwnedLinks()
+		k.Close()
+		if err != nil {
+			s.LinksErr = err.Error()
+		}
+		for _, l := range owned {
+			if l.Bridge && l.Instance != "" {
+				s.Bridges = append(s.Bridges, l)
+			}
+		}
+	}
+	if p.Instance != "" {
+		s.ID, s.Dir, s.From = p.Instance, p.StateDir, "plugin"
+		return s
+	}
+	name, src, err := ManagedStateSource(ctx, dockerHost)
+	if err != nil {
+		s.Err = "no plugin answered with its state directory, and " + err.Error()
+		return s
+	}
+	id, err := ReadStateID(src)
+	if err != nil {
+		s.Err = err.Error()
+		return s
+	}
+	s.ID, s.Dir, s.From = id, src, "engine's settings of "+name
+	return s
 }

@@ -33,7 +33,11 @@ type Plugin struct {
 	// ForwardProblems say why forwards of ports published on the
 	// host's loopback address are not bound (another program holds them).
 	ForwardProblems []string `json:"forward_problems,omitempty"`
-	Err              string `json:"error,omitempty"` // why no plugin answered
+	// Instance and StateDir are the id and host path of the state
+	// directory the plugin runs on ("" from versions that do not say).
+	Instance string `json:"instance,omitempty"`
+	StateDir string `json:"state_dir,omitempty"`
+	Err      string `json:"error,omitempty"` // why no plugin answered
 }
 
 // FindSockets returns the v6bridge sockets under dir (PluginsDir when
@@ -124,6 +128,7 @@ func AskPlugin(ctx context.Context, socket, dir string) Plugin {
 	}
 	var doc struct {
 		Networks []json.RawMessage
+		Instance struct{ ID, StateDir string }
 		NDP      struct {
 			Solicitations, Answered uint64
 			Addrs                   []json.RawMessage
@@ -133,7 +138,8 @@ func AskPlugin(ctx context.Context, socket, dir string) Plugin {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return Plugin{Socket: s, Err: fmt.Sprintf("decode the status of %s: %v", s, err)}
 	}
-	p := Plugin{Socket: s, Networks: len(doc.Networks), NDPAddrs: len(doc.NDP.Addrs), NDPSolicitations: doc.NDP.Solicitations, NDPAnswered: doc.NDP.Answered}
+	p := Plugin{Socket: s, Networks: len(doc.Networks), NDPAddrs: len(doc.NDP.Addrs), NDPSolicitations: doc.NDP.Solicitations, NDPAnswered: doc.NDP.Answered,
+		Instance: doc.Instance.ID, StateDir: doc.Instance.StateDir}
 	for _, f := range doc.Forwards {
 		if f.Problem != "" {
 			p.ForwardProblems = append(p.ForwardProblems, f.Problem)

@@ -76,6 +76,7 @@ type Driver struct {
 	// needs instead of scanning every endpoint.
 	bySandbox map[string]map[string]*Endpoint // sandbox key -> endpoint id -> endpoint
 	hostPorts map[hostPort]map[netip.Addr]int // published host port -> host address (zero: all) -> mappings
+	held      heldAddrs                       // endpoints' addresses, for the IPAM (HoldsAddr)
 	// synced is set after a whole-state sync succeeded: from then on a
 	// change of a few endpoints goes to the firewall and NDP as an update
 	// of those endpoints. syncedHostAddrs are the host addresses it used;
@@ -424,6 +425,9 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		HostIPv6:  opts.HostIPv6,
 		Modern:    req.EnableIPv4 != nil,
 		IPv4:      len(req.IPv4) > 0,
+	}
+	if n.IPv4 {
+		n.IPv4Pool = req.IPv4[0].Pool.Masked()
 	}
 	if opts.LinkLocal {
 		if err := checkLinkLocalRequest(req, pool); err != nil {

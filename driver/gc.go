@@ -7,12 +7,17 @@ import (
 )
 
 // UsesSubnet reports whether a network records a subnet overlapping p:
-// the IPAM's test for a pool still referenced.
+// the IPAM's test for a pool still referenced. An IPv4 p is a placeholder
+// pool: used by a network that records it, and by every network with an
+// IPv4 pool whose record does not say which (older versions).
 func (d *Driver) UsesSubnet(p netip.Prefix) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, n := range d.networks {
 		if n.Subnet.Overlaps(p) {
+			return true
+		}
+		if p.Addr().Is4() && n.IPv4 && (!n.IPv4Pool.IsValid() || n.IPv4Pool.Overlaps(p)) {
 			return true
 		}
 	}

@@ -322,6 +322,7 @@ func (d *Driver) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
 // index adds e to the sandbox and host port indexes; unindex takes it out.
 // Call unindex before changing e's Sandbox or Ports and index after.
 func (d *Driver) index(e *Endpoint) {
+	d.held.hold(e)
 	if e.Sandbox != "" {
 		m := d.bySandbox[e.Sandbox]
 		if m == nil {
@@ -344,6 +345,7 @@ func (d *Driver) index(e *Endpoint) {
 }
 
 func (d *Driver) unindex(e *Endpoint) {
+	d.held.unhold(e)
 	if m := d.bySandbox[e.Sandbox]; m != nil && m[e.ID] == e {
 		delete(m, e.ID)
 		if len(m) == 0 {

@@ -34,6 +34,10 @@ type Network struct {
 	// IPv4 records whether the engine gave the network an IPv4 pool (on old
 	// engines always: v6bridge's non-routed placeholder).
 	IPv4 bool `json:"IPv4"`
+	// IPv4Pool is that pool (v6bridge's placeholder block), so a stale
+	// placeholder pool can be told from a used one (UsesSubnet); zero in
+	// records of older versions.
+	IPv4Pool netip.Prefix `json:"IPv4Pool,omitzero"`
 }
 
 // LinkLocalGateway reports whether the network was created with

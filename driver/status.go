@@ -45,3 +45,7 @@ func (d *Driver) Status() []NetworkStatus {
 	}
 	return out
 }
+
+// Identity returns the id of the state directory the driver runs on and
+// its host path (Config.Instance, Config.StateDir).
+func (d *Driver) Identity() (id, stateDir string) { return d.cfg.Instance, d.cfg.StateDir }

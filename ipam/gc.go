@@ -41,13 +41,16 @@ type Reclaimable struct {
 }
 
 // stale reports whether p is unreferenced, holds no address but its
-// gateway and is older than minAge. m.mu is held.
+// gateway and is older than minAge. A placeholder pool's gateway is
+// reserved, not allocated; Referenced says whether a network records the
+// placeholder block (conservatively: the driver counts every network
+// whose record does not name its block). m.mu is held.
 func (m *IPAM) stale(p *pool, minAge time.Duration) bool {
-	if m.referenced == nil || p.rec.Placeholder || m.referenced(p.rec.Prefix) {
-		return false
+	if m.referenced == nil || p.rec.Placeholder && p.rec.Created.IsZero() || m.referenced(p.rec.Prefix) {
+		return false // a placeholder of an older version: its network may not record it
 	}
 	n := p.allocated()
-	if p.gateway.IsValid() {
+	if p.gateway.IsValid() && !p.rec.Placeholder {
 		n--
 	}
 	if n > 0 {
@@ -57,8 +60,8 @@ func (m *IPAM) stale(p *pool, minAge time.Duration) bool {
 }
 
 // GC finds stale state: pools no network references and no address but
-// their gateway uses (IPv6 pools; the engine's placeholder IPv4 pools are
-// not judged) older than grace, and remembered endpoint names whose
+// their gateway uses (IPv6 pools, and placeholder IPv4 pools of this
+// version) older than grace, and remembered endpoint names whose
 // address has been free for longer than grace. With apply it removes
 // them. It needs Config.Referenced; without it nothing is stale.
 func (m *IPAM) GC(grace time.Duration, apply bool) (Reclaimable, error) {

@@ -134,6 +134,15 @@ type Config struct {
 	// MinReclaimAge). Nil: every pool counts as referenced.
 	Referenced func(netip.Prefix) bool
 
+	// Held says whether an endpoint of the network driver still has the
+	// address. Since Docker 29 the engine releases an endpoint's address
+	// here without telling the driver when per-endpoint sysctls remove the
+	// container's IPv6 address; the driver keeps its firewall and NDP
+	// state for it until the endpoint is deleted. Such an address is
+	// handed to nobody else until then: the next free address is taken
+	// instead, and a request of exactly it is refused. Nil: none is held.
+	Held func(netip.Addr) bool
+
 	// Quarantine, if set, receives state entries that cannot be read
 	// (a truncated pool, address, name or cursor file): they are moved
 	// there and reported, and the rest loads. Nil: such an entry fails New.
@@ -256,6 +265,7 @@ type IPAM struct {
 	pools     map[string]*pool
 	// referenced says whether a network uses a subnet (Config.Referenced).
 	referenced func(netip.Prefix) bool
+	held       func(netip.Addr) bool // Config.Held
 	now        func() time.Time
 }
 
@@ -292,6 +302,7 @@ func newIPAM(cfg Config, be backend) (*IPAM, error) {
 		now:       time.Now,
 
 		referenced: cfg.Referenced,
+		held:       cfg.Held,
 	}
 	for _, l := range []struct {
 		key  string
@@ -483,7 +494,9 @@ func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
 			continue
 		}
 		const hint = " (if `docker network ls` shows no such network, the plugin kept it from an engine whose data was wiped: " +
-			"`v6bridge gc` lists such state, `v6bridge gc --apply` removes it)"
+			"on the host, as root, `v6bridge gc` lists such state and `v6bridge gc --apply` removes it; " +
+			"it finds the plugin's socket, managed or not. No v6bridge binary on the host? " +
+			"The managed plugin carries one: /var/lib/docker/plugins/<plugin id>/rootfs/v6bridge (README, \"The v6bridge command\"))"
 		if p.rec.Prefix == subnet {
 			return refuse(ErrPoolOverlap, "subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses"+hint,
 				subnet, id)
@@ -527,6 +540,7 @@ func (m *IPAM) requestPlaceholder(req PoolRequest) (Pool, error) {
 		Prefix:      block,
 		Range:       block,
 		Placeholder: true,
+		Created:     m.now().UTC(),
 	})
 	if err := m.be.putPool(p.rec); err != nil {
 		return Pool{}, err
@@ -717,6 +731,10 @@ func (m *IPAM) takeStatic(p *pool, want netip.Addr) (netip.Addr, error) {
 		}
 		return netip.Addr{}, refuse(ErrAddressInUse, "address %s is already %s in subnet %s", want, what, p.rec.Prefix)
 	}
+	if m.heldByEndpoint(want) {
+		return netip.Addr{}, refuse(ErrAddressInUse, "address %s is still held by an endpoint of subnet %s (the engine released it while the container is attached, "+
+			"e.g. after a sysctl disabled its IPv6): it is free once that container leaves the network; pick another address", want, p.rec.Prefix)
+	}
 	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: want}); err != nil {
 		return netip.Addr{}, err
 	}
@@ -730,7 +748,7 @@ func (m *IPAM) takeStatic(p *pool, want netip.Addr) (netip.Addr, error) {
 // m.mu is held.
 func (m *IPAM) takeRemembered(p *pool, name string) (netip.Addr, error) {
 	a, ok := p.names[name]
-	if name == "" || !ok || p.alloc.inUse(a) || p.alloc.isReserved(a) || !p.rec.Range.Contains(a) {
+	if name == "" || !ok || p.alloc.inUse(a) || p.alloc.isReserved(a) || !p.rec.Range.Contains(a) || m.heldByEndpoint(a) {
 		return netip.Addr{}, nil
 	}
 	if err := m.be.putAddr(p.rec.ID, addrRecord{Addr: a}); err != nil {
@@ -745,6 +763,20 @@ func (m *IPAM) takeRemembered(p *pool, name string) (netip.Addr, error) {
 // round-robin order. m.mu is held.
 func (m *IPAM) takeNext(p *pool) (netip.Addr, error) {
 	a, ok := p.alloc.next()
+	// Skip addresses an endpoint still holds (Config.Held): marked used
+	// for this scan only, so they come back once the endpoint is gone.
+	var skipped []netip.Addr
+	for ok && m.heldByEndpoint(a) {
+		p.alloc.add(a)
+		skipped = append(skipped, a)
+		a, ok = p.alloc.next()
+	}
+	for _, s := range skipped {
+		p.alloc.remove(s)
+	}
+	if len(skipped) > 0 {
+		m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "skipped": skipped}).Info("Addresses released by the engine but still held by an endpoint skipped")
+	}
 	if !ok {
 		return netip.Addr{}, refuse(ErrPoolExhausted, "%s", exhaustedText(p))
 	}
@@ -761,6 +793,12 @@ func (m *IPAM) takeNext(p *pool) (netip.Addr, error) {
 	p.alloc.cursor = a
 	m.log.WithFields(logrus.Fields{"pool": p.rec.ID, "addr": a}).Info("Address allocated")
 	return a, nil
+}
+
+// heldByEndpoint reports whether an endpoint of the driver still has a
+// (Config.Held).
+func (m *IPAM) heldByEndpoint(a netip.Addr) bool {
+	return m.held != nil && m.held(a)
 }
 
 // exhaustedText describes an exhausted pool.

@@ -22,6 +22,15 @@ const (
 	// to Last: a host port no longer forwarded to the container port that
 	// still is published, or a container port no longer open directly.
 	RevokeOrigDst
+	// RevokeBypass: the original destination is Addr on Proto, port First
+	// to Last, and the answer does not come from Target port To (+ the
+	// offset in the range): connections to a host port newly forwarded to
+	// Target that were tracked before (a UDP client that kept sending
+	// while the container started) or while the port led elsewhere. The
+	// kernel translates only a connection's first packet, so these would
+	// never reach the container; the engine deletes them when it
+	// publishes a port, and so does v6bridge.
+	RevokeBypass
 )
 
 // Revocation selects connections that a change of the State no longer
@@ -34,6 +43,9 @@ type Revocation struct {
 	Addr        netip.Addr
 	Proto       uint8  // not for RevokeAddr
 	First, Last uint16 // inclusive port range; not for RevokeAddr
+	// Target and To are where host port First now leads (RevokeBypass).
+	Target netip.Addr
+	To     uint16
 }
 
 func (r Revocation) String() string {
@@ -44,6 +56,9 @@ func (r Revocation) String() string {
 		return fmt.Sprintf("to container %s %s/%d-%d", r.Addr, ProtoName(r.Proto), r.First, r.Last)
 	case RevokeOrigDst:
 		return fmt.Sprintf("to host %s %s/%d-%d", r.Addr, ProtoName(r.Proto), r.First, r.Last)
+	case RevokeBypass:
+		return fmt.Sprintf("to host %s %s/%d-%d not answered by %s", r.Addr, ProtoName(r.Proto), r.First, r.Last,
+			netip.AddrPortFrom(r.Target, r.To))
 	}
 	return "invalid"
 }
@@ -67,13 +82,19 @@ func (r Revocation) Matches(c ConnTuple) bool {
 		return c.Proto == r.Proto && c.ReplySrc.Addr() == r.Addr && inRange(c.ReplySrc.Port()) && c.OrigDst != c.ReplySrc
 	case RevokeOrigDst:
 		return c.Proto == r.Proto && c.OrigDst.Addr() == r.Addr && inRange(c.OrigDst.Port())
+	case RevokeBypass:
+		if c.Proto != r.Proto || c.OrigDst.Addr() != r.Addr || !inRange(c.OrigDst.Port()) {
+			return false
+		}
+		return c.ReplySrc != netip.AddrPortFrom(r.Target, r.To+(c.OrigDst.Port()-r.First))
 	}
 	return false
 }
 
 // Revoked returns the revocations of a change from old to new: endpoints
-// that are gone, container ports no longer published or open, and host
-// ports no longer forwarded to a container port that still is.
+// that are gone, container ports no longer published or open, host ports
+// no longer forwarded to a container port that still is, and host ports
+// newly forwarded (RevokeBypass).
 func Revoked(old, new State) []Revocation {
 	type entry struct {
 		bridge string
@@ -87,6 +108,24 @@ func Revoked(old, new State) []Revocation {
 		}
 	}
 	var out []Revocation
+	type place struct {
+		bridge string
+		addr   netip.Addr
+	}
+	was := map[place]bool{}
+	for _, n := range old.Networks {
+		for _, e := range n.Endpoints {
+			was[place{n.Bridge, e.Addr}] = true
+		}
+	}
+	// New endpoints: connections that bypass the DNAT of their host ports.
+	for _, n := range new.Networks {
+		for _, e := range n.Endpoints {
+			if n.Mode != ModeInternal && !was[place{n.Bridge, e.Addr}] {
+				out = append(out, newlyForwarded(nil, new.HostAddrs, Endpoint{}, e)...)
+			}
+		}
+	}
 	for _, n := range old.Networks {
 		for _, e := range n.Endpoints {
 			nx, ok := next[e.Addr]
@@ -108,9 +147,11 @@ func Revoked(old, new State) []Revocation {
 // or routed network (public: the latter two) changing from old to new:
 // each container port no longer published (its connections through a host
 // port), each host port no longer forwarded to a container port still
-// published, and on public networks each container port no longer open
-// directly. oldHosts and newHosts are the host addresses a mapping without
-// one stands for, before and after.
+// published, on public networks each container port no longer open
+// directly, and each host port newly forwarded (connections that bypass
+// its DNAT, RevokeBypass; old is the zero Endpoint for a new endpoint).
+// oldHosts and newHosts are the host addresses a mapping without one
+// stands for, before and after.
 func RevokedPorts(oldHosts, newHosts []netip.Addr, old, new Endpoint, public bool) []Revocation {
 	type cport struct {
 		proto uint8
@@ -170,6 +211,7 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, old, new Endpoint, public boo
 			}
 		}
 	}
+	out = append(out, newlyForwarded(oldHosts, newHosts, old, new)...)
 	if public {
 		for _, p := range old.Open {
 			for port := int(p.First); port <= int(p.Last); port++ {
@@ -183,7 +225,8 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, old, new Endpoint, public boo
 }
 
 // revocations returns the revocations of applying us to the model, before
-// Update does: endpoints removed and ports no longer published.
+// Update does: endpoints removed, ports no longer published, and host
+// ports newly forwarded.
 func (m *Model) revocations(us []EndpointUpdate) []Revocation {
 	var out []Revocation
 	for _, u := range us {
@@ -194,12 +237,62 @@ func (m *Model) revocations(us []EndpointUpdate) []Revocation {
 		old, had := mn.eps[u.Addr]
 		mode := m.networks[mn.idx].Mode
 		switch {
+		case !had && !u.Remove && mode != ModeInternal:
+			out = append(out, newlyForwarded(nil, m.hostAddrs, Endpoint{}, Endpoint{Addr: u.Addr, Ports: u.Ports})...)
 		case !had:
 		case u.Remove:
 			out = append(out, Revocation{Match: RevokeAddr, Addr: u.Addr})
 		case mode != ModeInternal:
 			public := mode == ModePublic || mode == ModeRouted
 			out = append(out, RevokedPorts(m.hostAddrs, m.hostAddrs, old, Endpoint{Addr: u.Addr, Ports: u.Ports, Open: u.Open}, public)...)
+		}
+	}
+	return out
+}
+
+// newlyForwarded returns a RevokeBypass for each host port new forwards
+// that old did not forward to the same address and port, ranges kept
+// whole where host and container ports run together.
+func newlyForwarded(oldHosts, newHosts []netip.Addr, old, new Endpoint) []Revocation {
+	type hport struct {
+		host  netip.Addr
+		proto uint8
+		port  uint16
+	}
+	type dest struct {
+		addr netip.Addr
+		port uint16
+	}
+	before := map[hport]dest{}
+	for _, m := range old.Ports {
+		hosts := []netip.Addr{m.HostAddr}
+		if !m.HostAddr.IsValid() {
+			hosts = oldHosts
+		}
+		for _, h := range hosts {
+			for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+				before[hport{h, m.Proto, m.HostFirst + uint16(i)}] = dest{old.Addr, m.ContainerFirst + uint16(i)}
+			}
+		}
+	}
+	var out []Revocation
+	for _, m := range new.Ports {
+		hosts := []netip.Addr{m.HostAddr}
+		if !m.HostAddr.IsValid() {
+			hosts = newHosts
+		}
+		for _, h := range hosts {
+			for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+				port, to := m.HostFirst+uint16(i), m.ContainerFirst+uint16(i)
+				if d, ok := before[hport{h, m.Proto, port}]; ok && d == (dest{new.Addr, to}) {
+					continue
+				}
+				if k := len(out) - 1; k >= 0 && out[k].Addr == h && out[k].Proto == m.Proto && out[k].Last+1 == port && out[k].To+(port-out[k].First) == to {
+					out[k].Last = port
+					continue
+				}
+				out = append(out, Revocation{Match: RevokeBypass, Addr: h, Proto: m.Proto, First: port, Last: port, Target: new.Addr, To: to})
+			}
 		}
 	}
 	return out

@@ -15,13 +15,24 @@ func TestRevokedPorts(t *testing.T) {
 	tcp := func(host, ctr uint16) Mapping {
 		return Mapping{Proto: ProtoTCP, HostFirst: host, HostLast: host, ContainerFirst: ctr}
 	}
+	bypass := func(host netip.Addr, proto uint8, first, last, to uint16) Revocation {
+		return Revocation{Match: RevokeBypass, Addr: host, Proto: proto, First: first, Last: last, Target: c, To: to}
+	}
 	tests := []struct {
 		name       string
 		olds, news []Mapping
 		want       []Revocation
 	}{
 		{"nothing changes", []Mapping{tcp(8081, 80)}, []Mapping{tcp(8081, 80)}, nil},
-		{"a port published", nil, []Mapping{tcp(8081, 80)}, nil},
+		{"a port published: connections that bypass its DNAT", nil, []Mapping{tcp(8081, 80)},
+			[]Revocation{bypass(hostA, ProtoTCP, 8081, 8081, 80), bypass(hostB, ProtoTCP, 8081, 8081, 80)}},
+		{"a UDP range published on one address is one revocation", nil, []Mapping{{Proto: ProtoUDP, HostAddr: hostA, HostFirst: 51820, HostLast: 51829, ContainerFirst: 1820}},
+			[]Revocation{bypass(hostA, ProtoUDP, 51820, 51829, 1820)}},
+		{"a host port led to another container port", []Mapping{tcp(8081, 80)}, []Mapping{tcp(8081, 81)},
+			[]Revocation{
+				{Match: RevokeReplySrc, Addr: c, Proto: ProtoTCP, First: 80, Last: 80},
+				bypass(hostA, ProtoTCP, 8081, 8081, 81), bypass(hostB, ProtoTCP, 8081, 8081, 81),
+			}},
 		{"a port unpublished", []Mapping{tcp(8081, 80), tcp(2222, 22)}, []Mapping{tcp(2222, 22)},
 			[]Revocation{{Match: RevokeReplySrc, Addr: c, Proto: ProtoTCP, First: 80, Last: 80}}},
 		{"a range unpublished is one revocation", []Mapping{{Proto: ProtoUDP, HostFirst: 5000, HostLast: 5009, ContainerFirst: 6000}}, nil,
@@ -30,12 +41,14 @@ func TestRevokedPorts(t *testing.T) {
 			[]Revocation{
 				{Match: RevokeOrigDst, Addr: hostA, Proto: ProtoTCP, First: 8081, Last: 8081},
 				{Match: RevokeOrigDst, Addr: hostB, Proto: ProtoTCP, First: 8081, Last: 8081},
+				bypass(hostA, ProtoTCP, 8082, 8082, 80), bypass(hostB, ProtoTCP, 8082, 8082, 80),
 			}},
 		{"a host address dropped", []Mapping{tcp(8081, 80)}, []Mapping{{Proto: ProtoTCP, HostAddr: hostB, HostFirst: 8081, HostLast: 8081, ContainerFirst: 80}},
 			[]Revocation{{Match: RevokeOrigDst, Addr: hostA, Proto: ProtoTCP, First: 8081, Last: 8081}}},
 		{"open directly: closed", nil, nil, nil},
 		{"the protocol matters", []Mapping{tcp(53, 53)}, []Mapping{{Proto: ProtoUDP, HostFirst: 53, HostLast: 53, ContainerFirst: 53}},
-			[]Revocation{{Match: RevokeReplySrc, Addr: c, Proto: ProtoTCP, First: 53, Last: 53}}},
+			[]Revocation{{Match: RevokeReplySrc, Addr: c, Proto: ProtoTCP, First: 53, Last: 53},
+				bypass(hostA, ProtoUDP, 53, 53, 53), bypass(hostB, ProtoUDP, 53, 53, 53)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +112,11 @@ func TestRevocationMatches(t *testing.T) {
 	// The container reaching out: masqueraded to the host.
 	out := ConnTuple{Proto: ProtoTCP, OrigSrc: netip.AddrPortFrom(ctr, 80), OrigDst: client,
 		ReplySrc: client, ReplyDst: netip.AddrPortFrom(hostA, 80)}
+	// A client that sent to a host port before it was published: not
+	// translated, the host itself "answers".
+	untranslated := ConnTuple{Proto: ProtoTCP, OrigSrc: client, OrigDst: netip.AddrPortFrom(hostA, 8081),
+		ReplySrc: netip.AddrPortFrom(hostA, 8081), ReplyDst: client}
+	bypass8081 := Revocation{Match: RevokeBypass, Addr: hostA, Proto: ProtoTCP, First: 8081, Last: 8081, Target: ctr, To: 80}
 	tests := []struct {
 		name string
 		r    Revocation
@@ -119,6 +137,13 @@ func TestRevocationMatches(t *testing.T) {
 		{"endpoint gone: inbound", Revocation{Match: RevokeAddr, Addr: ctr}, dnat, true},
 		{"endpoint gone: outbound", Revocation{Match: RevokeAddr, Addr: ctr}, out, true},
 		{"another endpoint gone", Revocation{Match: RevokeAddr, Addr: netip.MustParseAddr("fd12:3456:789a:8101::2")}, out, false},
+		{"newly published: a flow tracked before the DNAT", bypass8081, untranslated, true},
+		{"newly published: a flow through the DNAT is kept", bypass8081, dnat, false},
+		{"newly published: a flow to the port's former container", bypass8081,
+			ConnTuple{Proto: ProtoTCP, OrigSrc: client, OrigDst: netip.AddrPortFrom(hostA, 8081), ReplySrc: netip.MustParseAddrPort("[fd12:3456:789a:8101::2]:80"), ReplyDst: client}, true},
+		{"newly published: the offset in a range", Revocation{Match: RevokeBypass, Addr: hostA, Proto: ProtoTCP, First: 8080, Last: 8089, Target: ctr, To: 79}, dnat, false},
+		{"newly published: another host address", Revocation{Match: RevokeBypass, Addr: hostB, Proto: ProtoTCP, First: 8081, Last: 8081, Target: ctr, To: 80}, untranslated, false},
+		{"newly published: another protocol", Revocation{Match: RevokeBypass, Addr: hostA, Proto: ProtoUDP, First: 8081, Last: 8081, Target: ctr, To: 80}, untranslated, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

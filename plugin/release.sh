@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Builds the managed plugin for several architectures and pushes it to a
 # registry. Plugin images have no manifest lists, so every architecture
-# gets its own tag: REGISTRY/v6bridge:TAG-ARCH.
+# gets its own tag: REGISTRY/v6bridge:TAG-ARCH. build also leaves the
+# static v6bridge command for the host beside them,
+# OUTDIR/v6bridge-TAG-linux-ARCH, with their SHA-256 sums in
+# OUTDIR/SHA256SUMS (sha256sum -c): managed-plugin users run status, gc
+# and doctor with it.
 #
 #   plugin/release.sh build TAG OUTDIR [ARCH...]       # default: amd64 arm64
 #   plugin/release.sh push  REGISTRY TAG OUTDIR [ARCH...]
@@ -25,8 +29,11 @@ build() {
 		(cd "$top" && CGO_ENABLED=0 GOOS=linux GOARCH=$arch $go build -trimpath \
 			-ldflags "-s -w -X main.version=$tag" -o "$dir/rootfs/v6bridge" ./cmd/v6bridge)
 		cp "$top/config.json" "$dir/config.json"
-		echo "built $dir ($arch, version $tag)"
+		cp "$dir/rootfs/v6bridge" "$out/v6bridge-$tag-linux-$arch"
+		echo "built $dir and $out/v6bridge-$tag-linux-$arch ($arch, version $tag)"
 	done
+	(cd "$out" && sha256sum "v6bridge-$tag-linux-"* >SHA256SUMS)
+	echo "wrote $out/SHA256SUMS"
 }
 
 push() {

@@ -9,7 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/v6bridge/v6bridge/doctor"
 )
@@ -73,7 +77,7 @@ FLAGS
 	proc := fs.String("proc", filepath.Dir(env("PROC_SYS", "/proc/sys")), "proc root scanned for ndppd, docker-ipv6nat, firewalld")
 	uplink := fs.String("uplink", env("UPLINK", ""), "outside interface; empty: the IPv6 default route's [UPLINK]")
 	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its version [DOCKER_HOST]")
-	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
+	socket := socketFlag(fs)
 	resolvConf := fs.String("resolv-conf", doctor.DefaultResolvConf, "the resolver asked for ipv4only.arpa (its first nameserver)")
 	probe := fs.String("nat64-probe", "", "IPv4 host:port to connect to through the NAT64 prefix, e.g. 140.82.112.3:443; empty: check the route only")
 	fastPath := fs.String("fastpath", env("FASTPATH", "false"), "the plugin's FASTPATH setting: false skips the flowtable check [FASTPATH]")
@@ -91,7 +95,7 @@ FLAGS
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
-	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, Socket: *socket,
+	facts := doctor.Gather(ctx, doctor.Config{ProcSys: *procSys, Proc: *proc, Uplink: *uplink, DockerHost: *dockerHost, Socket: *socket, PluginsDir: pluginsDir,
 		ResolvConf: *resolvConf, NAT64Probe: *probe, FastPathOff: *fastPath == "false"})
 	findings := doctor.Evaluate(facts)
 	req := gcRequest{}
@@ -127,4 +131,39 @@ FLAGS
 		return errDoctorFailed
 	}
 	return nil
+}
+
+// warnEngineBug logs a warning when the engine at host ("": DOCKER_HOST,
+// else the default socket) runs a version
+// with a known bug that breaks v6bridge (doctor.KnownEngineBug). The
+// plugin API's handshake names no engine version, and a handler must not
+// call the engine (it waits for the plugin while it starts), so this asks
+// the engine's API on the side, every 5 s until it answers or a few
+// minutes passed. Only a host service can: a managed plugin has no engine
+// socket (then it logs at Debug that the version is unknown; doctor asks).
+func warnEngineBug(ctx context.Context, host string, log logrus.FieldLogger) {
+	if host == "" {
+		host = env("DOCKER_HOST", doctor.DefaultDockerHost)
+	}
+	if strings.HasPrefix(host, "unix://") {
+		if _, err := os.Stat(strings.TrimPrefix(host, "unix://")); err != nil {
+			log.WithField("docker_host", host).Debug("engine version unknown here (no engine socket, as in a managed plugin): v6bridge doctor checks it")
+			return
+		}
+	}
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for try := 0; try < 60; try++ {
+		if e := doctor.AskEngine(ctx, host); e.Err == "" {
+			if bug, buggy, _ := doctor.KnownEngineBug(e.Version); buggy {
+				log.WithFields(logrus.Fields{"engine": e.Version, "fix": bug.Fix}).Warn(bug.Summary + ": " + bug.Meaning)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -114,15 +114,17 @@ Finds state the running plugin keeps that nothing uses any more, and with
   names     remembered endpoint names whose address has stayed free
 
 It asks the engine (DOCKER_HOST) for its networks and the plugin over its
-socket. For a managed plugin the socket is
-/run/docker/plugins/<plugin id>/v6bridge.sock.
+socket, found as status finds it: without --socket, the host service's
+/run/docker/plugins/v6bridge.sock or a managed plugin's
+/run/docker/plugins/<plugin id>/v6bridge.sock, the first that answers.
+Run it on the host as root (the sockets are root's).
 
 `)
 		fs.PrintDefaults()
 	}
 	apply := fs.Bool("apply", false, "remove what was found (default: only list it)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	socket := fs.String("socket", env("SOCKET", "/run/docker/plugins/v6bridge.sock"), "the plugin's socket [SOCKET]")
+	socket := socketFlag(fs)
 	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its networks [DOCKER_HOST]")
 	noEngine := fs.Bool("no-engine", false, "do not ask the engine: judge pools and names only, never networks")
 	grace := fs.Duration("grace", ipam.MinReclaimAge, "how long a pool must have been unused, or a name's address free")
@@ -145,7 +147,11 @@ socket. For a managed plugin the socket is
 		}
 		req.EngineKnown = true
 	}
-	r, err := askGC(*socket, req)
+	sock, err := pluginSocket(ctx, *socket)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	r, err := askGC(sock, req)
 	if err != nil {
 		return err
 	}

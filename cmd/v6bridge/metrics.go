@@ -9,6 +9,7 @@ import (
 	"github.com/v6bridge/v6bridge/metrics"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
+	"github.com/v6bridge/v6bridge/netspec"
 )
 
 // metricsSources reads the networks and the NDP counters at each scrape.
@@ -30,7 +31,7 @@ func networkMetrics(ns []driver.NetworkStatus) []metrics.Network {
 					a, err = p.Addr(), nil
 				}
 			}
-			if err == nil && a.Is6() && a.IsGlobalUnicast() && a.As16()[0]&0xfe != 0xfc {
+			if err == nil && netspec.IsPublic(a) {
 				m.PublicAddrs++
 			}
 		}

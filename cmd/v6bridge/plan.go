@@ -17,6 +17,7 @@ import (
 	"github.com/v6bridge/v6bridge/internal/nlretry"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/link"
+	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/v6bridge/v6bridge/plan"
 )
 
@@ -158,7 +159,7 @@ func envInt(key string, def int) int {
 // ULA) prefix of the uplinks, normally the provider's /64.
 func (u *uplinkInfo) publicPrefix() (netip.Prefix, error) {
 	for _, p := range u.prefixes() {
-		if p.Addr().As16()[0]&0xfe != 0xfc {
+		if !netspec.IsULA(p.Addr()) {
 			return p, nil
 		}
 	}

@@ -209,7 +209,8 @@ func serve(args []string) error {
 	// IPAM asks only once requests are served.
 	var d *driver.Driver
 	referenced := func(p netip.Prefix) bool { return d == nil || d.UsesSubnet(p) }
-	im, err := ipam.New(ipam.Config{Referenced: referenced, StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Gateways: up.gateways,
+	held := func(a netip.Addr) bool { return d != nil && d.HoldsAddr(a) }
+	im, err := ipam.New(ipam.Config{Referenced: referenced, Held: held, StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Gateways: up.gateways,
 		PublicPrefix: publicPrefix, ULAPrefix: c.ulaPrefix, PublicSubnetLen: c.publicLen, ULASubnetLen: c.ulaLen, Quarantine: q, Log: log})
 	if err != nil {
 		return err
@@ -312,6 +313,7 @@ func serve(args []string) error {
 	h := api.NewHandler(d, im, status, log, opts...)
 	h.HandleFunc("/v6bridge.GC", serveGC(d, im, log))
 	go gcLoop(ctx, im, 5*time.Minute, log)
+	go warnEngineBug(ctx, "", log)
 	errc := make(chan error, 1)
 	go func() { errc <- h.Serve(l) }()
 	select {

@@ -22,7 +22,10 @@ import (
 
 // statusDoc is what /v6bridge.Status serves and `v6bridge status` prints.
 type statusDoc struct {
-	Uplinks []string
+	// Instance is the state directory the plugin runs on: its id and host
+	// path (doctor compares them with the bridges' marks).
+	Instance struct{ ID, StateDir string }
+	Uplinks  []string
 	// Uplink is each uplink's state as the follower last read it and its
 	// parts' re-attachments to new links.
 	Uplink   []link.UplinkStatus `json:",omitempty"`
@@ -48,8 +51,10 @@ func buildStatus(d *driver.Driver, im *ipam.IPAM, r *ndp.Responder, fw *portfwd.
 	for i, u := range up {
 		uplinks[i] = u.Name
 	}
-	return statusDoc{Uplinks: uplinks, Uplink: up, Plan: planStatus{PublicPrefixes: public(), ULAPrefix: ula, ULAHost: host},
+	doc := statusDoc{Uplinks: uplinks, Uplink: up, Plan: planStatus{PublicPrefixes: public(), ULAPrefix: ula, ULAHost: host},
 		Networks: d.Status(), Pools: im.Pools(), NDP: r.Stats(), Forwards: fw.Status()}
+	doc.Instance.ID, doc.Instance.StateDir = d.Identity()
+	return doc
 }
 
 func status(args []string) error {
@@ -69,14 +74,14 @@ answers.
 		fs.PrintDefaults()
 	}
 	asJSON := fs.Bool("json", false, "print JSON")
-	socket := fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: found under "+doctor.PluginsDir+" [SOCKET]")
+	socket := socketFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("status: unexpected argument %q: see v6bridge status -h", fs.Arg(0))
 	}
-	_, raw, err := doctor.FindPlugin(context.Background(), *socket, doctor.PluginsDir)
+	_, raw, err := findPlugin(context.Background(), *socket)
 	if err != nil {
 		return err
 	}
@@ -98,6 +103,9 @@ answers.
 
 func printStatus(w io.Writer, doc statusDoc) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if doc.Instance.ID != "" {
+		fmt.Fprintf(tw, "state: %s (instance %s)\n", doc.Instance.StateDir, doc.Instance.ID)
+	}
 	fmt.Fprintf(tw, "uplinks: %s\n", strings.Join(doc.Uplinks, ", "))
 	for _, u := range doc.Uplink {
 		fmt.Fprintf(tw, "  %s\n", u)
@@ -152,3 +160,25 @@ func printStatus(w io.Writer, doc statusDoc) error {
 		limited, n.Limited, n.SocketDrops, filter, ingress, n.AnnouncePending, n.AnnouncePeakRate, n.Primed)
 	return tw.Flush()
 }
+
+// socketFlag is the --socket flag of every command that asks the plugin.
+func socketFlag(fs *flag.FlagSet) *string {
+	return fs.String("socket", env("SOCKET", ""), "the plugin's socket; empty: the first that answers of "+
+		doctor.PluginsDir+"/"+doctor.SocketName+" (host service) and "+doctor.PluginsDir+"/<plugin id>/"+doctor.SocketName+" (managed plugin) [SOCKET]")
+}
+
+// findPlugin is how every command finds the plugin: the socket given, or
+// the first under doctor.PluginsDir that answers; it returns the socket
+// and the plugin's status document.
+func findPlugin(ctx context.Context, socket string) (string, []byte, error) {
+	return doctor.FindPlugin(ctx, socket, pluginsDir)
+}
+
+// pluginSocket returns the socket of the plugin to ask (findPlugin).
+func pluginSocket(ctx context.Context, socket string) (string, error) {
+	s, _, err := findPlugin(ctx, socket)
+	return s, err
+}
+
+// pluginsDir is where findPlugin looks; tests point it elsewhere.
+var pluginsDir = doctor.PluginsDir

@@ -41,9 +41,12 @@ var areas = []area{
 	{name: "security", variants: onceOnCurrent, group: "b", run: securityArea},
 	{name: "fastpath", variants: onceOnCurrent, group: "b", run: fastpathArea},
 	{name: "tools", variants: onceOnCurrent, group: "b", run: toolsArea},
+	{name: "hostile", variants: onceOnCurrent, group: "b", run: hostileArea},
 	{name: "hostservice", variants: onceOnCurrent, group: "b", run: hostServiceArea},
 	{name: "lifecycle", variants: lifeVariants, group: "c", run: lifecycleArea},
 	{name: "upgrade", variants: onceOnCurrent, group: "c", run: upgradeArea},
+	{name: "hostile", variants: []string{"current-nft"}, run: hostileArea},
+	{name: "hostchange", variants: lifeVariants, group: "c", run: hostChangeArea},
 	{name: "uplink", variants: lifeVariants, group: "c", run: uplinkArea},
 
 	{name: "upgrade", variants: []string{"legacy"}, slow: true, run: upgradeArea},

@@ -278,10 +278,14 @@ func runStdin(stdin, name string, args ...string) error {
 func fastpathArea(t *testing.T, g *engine) {
 	c := g.cell(t)
 	c.network(natNet)
-	c.check("the flowtable is in place where the kernel has flowtables (doctor says which)", func() error {
+	c.check("the flowtable is in place with FASTPATH=true where the kernel has flowtables, absent by default (doctor says which)", func() error {
 		out, _ := g.rig.inVPS(g.env.bin, "doctor", "--resolv-conf", "/dev/null")
 		m := regexp.MustCompile(`(?m)^(ok|warn) +fastpath.*$`).FindString(out)
 		switch {
+		case strings.Contains(m, "FASTPATH=false"): // the default: no flowtable, whatever the kernel has
+			if ft, err := g.nft("list", "flowtables", "ip6"); err != nil || strings.Contains(ft, "flowtable ft") {
+				return fmt.Errorf("doctor: %s, but a flowtable: %s %v", m, ft, err)
+			}
 		case strings.HasPrefix(m, "ok"):
 			ft, err := g.nft("list", "flowtables", "ip6")
 			if err != nil || !strings.Contains(ft, "flowtable ft") {

@@ -14,7 +14,7 @@ const (
 	victimAddr   = "fd00:e6e:1::10"
 )
 
-// TestE2EHostile plays a v6bridge container as the attacker of a container
+// hostileArea (current and current-nft: the firewall backends are the current engine's) plays a v6bridge container as the attacker of a container
 // on the engine's own IPv6 network, on both firewall backends of the
 // current engine (V6B_E2E_VARIANTS=current or current-nft for one): the
 // unpublished port must stay closed to it, as it is to any other network,
@@ -23,19 +23,9 @@ const (
 // the iptables backend. v6bridge's chains mark
 // what leaves its bridges towards other interfaces only for the guard, not
 // for the engine's DOCKER-USER, so the engine's rules judge it.
-func TestE2EHostile(t *testing.T) {
-	e := setup(t)
-	for _, v := range selectedVariants(t) {
-		if v.kind != "current" {
-			continue // the firewall backends are the current engine's
-		}
-		t.Run(v.name, func(t *testing.T) {
-			g := newEngine(e, v)
-			t.Cleanup(func() { g.stop(t) })
-			for _, n := range []netSpec{natNet, pubNet} {
-				t.Run("engine-network-from-"+n.mode, func(t *testing.T) { engineNetworkCell(g.cell(t), n) })
-			}
-		})
+func hostileArea(t *testing.T, g *engine) {
+	for _, n := range []netSpec{natNet, pubNet} {
+		t.Run("engine-network-from-"+n.mode, func(t *testing.T) { engineNetworkCell(g.cell(t), n) })
 	}
 }
 

@@ -301,6 +301,7 @@ func upgradeArea(t *testing.T, g *engine) {
 	}()
 	time.Sleep(2 * time.Second)
 	t0 := time.Now()
+	var upgraded string
 	err = func() error {
 		if _, err := g.docker("plugin", "disable", "-f", pluginID); err != nil {
 			return err
@@ -309,8 +310,14 @@ func upgradeArea(t *testing.T, g *engine) {
 		if _, err := g.docker("plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check", pluginID, reg+"/v6bridge:e2e2-amd64"); err != nil {
 			return err
 		}
-		// Docker 20.10 resets the plugin's mounts and env to the new
-		// version's defaults on upgrade: set them again before enable
+		// What the engine kept, before we set anything (README's upgrade
+		// section): both engines kept them here; an engine that resets
+		// them to the new version's defaults (issue 25's report) would
+		// start the plugin on /var/lib/v6bridge, so set them again anyway.
+		upgraded, err = g.docker("plugin", "inspect", "-f", "{{range .Settings.Mounts}}{{.Name}}={{.Source}} {{end}}{{range .Settings.Env}}{{.}} {{end}}", pluginID)
+		if err != nil {
+			return err
+		}
 		if _, err := g.docker(append([]string{"plugin", "set", pluginID}, settings...)...); err != nil {
 			return err
 		}
@@ -327,6 +334,12 @@ func upgradeArea(t *testing.T, g *engine) {
 	}
 	c.check(fmt.Sprintf("ping loss across the upgrade is at most 1 %% (lost %d of %d, 5/s)", pg.lost, pg.sent), pg.err)
 	c.check("the upgraded plugin is v2 and answers", runsVersion("e2e2-amd64"))
+	t.Logf("# settings right after upgrade, before set: %s", upgraded)
+	err = nil
+	if !strings.Contains(upgraded+" ", "state="+g.state+" ") || !strings.Contains(upgraded, "UPLINK=eth0 ") {
+		err = fmt.Errorf("settings right after upgrade: %s", upgraded)
+	}
+	c.check("upgrade kept state.source and UPLINK (set again anyway before enable)", err)
 	m, err := g.docker("plugin", "inspect", "-f", "{{range .Settings.Mounts}}{{.Name}}={{.Source}} {{end}}", pluginID)
 	if err == nil && !strings.Contains(m+" ", "state="+g.state+" ") {
 		err = fmt.Errorf("mounts: %s", m)

@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hostChanges are the cases of issue 25 this file owns: what users of a
+// VPS do around the plugin (a UDP service whose clients never stop
+// sending, an engine whose data was wiped), on each engine.
+var hostChanges = []matrixCell{
+	{"udp-client-before-publish", udpClientBeforePublishCell},
+	{"gc-wiped-engine", gcWipedEngineCell},
+}
+
+// hostChangeArea runs hostChanges (legacy and current: the firewall
+// backend does not matter here), each cell from a fresh state.
+func hostChangeArea(t *testing.T, g *engine) {
+	for _, m := range hostChanges {
+		t.Run(m.name, func(t *testing.T) { m.run(g.cell(t)) })
+	}
+}
+
+// A WireGuard peer on the internet keeps sending to the host's UDP port
+// 51820 every 100 ms before the container exists (the host refuses them:
+// the flow is tracked untranslated). `docker run -p 51820:51820/udp`
+// must reach it: the plugin deletes the tracked flow when it publishes
+// the port, as the engine's own bridge does. Without that, the kernel
+// keeps the flow on the host for as long as the peer sends.
+func udpClientBeforePublishCell(c *cell) {
+	c.network(natNet)
+	conn, err := dialIn(context.Background(), c.g.inet, "udp", hp(hostAddr, 51820))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		first  time.Time
+		answer string
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // the peer: one socket, one source port, every 100 ms
+		defer wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			conn.Write([]byte("handshake initiation")) // ECONNREFUSED while nothing listens
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			n, err := conn.Read(buf)
+			if err != nil {
+				continue // refused before the publish, timeouts
+			}
+			mu.Lock()
+			if first.IsZero() {
+				first, answer = time.Now(), strings.TrimSpace(string(buf[:n]))
+			}
+			mu.Unlock()
+		}
+	}()
+	c.t.Cleanup(func() { close(stop); wg.Wait(); conn.Close() })
+	// Setup: the peer's flow is tracked, untranslated (the host refuses it).
+	port := fmt.Sprintf("sport=%d dport=51820 [UNREPLIED]", conn.LocalAddr().(*net.UDPAddr).Port)
+	if err := eventually(10*time.Second, func() error {
+		out, err := exec.Command("ip", "netns", "exec", c.g.prefix+"-vps", "cat", "/proc/net/nf_conntrack").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), port) {
+			return fmt.Errorf("the VPS tracks no flow with %q: %v", port, err)
+		}
+		return nil
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+
+	c.web("run", "wg", natNet, natNet.addr, []string{"-p", "51820:51820/udp"}, "-udp", "[::]:51820")
+	started := time.Now()
+	err = eventually(10*time.Second, func() error { // an upper bound for a loaded machine; the peer sends every 100 ms
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case first.IsZero():
+			return errors.New("the peer that sent before the publish got no answer from the container")
+		case answer != inetAddr:
+			return fmt.Errorf("the container answered %q, want the peer's address %s", answer, inetAddr)
+		}
+		return nil
+	})
+	mu.Lock()
+	took := first.Sub(started).Round(10 * time.Millisecond)
+	mu.Unlock()
+	if err == nil {
+		c.t.Logf("the peer's first answer came %s after docker run returned", took)
+	}
+	c.check("a UDP peer sending every 100 ms before docker run -p 51820:51820/udp reaches the container", err)
+	c.check("a new peer reaches it too", udpWant(c.g.inet, hp(hostAddr, 51820), inetAddr, openWait))
+}
+
+// The engine's data is wiped (its network database lost, as after a
+// reinstall or a restore of /var/lib/docker from an old backup) while the
+// managed plugin keeps its state: the same --subnet is refused, and the
+// refusal says to run `v6bridge gc --apply`. Run as told, on the host
+// with no flags, it finds the managed plugin's socket, removes the stale
+// network and its pool, and the same --subnet is accepted.
+func gcWipedEngineCell(c *cell) {
+	const subnet = "fd12:3456:789a:8109:1::/112"
+	args := []string{"network", "create", "-d", pluginID, "--ipam-driver", pluginID, "--ipv6", "--subnet", subnet, "-o", "v6bridge.mode=nat"}
+	if c.g.modern {
+		args = append(args, "--ipv4=false")
+	}
+	// Not c.network: the wipe makes the engine forget it, gc removes it.
+	c.must(append(args, "before-wipe")...)
+	created := time.Now()
+	out, err := c.g.env.shell(c.g.vars(), `
+d=$V6B_RUN/$P l=$V6B_LIB/$P
+_v6b_stop "$d/dockerd.pid" 30
+_v6b_stop "$d/dockerd.launch.pid" 5
+rm -f "$l/docker/network/files/local-kv.db"
+_v6b_dockerd_start "$P"
+plugin_listed_enabled
+`)
+	if err != nil {
+		c.t.Fatalf("wipe the engine's network database: %v\n%s", err, out)
+	}
+	c.check("the wiped engine knows no such network", func() error {
+		if ls, _ := c.g.docker("network", "ls", "--format", "{{.Name}}"); strings.Contains(ls, "before-wipe") {
+			return fmt.Errorf("it still lists before-wipe: %s", ls)
+		}
+		return nil
+	}())
+	// A pool is reclaimed once it is older than ipam.MinReclaimAge (30 s);
+	// the wiped engine's networks are days old, this one is not.
+	if wait := 31*time.Second - time.Since(created); wait > 0 {
+		time.Sleep(wait)
+	}
+	out, err = c.g.docker(append(args, "after-wipe")...)
+	c.check("the same --subnet is refused, and the refusal says to run v6bridge gc --apply", func() error {
+		if err == nil {
+			c.nets = append(c.nets, "after-wipe")
+			return fmt.Errorf("it was accepted while the plugin keeps the wiped engine's network")
+		}
+		if !strings.Contains(out, "v6bridge gc --apply") {
+			return fmt.Errorf("the refusal does not say what to run: %s", out)
+		}
+		return nil
+	}())
+	// As the refusal says: on the host, as root, no flags, with the binary
+	// the managed plugin carries (<data-root>/plugins/<id>/rootfs/v6bridge;
+	// the rig's engine listens on its own socket: DOCKER_HOST is the
+	// user's setting).
+	out, err = c.g.env.shell(c.g.vars(), `
+cli=$V6B_LIB/$P/docker/plugins/$(dk "$P" plugin inspect -f '{{.Id}}' "$PLUGIN")/rootfs/v6bridge
+DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock in_vps "$P" "$cli" gc --apply`)
+	c.check("v6bridge gc --apply finds the managed plugin and removes the stale network", func() error {
+		if err != nil {
+			return fmt.Errorf("%v\n%s", err, out)
+		}
+		if !strings.Contains(out, "removed") || !strings.Contains(out, subnet) {
+			return fmt.Errorf("it did not say it removed %s:\n%s", subnet, out)
+		}
+		return nil
+	}())
+	_, err = c.g.docker(append(args, "after-wipe")...)
+	if err == nil {
+		c.nets = append(c.nets, "after-wipe")
+	}
+	c.check("the same --subnet is accepted after gc --apply", err)
+}
