@@ -86,7 +86,7 @@ type Facts struct {
 	Engine      Engine
 	Plugin      Plugin // the running v6bridge, if one answers
 	StateDir    StateDir
-	DNS64       DNS64  // the resolver's DNS64 and the NAT64 behind it
+	DNS64       DNS64 // the resolver's DNS64 and the NAT64 behind it
 }
 
 // minAPIIPv4False is the first engine API (Docker 28) that creates a

@@ -84,8 +84,10 @@ func ManagedStateSource(ctx context.Context, host string) (name, source string, 
 	var ps []struct {
 		Name     string
 		Enabled  bool
-		Settings struct{ Mounts []struct{ Name, Source string } }
-		Config   struct{ Interface struct{ Socket string } }
+		Settings struct {
+			Mounts []struct{ Name, Source string }
+		}
+		Config struct{ Interface struct{ Socket string } }
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&ps); err != nil {
 		return "", "", fmt.Errorf("GET /plugins: decode: %w", err)
