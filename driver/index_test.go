@@ -49,6 +49,15 @@ func TestIndexesEqualRebuild(t *testing.T) {
 		case 0:
 			_, err = r.d.CreateEndpoint(CreateEndpointRequest{NetworkID: nets[ni].id, EndpointID: epID, AddressIPv6: netip.PrefixFrom(addr, 64)})
 		case 1:
+			// The engine never puts two endpoints of one network into
+			// one sandbox (a container joins a network once): the
+			// firewall refuses two endpoints of a bridge answering for
+			// the same address on another network.
+			if slices.ContainsFunc(r.d.sortedSandbox(sandbox), func(o *Endpoint) bool {
+				return o.ID != epID && o.NetworkID == nets[ni].id
+			}) {
+				continue
+			}
 			_, err = r.d.Join(JoinRequest{NetworkID: nets[ni].id, EndpointID: epID, SandboxKey: sandbox, Ports: opts})
 		case 2:
 			err = r.d.ProgramExternalConnectivity(nets[ni].id, epID, opts)
