@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # v6bridge benchmarks against Docker's built-in bridge on the same engine, and
 # the plugin's scale to 1000 endpoints. `make bench` runs it after the Go
-# benchmarks; see README.md "Benchmarks". Run as root. Everything happens in
+# benchmarks; see docs/benchmarks.md. Run as root. Everything happens in
 # namespaces of the e2e rig (prefixes bn and bns); nothing touches the host's
 # interfaces or firewall. Never asserts timings: it prints numbers and ratios.
 #
@@ -58,11 +58,20 @@ SCALE_PID=""
 NDPPD_PID=""
 SERVE_PID=""
 
+# stop_serve stops the host-service plugin: SERVE_PID is the subshell that
+# runs in_vps in the background, the plugin (nsenter execs it) its child.
+stop_serve() {
+	pkill -TERM -P "$SERVE_PID" 2>/dev/null
+	kill "$SERVE_PID" 2>/dev/null
+	wait "$SERVE_PID" 2>/dev/null || true
+	SERVE_PID=""
+}
+
 cleanup() {
 	set +e
 	[ -z "$SCALE_PID" ] || kill "$SCALE_PID" 2>/dev/null
 	[ -z "$NDPPD_PID" ] || kill "$NDPPD_PID" 2>/dev/null
-	[ -z "$SERVE_PID" ] || kill "$SERVE_PID" 2>/dev/null
+	[ -z "$SERVE_PID" ] || stop_serve
 	vps_down "$P" >/dev/null 2>&1
 	vps_down "$S" >/dev/null 2>&1
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "# samples kept in $W" >&2; else rm -rf "$W"; fi
@@ -100,8 +109,7 @@ if want start || want net || want data; then
 	# FASTPATH; its reconcile rebuilds the table with or without the flowtable.
 	serve_plugin() {
 		if [ -n "$SERVE_PID" ]; then
-			kill "$SERVE_PID"
-			wait "$SERVE_PID" 2>/dev/null || true
+			stop_serve
 		fi
 		in_vps "$P" rm -f /run/docker/plugins/v6bridge.sock
 		in_vps "$P" "$BIN" serve --state-dir "$W/state" --uplink eth0 --log-level warn --fastpath "$1" \
