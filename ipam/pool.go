@@ -190,7 +190,12 @@ func checkHost(subnet netip.Prefix, host []netip.Addr) error {
 	return nil
 }
 
-// checkOverlap refuses a subnet that overlaps an existing IPv6 pool.
+// checkOverlap refuses a subnet that overlaps an existing IPv6 pool. It is
+// the one place that decides subnet overlap in v6bridge (issue 23): a
+// requested --subnet is refused here, and automatic subnets are carved
+// around every IPv6 pool (requestAuto), so no two pools overlap. Other
+// packages (driver, nat) may assert that subnets do not overlap, but never
+// decide it.
 // m.mu is held.
 func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
 	for _, id := range m.sortedIDs() {
