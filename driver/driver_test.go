@@ -94,7 +94,7 @@ func TestCreateNetworkDefaults(t *testing.T) {
 			}
 			got := *r.d.networks[netA]
 			p := netip.MustParsePrefix(tt.subnet)
-			tt.want.ID, tt.want.Subnet, tt.want.Gateway, tt.want.Modern = netA, p, p.Addr().Next(), true
+			tt.want.ID, tt.want.Subnet, tt.want.Gateway, tt.want.EngineSetsGatewayRoute = netA, p, p.Addr().Next(), true
 			tt.want.Bridge = "v6b-aaaaaaaaaaa"
 			if tt.opts[OptBridgeName] != "" {
 				tt.want.Bridge = tt.opts[OptBridgeName]

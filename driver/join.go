@@ -78,7 +78,7 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	}
 	resp := JoinResponse{SrcName: e.PeerVeth, DstPrefix: "eth"}
 	if e.Addr.IsValid() && n.Mode != netspec.ModeInternal {
-		if n.Modern {
+		if n.EngineSetsGatewayRoute {
 			resp.GatewayIPv6 = n.Gateway
 			if n.LinkLocalGateway() && !d.sandboxHasGatewayRoute(e, n.Gateway) {
 				// The engine finds the interface of the gateway by a

@@ -107,18 +107,18 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 	}
 	pool := req.IPv6[0]
 	n := &Network{
-		ID:        req.NetworkID,
-		Bridge:    opts.BridgeName,
-		Mode:      opts.Mode,
-		Subnet:    pool.Pool.Masked(),
-		Gateway:   pool.Gateway.Addr(),
-		MTU:       opts.MTU,
-		ICC:       opts.ICC,
-		AllowPing: opts.AllowPing,
-		Allow:     opts.Allow,
-		HostIPv6:  opts.HostIPv6,
-		Modern:    req.EnableIPv4 != nil,
-		IPv4:      len(req.IPv4) > 0,
+		ID:                     req.NetworkID,
+		Bridge:                 opts.BridgeName,
+		Mode:                   opts.Mode,
+		Subnet:                 pool.Pool.Masked(),
+		Gateway:                pool.Gateway.Addr(),
+		MTU:                    opts.MTU,
+		ICC:                    opts.ICC,
+		AllowPing:              opts.AllowPing,
+		Allow:                  opts.Allow,
+		HostIPv6:               opts.HostIPv6,
+		EngineSetsGatewayRoute: req.EnableIPv4 != nil,
+		IPv4:                   len(req.IPv4) > 0,
 	}
 	if n.IPv4 {
 		n.IPv4Pool = req.IPv4[0].Pool.Masked()

@@ -47,7 +47,7 @@ func (d *Driver) routerTargets() map[string][]netip.Addr {
 	out := map[string][]netip.Addr{}
 	legacy := false
 	for _, n := range d.networks {
-		legacy = legacy || !n.Modern && n.Mode != netspec.ModeInternal
+		legacy = legacy || !n.EngineSetsGatewayRoute && n.Mode != netspec.ModeInternal
 	}
 	if !legacy { // engines >= 28 only: no sandbox needs one (not a walk of them all per Join)
 		return out
@@ -78,7 +78,7 @@ func (d *Driver) routerTargets() map[string][]netip.Addr {
 // its default route from the driver (static ::/0, else advertisements).
 func (d *Driver) needsLegacyRoute(e *Endpoint) bool {
 	n := d.networks[e.NetworkID]
-	return n != nil && !n.Modern && n.Mode != netspec.ModeInternal && e.Addr.IsValid()
+	return n != nil && !n.EngineSetsGatewayRoute && n.Mode != netspec.ModeInternal && e.Addr.IsValid()
 }
 
 // change names what changed in the records since the last sync: a few
