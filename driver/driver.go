@@ -65,12 +65,10 @@ type Driver struct {
 	mu        sync.Mutex
 	networks  map[string]*Network
 	endpoints map[string]*Endpoint
-	// Indexes over endpoints, kept by index and unindex around every
-	// change of an endpoint's sandbox or ports, so a Join looks up what it
-	// needs instead of scanning every endpoint.
-	bySandbox map[string]map[string]*Endpoint // sandbox key -> endpoint id -> endpoint
-	hostPorts map[hostPort]map[netip.Addr]int // published host port -> host address (zero: all) -> mappings
-	held      heldAddrs                       // endpoints' addresses, for the IPAM (HoldsAddr)
+	// pub keeps the sandboxes' published ports and the indexes over
+	// endpoints (publish.go).
+	pub  *publisher
+	held heldAddrs // endpoints' addresses, for the IPAM (HoldsAddr)
 	// synced is set after a whole-state sync succeeded: from then on a
 	// change of a few endpoints goes to the firewall and NDP as an update
 	// of those endpoints. syncedHostAddrs are the host addresses it used;
@@ -79,11 +77,6 @@ type Driver struct {
 	syncedHostAddrs []netip.Addr
 	// problems are the networks the last Reconcile could not bring up.
 	problems map[string]string
-}
-
-type hostPort struct {
-	proto uint8
-	port  uint16
 }
 
 // ErrUnknownNetwork is returned for a network v6bridge holds no record of.
@@ -105,8 +98,8 @@ func New(cfg Config) (*Driver, error) {
 	if cfg.UplinkMTU == nil {
 		cfg.UplinkMTU = func() int { return 0 }
 	}
-	d := &Driver{cfg: cfg, log: cfg.Log, networks: map[string]*Network{}, endpoints: map[string]*Endpoint{},
-		bySandbox: map[string]map[string]*Endpoint{}, hostPorts: map[hostPort]map[netip.Addr]int{}}
+	d := &Driver{cfg: cfg, log: cfg.Log, networks: map[string]*Network{}, endpoints: map[string]*Endpoint{}}
+	d.pub = newPublisher(d.networks, d.endpoints)
 	ns, es, err := cfg.Store.Load()
 	if err != nil {
 		return nil, err
@@ -133,7 +126,8 @@ func New(cfg Config) (*Driver, error) {
 			}
 		}
 		d.endpoints[e.ID] = e
-		d.index(e)
+		d.held.hold(e)
+		d.pub.index(e)
 	}
 	return d, nil
 }

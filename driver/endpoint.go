@@ -61,7 +61,8 @@ func (d *Driver) CreateEndpoint(req CreateEndpointRequest) (string, error) {
 		return "", fmt.Errorf("save endpoint: %w", err)
 	}
 	d.endpoints[e.ID] = e
-	d.index(e)
+	d.held.hold(e)
+	d.pub.index(e)
 	log.Info("created endpoint")
 	return picked, nil
 }
@@ -123,7 +124,8 @@ func (d *Driver) deleteEndpointLocked(e *Endpoint, sync bool) error {
 	if err := d.cfg.Store.DeleteEndpoint(e.ID); err != nil {
 		return err
 	}
-	d.unindex(e)
+	d.pub.unindex(e)
+	d.held.unhold(e)
 	delete(d.endpoints, e.ID)
 	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("deleted endpoint")
 	return nil
@@ -141,7 +143,7 @@ func (d *Driver) EndpointInfo(networkID, endpointID string) map[string]string {
 	if e.Addr.IsValid() {
 		info["v6bridge.address"] = e.Addr.Addr().String()
 	}
-	ports, open := d.entry(e)
+	ports, open := d.pub.entry(e)
 	if len(ports) > 0 {
 		info["v6bridge.ports"] = formatMappings(ports)
 	}

@@ -3,7 +3,6 @@ package driver
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 
 	"github.com/sirupsen/logrus"
 	"github.com/v6bridge/v6bridge/netspec"
@@ -60,20 +59,14 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	if e.Sandbox != "" && e.Sandbox != req.SandboxKey {
 		sandboxes = append(sandboxes, e.Sandbox) // a Join again, elsewhere
 	}
-	ss := d.save(sandboxes, e)
+	ss := d.pub.save(sandboxes, e)
 	if e.Joined && e.Sandbox != req.SandboxKey {
 		d.leaveLocked(e)
 	}
-	d.unindex(e)
-	e.Joined, e.Sandbox = true, req.SandboxKey
-	d.index(e)
-	if len(req.Ports) > 0 && d.carrier(e.Sandbox) == nil {
-		d.unindex(e)
-		e.PortRequests, e.Ports = slices.Clone(req.Ports), nil
-		d.index(e)
-	}
-	if err := d.settle(e.Sandbox); err != nil {
-		d.restoreAll(ss)
+	d.pub.update(e, func() { e.Joined, e.Sandbox = true, req.SandboxKey })
+	d.pub.request(e, req.Ports)
+	if err := d.pub.holdOrReleasePorts(e.Sandbox); err != nil {
+		d.pub.restoreAll(ss)
 		return JoinResponse{}, err
 	}
 	resp := JoinResponse{SrcName: e.PeerVeth, DstPrefix: "eth"}
@@ -107,7 +100,7 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 	if err := d.commitLocked(ss, sandboxes); err != nil {
 		return JoinResponse{}, err
 	}
-	ports, open := d.entry(e)
+	ports, open := d.pub.entry(e)
 	log.WithFields(logrus.Fields{"ports": formatMappings(ports), "open": formatOpen(open)}).Info("joined")
 	return resp, nil
 }
@@ -127,7 +120,7 @@ func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
 	if err == nil {
 		return nil
 	}
-	d.restoreAll(ss)
+	d.pub.restoreAll(ss)
 	for _, s := range ss {
 		if d.endpoints[s.e.ID] == s.e {
 			if perr := d.cfg.Store.PutEndpoint(s.e); perr != nil {
@@ -147,7 +140,7 @@ func (d *Driver) sandboxHas(e *Endpoint, has func(o *Endpoint) bool) bool {
 	if e.Sandbox == "" {
 		return false
 	}
-	for _, o := range d.bySandbox[e.Sandbox] {
+	for _, o := range d.pub.bySandbox[e.Sandbox] {
 		if o != e && o.Joined && has(o) {
 			return true
 		}
@@ -187,7 +180,7 @@ func (d *Driver) Leave(networkID, endpointID string) error {
 // must not keep a port published or an address answered.
 func (d *Driver) leaveAndSyncLocked(e *Endpoint, sync bool) error {
 	sb := e.Sandbox
-	ss := d.save([]string{sb}, e)
+	ss := d.pub.save([]string{sb}, e)
 	d.leaveLocked(e)
 	if sync {
 		es := make([]*Endpoint, len(ss))
@@ -195,7 +188,7 @@ func (d *Driver) leaveAndSyncLocked(e *Endpoint, sync bool) error {
 			es[i] = s.e
 		}
 		if err := d.syncLocked(change{sandboxes: []string{sb}, endpoints: es}); err != nil {
-			d.restoreAll(ss)
+			d.pub.restoreAll(ss)
 			if serr := d.syncLocked(change{sandboxes: []string{sb}, endpoints: es}); serr != nil {
 				d.log.WithError(serr).Warn("undo: firewall")
 			}
@@ -210,14 +203,12 @@ func (d *Driver) leaveAndSyncLocked(e *Endpoint, sync bool) error {
 // next target, or are released when none is left.
 func (d *Driver) leaveLocked(e *Endpoint) {
 	sb := e.Sandbox
-	d.handOver(e)
-	d.unindex(e)
-	e.Joined, e.Sandbox, e.DefaultRoute, e.GatewayRoute = false, "", false, false
-	d.index(e)
-	if err := d.settle(sb); err != nil {
+	d.pub.handOver(e)
+	d.pub.update(e, func() { e.Joined, e.Sandbox, e.DefaultRoute, e.GatewayRoute = false, "", false, false })
+	if err := d.pub.holdOrReleasePorts(sb); err != nil {
 		// Only releasing or keeping is possible here: the requests held
 		// ports before and hold them still.
-		d.log.WithError(err).Warn("leave: settle published ports")
+		d.log.WithError(err).Warn("leave: hold or release published ports")
 	}
 	d.log.WithFields(logrus.Fields{"network": short(e.NetworkID, 12), "endpoint": short(e.ID, 12)}).Info("left")
 }
@@ -229,15 +220,13 @@ func (d *Driver) ProgramExternalConnectivity(networkID, endpointID string, ports
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.endpoints[endpointID]
-	if !ok || !e.Joined || len(ports) == 0 || d.carrier(e.Sandbox) != nil {
+	if !ok || !e.Joined || len(ports) == 0 || d.pub.requestHolder(e.Sandbox) != nil {
 		return nil
 	}
-	ss := d.save([]string{e.Sandbox}, e)
-	d.unindex(e)
-	e.PortRequests, e.Ports = slices.Clone(ports), nil
-	d.index(e)
-	if err := d.settle(e.Sandbox); err != nil {
-		d.restoreAll(ss)
+	ss := d.pub.save([]string{e.Sandbox}, e)
+	d.pub.request(e, ports)
+	if err := d.pub.holdOrReleasePorts(e.Sandbox); err != nil {
+		d.pub.restoreAll(ss)
 		return err
 	}
 	return d.commitLocked(ss, []string{e.Sandbox})

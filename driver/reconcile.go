@@ -57,7 +57,7 @@ func (d *Driver) Reconcile() error {
 			// a crash); the engine will delete the endpoint. Until then it
 			// publishes nothing and NDP does not answer for it.
 			d.log.WithField("endpoint", short(e.ID, 12)).Info("endpoint's link is gone, unpublishing it")
-			ss := d.save([]string{e.Sandbox}, e)
+			ss := d.pub.save([]string{e.Sandbox}, e)
 			d.leaveLocked(e)
 			if err := d.persistChanged(ss); err != nil {
 				d.log.WithError(err).WithField("endpoint", short(e.ID, 12)).Warn("save unpublished endpoint; it is unpublished until the next start")

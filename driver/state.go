@@ -62,7 +62,7 @@ type Endpoint struct {
 	Sandbox string `json:"Sandbox,omitempty"`
 	Joined  bool   `json:"Joined,omitempty"`
 	// PortRequests are the ports the sandbox publishes, kept by one of its
-	// endpoints (the carrier, see publish.go), and Ports the host ports
+	// endpoints (the request holder, see publish.go), and Ports the host ports
 	// held for them while the sandbox has an address they can lead to.
 	PortRequests []PortRequest     `json:"PortRequests,omitempty"`
 	Ports        []netspec.Mapping `json:"Ports,omitempty"`

@@ -52,7 +52,7 @@ func (d *Driver) routerTargets() map[string][]netip.Addr {
 	if !legacy { // engines >= 28 only: no sandbox needs one (not a walk of them all per Join)
 		return out
 	}
-	for _, es := range d.bySandbox {
+	for _, es := range d.pub.bySandbox {
 		routed := false
 		for _, e := range es {
 			routed = routed || (e.Joined && e.DefaultRoute)
@@ -114,7 +114,7 @@ func (d *Driver) syncLocked(c change) error {
 	}
 	d.advertiseLocked()
 	if d.cfg.Proxies != nil {
-		if err := d.cfg.Proxies.Set(d.forwards()); err != nil {
+		if err := d.cfg.Proxies.Set(d.pub.forwards()); err != nil {
 			if !c.all {
 				return err // the request that asked for a held port fails
 			}
@@ -131,7 +131,7 @@ func (d *Driver) syncSomeLocked(c change) error {
 	es := slices.Clone(c.endpoints)
 	seen := map[*Endpoint]bool{}
 	for _, sb := range c.sandboxes {
-		es = append(es, d.sortedSandbox(sb)...)
+		es = append(es, d.pub.sortedSandbox(sb)...)
 	}
 	var us []nat.EndpointUpdate
 	var add, remove []netip.Addr
@@ -142,7 +142,7 @@ func (d *Driver) syncSomeLocked(c change) error {
 		seen[e] = true
 		n := d.networks[e.NetworkID]
 		present := e.Joined && d.endpoints[e.ID] == e
-		ports, open := d.entry(e)
+		ports, open := d.pub.entry(e)
 		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Also: d.otherAddrs(e), Remove: !present})
 		if n.Mode == netspec.ModePublic && !d.cfg.NDPRange {
 			if present {
@@ -189,7 +189,7 @@ func (d *Driver) firewallState() nat.State {
 		}
 		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: gw, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
 		for _, e := range byNet[n.ID] {
-			ports, open := d.entry(e)
+			ports, open := d.pub.entry(e)
 			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Also: d.otherAddrs(e)})
 		}
 		s.Networks = append(s.Networks, fn)
@@ -202,7 +202,7 @@ func (d *Driver) firewallState() nat.State {
 // from them may leave through e's bridge.
 func (d *Driver) otherAddrs(e *Endpoint) []netip.Addr {
 	var out []netip.Addr
-	for _, o := range d.sortedSandbox(e.Sandbox) {
+	for _, o := range d.pub.sortedSandbox(e.Sandbox) {
 		on := d.networks[o.NetworkID]
 		if o.NetworkID != e.NetworkID && o.Joined && o.Addr.IsValid() && d.endpoints[o.ID] == o && on != nil && on.Mode != netspec.ModeInternal {
 			out = append(out, o.Addr.Addr())
