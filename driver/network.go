@@ -175,6 +175,9 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		if o.Bridge == n.Bridge {
 			return nil, fmt.Errorf("network option %s=%s: network %s uses that bridge already: accepted is a name no other network uses", OptBridgeName, n.Bridge, short(o.ID, 12))
 		}
+		// v6bridge's IPAM refuses an overlapping pool before the engine
+		// gets here; this check decides for networks another IPAM serves
+		// (the engine asks v6bridge's IPAM nothing for them).
 		if o.Subnet.Overlaps(n.Subnet) {
 			return nil, fmt.Errorf("subnet %s overlaps subnet %s of network %s: accepted is a subnet no other v6bridge network uses", n.Subnet, o.Subnet, short(o.ID, 12))
 		}
