@@ -39,10 +39,10 @@ type Config struct {
 	// those that left the network with their static ::/0 (the engine
 	// never moves it), on their other non-internal networks.
 	Routers Routers
-	// Proxies, if set, forwards the ports published on the host's
+	// Forwarder, if set, forwards the ports published on the host's
 	// loopback address (-p [::1]:5432:5432), which the firewall cannot
 	// deliver (package portfwd). Set is told every forward after each change.
-	Proxies Proxies
+	Forwarder Forwarder
 	// PoolMode returns the mode the IPAM pool of a subnet was requested
 	// for (--ipam-opt v6bridge.mode), "" if none: a network without -o
 	// v6bridge.mode takes it, one with a different -o is refused. nil: no

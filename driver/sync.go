@@ -113,8 +113,8 @@ func (d *Driver) syncLocked(c change) error {
 		return err
 	}
 	d.advertiseLocked()
-	if d.cfg.Proxies != nil {
-		if err := d.cfg.Proxies.Set(d.pub.forwards()); err != nil {
+	if d.cfg.Forwarder != nil {
+		if err := d.cfg.Forwarder.Set(d.pub.forwards()); err != nil {
 			if !c.all {
 				return err // the request that asked for a held port fails
 			}
