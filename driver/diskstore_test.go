@@ -53,7 +53,7 @@ func TestReadsRecordsOfMain8382c76(t *testing.T) {
 		t.Fatalf("loaded %d networks, %d endpoints, want 1 and 1", len(ns), len(es))
 	}
 	n, e := ns[0], es[0]
-	if n.Mode != netspec.ModePublic || n.Subnet.String() != "2001:db8:1234:a1:1::/112" || !n.Modern || n.MTU != 1500 ||
+	if n.Mode != netspec.ModePublic || n.Subnet.String() != "2001:db8:1234:a1:1::/112" || !n.EngineSetsGatewayRoute || n.MTU != 1500 ||
 		!cmp.Equal(n.Allow, []netspec.Port{{Proto: 6, First: 443, Last: 443}}) {
 		t.Errorf("network = %+v", n)
 	}

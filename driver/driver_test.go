@@ -29,15 +29,15 @@ type rig struct {
 	links    *fakeLinks
 	fw       *fakeFirewall
 	nb       *fakeNeighbors
-	px       *fakeProxies
+	px       *fakeForwarder
 	// fwd, if set, is the forwarder reopen passes instead of px.
-	fwd   Proxies
+	fwd   Forwarder
 	store *memStore
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	r := &rig{links: newFakeLinks(), fw: &fakeFirewall{}, nb: &fakeNeighbors{}, px: &fakeProxies{}, store: newMemStore()}
+	r := &rig{links: newFakeLinks(), fw: &fakeFirewall{}, nb: &fakeNeighbors{}, px: &fakeForwarder{}, store: newMemStore()}
 	r.d = r.reopen(t)
 	return r
 }
@@ -46,12 +46,12 @@ func newRig(t *testing.T) *rig {
 // restart does.
 func (r *rig) reopen(t *testing.T) *Driver {
 	t.Helper()
-	var px Proxies = r.px
+	var px Forwarder = r.px
 	if r.fwd != nil {
 		px = r.fwd
 	}
 	d, err := New(Config{
-		Links: r.links, Firewall: r.fw, Neighbors: r.nb, Proxies: px, Store: r.store,
+		Links: r.links, Firewall: r.fw, Neighbors: r.nb, Forwarder: px, Store: r.store,
 		Uplinks:        []string{"eth0"},
 		HostAddrs:      func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")} },
 		PublicPrefixes: func() []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")} },
@@ -94,7 +94,7 @@ func TestCreateNetworkDefaults(t *testing.T) {
 			}
 			got := *r.d.networks[netA]
 			p := netip.MustParsePrefix(tt.subnet)
-			tt.want.ID, tt.want.Subnet, tt.want.Gateway, tt.want.Modern = netA, p, p.Addr().Next(), true
+			tt.want.ID, tt.want.Subnet, tt.want.Gateway, tt.want.EngineSetsGatewayRoute = netA, p, p.Addr().Next(), true
 			tt.want.Bridge = "v6b-aaaaaaaaaaa"
 			if tt.opts[OptBridgeName] != "" {
 				tt.want.Bridge = tt.opts[OptBridgeName]
@@ -593,12 +593,12 @@ func TestVethNamesWholeID(t *testing.T) {
 	}
 }
 
-type fakeProxies struct {
+type fakeForwarder struct {
 	fs  []portfwd.Forward
 	err error
 }
 
-func (f *fakeProxies) Set(fs []portfwd.Forward) error {
+func (f *fakeForwarder) Set(fs []portfwd.Forward) error {
 	if f.err != nil {
 		return f.err
 	}

@@ -44,11 +44,11 @@ type Neighbors interface {
 	UpdateTargets(add, remove []netip.Addr) error
 }
 
-// Proxies forwards ports in userspace (package portfwd). Set sets the
+// Forwarder forwards ports in userspace (package portfwd). Set sets the
 // whole set; its error names only the forwards new in the set that cannot
 // bind (so only the request that asked for one fails); the others run, and
 // one that could not bind binds by itself once its port is free.
-type Proxies interface {
+type Forwarder interface {
 	Set(fs []portfwd.Forward) error
 }
 

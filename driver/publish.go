@@ -16,8 +16,8 @@ import (
 // ProgramExternalConnectivity) it likes, in whichever order, and differently
 // per engine generation. So:
 //
-//   - the sandbox's requests are kept on one of its endpoints, the carrier
-//     (Endpoint.PortRequests, with the host ports picked for them in
+//   - the sandbox's requests are kept on one of its endpoints, the request
+//     holder (Endpoint.PortRequests, with the host ports picked for them in
 //     Endpoint.Ports), which hands them to another endpoint of the sandbox
 //     when it leaves;
 //   - each host port leads to exactly one address of the container, the
@@ -30,6 +30,11 @@ import (
 //     host itself: it opens nothing else);
 //   - host ports are held while the container has a target and released
 //     when it has none (only internal networks left), the requests kept.
+//
+// The publisher keeps this: the indexes of sandboxes and host ports, the
+// choice of target, the host ports held, and the loopback forwards; the
+// Driver asks it and changes an endpoint's Sandbox or Ports only through
+// publisher.update.
 //
 // The firewall gets, per endpoint, the host ports that lead to it and the
 // container ports open on it (entry); a change of one endpoint updates all
@@ -44,6 +49,29 @@ type PortRequest struct {
 	HostFirst     uint16     `json:"host_first,omitempty"` // 0: pick any free port
 	HostLast      uint16     `json:"host_last,omitempty"`  // a range to pick one port from
 	ContainerPort uint16     `json:"container_port"`
+}
+
+// publisher keeps the published ports of the driver's sandboxes (see
+// above). It reads the driver's networks and endpoints and is guarded by
+// the driver's lock.
+type publisher struct {
+	networks  map[string]*Network  // the driver's records, read only
+	endpoints map[string]*Endpoint // the driver's records, read only
+	// Indexes over endpoints, kept by update, so a Join looks up what it
+	// needs instead of scanning every endpoint.
+	bySandbox map[string]map[string]*Endpoint // sandbox key -> endpoint id -> endpoint
+	hostPorts map[hostPort]map[netip.Addr]int // published host port -> host address (zero: all) -> mappings
+}
+
+func newPublisher(networks map[string]*Network, endpoints map[string]*Endpoint) *publisher {
+	return &publisher{networks: networks, endpoints: endpoints,
+		bySandbox: map[string]map[string]*Endpoint{}, hostPorts: map[hostPort]map[netip.Addr]int{}}
+}
+
+// hostPort is a published host port of one protocol.
+type hostPort struct {
+	proto uint8
+	port  uint16
 }
 
 // ephemeralFirst and ephemeralLast bound the host ports v6bridge picks for
@@ -154,13 +182,13 @@ func natMappings(ms []netspec.Mapping) []netspec.Mapping {
 
 // forwards returns what the forwarder forwards: every port of the host-only
 // mappings of each sandbox, to the sandbox's target address.
-func (d *Driver) forwards() []portfwd.Forward {
+func (p *publisher) forwards() []portfwd.Forward {
 	var out []portfwd.Forward
-	for _, c := range d.endpoints {
+	for _, c := range p.endpoints {
 		if !c.Joined || !slices.ContainsFunc(c.Ports, hostOnly) {
 			continue
 		}
-		t := d.target(c.Sandbox)
+		t := p.target(c.Sandbox)
 		if t == nil {
 			continue
 		}
@@ -194,17 +222,17 @@ func modeRank(m netspec.Mode) int {
 }
 
 // publishable reports whether a published port can lead to e.
-func (d *Driver) publishable(e *Endpoint) bool {
-	return e.Joined && e.Addr.IsValid() && modeRank(d.networks[e.NetworkID].Mode) >= 0
+func (p *publisher) publishable(e *Endpoint) bool {
+	return e.Joined && e.Addr.IsValid() && modeRank(p.networks[e.NetworkID].Mode) >= 0
 }
 
 // target returns the endpoint of the sandbox the host ports lead to: the
 // publishable one with the best mode rank, ties by network id, then
 // endpoint id. nil: none.
-func (d *Driver) target(sandbox string) *Endpoint {
+func (p *publisher) target(sandbox string) *Endpoint {
 	var best *Endpoint
-	for _, e := range d.bySandbox[sandbox] {
-		if !d.publishable(e) {
+	for _, e := range p.bySandbox[sandbox] {
+		if !p.publishable(e) {
 			continue
 		}
 		if best == nil {
@@ -212,7 +240,7 @@ func (d *Driver) target(sandbox string) *Endpoint {
 			continue
 		}
 		if c := cmp.Or(
-			cmp.Compare(modeRank(d.networks[e.NetworkID].Mode), modeRank(d.networks[best.NetworkID].Mode)),
+			cmp.Compare(modeRank(p.networks[e.NetworkID].Mode), modeRank(p.networks[best.NetworkID].Mode)),
 			cmp.Compare(e.NetworkID, best.NetworkID),
 			cmp.Compare(e.ID, best.ID),
 		); c < 0 {
@@ -222,11 +250,11 @@ func (d *Driver) target(sandbox string) *Endpoint {
 	return best
 }
 
-// carrier returns the endpoint of the sandbox that keeps its port
-// requests, or nil.
-func (d *Driver) carrier(sandbox string) *Endpoint {
+// requestHolder returns the endpoint of the sandbox that keeps its port
+// requests (the lowest id of those holding any), or nil.
+func (p *publisher) requestHolder(sandbox string) *Endpoint {
 	var c *Endpoint
-	for _, e := range d.bySandbox[sandbox] {
+	for _, e := range p.bySandbox[sandbox] {
 		if len(e.PortRequests) > 0 && (c == nil || e.ID < c.ID) {
 			c = e
 		}
@@ -236,80 +264,74 @@ func (d *Driver) carrier(sandbox string) *Endpoint {
 
 // entry returns what the firewall holds for e: the host ports that lead to
 // it and the container ports open on it.
-func (d *Driver) entry(e *Endpoint) ([]netspec.Mapping, []netspec.Port) {
-	if !d.publishable(e) || e.Sandbox == "" {
+func (p *publisher) entry(e *Endpoint) ([]netspec.Mapping, []netspec.Port) {
+	if !p.publishable(e) || e.Sandbox == "" {
 		return nil, nil
 	}
-	c := d.carrier(e.Sandbox)
+	c := p.requestHolder(e.Sandbox)
 	if c == nil || len(c.Ports) == 0 {
 		return nil, nil
 	}
 	var ports []netspec.Mapping
-	if d.target(e.Sandbox) == e {
+	if p.target(e.Sandbox) == e {
 		ports = c.Ports
 	}
 	var open []netspec.Port
-	if m := d.networks[e.NetworkID].Mode; m == netspec.ModePublic || m == netspec.ModeRouted {
+	if m := p.networks[e.NetworkID].Mode; m == netspec.ModePublic || m == netspec.ModeRouted {
 		open = openPorts(c.Ports)
 	}
 	return ports, open
 }
 
-// settle holds host ports for the sandbox's requests while it has a target
-// and releases them when it has none. It changes only the carrier's Ports.
-func (d *Driver) settle(sandbox string) error {
-	c := d.carrier(sandbox)
+// holdOrReleasePorts holds host ports for the sandbox's requests while it
+// has a target and releases them when it has none. It changes only the
+// request holder's Ports.
+func (p *publisher) holdOrReleasePorts(sandbox string) error {
+	c := p.requestHolder(sandbox)
 	if c == nil {
 		return nil
 	}
-	has := d.target(sandbox) != nil
+	has := p.target(sandbox) != nil
 	switch {
 	case has && len(c.Ports) == 0:
-		ports, err := AssignHostPorts(c.PortRequests, d.portTaken)
+		ports, err := AssignHostPorts(c.PortRequests, p.portTaken)
 		if err != nil {
 			return err
 		}
-		d.unindex(c)
-		c.Ports = ports
-		d.index(c)
+		p.update(c, func() { c.Ports = ports })
 	case !has && len(c.Ports) > 0:
-		d.unindex(c)
-		c.Ports = nil
-		d.index(c)
+		p.update(c, func() { c.Ports = nil })
 	}
 	return nil
 }
 
 // handOver moves e's port requests and host ports to another endpoint of
 // its sandbox (the target if any, else the lowest id), before e leaves it.
-func (d *Driver) handOver(e *Endpoint) {
+func (p *publisher) handOver(e *Endpoint) {
 	if len(e.PortRequests) == 0 || e.Sandbox == "" {
 		return
 	}
 	var to *Endpoint
-	if t := d.target(e.Sandbox); t != nil && t != e {
+	if t := p.target(e.Sandbox); t != nil && t != e {
 		to = t
 	} else {
-		for _, o := range d.bySandbox[e.Sandbox] {
+		for _, o := range p.bySandbox[e.Sandbox] {
 			if o != e && (to == nil || o.ID < to.ID) {
 				to = o
 			}
 		}
 	}
-	d.unindex(e)
+	reqs, ports := e.PortRequests, e.Ports
+	p.update(e, func() { e.PortRequests, e.Ports = nil, nil })
 	if to != nil {
-		d.unindex(to)
-		to.PortRequests, to.Ports = e.PortRequests, e.Ports
-		d.index(to)
+		p.update(to, func() { to.PortRequests, to.Ports = reqs, ports })
 	}
-	e.PortRequests, e.Ports = nil, nil
-	d.index(e)
 }
 
 // portTaken reports whether a host port is published already for the
 // protocol and an overlapping host address (zero means all).
-func (d *Driver) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
-	byAddr := d.hostPorts[hostPort{proto, port}]
+func (p *publisher) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
+	byAddr := p.hostPorts[hostPort{proto, port}]
 	if len(byAddr) == 0 {
 		return false
 	}
@@ -320,50 +342,65 @@ func (d *Driver) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
 }
 
 // index adds e to the sandbox and host port indexes; unindex takes it out.
-// Call unindex before changing e's Sandbox or Ports and index after.
-func (d *Driver) index(e *Endpoint) {
-	d.held.hold(e)
+// A change of e's Sandbox or Ports goes through update, which calls both.
+func (p *publisher) index(e *Endpoint) {
 	if e.Sandbox != "" {
-		m := d.bySandbox[e.Sandbox]
+		m := p.bySandbox[e.Sandbox]
 		if m == nil {
 			m = map[string]*Endpoint{}
-			d.bySandbox[e.Sandbox] = m
+			p.bySandbox[e.Sandbox] = m
 		}
 		m[e.ID] = e
 	}
-	for _, p := range e.Ports {
-		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
-			k := hostPort{p.Proto, uint16(port)}
-			m := d.hostPorts[k]
+	for _, mp := range e.Ports {
+		for port := int(mp.HostFirst); port <= int(mp.HostLast); port++ {
+			k := hostPort{mp.Proto, uint16(port)}
+			m := p.hostPorts[k]
 			if m == nil {
 				m = map[netip.Addr]int{}
-				d.hostPorts[k] = m
+				p.hostPorts[k] = m
 			}
-			m[p.HostAddr]++
+			m[mp.HostAddr]++
 		}
 	}
 }
 
-func (d *Driver) unindex(e *Endpoint) {
-	d.held.unhold(e)
-	if m := d.bySandbox[e.Sandbox]; m != nil && m[e.ID] == e {
+func (p *publisher) unindex(e *Endpoint) {
+	if m := p.bySandbox[e.Sandbox]; m != nil && m[e.ID] == e {
 		delete(m, e.ID)
 		if len(m) == 0 {
-			delete(d.bySandbox, e.Sandbox)
+			delete(p.bySandbox, e.Sandbox)
 		}
 	}
-	for _, p := range e.Ports {
-		for port := int(p.HostFirst); port <= int(p.HostLast); port++ {
-			k := hostPort{p.Proto, uint16(port)}
-			m := d.hostPorts[k]
-			if m[p.HostAddr]--; m[p.HostAddr] <= 0 {
-				delete(m, p.HostAddr)
+	for _, mp := range e.Ports {
+		for port := int(mp.HostFirst); port <= int(mp.HostLast); port++ {
+			k := hostPort{mp.Proto, uint16(port)}
+			m := p.hostPorts[k]
+			if m[mp.HostAddr]--; m[mp.HostAddr] <= 0 {
+				delete(m, mp.HostAddr)
 			}
 			if len(m) == 0 {
-				delete(d.hostPorts, k)
+				delete(p.hostPorts, k)
 			}
 		}
 	}
+}
+
+// update changes e's Sandbox, Ports or PortRequests by change, keeping the
+// indexes: every such change goes through it.
+func (p *publisher) update(e *Endpoint, change func()) {
+	p.unindex(e)
+	change()
+	p.index(e)
+}
+
+// request gives e's sandbox the port requests ports, unless another
+// endpoint of it holds some already (the first the engine sent count).
+func (p *publisher) request(e *Endpoint, ports []PortRequest) {
+	if len(ports) == 0 || p.requestHolder(e.Sandbox) != nil {
+		return
+	}
+	p.update(e, func() { e.PortRequests, e.Ports = slices.Clone(ports), nil })
 }
 
 // saved is an endpoint's record before a change, to undo it.
@@ -374,7 +411,7 @@ type saved struct {
 
 // save records the endpoints of the sandboxes and the endpoints es as they
 // are, before a change that may touch any of them.
-func (d *Driver) save(sandboxes []string, es ...*Endpoint) []saved {
+func (p *publisher) save(sandboxes []string, es ...*Endpoint) []saved {
 	var out []saved
 	seen := map[*Endpoint]bool{}
 	add := func(e *Endpoint) {
@@ -387,7 +424,7 @@ func (d *Driver) save(sandboxes []string, es ...*Endpoint) []saved {
 		add(e)
 	}
 	for _, sb := range sandboxes {
-		for _, e := range d.sortedSandbox(sb) {
+		for _, e := range p.sortedSandbox(sb) {
 			add(e)
 		}
 	}
@@ -396,13 +433,13 @@ func (d *Driver) save(sandboxes []string, es ...*Endpoint) []saved {
 
 // restoreAll sets the endpoints back to their saved records, keeping the
 // indexes.
-func (d *Driver) restoreAll(ss []saved) {
+func (p *publisher) restoreAll(ss []saved) {
 	for _, s := range ss {
-		d.unindex(s.e)
+		p.unindex(s.e)
 	}
 	for _, s := range ss {
 		*s.e = cloneEndpoint(s.prev)
-		d.index(s.e)
+		p.index(s.e)
 	}
 }
 
@@ -419,9 +456,9 @@ func (d *Driver) persistChanged(ss []saved) error {
 	return nil
 }
 
-func (d *Driver) sortedSandbox(sb string) []*Endpoint {
-	out := make([]*Endpoint, 0, len(d.bySandbox[sb]))
-	for _, e := range d.bySandbox[sb] {
+func (p *publisher) sortedSandbox(sb string) []*Endpoint {
+	out := make([]*Endpoint, 0, len(p.bySandbox[sb]))
+	for _, e := range p.bySandbox[sb] {
 		out = append(out, e)
 	}
 	slices.SortFunc(out, func(a, b *Endpoint) int { return cmp.Compare(a.ID, b.ID) })

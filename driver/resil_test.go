@@ -20,7 +20,7 @@ const (
 // links with it, as link.Kernel does with Config.Mark.
 func newMarkedRig(t *testing.T, id string) *rig {
 	t.Helper()
-	r := &rig{instance: id, links: newFakeLinks(), fw: &fakeFirewall{}, nb: &fakeNeighbors{}, px: &fakeProxies{}, store: newMemStore()}
+	r := &rig{instance: id, links: newFakeLinks(), fw: &fakeFirewall{}, nb: &fakeNeighbors{}, px: &fakeForwarder{}, store: newMemStore()}
 	r.links.mark = id
 	r.links.markDirs[id] = "/var/lib/v6bridge-" + id
 	r.d = r.reopen(t)

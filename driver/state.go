@@ -27,10 +27,11 @@ type Network struct {
 	AllowPing bool           `json:"AllowPing"`
 	Allow     []netspec.Port `json:"Allow,omitempty"`
 	HostIPv6  netip.Addr     `json:"HostIPv6,omitzero"`
-	// Modern records that the engine said whether IPv4 is enabled,
-	// which only engines >= 28 do: they install the IPv6 default route from
-	// GatewayIPv6. Older engines need a static ::/0 route instead.
-	Modern bool `json:"Modern"`
+	// EngineSetsGatewayRoute records that the engine installs the
+	// container's IPv6 default route from GatewayIPv6: it said whether IPv4
+	// is enabled, which only engines >= 28 do. Older engines need a static
+	// ::/0 route instead. (Its JSON key is the older name, Modern.)
+	EngineSetsGatewayRoute bool `json:"Modern"`
 	// IPv4 records whether the engine gave the network an IPv4 pool (on old
 	// engines always: v6bridge's non-routed placeholder).
 	IPv4 bool `json:"IPv4"`
@@ -61,7 +62,7 @@ type Endpoint struct {
 	Sandbox string `json:"Sandbox,omitempty"`
 	Joined  bool   `json:"Joined,omitempty"`
 	// PortRequests are the ports the sandbox publishes, kept by one of its
-	// endpoints (the carrier, see publish.go), and Ports the host ports
+	// endpoints (the request holder, see publish.go), and Ports the host ports
 	// held for them while the sandbox has an address they can lead to.
 	PortRequests []PortRequest     `json:"PortRequests,omitempty"`
 	Ports        []netspec.Mapping `json:"Ports,omitempty"`

@@ -34,7 +34,7 @@ func (d *Driver) Status() []NetworkStatus {
 			if e.NetworkID != n.ID {
 				continue
 			}
-			ports, open := d.entry(e)
+			ports, open := d.pub.entry(e)
 			es := EndpointStatus{ID: e.ID, MAC: e.MAC, Veth: e.HostVeth, Joined: e.Joined, Ports: formatMappings(ports), Open: formatOpen(open)}
 			if e.Addr.IsValid() {
 				es.Address = e.Addr.Addr().String()

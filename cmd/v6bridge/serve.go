@@ -261,7 +261,7 @@ func serve(args []string) error {
 	d, err = driver.New(driver.Config{
 		Links: k, Firewall: firewall, Neighbors: resp, Store: st,
 		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
-		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Routers: routers, Proxies: proxies, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
+		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Routers: routers, Forwarder: proxies, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
 	})
 	if err != nil {
 		return err
