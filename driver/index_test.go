@@ -2,6 +2,7 @@ package driver
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -53,7 +54,7 @@ func TestIndexesEqualRebuild(t *testing.T) {
 			// one sandbox (a container joins a network once): the
 			// firewall refuses two endpoints of a bridge answering for
 			// the same address on another network.
-			if slices.ContainsFunc(r.d.sortedSandbox(sandbox), func(o *Endpoint) bool {
+			if slices.ContainsFunc(slices.Collect(maps.Values(r.d.pub.bySandbox[sandbox])), func(o *Endpoint) bool {
 				return o.ID != epID && o.NetworkID == nets[ni].id
 			}) {
 				continue
