@@ -7,21 +7,6 @@ import (
 	"slices"
 )
 
-// EndpointUpdate sets one endpoint's entry: Addr on the network of Bridge
-// is reached through the host ports of Ports, is open on the container
-// ports of Open and its container holds the addresses Also on other
-// networks from now on (see Endpoint), or, with Remove, has no entry
-// at all. It is idempotent: the same update twice changes nothing the
-// second time.
-type EndpointUpdate struct {
-	Bridge string
-	Addr   netip.Addr
-	Ports  []Mapping
-	Open   []Port
-	Also   []netip.Addr
-	Remove bool
-}
-
 // Model is a valid State indexed so that changing one endpoint costs what
 // that endpoint contributes, not what the whole State holds: Update checks
 // the endpoint against indexes of addresses and host ports (what Validate

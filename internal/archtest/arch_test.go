@@ -18,6 +18,7 @@ const module = "github.com/v6bridge/v6bridge/"
 var allowed = map[string][]string{
 	"netspec":           {},
 	"plan":              {"netspec"},
+	"fwstate":           {"netspec"},
 	"metrics":           {},
 	"internal/store":    {},
 	"internal/netnsdo":  {},
@@ -29,15 +30,15 @@ var allowed = map[string][]string{
 	"internal/instance": {"internal/store"},
 	"internal/archtest": {},
 	"link":              {"netspec", "internal/netnsdo", "internal/nlretry", "internal/instance"},
-	"nat":               {"netspec", "internal/netnsdo", "internal/nlretry", "internal/nftgen"},
+	"nat":               {"netspec", "fwstate", "internal/netnsdo", "internal/nlretry", "internal/nftgen"},
 	"ra":                {"netspec", "internal/netnsdo"},
 	"ndp":               {"netspec", "link", "internal/netnsdo", "internal/nlretry", "internal/nftgen"},
 	"ipam":              {"netspec", "plan", "internal/store"},
 	"doctor":            {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry"},
 	"migrate":           {"netspec", "plan", "ipam"},
-	"driver":            {"netspec", "nat", "portfwd", "internal/store"},
+	"driver":            {"netspec", "fwstate", "portfwd", "internal/store"},
 	"portfwd":           {"netspec"},
-	"internal/api":      {"netspec", "driver", "ipam", "nat", "portfwd"},
+	"internal/api":      {"netspec", "fwstate", "driver", "ipam", "nat", "portfwd"},
 	"cmd/v6bridge":      nil, // wiring: anything
 }
 
