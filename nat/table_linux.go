@@ -17,7 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
-	"github.com/v6bridge/v6bridge/internal/nftgen"
+	"github.com/v6bridge/v6bridge/internal/nftledger"
 )
 
 // TableConfig configures a Table.
@@ -35,7 +35,7 @@ type TableConfig struct {
 	// Ledger, if set, vouches for generations this process made in other
 	// tables (the NDP ingress filter's, ndp.Config.Ledger): a patch goes on
 	// top of them without listing our tables first.
-	Ledger *nftgen.Ledger
+	Ledger *nftledger.Ledger
 }
 
 // Table is v6bridge's nftables table in one network namespace. All writes
@@ -45,7 +45,7 @@ type Table struct {
 	log  logrus.FieldLogger
 	coex *Coexistence
 	// ledger vouches for batches of this process in other tables.
-	ledger *nftgen.Ledger
+	ledger *nftledger.Ledger
 	mu     sync.Mutex
 	// model is the last state applied successfully, indexed for
 	// UpdateEndpoints; nil before the first Apply.
@@ -409,7 +409,7 @@ func (t *Table) UpdateEndpoints(us []EndpointUpdate) error {
 // rememberLocked records the generation and fingerprint after our batch,
 // sent on top of generation before: only when the generation read after
 // listing our tables is before + 1 is the listing certainly ours alone
-// (the ledger's test, nftgen.Ledger.Flush). Another party's batch between
+// (the ledger's test, nftledger.Ledger.Flush). Another party's batch between
 // ours and the listing would otherwise be taken as ours and never be
 // repaired; then nothing is recorded and the next check rebuilds.
 func (t *Table) rememberLocked(before uint32) {
