@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/v6bridge/v6bridge/fwstate"
 )
 
 // Model is a valid State indexed so that changing one endpoint costs what
@@ -213,12 +215,13 @@ func (m *Model) check(n Network, e Endpoint) error {
 		return nil
 	}
 	// Against the other endpoints' host ports, then among its own: the
-	// same rules as CheckConflicts, the existing owner named first.
+	// same rule as CheckConflicts (fwstate.Conflict), the existing owner
+	// named first.
 	check := func(use portUse, p Mapping) error {
-		if use.owner != a && conflict(use.m, p) {
-			return conflictError(use.owner, use.m, a, p)
+		if use.owner == a {
+			return nil
 		}
-		return nil
+		return fwstate.Conflict(use.owner, use.m, a, p)
 	}
 	for _, p := range ports {
 		for _, use := range m.wide {
@@ -249,30 +252,15 @@ func (m *Model) check(n Network, e Endpoint) error {
 	}
 	for j := range ports {
 		for i := 0; i < j; i++ {
-			if ports[i] != ports[j] && ports[i].Proto == ports[j].Proto && conflict(ports[i], ports[j]) {
-				return conflictError(a, ports[i], a, ports[j])
+			if ports[i] == ports[j] {
+				continue
+			}
+			if err := fwstate.Conflict(a, ports[i], a, ports[j]); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
-}
-
-func conflict(a, b Mapping) bool {
-	if a.Proto != b.Proto {
-		return false
-	}
-	if a.HostAddr.IsValid() && b.HostAddr.IsValid() && a.HostAddr != b.HostAddr {
-		return false
-	}
-	return max(a.HostFirst, b.HostFirst) <= min(a.HostLast, b.HostLast)
-}
-
-func conflictError(owner netip.Addr, a Mapping, other netip.Addr, b Mapping) error {
-	h := a.HostAddr
-	if !h.IsValid() {
-		h = b.HostAddr
-	}
-	return &ConflictError{Proto: a.Proto, HostPort: max(a.HostFirst, b.HostFirst), HostAddr: h, Owner: owner, Other: other}
 }
 
 func (m *Model) set(mn *modelNet, n Network, e Endpoint) {

@@ -2,10 +2,11 @@ package nat
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/v6bridge/v6bridge/fwstate"
 )
 
 // maxElements bounds the number of set and map elements a State may expand
@@ -17,30 +18,14 @@ const maxElements = 1 << 18
 // maxIfnameLen is the longest interface name the kernel accepts (IFNAMSIZ-1).
 const maxIfnameLen = 15
 
-// ErrPortConflict is wrapped by the error of CheckConflicts and Build when
-// two mappings claim the same host address, protocol and port.
-var ErrPortConflict = errors.New("host port already published")
+// ErrPortConflict is fwstate.ErrPortConflict: CheckConflicts, Build and
+// Model.Update wrap it when two mappings claim the same host address,
+// protocol and port.
+var ErrPortConflict = fwstate.ErrPortConflict
 
-// ConflictError says which host port two endpoints both publish.
-type ConflictError struct {
-	Proto    uint8
-	HostPort uint16
-	HostAddr netip.Addr // invalid: every host address
-	Owner    netip.Addr // endpoint that published it first (in State order)
-	Other    netip.Addr // endpoint that asked for it again
-}
-
-func (e *ConflictError) Error() string {
-	on := "every host address"
-	if e.HostAddr.IsValid() {
-		on = e.HostAddr.String()
-	}
-	return fmt.Sprintf("publish for %s: host port %s/%d on %s is already published by %s",
-		e.Other, ProtoName(e.Proto), e.HostPort, on, e.Owner)
-}
-
-// Unwrap makes errors.Is(err, ErrPortConflict) true.
-func (e *ConflictError) Unwrap() error { return ErrPortConflict }
+// ConflictError is fwstate.ConflictError: which host port two endpoints
+// both publish.
+type ConflictError = fwstate.ConflictError
 
 type ownedMapping struct {
 	owner netip.Addr
@@ -74,21 +59,9 @@ func CheckConflicts(s State) error {
 			if a.owner == b.owner && a.m == b.m {
 				continue
 			}
-			if a.m.Proto != b.m.Proto {
-				continue
+			if err := fwstate.Conflict(a.owner, a.m, b.owner, b.m); err != nil {
+				return err
 			}
-			if a.m.HostAddr.IsValid() && b.m.HostAddr.IsValid() && a.m.HostAddr != b.m.HostAddr {
-				continue
-			}
-			lo, hi := max(a.m.HostFirst, b.m.HostFirst), min(a.m.HostLast, b.m.HostLast)
-			if lo > hi {
-				continue
-			}
-			addr := a.m.HostAddr
-			if !addr.IsValid() {
-				addr = b.m.HostAddr
-			}
-			return &ConflictError{Proto: a.m.Proto, HostPort: lo, HostAddr: addr, Owner: a.owner, Other: b.owner}
 		}
 	}
 	return nil
