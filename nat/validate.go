@@ -126,9 +126,13 @@ func Validate(s State) error {
 			return fmt.Errorf("network %q: bridge name used twice", n.Bridge)
 		}
 		bridges[n.Bridge] = true
+		// An assertion, not a decision: ipam refuses overlapping subnets
+		// (and the driver those of networks another IPAM driver gave), so
+		// an overlap here is a bug upstream; it stops the State before the
+		// ruleset gives one address two networks.
 		for _, o := range s.Networks[:i] {
 			if o.Subnet.Overlaps(n.Subnet) {
-				return fmt.Errorf("network %q: subnet %s overlaps %s of network %q", n.Bridge, n.Subnet, o.Subnet, o.Bridge)
+				return fmt.Errorf("network %q: subnet %s overlaps %s of network %q: internal error, the networks' subnets were accepted overlapping", n.Bridge, n.Subnet, o.Subnet, o.Bridge)
 			}
 		}
 		also := map[netip.Addr]netip.Addr{}
