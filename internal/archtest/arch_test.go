@@ -38,7 +38,7 @@ var allowed = map[string][]string{
 	"migrate":            {"netspec", "plan", "ipam"},
 	"driver":             {"netspec", "fwstate", "portfwd", "internal/store"},
 	"portfwd":            {"netspec"},
-	"internal/api":       {"netspec", "fwstate", "driver", "ipam", "nat", "portfwd"},
+	"internal/api":       {"netspec", "driver", "ipam", "nat", "portfwd"},
 	"cmd/v6bridge":       nil, // wiring: anything
 }
 
