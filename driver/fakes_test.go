@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/v6bridge/v6bridge/fwstate"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/netspec"
 )
@@ -167,7 +168,7 @@ func (f *fakeLinks) ours() []string {
 // fakeFirewall keeps the state as nat.Table does: a Model after Apply,
 // updated by UpdateEndpoints with the same checks.
 type fakeFirewall struct {
-	last    nat.State
+	last    fwstate.State
 	model   *nat.Model
 	n       int
 	updates int
@@ -181,7 +182,7 @@ type fakeFirewall struct {
 	noLast bool
 }
 
-func (f *fakeFirewall) Apply(s nat.State) error {
+func (f *fakeFirewall) Apply(s fwstate.State) error {
 	if f.fail {
 		return fmt.Errorf("injected firewall failure")
 	}
@@ -199,7 +200,7 @@ func (f *fakeFirewall) Apply(s nat.State) error {
 	return nil
 }
 
-func (f *fakeFirewall) UpdateEndpoints(us []nat.EndpointUpdate) error {
+func (f *fakeFirewall) UpdateEndpoints(us []fwstate.EndpointUpdate) error {
 	if f.fail {
 		return fmt.Errorf("injected firewall failure")
 	}

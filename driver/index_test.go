@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/fwstate"
 )
 
 // TestIndexesEqualRebuild runs a random sequence of create, join, program,
@@ -94,10 +94,10 @@ func TestIndexesEqualRebuild(t *testing.T) {
 	}
 }
 
-func sortedState(s nat.State) nat.State {
+func sortedState(s fwstate.State) fwstate.State {
 	for i := range s.Networks {
 		eps := slices.Clone(s.Networks[i].Endpoints)
-		slices.SortFunc(eps, func(a, b nat.Endpoint) int { return a.Addr.Compare(b.Addr) })
+		slices.SortFunc(eps, func(a, b fwstate.Endpoint) int { return a.Addr.Compare(b.Addr) })
 		s.Networks[i].Endpoints = eps
 	}
 	return s

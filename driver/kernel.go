@@ -3,7 +3,7 @@ package driver
 import (
 	"net/netip"
 
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/fwstate"
 	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/v6bridge/v6bridge/portfwd"
 )
@@ -28,10 +28,10 @@ type Links interface {
 
 // Firewall applies the desired nftables state atomically: Apply the whole
 // state, UpdateEndpoints the entries of a few endpoints on top of the last
-// Apply (nat.EndpointUpdate), at the cost of what those endpoints change.
+// Apply (fwstate.EndpointUpdate), at the cost of what those endpoints change.
 type Firewall interface {
-	Apply(s nat.State) error
-	UpdateEndpoints(us []nat.EndpointUpdate) error
+	Apply(s fwstate.State) error
+	UpdateEndpoints(us []fwstate.EndpointUpdate) error
 }
 
 // Neighbors answers NDP on the uplinks for the given addresses (public

@@ -11,7 +11,7 @@ import (
 	gocmp "github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/fwstate"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -75,9 +75,9 @@ func containerPorts(c int) []PortRequest {
 // expectedState computes from scratch, from what the user did (which
 // containers are on which networks, which publish), the endpoints the
 // firewall must hold: the rule of publish.go written again, simply.
-func expectedState(joined map[int][]pubNet, publishes map[int]bool) map[netip.Addr]nat.Endpoint {
+func expectedState(joined map[int][]pubNet, publishes map[int]bool) map[netip.Addr]fwstate.Endpoint {
 	rank := map[netspec.Mode]int{netspec.ModeNAT: 0, netspec.ModePublic: 1, netspec.ModeRouted: 2}
-	out := map[netip.Addr]nat.Endpoint{}
+	out := map[netip.Addr]fwstate.Endpoint{}
 	for c, nets := range joined {
 		var target *pubNet
 		for i, n := range nets {
@@ -89,7 +89,7 @@ func expectedState(joined map[int][]pubNet, publishes map[int]bool) map[netip.Ad
 			}
 		}
 		for _, n := range nets {
-			e := nat.Endpoint{Addr: pubAddr(n, c).Addr()}
+			e := fwstate.Endpoint{Addr: pubAddr(n, c).Addr()}
 			if publishes[c] && target != nil {
 				ms := []netspec.Mapping{
 					{Proto: netspec.ProtoTCP, HostFirst: 8000 + uint16(c), HostLast: 8000 + uint16(c), ContainerFirst: 80},
@@ -125,8 +125,8 @@ func expectedState(joined map[int][]pubNet, publishes map[int]bool) map[netip.Ad
 // firewallEndpoints is what the (fake) firewall and proxy publish, by
 // address: the proxy's forwards (ports on ::1) are added to the endpoint
 // they lead to. The firewall itself must hold no port on ::1.
-func firewallEndpoints(r *rig) map[netip.Addr]nat.Endpoint {
-	out := map[netip.Addr]nat.Endpoint{}
+func firewallEndpoints(r *rig) map[netip.Addr]fwstate.Endpoint {
+	out := map[netip.Addr]fwstate.Endpoint{}
 	for _, n := range r.fw.last.Networks {
 		for _, e := range n.Endpoints {
 			e.Ports = slices.Clone(e.Ports)
@@ -141,7 +141,7 @@ func firewallEndpoints(r *rig) map[netip.Addr]nat.Endpoint {
 	for _, f := range r.px.fs {
 		e, ok := out[f.To.Addr()]
 		if !ok {
-			e = nat.Endpoint{Addr: f.To.Addr()}
+			e = fwstate.Endpoint{Addr: f.To.Addr()}
 		}
 		e.Ports = append(e.Ports, netspec.Mapping{Proto: f.Proto, HostAddr: f.Listen.Addr(), HostFirst: f.Listen.Port(), HostLast: f.Listen.Port(), ContainerFirst: f.To.Port()})
 		out[e.Addr] = e
@@ -284,7 +284,7 @@ func TestPublishRangeIsOneMapping(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := firewallEndpoints(r)[pubAddr(n, 1).Addr()]
-	want := nat.Endpoint{Addr: pubAddr(n, 1).Addr(),
+	want := fwstate.Endpoint{Addr: pubAddr(n, 1).Addr(),
 		Ports: []netspec.Mapping{{Proto: netspec.ProtoUDP, HostFirst: 10000, HostLast: 20000, ContainerFirst: 10000}},
 		Open:  []netspec.Port{{Proto: netspec.ProtoUDP, First: 10000, Last: 20000}}}
 	if diff := gocmp.Diff(want, got, pubCmp...); diff != "" {

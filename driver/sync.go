@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/v6bridge/v6bridge/nat"
+	"github.com/v6bridge/v6bridge/fwstate"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -133,7 +133,7 @@ func (d *Driver) syncSomeLocked(c change) error {
 	for _, sb := range c.sandboxes {
 		es = append(es, d.pub.sortedSandbox(sb)...)
 	}
-	var us []nat.EndpointUpdate
+	var us []fwstate.EndpointUpdate
 	var add, remove []netip.Addr
 	for _, e := range es {
 		if e == nil || seen[e] || !e.Addr.IsValid() {
@@ -143,7 +143,7 @@ func (d *Driver) syncSomeLocked(c change) error {
 		n := d.networks[e.NetworkID]
 		present := e.Joined && d.endpoints[e.ID] == e
 		ports, open := d.pub.entry(e)
-		us = append(us, nat.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Also: d.otherAddrs(e), Remove: !present})
+		us = append(us, fwstate.EndpointUpdate{Bridge: n.Bridge, Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Also: d.otherAddrs(e), Remove: !present})
 		if n.Mode == netspec.ModePublic && !d.cfg.NDPRange {
 			if present {
 				add = append(add, e.Addr.Addr())
@@ -179,18 +179,18 @@ func (d *Driver) endpointsByNetwork() map[string][]*Endpoint {
 	return out
 }
 
-func (d *Driver) firewallState() nat.State {
-	s := nat.State{Uplinks: d.cfg.Uplinks, HostAddrs: d.cfg.HostAddrs()}
+func (d *Driver) firewallState() fwstate.State {
+	s := fwstate.State{Uplinks: d.cfg.Uplinks, HostAddrs: d.cfg.HostAddrs()}
 	byNet := d.endpointsByNetwork()
 	for _, n := range d.sortedNetworks() {
 		gw := n.Gateway
 		if n.LinkLocalGateway() {
 			gw = netip.Addr{} // only internal networks' gateways are in the ruleset, and they have none of these
 		}
-		fn := nat.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: gw, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
+		fn := fwstate.Network{Bridge: n.Bridge, Subnet: n.Subnet, Gateway: gw, Mode: n.Mode, ICC: n.ICC, AllowPing: n.AllowPing, Allow: n.Allow, SNAT: n.HostIPv6}
 		for _, e := range byNet[n.ID] {
 			ports, open := d.pub.entry(e)
-			fn.Endpoints = append(fn.Endpoints, nat.Endpoint{Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Also: d.otherAddrs(e)})
+			fn.Endpoints = append(fn.Endpoints, fwstate.Endpoint{Addr: e.Addr.Addr(), Ports: natMappings(ports), Open: open, Also: d.otherAddrs(e)})
 		}
 		s.Networks = append(s.Networks, fn)
 	}
@@ -198,7 +198,7 @@ func (d *Driver) firewallState() nat.State {
 }
 
 // otherAddrs returns the addresses e's container holds on its other
-// joined networks that are not internal (nat.Endpoint.Also): its replies
+// joined networks that are not internal (fwstate.Endpoint.Also): its replies
 // from them may leave through e's bridge.
 func (d *Driver) otherAddrs(e *Endpoint) []netip.Addr {
 	var out []netip.Addr

@@ -303,7 +303,7 @@ func TestValidate(t *testing.T) {
 			s.Networks[1].Subnet = netip.MustParsePrefix("fd12:3456:789a:8101:1::/80")
 			s.Networks[1].Gateway = netip.MustParseAddr("fd12:3456:789a:8101:1::1")
 			s.Networks[1].Endpoints = nil
-		}), "overlaps"},
+		}), "overlaps fd12:3456:789a:8101::/64 of network \"v6b-nat\": internal error"},
 		{"host bits", mod(func(s *State) { s.Networks[0].Subnet = netip.MustParsePrefix("fd12:3456:789a:8101::1/64") }), "no host bits"},
 		{"other address on another network", mod(func(s *State) {
 			s.Networks[0].Endpoints[1].Also = []netip.Addr{s.Networks[1].Endpoints[0].Addr}

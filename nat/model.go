@@ -5,22 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-)
 
-// EndpointUpdate sets one endpoint's entry: Addr on the network of Bridge
-// is reached through the host ports of Ports, is open on the container
-// ports of Open and its container holds the addresses Also on other
-// networks from now on (see Endpoint), or, with Remove, has no entry
-// at all. It is idempotent: the same update twice changes nothing the
-// second time.
-type EndpointUpdate struct {
-	Bridge string
-	Addr   netip.Addr
-	Ports  []Mapping
-	Open   []Port
-	Also   []netip.Addr
-	Remove bool
-}
+	"github.com/v6bridge/v6bridge/fwstate"
+)
 
 // Model is a valid State indexed so that changing one endpoint costs what
 // that endpoint contributes, not what the whole State holds: Update checks
@@ -228,12 +215,13 @@ func (m *Model) check(n Network, e Endpoint) error {
 		return nil
 	}
 	// Against the other endpoints' host ports, then among its own: the
-	// same rules as CheckConflicts, the existing owner named first.
+	// same rule as CheckConflicts (fwstate.Conflict), the existing owner
+	// named first.
 	check := func(use portUse, p Mapping) error {
-		if use.owner != a && conflict(use.m, p) {
-			return conflictError(use.owner, use.m, a, p)
+		if use.owner == a {
+			return nil
 		}
-		return nil
+		return fwstate.Conflict(use.owner, use.m, a, p)
 	}
 	for _, p := range ports {
 		for _, use := range m.wide {
@@ -264,30 +252,15 @@ func (m *Model) check(n Network, e Endpoint) error {
 	}
 	for j := range ports {
 		for i := 0; i < j; i++ {
-			if ports[i] != ports[j] && ports[i].Proto == ports[j].Proto && conflict(ports[i], ports[j]) {
-				return conflictError(a, ports[i], a, ports[j])
+			if ports[i] == ports[j] {
+				continue
+			}
+			if err := fwstate.Conflict(a, ports[i], a, ports[j]); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
-}
-
-func conflict(a, b Mapping) bool {
-	if a.Proto != b.Proto {
-		return false
-	}
-	if a.HostAddr.IsValid() && b.HostAddr.IsValid() && a.HostAddr != b.HostAddr {
-		return false
-	}
-	return max(a.HostFirst, b.HostFirst) <= min(a.HostLast, b.HostLast)
-}
-
-func conflictError(owner netip.Addr, a Mapping, other netip.Addr, b Mapping) error {
-	h := a.HostAddr
-	if !h.IsValid() {
-		h = b.HostAddr
-	}
-	return &ConflictError{Proto: a.Proto, HostPort: max(a.HostFirst, b.HostFirst), HostAddr: h, Owner: owner, Other: other}
 }
 
 func (m *Model) set(mn *modelNet, n Network, e Endpoint) {

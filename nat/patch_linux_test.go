@@ -10,7 +10,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/v6bridge/v6bridge/internal/nettest"
-	"github.com/v6bridge/v6bridge/internal/nftgen"
+	"github.com/v6bridge/v6bridge/internal/nftledger"
 )
 
 // TestPrivilegedPatchEqualsRebuild applies the worlds of patchWorlds to one
@@ -72,7 +72,7 @@ func TestPrivilegedPatchAfterTamperingRebuilds(t *testing.T) {
 // namespace, applies the next world, checks the table equals a fresh build
 // of it and returns how many of the applies were patches and how often the
 // second one listed our tables.
-func applyAfter(t *testing.T, ledger *nftgen.Ledger, between ...func(t *testing.T, ns netns.NsHandle)) (patched, listed int) {
+func applyAfter(t *testing.T, ledger *nftledger.Ledger, between ...func(t *testing.T, ns netns.NsHandle)) (patched, listed int) {
 	t.Helper()
 	ws := patchWorlds()
 	ns := nettest.NewNS(t)
@@ -108,7 +108,7 @@ func nftIn(args ...string) func(*testing.T, netns.NsHandle) {
 
 // ledgerBatch commits a batch of this process in a table of its own
 // through ledger, as the NDP ingress filter does.
-func ledgerBatch(ledger *nftgen.Ledger) func(*testing.T, netns.NsHandle) {
+func ledgerBatch(ledger *nftledger.Ledger) func(*testing.T, netns.NsHandle) {
 	return func(t *testing.T, ns netns.NsHandle) {
 		conn, err := nftables.New(nftables.WithNetNSFd(int(ns)))
 		if err != nil {
@@ -129,7 +129,7 @@ func ledgerBatch(ledger *nftgen.Ledger) func(*testing.T, netns.NsHandle) {
 // Batches the ledger vouches for (the NDP ingress filter's) need no
 // listing, unless another party's batch came too.
 func TestPrivilegedPatchAfterAnotherPartysBatch(t *testing.T) {
-	ledger := &nftgen.Ledger{}
+	ledger := &nftledger.Ledger{}
 	for _, tt := range []struct {
 		name    string
 		between []func(*testing.T, netns.NsHandle)

@@ -2,10 +2,11 @@ package nat
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/v6bridge/v6bridge/fwstate"
 )
 
 // maxElements bounds the number of set and map elements a State may expand
@@ -17,30 +18,14 @@ const maxElements = 1 << 18
 // maxIfnameLen is the longest interface name the kernel accepts (IFNAMSIZ-1).
 const maxIfnameLen = 15
 
-// ErrPortConflict is wrapped by the error of CheckConflicts and Build when
-// two mappings claim the same host address, protocol and port.
-var ErrPortConflict = errors.New("host port already published")
+// ErrPortConflict is fwstate.ErrPortConflict: CheckConflicts, Build and
+// Model.Update wrap it when two mappings claim the same host address,
+// protocol and port.
+var ErrPortConflict = fwstate.ErrPortConflict
 
-// ConflictError says which host port two endpoints both publish.
-type ConflictError struct {
-	Proto    uint8
-	HostPort uint16
-	HostAddr netip.Addr // invalid: every host address
-	Owner    netip.Addr // endpoint that published it first (in State order)
-	Other    netip.Addr // endpoint that asked for it again
-}
-
-func (e *ConflictError) Error() string {
-	on := "every host address"
-	if e.HostAddr.IsValid() {
-		on = e.HostAddr.String()
-	}
-	return fmt.Sprintf("publish for %s: host port %s/%d on %s is already published by %s",
-		e.Other, ProtoName(e.Proto), e.HostPort, on, e.Owner)
-}
-
-// Unwrap makes errors.Is(err, ErrPortConflict) true.
-func (e *ConflictError) Unwrap() error { return ErrPortConflict }
+// ConflictError is fwstate.ConflictError: which host port two endpoints
+// both publish.
+type ConflictError = fwstate.ConflictError
 
 type ownedMapping struct {
 	owner netip.Addr
@@ -74,21 +59,9 @@ func CheckConflicts(s State) error {
 			if a.owner == b.owner && a.m == b.m {
 				continue
 			}
-			if a.m.Proto != b.m.Proto {
-				continue
+			if err := fwstate.Conflict(a.owner, a.m, b.owner, b.m); err != nil {
+				return err
 			}
-			if a.m.HostAddr.IsValid() && b.m.HostAddr.IsValid() && a.m.HostAddr != b.m.HostAddr {
-				continue
-			}
-			lo, hi := max(a.m.HostFirst, b.m.HostFirst), min(a.m.HostLast, b.m.HostLast)
-			if lo > hi {
-				continue
-			}
-			addr := a.m.HostAddr
-			if !addr.IsValid() {
-				addr = b.m.HostAddr
-			}
-			return &ConflictError{Proto: a.m.Proto, HostPort: lo, HostAddr: addr, Owner: a.owner, Other: b.owner}
 		}
 	}
 	return nil
@@ -153,9 +126,13 @@ func Validate(s State) error {
 			return fmt.Errorf("network %q: bridge name used twice", n.Bridge)
 		}
 		bridges[n.Bridge] = true
+		// An assertion, not a decision: ipam refuses overlapping subnets
+		// (and the driver those of networks another IPAM driver gave), so
+		// an overlap here is a bug upstream; it stops the State before the
+		// ruleset gives one address two networks.
 		for _, o := range s.Networks[:i] {
 			if o.Subnet.Overlaps(n.Subnet) {
-				return fmt.Errorf("network %q: subnet %s overlaps %s of network %q", n.Bridge, n.Subnet, o.Subnet, o.Bridge)
+				return fmt.Errorf("network %q: subnet %s overlaps %s of network %q: internal error, the networks' subnets were accepted overlapping", n.Bridge, n.Subnet, o.Subnet, o.Bridge)
 			}
 		}
 		also := map[netip.Addr]netip.Addr{}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/v6bridge/v6bridge/internal/nftgen"
+	"github.com/v6bridge/v6bridge/internal/nftledger"
 )
 
 // Modes of answering (Config.Mode, NDP_PROXY).
@@ -74,7 +74,7 @@ type Config struct {
 	// Ledger, if set, records the generations of the ingress filter's
 	// nftables batches, so the firewall (nat.TableConfig.Ledger, the same
 	// Ledger) takes them as harmless without listing its tables.
-	Ledger *nftgen.Ledger
+	Ledger *nftledger.Ledger
 	// Log receives one Info line per address started or stopped and a
 	// Debug line per answer; nil discards.
 	Log logrus.FieldLogger

@@ -6,8 +6,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/v6bridge/v6bridge/driver"
+	"github.com/v6bridge/v6bridge/fwstate"
 	"github.com/v6bridge/v6bridge/metrics"
-	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
 	"github.com/v6bridge/v6bridge/netspec"
 )
@@ -59,13 +59,13 @@ type countingFirewall struct {
 	m *metrics.Metrics
 }
 
-func (f countingFirewall) Apply(s nat.State) error {
+func (f countingFirewall) Apply(s fwstate.State) error {
 	err := f.Firewall.Apply(s)
 	f.m.FirewallApplied("full", err)
 	return err
 }
 
-func (f countingFirewall) UpdateEndpoints(us []nat.EndpointUpdate) error {
+func (f countingFirewall) UpdateEndpoints(us []fwstate.EndpointUpdate) error {
 	err := f.Firewall.UpdateEndpoints(us)
 	f.m.FirewallApplied("endpoints", err)
 	return err

@@ -18,12 +18,12 @@ import (
 // TestRepairMessageIsNATs: the repair counter follows nat's log line; this
 // fails when nat words it differently.
 func TestRepairMessageIsNATs(t *testing.T) {
-	b, err := os.ReadFile("../../nat/table_linux.go")
+	b, err := os.ReadFile("../../nat/watch_linux.go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(b), `"`+natRepairMessage+`"`) {
-		t.Errorf("nat/table_linux.go no longer logs %q: v6bridge_firewall_repairs_total would stay 0", natRepairMessage)
+		t.Errorf("nat/watch_linux.go no longer logs %q: v6bridge_firewall_repairs_total would stay 0", natRepairMessage)
 	}
 	log := logrus.New()
 	log.SetOutput(io.Discard)

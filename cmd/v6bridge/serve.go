@@ -22,7 +22,7 @@ import (
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/internal/api"
 	"github.com/v6bridge/v6bridge/internal/instance"
-	"github.com/v6bridge/v6bridge/internal/nftgen"
+	"github.com/v6bridge/v6bridge/internal/nftledger"
 	"github.com/v6bridge/v6bridge/internal/store"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/link"
@@ -217,7 +217,7 @@ func serve(args []string) error {
 	}
 	// The NDP ingress filter commits a batch per Join in a table of its
 	// own; the ledger lets the firewall patch on top without a listing.
-	ledger := &nftgen.Ledger{}
+	ledger := &nftledger.Ledger{}
 	fw, err := nat.NewTable(nat.TableConfig{Log: log, FastPath: c.fastPath, Ledger: ledger})
 	if err != nil {
 		return err

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -133,16 +135,23 @@ func gcWipedEngineCell(c *cell) {
 	// Not c.network: the wipe makes the engine forget it, gc removes it.
 	c.must(append(args, "before-wipe")...)
 	created := time.Now()
-	out, err := c.g.env.shell(c.g.vars(), `
-d=$V6B_RUN/$P l=$V6B_LIB/$P
-_v6b_stop "$d/dockerd.pid" 30
-_v6b_stop "$d/dockerd.launch.pid" 5
-rm -f "$l/docker/network/files/local-kv.db"
-_v6b_dockerd_start "$P"
-plugin_listed_enabled
-`)
+	err := func() error {
+		r := c.g.rig
+		b, err := os.ReadFile(r.runDir() + "/dockerd.cmd")
+		if err != nil {
+			return err
+		}
+		r.dockerd.stop(30 * time.Second)
+		if err := os.Remove(filepath.Join(r.libDir(), "docker", "network", "files", "local-kv.db")); err != nil {
+			return err
+		}
+		if err := r.dockerdStart(strings.Split(string(b), "\x00")); err != nil {
+			return err
+		}
+		return eventually(30*time.Second, c.g.pluginEnabled)
+	}()
 	if err != nil {
-		c.t.Fatalf("wipe the engine's network database: %v\n%s", err, out)
+		c.t.Fatalf("wipe the engine's network database: %v", err)
 	}
 	c.check("the wiped engine knows no such network", func() error {
 		if ls, _ := c.g.docker("network", "ls", "--format", "{{.Name}}"); strings.Contains(ls, "before-wipe") {
@@ -155,7 +164,7 @@ plugin_listed_enabled
 	if wait := 31*time.Second - time.Since(created); wait > 0 {
 		time.Sleep(wait)
 	}
-	out, err = c.g.docker(append(args, "after-wipe")...)
+	out, err := c.g.docker(append(args, "after-wipe")...)
 	c.check("the same --subnet is refused, and the refusal says to run v6bridge gc --apply", func() error {
 		if err == nil {
 			c.nets = append(c.nets, "after-wipe")
@@ -170,9 +179,15 @@ plugin_listed_enabled
 	// the managed plugin carries (<data-root>/plugins/<id>/rootfs/v6bridge;
 	// the rig's engine listens on its own socket: DOCKER_HOST is the
 	// user's setting).
-	out, err = c.g.env.shell(c.g.vars(), `
-cli=$V6B_LIB/$P/docker/plugins/$(dk "$P" plugin inspect -f '{{.Id}}' "$PLUGIN")/rootfs/v6bridge
-DOCKER_HOST=unix://$V6B_RUN/$P/docker.sock in_vps "$P" "$cli" gc --apply`)
+	err = nil
+	id, ierr := c.g.docker("plugin", "inspect", "-f", "{{.Id}}", pluginID)
+	if ierr != nil {
+		c.t.Fatalf("the managed plugin's id: %v", ierr)
+	}
+	cmd := c.g.rig.inVPSCmd(filepath.Join(c.g.rig.libDir(), "docker", "plugins", strings.TrimSpace(id), "rootfs", "v6bridge"), "gc", "--apply")
+	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+c.g.rig.sock())
+	b, err := cmd.CombinedOutput()
+	out = string(b)
 	c.check("v6bridge gc --apply finds the managed plugin and removes the stale network", func() error {
 		if err != nil {
 			return fmt.Errorf("%v\n%s", err, out)

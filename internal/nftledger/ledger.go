@@ -1,4 +1,4 @@
-// Package nftgen tells the nftables generations this process made apart
+// Package nftledger tells the nftables generations this process made apart
 // from other parties' batches. The firewall (package nat) keeps a patch
 // on top of its last batch only while no other batch came since (the
 // ruleset generation is still its own); after any other batch it lists its
@@ -6,7 +6,7 @@
 // containers on the host. The NDP ingress filter commits a batch of its
 // own for every Join, in a table of its own: recorded in a Ledger, those
 // generations are taken as harmless without a listing.
-package nftgen
+package nftledger
 
 import "sync"
 
