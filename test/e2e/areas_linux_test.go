@@ -37,11 +37,11 @@ var (
 var areas = []area{
 	{name: "demo", variants: onceOnCurrent, run: demoArea},
 	{name: "publish", variants: allVariants, run: publishArea},
+	{name: "hostile", variants: onceOnCurrent, group: "b", run: hostileArea},
 	{name: "options", variants: onceOnCurrent, group: "b", run: optionsArea},
 	{name: "security", variants: onceOnCurrent, group: "b", run: securityArea},
 	{name: "fastpath", variants: onceOnCurrent, group: "b", run: fastpathArea},
 	{name: "tools", variants: onceOnCurrent, group: "b", run: toolsArea},
-	{name: "hostile", variants: onceOnCurrent, group: "b", run: hostileArea},
 	{name: "hostservice", variants: onceOnCurrent, group: "b", run: hostServiceArea},
 	{name: "lifecycle", variants: lifeVariants, group: "c", run: lifecycleArea},
 	{name: "upgrade", variants: onceOnCurrent, group: "c", run: upgradeArea},
