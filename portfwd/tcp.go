@@ -17,6 +17,20 @@ type acceptor interface {
 	AcceptTCP() (*net.TCPConn, error)
 }
 
+// retryAfter handles an accept or read error of op: false when the
+// forward ends (ctx done, the socket closed), else true after waiting the
+// next backoff (*delay); the first error of a run is logged.
+func (f *forward) retryAfter(ctx context.Context, err error, op string, delay *time.Duration) bool {
+	if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	if *delay == 0 {
+		f.p.log.WithError(err).WithField("forward", f.forward()).Warn(op + ": retrying with backoff")
+	}
+	*delay = backoff(*delay)
+	return sleep(ctx, *delay)
+}
+
 // serveTCP accepts until ctx ends. An accept error (EMFILE, ENFILE,
 // ENOBUFS, an aborted connection) is retried with backoff: only closing
 // the listener ends the forward.
@@ -27,14 +41,7 @@ func (f *forward) serveTCP(ctx context.Context, ln acceptor) {
 	for {
 		c, err := ln.AcceptTCP()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if delay == 0 {
-				f.p.log.WithError(err).WithField("forward", f.forward()).Warn("accept: retrying with backoff")
-			}
-			delay = backoff(delay)
-			if !sleep(ctx, delay) {
+			if !f.retryAfter(ctx, err, "accept", &delay) {
 				return
 			}
 			continue

@@ -31,14 +31,7 @@ func (f *forward) serveUDP(ctx context.Context, pc *net.UDPConn) {
 	for {
 		n, from, err := pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if delay == 0 {
-				f.p.log.WithError(err).WithField("forward", f.forward()).Warn("read: retrying with backoff")
-			}
-			delay = backoff(delay)
-			if !sleep(ctx, delay) {
+			if !f.retryAfter(ctx, err, "read", &delay) {
 				return
 			}
 			continue
