@@ -29,5 +29,21 @@
 // socket) and names the files of each part. Modes: ModeNative (default),
 // ModeKernel (kernel proxy-neighbour entries) and ModeOff.
 //
+// Files, one concern each. Pure: parse.go (the two parsers: ParsePacket
+// for captured packets, ParseICMP for ICMPv6 bodies), decide.go (Decide,
+// Unsolicited, Answer), fast.go (the capture loop's allocation-free
+// parser and answers), limits.go (budgets per source, per target and for
+// the default router's reserve), targets.go and assign.go (what is answered for, on
+// which uplink), plan.go (targets to per-uplink changes), filter.go (the
+// capture's BPF program), ingress.go (the ingress table's plan), config.go
+// (Config, Mode, Stats). Kernel: responder_linux.go (Responder: targets,
+// Run, Stats, Close), uplink_linux.go (one uplink's sockets and facts),
+// backend_linux.go (one backend per mode), capture_linux.go (AF_PACKET
+// capture and answers), groups_linux.go (solicited-node groups),
+// announce_linux.go (unsolicited advertisements), proxy_linux.go (kernel
+// mode's proxy entries and the hand-over), ingress_linux.go (the nftables
+// netdev table answering in the kernel), router_linux.go (the default
+// router's reserve), watch_linux.go (uplink changes and re-attach).
+//
 // mdlayher/ndp is imported as mndp everywhere, next to this package's name.
 package ndp
