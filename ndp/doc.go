@@ -32,9 +32,9 @@
 // Files, one concern each. Pure: parse.go (the two parsers: ParsePacket
 // for captured packets, ParseICMP for ICMPv6 bodies), decide.go (Decide,
 // Unsolicited, Answer), fast.go (the capture loop's allocation-free
-// parser and answers), limits.go (budgets per source, per target and for
-// the default router's reserve), targets.go and assign.go (what is answered for, on
-// which uplink), plan.go (targets to per-uplink changes), filter.go (the
+// parser and answers), limits.go (budgets per source and per target, and
+// the default router's reserve), targets.go and assign.go (what is
+// answered for, on which uplink), plan.go (targets to per-uplink changes), filter.go (the
 // capture's BPF program), ingress.go (the ingress table's plan), config.go
 // (Config, Mode, Stats). Kernel: responder_linux.go (Responder: targets,
 // Run, Stats, Close), uplink_linux.go (one uplink's sockets and facts),
