@@ -14,18 +14,6 @@ import (
 	"github.com/v6bridge/v6bridge/internal/nftgen"
 )
 
-// Modes of answering (Config.Mode, NDP_PROXY).
-const (
-	// ModeNative answers in process: solicitations are captured on the
-	// uplink and advertisements sent from it (the default).
-	ModeNative = "native"
-	// ModeKernel installs kernel proxy-neighbour entries and lets the
-	// kernel answer.
-	ModeKernel = "kernel"
-	// ModeOff answers nothing.
-	ModeOff = "off"
-)
-
 // ErrRangeUnsupported is returned by SetTargets in kernel mode when ranges
 // are asked for: the kernel proxies single addresses only. The single
 // addresses are still applied.
@@ -168,13 +156,6 @@ type Stats struct {
 	Addrs  []netip.Addr
 	Ranges []netip.Prefix
 }
-
-// ReasonMalformed counts solicitations that did not parse,
-// ReasonBadChecksum those whose ICMPv6 checksum was wrong.
-const (
-	ReasonMalformed   = "malformed"
-	ReasonBadChecksum = "bad icmpv6 checksum"
-)
 
 // counters are the Responder's live counters.
 type counters struct {

@@ -12,26 +12,9 @@ import (
 
 var (
 	uplinkMAC  = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}
-	routerMAC  = net.HardwareAddr{0x02, 0, 0, 0, 0, 0xfe}
-	routerAddr = netip.MustParseAddr("2001:db8:1234:a1::fffe")
-	routerLL   = netip.MustParseAddr("fe80::fe")
-	hostLL     = netip.MustParseAddr("fe80::1")
 	hostGlobal = netip.MustParseAddr("2001:db8:1234:a1::1")
-	live       = netip.MustParseAddr("2001:db8:1234:a1:1::ab53")
 	other      = netip.MustParseAddr("2001:db8:1234:a1:1::99")
 )
-
-func snm(a netip.Addr) netip.Addr {
-	g, err := mndp.SolicitedNodeMulticast(a)
-	if err != nil {
-		panic(err)
-	}
-	return g
-}
-
-func tlla(mac net.HardwareAddr) []mndp.Option {
-	return []mndp.Option{&mndp.LinkLayerAddress{Direction: mndp.Target, Addr: mac}}
-}
 
 func ownsLive(a netip.Addr) bool { return a == live }
 

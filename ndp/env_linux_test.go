@@ -30,8 +30,6 @@ import (
 var (
 	hostPrefix   = netip.MustParsePrefix("2001:db8:1234:a1::1/64")
 	routerPrefix = netip.MustParsePrefix("2001:db8:1234:a1::fffe/64")
-	containerNet = netip.MustParsePrefix("2001:db8:1234:a1:1::/112")
-	liveAddr     = netip.MustParseAddr("2001:db8:1234:a1:1::ab53")
 	removedAddr  = netip.MustParseAddr("2001:db8:1234:a1:1::ab54")
 	unusedAddr   = netip.MustParseAddr("2001:db8:1234:a1:1::ab55")
 )

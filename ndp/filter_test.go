@@ -35,14 +35,6 @@ func nsPacket(t testing.TB, target netip.Addr, hbh bool) []byte {
 	return ipv6Packet(routerAddr, snm(target), 255, 0, nil, icmp)
 }
 
-func nth(a netip.Addr, n int) netip.Addr {
-	b := a.As16()
-	v := uint32(b[12])<<24 | uint32(b[13])<<16 | uint32(b[14])<<8 | uint32(b[15])
-	v += uint32(n)
-	b[12], b[13], b[14], b[15] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
-	return netip.AddrFrom16(b)
-}
-
 // TestBuildFilter runs the capture filter in a BPF VM: it passes the
 // solicitations for the targets (also behind a hop-by-hop header) and
 // drops those for other addresses, advertisements, other ICMPv6 and other

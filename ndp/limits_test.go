@@ -20,8 +20,6 @@ func solicitor(src netip.Addr, linkSrc, slla net.HardwareAddr) *fastNS {
 	return ns
 }
 
-var attackerMAC = net.HardwareAddr{0x02, 0xba, 0xd0, 0, 0, 1}
-
 // TestRouterIDSent: the router is its address AND its MAC, in the frame
 // and in the option; forging either alone is not the router.
 func TestRouterIDSent(t *testing.T) {

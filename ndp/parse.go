@@ -180,3 +180,10 @@ func checksum(src, dst netip.Addr, msg []byte) uint16 {
 	}
 	return ^uint16(sum)
 }
+
+// ReasonMalformed counts solicitations that did not parse,
+// ReasonBadChecksum those whose ICMPv6 checksum was wrong.
+const (
+	ReasonMalformed   = "malformed"
+	ReasonBadChecksum = "bad icmpv6 checksum"
+)

@@ -3,45 +3,12 @@ package ndp
 import (
 	"encoding/binary"
 	"errors"
-	"net"
 	"net/netip"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	mndp "github.com/mdlayher/ndp"
 )
-
-// icmpNS marshals a solicitation for target with options, checksummed for
-// src and dst.
-func icmpNS(t testing.TB, src, dst, target netip.Addr, opts ...mndp.Option) []byte {
-	t.Helper()
-	b, err := mndp.MarshalMessageChecksum(&mndp.NeighborSolicitation{TargetAddress: target, Options: opts}, src, dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// ipv6Packet prepends an IPv6 header, with ext (already encoded extension
-// headers, first next-header value extNext) in between when given.
-func ipv6Packet(src, dst netip.Addr, hop uint8, extNext byte, ext, icmp []byte) []byte {
-	b := make([]byte, 40)
-	b[0] = 6 << 4
-	binary.BigEndian.PutUint16(b[4:6], uint16(len(ext)+len(icmp)))
-	b[6] = 58
-	if ext != nil {
-		b[6] = extNext
-	}
-	b[7] = hop
-	s, d := src.As16(), dst.As16()
-	copy(b[8:], s[:])
-	copy(b[24:], d[:])
-	return append(append(b, ext...), icmp...)
-}
-
-func sllaOpt(mac net.HardwareAddr) *mndp.LinkLayerAddress {
-	return &mndp.LinkLayerAddress{Direction: mndp.Source, Addr: mac}
-}
 
 func TestParsePacket(t *testing.T) {
 	ns := icmpNS(t, routerAddr, snm(live), live, sllaOpt(routerMAC))
