@@ -202,8 +202,8 @@ func (r *Responder) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error 
 		return errors.New("set ndp targets: responder closed")
 	}
 	var rangeErr error
-	if r.cfg.Mode == ModeKernel && len(t.ranges) > 0 {
-		rangeErr = fmt.Errorf("set ndp targets %v: %w", t.ranges, ErrRangeUnsupported)
+	if ranges := t.Ranges(); r.cfg.Mode == ModeKernel && len(ranges) > 0 {
+		rangeErr = fmt.Errorf("set ndp targets %v: %w", ranges, ErrRangeUnsupported)
 	}
 	if t.Equal(r.targets) && !r.dirty {
 		return rangeErr
@@ -234,15 +234,7 @@ func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
 	if r.closed {
 		return errors.New("update ndp targets: responder closed")
 	}
-	if r.targets.addrs == nil {
-		r.targets.addrs = map[netip.Addr]struct{}{}
-	}
-	for _, a := range remove {
-		delete(r.targets.addrs, a)
-	}
-	for _, a := range add {
-		r.targets.addrs[a] = struct{}{}
-	}
+	r.targets.Update(add, remove)
 	if r.dirty || r.cfg.Mode == ModeOff || !r.adopted {
 		return r.reconcileLocked()
 	}

@@ -90,6 +90,21 @@ func (t Targets) Addrs() []netip.Addr {
 // Ranges returns the ranges, masked and sorted.
 func (t Targets) Ranges() []netip.Prefix { return slices.Clone(t.ranges) }
 
+// Update removes the addresses in remove and adds those in add (an address
+// in both ends up added), in place: copies of t see the change. add and
+// remove hold addresses without zones.
+func (t *Targets) Update(add, remove []netip.Addr) {
+	if t.addrs == nil {
+		t.addrs = map[netip.Addr]struct{}{}
+	}
+	for _, a := range remove {
+		delete(t.addrs, a)
+	}
+	for _, a := range add {
+		t.addrs[a] = struct{}{}
+	}
+}
+
 // Len is the number of single addresses plus the number of ranges.
 func (t Targets) Len() int { return len(t.addrs) + len(t.ranges) }
 
