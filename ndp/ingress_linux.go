@@ -13,6 +13,8 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // IngressTable names the netdev table of the ingress filter on uplink
@@ -50,7 +52,7 @@ type ingressState struct {
 	table  *nftables.Table // nil: not installed
 	set    *nftables.Set
 	answer *nftables.Set // nil: no answers in the kernel
-	have   IngressFilter
+	have   ndpproto.IngressFilter
 	own    []netip.Addr // the uplink's addresses have was planned with
 	index  int          // the uplink's link the table was made for (its answers name it)
 	err    error        // the last failure, until a sync succeeds
@@ -62,11 +64,11 @@ type ingressState struct {
 // kernelAnswer is how u's ingress filter answers: only in native mode,
 // and not on a kernel that could not build the answers (noAnswer).
 // Callers hold r.mu.
-func (r *Responder) kernelAnswer(u *uplink) *KernelAnswer {
-	if r.cfg.Mode != ModeNative || !u.up || u.ingress.noAnswer {
+func (r *Responder) kernelAnswer(u *uplink) *ndpproto.KernelAnswer {
+	if r.cfg.Mode != ndpproto.ModeNative || !u.up || u.ingress.noAnswer {
 		return nil
 	}
-	a := NewKernelAnswer(r.decideConfig(u), r.cfg.SourceRate, r.cfg.TotalRate)
+	a := ndpproto.NewKernelAnswer(r.decideConfig(u), r.cfg.SourceRate, r.cfg.TotalRate)
 	a.Reserve(u.router, r.cfg.RouterRate)
 	return a
 }
@@ -96,7 +98,7 @@ func (r *Responder) syncIngress(u *uplink) {
 	if r.nft == nil {
 		return
 	}
-	want := PlanIngress(u.st, u.own, r.kernelAnswer(u))
+	want := ndpproto.PlanIngress(u.st, u.own, r.kernelAnswer(u))
 	err := r.applyIngress(u, want)
 	if err != nil && want.Answer != nil {
 		want.Answer, want.Answered = nil, nil
@@ -134,7 +136,7 @@ func (r *Responder) syncIngressUpdate(u *uplink, start, stop []netip.Addr) {
 		r.syncIngress(u)
 		return
 	}
-	d, ok := UpdateIngress(&st.have, u.st, u.own, r.kernelAnswer(u), start, stop)
+	d, ok := ndpproto.UpdateIngress(&st.have, u.st, u.own, r.kernelAnswer(u), start, stop)
 	if !ok {
 		r.syncIngress(u)
 		return
@@ -142,7 +144,7 @@ func (r *Responder) syncIngressUpdate(u *uplink, start, stop []netip.Addr) {
 	if err := r.updateIngressSets(u, d); err != nil {
 		// st.have no longer says what the kernel holds: forgotten, the
 		// whole way replaces the table (and retries, falls back, logs).
-		st.have = IngressFilter{}
+		st.have = ndpproto.IngressFilter{}
 		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: update of the ingress filter's sets failed, syncing it whole")
 		r.syncIngress(u)
 	}
@@ -150,7 +152,7 @@ func (r *Responder) syncIngressUpdate(u *uplink, start, stop []netip.Addr) {
 
 // updateIngressSets changes the elements of u's allow and answer sets by
 // d, in one batch.
-func (r *Responder) updateIngressSets(u *uplink, d IngressDelta) error {
+func (r *Responder) updateIngressSets(u *uplink, d ndpproto.IngressDelta) error {
 	if d.Empty() {
 		return nil
 	}
@@ -183,13 +185,13 @@ func (r *Responder) updateIngressSets(u *uplink, d IngressDelta) error {
 
 // applyIngress installs want: the whole table the first time or when the
 // rules change (one atomic batch replacing the old table), else only the
-// allow set's changed elements.
-func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
+// Allow set's changed elements.
+func (r *Responder) applyIngress(u *uplink, want ndpproto.IngressFilter) error {
 	st := &u.ingress
 	if st.table != nil && st.index == u.index && st.have.SameRules(want) {
-		var d IngressDelta
-		d.Add, d.Del = allowDiff(st.have.Allow, want.Allow)
-		d.AnswerAdd, d.AnswerDel = allowDiff(st.have.Answered, want.Answered)
+		var d ndpproto.IngressDelta
+		d.Add, d.Del = ndpproto.AllowDiff(st.have.Allow, want.Allow)
+		d.AnswerAdd, d.AnswerDel = ndpproto.AllowDiff(st.have.Answered, want.Answered)
 		if err := r.updateIngressSets(u, d); err != nil {
 			return err
 		}
@@ -228,7 +230,7 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 	if st.table == nil {
 		r.log.WithFields(logrus.Fields{"iface": u.name, "table": t.Name, "prefixes": want.Served, "answers": want.Answer != nil}).Info("ndp: ingress filter drops solicitations for addresses nobody here answers for")
 	}
-	st.table, st.set, st.answer, st.have, st.index = t, set, answer, cloneIngress(want), u.index
+	st.table, st.set, st.answer, st.have, st.index = t, set, answer, ndpproto.CloneIngress(want), u.index
 	return nil
 }
 
@@ -240,7 +242,7 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 // the uplink. The router's solicitations have a reserve of their own;
 // the others share a meter per source address, an overflow bucket for
 // the sources a full meter cannot hold, and the total.
-func (r *Responder) addAnswerRules(t *nftables.Table, ch *nftables.Chain, u *uplink, want IngressFilter) (*nftables.Set, error) {
+func (r *Responder) addAnswerRules(t *nftables.Table, ch *nftables.Chain, u *uplink, want ndpproto.IngressFilter) (*nftables.Set, error) {
 	a := want.Answer
 	answer := &nftables.Set{
 		Table: t, Name: answerSet, Concatenation: true,
@@ -340,8 +342,8 @@ func answerMatch(mac [6]byte, answer *nftables.Set) []expr.Any {
 			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x86, 0xdd}},
 		},
-		payloadIs(nh, 4, expr.CmpOpEq, []byte{0, naLen - ipv6HeaderLen, protoICMPv6, 255}), // payload length, next header, hop limit
-		payloadIs(th, 0, expr.CmpOpEq, []byte{typeNeighSolic, 0}),
+		payloadIs(nh, 4, expr.CmpOpEq, []byte{0, ndpproto.NALen - ndpproto.IPv6HeaderLen, ndpproto.ProtoICMPv6, 255}), // payload length, next header, hop limit
+		payloadIs(th, 0, expr.CmpOpEq, []byte{ndpproto.TypeNeighSolic, 0}),
 		payloadIs(th, 24, expr.CmpOpEq, []byte{1, 1}), // the option: source link-layer address, 8 bytes
 		payloadIs(th, 26, expr.CmpOpNeq, mac[:]),
 		payloadIs(nh, 8, expr.CmpOpNeq, []byte{0xff}), // a multicast source
@@ -356,13 +358,13 @@ func answerMatch(mac [6]byte, answer *nftables.Set) []expr.Any {
 }
 
 // answerRewrite turns the matched solicitation into the advertisement
-// buildNA makes for it, counts it and sends it out
+// BuildNA makes for it, counts it and sends it out
 // of ifindex; the solicitation itself goes no further. Checksums are
 // updated as each field changes; address writes update the ICMPv6
-// checksum through its pseudo-header (at 42 from the IPv6 header: no
+// Checksum through its pseudo-header (at 42 from the IPv6 header: no
 // extension headers).
-func answerRewrite(a *KernelAnswer, ifindex int) []expr.Any {
-	const csumFromNH, csumFromTH = ipv6HeaderLen + 2, 2
+func answerRewrite(a *ndpproto.KernelAnswer, ifindex int) []expr.Any {
+	const csumFromNH, csumFromTH = ndpproto.IPv6HeaderLen + 2, 2
 	set := func(base expr.PayloadBase, off, n uint32, reg uint32, csum uint32) *expr.Payload {
 		p := &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: reg, Base: base, Offset: off, Len: n}
 		if csum != 0 {
@@ -396,7 +398,7 @@ func answerRewrite(a *KernelAnswer, ifindex int) []expr.Any {
 		e = append(e, set(expr.PayloadBaseNetworkHeader, 8, 16, 2, csumFromNH))
 	}
 	return append(e,
-		imm(3, []byte{typeNeighAdv, 0}),
+		imm(3, []byte{ndpproto.TypeNeighAdv, 0}),
 		set(expr.PayloadBaseTransportHeader, 0, 2, 3, csumFromTH),
 		imm(3, []byte{flags, 0, 0, 0}),
 		set(expr.PayloadBaseTransportHeader, 4, 4, 3, csumFromTH),
@@ -419,7 +421,7 @@ func (r *Responder) removeIngress(u *uplink) {
 	if err := r.cfg.Ledger.Flush(r.nft); err != nil {
 		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: remove ingress filter")
 	}
-	st.table, st.set, st.answer, st.have = nil, nil, nil, IngressFilter{}
+	st.table, st.set, st.answer, st.have = nil, nil, nil, ndpproto.IngressFilter{}
 }
 
 // ingressCounters reads the packets u's filter counted so far, by rule
@@ -457,7 +459,7 @@ func ingressRule(served netip.Prefix, ranges []netip.Prefix, allow *nftables.Set
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
 		},
-		payloadIs(expr.PayloadBaseTransportHeader, 0, expr.CmpOpEq, []byte{typeNeighSolic}),
+		payloadIs(expr.PayloadBaseTransportHeader, 0, expr.CmpOpEq, []byte{ndpproto.TypeNeighSolic}),
 		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16}},
 	)
 	e = append(e, prefixMatch(served, expr.CmpOpEq)...)
@@ -495,7 +497,7 @@ func prefixMatch(p netip.Prefix, op expr.CmpOp) []expr.Any {
 func answerElements(targets []netip.Addr) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, 2*len(targets))
 	for _, t := range targets {
-		for _, k := range answerKeys(t) {
+		for _, k := range ndpproto.AnswerKeys(t) {
 			out = append(out, nftables.SetElement{Key: k[:]})
 		}
 	}

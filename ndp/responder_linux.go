@@ -17,21 +17,24 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/v6bridge/v6bridge/internal/netnsdo"
+
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // Responder answers Neighbor Solicitations on the uplinks for the current
 // targets. It acts in the network namespace it was created in. Its parts:
 //
-//   - the planner (plan.go, pure) turns targets into per-uplink changes;
+//   - the planner (ndpproto/plan.go, pure) turns targets into per-uplink
+//     changes;
 //   - a backend per mode applies them: native joins solicited-node groups
 //     (groups_linux.go) and loads the capture filter, kernel installs
 //     proxy-neighbour entries (proxy_linux.go), off does nothing;
 //   - the capture loop (capture_linux.go) reads solicitations in batches
-//     and answers them with the allocation-free fast path (fast.go) within
-//     the budgets (limits.go);
+//     and answers them with the allocation-free fast path
+//     (ndpproto/fast.go) within the budgets (ndpproto/limits.go);
 //   - the announcer (announce_linux.go) paces unsolicited advertisements
 //     and router priming;
-//   - the ingress filter (ingress.go, ingress_linux.go) drops the
+//   - the ingress filter (ndpproto/ingress.go, ingress_linux.go) drops the
 //     solicitations for addresses nobody answers for at the uplink's
 //     ingress, in both modes, and in native mode answers the common
 //     solicitations for answered addresses there, in the kernel;
@@ -43,10 +46,10 @@ import (
 //
 // Native mode, and why: an ICMPv6 socket sees multicast solicitations but
 // never the unicast reachability probes (RFC 4861 7.3) routers send to the
-// target address itself, because the kernel routes those towards the
+// Target address itself, because the kernel routes those towards the
 // bridge. Missing them makes the router's entry fail every few tens of
 // seconds (ndppd issue 6). So each uplink gets an AF_PACKET socket
-// (SOCK_DGRAM, ETH_P_IPV6) with a classic BPF filter (filter.go) passing
+// (SOCK_DGRAM, ETH_P_IPV6) with a classic BPF filter (ndpproto/filter.go) passing
 // only Neighbor Solicitations whose target is one we answer for: it sees
 // every such solicitation that reaches the interface, multicast and
 // unicast, before routing, and the kernel drops everything else before a
@@ -86,7 +89,7 @@ type Responder struct {
 	backend backend
 
 	mu         sync.RWMutex
-	targets    Targets
+	targets    ndpproto.Targets
 	dirty      bool // the last reconcile failed somewhere: redo it
 	adopted    bool // existing proxy entries were read
 	uplinks    []*uplink
@@ -124,11 +127,11 @@ func NewResponder(cfg Config) (*Responder, error) {
 	r.counters.init()
 	r.ann = newAnnouncer(r)
 	switch cfg.Mode {
-	case ModeOff:
+	case ndpproto.ModeOff:
 		r.ns = netns.None()
 		r.backend = offBackend{}
 		return r, nil
-	case ModeKernel:
+	case ndpproto.ModeKernel:
 		r.backend = kernelBackend{r}
 	default:
 		r.backend = nativeBackend{r}
@@ -164,7 +167,7 @@ func NewResponder(cfg Config) (*Responder, error) {
 			return nil, err
 		}
 	}
-	if cfg.Mode == ModeKernel {
+	if cfg.Mode == ndpproto.ModeKernel {
 		if err := r.proxySysctls(); err != nil {
 			return nil, err
 		}
@@ -179,8 +182,8 @@ func NewResponder(cfg Config) (*Responder, error) {
 	return r, nil
 }
 
-func (r *Responder) states() []*UplinkState {
-	out := make([]*UplinkState, len(r.uplinks))
+func (r *Responder) states() []*ndpproto.UplinkState {
+	out := make([]*ndpproto.UplinkState, len(r.uplinks))
 	for i, u := range r.uplinks {
 		out[i] = u.st
 	}
@@ -192,7 +195,7 @@ func (r *Responder) states() []*UplinkState {
 // dropped ones are no longer answered once it returns. The same set again
 // is a no-op. In kernel mode ranges give ErrRangeUnsupported.
 func (r *Responder) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error {
-	t, err := NewTargets(addrs, ranges)
+	t, err := ndpproto.NewTargets(addrs, ranges)
 	if err != nil {
 		return fmt.Errorf("set ndp targets: %w", err)
 	}
@@ -202,7 +205,7 @@ func (r *Responder) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error 
 		return errors.New("set ndp targets: responder closed")
 	}
 	var rangeErr error
-	if ranges := t.Ranges(); r.cfg.Mode == ModeKernel && len(ranges) > 0 {
+	if ranges := t.Ranges(); r.cfg.Mode == ndpproto.ModeKernel && len(ranges) > 0 {
 		rangeErr = fmt.Errorf("set ndp targets %v: %w", ranges, ErrRangeUnsupported)
 	}
 	if t.Equal(r.targets) && !r.dirty {
@@ -221,7 +224,7 @@ func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
 	add = slices.Clone(add)
 	for i, a := range add {
 		add[i] = a.WithZone("")
-		if err := checkTarget(add[i]); err != nil {
+		if err := ndpproto.CheckTarget(add[i]); err != nil {
 			return fmt.Errorf("update ndp targets: %w", err)
 		}
 	}
@@ -235,10 +238,10 @@ func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
 		return errors.New("update ndp targets: responder closed")
 	}
 	r.targets.Update(add, remove)
-	if r.dirty || r.cfg.Mode == ModeOff || !r.adopted {
+	if r.dirty || r.cfg.Mode == ndpproto.ModeOff || !r.adopted {
 		return r.reconcileLocked()
 	}
-	err := r.applyLocked(PlanUpdate(r.cfg.Mode, add, remove, r.states()))
+	err := r.applyLocked(ndpproto.PlanUpdate(r.cfg.Mode, add, remove, r.states()))
 	r.dirty = err != nil
 	return err
 }
@@ -246,7 +249,7 @@ func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
 // reconcileLocked moves every uplink to the state the targets ask for.
 // Failed steps leave r.dirty set so the next call or resync retries them.
 func (r *Responder) reconcileLocked() error {
-	if r.cfg.Mode == ModeOff {
+	if r.cfg.Mode == ndpproto.ModeOff {
 		r.dirty = false
 		return nil
 	}
@@ -258,7 +261,7 @@ func (r *Responder) reconcileLocked() error {
 			r.adopted = true
 		}
 	}
-	errs = append(errs, r.applyLocked(PlanTargets(r.cfg.Mode, r.targets, r.states())))
+	errs = append(errs, r.applyLocked(ndpproto.PlanTargets(r.cfg.Mode, r.targets, r.states())))
 	err := errors.Join(errs...)
 	r.dirty = err != nil
 	return err
@@ -268,12 +271,12 @@ func (r *Responder) reconcileLocked() error {
 // dropped addresses first (so a moved address is never answered twice),
 // then the backend changes the kernel and the new addresses are queued
 // for announcement.
-func (r *Responder) applyLocked(p Plan) error {
+func (r *Responder) applyLocked(p ndpproto.Plan) error {
 	for i, u := range r.uplinks {
 		for _, a := range p.Uplinks[i].Stop {
 			r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name}).Info("ndp: stop answering")
 		}
-		u.st.ApplyAddrs(UplinkPlan{Stop: p.Uplinks[i].Stop, Ranges: u.st.Ranges})
+		u.st.ApplyAddrs(ndpproto.UplinkPlan{Stop: p.Uplinks[i].Stop, Ranges: u.st.Ranges})
 	}
 	var errs []error
 	for i, u := range r.uplinks {
@@ -291,7 +294,7 @@ func (r *Responder) applyLocked(p Plan) error {
 				r.log.WithFields(logrus.Fields{"addr": q, "iface": u.name}).Info("ndp: stop answering range")
 			}
 		}
-		u.st.ApplyAddrs(UplinkPlan{Start: up.Start, Ranges: up.Ranges})
+		u.st.ApplyAddrs(ndpproto.UplinkPlan{Start: up.Start, Ranges: up.Ranges})
 		r.syncIngressUpdate(u, up.Start, p.Uplinks[i].Stop) // before the new addresses are answered: the capture sees what ingress passes
 		errs = append(errs, r.backend.apply(u, up)...)
 	}
@@ -325,13 +328,13 @@ func (r *Responder) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	if r.cfg.Mode == ModeOff {
+	if r.cfg.Mode == ndpproto.ModeOff {
 		<-ctx.Done()
 		return nil
 	}
 
 	var wg sync.WaitGroup
-	if r.cfg.Mode == ModeNative {
+	if r.cfg.Mode == ndpproto.ModeNative {
 		for _, u := range r.uplinks {
 			wg.Go(func() { r.captureLoop(ctx, u) })
 		}
@@ -404,7 +407,7 @@ func processNS(ns netns.NsHandle) bool {
 // Stats returns the counters and the addresses answered for.
 func (r *Responder) Stats() Stats {
 	s := r.counters.stats()
-	if r.cfg.Mode != ModeOff {
+	if r.cfg.Mode != ndpproto.ModeOff {
 		r.mu.RLock()
 		s.Addrs, s.Ranges = r.targets.Addrs(), r.targets.Ranges()
 		for _, u := range r.uplinks {
@@ -435,9 +438,9 @@ func kernelStats(s *Stats, n map[string]uint64) {
 	s.AnsweredUnicast += n[tagAnswerUnicast]
 	s.Solicitations += kernel
 	for tag, reason := range map[string]string{
-		tagSourceLimit: ReasonSourceLimit, tagTotalLimit: ReasonTotalLimit,
-		tagRouterLimit: ReasonRouterLimit, tagOverflowLimit: ReasonOverflowLimit,
-		tagNonUnicast: ReasonNonUnicast,
+		tagSourceLimit: ndpproto.ReasonSourceLimit, tagTotalLimit: ndpproto.ReasonTotalLimit,
+		tagRouterLimit: ndpproto.ReasonRouterLimit, tagOverflowLimit: ndpproto.ReasonOverflowLimit,
+		tagNonUnicast: ndpproto.ReasonNonUnicast,
 	} {
 		if n[tag] == 0 {
 			continue

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nlretry"
+
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // uplink is one interface the responder answers on. Fields below pc are
@@ -23,14 +25,14 @@ type uplink struct {
 	index int
 	pc    *socket.Conn // packet socket: capture (native) and send
 
-	st             *UplinkState
+	st             *ndpproto.UplinkState
 	mac            net.HardwareAddr
 	up             bool
 	linkLocal      netip.Addr
 	global         netip.Addr
-	gateway        netip.Addr // the default router on this uplink, if any
-	router         RouterID   // the default router's MAC and addresses: its reserved budget
-	routerAsked    time.Time  // when the kernel was last asked to resolve the gateway
+	gateway        netip.Addr        // the default router on this uplink, if any
+	router         ndpproto.RouterID // the default router's MAC and addresses: its reserved budget
+	routerAsked    time.Time         // when the kernel was last asked to resolve the gateway
 	allmulti       bool
 	coarse         bool // the capture filter passes more than the targets
 	filtered       bool // a filter for u.st was loaded
@@ -48,7 +50,7 @@ func (r *Responder) openUplink(name string) (*uplink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ndp uplink %q: %w", name, err)
 	}
-	u := &uplink{name: name, index: l.Attrs().Index, st: NewUplinkState()}
+	u := &uplink{name: name, index: l.Attrs().Index, st: ndpproto.NewUplinkState()}
 	u.owns = func(a netip.Addr) bool {
 		if _, ok := u.st.Addrs[a]; ok {
 			return true
@@ -61,7 +63,7 @@ func (r *Responder) openUplink(name string) (*uplink, error) {
 		return false
 	}
 	u.groups.init(r, u)
-	if u.pc, err = openCapture(u, r.cfg.Mode == ModeNative); err != nil {
+	if u.pc, err = openCapture(u, r.cfg.Mode == ndpproto.ModeNative); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -144,8 +146,8 @@ func (r *Responder) refreshUplink(u *uplink) (bool, error) {
 }
 
 // decideConfig is the uplink as Decide sees it. Callers hold r.mu.
-func (r *Responder) decideConfig(u *uplink) DecideConfig {
-	return DecideConfig{
+func (r *Responder) decideConfig(u *uplink) ndpproto.DecideConfig {
+	return ndpproto.DecideConfig{
 		LinkAddr:  u.mac,
 		Router:    r.cfg.Router,
 		Source:    r.cfg.Source,

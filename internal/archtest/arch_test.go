@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"link":              {"netspec", "internal/netnsdo", "internal/nlretry", "internal/instance"},
 	"nat":               {"netspec", "internal/netnsdo", "internal/nlretry", "internal/nftgen"},
 	"ra":                {"netspec", "internal/netnsdo"},
-	"ndp":               {"netspec", "link", "internal/netnsdo", "internal/nlretry", "internal/nftgen"},
+	"ndp":               {"netspec", "link", "ndp/ndpproto", "internal/netnsdo", "internal/nlretry", "internal/nftgen"},
 	"ipam":              {"netspec", "plan", "internal/store"},
 	"doctor":            {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry"},
 	"migrate":           {"netspec", "plan", "ipam"},
@@ -39,6 +39,11 @@ var allowed = map[string][]string{
 	"portfwd":           {"netspec"},
 	"internal/api":      {"netspec", "driver", "ipam", "nat", "portfwd"},
 	"cmd/v6bridge":      nil, // wiring: anything
+
+	// ndp's own: the pure protocol under the responder, and the packets
+	// and addresses its tests share.
+	"ndp/ndpproto":         {},
+	"ndp/internal/ndptest": {},
 }
 
 // tools are the programs that play the engine or the network in tests and

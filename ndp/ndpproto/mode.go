@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 // Modes of answering (Config.Mode, NDP_PROXY).
 const (
