@@ -12,7 +12,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/v6bridge/v6bridge/internal/nftgen"
-
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 

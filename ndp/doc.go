@@ -18,7 +18,8 @@
 // capture_linux.go (AF_PACKET capture and answers), groups_linux.go
 // (solicited-node groups), announce_linux.go (unsolicited advertisements),
 // proxy_linux.go (kernel mode's proxy entries and the hand-over),
-// ingress_linux.go (the nftables netdev table answering in the kernel),
+// ingress_linux.go (applies the nftables netdev table of ndp/ingress,
+// which drops and answers solicitations in the kernel),
 // router_linux.go (the default router's reserve), watch_linux.go (uplink
 // changes and re-attach).
 //

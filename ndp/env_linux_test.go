@@ -22,9 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nettest"
-
 	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
-
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 

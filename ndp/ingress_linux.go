@@ -11,6 +11,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/sirupsen/logrus"
 
+	"github.com/v6bridge/v6bridge/ndp/ingress"
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
@@ -129,16 +130,16 @@ func (r *Responder) updateIngressSets(u *uplink, d ndpproto.IngressDelta) error 
 	// they start.
 	var errs []error
 	if len(d.AnswerDel) > 0 {
-		errs = append(errs, r.nft.SetDeleteElements(st.answer, answerElements(d.AnswerDel)))
+		errs = append(errs, r.nft.SetDeleteElements(st.answer, ingress.AnswerElements(d.AnswerDel)))
 	}
 	if len(d.Del) > 0 {
-		errs = append(errs, r.nft.SetDeleteElements(st.set, addrElements(d.Del)))
+		errs = append(errs, r.nft.SetDeleteElements(st.set, ingress.AddrElements(d.Del)))
 	}
 	if len(d.Add) > 0 {
-		errs = append(errs, r.nft.SetAddElements(st.set, addrElements(d.Add)))
+		errs = append(errs, r.nft.SetAddElements(st.set, ingress.AddrElements(d.Add)))
 	}
 	if len(d.AnswerAdd) > 0 {
-		errs = append(errs, r.nft.SetAddElements(st.answer, answerElements(d.AnswerAdd)))
+		errs = append(errs, r.nft.SetAddElements(st.answer, ingress.AnswerElements(d.AnswerAdd)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		_ = r.nft.Flush() // drops what was queued
@@ -167,30 +168,30 @@ func (r *Responder) applyIngress(u *uplink, want ndpproto.IngressFilter) error {
 		return nil
 	}
 
-	t := &nftables.Table{Family: nftables.TableFamilyNetdev, Name: IngressTable(u.name), Flags: nftables.TableFlagOwner}
+	t := &nftables.Table{Family: nftables.TableFamilyNetdev, Name: ingress.Table(u.name), Flags: nftables.TableFlagOwner}
 	if st.table != nil {
 		r.nft.DelTable(st.table)
 	}
 	r.nft.AddTable(t)
 	accept := nftables.ChainPolicyAccept
 	ch := r.nft.AddChain(&nftables.Chain{
-		Name: ingressChain, Table: t, Type: nftables.ChainTypeFilter,
+		Name: ingress.Chain, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookIngress, Priority: nftables.ChainPriorityFilter,
 		Device: u.name, Policy: &accept,
 	})
-	set := &nftables.Set{Table: t, Name: ingressSet, KeyType: nftables.TypeIP6Addr}
-	if err := r.nft.AddSet(set, addrElements(slices.Collect(maps.Keys(want.Allow)))); err != nil {
+	set := &nftables.Set{Table: t, Name: ingress.AllowSet, KeyType: nftables.TypeIP6Addr}
+	if err := r.nft.AddSet(set, ingress.AddrElements(slices.Collect(maps.Keys(want.Allow)))); err != nil {
 		return fmt.Errorf("ndp ingress filter %q: set: %w", u.name, err)
 	}
 	var answer *nftables.Set
 	if want.Answer != nil {
 		var err error
-		if answer, err = addAnswerRules(r.nft, t, ch, u.name, u.index, want); err != nil {
+		if answer, err = ingress.AddAnswerRules(r.nft, t, ch, u.name, u.index, want); err != nil {
 			return err
 		}
 	}
 	for _, p := range want.Served {
-		r.nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ingressRule(p, want.Ranges, set), UserData: []byte(tagDrop)})
+		r.nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ingress.DropRule(p, want.Ranges, set), UserData: []byte(ingress.TagDrop)})
 	}
 	if err := r.cfg.Ledger.Flush(r.nft); err != nil {
 		return fmt.Errorf("ndp ingress filter %q: create table %s: %w", u.name, t.Name, err)
@@ -222,9 +223,9 @@ func (r *Responder) ingressCounters(u *uplink) map[string]uint64 {
 		return nil
 	}
 	n := map[string]uint64{}
-	chains := []string{ingressChain}
+	chains := []string{ingress.Chain}
 	if u.ingress.answer != nil {
-		chains = append(chains, budgetChain, replyChain)
+		chains = append(chains, ingress.BudgetChain, ingress.ReplyChain)
 	}
 	for _, name := range chains {
 		rules, err := r.nft.GetRules(u.ingress.table, &nftables.Chain{Name: name, Table: u.ingress.table})

@@ -19,9 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nettest"
-
+	"github.com/v6bridge/v6bridge/ndp/ingress"
 	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
-
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
@@ -88,7 +87,7 @@ func TestPrivilegedIngressFilter(t *testing.T) {
 			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 				t.Fatal(err)
 			}
-			if got := e.ingressTables(t); filtered != (len(got) == 1 && got[0] == IngressTable("eth0")) {
+			if got := e.ingressTables(t); filtered != (len(got) == 1 && got[0] == ingress.Table("eth0")) {
 				t.Fatalf("ingress tables %v with the filter %s", got, name)
 			}
 			before := e.stackSolicitations(t)
@@ -307,7 +306,7 @@ func TestPrivilegedIngressUpdates(t *testing.T) {
 	}
 	elements := func(name string, keyLen int) map[netip.Addr]struct{} {
 		t.Helper()
-		set, err := c.GetSetByName(&nftables.Table{Family: nftables.TableFamilyNetdev, Name: IngressTable("eth0")}, name)
+		set, err := c.GetSetByName(&nftables.Table{Family: nftables.TableFamilyNetdev, Name: ingress.Table("eth0")}, name)
 		if err != nil {
 			t.Fatalf("set %s: %v", name, err)
 		}
@@ -359,10 +358,10 @@ func TestPrivilegedIngressUpdates(t *testing.T) {
 		if rebuilt {
 			t.Fatalf("step %d: the table was rebuilt for an endpoint change", step)
 		}
-		if got := elements(ingressSet, 16); !maps.Equal(got, want.Allow) {
+		if got := elements(ingress.AllowSet, 16); !maps.Equal(got, want.Allow) {
 			t.Fatalf("step %d (+%v -%v): allow set %v, want %v", step, add, remove, got, want.Allow)
 		}
-		answered := elements(answerSet, 32) // two keys per address, the same target
+		answered := elements(ingress.AnswerSet, 32) // two keys per address, the same target
 		if want.Answer == nil || !maps.Equal(answered, want.Answered) || len(want.Answered) != len(live) {
 			t.Fatalf("step %d: answer set targets %v, want %v (live %d)", step, answered, want.Answered, len(live))
 		}

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/link"
-
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 

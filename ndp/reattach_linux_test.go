@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/v6bridge/v6bridge/internal/nettest"
-
+	"github.com/v6bridge/v6bridge/ndp/ingress"
 	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
-
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
@@ -139,7 +138,7 @@ func TestPrivilegedReattach(t *testing.T) {
 				} else if got := e.proxies(t); !slices.Equal(got, []netip.Addr{ndptest.LiveAddr}) {
 					t.Errorf("round %d: proxy entries on the new link %v, want [%s]", round, got, ndptest.LiveAddr)
 				}
-				if got := e.ingressTables(t); !slices.Equal(got, []string{IngressTable(e.hostIf)}) {
+				if got := e.ingressTables(t); !slices.Equal(got, []string{ingress.Table(e.hostIf)}) {
 					t.Errorf("round %d: ingress tables %v", round, got)
 				}
 				if s := r.Stats(); s.IngressProblem != "" {

@@ -17,7 +17,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/v6bridge/v6bridge/internal/netnsdo"
-
+	"github.com/v6bridge/v6bridge/ndp/ingress"
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
@@ -34,7 +34,8 @@ import (
 //     (ndpproto/fast.go) within the budgets (ndpproto/limits.go);
 //   - the announcer (announce_linux.go) paces unsolicited advertisements
 //     and router priming;
-//   - the ingress filter (ndpproto/ingress.go, ingress_linux.go) drops the
+//   - the ingress filter (ndpproto/ingress.go plans it, package ingress
+//     builds its rules, ingress_linux.go applies them) drops the
 //     solicitations for addresses nobody answers for at the uplink's
 //     ingress, in both modes, and in native mode answers the common
 //     solicitations for answered addresses there, in the kernel;
@@ -414,7 +415,7 @@ func (r *Responder) Stats() Stats {
 			s.SocketDrops += r.socketDropsLocked(u)
 			s.FilterCoarse = s.FilterCoarse || u.coarse
 			n := r.ingressCounters(u)
-			s.IngressDropped += n[tagDrop]
+			s.IngressDropped += n[ingress.TagDrop]
 			kernelStats(&s, n)
 			if u.ingress.err != nil {
 				s.IngressProblem = u.ingress.err.Error()
@@ -432,22 +433,22 @@ func (r *Responder) Stats() Stats {
 // kernelStats adds an ingress filter's counters (ingressCounters) to s:
 // its answers, and what it did not answer by cause.
 func kernelStats(s *Stats, n map[string]uint64) {
-	kernel := n[tagAnswerMulticast] + n[tagAnswerUnicast]
+	kernel := n[ingress.TagAnswerMulticast] + n[ingress.TagAnswerUnicast]
 	s.KernelAnswered += kernel
 	s.Answered += kernel
-	s.AnsweredUnicast += n[tagAnswerUnicast]
+	s.AnsweredUnicast += n[ingress.TagAnswerUnicast]
 	s.Solicitations += kernel
 	for tag, reason := range map[string]string{
-		tagSourceLimit: ndpproto.ReasonSourceLimit, tagTotalLimit: ndpproto.ReasonTotalLimit,
-		tagRouterLimit: ndpproto.ReasonRouterLimit, tagOverflowLimit: ndpproto.ReasonOverflowLimit,
-		tagNonUnicast: ndpproto.ReasonNonUnicast,
+		ingress.TagSourceLimit: ndpproto.ReasonSourceLimit, ingress.TagTotalLimit: ndpproto.ReasonTotalLimit,
+		ingress.TagRouterLimit: ndpproto.ReasonRouterLimit, ingress.TagOverflowLimit: ndpproto.ReasonOverflowLimit,
+		ingress.TagNonUnicast: ndpproto.ReasonNonUnicast,
 	} {
 		if n[tag] == 0 {
 			continue
 		}
 		s.Solicitations += n[tag]
 		s.Ignored += n[tag]
-		if tag == tagNonUnicast {
+		if tag == ingress.TagNonUnicast {
 			s.IgnoredReasons[reason] += n[tag]
 		} else {
 			s.Limited[reason] += n[tag]

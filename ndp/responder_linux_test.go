@@ -23,9 +23,7 @@ import (
 
 	"github.com/v6bridge/v6bridge/internal/ndpflood"
 	"github.com/v6bridge/v6bridge/internal/nettest"
-
 	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
-
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 

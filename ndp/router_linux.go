@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nlretry"
-
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 

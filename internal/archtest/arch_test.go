@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"link":              {"netspec", "internal/netnsdo", "internal/nlretry", "internal/instance"},
 	"nat":               {"netspec", "internal/netnsdo", "internal/nlretry", "internal/nftgen"},
 	"ra":                {"netspec", "internal/netnsdo"},
-	"ndp":               {"netspec", "link", "ndp/ndpproto", "internal/netnsdo", "internal/nlretry", "internal/nftgen"},
+	"ndp":               {"netspec", "link", "ndp/ndpproto", "ndp/ingress", "internal/netnsdo", "internal/nlretry", "internal/nftgen"},
 	"ipam":              {"netspec", "plan", "internal/store"},
 	"doctor":            {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry"},
 	"migrate":           {"netspec", "plan", "ipam"},
@@ -43,6 +43,7 @@ var allowed = map[string][]string{
 	// ndp's own: the pure protocol under the responder, and the packets
 	// and addresses its tests share.
 	"ndp/ndpproto":         {},
+	"ndp/ingress":          {"ndp/ndpproto"},
 	"ndp/internal/ndptest": {},
 }
 

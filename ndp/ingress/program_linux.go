@@ -1,4 +1,4 @@
-package ndp
+package ingress
 
 import (
 	"encoding/binary"
@@ -15,36 +15,38 @@ import (
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
-// IngressTable names the netdev table of the ingress filter on uplink
-// (see IngressFilter).
-func IngressTable(uplink string) string { return "v6bridge-ndp-" + uplink }
+// Table names the netdev table of the ingress filter on uplink
+// (see ndpproto.IngressFilter).
+func Table(uplink string) string { return "v6bridge-ndp-" + uplink }
 
+// Names of the table's chains and sets, and the size and timeout of the
+// per-solicitor meter.
 const (
-	ingressChain   = "ingress"
-	ingressSet     = "allow"
-	answerSet      = "answer"  // destination . target of the solicitations answered in the kernel
-	answerSources  = "sources" // the per-solicitor budgets (a meter)
-	routerSet      = "router"  // the default router's addresses
-	budgetChain    = "budgets" // what the kernel would answer, through the budgets
-	replyChain     = "reply"   // the answers' rewrite
-	sourcesTimeout = time.Minute
-	sourcesSize    = 65536
+	Chain          = "ingress"
+	AllowSet       = "allow"
+	AnswerSet      = "answer"  // destination . target of the solicitations answered in the kernel
+	SourcesSet     = "sources" // the per-solicitor budgets (a meter)
+	RouterSet      = "router"  // the default router's addresses
+	BudgetChain    = "budgets" // what the kernel would answer, through the budgets
+	ReplyChain     = "reply"   // the answers' rewrite
+	SourcesTimeout = time.Minute
+	SourcesSize    = 65536
 )
 
 // The ingress rules' tags (rule user data), which tell their counters
 // apart.
 const (
-	tagDrop            = "drop"
-	tagAnswerMulticast = "answer multicast"
-	tagAnswerUnicast   = "answer unicast"
-	tagSourceLimit     = "limit source"
-	tagTotalLimit      = "limit total"
-	tagRouterLimit     = "limit router"
-	tagOverflowLimit   = "limit overflow"
-	tagNonUnicast      = "non-unicast"
+	TagDrop            = "drop"
+	TagAnswerMulticast = "answer multicast"
+	TagAnswerUnicast   = "answer unicast"
+	TagSourceLimit     = "limit source"
+	TagTotalLimit      = "limit total"
+	TagRouterLimit     = "limit router"
+	TagOverflowLimit   = "limit overflow"
+	TagNonUnicast      = "non-unicast"
 )
 
-// addAnswerRules queues the answer set and the rules answering in the
+// AddAnswerRules queues the answer set and the rules answering in the
 // kernel: in ch, what answerMatch takes jumps to the budgets chain, where
 // an option naming no unicast MAC and what is over a budget are dropped
 // (each counted by cause) and the rest goes to the reply chain, which
@@ -52,17 +54,17 @@ const (
 // the uplink. The router's solicitations have a reserve of their own;
 // the others share a meter per source address, an overflow bucket for
 // the sources a full meter cannot hold, and the total.
-func addAnswerRules(nft *nftables.Conn, t *nftables.Table, ch *nftables.Chain, uplink string, ifindex int, want ndpproto.IngressFilter) (*nftables.Set, error) {
+func AddAnswerRules(nft *nftables.Conn, t *nftables.Table, ch *nftables.Chain, uplink string, ifindex int, want ndpproto.IngressFilter) (*nftables.Set, error) {
 	a := want.Answer
 	answer := &nftables.Set{
-		Table: t, Name: answerSet, Concatenation: true,
+		Table: t, Name: AnswerSet, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIP6Addr),
 	}
-	if err := nft.AddSet(answer, answerElements(slices.Collect(maps.Keys(want.Answered)))); err != nil {
+	if err := nft.AddSet(answer, AnswerElements(slices.Collect(maps.Keys(want.Answered)))); err != nil {
 		return nil, fmt.Errorf("ndp ingress filter %q: answer set: %w", uplink, err)
 	}
-	budgets := nft.AddChain(&nftables.Chain{Name: budgetChain, Table: t})
-	reply := nft.AddChain(&nftables.Chain{Name: replyChain, Table: t})
+	budgets := nft.AddChain(&nftables.Chain{Name: BudgetChain, Table: t})
+	reply := nft.AddChain(&nftables.Chain{Name: ReplyChain, Table: t})
 	add := func(c *nftables.Chain, tag string, e ...[]expr.Any) {
 		nft.AddRule(&nftables.Rule{Table: t, Chain: c, Exprs: slices.Concat(e...), UserData: []byte(tag)})
 	}
@@ -75,16 +77,16 @@ func addAnswerRules(nft *nftables.Conn, t *nftables.Table, ch *nftables.Chain, u
 
 	// The option's MAC becomes the answer's destination: never a group
 	// (broadcast included) or zeros.
-	add(budgets, tagNonUnicast, []expr.Any{
+	add(budgets, TagNonUnicast, []expr.Any{
 		&expr.Payload{DestRegister: 1, Base: th, Offset: 26, Len: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{1}, Xor: []byte{0}},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0}},
 	}, drop)
-	add(budgets, tagNonUnicast, payloadIs(th, 26, expr.CmpOpEq, make([]byte, 6)), drop)
+	add(budgets, TagNonUnicast, payloadIs(th, 26, expr.CmpOpEq, make([]byte, 6)), drop)
 
 	if a.Gateway.Known() {
-		rs := &nftables.Set{Table: t, Name: routerSet, KeyType: nftables.TypeIP6Addr}
-		if err := nft.AddSet(rs, addrElements(a.Gateway.List())); err != nil {
+		rs := &nftables.Set{Table: t, Name: RouterSet, KeyType: nftables.TypeIP6Addr}
+		if err := nft.AddSet(rs, AddrElements(a.Gateway.List())); err != nil {
 			return nil, fmt.Errorf("ndp ingress filter %q: router set: %w", uplink, err)
 		}
 		fromRouter := slices.Concat(
@@ -94,41 +96,41 @@ func addAnswerRules(nft *nftables.Conn, t *nftables.Table, ch *nftables.Chain, u
 			[]expr.Any{&expr.Lookup{SourceRegister: 1, SetName: rs.Name, SetID: rs.ID}},
 		)
 		if a.RouterRate > 0 {
-			add(budgets, tagRouterLimit, fromRouter, []expr.Any{overLimit(a.RouterRate, 2*a.RouterRate)}, drop)
+			add(budgets, TagRouterLimit, fromRouter, []expr.Any{overLimit(a.RouterRate, 2*a.RouterRate)}, drop)
 		}
 		add(budgets, "", fromRouter, toReply)
 	}
 	if a.SourceRate > 0 {
 		sources := &nftables.Set{
-			Table: t, Name: answerSources, KeyType: nftables.TypeIP6Addr,
-			Dynamic: true, HasTimeout: true, Timeout: sourcesTimeout, Size: sourcesSize,
+			Table: t, Name: SourcesSet, KeyType: nftables.TypeIP6Addr,
+			Dynamic: true, HasTimeout: true, Timeout: SourcesTimeout, Size: SourcesSize,
 		}
 		if err := nft.AddSet(sources, nil); err != nil {
 			return nil, fmt.Errorf("ndp ingress filter %q: solicitor budgets: %w", uplink, err)
 		}
-		add(budgets, tagSourceLimit, source, []expr.Any{
+		add(budgets, TagSourceLimit, source, []expr.Any{
 			&expr.Dynset{
 				SrcRegKey: 1, SetName: sources.Name, SetID: sources.ID, Operation: uint32(unix.NFT_DYNSET_OP_UPDATE),
-				Timeout: sourcesTimeout,
+				Timeout: SourcesTimeout,
 				Exprs:   []expr.Any{overLimit(a.SourceRate, 2*a.SourceRate)},
 			},
 		}, drop)
 		// A full meter adds no element (the dynset above does not
 		// match): those sources share one more solicitor's budget.
-		add(budgets, tagOverflowLimit, source, []expr.Any{
+		add(budgets, TagOverflowLimit, source, []expr.Any{
 			&expr.Lookup{SourceRegister: 1, SetName: sources.Name, SetID: sources.ID, Invert: true},
 			overLimit(a.SourceRate, 2*a.SourceRate),
 		}, drop)
 	}
 	if a.TotalRate > 0 {
-		add(budgets, tagTotalLimit, []expr.Any{overLimit(a.TotalRate, a.TotalRate)}, drop)
+		add(budgets, TagTotalLimit, []expr.Any{overLimit(a.TotalRate, a.TotalRate)}, drop)
 	}
 	add(budgets, "", toReply)
 
 	for _, unicast := range []bool{false, true} {
-		tag, op := tagAnswerMulticast, expr.CmpOpEq
+		tag, op := TagAnswerMulticast, expr.CmpOpEq
 		if unicast {
-			tag, op = tagAnswerUnicast, expr.CmpOpNeq
+			tag, op = TagAnswerUnicast, expr.CmpOpNeq
 		}
 		add(reply, tag, payloadIs(nh, 24, op, []byte{0xff}), answerRewrite(a, ifindex))
 	}
@@ -221,9 +223,9 @@ func answerRewrite(a *ndpproto.KernelAnswer, ifindex int) []expr.Any {
 	)
 }
 
-// ingressRule drops Neighbor Solicitations whose target is in served,
+// DropRule drops Neighbor Solicitations whose target is in served,
 // outside every range and not in the allow set.
-func ingressRule(served netip.Prefix, ranges []netip.Prefix, allow *nftables.Set) []expr.Any {
+func DropRule(served netip.Prefix, ranges []netip.Prefix, allow *nftables.Set) []expr.Any {
 	e := slices.Concat(
 		[]expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -264,7 +266,10 @@ func prefixMatch(p netip.Prefix, op expr.CmpOp) []expr.Any {
 	}
 }
 
-func answerElements(targets []netip.Addr) []nftables.SetElement {
+// AnswerElements are the answer set's elements for targets: two keys each
+// (ndpproto.AnswerKeys: destination . target, for the two destinations a
+// solicitation for it may have).
+func AnswerElements(targets []netip.Addr) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, 2*len(targets))
 	for _, t := range targets {
 		for _, k := range ndpproto.AnswerKeys(t) {
@@ -274,7 +279,9 @@ func answerElements(targets []netip.Addr) []nftables.SetElement {
 	return out
 }
 
-func addrElements(addrs []netip.Addr) []nftables.SetElement {
+// AddrElements are the elements of an address set (AllowSet, RouterSet)
+// holding addrs.
+func AddrElements(addrs []netip.Addr) []nftables.SetElement {
 	out := make([]nftables.SetElement, len(addrs))
 	for i, a := range addrs {
 		out[i] = nftables.SetElement{Key: a.AsSlice()}
