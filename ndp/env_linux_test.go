@@ -370,7 +370,7 @@ type sniffedPacket struct {
 
 // startSniffer records the router's outgoing solicitations and incoming
 // advertisements (parsed by hand: outgoing packets may still lack their
-// Checksum) into e.sniffed.
+// checksum) into e.sniffed.
 func (e *env) startSniffer(t *testing.T) {
 	t.Helper()
 	var c *socket.Conn

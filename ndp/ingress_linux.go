@@ -154,7 +154,7 @@ func (r *Responder) updateIngressSets(u *uplink, d ndpproto.IngressDelta) error 
 
 // applyIngress installs want: the whole table the first time or when the
 // rules change (one atomic batch replacing the old table), else only the
-// Allow set's changed elements.
+// allow set's changed elements.
 func (r *Responder) applyIngress(u *uplink, want ndpproto.IngressFilter) error {
 	st := &u.ingress
 	if st.table != nil && st.index == u.index && st.have.SameRules(want) {

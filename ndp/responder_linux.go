@@ -47,7 +47,7 @@ import (
 //
 // Native mode, and why: an ICMPv6 socket sees multicast solicitations but
 // never the unicast reachability probes (RFC 4861 7.3) routers send to the
-// Target address itself, because the kernel routes those towards the
+// target address itself, because the kernel routes those towards the
 // bridge. Missing them makes the router's entry fail every few tens of
 // seconds (ndppd issue 6). So each uplink gets an AF_PACKET socket
 // (SOCK_DGRAM, ETH_P_IPV6) with a classic BPF filter (ndpproto/filter.go) passing

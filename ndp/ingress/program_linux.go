@@ -173,7 +173,7 @@ func answerMatch(mac [6]byte, answer *nftables.Set) []expr.Any {
 // BuildNA makes for it, counts it and sends it out
 // of ifindex; the solicitation itself goes no further. Checksums are
 // updated as each field changes; address writes update the ICMPv6
-// Checksum through its pseudo-header (at 42 from the IPv6 header: no
+// checksum through its pseudo-header (at 42 from the IPv6 header: no
 // extension headers).
 func answerRewrite(a *ndpproto.KernelAnswer, ifindex int) []expr.Any {
 	const csumFromNH, csumFromTH = ndpproto.IPv6HeaderLen + 2, 2

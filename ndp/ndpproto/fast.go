@@ -28,7 +28,7 @@ type FastNS struct {
 
 // parse outcomes besides success.
 const (
-	fastOK = iota
+	FastOK = iota
 	FastNotNS
 	FastMalformed
 	FastSlow // an option the fast path does not know: use ParsePacket
@@ -116,7 +116,7 @@ func ParseFast(b []byte, linkSrc []byte, ns *FastNS) int {
 	if ns.Src.IsUnspecified() && ns.hasSLLA {
 		return FastMalformed
 	}
-	return fastOK
+	return FastOK
 }
 
 // FromSolicitation fills ns from a slow-path Solicitation.

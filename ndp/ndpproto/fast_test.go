@@ -168,7 +168,7 @@ func BenchmarkFastPath(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		var ns FastNS
-		if ParseFast(pkt, ndptest.RouterMAC, &ns) != fastOK {
+		if ParseFast(pkt, ndptest.RouterMAC, &ns) != FastOK {
 			b.Fatal("not parsed")
 		}
 		_, kind, reason := DecideFast(&ns, &cfg, own, &buf)

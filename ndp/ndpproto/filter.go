@@ -11,7 +11,7 @@ import (
 // The capture filter: a classic BPF program attached to the uplink's
 // packet socket (SO_ATTACH_FILTER) that passes only Neighbor Solicitations
 // (right after the IPv6 header or behind one hop-by-hop header) whose
-// Target is one we answer for. Everything else, the data path's traffic
+// target is one we answer for. Everything else, the data path's traffic
 // and a flood of solicitations for random addresses, is dropped in the
 // kernel before a copy is made, so userspace never wakes for it.
 //

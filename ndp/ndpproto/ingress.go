@@ -69,7 +69,7 @@ type KernelAnswer struct {
 	// Router sets the Router flag.
 	Router bool
 	// Source is the advertisements' IPv6 source; the zero Addr means the
-	// Target (DecideConfig.sourceFor).
+	// target (DecideConfig.SourceFor).
 	Source netip.Addr
 	// SourceRate and TotalRate are answers per second to one solicitor
 	// (burst twice) and in all (burst the same); 0 means no limit. The

@@ -140,6 +140,6 @@ func TestBadChecksumIsNotAnswered(t *testing.T) {
 	}
 	var ns FastNS
 	if got := ParseFast(pkt, ndptest.RouterMAC, &ns); got != FastBadChecksum {
-		t.Errorf("parseFast = %d, want fastBadChecksum", got)
+		t.Errorf("ParseFast = %d, want FastBadChecksum", got)
 	}
 }

@@ -155,7 +155,7 @@ func ParseICMP(src, dst netip.Addr, hopLimit uint8, b []byte, linkSource net.Har
 
 // Checksum returns the ones' complement sum over the IPv6 pseudo header and
 // an ICMPv6 message: 0 when the message's checksum field is right, the
-// Checksum to store when that field is zero.
+// checksum to store when that field is zero.
 func Checksum(src, dst netip.Addr, msg []byte) uint16 {
 	var sum uint32
 	add := func(b []byte) {
