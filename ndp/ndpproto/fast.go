@@ -26,7 +26,7 @@ type FastNS struct {
 	hasSLLA, hasLink bool
 }
 
-// parse outcomes besides success.
+// ParseFast's outcomes: FastOK on success, else why it did not parse.
 const (
 	FastOK = iota
 	FastNotNS
