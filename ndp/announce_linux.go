@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // Unsolicited advertisements: unsolicitedCount per new address,
@@ -163,7 +165,7 @@ func (a *announcer) run(ctx context.Context) {
 // answers for it, and with first and Config.PrimeRouter the priming
 // solicitation to the uplink's router.
 func (r *Responder) announce(ctx context.Context, addr netip.Addr, first bool) {
-	var pkt, ns [naLen]byte
+	var pkt, ns [ndpproto.NALen]byte
 	var u *uplink
 	prime := false
 	r.mu.RLock()
@@ -179,9 +181,9 @@ func (r *Responder) announce(ctx context.Context, addr netip.Addr, first bool) {
 		if cfg.Router {
 			flags |= 0x80
 		}
-		buildNA(&pkt, cfg.sourceFor(addr), AllNodes, addr, flags, u.mac)
+		ndpproto.BuildNA(&pkt, cfg.SourceFor(addr), ndpproto.AllNodes, addr, flags, u.mac)
 		if first && r.cfg.PrimeRouter && u.gateway.IsValid() {
-			buildNS(&ns, addr, u.gateway, u.mac)
+			ndpproto.BuildNS(&ns, addr, u.gateway, u.mac)
 			prime = true
 		}
 	}
@@ -189,13 +191,13 @@ func (r *Responder) announce(ctx context.Context, addr netip.Addr, first bool) {
 	if !ok {
 		return // removed meanwhile, or no MAC: say nothing
 	}
-	if err := r.sendPacket(ctx, u, pkt[:], [6]byte(allNodesMAC)); err != nil {
+	if err := r.sendPacket(ctx, u, pkt[:], [6]byte(ndpproto.AllNodesMAC)); err != nil {
 		r.log.WithFields(logrus.Fields{"addr": addr, "iface": u.name}).WithError(err).Debug("ndp: unsolicited advertisement")
 		return
 	}
 	r.unsolicited.Add(1)
 	if prime {
-		if err := r.sendPacket(ctx, u, ns[:], [6]byte(multicastMACOf(snmOf(u.gateway)))); err != nil {
+		if err := r.sendPacket(ctx, u, ns[:], [6]byte(ndpproto.MulticastMACOf(ndpproto.SNMOf(u.gateway)))); err != nil {
 			r.log.WithFields(logrus.Fields{"addr": addr, "iface": u.name}).WithError(err).Debug("ndp: priming solicitation")
 			return
 		}

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
 )
 
 // TestAnnouncerTake: the pacing logic without a clock or sockets. Each
@@ -15,7 +17,7 @@ func TestAnnouncerTake(t *testing.T) {
 	a := newAnnouncer(nil)
 	var addrs []netip.Addr
 	for i := range 25 {
-		addrs = append(addrs, nth(containerNet.Addr(), i+1))
+		addrs = append(addrs, ndptest.Nth(ndptest.ContainerNet.Addr(), i+1))
 	}
 	a.queue(addrs)
 	a.queue(addrs[:5]) // again: still one first announcement each

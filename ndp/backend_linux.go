@@ -8,12 +8,14 @@ import (
 	"github.com/mdlayher/socket"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // backend carries out one mode's part of a plan on an uplink and records
 // in u.st what succeeded. Callers hold r.mu.
 type backend interface {
-	apply(u *uplink, p UplinkPlan) []error
+	apply(u *uplink, p ndpproto.UplinkPlan) []error
 }
 
 var (
@@ -28,7 +30,7 @@ var (
 // its own answering runs).
 type nativeBackend struct{ r *Responder }
 
-func (b nativeBackend) apply(u *uplink, p UplinkPlan) []error {
+func (b nativeBackend) apply(u *uplink, p ndpproto.UplinkPlan) []error {
 	var errs []error
 	for _, g := range p.Leave {
 		u.groups.leave(g)
@@ -68,7 +70,7 @@ func loadFilter(u *uplink) error {
 	for a := range u.st.Addrs {
 		addrs = append(addrs, a)
 	}
-	prog, coarse := BuildFilter(addrs, u.st.Ranges)
+	prog, coarse := ndpproto.BuildFilter(addrs, u.st.Ranges)
 	raw, err := bpf.Assemble(prog)
 	if err != nil {
 		return fmt.Errorf("ndp uplink %q: assemble capture filter: %w", u.name, err)
@@ -99,7 +101,7 @@ func attachFilter(pc *socket.Conn, prog []bpf.Instruction) error {
 // kernelBackend installs and removes proxy-neighbour entries.
 type kernelBackend struct{ r *Responder }
 
-func (b kernelBackend) apply(u *uplink, p UplinkPlan) []error {
+func (b kernelBackend) apply(u *uplink, p ndpproto.UplinkPlan) []error {
 	var errs []error
 	for _, a := range p.DelProxy {
 		if err := b.r.delProxy(u, a); err != nil {
@@ -117,4 +119,4 @@ func (b kernelBackend) apply(u *uplink, p UplinkPlan) []error {
 // offBackend answers nothing.
 type offBackend struct{}
 
-func (offBackend) apply(*uplink, UplinkPlan) []error { return nil }
+func (offBackend) apply(*uplink, ndpproto.UplinkPlan) []error { return nil }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/v6bridge/v6bridge/internal/ndpflood"
 	"github.com/v6bridge/v6bridge/internal/nettest"
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 var attackRate = flag.Int("ndp.attack-rate", 20000, "solicitations per second of TestPrivilegedRouterReserve's floods (half of them for live addresses)")
@@ -32,7 +34,7 @@ func (e *env) withDefaultRoute(t *testing.T) {
 
 // waitRouter waits until r knows the uplink's default router, learned
 // from the route and the neighbour cache (which r has the kernel fill).
-func waitRouter(t *testing.T, r *Responder, mac net.HardwareAddr) RouterID {
+func waitRouter(t *testing.T, r *Responder, mac net.HardwareAddr) ndpproto.RouterID {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -83,9 +85,9 @@ func TestPrivilegedRouterReserve(t *testing.T) {
 			r := e.startResponder(t, Config{SourceRate: 100})
 			var others []netip.Addr // the flood's live targets; liveAddr is the router's
 			for i := 1; i < 1000; i++ {
-				others = append(others, nth(containerNet.Addr(), 0x1000+i))
+				others = append(others, ndptest.Nth(ndptest.ContainerNet.Addr(), 0x1000+i))
 			}
-			if err := r.SetTargets(append([]netip.Addr{liveAddr}, others...), nil); err != nil {
+			if err := r.SetTargets(append([]netip.Addr{ndptest.LiveAddr}, others...), nil); err != nil {
 				t.Fatal(err)
 			}
 			if c.reserve {
@@ -119,7 +121,7 @@ func TestPrivilegedRouterReserve(t *testing.T) {
 			go func() {
 				defer close(done)
 				sent, floodErr = f.Run(ctx, ndpflood.Config{
-					Ifindex: e.routerIdx, MAC: attackerMAC, Source: e.routerLL, Sources: []netip.Addr{e.routerAddr}, RandomSources: c.random,
+					Ifindex: e.routerIdx, MAC: ndptest.AttackerMAC, Source: e.routerLL, Sources: []netip.Addr{e.routerAddr}, RandomSources: c.random,
 					Scan: netip.MustParsePrefix("2001:db8:1234:a1::/64"), Rate: *attackRate, Live: others, LiveEvery: 2,
 				})
 			}()
@@ -132,7 +134,7 @@ func TestPrivilegedRouterReserve(t *testing.T) {
 			s := r.Stats()
 			t.Logf("flood: %d sent; router: %d unicast probes, %d unanswered, %d failed; kernel answered %d, over budget %v, ignored %v",
 				sent, res.unicastProbes, res.unanswered, res.failed, s.KernelAnswered, s.Limited, s.IgnoredReasons)
-			over := s.Limited[ReasonSourceLimit] + s.Limited[ReasonTotalLimit] + s.Limited[ReasonOverflowLimit]
+			over := s.Limited[ndpproto.ReasonSourceLimit] + s.Limited[ndpproto.ReasonTotalLimit] + s.Limited[ndpproto.ReasonOverflowLimit]
 			if over*4 < sent/2 {
 				t.Errorf("%d of the flood's %d solicitations for live addresses over budget: the flood did not use the shared budgets up", over, sent/2)
 			}
@@ -150,10 +152,10 @@ func TestPrivilegedRouterReserve(t *testing.T) {
 			if res.unanswered > 0 || res.failed > 0 {
 				t.Errorf("%d of the router's %d probes unanswered, %d failed neighbour states under the flood", res.unanswered, res.unicastProbes, res.failed)
 			}
-			if s.Limited[ReasonRouterLimit] > 0 {
-				t.Errorf("the flood spent the router's reserve: %d over it", s.Limited[ReasonRouterLimit])
+			if s.Limited[ndpproto.ReasonRouterLimit] > 0 {
+				t.Errorf("the flood spent the router's reserve: %d over it", s.Limited[ndpproto.ReasonRouterLimit])
 			}
-			if c.random && s.Limited[ReasonOverflowLimit] == 0 {
+			if c.random && s.Limited[ndpproto.ReasonOverflowLimit] == 0 {
 				t.Errorf("%d random sources, none over the overflow budget: a full meter let them through unmetered", sent/2)
 			}
 		})
@@ -169,12 +171,12 @@ func TestPrivilegedNotAnswered(t *testing.T) {
 	e := newEnv(t)
 	e.startSniffer(t)
 	r := e.startResponder(t, Config{})
-	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2*unsolicitedInterval + 200*time.Millisecond) // the announcements go by
 	drain(e.sniffed)
-	g := snm(liveAddr)
+	g := ndptest.SNM(ndptest.LiveAddr)
 	src := e.routerAddr
 	nonce := mndp.NewNonce()
 	broadcast := net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
@@ -187,38 +189,38 @@ func TestPrivilegedNotAnswered(t *testing.T) {
 		name string
 		icmp []byte
 	}{
-		{"broadcast option (kernel's shape)", icmpNS(t, src, g, liveAddr, sllaOpt(broadcast))},
-		{"group option (kernel's shape)", icmpNS(t, src, g, liveAddr, sllaOpt(group))},
-		{"broadcast option and a nonce (capture loop's shape)", icmpNS(t, src, g, liveAddr, sllaOpt(broadcast), nonce)},
-		{"bad checksum (kernel's shape)", bad(icmpNS(t, src, g, liveAddr, sllaOpt(e.routerMAC)))},
-		{"bad checksum and a nonce (capture loop's shape)", bad(icmpNS(t, src, g, liveAddr, sllaOpt(e.routerMAC), nonce))},
+		{"broadcast option (kernel's shape)", ndptest.ICMPNS(t, src, g, ndptest.LiveAddr, ndptest.SLLAOpt(broadcast))},
+		{"group option (kernel's shape)", ndptest.ICMPNS(t, src, g, ndptest.LiveAddr, ndptest.SLLAOpt(group))},
+		{"broadcast option and a nonce (capture loop's shape)", ndptest.ICMPNS(t, src, g, ndptest.LiveAddr, ndptest.SLLAOpt(broadcast), nonce)},
+		{"bad checksum (kernel's shape)", bad(ndptest.ICMPNS(t, src, g, ndptest.LiveAddr, ndptest.SLLAOpt(e.routerMAC)))},
+		{"bad checksum and a nonce (capture loop's shape)", bad(ndptest.ICMPNS(t, src, g, ndptest.LiveAddr, ndptest.SLLAOpt(e.routerMAC), nonce))},
 	} {
-		sent := e.sendRaw(t, ipv6Packet(src, g, 255, 0, nil, c.icmp), multicastMAC(g))
-		if na, ok := e.waitNA(liveAddr, true, sent, 300*time.Millisecond); ok {
+		sent := e.sendRaw(t, ndptest.IPv6Packet(src, g, 255, 0, nil, c.icmp), multicastMAC(g))
+		if na, ok := e.waitNA(ndptest.LiveAddr, true, sent, 300*time.Millisecond); ok {
 			t.Errorf("%s: answered from %s", c.name, na.src)
 		}
 		// What went out on the wire: nothing a receiver takes.
 		for _, p := range drainSniffed(e.sniffed) {
-			if p.outgoing || p.icmpType != typeNeighAdv {
+			if p.outgoing || p.icmpType != ndpproto.TypeNeighAdv {
 				continue
 			}
-			valid := checksum(netip.AddrFrom16([16]byte(p.raw[8:24])), netip.AddrFrom16([16]byte(p.raw[24:40])), p.raw[40:]) == 0
+			valid := ndpproto.Checksum(netip.AddrFrom16([16]byte(p.raw[8:24])), netip.AddrFrom16([16]byte(p.raw[24:40])), p.raw[40:]) == 0
 			if valid || p.linkSrc[0]&1 != 0 {
 				t.Errorf("%s: an advertisement on the wire (checksum valid %v): %x", c.name, valid, p.raw)
 			}
 		}
 	}
-	sent := e.solicit(t, "multicast", liveAddr)
-	if _, ok := e.waitNA(liveAddr, true, sent, time.Second); !ok {
+	sent := e.solicit(t, "multicast", ndptest.LiveAddr)
+	if _, ok := e.waitNA(ndptest.LiveAddr, true, sent, time.Second); !ok {
 		t.Fatal("the well-formed solicitation is not answered: the test cannot tell")
 	}
 	s := r.Stats()
-	for end := time.Now().Add(time.Second); s.IgnoredReasons[ReasonNonUnicast] < 3 && time.Now().Before(end); s = r.Stats() {
+	for end := time.Now().Add(time.Second); s.IgnoredReasons[ndpproto.ReasonNonUnicast] < 3 && time.Now().Before(end); s = r.Stats() {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if s.IgnoredReasons[ReasonNonUnicast] != 3 || s.IgnoredReasons[ReasonBadChecksum] != 1 {
+	if s.IgnoredReasons[ndpproto.ReasonNonUnicast] != 3 || s.IgnoredReasons[ndpproto.ReasonBadChecksum] != 1 {
 		t.Errorf("ignored %v: want %d %q (2 in the kernel, 1 in the capture loop) and 1 %q (the capture loop's)",
-			s.IgnoredReasons, 3, ReasonNonUnicast, ReasonBadChecksum)
+			s.IgnoredReasons, 3, ndpproto.ReasonNonUnicast, ndpproto.ReasonBadChecksum)
 	}
 }
 

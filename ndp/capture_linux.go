@@ -13,6 +13,8 @@ import (
 	"github.com/mdlayher/socket"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // The capture loop: one per uplink (native mode). It reads up to
@@ -39,7 +41,7 @@ func openCapture(u *uplink, capture bool) (*socket.Conn, error) {
 	if !capture {
 		return pc, nil
 	}
-	prog, _ := BuildFilter(nil, nil)
+	prog, _ := ndpproto.BuildFilter(nil, nil)
 	if err := attachFilter(pc, prog); err != nil {
 		pc.Close()
 		return nil, fmt.Errorf("ndp uplink %q: %w", u.name, err)
@@ -67,13 +69,13 @@ type capture struct {
 	inIov   [captureBatch]unix.Iovec
 	inName  [captureBatch]unix.RawSockaddrLinklayer
 	inMsg   [captureBatch]mmsghdr
-	out     [captureBatch][naLen]byte
+	out     [captureBatch][ndpproto.NALen]byte
 	outIov  [captureBatch]unix.Iovec
 	outName [captureBatch]unix.RawSockaddrLinklayer
 	outMsg  [captureBatch]mmsghdr
 	kind    [captureBatch]int
-	lim     *limiter
-	ns      fastNS
+	lim     *ndpproto.Limiter
+	ns      ndpproto.FastNS
 
 	// results of the last system call, set by the raw callbacks
 	n     int
@@ -83,7 +85,7 @@ type capture struct {
 	nsend int
 }
 
-func newCapture(lim *limiter) *capture {
+func newCapture(lim *ndpproto.Limiter) *capture {
 	c := &capture{lim: lim}
 	for i := range captureBatch {
 		c.inIov[i] = unix.Iovec{Base: &c.in[i][0]}
@@ -92,7 +94,7 @@ func newCapture(lim *limiter) *capture {
 		c.inMsg[i].hdr.Iov = &c.inIov[i]
 		c.inMsg[i].hdr.SetIovlen(1)
 		c.outIov[i] = unix.Iovec{Base: &c.out[i][0]}
-		c.outIov[i].SetLen(naLen)
+		c.outIov[i].SetLen(ndpproto.NALen)
 		c.outMsg[i].hdr.Name = (*byte)(unsafe.Pointer(&c.outName[i]))
 		c.outMsg[i].hdr.Namelen = unix.SizeofSockaddrLinklayer
 		c.outMsg[i].hdr.Iov = &c.outIov[i]
@@ -131,7 +133,7 @@ func (r *Responder) captureLoop(ctx context.Context, u *uplink) {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = u.pc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	c := newCapture(newLimiter(r.cfg.SourceRate, r.cfg.TotalRate, r.cfg.DADRate, r.cfg.RouterRate))
+	c := newCapture(ndpproto.NewLimiter(r.cfg.SourceRate, r.cfg.TotalRate, r.cfg.DADRate, r.cfg.RouterRate))
 	backoff := 10 * time.Millisecond
 	for {
 		err := rc.Read(c.recv)
@@ -181,37 +183,37 @@ func (r *Responder) decideBatch(u *uplink, c *capture, n int) int {
 			src = (*[6]byte)(unsafe.Pointer(&name.Addr[0]))[:]
 		}
 		pkt := c.in[i][:min(int(c.inMsg[i].n), captureSlot)]
-		switch parseFast(pkt, src, &c.ns) {
-		case fastNotNS:
+		switch ndpproto.ParseFast(pkt, src, &c.ns) {
+		case ndpproto.FastNotNS:
 			continue
-		case fastMalformed:
+		case ndpproto.FastMalformed:
 			r.solicitations.Add(1)
-			r.ignore(ReasonMalformed, false)
+			r.ignore(ndpproto.ReasonMalformed, false)
 			continue
-		case fastBadChecksum:
+		case ndpproto.FastBadChecksum:
 			r.solicitations.Add(1)
-			r.ignore(ReasonBadChecksum, false)
+			r.ignore(ndpproto.ReasonBadChecksum, false)
 			continue
-		case fastSlow:
-			s, err := ParsePacket(pkt, src)
-			if errors.Is(err, ErrNotSolicitation) {
+		case ndpproto.FastSlow:
+			s, err := ndpproto.ParsePacket(pkt, src)
+			if errors.Is(err, ndpproto.ErrNotSolicitation) {
 				continue
 			}
 			r.solicitations.Add(1)
 			if err != nil {
-				r.ignore(ReasonMalformed, false)
+				r.ignore(ndpproto.ReasonMalformed, false)
 				continue
 			}
-			c.ns.fromSolicitation(s)
+			c.ns.FromSolicitation(s)
 		default:
 			r.solicitations.Add(1)
 		}
-		mac, kind, reason := decideFast(&c.ns, &cfg, u.owns, &c.out[out])
+		mac, kind, reason := ndpproto.DecideFast(&c.ns, &cfg, u.owns, &c.out[out])
 		if reason != "" {
 			r.ignore(reason, false)
 			continue
 		}
-		if reason := c.lim.allow(now, c.ns.src, c.ns.target, kind, u.router.sent(&c.ns)); reason != "" {
+		if reason := c.lim.Allow(now, c.ns.Src, c.ns.Target, kind, u.router.Sent(&c.ns)); reason != "" {
 			r.ignore(reason, true)
 			continue
 		}
@@ -221,7 +223,7 @@ func (r *Responder) decideBatch(u *uplink, c *capture, n int) int {
 		c.kind[out] = kind
 		out++
 		if r.debug() {
-			r.log.WithFields(logrus.Fields{"addr": c.ns.target, "iface": u.name, "to": c.ns.src}).Debug("ndp: answering solicitation")
+			r.log.WithFields(logrus.Fields{"addr": c.ns.Target, "iface": u.name, "to": c.ns.Src}).Debug("ndp: answering solicitation")
 		}
 	}
 	return out
@@ -250,9 +252,9 @@ func (r *Responder) sendBatch(rc syscall.RawConn, u *uplink, c *capture, n int) 
 		for i := range c.n {
 			r.answered.Add(1)
 			switch c.kind[i] {
-			case kindDAD:
+			case ndpproto.KindDAD:
 				r.answeredDAD.Add(1)
-			case kindUnicast:
+			case ndpproto.KindUnicast:
 				r.answeredUnicast.Add(1)
 			}
 		}
@@ -266,7 +268,7 @@ func (r *Responder) sendBatch(rc syscall.RawConn, u *uplink, c *capture, n int) 
 // socketDropsLocked adds the capture socket's queue overflows since the
 // last call (the kernel resets its counter on every read) to u's total.
 func (r *Responder) socketDropsLocked(u *uplink) uint64 {
-	if r.cfg.Mode == ModeNative && u.pc != nil {
+	if r.cfg.Mode == ndpproto.ModeNative && u.pc != nil {
 		if st, err := u.pc.GetsockoptTpacketStats(unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 			u.drops.Add(uint64(st.Drops))
 		}

@@ -12,18 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/v6bridge/v6bridge/internal/nftledger"
-)
-
-// Modes of answering (Config.Mode, NDP_PROXY).
-const (
-	// ModeNative answers in process: solicitations are captured on the
-	// uplink and advertisements sent from it (the default).
-	ModeNative = "native"
-	// ModeKernel installs kernel proxy-neighbour entries and lets the
-	// kernel answer.
-	ModeKernel = "kernel"
-	// ModeOff answers nothing.
-	ModeOff = "off"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // ErrRangeUnsupported is returned by SetTargets in kernel mode when ranges
@@ -84,10 +73,10 @@ type Config struct {
 // setting, the bad value and what is accepted.
 func (c Config) normalize() (Config, error) {
 	if c.Mode == "" {
-		c.Mode = ModeNative
+		c.Mode = ndpproto.ModeNative
 	}
 	if c.Source == "" {
-		c.Source = SourceLinkLocal
+		c.Source = ndpproto.SourceLinkLocal
 	}
 	if c.AnnounceRate == 0 {
 		c.AnnounceRate = DefaultAnnounceRate
@@ -103,13 +92,13 @@ func (c Config) normalize() (Config, error) {
 		l.Out = discard{}
 		c.Log = l
 	}
-	if !slices.Contains([]string{ModeNative, ModeKernel, ModeOff}, c.Mode) {
-		return c, fmt.Errorf("ndp mode %q: want %q, %q or %q", c.Mode, ModeNative, ModeKernel, ModeOff)
+	if !slices.Contains([]string{ndpproto.ModeNative, ndpproto.ModeKernel, ndpproto.ModeOff}, c.Mode) {
+		return c, fmt.Errorf("ndp mode %q: want %q, %q or %q", c.Mode, ndpproto.ModeNative, ndpproto.ModeKernel, ndpproto.ModeOff)
 	}
-	if !slices.Contains([]string{SourceLinkLocal, SourceTarget, SourceGlobal}, c.Source) {
-		return c, fmt.Errorf("ndp source %q: want %q, %q or %q", c.Source, SourceLinkLocal, SourceTarget, SourceGlobal)
+	if !slices.Contains([]string{ndpproto.SourceLinkLocal, ndpproto.SourceTarget, ndpproto.SourceGlobal}, c.Source) {
+		return c, fmt.Errorf("ndp source %q: want %q, %q or %q", c.Source, ndpproto.SourceLinkLocal, ndpproto.SourceTarget, ndpproto.SourceGlobal)
 	}
-	if c.Mode != ModeOff && len(c.Uplinks) == 0 {
+	if c.Mode != ndpproto.ModeOff && len(c.Uplinks) == 0 {
 		return c, fmt.Errorf("ndp mode %q needs at least one uplink", c.Mode)
 	}
 	seen := map[string]bool{}
@@ -168,13 +157,6 @@ type Stats struct {
 	Addrs  []netip.Addr
 	Ranges []netip.Prefix
 }
-
-// ReasonMalformed counts solicitations that did not parse,
-// ReasonBadChecksum those whose ICMPv6 checksum was wrong.
-const (
-	ReasonMalformed   = "malformed"
-	ReasonBadChecksum = "bad icmpv6 checksum"
-)
 
 // counters are the Responder's live counters.
 type counters struct {

@@ -22,6 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nettest"
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // The simulated provider link: the router's /64 is on-link on both sides;
@@ -30,8 +32,6 @@ import (
 var (
 	hostPrefix   = netip.MustParsePrefix("2001:db8:1234:a1::1/64")
 	routerPrefix = netip.MustParsePrefix("2001:db8:1234:a1::fffe/64")
-	containerNet = netip.MustParsePrefix("2001:db8:1234:a1:1::/112")
-	liveAddr     = netip.MustParseAddr("2001:db8:1234:a1:1::ab53")
 	removedAddr  = netip.MustParseAddr("2001:db8:1234:a1:1::ab54")
 	unusedAddr   = netip.MustParseAddr("2001:db8:1234:a1:1::ab55")
 )
@@ -83,8 +83,8 @@ func newEnv(t *testing.T) *env {
 	if err := hostH.LinkSetUp(d); err != nil {
 		t.Fatal(err)
 	}
-	if err := hostH.RouteAdd(&netlink.Route{LinkIndex: d.Attrs().Index, Dst: nettest.PrefixNet(containerNet)}); err != nil {
-		t.Fatalf("route %s: %v", containerNet, err)
+	if err := hostH.RouteAdd(&netlink.Route{LinkIndex: d.Attrs().Index, Dst: nettest.PrefixNet(ndptest.ContainerNet)}); err != nil {
+		t.Fatalf("route %s: %v", ndptest.ContainerNet, err)
 	}
 	return attachRouter(t, host, "eth0", hostPrefix, routerPrefix)
 }
@@ -182,7 +182,7 @@ func (e *env) startReader(t *testing.T) {
 		t.Fatalf("router ndp listener: %v", err)
 	}
 	// The router also receives unsolicited advertisements for ff02::1.
-	if err := c.JoinGroup(AllNodes); err != nil && !errors.Is(err, unix.EADDRINUSE) {
+	if err := c.JoinGroup(ndpproto.AllNodes); err != nil && !errors.Is(err, unix.EADDRINUSE) {
 		t.Fatalf("join ff02::1: %v", err)
 	}
 	if e.nas == nil { // a reader for a re-created link shares it
@@ -226,8 +226,8 @@ func (e *env) sendNS(t *testing.T, src, dst, target netip.Addr, hop uint8, linkD
 	if src.IsUnspecified() {
 		opts = append(opts, mndp.NewNonce())
 	}
-	icmp := icmpNS(t, src, dst, target, opts...)
-	return e.sendRaw(t, ipv6Packet(src, dst, hop, 0, nil, icmp), linkDst)
+	icmp := ndptest.ICMPNS(t, src, dst, target, opts...)
+	return e.sendRaw(t, ndptest.IPv6Packet(src, dst, hop, 0, nil, icmp), linkDst)
 }
 
 func (e *env) sendRaw(t *testing.T, pkt []byte, linkDst net.HardwareAddr) time.Time {
@@ -254,12 +254,12 @@ func (e *env) solicit(t *testing.T, kind string, target netip.Addr) time.Time {
 	src := e.routerAddr
 	switch kind {
 	case "multicast":
-		g := snm(target)
+		g := ndptest.SNM(target)
 		return e.sendNS(t, src, g, target, 255, multicastMAC(g), e.routerMAC)
 	case "unicast":
 		return e.sendNS(t, src, target, target, 255, e.hostMAC, e.routerMAC)
 	case "dad":
-		g := snm(target)
+		g := ndptest.SNM(target)
 		return e.sendNS(t, netip.IPv6Unspecified(), g, target, 255, multicastMAC(g), nil)
 	}
 	t.Fatalf("unknown solicitation kind %q", kind)
@@ -380,15 +380,15 @@ func (e *env) startSniffer(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		// Only solicitations and advertisements for liveAddr, so a flood
+		// Only solicitations and advertisements for LiveAddr, so a flood
 		// beside the test does not drown the sniffer.
-		w := liveAddr.As16()
+		w := ndptest.LiveAddr.As16()
 		prog, err := bpf.Assemble([]bpf.Instruction{
 			bpf.LoadAbsolute{Off: 6, Size: 1},
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoICMPv6, SkipFalse: 6},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: ndpproto.ProtoICMPv6, SkipFalse: 6},
 			bpf.LoadAbsolute{Off: 40, Size: 1},
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(typeNeighSolic), SkipTrue: 1},
-			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(typeNeighAdv), SkipFalse: 3},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(ndpproto.TypeNeighSolic), SkipTrue: 1},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(ndpproto.TypeNeighAdv), SkipFalse: 3},
 			bpf.LoadAbsolute{Off: 60, Size: 4},
 			bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(w[12:]), SkipFalse: 1},
 			bpf.RetConstant{Val: 1 << 16},
@@ -419,7 +419,7 @@ func (e *env) startSniffer(t *testing.T) {
 			}
 			b := buf[:n]
 			sll, _ := sa.(*unix.SockaddrLinklayer)
-			if sll == nil || sll.Protocol != htons(unix.ETH_P_IPV6) || n < 64 || b[6] != protoICMPv6 || (b[40] != typeNeighSolic && b[40] != typeNeighAdv) {
+			if sll == nil || sll.Protocol != htons(unix.ETH_P_IPV6) || n < 64 || b[6] != ndpproto.ProtoICMPv6 || (b[40] != ndpproto.TypeNeighSolic && b[40] != ndpproto.TypeNeighAdv) {
 				continue
 			}
 			p := sniffedPacket{

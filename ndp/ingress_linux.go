@@ -1,47 +1,18 @@
 package ndp
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
-)
 
-// IngressTable names the netdev table of the ingress filter on uplink
-// (see IngressFilter).
-func IngressTable(uplink string) string { return "v6bridge-ndp-" + uplink }
-
-const (
-	ingressChain   = "ingress"
-	ingressSet     = "allow"
-	answerSet      = "answer"  // destination . target of the solicitations answered in the kernel
-	answerSources  = "sources" // the per-solicitor budgets (a meter)
-	routerSet      = "router"  // the default router's addresses
-	budgetChain    = "budgets" // what the kernel would answer, through the budgets
-	replyChain     = "reply"   // the answers' rewrite
-	sourcesTimeout = time.Minute
-	sourcesSize    = 65536
-)
-
-// The ingress rules' tags (rule user data), which tell their counters
-// apart.
-const (
-	tagDrop            = "drop"
-	tagAnswerMulticast = "answer multicast"
-	tagAnswerUnicast   = "answer unicast"
-	tagSourceLimit     = "limit source"
-	tagTotalLimit      = "limit total"
-	tagRouterLimit     = "limit router"
-	tagOverflowLimit   = "limit overflow"
-	tagNonUnicast      = "non-unicast"
+	"github.com/v6bridge/v6bridge/ndp/ingress"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // ingressState is an uplink's ingress filter as installed. Guarded by
@@ -50,7 +21,7 @@ type ingressState struct {
 	table  *nftables.Table // nil: not installed
 	set    *nftables.Set
 	answer *nftables.Set // nil: no answers in the kernel
-	have   IngressFilter
+	have   ndpproto.IngressFilter
 	own    []netip.Addr // the uplink's addresses have was planned with
 	index  int          // the uplink's link the table was made for (its answers name it)
 	err    error        // the last failure, until a sync succeeds
@@ -62,11 +33,11 @@ type ingressState struct {
 // kernelAnswer is how u's ingress filter answers: only in native mode,
 // and not on a kernel that could not build the answers (noAnswer).
 // Callers hold r.mu.
-func (r *Responder) kernelAnswer(u *uplink) *KernelAnswer {
-	if r.cfg.Mode != ModeNative || !u.up || u.ingress.noAnswer {
+func (r *Responder) kernelAnswer(u *uplink) *ndpproto.KernelAnswer {
+	if r.cfg.Mode != ndpproto.ModeNative || !u.up || u.ingress.noAnswer {
 		return nil
 	}
-	a := NewKernelAnswer(r.decideConfig(u), r.cfg.SourceRate, r.cfg.TotalRate)
+	a := ndpproto.NewKernelAnswer(r.decideConfig(u), r.cfg.SourceRate, r.cfg.TotalRate)
 	a.Reserve(u.router, r.cfg.RouterRate)
 	return a
 }
@@ -96,7 +67,7 @@ func (r *Responder) syncIngress(u *uplink) {
 	if r.nft == nil {
 		return
 	}
-	want := PlanIngress(u.st, u.own, r.kernelAnswer(u))
+	want := ndpproto.PlanIngress(u.st, u.own, r.kernelAnswer(u))
 	err := r.applyIngress(u, want)
 	if err != nil && want.Answer != nil {
 		want.Answer, want.Answered = nil, nil
@@ -134,7 +105,7 @@ func (r *Responder) syncIngressUpdate(u *uplink, start, stop []netip.Addr) {
 		r.syncIngress(u)
 		return
 	}
-	d, ok := UpdateIngress(&st.have, u.st, u.own, r.kernelAnswer(u), start, stop)
+	d, ok := ndpproto.UpdateIngress(&st.have, u.st, u.own, r.kernelAnswer(u), start, stop)
 	if !ok {
 		r.syncIngress(u)
 		return
@@ -142,7 +113,7 @@ func (r *Responder) syncIngressUpdate(u *uplink, start, stop []netip.Addr) {
 	if err := r.updateIngressSets(u, d); err != nil {
 		// st.have no longer says what the kernel holds: forgotten, the
 		// whole way replaces the table (and retries, falls back, logs).
-		st.have = IngressFilter{}
+		st.have = ndpproto.IngressFilter{}
 		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: update of the ingress filter's sets failed, syncing it whole")
 		r.syncIngress(u)
 	}
@@ -150,7 +121,7 @@ func (r *Responder) syncIngressUpdate(u *uplink, start, stop []netip.Addr) {
 
 // updateIngressSets changes the elements of u's allow and answer sets by
 // d, in one batch.
-func (r *Responder) updateIngressSets(u *uplink, d IngressDelta) error {
+func (r *Responder) updateIngressSets(u *uplink, d ndpproto.IngressDelta) error {
 	if d.Empty() {
 		return nil
 	}
@@ -159,16 +130,16 @@ func (r *Responder) updateIngressSets(u *uplink, d IngressDelta) error {
 	// they start.
 	var errs []error
 	if len(d.AnswerDel) > 0 {
-		errs = append(errs, r.nft.SetDeleteElements(st.answer, answerElements(d.AnswerDel)))
+		errs = append(errs, r.nft.SetDeleteElements(st.answer, ingress.AnswerElements(d.AnswerDel)))
 	}
 	if len(d.Del) > 0 {
-		errs = append(errs, r.nft.SetDeleteElements(st.set, addrElements(d.Del)))
+		errs = append(errs, r.nft.SetDeleteElements(st.set, ingress.AddrElements(d.Del)))
 	}
 	if len(d.Add) > 0 {
-		errs = append(errs, r.nft.SetAddElements(st.set, addrElements(d.Add)))
+		errs = append(errs, r.nft.SetAddElements(st.set, ingress.AddrElements(d.Add)))
 	}
 	if len(d.AnswerAdd) > 0 {
-		errs = append(errs, r.nft.SetAddElements(st.answer, answerElements(d.AnswerAdd)))
+		errs = append(errs, r.nft.SetAddElements(st.answer, ingress.AnswerElements(d.AnswerAdd)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		_ = r.nft.Flush() // drops what was queued
@@ -184,12 +155,12 @@ func (r *Responder) updateIngressSets(u *uplink, d IngressDelta) error {
 // applyIngress installs want: the whole table the first time or when the
 // rules change (one atomic batch replacing the old table), else only the
 // allow set's changed elements.
-func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
+func (r *Responder) applyIngress(u *uplink, want ndpproto.IngressFilter) error {
 	st := &u.ingress
 	if st.table != nil && st.index == u.index && st.have.SameRules(want) {
-		var d IngressDelta
-		d.Add, d.Del = allowDiff(st.have.Allow, want.Allow)
-		d.AnswerAdd, d.AnswerDel = allowDiff(st.have.Answered, want.Answered)
+		var d ndpproto.IngressDelta
+		d.Add, d.Del = ndpproto.AllowDiff(st.have.Allow, want.Allow)
+		d.AnswerAdd, d.AnswerDel = ndpproto.AllowDiff(st.have.Answered, want.Answered)
 		if err := r.updateIngressSets(u, d); err != nil {
 			return err
 		}
@@ -197,30 +168,30 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 		return nil
 	}
 
-	t := &nftables.Table{Family: nftables.TableFamilyNetdev, Name: IngressTable(u.name), Flags: nftables.TableFlagOwner}
+	t := &nftables.Table{Family: nftables.TableFamilyNetdev, Name: ingress.Table(u.name), Flags: nftables.TableFlagOwner}
 	if st.table != nil {
 		r.nft.DelTable(st.table)
 	}
 	r.nft.AddTable(t)
 	accept := nftables.ChainPolicyAccept
 	ch := r.nft.AddChain(&nftables.Chain{
-		Name: ingressChain, Table: t, Type: nftables.ChainTypeFilter,
+		Name: ingress.Chain, Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookIngress, Priority: nftables.ChainPriorityFilter,
 		Device: u.name, Policy: &accept,
 	})
-	set := &nftables.Set{Table: t, Name: ingressSet, KeyType: nftables.TypeIP6Addr}
-	if err := r.nft.AddSet(set, addrElements(slices.Collect(maps.Keys(want.Allow)))); err != nil {
+	set := &nftables.Set{Table: t, Name: ingress.AllowSet, KeyType: nftables.TypeIP6Addr}
+	if err := r.nft.AddSet(set, ingress.AddrElements(slices.Collect(maps.Keys(want.Allow)))); err != nil {
 		return fmt.Errorf("ndp ingress filter %q: set: %w", u.name, err)
 	}
 	var answer *nftables.Set
 	if want.Answer != nil {
 		var err error
-		if answer, err = r.addAnswerRules(t, ch, u, want); err != nil {
+		if answer, err = ingress.AddAnswerRules(r.nft, t, ch, u.name, u.index, want); err != nil {
 			return err
 		}
 	}
 	for _, p := range want.Served {
-		r.nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ingressRule(p, want.Ranges, set), UserData: []byte(tagDrop)})
+		r.nft.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: ingress.DropRule(p, want.Ranges, set), UserData: []byte(ingress.TagDrop)})
 	}
 	if err := r.cfg.Ledger.Flush(r.nft); err != nil {
 		return fmt.Errorf("ndp ingress filter %q: create table %s: %w", u.name, t.Name, err)
@@ -228,185 +199,8 @@ func (r *Responder) applyIngress(u *uplink, want IngressFilter) error {
 	if st.table == nil {
 		r.log.WithFields(logrus.Fields{"iface": u.name, "table": t.Name, "prefixes": want.Served, "answers": want.Answer != nil}).Info("ndp: ingress filter drops solicitations for addresses nobody here answers for")
 	}
-	st.table, st.set, st.answer, st.have, st.index = t, set, answer, cloneIngress(want), u.index
+	st.table, st.set, st.answer, st.have, st.index = t, set, answer, ndpproto.CloneIngress(want), u.index
 	return nil
-}
-
-// addAnswerRules queues the answer set and the rules answering in the
-// kernel: in ch, what answerMatch takes jumps to the budgets chain, where
-// an option naming no unicast MAC and what is over a budget are dropped
-// (each counted by cause) and the rest goes to the reply chain, which
-// turns the solicitation into the advertisement and sends it back out of
-// the uplink. The router's solicitations have a reserve of their own;
-// the others share a meter per source address, an overflow bucket for
-// the sources a full meter cannot hold, and the total.
-func (r *Responder) addAnswerRules(t *nftables.Table, ch *nftables.Chain, u *uplink, want IngressFilter) (*nftables.Set, error) {
-	a := want.Answer
-	answer := &nftables.Set{
-		Table: t, Name: answerSet, Concatenation: true,
-		KeyType: nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeIP6Addr),
-	}
-	if err := r.nft.AddSet(answer, answerElements(slices.Collect(maps.Keys(want.Answered)))); err != nil {
-		return nil, fmt.Errorf("ndp ingress filter %q: answer set: %w", u.name, err)
-	}
-	budgets := r.nft.AddChain(&nftables.Chain{Name: budgetChain, Table: t})
-	reply := r.nft.AddChain(&nftables.Chain{Name: replyChain, Table: t})
-	add := func(c *nftables.Chain, tag string, e ...[]expr.Any) {
-		r.nft.AddRule(&nftables.Rule{Table: t, Chain: c, Exprs: slices.Concat(e...), UserData: []byte(tag)})
-	}
-	drop := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop}}
-	toReply := []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: reply.Name}}
-	th, nh := expr.PayloadBaseTransportHeader, expr.PayloadBaseNetworkHeader
-	source := []expr.Any{&expr.Payload{DestRegister: 1, Base: nh, Offset: 8, Len: 16}}
-
-	add(ch, "", answerMatch(a.MAC, answer), []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: budgets.Name}})
-
-	// The option's MAC becomes the answer's destination: never a group
-	// (broadcast included) or zeros.
-	add(budgets, tagNonUnicast, []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: th, Offset: 26, Len: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{1}, Xor: []byte{0}},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0}},
-	}, drop)
-	add(budgets, tagNonUnicast, payloadIs(th, 26, expr.CmpOpEq, make([]byte, 6)), drop)
-
-	if a.Gateway.Known() {
-		rs := &nftables.Set{Table: t, Name: routerSet, KeyType: nftables.TypeIP6Addr}
-		if err := r.nft.AddSet(rs, addrElements(a.Gateway.List())); err != nil {
-			return nil, fmt.Errorf("ndp ingress filter %q: router set: %w", u.name, err)
-		}
-		fromRouter := slices.Concat(
-			payloadIs(expr.PayloadBaseLLHeader, 6, expr.CmpOpEq, a.Gateway.MAC[:]),
-			payloadIs(th, 26, expr.CmpOpEq, a.Gateway.MAC[:]),
-			source,
-			[]expr.Any{&expr.Lookup{SourceRegister: 1, SetName: rs.Name, SetID: rs.ID}},
-		)
-		if a.RouterRate > 0 {
-			add(budgets, tagRouterLimit, fromRouter, []expr.Any{overLimit(a.RouterRate, 2*a.RouterRate)}, drop)
-		}
-		add(budgets, "", fromRouter, toReply)
-	}
-	if a.SourceRate > 0 {
-		sources := &nftables.Set{
-			Table: t, Name: answerSources, KeyType: nftables.TypeIP6Addr,
-			Dynamic: true, HasTimeout: true, Timeout: sourcesTimeout, Size: sourcesSize,
-		}
-		if err := r.nft.AddSet(sources, nil); err != nil {
-			return nil, fmt.Errorf("ndp ingress filter %q: solicitor budgets: %w", u.name, err)
-		}
-		add(budgets, tagSourceLimit, source, []expr.Any{
-			&expr.Dynset{
-				SrcRegKey: 1, SetName: sources.Name, SetID: sources.ID, Operation: uint32(unix.NFT_DYNSET_OP_UPDATE),
-				Timeout: sourcesTimeout,
-				Exprs:   []expr.Any{overLimit(a.SourceRate, 2*a.SourceRate)},
-			},
-		}, drop)
-		// A full meter adds no element (the dynset above does not
-		// match): those sources share one more solicitor's budget.
-		add(budgets, tagOverflowLimit, source, []expr.Any{
-			&expr.Lookup{SourceRegister: 1, SetName: sources.Name, SetID: sources.ID, Invert: true},
-			overLimit(a.SourceRate, 2*a.SourceRate),
-		}, drop)
-	}
-	if a.TotalRate > 0 {
-		add(budgets, tagTotalLimit, []expr.Any{overLimit(a.TotalRate, a.TotalRate)}, drop)
-	}
-	add(budgets, "", toReply)
-
-	for _, unicast := range []bool{false, true} {
-		tag, op := tagAnswerMulticast, expr.CmpOpEq
-		if unicast {
-			tag, op = tagAnswerUnicast, expr.CmpOpNeq
-		}
-		add(reply, tag, payloadIs(nh, 24, op, []byte{0xff}), answerRewrite(a, u.index))
-	}
-	return answer, nil
-}
-
-// overLimit is a limit that matches once rate per second (burst) is used.
-func overLimit(rate, burst float64) *expr.Limit {
-	return &expr.Limit{Type: expr.LimitTypePkts, Rate: uint64(max(rate, 1)), Unit: expr.LimitTimeSecond, Burst: uint32(max(burst, 1)), Over: true}
-}
-
-// answerMatch matches the solicitations the kernel answers: IPv6 without
-// extension headers, 32 bytes of ICMPv6 (type 135, code 0, the target, one
-// Source Link-Layer Address option), hop limit 255, a unicast source, not
-// from mac, and destination . target in answer. It leaves the target in
-// register 2.
-func answerMatch(mac [6]byte, answer *nftables.Set) []expr.Any {
-	nh, th := expr.PayloadBaseNetworkHeader, expr.PayloadBaseTransportHeader
-	return slices.Concat(
-		[]expr.Any{
-			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x86, 0xdd}},
-		},
-		payloadIs(nh, 4, expr.CmpOpEq, []byte{0, naLen - ipv6HeaderLen, protoICMPv6, 255}), // payload length, next header, hop limit
-		payloadIs(th, 0, expr.CmpOpEq, []byte{typeNeighSolic, 0}),
-		payloadIs(th, 24, expr.CmpOpEq, []byte{1, 1}), // the option: source link-layer address, 8 bytes
-		payloadIs(th, 26, expr.CmpOpNeq, mac[:]),
-		payloadIs(nh, 8, expr.CmpOpNeq, []byte{0xff}), // a multicast source
-		payloadIs(nh, 8, expr.CmpOpNeq, make([]byte, 16)),
-		payloadIs(expr.PayloadBaseLLHeader, 6, expr.CmpOpNeq, mac[:]),
-		[]expr.Any{
-			&expr.Payload{DestRegister: 1, Base: nh, Offset: 24, Len: 16},
-			&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
-			&expr.Lookup{SourceRegister: 1, SetName: answer.Name, SetID: answer.ID},
-		},
-	)
-}
-
-// answerRewrite turns the matched solicitation into the advertisement
-// buildNA makes for it, counts it and sends it out
-// of ifindex; the solicitation itself goes no further. Checksums are
-// updated as each field changes; address writes update the ICMPv6
-// checksum through its pseudo-header (at 42 from the IPv6 header: no
-// extension headers).
-func answerRewrite(a *KernelAnswer, ifindex int) []expr.Any {
-	const csumFromNH, csumFromTH = ipv6HeaderLen + 2, 2
-	set := func(base expr.PayloadBase, off, n uint32, reg uint32, csum uint32) *expr.Payload {
-		p := &expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: reg, Base: base, Offset: off, Len: n}
-		if csum != 0 {
-			p.CsumType, p.CsumOffset = expr.CsumTypeInet, csum
-		}
-		return p
-	}
-	imm := func(reg uint32, b []byte) *expr.Immediate { return &expr.Immediate{Register: reg, Data: b} }
-	var flags byte = 0x60 // Solicited, Override
-	if a.Router {
-		flags |= 0x80
-	}
-	e := []expr.Any{
-		// The target, for a target source.
-		&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16},
-		// The solicitor's MAC, from its option, becomes the frame's destination.
-		&expr.Payload{DestRegister: 3, Base: expr.PayloadBaseTransportHeader, Offset: 26, Len: 6},
-		set(expr.PayloadBaseLLHeader, 0, 6, 3, 0),
-		imm(3, a.MAC[:]),
-		set(expr.PayloadBaseLLHeader, 6, 6, 3, 0),
-		// Version 6, no traffic class or flow label.
-		imm(3, []byte{0x60, 0, 0, 0}),
-		set(expr.PayloadBaseNetworkHeader, 0, 4, 3, 0),
-		// The solicitor becomes the destination; the source is ours.
-		&expr.Payload{DestRegister: 3, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16},
-		set(expr.PayloadBaseNetworkHeader, 24, 16, 3, csumFromNH),
-	}
-	if a.Source.IsValid() {
-		e = append(e, imm(3, a.Source.AsSlice()), set(expr.PayloadBaseNetworkHeader, 8, 16, 3, csumFromNH))
-	} else {
-		e = append(e, set(expr.PayloadBaseNetworkHeader, 8, 16, 2, csumFromNH))
-	}
-	return append(e,
-		imm(3, []byte{typeNeighAdv, 0}),
-		set(expr.PayloadBaseTransportHeader, 0, 2, 3, csumFromTH),
-		imm(3, []byte{flags, 0, 0, 0}),
-		set(expr.PayloadBaseTransportHeader, 4, 4, 3, csumFromTH),
-		imm(3, append([]byte{2, 1}, a.MAC[:]...)), // target link-layer address
-		set(expr.PayloadBaseTransportHeader, 24, 8, 3, csumFromTH),
-		&expr.Counter{},
-		imm(3, binary.NativeEndian.AppendUint32(nil, uint32(ifindex))),
-		&expr.Dup{RegDev: 3, IsRegDevSet: true},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	)
 }
 
 // removeIngress deletes u's table, if it was installed.
@@ -419,7 +213,7 @@ func (r *Responder) removeIngress(u *uplink) {
 	if err := r.cfg.Ledger.Flush(r.nft); err != nil {
 		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: remove ingress filter")
 	}
-	st.table, st.set, st.answer, st.have = nil, nil, nil, IngressFilter{}
+	st.table, st.set, st.answer, st.have = nil, nil, nil, ndpproto.IngressFilter{}
 }
 
 // ingressCounters reads the packets u's filter counted so far, by rule
@@ -429,9 +223,9 @@ func (r *Responder) ingressCounters(u *uplink) map[string]uint64 {
 		return nil
 	}
 	n := map[string]uint64{}
-	chains := []string{ingressChain}
+	chains := []string{ingress.Chain}
 	if u.ingress.answer != nil {
-		chains = append(chains, budgetChain, replyChain)
+		chains = append(chains, ingress.BudgetChain, ingress.ReplyChain)
 	}
 	for _, name := range chains {
 		rules, err := r.nft.GetRules(u.ingress.table, &nftables.Chain{Name: name, Table: u.ingress.table})
@@ -447,65 +241,4 @@ func (r *Responder) ingressCounters(u *uplink) map[string]uint64 {
 		}
 	}
 	return n
-}
-
-// ingressRule drops Neighbor Solicitations whose target is in served,
-// outside every range and not in the allow set.
-func ingressRule(served netip.Prefix, ranges []netip.Prefix, allow *nftables.Set) []expr.Any {
-	e := slices.Concat(
-		[]expr.Any{
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
-		},
-		payloadIs(expr.PayloadBaseTransportHeader, 0, expr.CmpOpEq, []byte{typeNeighSolic}),
-		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 8, Len: 16}},
-	)
-	e = append(e, prefixMatch(served, expr.CmpOpEq)...)
-	for _, q := range ranges {
-		e = append(e, prefixMatch(q, expr.CmpOpNeq)...)
-	}
-	return append(e,
-		&expr.Lookup{SourceRegister: 1, SetName: allow.Name, SetID: allow.ID, Invert: true},
-		&expr.Counter{},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	)
-}
-
-// payloadIs compares the len(data) bytes at off from base with data.
-func payloadIs(base expr.PayloadBase, off uint32, op expr.CmpOp, data []byte) []expr.Any {
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: base, Offset: off, Len: uint32(len(data))},
-		&expr.Cmp{Op: op, Register: 1, Data: data},
-	}
-}
-
-// prefixMatch compares the address in register 1, masked to p's length
-// into register 2, with p.
-func prefixMatch(p netip.Prefix, op expr.CmpOp) []expr.Any {
-	mask := make([]byte, 16)
-	for i := range p.Bits() {
-		mask[i/8] |= 0x80 >> (i % 8)
-	}
-	return []expr.Any{
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 2, Len: 16, Mask: mask, Xor: make([]byte, 16)},
-		&expr.Cmp{Op: op, Register: 2, Data: p.Masked().Addr().AsSlice()},
-	}
-}
-
-func answerElements(targets []netip.Addr) []nftables.SetElement {
-	out := make([]nftables.SetElement, 0, 2*len(targets))
-	for _, t := range targets {
-		for _, k := range answerKeys(t) {
-			out = append(out, nftables.SetElement{Key: k[:]})
-		}
-	}
-	return out
-}
-
-func addrElements(addrs []netip.Addr) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(addrs))
-	for i, a := range addrs {
-		out[i] = nftables.SetElement{Key: a.AsSlice()}
-	}
-	return out
 }

@@ -19,6 +19,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nettest"
+	"github.com/v6bridge/v6bridge/ndp/ingress"
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // stackSolicitations reads how many Neighbor Solicitations the host's
@@ -73,7 +76,7 @@ func (e *env) ingressTables(t *testing.T) []string {
 // filter dies with the responder. Without the filter (the control) the
 // stack sees every one.
 func TestPrivilegedIngressFilter(t *testing.T) {
-	// Same solicited-node group as liveAddr (the last 24 bits).
+	// Same solicited-node group as LiveAddr (the last 24 bits).
 	foreign := netip.MustParseAddr("2001:db8:1234:a1:7777::ab53")
 	const n = 50
 	for _, filtered := range []bool{true, false} {
@@ -81,10 +84,10 @@ func TestPrivilegedIngressFilter(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
 			r := e.startResponder(t, Config{NoIngressFilter: !filtered})
-			if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 				t.Fatal(err)
 			}
-			if got := e.ingressTables(t); filtered != (len(got) == 1 && got[0] == IngressTable("eth0")) {
+			if got := e.ingressTables(t); filtered != (len(got) == 1 && got[0] == ingress.Table("eth0")) {
 				t.Fatalf("ingress tables %v with the filter %s", got, name)
 			}
 			before := e.stackSolicitations(t)
@@ -103,7 +106,7 @@ func TestPrivilegedIngressFilter(t *testing.T) {
 				t.Errorf("stats: %d dropped at ingress (want >= %d), problem %q", s.IngressDropped, n, s.IngressProblem)
 			}
 
-			for _, a := range []netip.Addr{liveAddr, hostPrefix.Addr()} {
+			for _, a := range []netip.Addr{ndptest.LiveAddr, hostPrefix.Addr()} {
 				since := e.solicit(t, "multicast", a)
 				if _, ok := e.waitNA(a, true, since, 2*time.Second); !ok {
 					t.Errorf("no advertisement for %s", a)
@@ -152,7 +155,7 @@ func TestPrivilegedIngressFilter(t *testing.T) {
 // source's link-layer address) the capture loop still does; the budgets
 // hold in the kernel too.
 func TestPrivilegedKernelAnswers(t *testing.T) {
-	for _, source := range []string{SourceLinkLocal, SourceTarget, SourceGlobal} {
+	for _, source := range []string{ndpproto.SourceLinkLocal, ndpproto.SourceTarget, ndpproto.SourceGlobal} {
 		t.Run(source, func(t *testing.T) {
 			t.Parallel()
 			answers := map[bool]map[string][]byte{}
@@ -160,22 +163,22 @@ func TestPrivilegedKernelAnswers(t *testing.T) {
 				e := newEnv(t)
 				e.startSniffer(t)
 				r := e.startResponder(t, Config{Source: source, NoIngressFilter: !filtered})
-				if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+				if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 					t.Fatal(err)
 				}
 				time.Sleep(2*unsolicitedInterval + 200*time.Millisecond) // the announcements go by
 				drain(e.sniffed)
 				answers[filtered] = map[string][]byte{}
 				for _, kind := range []string{"multicast", "unicast"} {
-					e.solicit(t, kind, liveAddr)
-					na, ok := e.sniffedNA(liveAddr, time.Second)
+					e.solicit(t, kind, ndptest.LiveAddr)
+					na, ok := e.sniffedNA(ndptest.LiveAddr, time.Second)
 					if !ok {
 						t.Fatalf("filtered=%v: no advertisement for a %s solicitation", filtered, kind)
 					}
 					if !bytes.Equal(na.linkSrc, e.hostMAC) {
 						t.Errorf("filtered=%v %s: frame from %v, want the host's %v", filtered, kind, na.linkSrc, e.hostMAC)
 					}
-					if c := checksum(netip.AddrFrom16([16]byte(na.raw[8:24])), netip.AddrFrom16([16]byte(na.raw[24:40])), na.raw[40:]); c != 0 {
+					if c := ndpproto.Checksum(netip.AddrFrom16([16]byte(na.raw[8:24])), netip.AddrFrom16([16]byte(na.raw[24:40])), na.raw[40:]); c != 0 {
 						t.Errorf("filtered=%v %s: advertisement with a bad checksum: %x", filtered, kind, na.raw)
 					}
 					// The host's link-local and global differ per namespace:
@@ -196,12 +199,12 @@ func TestPrivilegedKernelAnswers(t *testing.T) {
 				}
 				if filtered {
 					// Not of the kernel's shape: the capture loop answers.
-					e.solicit(t, "dad", liveAddr)
-					if _, ok := e.waitNA(liveAddr, false, time.Now().Add(-time.Second), time.Second); !ok {
+					e.solicit(t, "dad", ndptest.LiveAddr)
+					if _, ok := e.waitNA(ndptest.LiveAddr, false, time.Now().Add(-time.Second), time.Second); !ok {
 						t.Errorf("no defence against duplicate address detection")
 					}
-					sent := e.sendNS(t, e.routerAddr, liveAddr, liveAddr, 255, e.hostMAC, nil)
-					if _, ok := e.waitNA(liveAddr, true, sent, time.Second); !ok {
+					sent := e.sendNS(t, e.routerAddr, ndptest.LiveAddr, ndptest.LiveAddr, 255, e.hostMAC, nil)
+					if _, ok := e.waitNA(ndptest.LiveAddr, true, sent, time.Second); !ok {
 						t.Errorf("a unicast solicitation without a link-layer address option is not answered")
 					}
 					s := r.Stats()
@@ -224,18 +227,18 @@ func TestPrivilegedKernelAnswers(t *testing.T) {
 	t.Run("budget", func(t *testing.T) {
 		e := newEnv(t)
 		r := e.startResponder(t, Config{SourceRate: 5, TotalRate: 1000})
-		if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+		if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 			t.Fatal(err)
 		}
 		const n = 40
 		for range n {
-			e.solicit(t, "multicast", liveAddr)
+			e.solicit(t, "multicast", ndptest.LiveAddr)
 		}
 		time.Sleep(300 * time.Millisecond)
 		s := r.Stats()
 		// A burst of twice the rate, and what a second refills.
-		if s.KernelAnswered < 10 || s.KernelAnswered > 16 || s.Limited[ReasonSourceLimit] < n-16 {
-			t.Errorf("%d solicitations at a budget of 5/s: %d answered in the kernel, %d over the solicitor's budget", n, s.KernelAnswered, s.Limited[ReasonSourceLimit])
+		if s.KernelAnswered < 10 || s.KernelAnswered > 16 || s.Limited[ndpproto.ReasonSourceLimit] < n-16 {
+			t.Errorf("%d solicitations at a budget of 5/s: %d answered in the kernel, %d over the solicitor's budget", n, s.KernelAnswered, s.Limited[ndpproto.ReasonSourceLimit])
 		}
 	})
 }
@@ -253,7 +256,7 @@ func normalizeNA(b []byte, e *env) []byte {
 		copy(b[66:72], make([]byte, 6))
 	}
 	b[42], b[43] = 0, 0
-	c := checksum(netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40])), b[40:])
+	c := ndpproto.Checksum(netip.AddrFrom16([16]byte(b[8:24])), netip.AddrFrom16([16]byte(b[24:40])), b[40:])
 	binary.BigEndian.PutUint16(b[42:44], c)
 	return b
 }
@@ -274,7 +277,7 @@ func (e *env) sniffedNA(target netip.Addr, timeout time.Duration) (sniffedPacket
 	for {
 		select {
 		case p := <-e.sniffed:
-			if !p.outgoing && p.icmpType == typeNeighAdv && p.target == target {
+			if !p.outgoing && p.icmpType == ndpproto.TypeNeighAdv && p.target == target {
 				return p, true
 			}
 		case <-deadline:
@@ -303,7 +306,7 @@ func TestPrivilegedIngressUpdates(t *testing.T) {
 	}
 	elements := func(name string, keyLen int) map[netip.Addr]struct{} {
 		t.Helper()
-		set, err := c.GetSetByName(&nftables.Table{Family: nftables.TableFamilyNetdev, Name: IngressTable("eth0")}, name)
+		set, err := c.GetSetByName(&nftables.Table{Family: nftables.TableFamilyNetdev, Name: ingress.Table("eth0")}, name)
 		if err != nil {
 			t.Fatalf("set %s: %v", name, err)
 		}
@@ -349,16 +352,16 @@ func TestPrivilegedIngressUpdates(t *testing.T) {
 		}
 		r.mu.Lock()
 		u := r.uplinks[0]
-		want := PlanIngress(u.st, u.own, r.kernelAnswer(u))
+		want := ndpproto.PlanIngress(u.st, u.own, r.kernelAnswer(u))
 		rebuilt := u.ingress.table != table
 		r.mu.Unlock()
 		if rebuilt {
 			t.Fatalf("step %d: the table was rebuilt for an endpoint change", step)
 		}
-		if got := elements(ingressSet, 16); !maps.Equal(got, want.Allow) {
+		if got := elements(ingress.AllowSet, 16); !maps.Equal(got, want.Allow) {
 			t.Fatalf("step %d (+%v -%v): allow set %v, want %v", step, add, remove, got, want.Allow)
 		}
-		answered := elements(answerSet, 32) // two keys per address, the same target
+		answered := elements(ingress.AnswerSet, 32) // two keys per address, the same target
 		if want.Answer == nil || !maps.Equal(answered, want.Answered) || len(want.Answered) != len(live) {
 			t.Fatalf("step %d: answer set targets %v, want %v (live %d)", step, answered, want.Answered, len(live))
 		}

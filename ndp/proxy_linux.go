@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/link"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // Kernel proxy-neighbour entries: kernel mode's way of answering, and
@@ -98,7 +99,7 @@ func proxyNeigh(u *uplink, a netip.Addr) *netlink.Neigh {
 func (r *Responder) CloseLeavingProxies() error {
 	var errs []error
 	r.mu.Lock()
-	if r.closed || r.cfg.Mode == ModeOff {
+	if r.closed || r.cfg.Mode == ndpproto.ModeOff {
 		r.mu.Unlock()
 		return r.Close()
 	}

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/v6bridge/v6bridge/internal/nettest"
+	"github.com/v6bridge/v6bridge/ndp/ingress"
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // recreateUplink deletes the host's uplink and creates it again under the
@@ -65,19 +68,19 @@ func (e *env) joinedGroups(t *testing.T, ifname string) []netip.Addr {
 }
 
 // answersOnUplink checks that multicast and unicast solicitations for
-// liveAddr are answered with the uplink's MAC (no timing: checkAnswers
+// LiveAddr are answered with the uplink's MAC (no timing: checkAnswers
 // measures that), and one for unusedAddr is not.
 func (e *env) answersOnUplink(t *testing.T, when string) {
 	t.Helper()
 	for _, kind := range []string{"multicast", "unicast"} {
-		sent := e.solicit(t, kind, liveAddr)
-		na, ok := e.waitNA(liveAddr, true, sent, time.Second)
+		sent := e.solicit(t, kind, ndptest.LiveAddr)
+		na, ok := e.waitNA(ndptest.LiveAddr, true, sent, time.Second)
 		if !ok {
-			t.Errorf("%s: %s solicitation for %s not answered", when, kind, liveAddr)
+			t.Errorf("%s: %s solicitation for %s not answered", when, kind, ndptest.LiveAddr)
 			continue
 		}
 		if mac := na.tlla(); mac != nil && !bytes.Equal(mac, e.hostMAC) {
-			t.Errorf("%s: %s answer for %s carries %v, want the uplink's %v", when, kind, liveAddr, mac, e.hostMAC)
+			t.Errorf("%s: %s answer for %s carries %v, want the uplink's %v", when, kind, ndptest.LiveAddr, mac, e.hostMAC)
 		}
 	}
 	sent := e.solicit(t, "multicast", unusedAddr)
@@ -94,14 +97,14 @@ func (e *env) answersOnUplink(t *testing.T, when string) {
 // kernel go out of the new link. Before, it stayed bound to the deleted
 // link's index and answered nothing until restarted (as ndppd does).
 func TestPrivilegedReattach(t *testing.T) {
-	for _, mode := range []string{ModeNative, ModeKernel} {
+	for _, mode := range []string{ndpproto.ModeNative, ndpproto.ModeKernel} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
 			r := e.startResponder(t, Config{Mode: mode})
-			if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 				t.Fatal(err)
 			}
-			native := mode == ModeNative
+			native := mode == ndpproto.ModeNative
 			e.answersOnUplink(t, "before")
 			old := e.hostIdx
 
@@ -113,12 +116,12 @@ func TestPrivilegedReattach(t *testing.T) {
 				old = e.hostIdx
 				deadline := time.Now().Add(5 * time.Second)
 				for {
-					sent := e.solicit(t, "multicast", liveAddr)
-					if _, ok := e.waitNA(liveAddr, true, sent, 200*time.Millisecond); ok {
+					sent := e.solicit(t, "multicast", ndptest.LiveAddr)
+					if _, ok := e.waitNA(ndptest.LiveAddr, true, sent, 200*time.Millisecond); ok {
 						break
 					}
 					if time.Now().After(deadline) {
-						t.Fatalf("round %d: %s is not answered on the re-created uplink (index %d)", round, liveAddr, e.hostIdx)
+						t.Fatalf("round %d: %s is not answered on the re-created uplink (index %d)", round, ndptest.LiveAddr, e.hostIdx)
 					}
 				}
 				kernelBefore := r.Stats().KernelAnswered
@@ -129,13 +132,13 @@ func TestPrivilegedReattach(t *testing.T) {
 					if r.Stats().KernelAnswered <= kernelBefore {
 						t.Errorf("round %d: no answer from the ingress filter on the new link", round)
 					}
-					if g := e.joinedGroups(t, e.hostIf); !slices.Contains(g, snm(liveAddr)) {
-						t.Errorf("round %d: the new %s has groups %v, not %s", round, e.hostIf, g, snm(liveAddr))
+					if g := e.joinedGroups(t, e.hostIf); !slices.Contains(g, ndptest.SNM(ndptest.LiveAddr)) {
+						t.Errorf("round %d: the new %s has groups %v, not %s", round, e.hostIf, g, ndptest.SNM(ndptest.LiveAddr))
 					}
-				} else if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr}) {
-					t.Errorf("round %d: proxy entries on the new link %v, want [%s]", round, got, liveAddr)
+				} else if got := e.proxies(t); !slices.Equal(got, []netip.Addr{ndptest.LiveAddr}) {
+					t.Errorf("round %d: proxy entries on the new link %v, want [%s]", round, got, ndptest.LiveAddr)
 				}
-				if got := e.ingressTables(t); !slices.Equal(got, []string{IngressTable(e.hostIf)}) {
+				if got := e.ingressTables(t); !slices.Equal(got, []string{ingress.Table(e.hostIf)}) {
 					t.Errorf("round %d: ingress tables %v", round, got)
 				}
 				if s := r.Stats(); s.IngressProblem != "" {

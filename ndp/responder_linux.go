@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -13,33 +12,36 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/mdlayher/socket"
 	"github.com/sirupsen/logrus"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"golang.org/x/net/bpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/netnsdo"
-	"github.com/v6bridge/v6bridge/internal/nlretry"
+	"github.com/v6bridge/v6bridge/ndp/ingress"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // Responder answers Neighbor Solicitations on the uplinks for the current
 // targets. It acts in the network namespace it was created in. Its parts:
 //
-//   - the planner (plan.go, pure) turns targets into per-uplink changes;
+//   - the planner (ndpproto/plan.go, pure) turns targets into per-uplink
+//     changes;
 //   - a backend per mode applies them: native joins solicited-node groups
 //     (groups_linux.go) and loads the capture filter, kernel installs
 //     proxy-neighbour entries (proxy_linux.go), off does nothing;
 //   - the capture loop (capture_linux.go) reads solicitations in batches
-//     and answers them with the allocation-free fast path (fast.go) within
-//     the budgets (limits.go);
+//     and answers them with the allocation-free fast path
+//     (ndpproto/fast.go) within the budgets (ndpproto/limits.go);
 //   - the announcer (announce_linux.go) paces unsolicited advertisements
 //     and router priming;
-//   - the ingress filter (ingress.go, ingress_linux.go) drops the
+//   - the ingress filter (ndpproto/ingress.go plans it, package ingress
+//     builds its rules, ingress_linux.go applies them) drops the
 //     solicitations for addresses nobody answers for at the uplink's
 //     ingress, in both modes, and in native mode answers the common
 //     solicitations for answered addresses there, in the kernel;
+//   - the uplink (uplink_linux.go) is one interface answered on: its
+//     sockets and the facts refreshUplink re-reads (MAC, state, addresses,
+//     default router);
 //   - the watcher (watch_linux.go) follows the uplinks' links and
 //     addresses.
 //
@@ -48,7 +50,7 @@ import (
 // target address itself, because the kernel routes those towards the
 // bridge. Missing them makes the router's entry fail every few tens of
 // seconds (ndppd issue 6). So each uplink gets an AF_PACKET socket
-// (SOCK_DGRAM, ETH_P_IPV6) with a classic BPF filter (filter.go) passing
+// (SOCK_DGRAM, ETH_P_IPV6) with a classic BPF filter (ndpproto/filter.go) passing
 // only Neighbor Solicitations whose target is one we answer for: it sees
 // every such solicitation that reaches the interface, multicast and
 // unicast, before routing, and the kernel drops everything else before a
@@ -88,7 +90,7 @@ type Responder struct {
 	backend backend
 
 	mu         sync.RWMutex
-	targets    Targets
+	targets    ndpproto.Targets
 	dirty      bool // the last reconcile failed somewhere: redo it
 	adopted    bool // existing proxy entries were read
 	uplinks    []*uplink
@@ -106,33 +108,6 @@ type Responder struct {
 	once    sync.Once
 
 	counters
-}
-
-// uplink is one interface the responder answers on. Fields below pc are
-// guarded by Responder.mu.
-type uplink struct {
-	name  string
-	index int
-	pc    *socket.Conn // packet socket: capture (native) and send
-
-	st             *UplinkState
-	mac            net.HardwareAddr
-	up             bool
-	linkLocal      netip.Addr
-	global         netip.Addr
-	gateway        netip.Addr // the default router on this uplink, if any
-	router         RouterID   // the default router's MAC and addresses: its reserved budget
-	routerAsked    time.Time  // when the kernel was last asked to resolve the gateway
-	allmulti       bool
-	coarse         bool // the capture filter passes more than the targets
-	filtered       bool // a filter for u.st was loaded
-	filteredRanges []netip.Prefix
-	filterRaw      []bpf.RawInstruction // the filter attached last
-	groups         groupJoiner
-	owns           func(netip.Addr) bool // u.st's addresses and ranges
-	own            []netip.Addr          // the uplink's global addresses, tentative ones too
-	ingress        ingressState
-	drops          atomic.Uint64 // socket queue overflows so far
 }
 
 // NewResponder creates a responder for the network namespace of the
@@ -153,11 +128,11 @@ func NewResponder(cfg Config) (*Responder, error) {
 	r.counters.init()
 	r.ann = newAnnouncer(r)
 	switch cfg.Mode {
-	case ModeOff:
+	case ndpproto.ModeOff:
 		r.ns = netns.None()
 		r.backend = offBackend{}
 		return r, nil
-	case ModeKernel:
+	case ndpproto.ModeKernel:
 		r.backend = kernelBackend{r}
 	default:
 		r.backend = nativeBackend{r}
@@ -193,7 +168,7 @@ func NewResponder(cfg Config) (*Responder, error) {
 			return nil, err
 		}
 	}
-	if cfg.Mode == ModeKernel {
+	if cfg.Mode == ndpproto.ModeKernel {
 		if err := r.proxySysctls(); err != nil {
 			return nil, err
 		}
@@ -208,119 +183,8 @@ func NewResponder(cfg Config) (*Responder, error) {
 	return r, nil
 }
 
-func (r *Responder) openUplink(name string) (*uplink, error) {
-	l, err := r.h.LinkByName(name)
-	if err != nil {
-		return nil, fmt.Errorf("ndp uplink %q: %w", name, err)
-	}
-	u := &uplink{name: name, index: l.Attrs().Index, st: NewUplinkState()}
-	u.owns = func(a netip.Addr) bool {
-		if _, ok := u.st.Addrs[a]; ok {
-			return true
-		}
-		for _, p := range u.st.Ranges {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
-	u.groups.init(r, u)
-	if u.pc, err = openCapture(u, r.cfg.Mode == ModeNative); err != nil {
-		return nil, err
-	}
-	return u, nil
-}
-
-// refreshUplink re-reads u's MAC, state, addresses and default router. It
-// reports whether the uplink came up or changed its MAC (so neighbours
-// need telling).
-func (r *Responder) refreshUplink(u *uplink) (bool, error) {
-	l, err := r.h.LinkByIndex(u.index)
-	if err != nil {
-		return false, fmt.Errorf("ndp uplink %q: %w", u.name, err)
-	}
-	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return r.h.AddrList(l, netlink.FAMILY_V6) })
-	if err != nil {
-		return false, fmt.Errorf("ndp uplink %q: list addresses: %w", u.name, err)
-	}
-	var ll, global, deprecated netip.Addr
-	var onLink []netip.Prefix
-	var own []netip.Addr
-	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if ok && ip.Is6() && ip.IsGlobalUnicast() && !ip.IsLinkLocalUnicast() {
-			own = append(own, ip)
-		}
-		if !ok || !ip.Is6() || a.Flags&unix.IFA_F_TENTATIVE != 0 {
-			continue
-		}
-		ones, _ := a.Mask.Size()
-		switch {
-		case ip.IsLinkLocalUnicast():
-			if !ll.IsValid() {
-				ll = ip
-			}
-		case ip.IsGlobalUnicast():
-			switch {
-			case a.Flags&unix.IFA_F_DEPRECATED != 0:
-				if !deprecated.IsValid() {
-					deprecated = ip
-				}
-			case !global.IsValid():
-				global = ip
-			}
-			if ones < 128 {
-				onLink = append(onLink, netip.PrefixFrom(ip, ones).Masked())
-			}
-		}
-	}
-	if !global.IsValid() {
-		global = deprecated
-	}
-	var gw netip.Addr
-	if routes, err := nlretry.Dump(func() ([]netlink.Route, error) { return r.h.RouteList(l, netlink.FAMILY_V6) }); err == nil {
-		for _, rt := range routes {
-			if (rt.Dst == nil || rt.Dst.IP.IsUnspecified()) && rt.Gw != nil {
-				gw, _ = netip.AddrFromSlice(rt.Gw)
-				break
-			}
-		}
-	}
-	up := l.Attrs().Flags&net.FlagUp != 0 && l.Attrs().OperState != netlink.OperDown
-	mac := slices.Clone(l.Attrs().HardwareAddr)
-
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	changed := (up && !u.up) || (u.mac != nil && !slices.Equal(mac, u.mac))
-	moved := !slices.Equal(onLink, u.st.OnLink)
-	slices.SortFunc(own, netip.Addr.Compare)
-	u.mac, u.up, u.linkLocal, u.global, u.gateway, u.st.OnLink, u.own = mac, up, ll, global, gw, onLink, own
-	if moved {
-		r.dirty = true
-	}
-	if !moved && !r.closed {
-		// Let solicitations for a new own address through at once (it
-		// may still be tentative: duplicate address detection), and
-		// answer in the kernel with the uplink's new MAC or source.
-		r.syncIngress(u)
-	}
-	return changed, nil
-}
-
-// decideConfig is the uplink as Decide sees it. Callers hold r.mu.
-func (r *Responder) decideConfig(u *uplink) DecideConfig {
-	return DecideConfig{
-		LinkAddr:  u.mac,
-		Router:    r.cfg.Router,
-		Source:    r.cfg.Source,
-		LinkLocal: u.linkLocal,
-		Global:    u.global,
-	}
-}
-
-func (r *Responder) states() []*UplinkState {
-	out := make([]*UplinkState, len(r.uplinks))
+func (r *Responder) states() []*ndpproto.UplinkState {
+	out := make([]*ndpproto.UplinkState, len(r.uplinks))
 	for i, u := range r.uplinks {
 		out[i] = u.st
 	}
@@ -332,7 +196,7 @@ func (r *Responder) states() []*UplinkState {
 // dropped ones are no longer answered once it returns. The same set again
 // is a no-op. In kernel mode ranges give ErrRangeUnsupported.
 func (r *Responder) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error {
-	t, err := NewTargets(addrs, ranges)
+	t, err := ndpproto.NewTargets(addrs, ranges)
 	if err != nil {
 		return fmt.Errorf("set ndp targets: %w", err)
 	}
@@ -342,8 +206,8 @@ func (r *Responder) SetTargets(addrs []netip.Addr, ranges []netip.Prefix) error 
 		return errors.New("set ndp targets: responder closed")
 	}
 	var rangeErr error
-	if r.cfg.Mode == ModeKernel && len(t.ranges) > 0 {
-		rangeErr = fmt.Errorf("set ndp targets %v: %w", t.ranges, ErrRangeUnsupported)
+	if ranges := t.Ranges(); r.cfg.Mode == ndpproto.ModeKernel && len(ranges) > 0 {
+		rangeErr = fmt.Errorf("set ndp targets %v: %w", ranges, ErrRangeUnsupported)
 	}
 	if t.Equal(r.targets) && !r.dirty {
 		return rangeErr
@@ -361,7 +225,7 @@ func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
 	add = slices.Clone(add)
 	for i, a := range add {
 		add[i] = a.WithZone("")
-		if err := checkTarget(add[i]); err != nil {
+		if err := ndpproto.CheckTarget(add[i]); err != nil {
 			return fmt.Errorf("update ndp targets: %w", err)
 		}
 	}
@@ -374,19 +238,11 @@ func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
 	if r.closed {
 		return errors.New("update ndp targets: responder closed")
 	}
-	if r.targets.addrs == nil {
-		r.targets.addrs = map[netip.Addr]struct{}{}
-	}
-	for _, a := range remove {
-		delete(r.targets.addrs, a)
-	}
-	for _, a := range add {
-		r.targets.addrs[a] = struct{}{}
-	}
-	if r.dirty || r.cfg.Mode == ModeOff || !r.adopted {
+	r.targets.Update(add, remove)
+	if r.dirty || r.cfg.Mode == ndpproto.ModeOff || !r.adopted {
 		return r.reconcileLocked()
 	}
-	err := r.applyLocked(PlanUpdate(r.cfg.Mode, add, remove, r.states()))
+	err := r.applyLocked(ndpproto.PlanUpdate(r.cfg.Mode, add, remove, r.states()))
 	r.dirty = err != nil
 	return err
 }
@@ -394,7 +250,7 @@ func (r *Responder) UpdateTargets(add, remove []netip.Addr) error {
 // reconcileLocked moves every uplink to the state the targets ask for.
 // Failed steps leave r.dirty set so the next call or resync retries them.
 func (r *Responder) reconcileLocked() error {
-	if r.cfg.Mode == ModeOff {
+	if r.cfg.Mode == ndpproto.ModeOff {
 		r.dirty = false
 		return nil
 	}
@@ -406,7 +262,7 @@ func (r *Responder) reconcileLocked() error {
 			r.adopted = true
 		}
 	}
-	errs = append(errs, r.applyLocked(PlanTargets(r.cfg.Mode, r.targets, r.states())))
+	errs = append(errs, r.applyLocked(ndpproto.PlanTargets(r.cfg.Mode, r.targets, r.states())))
 	err := errors.Join(errs...)
 	r.dirty = err != nil
 	return err
@@ -416,12 +272,12 @@ func (r *Responder) reconcileLocked() error {
 // dropped addresses first (so a moved address is never answered twice),
 // then the backend changes the kernel and the new addresses are queued
 // for announcement.
-func (r *Responder) applyLocked(p Plan) error {
+func (r *Responder) applyLocked(p ndpproto.Plan) error {
 	for i, u := range r.uplinks {
 		for _, a := range p.Uplinks[i].Stop {
 			r.log.WithFields(logrus.Fields{"addr": a, "iface": u.name}).Info("ndp: stop answering")
 		}
-		u.st.ApplyAddrs(UplinkPlan{Stop: p.Uplinks[i].Stop, Ranges: u.st.Ranges})
+		u.st.ApplyAddrs(ndpproto.UplinkPlan{Stop: p.Uplinks[i].Stop, Ranges: u.st.Ranges})
 	}
 	var errs []error
 	for i, u := range r.uplinks {
@@ -439,7 +295,7 @@ func (r *Responder) applyLocked(p Plan) error {
 				r.log.WithFields(logrus.Fields{"addr": q, "iface": u.name}).Info("ndp: stop answering range")
 			}
 		}
-		u.st.ApplyAddrs(UplinkPlan{Start: up.Start, Ranges: up.Ranges})
+		u.st.ApplyAddrs(ndpproto.UplinkPlan{Start: up.Start, Ranges: up.Ranges})
 		r.syncIngressUpdate(u, up.Start, p.Uplinks[i].Stop) // before the new addresses are answered: the capture sees what ingress passes
 		errs = append(errs, r.backend.apply(u, up)...)
 	}
@@ -473,13 +329,13 @@ func (r *Responder) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}()
-	if r.cfg.Mode == ModeOff {
+	if r.cfg.Mode == ndpproto.ModeOff {
 		<-ctx.Done()
 		return nil
 	}
 
 	var wg sync.WaitGroup
-	if r.cfg.Mode == ModeNative {
+	if r.cfg.Mode == ndpproto.ModeNative {
 		for _, u := range r.uplinks {
 			wg.Go(func() { r.captureLoop(ctx, u) })
 		}
@@ -552,14 +408,14 @@ func processNS(ns netns.NsHandle) bool {
 // Stats returns the counters and the addresses answered for.
 func (r *Responder) Stats() Stats {
 	s := r.counters.stats()
-	if r.cfg.Mode != ModeOff {
+	if r.cfg.Mode != ndpproto.ModeOff {
 		r.mu.RLock()
 		s.Addrs, s.Ranges = r.targets.Addrs(), r.targets.Ranges()
 		for _, u := range r.uplinks {
 			s.SocketDrops += r.socketDropsLocked(u)
 			s.FilterCoarse = s.FilterCoarse || u.coarse
 			n := r.ingressCounters(u)
-			s.IngressDropped += n[tagDrop]
+			s.IngressDropped += n[ingress.TagDrop]
 			kernelStats(&s, n)
 			if u.ingress.err != nil {
 				s.IngressProblem = u.ingress.err.Error()
@@ -577,22 +433,22 @@ func (r *Responder) Stats() Stats {
 // kernelStats adds an ingress filter's counters (ingressCounters) to s:
 // its answers, and what it did not answer by cause.
 func kernelStats(s *Stats, n map[string]uint64) {
-	kernel := n[tagAnswerMulticast] + n[tagAnswerUnicast]
+	kernel := n[ingress.TagAnswerMulticast] + n[ingress.TagAnswerUnicast]
 	s.KernelAnswered += kernel
 	s.Answered += kernel
-	s.AnsweredUnicast += n[tagAnswerUnicast]
+	s.AnsweredUnicast += n[ingress.TagAnswerUnicast]
 	s.Solicitations += kernel
 	for tag, reason := range map[string]string{
-		tagSourceLimit: ReasonSourceLimit, tagTotalLimit: ReasonTotalLimit,
-		tagRouterLimit: ReasonRouterLimit, tagOverflowLimit: ReasonOverflowLimit,
-		tagNonUnicast: ReasonNonUnicast,
+		ingress.TagSourceLimit: ndpproto.ReasonSourceLimit, ingress.TagTotalLimit: ndpproto.ReasonTotalLimit,
+		ingress.TagRouterLimit: ndpproto.ReasonRouterLimit, ingress.TagOverflowLimit: ndpproto.ReasonOverflowLimit,
+		ingress.TagNonUnicast: ndpproto.ReasonNonUnicast,
 	} {
 		if n[tag] == 0 {
 			continue
 		}
 		s.Solicitations += n[tag]
 		s.Ignored += n[tag]
-		if tag == tagNonUnicast {
+		if tag == ingress.TagNonUnicast {
 			s.IgnoredReasons[reason] += n[tag]
 		} else {
 			s.Limited[reason] += n[tag]

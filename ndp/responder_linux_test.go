@@ -23,6 +23,8 @@ import (
 
 	"github.com/v6bridge/v6bridge/internal/ndpflood"
 	"github.com/v6bridge/v6bridge/internal/nettest"
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 var soak = flag.Bool("ndp.soak", false, "run the 60 s NDP soak test (router base_reachable_time_ms=1000, continuous traffic)")
@@ -41,7 +43,7 @@ func checkAnswers(t *testing.T, e *env, native bool, kinds []string) {
 		for _, tc := range []struct {
 			addr netip.Addr
 			want bool
-		}{{liveAddr, true}, {removedAddr, false}, {unusedAddr, false}} {
+		}{{ndptest.LiveAddr, true}, {removedAddr, false}, {unusedAddr, false}} {
 			solicited := kind != "dad"
 			sent := e.solicit(t, kind, tc.addr)
 			timeout := 300 * time.Millisecond
@@ -67,7 +69,7 @@ func checkAnswers(t *testing.T, e *env, native bool, kinds []string) {
 			}
 			wantDst := e.routerAddr
 			if kind == "dad" {
-				wantDst = AllNodes
+				wantDst = ndpproto.AllNodes
 			}
 			if got.dst != wantDst {
 				t.Errorf("%s answer for %s sent to %s, want %s", kind, tc.addr, got.dst, wantDst)
@@ -83,13 +85,13 @@ func checkRouterNeighbour(t *testing.T, e *env) {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		e.sendTraffic(t, liveAddr)
-		n, ok := e.neighbour(t, liveAddr)
+		e.sendTraffic(t, ndptest.LiveAddr)
+		n, ok := e.neighbour(t, ndptest.LiveAddr)
 		if ok && bytes.Equal(n.HardwareAddr, e.hostMAC) && n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) != 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("router's neighbour entry for %s = %+v (found %v), want the host's MAC %v", liveAddr, n, ok, e.hostMAC)
+			t.Fatalf("router's neighbour entry for %s = %+v (found %v), want the host's MAC %v", ndptest.LiveAddr, n, ok, e.hostMAC)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -118,14 +120,14 @@ func TestPrivilegedNativeAnswers(t *testing.T) {
 	e := newEnv(t)
 	r := e.startResponder(t, Config{})
 
-	if err := r.SetTargets([]netip.Addr{liveAddr, removedAddr}, nil); err != nil {
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr, removedAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
 	sent := e.solicit(t, "multicast", removedAddr)
 	if _, ok := e.waitNA(removedAddr, true, sent, time.Second); !ok {
 		t.Fatalf("%s not answered while live", removedAddr)
 	}
-	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Let the unsolicited advertisements for the live address go by, so
@@ -141,8 +143,8 @@ func TestPrivilegedNativeAnswers(t *testing.T) {
 	if s.Answered == 0 || s.AnsweredUnicast == 0 || s.AnsweredDAD == 0 || s.Ignored != 0 || s.Solicitations != s.Answered {
 		t.Errorf("stats do not show answers only: %+v", s)
 	}
-	if !slices.Equal(s.Addrs, []netip.Addr{liveAddr}) {
-		t.Errorf("Stats.Addrs = %v, want [%s]", s.Addrs, liveAddr)
+	if !slices.Equal(s.Addrs, []netip.Addr{ndptest.LiveAddr}) {
+		t.Errorf("Stats.Addrs = %v, want [%s]", s.Addrs, ndptest.LiveAddr)
 	}
 }
 
@@ -156,7 +158,7 @@ func TestPrivilegedNativeUnicastNUD(t *testing.T) {
 	sysctl(t, e.router, "net/ipv6/neigh/up0/delay_first_probe_time", "1")
 	e.startSniffer(t)
 	r := e.startResponder(t, Config{})
-	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
 	res := runTraffic(t, e, 6*time.Second)
@@ -185,8 +187,8 @@ func runTraffic(t *testing.T, e *env, d time.Duration) trafficResult {
 	end := time.Now().Add(d)
 	resolved := false
 	for time.Now().Before(end) {
-		e.sendTraffic(t, liveAddr)
-		if n, ok := e.neighbour(t, liveAddr); ok {
+		e.sendTraffic(t, ndptest.LiveAddr)
+		if n, ok := e.neighbour(t, ndptest.LiveAddr); ok {
 			switch {
 			case n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE) != 0:
 				resolved = true
@@ -200,13 +202,13 @@ func runTraffic(t *testing.T, e *env, d time.Duration) trafficResult {
 	for {
 		select {
 		case p := <-e.sniffed:
-			if p.target != liveAddr {
+			if p.target != ndptest.LiveAddr {
 				continue
 			}
-			if p.outgoing && p.icmpType == typeNeighSolic && p.dst == liveAddr {
+			if p.outgoing && p.icmpType == ndpproto.TypeNeighSolic && p.dst == ndptest.LiveAddr {
 				probes[p.at] = false
 			}
-			if !p.outgoing && p.icmpType == typeNeighAdv {
+			if !p.outgoing && p.icmpType == ndpproto.TypeNeighAdv {
 				for at, answered := range probes {
 					if !answered && !p.at.Before(at) && p.at.Sub(at) < time.Second {
 						probes[at] = true
@@ -231,14 +233,14 @@ func TestPrivilegedSoak(t *testing.T) {
 	if !*soak {
 		t.Skip("soak test: run with -ndp.soak")
 	}
-	for _, mode := range []string{ModeNative, ModeKernel} {
+	for _, mode := range []string{ndpproto.ModeNative, ndpproto.ModeKernel} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
 			sysctl(t, e.router, "net/ipv6/neigh/up0/base_reachable_time_ms", "1000")
 			sysctl(t, e.router, "net/ipv6/neigh/up0/delay_first_probe_time", "1")
 			e.startSniffer(t)
 			r := e.startResponder(t, Config{Mode: mode})
-			if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 				t.Fatal(err)
 			}
 			res := runTraffic(t, e, 60*time.Second)
@@ -254,7 +256,7 @@ func TestPrivilegedUnsolicited(t *testing.T) {
 	e := newEnv(t)
 	r := e.startResponder(t, Config{})
 	start := time.Now()
-	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(start); d > 200*time.Millisecond {
@@ -262,7 +264,7 @@ func TestPrivilegedUnsolicited(t *testing.T) {
 	}
 	var got []receivedNA
 	for len(got) < unsolicitedCount {
-		na, ok := e.waitNA(liveAddr, false, start, 3*unsolicitedInterval)
+		na, ok := e.waitNA(ndptest.LiveAddr, false, start, 3*unsolicitedInterval)
 		if !ok {
 			break
 		}
@@ -272,7 +274,7 @@ func TestPrivilegedUnsolicited(t *testing.T) {
 		t.Fatalf("got %d unsolicited advertisements, want %d", len(got), unsolicitedCount)
 	}
 	for i, na := range got {
-		if na.dst != AllNodes || !na.na.Override || na.na.Solicited || !bytes.Equal(na.tlla(), e.hostMAC) || na.src != e.hostLL {
+		if na.dst != ndpproto.AllNodes || !na.na.Override || na.na.Solicited || !bytes.Equal(na.tlla(), e.hostMAC) || na.src != e.hostLL {
 			t.Errorf("advertisement %d: to %s from %s, %+v, tlla %v", i, na.dst, na.src, na.na, na.tlla())
 		}
 		if i > 0 {
@@ -282,10 +284,10 @@ func TestPrivilegedUnsolicited(t *testing.T) {
 		}
 	}
 	// The same set again is a no-op: nothing more is announced.
-	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if na, ok := e.waitNA(liveAddr, false, time.Now(), 1500*time.Millisecond); ok {
+	if na, ok := e.waitNA(ndptest.LiveAddr, false, time.Now(), 1500*time.Millisecond); ok {
 		t.Errorf("SetTargets with the same set announced again: %+v", na.na)
 	}
 	if s := r.Stats(); s.Unsolicited != unsolicitedCount {
@@ -297,39 +299,39 @@ func TestPrivilegedUnsolicited(t *testing.T) {
 // uplink going down and up and changing its MAC do not stop the answers.
 func TestPrivilegedNativeSurvives(t *testing.T) {
 	e := newEnv(t)
-	r := e.startResponder(t, Config{Source: SourceTarget})
-	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+	r := e.startResponder(t, Config{Source: ndpproto.SourceTarget})
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
 
-	g := snm(liveAddr)
+	g := ndptest.SNM(ndptest.LiveAddr)
 	src := e.routerAddr
-	good := ipv6Packet(src, g, 255, 0, nil, icmpNS(t, src, g, liveAddr, sllaOpt(e.routerMAC)))
+	good := ndptest.IPv6Packet(src, g, 255, 0, nil, ndptest.ICMPNS(t, src, g, ndptest.LiveAddr, ndptest.SLLAOpt(e.routerMAC)))
 	for _, bad := range [][]byte{
 		good[:45],
 		append(append([]byte(nil), good[:40]...), 135, 0, 0, 0),
 		func() []byte { b := append([]byte(nil), good...); b[50] ^= 1; return b }(), // checksum
-		ipv6Packet(src, g, 254, 0, nil, icmpNS(t, src, g, liveAddr, sllaOpt(e.routerMAC))),
-		ipv6Packet(src, g, 255, 0, nil, icmpNS(t, src, g, liveAddr, sllaOpt(e.routerMAC), sllaOpt(e.routerMAC))),
-		ipv6Packet(src, g, 255, 0, nil, icmpNS(t, src, g, netip.MustParseAddr("ff02::1:ff00:ab53"))),
+		ndptest.IPv6Packet(src, g, 254, 0, nil, ndptest.ICMPNS(t, src, g, ndptest.LiveAddr, ndptest.SLLAOpt(e.routerMAC))),
+		ndptest.IPv6Packet(src, g, 255, 0, nil, ndptest.ICMPNS(t, src, g, ndptest.LiveAddr, ndptest.SLLAOpt(e.routerMAC), ndptest.SLLAOpt(e.routerMAC))),
+		ndptest.IPv6Packet(src, g, 255, 0, nil, ndptest.ICMPNS(t, src, g, netip.MustParseAddr("ff02::1:ff00:ab53"))),
 	} {
 		e.sendRaw(t, bad, multicastMAC(g))
 	}
-	if na, ok := e.waitNA(liveAddr, true, time.Now().Add(-time.Second), 300*time.Millisecond); ok {
+	if na, ok := e.waitNA(ndptest.LiveAddr, true, time.Now().Add(-time.Second), 300*time.Millisecond); ok {
 		t.Errorf("a malformed solicitation was answered: %+v", na.na)
 	}
 	sent := e.sendRaw(t, good, multicastMAC(g))
-	na, ok := e.waitNA(liveAddr, true, sent, time.Second)
+	na, ok := e.waitNA(ndptest.LiveAddr, true, sent, time.Second)
 	if !ok {
 		t.Fatal("not answered after malformed packets")
 	}
-	if na.src != liveAddr {
-		t.Errorf("Source target: answer from %s, want %s", na.src, liveAddr)
+	if na.src != ndptest.LiveAddr {
+		t.Errorf("Source target: answer from %s, want %s", na.src, ndptest.LiveAddr)
 	}
 	// The truncated ones, the one whose checksum was broken in its target
 	// and the one for a multicast target never pass the capture filter;
 	// the duplicate option and the hop limit do.
-	if s := r.Stats(); s.IgnoredReasons[ReasonMalformed] < 1 || s.IgnoredReasons[ReasonHopLimit] < 1 {
+	if s := r.Stats(); s.IgnoredReasons[ndpproto.ReasonMalformed] < 1 || s.IgnoredReasons[ndpproto.ReasonHopLimit] < 1 {
 		t.Errorf("ignored reasons %v, want malformed >= 1 and hop limit >= 1", s.IgnoredReasons)
 	}
 
@@ -351,13 +353,13 @@ func TestPrivilegedNativeSurvives(t *testing.T) {
 	}
 	e.hostMAC = newMAC
 	// Coming up with a new MAC is announced by itself.
-	if na, ok := e.waitNA(liveAddr, false, since, 3*time.Second); !ok || !bytes.Equal(na.tlla(), newMAC) {
+	if na, ok := e.waitNA(ndptest.LiveAddr, false, since, 3*time.Second); !ok || !bytes.Equal(na.tlla(), newMAC) {
 		t.Errorf("no unsolicited advertisement with the new MAC after up (got %v, %v)", ok, na.tlla())
 	}
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		sent := e.solicit(t, "unicast", liveAddr)
-		na, ok := e.waitNA(liveAddr, true, sent, 200*time.Millisecond)
+		sent := e.solicit(t, "unicast", ndptest.LiveAddr)
+		na, ok := e.waitNA(ndptest.LiveAddr, true, sent, 200*time.Millisecond)
 		if ok && bytes.Equal(na.tlla(), newMAC) {
 			break
 		}
@@ -370,18 +372,18 @@ func TestPrivilegedNativeSurvives(t *testing.T) {
 
 func TestPrivilegedKernelMode(t *testing.T) {
 	e := newEnv(t)
-	r := e.startResponder(t, Config{Mode: ModeKernel})
-	if err := r.SetTargets([]netip.Addr{liveAddr, removedAddr}, nil); err != nil {
+	r := e.startResponder(t, Config{Mode: ndpproto.ModeKernel})
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr, removedAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr, removedAddr}) {
-		t.Fatalf("proxy entries %v, want [%s %s]", got, liveAddr, removedAddr)
+	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{ndptest.LiveAddr, removedAddr}) {
+		t.Fatalf("proxy entries %v, want [%s %s]", got, ndptest.LiveAddr, removedAddr)
 	}
-	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr}) {
-		t.Fatalf("proxy entries %v, want [%s]", got, liveAddr)
+	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{ndptest.LiveAddr}) {
+		t.Fatalf("proxy entries %v, want [%s]", got, ndptest.LiveAddr)
 	}
 	time.Sleep(2*unsolicitedInterval + 200*time.Millisecond)
 	checkAnswers(t, e, false, []string{"multicast", "unicast", "dad"})
@@ -400,7 +402,7 @@ func TestPrivilegedKernelMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(3 * time.Second)
-	for !slices.Equal(e.proxies(t), []netip.Addr{liveAddr}) {
+	for !slices.Equal(e.proxies(t), []netip.Addr{ndptest.LiveAddr}) {
 		if time.Now().After(deadline) {
 			t.Fatalf("proxy entries after down/up: %v", e.proxies(t))
 		}
@@ -408,12 +410,12 @@ func TestPrivilegedKernelMode(t *testing.T) {
 	}
 
 	for range 2 { // the same set again must fail the same way
-		err := r.SetTargets([]netip.Addr{liveAddr}, []netip.Prefix{containerNet})
+		err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, []netip.Prefix{ndptest.ContainerNet})
 		if !errors.Is(err, ErrRangeUnsupported) {
 			t.Errorf("kernel mode with a range: %v, want ErrRangeUnsupported", err)
 		}
 	}
-	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr}) {
+	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{ndptest.LiveAddr}) {
 		t.Errorf("proxy entries after a range was refused: %v", got)
 	}
 }
@@ -437,12 +439,12 @@ func (e *env) proxies(t *testing.T) []netip.Addr {
 
 func TestPrivilegedOffMode(t *testing.T) {
 	e := newEnv(t)
-	r := e.startResponder(t, Config{Mode: ModeOff})
-	if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+	r := e.startResponder(t, Config{Mode: ndpproto.ModeOff})
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
-	sent := e.solicit(t, "multicast", liveAddr)
-	if na, ok := e.waitNA(liveAddr, true, sent, 300*time.Millisecond); ok {
+	sent := e.solicit(t, "multicast", ndptest.LiveAddr)
+	if na, ok := e.waitNA(ndptest.LiveAddr, true, sent, 300*time.Millisecond); ok {
 		t.Errorf("off mode answered: %+v", na.na)
 	}
 	if s := r.Stats(); len(s.Addrs) != 0 || s.Unsolicited != 0 {
@@ -453,13 +455,13 @@ func TestPrivilegedOffMode(t *testing.T) {
 func TestPrivilegedRange(t *testing.T) {
 	e := newEnv(t)
 	r := e.startResponder(t, Config{})
-	if err := r.SetTargets(nil, []netip.Prefix{containerNet}); err != nil {
+	if err := r.SetTargets(nil, []netip.Prefix{ndptest.ContainerNet}); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []netip.Addr{liveAddr, unusedAddr} {
+	for _, a := range []netip.Addr{ndptest.LiveAddr, unusedAddr} {
 		sent := e.solicit(t, "multicast", a)
 		if _, ok := e.waitNA(a, true, sent, time.Second); !ok {
-			t.Errorf("%s in range %s not answered", a, containerNet)
+			t.Errorf("%s in range %s not answered", a, ndptest.ContainerNet)
 		}
 	}
 	outside := netip.MustParseAddr("2001:db8:1234:a1:2::1")
@@ -479,7 +481,7 @@ func TestPrivilegedMultipleUplinks(t *testing.T) {
 	on1 := netip.MustParseAddr("2001:db8:5678:0:1::7")
 	nowhere := netip.MustParseAddr("2001:db8:9999::5")
 	r := e0.startResponder(t, Config{Uplinks: []string{"eth0", "eth1"}})
-	if err := r.SetTargets([]netip.Addr{liveAddr, on1, nowhere}, nil); err != nil {
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr, on1, nowhere}, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -487,7 +489,7 @@ func TestPrivilegedMultipleUplinks(t *testing.T) {
 		e        *env
 		answered bool
 	}{
-		{liveAddr, e0, true}, {liveAddr, e1, false},
+		{ndptest.LiveAddr, e0, true}, {ndptest.LiveAddr, e1, false},
 		{on1, e0, false}, {on1, e1, true},
 		{nowhere, e0, true}, {nowhere, e1, false},
 	} {
@@ -510,7 +512,7 @@ func TestPrivilegedManyTargets(t *testing.T) {
 	e := newEnv(t)
 	r := e.startResponder(t, Config{})
 	var many []netip.Addr
-	base := containerNet.Addr().As16()
+	base := ndptest.ContainerNet.Addr().As16()
 	for i := 1; i <= 4000; i++ {
 		b := base
 		b[14], b[15] = byte(i>>8), byte(i)
@@ -567,7 +569,7 @@ func viewUplinks(r *Responder) []uplinkView {
 		v.Addrs = slices.SortedFunc(maps.Keys(u.st.Addrs), netip.Addr.Compare)
 		v.Groups = slices.SortedFunc(maps.Keys(u.st.Groups), netip.Addr.Compare)
 		v.Proxies = slices.SortedFunc(maps.Keys(u.st.Proxies), netip.Addr.Compare)
-		if r.cfg.Mode == ModeNative {
+		if r.cfg.Mode == ndpproto.ModeNative {
 			maps.Copy(v.Refs, u.st.Refs)
 		}
 		out = append(out, v)
@@ -579,15 +581,15 @@ func viewUplinks(r *Responder) []uplinkView {
 // in both modes, a full reconcile of the same targets changes nothing, and
 // the targets are what the updates say.
 func TestPrivilegedUpdateTargetsEqualsReconcile(t *testing.T) {
-	for _, mode := range []string{ModeNative, ModeKernel} {
+	for _, mode := range []string{ndpproto.ModeNative, ndpproto.ModeKernel} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
 			r := e.startResponder(t, Config{Mode: mode})
-			if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 				t.Fatal(err)
 			}
-			want := map[netip.Addr]bool{liveAddr: true}
-			base := containerNet.Addr().As16()
+			want := map[netip.Addr]bool{ndptest.LiveAddr: true}
+			base := ndptest.ContainerNet.Addr().As16()
 			rnd := rand.New(rand.NewPCG(1, 2))
 			pick := func() netip.Addr {
 				b := base
@@ -640,7 +642,7 @@ func TestPrivilegedUpdateTargetsEqualsReconcile(t *testing.T) {
 func TestPrivilegedHandOver(t *testing.T) {
 	e := newEnv(t)
 	r := e.startResponder(t, Config{})
-	if err := r.SetTargets([]netip.Addr{liveAddr, removedAddr}, nil); err != nil {
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr, removedAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.proxies(t); len(got) != 0 {
@@ -649,34 +651,34 @@ func TestPrivilegedHandOver(t *testing.T) {
 	if err := r.CloseLeavingProxies(); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{liveAddr, removedAddr}) {
-		t.Fatalf("after the hand-over: proxy entries %v, want [%s %s]", got, liveAddr, removedAddr)
+	if got := e.proxies(t); !slices.Equal(got, []netip.Addr{ndptest.LiveAddr, removedAddr}) {
+		t.Fatalf("after the hand-over: proxy entries %v, want [%s %s]", got, ndptest.LiveAddr, removedAddr)
 	}
 	// Nothing of v6bridge runs now: the kernel answers, multicast and
 	// unicast probes alike, and the router resolves the address.
 	for _, kind := range []string{"multicast", "unicast"} {
-		sent := e.solicit(t, kind, liveAddr)
-		if na, ok := e.waitNA(liveAddr, true, sent, time.Second); !ok || !bytes.Equal(na.tlla(), e.hostMAC) && na.tlla() != nil {
+		sent := e.solicit(t, kind, ndptest.LiveAddr)
+		if na, ok := e.waitNA(ndptest.LiveAddr, true, sent, time.Second); !ok || !bytes.Equal(na.tlla(), e.hostMAC) && na.tlla() != nil {
 			t.Errorf("stopped responder: %s solicitation answered %v (%+v)", kind, ok, na.na)
 		}
 	}
-	if err := e.routerH.NeighDel(&netlink.Neigh{LinkIndex: e.routerIdx, Family: netlink.FAMILY_V6, IP: liveAddr.AsSlice()}); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := e.routerH.NeighDel(&netlink.Neigh{LinkIndex: e.routerIdx, Family: netlink.FAMILY_V6, IP: ndptest.LiveAddr.AsSlice()}); err != nil && !errors.Is(err, unix.ENOENT) {
 		t.Fatal(err)
 	}
 	resolved := false
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !resolved; time.Sleep(50 * time.Millisecond) {
-		e.sendTraffic(t, liveAddr)
-		n, ok := e.neighbour(t, liveAddr)
+		e.sendTraffic(t, ndptest.LiveAddr)
+		n, ok := e.neighbour(t, ndptest.LiveAddr)
 		resolved = ok && bytes.Equal(n.HardwareAddr, e.hostMAC)
 	}
 	if !resolved {
-		t.Fatalf("stopped responder: the router does not resolve %s", liveAddr)
+		t.Fatalf("stopped responder: the router does not resolve %s", ndptest.LiveAddr)
 	}
 
 	// The next start takes over: entries gone, native answers, and the
 	// address removed while stopped is no longer answered.
 	r2 := e.startResponder(t, Config{})
-	if err := r2.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+	if err := r2.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(3 * time.Second); len(e.proxies(t)) != 0; time.Sleep(20 * time.Millisecond) {
@@ -708,9 +710,9 @@ func TestPrivilegedFloodSoak(t *testing.T) {
 	e.startSniffer(t)
 	r := e.startResponder(t, Config{})
 	// 1,000 live addresses around the one probed, like a busy host.
-	targets := []netip.Addr{liveAddr}
+	targets := []netip.Addr{ndptest.LiveAddr}
 	for i := 1; i < 1000; i++ {
-		targets = append(targets, nth(containerNet.Addr(), 0x1000+i))
+		targets = append(targets, ndptest.Nth(ndptest.ContainerNet.Addr(), 0x1000+i))
 	}
 	if err := r.SetTargets(targets, nil); err != nil {
 		t.Fatal(err)
@@ -781,14 +783,14 @@ func TestPrivilegedPrimeRouter(t *testing.T) {
 			if _, err := r.refreshUplink(r.uplinks[0]); err != nil {
 				t.Fatal(err)
 			}
-			if err := r.SetTargets([]netip.Addr{liveAddr}, nil); err != nil {
+			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(500 * time.Millisecond)
-			n, ok := e.neighbour(t, liveAddr)
+			n, ok := e.neighbour(t, ndptest.LiveAddr)
 			primed := ok && bytes.Equal(n.HardwareAddr, e.hostMAC)
 			if primed != prime {
-				t.Errorf("router's entry for %s: %+v (found %v); want one with the host's MAC: %v", liveAddr, n, ok, prime)
+				t.Errorf("router's entry for %s: %+v (found %v); want one with the host's MAC: %v", ndptest.LiveAddr, n, ok, prime)
 			}
 			if s := r.Stats(); (s.Primed > 0) != prime {
 				t.Errorf("Stats.Primed = %d with PrimeRouter %v", s.Primed, prime)

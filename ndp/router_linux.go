@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/internal/nlretry"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // The uplinks' default routers, for their reserved budgets (RouterID):
@@ -150,7 +151,7 @@ func (r *Responder) refreshRouter(u *uplink) {
 
 // readRouter reads u's default router from the routing table and the
 // neighbour cache; gw is the default route's gateway (zero: none).
-func (r *Responder) readRouter(u *uplink) (id RouterID, gw netip.Addr) {
+func (r *Responder) readRouter(u *uplink) (id ndpproto.RouterID, gw netip.Addr) {
 	l := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: u.index}}
 	routes, err := nlretry.Dump(func() ([]netlink.Route, error) { return r.h.RouteList(l, netlink.FAMILY_V6) })
 	if err != nil {
@@ -182,7 +183,7 @@ func (r *Responder) readRouter(u *uplink) (id RouterID, gw netip.Addr) {
 	if mac == nil {
 		return id, gw
 	}
-	addrs := []netip.Addr{gw, eui64LinkLocal(mac)}
+	addrs := []netip.Addr{gw, ndpproto.EUI64LinkLocal(mac)}
 	var others []netip.Addr
 	for _, n := range neighs {
 		if a, ok := netip.AddrFromSlice(n.IP); ok && a != gw && usable(n) && slices.Equal(n.HardwareAddr, mac) {
@@ -190,5 +191,5 @@ func (r *Responder) readRouter(u *uplink) (id RouterID, gw netip.Addr) {
 		}
 	}
 	slices.SortFunc(others, netip.Addr.Compare)
-	return NewRouterID(mac, append(addrs, others...)), gw
+	return ndpproto.NewRouterID(mac, append(addrs, others...)), gw
 }

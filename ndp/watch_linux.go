@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/v6bridge/v6bridge/link"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
 
 // watchLoop follows the uplinks with a link.Follower of its own, unless
@@ -48,7 +49,7 @@ func (r *Responder) watchLoop(ctx context.Context) {
 // (Reattach); then it reads the uplink again, tells neighbours when it
 // came up or changed its MAC, and re-applies the targets.
 func (r *Responder) UplinkChanged(c link.Change) error {
-	if r.cfg.Mode == ModeOff {
+	if r.cfg.Mode == ndpproto.ModeOff {
 		return nil
 	}
 	u := r.uplinkNamed(c.New.Name)
@@ -92,7 +93,7 @@ func (r *Responder) Reattach(name string, index int) error {
 		return fmt.Errorf("ndp: re-attach %q: not an uplink", name)
 	}
 	r.mu.Lock()
-	if r.closed || u.index == index || r.cfg.Mode == ModeOff {
+	if r.closed || u.index == index || r.cfg.Mode == ndpproto.ModeOff {
 		r.mu.Unlock()
 		return nil
 	}
@@ -110,7 +111,7 @@ func (r *Responder) Reattach(name string, index int) error {
 		return nil
 	}
 	var errs []error
-	if r.cfg.Mode == ModeNative {
+	if r.cfg.Mode == ndpproto.ModeNative {
 		if err := u.pc.Bind(&unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IPV6), Ifindex: index}); err != nil {
 			errs = append(errs, fmt.Errorf("ndp uplink %q: bind packet socket to index %d: %w", u.name, index, err))
 		}
@@ -121,7 +122,7 @@ func (r *Responder) Reattach(name string, index int) error {
 	if err := u.groups.close(); err != nil {
 		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: close the old link's join sockets")
 	}
-	if r.cfg.Mode == ModeKernel {
+	if r.cfg.Mode == ndpproto.ModeKernel {
 		// proxy_ndp and proxy_delay of the new link are the defaults.
 		if err := r.proxySysctls(); err != nil {
 			errs = append(errs, err)
@@ -158,7 +159,7 @@ func (r *Responder) linkChanged(u *uplink) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cfg.Mode == ModeKernel {
+	if r.cfg.Mode == ndpproto.ModeKernel {
 		// Going down flushes the kernel's proxy entries, and a
 		// quick down/up may be seen as "up" twice: re-read them
 		// on every event of the uplink (rare) and reconcile.

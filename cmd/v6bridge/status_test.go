@@ -9,6 +9,7 @@ import (
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/nat"
 	"github.com/v6bridge/v6bridge/ndp"
+	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 	"github.com/v6bridge/v6bridge/portfwd"
 )
 
@@ -21,7 +22,7 @@ func TestPrintStatus(t *testing.T) {
 			Endpoints: []driver.EndpointStatus{{ID: "fedcba9876543210", Address: "2001:db8:1234:a1:1::ab53", MAC: "02:00:00:00:00:01", Joined: true, Ports: "[::]:8081->80/tcp"}},
 		}},
 		NDP: ndp.Stats{Solicitations: 7, Answered: 5, AnsweredUnicast: 3, KernelAnswered: 4, Addrs: []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1:1::ab53")},
-			Limited: map[string]uint64{ndp.ReasonSourceLimit: 2}, SocketDrops: 1, IngressDropped: 40000, AnnouncePeakRate: 2000},
+			Limited: map[string]uint64{ndpproto.ReasonSourceLimit: 2}, SocketDrops: 1, IngressDropped: 40000, AnnouncePeakRate: 2000},
 		Forwards: []portfwd.Status{{Forward: "tcp [::1]:5432->[fd00::5]:5432", Problem: "forward tcp [::1]:5432->[fd00::5]:5432: port [::1]:5432/tcp is held by pid 812 (postgres): stop it or publish another host port (address already in use); retrying"},
 			{Forward: "udp [::1]:5353->[fd00::5]:53", Bound: true, Conns: 512, Evicted: 19488}},
 	}

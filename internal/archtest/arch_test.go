@@ -32,7 +32,7 @@ var allowed = map[string][]string{
 	"link":               {"netspec", "internal/netnsdo", "internal/nlretry", "internal/instance"},
 	"nat":                {"netspec", "fwstate", "internal/netnsdo", "internal/nlretry", "internal/nftledger"},
 	"ra":                 {"netspec", "internal/netnsdo"},
-	"ndp":                {"netspec", "link", "internal/netnsdo", "internal/nlretry", "internal/nftledger"},
+	"ndp":                {"netspec", "link", "ndp/ndpproto", "ndp/ingress", "internal/netnsdo", "internal/nlretry", "internal/nftledger"},
 	"ipam":               {"netspec", "plan", "internal/store"},
 	"doctor":             {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry"},
 	"migrate":            {"netspec", "plan", "ipam"},
@@ -40,6 +40,12 @@ var allowed = map[string][]string{
 	"portfwd":            {"netspec"},
 	"internal/api":       {"netspec", "driver", "ipam", "nat", "portfwd"},
 	"cmd/v6bridge":       nil, // wiring: anything
+
+	// ndp's own: the pure protocol under the responder, and the packets
+	// and addresses its tests share.
+	"ndp/ndpproto":         {},
+	"ndp/ingress":          {"ndp/ndpproto"},
+	"ndp/internal/ndptest": {},
 }
 
 // tools are the programs that play the engine or the network in tests and

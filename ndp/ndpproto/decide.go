@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"bytes"
@@ -41,8 +41,8 @@ const (
 // AllNodes is ff02::1, where DAD defences and unsolicited advertisements go.
 var AllNodes = netip.MustParseAddr("ff02::1")
 
-// allNodesMAC is the Ethernet group address of ff02::1 (RFC 2464).
-var allNodesMAC = net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
+// AllNodesMAC is the Ethernet group address of ff02::1 (RFC 2464).
+var AllNodesMAC = net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
 
 // DecideConfig is what Decide needs to know about the uplink an answer
 // leaves from.
@@ -59,10 +59,10 @@ type DecideConfig struct {
 	LinkLocal, Global netip.Addr
 }
 
-// sourceFor picks the advertisement's IPv6 source for target. A missing
+// SourceFor picks the advertisement's IPv6 source for target. A missing
 // link-local falls back to the target; a missing global to the link-local,
 // then the target, so an answer always leaves.
-func (c DecideConfig) sourceFor(target netip.Addr) netip.Addr {
+func (c DecideConfig) SourceFor(target netip.Addr) netip.Addr {
 	switch c.Source {
 	case SourceTarget:
 		return target
@@ -122,7 +122,7 @@ func Decide(ns Solicitation, cfg DecideConfig, owned func(netip.Addr) bool) (Ans
 	}
 
 	a := Answer{
-		Source: cfg.sourceFor(target),
+		Source: cfg.SourceFor(target),
 		Advertisement: mndp.NeighborAdvertisement{
 			Router:        cfg.Router,
 			Override:      true,
@@ -135,7 +135,7 @@ func Decide(ns Solicitation, cfg DecideConfig, owned func(netip.Addr) bool) (Ans
 	}
 	if ns.Source.IsUnspecified() {
 		a.Destination = AllNodes
-		a.LinkDestination = append(net.HardwareAddr(nil), allNodesMAC...)
+		a.LinkDestination = append(net.HardwareAddr(nil), AllNodesMAC...)
 		return a, true, ""
 	}
 	a.Advertisement.Solicited = true
@@ -164,9 +164,9 @@ func Unsolicited(target netip.Addr, cfg DecideConfig) (Answer, error) {
 	}
 	target = target.WithZone("")
 	return Answer{
-		Source:          cfg.sourceFor(target),
+		Source:          cfg.SourceFor(target),
 		Destination:     AllNodes,
-		LinkDestination: append(net.HardwareAddr(nil), allNodesMAC...),
+		LinkDestination: append(net.HardwareAddr(nil), AllNodesMAC...),
 		Advertisement: mndp.NeighborAdvertisement{
 			Router:        cfg.Router,
 			Override:      true,
@@ -190,10 +190,10 @@ func (a Answer) Packet() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal advertisement for %s: %w", a.Advertisement.TargetAddress, err)
 	}
-	b := make([]byte, ipv6HeaderLen, ipv6HeaderLen+len(msg))
+	b := make([]byte, IPv6HeaderLen, IPv6HeaderLen+len(msg))
 	b[0] = 6 << 4
 	binary.BigEndian.PutUint16(b[4:6], uint16(len(msg)))
-	b[6] = protoICMPv6
+	b[6] = ProtoICMPv6
 	b[7] = mndp.HopLimit
 	s, d := src.As16(), dst.As16()
 	copy(b[8:24], s[:])

@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"errors"
@@ -25,7 +25,7 @@ func NewTargets(addrs []netip.Addr, ranges []netip.Prefix) (Targets, error) {
 	t := Targets{addrs: make(map[netip.Addr]struct{}, len(addrs))}
 	for _, a := range addrs {
 		a = a.WithZone("")
-		if err := checkTarget(a); err != nil {
+		if err := CheckTarget(a); err != nil {
 			return Targets{}, err
 		}
 		t.addrs[a] = struct{}{}
@@ -35,7 +35,7 @@ func NewTargets(addrs []netip.Addr, ranges []netip.Prefix) (Targets, error) {
 			return Targets{}, fmt.Errorf("range %s: %w", p, ErrInvalidTarget)
 		}
 		p = p.Masked()
-		if err := checkTarget(p.Addr()); err != nil {
+		if err := CheckTarget(p.Addr()); err != nil {
 			return Targets{}, fmt.Errorf("range %s: %w", p, err)
 		}
 		t.ranges = append(t.ranges, p)
@@ -45,7 +45,9 @@ func NewTargets(addrs []netip.Addr, ranges []netip.Prefix) (Targets, error) {
 	return t, nil
 }
 
-func checkTarget(a netip.Addr) error {
+// CheckTarget refuses what cannot be a target: anything but a routable
+// IPv6 unicast address (errors wrap ErrInvalidTarget).
+func CheckTarget(a netip.Addr) error {
 	switch {
 	case !a.IsValid() || !a.Is6() || a.Is4In6():
 		return fmt.Errorf("target %s is not an IPv6 address: %w", a, ErrInvalidTarget)
@@ -89,6 +91,21 @@ func (t Targets) Addrs() []netip.Addr {
 
 // Ranges returns the ranges, masked and sorted.
 func (t Targets) Ranges() []netip.Prefix { return slices.Clone(t.ranges) }
+
+// Update removes the addresses in remove and adds those in add (an address
+// in both ends up added), in place: copies of t see the change. add and
+// remove hold addresses without zones.
+func (t *Targets) Update(add, remove []netip.Addr) {
+	if t.addrs == nil {
+		t.addrs = map[netip.Addr]struct{}{}
+	}
+	for _, a := range remove {
+		delete(t.addrs, a)
+	}
+	for _, a := range add {
+		t.addrs[a] = struct{}{}
+	}
+}
 
 // Len is the number of single addresses plus the number of ranges.
 func (t Targets) Len() int { return len(t.addrs) + len(t.ranges) }

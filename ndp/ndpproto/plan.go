@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"net/netip"
@@ -41,7 +41,7 @@ func (u *UplinkState) ApplyAddrs(p UplinkPlan) {
 			continue
 		}
 		delete(u.Addrs, a)
-		g := snmOf(a)
+		g := SNMOf(a)
 		if u.Refs[g]--; u.Refs[g] <= 0 {
 			delete(u.Refs, g)
 		}
@@ -51,7 +51,7 @@ func (u *UplinkState) ApplyAddrs(p UplinkPlan) {
 			continue
 		}
 		u.Addrs[a] = struct{}{}
-		u.Refs[snmOf(a)]++
+		u.Refs[SNMOf(a)]++
 	}
 	u.Ranges = slices.Clone(p.Ranges)
 }
@@ -135,7 +135,7 @@ func PlanTargets(mode string, t Targets, ups []*UplinkState) Plan {
 		case ModeNative:
 			groups := map[netip.Addr]struct{}{}
 			for a := range want[i] {
-				groups[snmOf(a)] = struct{}{}
+				groups[SNMOf(a)] = struct{}{}
 			}
 			up.Join, up.Leave = setDiff(groups, u.Groups)
 			_, up.DelProxy = setDiff(nil, u.Proxies)
@@ -176,7 +176,7 @@ func PlanUpdate(mode string, add, remove []netip.Addr, ups []*UplinkState) Plan 
 				continue
 			}
 			p.Uplinks[i].Stop = append(p.Uplinks[i].Stop, a)
-			delta[i][snmOf(a)]--
+			delta[i][SNMOf(a)]--
 			if _, ok := u.Proxies[a]; ok && mode == ModeKernel {
 				p.Uplinks[i].DelProxy = append(p.Uplinks[i].DelProxy, a)
 			}
@@ -189,7 +189,7 @@ func PlanUpdate(mode string, add, remove []netip.Addr, ups []*UplinkState) Plan 
 			continue
 		}
 		p.Uplinks[i].Start = append(p.Uplinks[i].Start, a)
-		delta[i][snmOf(a)]++
+		delta[i][SNMOf(a)]++
 		if _, ok := ups[i].Proxies[a]; !ok && mode == ModeKernel {
 			p.Uplinks[i].AddProxy = append(p.Uplinks[i].AddProxy, a)
 		}

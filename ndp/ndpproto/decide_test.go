@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"net"
@@ -8,38 +8,23 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	mndp "github.com/mdlayher/ndp"
+
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
 )
 
 var (
 	uplinkMAC  = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x01}
-	routerMAC  = net.HardwareAddr{0x02, 0, 0, 0, 0, 0xfe}
-	routerAddr = netip.MustParseAddr("2001:db8:1234:a1::fffe")
-	routerLL   = netip.MustParseAddr("fe80::fe")
-	hostLL     = netip.MustParseAddr("fe80::1")
 	hostGlobal = netip.MustParseAddr("2001:db8:1234:a1::1")
-	live       = netip.MustParseAddr("2001:db8:1234:a1:1::ab53")
 	other      = netip.MustParseAddr("2001:db8:1234:a1:1::99")
 )
 
-func snm(a netip.Addr) netip.Addr {
-	g, err := mndp.SolicitedNodeMulticast(a)
-	if err != nil {
-		panic(err)
-	}
-	return g
-}
-
-func tlla(mac net.HardwareAddr) []mndp.Option {
-	return []mndp.Option{&mndp.LinkLayerAddress{Direction: mndp.Target, Addr: mac}}
-}
-
-func ownsLive(a netip.Addr) bool { return a == live }
+func ownsLive(a netip.Addr) bool { return a == ndptest.Live }
 
 func TestDecide(t *testing.T) {
-	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal}
+	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal}
 	multicast := Solicitation{
-		Source: routerAddr, Destination: snm(live), HopLimit: 255, Target: live,
-		SourceLinkAddr: routerMAC, LinkSource: routerMAC,
+		Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.Live), HopLimit: 255, Target: ndptest.Live,
+		SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC,
 	}
 	with := func(f func(*Solicitation)) Solicitation {
 		s := multicast
@@ -52,8 +37,8 @@ func TestDecide(t *testing.T) {
 		return c
 	}
 	solicited := Answer{
-		Source: hostLL, Destination: routerAddr, LinkDestination: routerMAC,
-		Advertisement: mndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: live, Options: tlla(uplinkMAC)},
+		Source: ndptest.HostLL, Destination: ndptest.RouterAddr, LinkDestination: ndptest.RouterMAC,
+		Advertisement: mndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: ndptest.Live, Options: ndptest.TLLA(uplinkMAC)},
 	}
 	withAnswer := func(f func(*Answer)) Answer {
 		a := solicited
@@ -72,13 +57,13 @@ func TestDecide(t *testing.T) {
 		{name: "multicast", ns: multicast, cfg: cfg, want: solicited, ok: true},
 		{
 			name: "unicast reachability probe",
-			ns:   with(func(s *Solicitation) { s.Destination = live }),
+			ns:   with(func(s *Solicitation) { s.Destination = ndptest.Live }),
 			cfg:  cfg, want: solicited, ok: true,
 		},
 		{
 			name: "unicast without option answers the frame source",
 			ns: with(func(s *Solicitation) {
-				s.Destination, s.SourceLinkAddr, s.LinkSource = live, nil, net.HardwareAddr{2, 0, 0, 0, 0, 0x77}
+				s.Destination, s.SourceLinkAddr, s.LinkSource = ndptest.Live, nil, net.HardwareAddr{2, 0, 0, 0, 0, 0x77}
 			}),
 			cfg: cfg, ok: true,
 			want: withAnswer(func(a *Answer) { a.LinkDestination = net.HardwareAddr{2, 0, 0, 0, 0, 0x77} }),
@@ -90,9 +75,9 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "link-local solicitor",
-			ns:   with(func(s *Solicitation) { s.Source = routerLL.WithZone("eth0") }),
+			ns:   with(func(s *Solicitation) { s.Source = ndptest.RouterLL.WithZone("eth0") }),
 			cfg:  cfg, ok: true,
-			want: withAnswer(func(a *Answer) { a.Destination = routerLL }),
+			want: withAnswer(func(a *Answer) { a.Destination = ndptest.RouterLL }),
 		},
 		{
 			name: "dad probe is defended to all nodes",
@@ -114,7 +99,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "source target",
 			ns:   multicast, cfg: withCfg(func(c *DecideConfig) { c.Source = SourceTarget }), ok: true,
-			want: withAnswer(func(a *Answer) { a.Source = live }),
+			want: withAnswer(func(a *Answer) { a.Source = ndptest.Live }),
 		},
 		{
 			name: "source global",
@@ -129,7 +114,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "no link-local falls back to target",
 			ns:   multicast, cfg: withCfg(func(c *DecideConfig) { c.LinkLocal = netip.Addr{} }), ok: true,
-			want: withAnswer(func(a *Answer) { a.Source = live }),
+			want: withAnswer(func(a *Answer) { a.Source = ndptest.Live }),
 		},
 		{
 			name: "hop limit 254 (forwarded)",
@@ -158,13 +143,13 @@ func TestDecide(t *testing.T) {
 		{
 			name: "not owned",
 			ns: with(func(s *Solicitation) {
-				s.Target, s.Destination = other, snm(other)
+				s.Target, s.Destination = other, ndptest.SNM(other)
 			}),
 			cfg: cfg, reason: ReasonNotOwned,
 		},
 		{
 			name: "wrong solicited-node group",
-			ns:   with(func(s *Solicitation) { s.Destination = snm(other) }), cfg: cfg, reason: ReasonDestination,
+			ns:   with(func(s *Solicitation) { s.Destination = ndptest.SNM(other) }), cfg: cfg, reason: ReasonDestination,
 		},
 		{
 			name: "unicast to another address",
@@ -173,7 +158,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "dad probe to the target itself",
 			ns: with(func(s *Solicitation) {
-				s.Source, s.SourceLinkAddr, s.Destination = netip.IPv6Unspecified(), nil, live
+				s.Source, s.SourceLinkAddr, s.Destination = netip.IPv6Unspecified(), nil, ndptest.Live
 			}),
 			cfg: cfg, reason: ReasonDADDestination,
 		},
@@ -216,8 +201,8 @@ func TestDecide(t *testing.T) {
 			}),
 			cfg: cfg, ok: true,
 			want: Answer{
-				Source: hostLL, Destination: AllNodes, LinkDestination: allNodesMAC,
-				Advertisement: mndp.NeighborAdvertisement{Override: true, TargetAddress: live, Options: tlla(uplinkMAC)},
+				Source: ndptest.HostLL, Destination: AllNodes, LinkDestination: AllNodesMAC,
+				Advertisement: mndp.NeighborAdvertisement{Override: true, TargetAddress: ndptest.Live, Options: ndptest.TLLA(uplinkMAC)},
 			},
 		},
 	}
@@ -235,25 +220,25 @@ func TestDecide(t *testing.T) {
 }
 
 func TestDecideNilOwned(t *testing.T) {
-	ns := Solicitation{Source: routerAddr, Destination: live, HopLimit: 255, Target: live, SourceLinkAddr: routerMAC}
+	ns := Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.Live, HopLimit: 255, Target: ndptest.Live, SourceLinkAddr: ndptest.RouterMAC}
 	if _, ok, reason := Decide(ns, DecideConfig{LinkAddr: uplinkMAC}, nil); ok || reason != ReasonNotOwned {
 		t.Errorf("Decide with nil owned = %v %q, want false %q", ok, reason, ReasonNotOwned)
 	}
 }
 
 func TestUnsolicited(t *testing.T) {
-	got, err := Unsolicited(live, DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL})
+	got, err := Unsolicited(ndptest.Live, DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Answer{
-		Source: hostLL, Destination: AllNodes, LinkDestination: net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1},
-		Advertisement: mndp.NeighborAdvertisement{Override: true, TargetAddress: live, Options: tlla(uplinkMAC)},
+		Source: ndptest.HostLL, Destination: AllNodes, LinkDestination: net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1},
+		Advertisement: mndp.NeighborAdvertisement{Override: true, TargetAddress: ndptest.Live, Options: ndptest.TLLA(uplinkMAC)},
 	}
 	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("Unsolicited (-want +got):\n%s", diff)
 	}
-	if _, err := Unsolicited(live, DecideConfig{}); err == nil {
+	if _, err := Unsolicited(ndptest.Live, DecideConfig{}); err == nil {
 		t.Error("Unsolicited without a MAC: no error")
 	}
 }
@@ -262,8 +247,8 @@ func TestUnsolicited(t *testing.T) {
 // 255 and an ICMPv6 checksum that verifies, parsed back by mdlayher/ndp.
 func TestAnswerPacket(t *testing.T) {
 	a, ok, _ := Decide(Solicitation{
-		Source: routerAddr, Destination: snm(live), HopLimit: 255, Target: live, SourceLinkAddr: routerMAC,
-	}, DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL}, ownsLive)
+		Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.Live), HopLimit: 255, Target: ndptest.Live, SourceLinkAddr: ndptest.RouterMAC,
+	}, DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL}, ownsLive)
 	if !ok {
 		t.Fatal("no answer")
 	}
@@ -277,20 +262,20 @@ func TestAnswerPacket(t *testing.T) {
 	if b[0]>>4 != 6 || b[6] != 58 || b[7] != 255 || int(b[4])<<8|int(b[5]) != 32 {
 		t.Errorf("bad ipv6 header % x", b[:8])
 	}
-	if got := netip.AddrFrom16([16]byte(b[8:24])); got != hostLL {
-		t.Errorf("source %s, want %s", got, hostLL)
+	if got := netip.AddrFrom16([16]byte(b[8:24])); got != ndptest.HostLL {
+		t.Errorf("source %s, want %s", got, ndptest.HostLL)
 	}
-	if got := netip.AddrFrom16([16]byte(b[24:40])); got != routerAddr {
-		t.Errorf("destination %s, want %s", got, routerAddr)
+	if got := netip.AddrFrom16([16]byte(b[24:40])); got != ndptest.RouterAddr {
+		t.Errorf("destination %s, want %s", got, ndptest.RouterAddr)
 	}
-	if c := checksum(hostLL, routerAddr, b[40:]); c != 0 {
+	if c := Checksum(ndptest.HostLL, ndptest.RouterAddr, b[40:]); c != 0 {
 		t.Errorf("checksum does not verify: %#04x", c)
 	}
 	m, err := mndp.ParseMessage(b[40:])
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &mndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: live, Options: tlla(uplinkMAC)}
+	want := &mndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: ndptest.Live, Options: ndptest.TLLA(uplinkMAC)}
 	if diff := cmp.Diff(want, m, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("parsed back (-want +got):\n%s", diff)
 	}

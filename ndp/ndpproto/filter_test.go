@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 
 	mndp "github.com/mdlayher/ndp"
 	"golang.org/x/net/bpf"
+
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
 )
 
 // runFilter runs prog on pkt in x/net/bpf's VM and reports whether it
@@ -28,19 +30,11 @@ func runFilter(t testing.TB, prog []bpf.Instruction, pkt []byte) bool {
 }
 
 func nsPacket(t testing.TB, target netip.Addr, hbh bool) []byte {
-	icmp := icmpNS(t, routerAddr, snm(target), target, sllaOpt(routerMAC))
+	icmp := ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.SNM(target), target, ndptest.SLLAOpt(ndptest.RouterMAC))
 	if hbh {
-		return ipv6Packet(routerAddr, snm(target), 255, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, icmp)
+		return ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(target), 255, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, icmp)
 	}
-	return ipv6Packet(routerAddr, snm(target), 255, 0, nil, icmp)
-}
-
-func nth(a netip.Addr, n int) netip.Addr {
-	b := a.As16()
-	v := uint32(b[12])<<24 | uint32(b[13])<<16 | uint32(b[14])<<8 | uint32(b[15])
-	v += uint32(n)
-	b[12], b[13], b[14], b[15] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
-	return netip.AddrFrom16(b)
+	return ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(target), 255, 0, nil, icmp)
 }
 
 // TestBuildFilter runs the capture filter in a BPF VM: it passes the
@@ -68,7 +62,7 @@ func TestBuildFilter(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var addrs []netip.Addr
 			for i := range tc.n {
-				addrs = append(addrs, nth(base, i*7))
+				addrs = append(addrs, ndptest.Nth(base, i*7))
 			}
 			// A few in another /96 too.
 			if tc.n > 0 {
@@ -108,7 +102,7 @@ func TestBuildFilter(t *testing.T) {
 			}
 			if !tc.wantCoarse && tc.n > 0 {
 				// Exact: the neighbour of a live address is dropped.
-				if a := nth(base, 1); runFilter(t, prog, nsPacket(t, a, false)) {
+				if a := ndptest.Nth(base, 1); runFilter(t, prog, nsPacket(t, a, false)) {
 					t.Errorf("solicitation for %s, next to live ones, passes", a)
 				}
 			}
@@ -116,16 +110,16 @@ func TestBuildFilter(t *testing.T) {
 			if tc.n == 0 {
 				return
 			}
-			adv, _ := mndp.MarshalMessageChecksum(&mndp.NeighborAdvertisement{TargetAddress: live}, routerAddr, live)
+			adv, _ := mndp.MarshalMessageChecksum(&mndp.NeighborAdvertisement{TargetAddress: live}, ndptest.RouterAddr, live)
 			echo := []byte{128, 0, 0, 0, 0, 0, 0, 0}
-			udp := ipv6Packet(routerAddr, live, 64, 0, nil, make([]byte, 30))
+			udp := ndptest.IPv6Packet(ndptest.RouterAddr, live, 64, 0, nil, make([]byte, 30))
 			udp[6] = 17
 			for name, pkt := range map[string][]byte{
-				"advertisement": ipv6Packet(routerAddr, live, 255, 0, nil, adv),
-				"echo request":  ipv6Packet(routerAddr, live, 64, 0, nil, echo),
+				"advertisement": ndptest.IPv6Packet(ndptest.RouterAddr, live, 255, 0, nil, adv),
+				"echo request":  ndptest.IPv6Packet(ndptest.RouterAddr, live, 64, 0, nil, echo),
 				"udp":           udp,
 				"truncated":     nsPacket(t, live, false)[:60],
-				"mld behind hop-by-hop": ipv6Packet(routerLL, netip.MustParseAddr("ff02::16"), 1, 0,
+				"mld behind hop-by-hop": ndptest.IPv6Packet(ndptest.RouterLL, netip.MustParseAddr("ff02::16"), 1, 0,
 					[]byte{58, 0, 5, 2, 0, 0, 1, 0}, []byte{143, 0, 0, 0, 0, 0, 0, 0}),
 			} {
 				if runFilter(t, prog, pkt) {
@@ -144,7 +138,7 @@ func BenchmarkBuildFilter(b *testing.B) {
 			var addrs []netip.Addr
 			base := netip.MustParseAddr("2001:db8:1234:a1:1::100")
 			for i := range n {
-				addrs = append(addrs, nth(base, i))
+				addrs = append(addrs, ndptest.Nth(base, i))
 			}
 			for b.Loop() {
 				BuildFilter(addrs, nil)

@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	mndp "github.com/mdlayher/ndp"
+
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
 )
 
 // slowPath is what ParsePacket, Decide and Answer.Packet make of pkt:
@@ -35,17 +37,17 @@ func slowPath(pkt []byte, linkSrc net.HardwareAddr, cfg DecideConfig, owned func
 	return false, b, a.LinkDestination, ""
 }
 
-// fastPath runs parseFast and decideFast the way the capture loop does.
+// fastPath runs ParseFast and DecideFast the way the capture loop does.
 func fastPath(pkt []byte, linkSrc net.HardwareAddr, cfg DecideConfig, owned func(netip.Addr) bool) (notNS bool, out []byte, linkDst net.HardwareAddr, reason string) {
-	var ns fastNS
-	switch parseFast(pkt, linkSrc, &ns) {
-	case fastNotNS:
+	var ns FastNS
+	switch ParseFast(pkt, linkSrc, &ns) {
+	case FastNotNS:
 		return true, nil, nil, ""
-	case fastMalformed:
+	case FastMalformed:
 		return false, nil, nil, ReasonMalformed
-	case fastBadChecksum:
+	case FastBadChecksum:
 		return false, nil, nil, ReasonBadChecksum
-	case fastSlow:
+	case FastSlow:
 		s, err := ParsePacket(pkt, linkSrc)
 		if errors.Is(err, ErrNotSolicitation) {
 			return true, nil, nil, ""
@@ -53,10 +55,10 @@ func fastPath(pkt []byte, linkSrc net.HardwareAddr, cfg DecideConfig, owned func
 		if err != nil {
 			return false, nil, nil, ReasonMalformed
 		}
-		ns.fromSolicitation(s)
+		ns.FromSolicitation(s)
 	}
-	var buf [naLen]byte
-	mac, _, reason := decideFast(&ns, &cfg, owned, &buf)
+	var buf [NALen]byte
+	mac, _, reason := DecideFast(&ns, &cfg, owned, &buf)
 	if reason != "" {
 		return false, nil, nil, reason
 	}
@@ -77,34 +79,34 @@ func checkAgree(t *testing.T, name string, pkt []byte, linkSrc net.HardwareAddr,
 // source, destination, hop limit, target, options, frame source and
 // configuration.
 func TestFastPathAgrees(t *testing.T) {
-	srcs := []netip.Addr{routerAddr, netip.IPv6Unspecified(), netip.MustParseAddr("ff02::2"), routerLL}
-	targets := []netip.Addr{live, other, netip.MustParseAddr("ff02::1"), netip.MustParseAddr("::1")}
+	srcs := []netip.Addr{ndptest.RouterAddr, netip.IPv6Unspecified(), netip.MustParseAddr("ff02::2"), ndptest.RouterLL}
+	targets := []netip.Addr{ndptest.Live, other, netip.MustParseAddr("ff02::1"), netip.MustParseAddr("::1")}
 	optSets := map[string][]mndp.Option{
 		"none":      nil,
-		"slla":      {sllaOpt(routerMAC)},
-		"own slla":  {sllaOpt(uplinkMAC)},
-		"dup slla":  {sllaOpt(routerMAC), sllaOpt(routerMAC)},
+		"slla":      {ndptest.SLLAOpt(ndptest.RouterMAC)},
+		"own slla":  {ndptest.SLLAOpt(uplinkMAC)},
+		"dup slla":  {ndptest.SLLAOpt(ndptest.RouterMAC), ndptest.SLLAOpt(ndptest.RouterMAC)},
 		"nonce":     {mndp.NewNonce()},
 		"two nonce": {mndp.NewNonce(), mndp.NewNonce()},
-		"tlla":      {&mndp.LinkLayerAddress{Direction: mndp.Target, Addr: routerMAC}},
-		"unknown":   {sllaOpt(routerMAC), &mndp.RawOption{Type: 200, Length: 1, Value: make([]byte, 6)}},
+		"tlla":      {&mndp.LinkLayerAddress{Direction: mndp.Target, Addr: ndptest.RouterMAC}},
+		"unknown":   {ndptest.SLLAOpt(ndptest.RouterMAC), &mndp.RawOption{Type: 200, Length: 1, Value: make([]byte, 6)}},
 		"mtu":       {&mndp.MTU{MTU: 1500}},
-		"broadcast": {sllaOpt(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})},
-		"group":     {sllaOpt(net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1})},
+		"broadcast": {ndptest.SLLAOpt(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})},
+		"group":     {ndptest.SLLAOpt(net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1})},
 	}
 	cfgs := []DecideConfig{
-		{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal},
-		{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal, Router: true, Source: SourceTarget},
+		{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal},
+		{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal, Router: true, Source: SourceTarget},
 		{LinkAddr: uplinkMAC, Source: SourceGlobal},
 		{LinkAddr: nil},
 	}
 	n := 0
 	for _, src := range srcs {
 		for _, target := range targets {
-			for _, dst := range []netip.Addr{snm(target), target, other} {
+			for _, dst := range []netip.Addr{ndptest.SNM(target), target, other} {
 				for _, hop := range []uint8{255, 254} {
 					for on, opts := range optSets {
-						for _, linkSrc := range []net.HardwareAddr{routerMAC, uplinkMAC, nil, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}} {
+						for _, linkSrc := range []net.HardwareAddr{ndptest.RouterMAC, uplinkMAC, nil, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}} {
 							for ci, cfg := range cfgs {
 								icmp, err := mndp.MarshalMessageChecksum(&mndp.NeighborSolicitation{TargetAddress: target, Options: opts}, src, dst)
 								if err != nil {
@@ -113,9 +115,9 @@ func TestFastPathAgrees(t *testing.T) {
 								for _, hbh := range []bool{false, true} {
 									var pkt []byte
 									if hbh {
-										pkt = ipv6Packet(src, dst, hop, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, icmp)
+										pkt = ndptest.IPv6Packet(src, dst, hop, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, icmp)
 									} else {
-										pkt = ipv6Packet(src, dst, hop, 0, nil, icmp)
+										pkt = ndptest.IPv6Packet(src, dst, hop, 0, nil, icmp)
 									}
 									name := src.String() + ">" + dst.String() + " " + target.String() + " " + on
 									checkAgree(t, name, pkt, linkSrc, cfg, ownsLive)
@@ -134,12 +136,12 @@ func TestFastPathAgrees(t *testing.T) {
 
 // FuzzFastPath: on any bytes the two paths agree.
 func FuzzFastPath(f *testing.F) {
-	f.Add(ipv6Packet(routerAddr, snm(live), 255, 0, nil, icmpNS(f, routerAddr, snm(live), live, sllaOpt(routerMAC))))
-	f.Add(ipv6Packet(netip.IPv6Unspecified(), snm(live), 255, 0, nil, icmpNS(f, netip.IPv6Unspecified(), snm(live), live, mndp.NewNonce())))
-	f.Add(ipv6Packet(routerAddr, live, 255, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, icmpNS(f, routerAddr, live, live)))
-	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal}
+	f.Add(ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC))))
+	f.Add(ndptest.IPv6Packet(netip.IPv6Unspecified(), ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(f, netip.IPv6Unspecified(), ndptest.SNM(ndptest.Live), ndptest.Live, mndp.NewNonce())))
+	f.Add(ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.Live, 255, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.Live, ndptest.Live)))
+	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		checkAgree(t, "fuzz", b, routerMAC, cfg, ownsLive)
+		checkAgree(t, "fuzz", b, ndptest.RouterMAC, cfg, ownsLive)
 		// With the checksum fixed up, to get past it.
 		if len(b) >= 44 && b[6] == 58 {
 			c := append([]byte(nil), b...)
@@ -147,8 +149,8 @@ func FuzzFastPath(f *testing.F) {
 			msg := c[40 : 40+payload]
 			if len(msg) >= 4 {
 				msg[2], msg[3] = 0, 0
-				binary.BigEndian.PutUint16(msg[2:4], checksum(netip.AddrFrom16([16]byte(c[8:24])), netip.AddrFrom16([16]byte(c[24:40])), msg))
-				checkAgree(t, "fuzz fixed", c, routerMAC, cfg, ownsLive)
+				binary.BigEndian.PutUint16(msg[2:4], Checksum(netip.AddrFrom16([16]byte(c[8:24])), netip.AddrFrom16([16]byte(c[24:40])), msg))
+				checkAgree(t, "fuzz fixed", c, ndptest.RouterMAC, cfg, ownsLive)
 			}
 		}
 	})
@@ -157,20 +159,20 @@ func FuzzFastPath(f *testing.F) {
 // BenchmarkFastPath is the per-packet cost of the capture loop's decision
 // for an answered solicitation; -benchmem shows it allocates nothing.
 func BenchmarkFastPath(b *testing.B) {
-	pkt := ipv6Packet(routerAddr, snm(live), 255, 0, nil, icmpNS(b, routerAddr, snm(live), live, sllaOpt(routerMAC)))
-	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal}
-	owned := map[netip.Addr]struct{}{live: {}}
+	pkt := ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(b, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC)))
+	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal}
+	owned := map[netip.Addr]struct{}{ndptest.Live: {}}
 	own := func(a netip.Addr) bool { _, ok := owned[a]; return ok }
-	lim := newLimiter(-1, -1, -1, -1)
-	var buf [naLen]byte
+	lim := NewLimiter(-1, -1, -1, -1)
+	var buf [NALen]byte
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		var ns fastNS
-		if parseFast(pkt, routerMAC, &ns) != fastOK {
+		var ns FastNS
+		if ParseFast(pkt, ndptest.RouterMAC, &ns) != FastOK {
 			b.Fatal("not parsed")
 		}
-		_, kind, reason := decideFast(&ns, &cfg, own, &buf)
-		if reason != "" || lim.allow(int64(i), ns.src, ns.target, kind, false) != "" {
+		_, kind, reason := DecideFast(&ns, &cfg, own, &buf)
+		if reason != "" || lim.Allow(int64(i), ns.Src, ns.Target, kind, false) != "" {
 			b.Fatal(reason)
 		}
 	}
@@ -179,11 +181,11 @@ func BenchmarkFastPath(b *testing.B) {
 // BenchmarkSlowPath is the same through ParsePacket, Decide and Packet,
 // what the responder did before the fast path.
 func BenchmarkSlowPath(b *testing.B) {
-	pkt := ipv6Packet(routerAddr, snm(live), 255, 0, nil, icmpNS(b, routerAddr, snm(live), live, sllaOpt(routerMAC)))
-	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: hostLL, Global: hostGlobal}
+	pkt := ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(b, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC)))
+	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal}
 	b.ReportAllocs()
 	for b.Loop() {
-		ns, err := ParsePacket(pkt, routerMAC)
+		ns, err := ParsePacket(pkt, ndptest.RouterMAC)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -199,42 +201,42 @@ func BenchmarkSlowPath(b *testing.B) {
 
 func TestLimiter(t *testing.T) {
 	const sec = int64(1e9)
-	l := newLimiter(10, 100, 1, 0)
-	a, b := routerAddr, other
+	l := NewLimiter(10, 100, 1, 0)
+	a, b := ndptest.RouterAddr, other
 	got := 0
 	for range 50 {
-		if l.allow(sec, a, live, kindMulticast, false) == "" {
+		if l.Allow(sec, a, ndptest.Live, kindMulticast, false) == "" {
 			got++
 		}
 	}
 	if got != 20 { // burst: twice the rate
 		t.Errorf("one source at once: %d answered, want 20", got)
 	}
-	if r := l.allow(sec, a, live, kindUnicast, false); r != ReasonSourceLimit {
+	if r := l.Allow(sec, a, ndptest.Live, KindUnicast, false); r != ReasonSourceLimit {
 		t.Errorf("over the source budget: %q", r)
 	}
-	if r := l.allow(sec, b, live, kindUnicast, false); r != "" {
+	if r := l.Allow(sec, b, ndptest.Live, KindUnicast, false); r != "" {
 		t.Errorf("another source refused: %q", r)
 	}
-	if r := l.allow(sec+sec/10, a, live, kindUnicast, false); r != "" {
+	if r := l.Allow(sec+sec/10, a, ndptest.Live, KindUnicast, false); r != "" {
 		t.Errorf("after 100 ms (one token back): %q", r)
 	}
 	// DAD defences: 3 at once per target, then one a second.
 	dad := 0
 	for range 10 {
-		if l.allow(2*sec, netip.IPv6Unspecified(), live, kindDAD, false) == "" {
+		if l.Allow(2*sec, netip.IPv6Unspecified(), ndptest.Live, KindDAD, false) == "" {
 			dad++
 		}
 	}
-	if dad != 3 || l.allow(2*sec, netip.IPv6Unspecified(), other, kindDAD, false) != "" {
+	if dad != 3 || l.Allow(2*sec, netip.IPv6Unspecified(), other, KindDAD, false) != "" {
 		t.Errorf("dad defences: %d for one target at once, want 3, and another target still defended", dad)
 	}
 	// The total budget holds over many sources.
-	l = newLimiter(-1, 100, -1, 0)
+	l = NewLimiter(-1, 100, -1, 0)
 	got = 0
 	for i := range 500 {
 		src := netip.AddrFrom16([16]byte{0x20, 0x01, 14: byte(i >> 8), 15: byte(i)})
-		if l.allow(sec, src, live, kindMulticast, false) == "" {
+		if l.Allow(sec, src, ndptest.Live, kindMulticast, false) == "" {
 			got++
 		}
 	}
@@ -246,16 +248,16 @@ func TestLimiter(t *testing.T) {
 // TestBuildNS: the priming solicitation parses as one from the new address
 // for the router, with the uplink's MAC.
 func TestBuildNS(t *testing.T) {
-	var b [naLen]byte
-	buildNS(&b, live, routerAddr, uplinkMAC)
+	var b [NALen]byte
+	BuildNS(&b, ndptest.Live, ndptest.RouterAddr, uplinkMAC)
 	ns, err := ParsePacket(b[:], uplinkMAC)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ns.Source != live || ns.Destination != snm(routerAddr) || ns.Target != routerAddr || ns.HopLimit != 255 || !bytes.Equal(ns.SourceLinkAddr, uplinkMAC) {
+	if ns.Source != ndptest.Live || ns.Destination != ndptest.SNM(ndptest.RouterAddr) || ns.Target != ndptest.RouterAddr || ns.HopLimit != 255 || !bytes.Equal(ns.SourceLinkAddr, uplinkMAC) {
 		t.Errorf("priming solicitation %+v", ns)
 	}
-	if m := multicastMACOf(snm(routerAddr)); !bytes.Equal(m[:], []byte{0x33, 0x33, 0xff, 0, 0xff, 0xfe}) {
+	if m := MulticastMACOf(ndptest.SNM(ndptest.RouterAddr)); !bytes.Equal(m[:], []byte{0x33, 0x33, 0xff, 0, 0xff, 0xfe}) {
 		t.Errorf("multicast MAC %x", m)
 	}
 }

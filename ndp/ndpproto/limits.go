@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"hash/maphash"
@@ -92,17 +92,17 @@ func (id RouterID) List() []netip.Addr {
 	return out
 }
 
-// sent reports whether ns comes from the router: its source is one of
+// Sent reports whether ns comes from the router: its source is one of
 // the router's addresses, its frame is from the router's MAC, and its
 // Source Link-Layer Address option, if any, names the router's MAC.
-func (id *RouterID) sent(ns *fastNS) bool {
+func (id *RouterID) Sent(ns *FastNS) bool {
 	return id.Known() && ns.hasLink && ns.linkSrc == id.MAC && (!ns.hasSLLA || ns.slla == id.MAC) &&
-		slices.Contains(id.Addrs[:], ns.src)
+		slices.Contains(id.Addrs[:], ns.Src)
 }
 
-// eui64LinkLocal is the link-local address a host with mac forms by
+// EUI64LinkLocal is the link-local address a host with mac forms by
 // modified EUI-64 (RFC 4291 appendix A).
-func eui64LinkLocal(mac net.HardwareAddr) netip.Addr {
+func EUI64LinkLocal(mac net.HardwareAddr) netip.Addr {
 	if len(mac) != 6 {
 		return netip.Addr{}
 	}
@@ -142,9 +142,9 @@ func (b *bucket) take(now int64, rate, burst float64) bool {
 // the number of sources and an attacker cannot aim at the router's slot.
 const sourceSlots = 4096
 
-// limiter applies the budgets. Not safe for concurrent use: each capture
+// Limiter applies the budgets. Not safe for concurrent use: each capture
 // loop owns one. Rates of 0 mean the defaults; negative ones no limit.
-type limiter struct {
+type Limiter struct {
 	sourceRate, totalRate, dadRate, routerRate float64
 	seed                                       maphash.Seed
 	total, router                              bucket
@@ -172,24 +172,27 @@ func routerRate(rate float64) float64 {
 	return rate
 }
 
-func newLimiter(sourceRate, totalRate, dadRate, router float64) *limiter {
-	l := &limiter{seed: maphash.MakeSeed(), dad: map[netip.Addr]*bucket{}, routerRate: routerRate(router)}
+// NewLimiter makes a Limiter with the given rates (answers per second; 0
+// the default, negative no limit) for each solicitor, in total, for the DAD
+// defences of each target, and for the router's reserve.
+func NewLimiter(sourceRate, totalRate, dadRate, router float64) *Limiter {
+	l := &Limiter{seed: maphash.MakeSeed(), dad: map[netip.Addr]*bucket{}, routerRate: routerRate(router)}
 	l.sourceRate, l.totalRate, l.dadRate = limitRates(sourceRate, totalRate, dadRate)
 	return l
 }
 
-// allow reports whether an answer of kind to src for target may go out at
-// now (nanoseconds), and if not the reason. fromRouter (RouterID.sent)
+// Allow reports whether an answer of kind to src for target may go out at
+// now (nanoseconds), and if not the reason. fromRouter (RouterID.Sent)
 // takes it from the router's reserve, which nothing else spends, and
 // not from the others' budgets.
-func (l *limiter) allow(now int64, src, target netip.Addr, kind int, fromRouter bool) string {
-	if fromRouter && kind != kindDAD {
+func (l *Limiter) Allow(now int64, src, target netip.Addr, kind int, fromRouter bool) string {
+	if fromRouter && kind != KindDAD {
 		if l.routerRate >= 0 && !l.router.take(now, l.routerRate, 2*l.routerRate) {
 			return ReasonRouterLimit
 		}
 		return ""
 	}
-	if kind == kindDAD && l.dadRate >= 0 {
+	if kind == KindDAD && l.dadRate >= 0 {
 		b := l.dad[target]
 		if b == nil {
 			if len(l.dad) >= 1<<16 { // bounded: forget everything rather than grow
@@ -202,7 +205,7 @@ func (l *limiter) allow(now int64, src, target netip.Addr, kind int, fromRouter 
 			return ReasonDADLimit
 		}
 	}
-	if kind != kindDAD && l.sourceRate >= 0 {
+	if kind != KindDAD && l.sourceRate >= 0 {
 		a := src.As16()
 		s := &l.sources[maphash.Bytes(l.seed, a[:])%sourceSlots]
 		if !s.take(now, l.sourceRate, 2*l.sourceRate) {

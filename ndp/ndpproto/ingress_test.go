@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"maps"
@@ -7,32 +7,34 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
 )
 
 func TestPlanIngressPassesWhatIsAnsweredAndTheHostsOwn(t *testing.T) {
 	st := NewUplinkState()
 	st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
-	st.Addrs[liveAddr] = struct{}{}
+	st.Addrs[ndptest.LiveAddr] = struct{}{}
 	st.Ranges = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1:2::/112")}
 	own := []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1"), netip.MustParseAddr("2001:db8:1234:a1::77")}
 	f := PlanIngress(st, own, nil)
 
 	for _, c := range []struct {
-		target string
+		Target string
 		drop   bool
 		why    string
 	}{
 		{"2001:db8:1234:a1::dead:beef", true, "a random address of the /64"},
 		{"2001:db8:1234:a1:1::ab55", true, "an unused address of a public /112"},
-		{liveAddr.String(), false, "an answered address"},
+		{ndptest.LiveAddr.String(), false, "an answered address"},
 		{"2001:db8:1234:a1:2::9", false, "inside an answered range"},
 		{"2001:db8:1234:a1::1", false, "the uplink's own address"},
 		{"2001:db8:1234:a1::77", false, "the uplink's second (maybe tentative) address"},
 		{"2001:db8:1234:a1::", false, "the subnet-router anycast address"},
 		{"2001:db8:ffff::5", false, "outside the on-link prefix: not ours to filter"},
 	} {
-		if got := f.Drops(netip.MustParseAddr(c.target)); got != c.drop {
-			t.Errorf("Drops(%s) = %v, want %v: %s", c.target, got, c.drop, c.why)
+		if got := f.Drops(netip.MustParseAddr(c.Target)); got != c.drop {
+			t.Errorf("Drops(%s) = %v, want %v: %s", c.Target, got, c.drop, c.why)
 		}
 	}
 
@@ -47,16 +49,16 @@ func TestIngressRulesChangeOnlyWithPrefixesAndRanges(t *testing.T) {
 	st := NewUplinkState()
 	st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
 	before := PlanIngress(st, nil, nil)
-	st.Addrs[liveAddr] = struct{}{}
+	st.Addrs[ndptest.LiveAddr] = struct{}{}
 	after := PlanIngress(st, nil, nil)
 	if !before.SameRules(after) {
 		t.Error("a new address changed the rules; it belongs in the allow set")
 	}
-	add, del := allowDiff(before.Allow, after.Allow)
-	if !slices.Equal(add, []netip.Addr{liveAddr}) || len(del) != 0 {
-		t.Errorf("allowDiff = +%v -%v, want +[%s]", add, del, liveAddr)
+	add, del := AllowDiff(before.Allow, after.Allow)
+	if !slices.Equal(add, []netip.Addr{ndptest.LiveAddr}) || len(del) != 0 {
+		t.Errorf("allowDiff = +%v -%v, want +[%s]", add, del, ndptest.LiveAddr)
 	}
-	st.Ranges = []netip.Prefix{containerNet}
+	st.Ranges = []netip.Prefix{ndptest.ContainerNet}
 	if before.SameRules(PlanIngress(st, nil, nil)) {
 		t.Error("a new range did not change the rules")
 	}
@@ -92,15 +94,15 @@ func TestKernelAnswerFollowsTheDecisionsConfig(t *testing.T) {
 func TestPlanIngressAnswersTheAddressesOnly(t *testing.T) {
 	st := NewUplinkState()
 	st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
-	st.Addrs[liveAddr] = struct{}{}
+	st.Addrs[ndptest.LiveAddr] = struct{}{}
 	st.Ranges = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1:2::/112")}
 	ka := NewKernelAnswer(DecideConfig{LinkAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}, 0, 0)
 	f := PlanIngress(st, []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")}, ka)
 	if len(f.Answered) != 1 {
-		t.Fatalf("answered in the kernel: %v, want only %s (not ranges, not the host's own)", f.Answered, liveAddr)
+		t.Fatalf("answered in the kernel: %v, want only %s (not ranges, not the host's own)", f.Answered, ndptest.LiveAddr)
 	}
-	if _, ok := f.Answered[liveAddr]; !ok {
-		t.Errorf("%s not answered in the kernel", liveAddr)
+	if _, ok := f.Answered[ndptest.LiveAddr]; !ok {
+		t.Errorf("%s not answered in the kernel", ndptest.LiveAddr)
 	}
 	if f.SameRules(PlanIngress(st, nil, nil)) {
 		t.Error("answering in the kernel or not: the same rules")
@@ -110,15 +112,15 @@ func TestPlanIngressAnswersTheAddressesOnly(t *testing.T) {
 	if f.SameRules(PlanIngress(st, nil, &ka2)) {
 		t.Error("the Router flag changed but not the rules")
 	}
-	k := answerKeys(liveAddr)
-	if g := netip.AddrFrom16([16]byte(k[0][:16])); g != snmOf(liveAddr) || netip.AddrFrom16([16]byte(k[1][:16])) != liveAddr ||
-		netip.AddrFrom16([16]byte(k[0][16:])) != liveAddr || netip.AddrFrom16([16]byte(k[1][16:])) != liveAddr {
+	k := AnswerKeys(ndptest.LiveAddr)
+	if g := netip.AddrFrom16([16]byte(k[0][:16])); g != SNMOf(ndptest.LiveAddr) || netip.AddrFrom16([16]byte(k[1][:16])) != ndptest.LiveAddr ||
+		netip.AddrFrom16([16]byte(k[0][16:])) != ndptest.LiveAddr || netip.AddrFrom16([16]byte(k[1][16:])) != ndptest.LiveAddr {
 		t.Errorf("answer keys %x", k)
 	}
 }
 
 // UpdateIngress, step by step from PlanIngress, ends where PlanIngress of
-// each new state does, and returns what allowDiff would: random starts and
+// each new state does, and returns what AllowDiff would: random starts and
 // stops over addresses that include the host's own, the subnet-router
 // anycast address and addresses outside the on-link prefix, with and
 // without answers in the kernel.
@@ -156,7 +158,7 @@ func TestUpdateIngressEqualsPlanIngress(t *testing.T) {
 			for _, a := range start {
 				st.Addrs[a] = struct{}{}
 			}
-			before := cloneIngress(have)
+			before := CloneIngress(have)
 			want := PlanIngress(st, own, ans)
 			d, ok := UpdateIngress(&have, st, own, ans, start, stop)
 			if !ok {
@@ -165,8 +167,8 @@ func TestUpdateIngressEqualsPlanIngress(t *testing.T) {
 			if !maps.Equal(have.Allow, want.Allow) || !maps.Equal(have.Answered, want.Answered) || !have.SameRules(want) {
 				t.Fatalf("step %d (answers %v): start %v stop %v\ngot  %v %v\nwant %v %v", step, ans != nil, start, stop, have.Allow, have.Answered, want.Allow, want.Answered)
 			}
-			add, del := allowDiff(before.Allow, want.Allow)
-			aAdd, aDel := allowDiff(before.Answered, want.Answered)
+			add, del := AllowDiff(before.Allow, want.Allow)
+			aAdd, aDel := AllowDiff(before.Answered, want.Answered)
 			if !slices.Equal(d.Add, add) || !slices.Equal(d.Del, del) || !slices.Equal(d.AnswerAdd, aAdd) || !slices.Equal(d.AnswerDel, aDel) {
 				t.Fatalf("step %d: delta %+v, want add %v del %v answer add %v del %v", step, d, add, del, aAdd, aDel)
 			}
@@ -180,13 +182,13 @@ func TestUpdateIngressRefusesRuleChanges(t *testing.T) {
 	st := NewUplinkState()
 	st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
 	have := PlanIngress(st, nil, nil)
-	before := cloneIngress(have)
+	before := CloneIngress(have)
 	st.Ranges = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1:2::/112")}
 	if _, ok := UpdateIngress(&have, st, nil, nil, nil, nil); ok {
 		t.Error("a new range: want a refusal")
 	}
 	st.Ranges = nil
-	if _, ok := UpdateIngress(&have, st, nil, &KernelAnswer{}, []netip.Addr{liveAddr}, nil); ok {
+	if _, ok := UpdateIngress(&have, st, nil, &KernelAnswer{}, []netip.Addr{ndptest.LiveAddr}, nil); ok {
 		t.Error("answers in the kernel now: want a refusal")
 	}
 	if !maps.Equal(have.Allow, before.Allow) {
@@ -200,9 +202,9 @@ func TestUpdateIngressRefusesRuleChanges(t *testing.T) {
 func TestKernelAnswerReserve(t *testing.T) {
 	st := NewUplinkState()
 	st.OnLink = []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}
-	st.Addrs[liveAddr] = struct{}{}
+	st.Addrs[ndptest.LiveAddr] = struct{}{}
 	cfg := DecideConfig{LinkAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
-	id := NewRouterID(routerMAC, []netip.Addr{routerLL, routerAddr})
+	id := NewRouterID(ndptest.RouterMAC, []netip.Addr{ndptest.RouterLL, ndptest.RouterAddr})
 	with := func(id RouterID, rate float64) *KernelAnswer {
 		a := NewKernelAnswer(cfg, 0, 0)
 		a.Reserve(id, rate)
@@ -221,20 +223,20 @@ func TestKernelAnswerReserve(t *testing.T) {
 	none.Reserve(id, 0) // no answers in the kernel: nothing to reserve, no panic
 	have := PlanIngress(st, nil, with(id, 0))
 	for name, a := range map[string]*KernelAnswer{
-		"another MAC":     with(NewRouterID(net.HardwareAddr{2, 0, 0, 0, 0, 0xfd}, []netip.Addr{routerLL, routerAddr}), 0),
-		"another address": with(NewRouterID(routerMAC, []netip.Addr{routerLL}), 0),
+		"another MAC":     with(NewRouterID(net.HardwareAddr{2, 0, 0, 0, 0, 0xfd}, []netip.Addr{ndptest.RouterLL, ndptest.RouterAddr}), 0),
+		"another address": with(NewRouterID(ndptest.RouterMAC, []netip.Addr{ndptest.RouterLL}), 0),
 		"another rate":    with(id, 5),
 		"no router":       with(RouterID{}, 0),
 	} {
 		if have.SameRules(PlanIngress(st, nil, a)) {
 			t.Errorf("%s: the same rules", name)
 		}
-		h := cloneIngress(have)
+		h := CloneIngress(have)
 		if _, ok := UpdateIngress(&h, st, nil, a, []netip.Addr{other}, nil); ok {
 			t.Errorf("%s: UpdateIngress patched the sets instead of refusing", name)
 		}
 	}
-	if !have.SameRules(PlanIngress(st, nil, with(NewRouterID(routerMAC, []netip.Addr{routerLL, routerAddr}), 0))) {
+	if !have.SameRules(PlanIngress(st, nil, with(NewRouterID(ndptest.RouterMAC, []netip.Addr{ndptest.RouterLL, ndptest.RouterAddr}), 0))) {
 		t.Error("the same router read again changes the rules")
 	}
 }

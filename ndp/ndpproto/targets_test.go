@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"encoding/binary"
@@ -41,16 +41,16 @@ type Solicitation struct {
 }
 
 const (
-	ipv6HeaderLen  = 40
-	protoICMPv6    = 58
+	IPv6HeaderLen  = 40
+	ProtoICMPv6    = 58
 	protoHopByHop  = 0
 	protoRouting   = 43
 	protoDestOpts  = 60
 	icmpHeaderLen  = 4
 	nsBodyLen      = 20 // reserved (4) + target (16)
 	maxExtHeaders  = 8
-	typeNeighSolic = byte(ipv6.ICMPTypeNeighborSolicitation)
-	typeNeighAdv   = byte(ipv6.ICMPTypeNeighborAdvertisement)
+	TypeNeighSolic = byte(ipv6.ICMPTypeNeighborSolicitation)
+	TypeNeighAdv   = byte(ipv6.ICMPTypeNeighborAdvertisement)
 )
 
 // ParsePacket parses an IPv6 packet (from the IPv6 header on, as an
@@ -59,22 +59,22 @@ const (
 // verifies the ICMPv6 checksum, which nothing below a packet socket did.
 // linkSource is the frame's source MAC (nil if unknown).
 func ParsePacket(b []byte, linkSource net.HardwareAddr) (Solicitation, error) {
-	if len(b) < ipv6HeaderLen {
+	if len(b) < IPv6HeaderLen {
 		return Solicitation{}, fmt.Errorf("ipv6 header: %d bytes: %w", len(b), ErrMalformed)
 	}
 	if b[0]>>4 != 6 {
 		return Solicitation{}, fmt.Errorf("ip version %d: %w", b[0]>>4, ErrMalformed)
 	}
 	payload := int(binary.BigEndian.Uint16(b[4:6]))
-	if payload > len(b)-ipv6HeaderLen {
-		return Solicitation{}, fmt.Errorf("payload length %d beyond %d bytes: %w", payload, len(b)-ipv6HeaderLen, ErrMalformed)
+	if payload > len(b)-IPv6HeaderLen {
+		return Solicitation{}, fmt.Errorf("payload length %d beyond %d bytes: %w", payload, len(b)-IPv6HeaderLen, ErrMalformed)
 	}
 	next, hop := b[6], b[7]
 	src := netip.AddrFrom16([16]byte(b[8:24]))
 	dst := netip.AddrFrom16([16]byte(b[24:40]))
-	rest := b[ipv6HeaderLen : ipv6HeaderLen+payload]
+	rest := b[IPv6HeaderLen : IPv6HeaderLen+payload]
 
-	for i := 0; next != protoICMPv6; i++ {
+	for i := 0; next != ProtoICMPv6; i++ {
 		switch next {
 		case protoHopByHop, protoRouting, protoDestOpts:
 		default:
@@ -89,10 +89,10 @@ func ParsePacket(b []byte, linkSource net.HardwareAddr) (Solicitation, error) {
 		}
 		next, rest = rest[0], rest[l:]
 	}
-	if len(rest) > 0 && rest[0] != typeNeighSolic {
+	if len(rest) > 0 && rest[0] != TypeNeighSolic {
 		return Solicitation{}, fmt.Errorf("icmpv6 type %d: %w", rest[0], ErrNotSolicitation)
 	}
-	if checksum(src, dst, rest) != 0 {
+	if Checksum(src, dst, rest) != 0 {
 		return Solicitation{}, ErrBadChecksum
 	}
 	return ParseICMP(src, dst, hop, rest, linkSource)
@@ -107,7 +107,7 @@ func ParseICMP(src, dst netip.Addr, hopLimit uint8, b []byte, linkSource net.Har
 	if len(b) < icmpHeaderLen+nsBodyLen {
 		return Solicitation{}, fmt.Errorf("icmpv6 message: %d bytes: %w", len(b), ErrMalformed)
 	}
-	if b[0] != typeNeighSolic {
+	if b[0] != TypeNeighSolic {
 		return Solicitation{}, fmt.Errorf("icmpv6 type %d: %w", b[0], ErrMalformed)
 	}
 	if b[1] != 0 {
@@ -153,10 +153,10 @@ func ParseICMP(src, dst netip.Addr, hopLimit uint8, b []byte, linkSource net.Har
 	return s, nil
 }
 
-// checksum returns the ones' complement sum over the IPv6 pseudo header and
+// Checksum returns the ones' complement sum over the IPv6 pseudo header and
 // an ICMPv6 message: 0 when the message's checksum field is right, the
 // checksum to store when that field is zero.
-func checksum(src, dst netip.Addr, msg []byte) uint16 {
+func Checksum(src, dst netip.Addr, msg []byte) uint16 {
 	var sum uint32
 	add := func(b []byte) {
 		for len(b) >= 2 {
@@ -172,7 +172,7 @@ func checksum(src, dst netip.Addr, msg []byte) uint16 {
 	add(d[:])
 	var l [8]byte
 	binary.BigEndian.PutUint32(l[0:4], uint32(len(msg)))
-	l[7] = protoICMPv6
+	l[7] = ProtoICMPv6
 	add(l[:])
 	add(msg)
 	for sum>>16 != 0 {
@@ -180,3 +180,10 @@ func checksum(src, dst netip.Addr, msg []byte) uint16 {
 	}
 	return ^uint16(sum)
 }
+
+// ReasonMalformed counts solicitations that did not parse,
+// ReasonBadChecksum those whose ICMPv6 checksum was wrong.
+const (
+	ReasonMalformed   = "malformed"
+	ReasonBadChecksum = "bad icmpv6 checksum"
+)

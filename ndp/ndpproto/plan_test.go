@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"math/rand/v2"
@@ -59,8 +59,8 @@ func TestPlanTargets(t *testing.T) {
 		got := PlanTargets(ModeNative, mustTargets(t, []netip.Addr{a1, shared, on1}, []netip.Prefix{rng}), ups)
 		want := Plan{
 			Uplinks: []UplinkPlan{
-				{Start: []netip.Addr{a1, shared}, Join: []netip.Addr{snmOf(a1)}, DelProxy: []netip.Addr{a2}},
-				{Start: []netip.Addr{on1}, Ranges: []netip.Prefix{rng}, Join: []netip.Addr{snmOf(on1)}},
+				{Start: []netip.Addr{a1, shared}, Join: []netip.Addr{SNMOf(a1)}, DelProxy: []netip.Addr{a2}},
+				{Start: []netip.Addr{on1}, Ranges: []netip.Prefix{rng}, Join: []netip.Addr{SNMOf(on1)}},
 			},
 			Announce: []netip.Addr{a1, shared, on1},
 		}
@@ -72,7 +72,7 @@ func TestPlanTargets(t *testing.T) {
 		got = PlanTargets(ModeNative, mustTargets(t, []netip.Addr{shared, a2, on1}, nil), ups)
 		want = Plan{
 			Uplinks: []UplinkPlan{
-				{Stop: []netip.Addr{a1}, Start: []netip.Addr{a2}, Join: []netip.Addr{snmOf(a2)}},
+				{Stop: []netip.Addr{a1}, Start: []netip.Addr{a2}, Join: []netip.Addr{SNMOf(a2)}},
 				{},
 			},
 			Announce: []netip.Addr{a2},

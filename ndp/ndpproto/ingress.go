@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"maps"
@@ -69,7 +69,7 @@ type KernelAnswer struct {
 	// Router sets the Router flag.
 	Router bool
 	// Source is the advertisements' IPv6 source; the zero Addr means the
-	// target (DecideConfig.sourceFor).
+	// target (DecideConfig.SourceFor).
 	Source netip.Addr
 	// SourceRate and TotalRate are answers per second to one solicitor
 	// (burst twice) and in all (burst the same); 0 means no limit. The
@@ -95,9 +95,9 @@ func NewKernelAnswer(cfg DecideConfig, sourceRate, totalRate float64) *KernelAns
 		return nil
 	}
 	a := &KernelAnswer{MAC: [6]byte(cfg.LinkAddr), Router: cfg.Router}
-	// sourceFor falls back to the target; any address tells which.
+	// SourceFor falls back to the target; any address tells which.
 	probe := netip.IPv6Loopback()
-	if src := cfg.sourceFor(probe); src != probe {
+	if src := cfg.SourceFor(probe); src != probe {
 		a.Source = src
 	}
 	src, total, _ := limitRates(sourceRate, totalRate, 0)
@@ -237,21 +237,21 @@ func (f IngressFilter) Drops(target netip.Addr) bool {
 	return false
 }
 
-// allowDiff returns the addresses to add to and delete from have to get
+// AllowDiff returns the addresses to add to and delete from have to get
 // want, each sorted.
-func allowDiff(have, want map[netip.Addr]struct{}) (add, del []netip.Addr) {
+func AllowDiff(have, want map[netip.Addr]struct{}) (add, del []netip.Addr) {
 	add, del = setDiff(want, have)
 	sortAddrs(add, del)
 	return add, del
 }
 
-// answerKeys are the keys of the kernel's answer set for target: the
+// AnswerKeys are the keys of the kernel's answer set for target: the
 // solicitation's IPv6 destination (the target's solicited-node group or
 // the target) and the target, concatenated.
-func answerKeys(target netip.Addr) [2][32]byte {
+func AnswerKeys(target netip.Addr) [2][32]byte {
 	var k [2][32]byte
 	t := target.As16()
-	g := snmOf(target).As16()
+	g := SNMOf(target).As16()
 	copy(k[0][:16], g[:])
 	copy(k[0][16:], t[:])
 	copy(k[1][:16], t[:])
@@ -259,7 +259,9 @@ func answerKeys(target netip.Addr) [2][32]byte {
 	return k
 }
 
-func cloneIngress(f IngressFilter) IngressFilter {
+// CloneIngress copies f deeply, so the copy stays as it is when f's maps
+// and slices change.
+func CloneIngress(f IngressFilter) IngressFilter {
 	g := IngressFilter{Served: slices.Clone(f.Served), Ranges: slices.Clone(f.Ranges), Allow: maps.Clone(f.Allow), Answered: maps.Clone(f.Answered)}
 	if f.Answer != nil {
 		a := *f.Answer

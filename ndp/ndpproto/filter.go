@@ -1,4 +1,4 @@
-package ndp
+package ndpproto
 
 import (
 	"encoding/binary"
@@ -27,7 +27,7 @@ const (
 	maxFilterLen   = 4000 // BPF_MAXINSNS is 4096
 	maxGroupExact  = 48   // per /96: exact addresses before /112s
 	filterAccept   = 1 << 16
-	filterTargetAt = ipv6HeaderLen + 8 // the target, relative to X
+	filterTargetAt = IPv6HeaderLen + 8 // the target, relative to X
 )
 
 // filterGroup is the addresses and ranges under one /96.
@@ -134,18 +134,18 @@ func assembleFilter(groups []*filterGroup, wide []netip.Prefix, all bool) []bpf.
 	p := []bpf.Instruction{
 		bpf.LoadAbsolute{Off: 6, Size: 1},                                // 0: next header
 		bpf.LoadConstant{Dst: bpf.RegX, Val: 0},                          // 1: X = 0: no extension header
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoICMPv6, SkipTrue: 9},   // 2: -> 12
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoICMPv6, SkipTrue: 9},   // 2: -> 12
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoHopByHop, SkipTrue: 1}, // 3: -> 5
 		drop, // 4
-		bpf.LoadAbsolute{Off: ipv6HeaderLen, Size: 1},                  // 5: hop-by-hop's next header
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: protoICMPv6, SkipTrue: 1}, // 6: -> 8
+		bpf.LoadAbsolute{Off: IPv6HeaderLen, Size: 1},                  // 5: hop-by-hop's next header
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoICMPv6, SkipTrue: 1}, // 6: -> 8
 		drop, // 7
-		bpf.LoadAbsolute{Off: ipv6HeaderLen + 1, Size: 1}, // 8: its length in 8 bytes, minus one
+		bpf.LoadAbsolute{Off: IPv6HeaderLen + 1, Size: 1}, // 8: its length in 8 bytes, minus one
 		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: 1},       // 9
 		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 3}, // 10
 		bpf.TAX{}, // 11: X = its length
-		bpf.LoadIndirect{Off: ipv6HeaderLen, Size: 1},                             // 12: icmpv6 type
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(typeNeighSolic), SkipTrue: 1}, // 13
+		bpf.LoadIndirect{Off: IPv6HeaderLen, Size: 1},                             // 12: icmpv6 type
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(TypeNeighSolic), SkipTrue: 1}, // 13
 		drop, // 14
 	}
 	if all {
