@@ -107,10 +107,13 @@ install: plugin
 
 # The seed scenario on a simulated IPv6-only VPS with the current engine
 # and the managed plugin (TestE2E/current/demo): prints its checks.
+# V6B_DEMO_ENGINE=legacy make demo plays it on Docker 20.10 (current-nft: the
+# current engine with its nftables firewall backend).
+DEMO_ENGINE = $(or $(V6B_DEMO_ENGINE),current)
 demo: deps
 	$(GO) test -c -o bin/e2e.test ./test/e2e
-	cd test/e2e && V6B_E2E=1 V6B_E2E_DEMO=1 V6B_E2E_VARIANTS=current V6B_E2E_PREFIX=$${V6B_E2E_PREFIX:-demo} \
-		../../bin/e2e.test -test.count=1 -test.timeout 10m -test.run '^TestE2E$$/^current$$/^demo$$'
+	cd test/e2e && V6B_E2E=1 V6B_E2E_DEMO=1 V6B_E2E_VARIANTS=$(DEMO_ENGINE) V6B_E2E_PREFIX=$${V6B_E2E_PREFIX:-demo} \
+		../../bin/e2e.test -test.count=1 -test.timeout 10m -test.run '^TestE2E$$/^$(DEMO_ENGINE)$$/^demo$$'
 
 bench: deps build
 	V6B_KERNEL=1 $(GO) test -run '^$$' -bench . -benchmem ./ipam/... ./nat/... ./ndp/...

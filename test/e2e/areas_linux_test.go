@@ -94,13 +94,19 @@ func runAreas(t *testing.T, slow bool) {
 	wg.Wait()
 }
 
+// wants reports whether a runs on variant v. make demo (V6B_E2E_DEMO=1)
+// plays the demo on whichever engine V6B_DEMO_ENGINE names.
+func (a area) wants(v string) bool {
+	return containsStr(a.variants, v) || (a.name == "demo" && os.Getenv("V6B_E2E_DEMO") == "1")
+}
+
 // runVariant runs the areas of variant v, each group on an engine of its
 // own, the groups at the same time.
 func runVariant(t *testing.T, e *env, v variant, slow, serial bool, r *tally) {
 	groups := map[string][]area{}
 	var order []string
 	for _, a := range areas {
-		if a.slow != slow || !containsStr(a.variants, v.name) {
+		if a.slow != slow || !a.wants(v.name) {
 			continue
 		}
 		if _, ok := groups[a.group]; !ok {
