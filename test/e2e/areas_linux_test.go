@@ -36,8 +36,8 @@ var (
 // removes the managed plugin, and puts it back when done).
 var areas = []area{
 	{name: "demo", variants: onceOnCurrent, run: demoArea},
-	{name: "publish", variants: allVariants, run: publishArea},
-	{name: "hostile", variants: onceOnCurrent, group: "b", run: hostileArea},
+	{name: "publish", variants: allVariants, run: cells(matrix)},
+	{name: "hostile", variants: onceOnCurrent, group: "b", run: cells(hostileCells)},
 	{name: "options", variants: onceOnCurrent, group: "b", run: optionsArea},
 	{name: "security", variants: onceOnCurrent, group: "b", run: securityArea},
 	{name: "fastpath", variants: onceOnCurrent, group: "b", run: fastpathArea},
@@ -45,9 +45,9 @@ var areas = []area{
 	{name: "hostservice", variants: onceOnCurrent, group: "b", run: hostServiceArea},
 	{name: "lifecycle", variants: lifeVariants, group: "c", run: lifecycleArea},
 	{name: "upgrade", variants: onceOnCurrent, group: "c", run: upgradeArea},
-	{name: "hostile", variants: []string{"current-nft"}, run: hostileArea},
-	{name: "hostchange", variants: lifeVariants, group: "c", run: hostChangeArea},
-	{name: "uplink", variants: lifeVariants, group: "c", run: uplinkArea},
+	{name: "hostile", variants: []string{"current-nft"}, run: cells(hostileCells)},
+	{name: "hostchange", variants: lifeVariants, group: "c", run: cells(hostChanges)},
+	{name: "uplink", variants: lifeVariants, group: "c", run: cells(uplinkCells)},
 
 	{name: "upgrade", variants: []string{"legacy"}, slow: true, run: upgradeArea},
 	{name: "soak", variants: onceOnCurrent, slow: true, run: soakArea},
@@ -202,18 +202,20 @@ func containsStr(l []string, s string) bool {
 	return false
 }
 
-// publishArea is the publishing matrix: every way users get a container
-// onto v6bridge networks, each cell from a fresh state.
-func publishArea(t *testing.T, g *engine) {
-	for _, m := range matrix {
-		t.Run(m.name, func(t *testing.T) {
-			if skip := skipCell[m.name]; skip != nil {
-				if why := skip(g); why != "" {
-					t.Skip(why)
+// cells returns an area that runs each cell as a subtest from a fresh
+// state (skipCell may skip one on an engine that cannot play it).
+func cells(cs []matrixCell) func(t *testing.T, g *engine) {
+	return func(t *testing.T, g *engine) {
+		for _, m := range cs {
+			t.Run(m.name, func(t *testing.T) {
+				if skip := skipCell[m.name]; skip != nil {
+					if why := skip(g); why != "" {
+						t.Skip(why)
+					}
 				}
-			}
-			m.run(g.cell(t))
-		})
+				m.run(g.cell(t))
+			})
+		}
 	}
 }
 

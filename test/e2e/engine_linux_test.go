@@ -51,24 +51,6 @@ type env struct {
 	keep   bool   // V6B_E2E_KEEP=1: leave the VPSes running
 }
 
-// shell runs script in bash with vars exported and returns its combined
-// output. The script may call dk P ARGS (the docker CLI for VPS P) and
-// in_vps P CMD (a command in P's network and mount namespaces); the rig
-// itself is Go (vps_linux_test.go).
-func (e *env) shell(vars map[string]string, script string, args ...string) (string, error) {
-	full := `set -euo pipefail
-dk() { local p=$1; shift; DOCKER_HOST="unix://` + runRoot + `/$p/docker.sock" "$V6B_DOCKER_CLI" "$@"; }
-in_vps() { local p=$1; shift; nsenter --net="/run/netns/$p-vps" --mount="` + runRoot + `/$p/ns/mnt" -- "$@"; }
-` + script
-	cmd := exec.Command("bash", append([]string{"-c", full, "e2e"}, args...)...)
-	cmd.Env = append(os.Environ(), "repo="+e.repo, "V6B_DOCKER_CLI="+e.cli)
-	for k, v := range vars {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
 // engine is one simulated VPS with an engine of one variant and the
 // managed plugin, shared by that variant's areas and cells and started by
 // the first that runs.
@@ -94,11 +76,6 @@ func newEngine(e *env, v variant) *engine {
 	p := e.prefix + v.letter
 	return &engine{env: e, v: v, prefix: p, state: filepath.Join(libRoot, p, "v6bridge-state"),
 		rig: newVPS(p, e.cli), inet: netns.None(), vps: netns.None()}
-}
-
-func (g *engine) vars() map[string]string {
-	return map[string]string{"P": g.prefix, "KIND": g.v.kind, "BIN": g.env.bin, "PLUGIN": pluginID,
-		"STATE": g.state, "V6B_ECHOSERVER": g.env.echo}
 }
 
 // need starts the engine once; every cell calls it, and fails when the

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -20,14 +19,6 @@ import (
 var hostChanges = []matrixCell{
 	{"udp-client-before-publish", udpClientBeforePublishCell},
 	{"gc-wiped-engine", gcWipedEngineCell},
-}
-
-// hostChangeArea runs hostChanges (legacy and current: the firewall
-// backend does not matter here), each cell from a fresh state.
-func hostChangeArea(t *testing.T, g *engine) {
-	for _, m := range hostChanges {
-		t.Run(m.name, func(t *testing.T) { m.run(g.cell(t)) })
-	}
 }
 
 // A WireGuard peer on the internet keeps sending to the host's UDP port

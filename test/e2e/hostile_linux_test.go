@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"testing"
 )
 
 // The engine's own IPv6 network, beside v6bridge's (issue 24): a container
@@ -14,7 +13,7 @@ const (
 	victimAddr   = "fd00:e6e:1::10"
 )
 
-// hostileArea (current and current-nft: the firewall backends are the current engine's) plays a v6bridge container as the attacker of a container
+// hostileCells (current and current-nft: the firewall backends are the current engine's) plays a v6bridge container as the attacker of a container
 // on the engine's own IPv6 network, on both firewall backends of the
 // current engine (V6B_E2E_VARIANTS=current or current-nft for one): the
 // unpublished port must stay closed to it, as it is to any other network,
@@ -23,10 +22,9 @@ const (
 // the iptables backend. v6bridge's chains mark
 // what leaves its bridges towards other interfaces only for the guard, not
 // for the engine's DOCKER-USER, so the engine's rules judge it.
-func hostileArea(t *testing.T, g *engine) {
-	for _, n := range []netSpec{natNet, pubNet} {
-		t.Run("engine-network-from-"+n.mode, func(t *testing.T) { engineNetworkCell(g.cell(t), n) })
-	}
+var hostileCells = []matrixCell{
+	{"engine-network-from-nat", func(c *cell) { engineNetworkCell(c, natNet) }},
+	{"engine-network-from-public", func(c *cell) { engineNetworkCell(c, pubNet) }},
 }
 
 func engineNetworkCell(c *cell, n netSpec) {

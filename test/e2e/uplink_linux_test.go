@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -29,15 +28,6 @@ const (
 var uplinkCells = []matrixCell{
 	{"second-address", secondAddressCell},
 	{"recreated", recreatedUplinkCell},
-}
-
-// uplinkArea runs the uplink cells (TestE2E/<variant>/uplink, legacy and
-// current). It is its group's last area: the re-created uplink is as
-// before (name, addresses, route), but nothing after it needs to rely on that.
-func uplinkArea(t *testing.T, g *engine) {
-	for _, m := range uplinkCells {
-		t.Run(m.name, func(t *testing.T) { m.run(g.cell(t)) })
-	}
 }
 
 // seedContainer starts the seed's container: web on the public network
