@@ -1,7 +1,6 @@
 package ndp
 
 import (
-	"context"
 	"flag"
 	"net"
 	"net/netip"
@@ -12,7 +11,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/v6bridge/v6bridge/internal/ndpflood"
-	"github.com/v6bridge/v6bridge/internal/nettest"
 	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
 )
@@ -104,33 +102,12 @@ func TestPrivilegedRouterReserve(t *testing.T) {
 					t.Fatal("the ingress filter still answers")
 				}
 			}
-			var f *ndpflood.Flooder
-			err := nettest.Do(t, e.router, func() error {
-				var err error
-				f, err = ndpflood.Open()
-				return err
+			stopFlood := startFlood(t, e, ndpflood.Config{
+				Ifindex: e.routerIdx, MAC: ndptest.AttackerMAC, Source: e.routerLL, Sources: []netip.Addr{e.routerAddr}, RandomSources: c.random,
+				Scan: netip.MustParsePrefix("2001:db8:1234:a1::/64"), Rate: *attackRate, Live: others, LiveEvery: 2,
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			var sent uint64
-			var floodErr error
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				sent, floodErr = f.Run(ctx, ndpflood.Config{
-					Ifindex: e.routerIdx, MAC: ndptest.AttackerMAC, Source: e.routerLL, Sources: []netip.Addr{e.routerAddr}, RandomSources: c.random,
-					Scan: netip.MustParsePrefix("2001:db8:1234:a1::/64"), Rate: *attackRate, Live: others, LiveEvery: 2,
-				})
-			}()
 			res := runTraffic(t, e, 12*time.Second)
-			cancel()
-			<-done
-			if floodErr != nil {
-				t.Fatal(floodErr)
-			}
+			sent := stopFlood()
 			s := r.Stats()
 			t.Logf("flood: %d sent; router: %d unicast probes, %d unanswered, %d failed; kernel answered %d, over budget %v, ignored %v",
 				sent, res.unicastProbes, res.unanswered, res.failed, s.KernelAnswered, s.Limited, s.IgnoredReasons)

@@ -178,6 +178,40 @@ type trafficResult struct {
 	unicastProbes, unanswered, failed int
 }
 
+// startFlood sends cfg's solicitations from the router's namespace until
+// the returned stop is called; stop returns how many were sent and fails
+// the test on a flooder error.
+func startFlood(t *testing.T, e *env, cfg ndpflood.Config) (stop func() uint64) {
+	t.Helper()
+	var f *ndpflood.Flooder
+	err := nettest.Do(t, e.router, func() error {
+		var err error
+		f, err = ndpflood.Open()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var sent uint64
+	var floodErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sent, floodErr = f.Run(ctx, cfg)
+	}()
+	return func() uint64 {
+		t.Helper()
+		cancel()
+		<-done
+		f.Close()
+		if floodErr != nil {
+			t.Fatal(floodErr)
+		}
+		return sent
+	}
+}
+
 // runTraffic sends a datagram to the live address every 50 ms for d, while
 // watching the router's neighbour entry and its unicast probes.
 func runTraffic(t *testing.T, e *env, d time.Duration) trafficResult {
@@ -718,34 +752,13 @@ func TestPrivilegedFloodSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var f *ndpflood.Flooder
-	err := nettest.Do(t, e.router, func() error {
-		var err error
-		f, err = ndpflood.Open()
-		return err
+	stopFlood := startFlood(t, e, ndpflood.Config{
+		Ifindex: e.routerIdx, MAC: net.HardwareAddr{0x02, 0xba, 0xd0, 0, 0, 1},
+		Source: netip.MustParseAddr("2001:db8:1234:a1::bad"), Scan: netip.MustParsePrefix("2001:db8:1234:a1::/64"), Rate: *floodRate,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	var sent uint64
-	var floodErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sent, floodErr = f.Run(ctx, ndpflood.Config{
-			Ifindex: e.routerIdx, MAC: net.HardwareAddr{0x02, 0xba, 0xd0, 0, 0, 1},
-			Source: netip.MustParseAddr("2001:db8:1234:a1::bad"), Scan: netip.MustParsePrefix("2001:db8:1234:a1::/64"), Rate: *floodRate,
-		})
-	}()
 	start := time.Now()
 	res := runTraffic(t, e, 30*time.Second)
-	cancel()
-	<-done
-	if floodErr != nil {
-		t.Fatal(floodErr)
-	}
+	sent := stopFlood()
 	s := r.Stats()
 	t.Logf("flood: %d solicitations in %v (%.0f/s); router: %d unicast probes, %d unanswered, %d failed neighbour states; responder saw %d, answered %d, socket drops %d, dropped at ingress %d",
 		sent, time.Since(start).Round(time.Millisecond), float64(sent)/time.Since(start).Seconds(), res.unicastProbes, res.unanswered, res.failed, s.Solicitations, s.Answered, s.SocketDrops, s.IngressDropped)
