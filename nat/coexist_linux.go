@@ -8,6 +8,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/sirupsen/logrus"
+
+	"github.com/v6bridge/v6bridge/internal/nftledger"
 )
 
 // IfacePrefix is the name prefix of v6bridge's bridges (and host veths);
@@ -68,9 +70,10 @@ type Finding struct {
 // operator to trust the v6b-* interfaces). Rules of iptables-legacy are
 // invisible to nftables and not detected.
 type Coexistence struct {
-	conn *nftables.Conn
-	log  logrus.FieldLogger
-	seen string // findings last logged, to log changes only
+	conn   *nftables.Conn
+	log    logrus.FieldLogger
+	ledger *nftledger.Ledger // sends the rule changes; nil: conn.Flush
+	seen   string            // findings last logged, to log changes only
 }
 
 // NewCoexistence opens a netlink connection for nftables in cfg.NetNS.
@@ -87,7 +90,7 @@ func NewCoexistence(cfg TableConfig) (*Coexistence, error) {
 		l.SetOutput(nopWriter{})
 		log = l
 	}
-	return &Coexistence{conn: conn, log: log}, nil
+	return &Coexistence{conn: conn, log: log, ledger: cfg.Ledger}, nil
 }
 
 // Ensure detects other firewalls, inserts the DOCKER-USER accept rules if
@@ -190,7 +193,7 @@ func (c *Coexistence) ensureDockerUser(filter *nftables.Table) ([]Finding, error
 	if !changed {
 		return findings, nil
 	}
-	if err := c.conn.Flush(); err != nil {
+	if err := c.ledger.Flush(c.conn); err != nil {
 		return nil, fmt.Errorf("insert the accept rule for marked packets into ip6 %s %s: %w", xtTable, xtDockerUser, err)
 	}
 	c.log.WithField("chain", "ip6 filter "+xtDockerUser).Info(fmt.Sprintf("accepting packets judged by table %s (mark 0x%x) in the engine's ip6tables", TableName, dockerUserMark))
@@ -287,7 +290,7 @@ func (c *Coexistence) Remove() error {
 		if n == 0 {
 			return nil
 		}
-		if err := c.conn.Flush(); err != nil {
+		if err := c.ledger.Flush(c.conn); err != nil {
 			return fmt.Errorf("delete v6bridge's accept rules from ip6 %s %s: %w", xtTable, xtDockerUser, err)
 		}
 		c.log.WithField("chain", "ip6 filter "+xtDockerUser).Info("removed v6bridge's accept rules")

@@ -10,6 +10,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/v6bridge/v6bridge/internal/nftledger"
 )
 
 // probeTable is the throwaway table ProbeFastPath creates and deletes in
@@ -22,6 +24,11 @@ const probeTable = "v6bridge_probe"
 // sends one batch that creates a throwaway table with both and deletes it
 // again, so nothing stays behind either way. The error says what failed.
 func ProbeFastPath(netns int) error {
+	return probeFastPath(netns, nil) // no firewall asks of this probe
+}
+
+// probeFastPath is ProbeFastPath with its batch sent through ledger.
+func probeFastPath(netns int, ledger *nftledger.Ledger) error {
 	conn, err := newConn(netns)
 	if err != nil {
 		return err
@@ -36,7 +43,7 @@ func ProbeFastPath(netns int) error {
 	ch := conn.AddChain(&nftables.Chain{Table: t, Name: "probe"})
 	conn.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{&expr.FlowOffload{Name: FlowtableName}}})
 	conn.DelTable(t)
-	if err := conn.Flush(); err != nil {
+	if err := ledger.Flush(conn); err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EOPNOTSUPP) {
 			return fmt.Errorf("the kernel has no nftables flowtables for ip6 (CONFIG_NF_FLOW_TABLE_INET, CONFIG_NFT_FLOW_OFFLOAD): %w", err)
 		}

@@ -6,15 +6,18 @@ import (
 	"maps"
 
 	"github.com/google/nftables"
+
+	"github.com/v6bridge/v6bridge/internal/nftledger"
 )
 
 // holdsOursLocked reports whether the kernel holds our tables as we
 // left them, so a patch may go on top. No batch since ours, or only
-// batches the ledger vouches for (this process's NDP ingress filter),
-// says so at once; after another party's batch (moved: the engine's
-// iptables, an operator's nft) our tables are listed and compared with
-// the fingerprint, which costs a listing instead of a rebuild, and the
-// generation is taken as ours when they are intact. err says why not: the
+// batches the ledger vouches for (this process's NDP ingress filter,
+// coexistence rule and fast-path probe), says so at once; after another
+// party's batch (moved: the engine's iptables, an operator's nft) our
+// tables are listed and compared with the fingerprint, which costs a
+// listing instead of a rebuild, and the generation is taken as ours when
+// they are intact. err says why not: the
 // generation could not be read (moved false), or the listing failed (nil:
 // the contents differ).
 func (t *Table) holdsOursLocked() (ok, moved bool, err error) {
@@ -22,7 +25,7 @@ func (t *Table) holdsOursLocked() (ok, moved bool, err error) {
 	if err != nil {
 		return false, false, fmt.Errorf("nftables generation: %w", err)
 	}
-	if t.known && (g.ID == t.gen || t.ledger.Ours(t.gen, g.ID)) {
+	if t.known && t.ledger.Ours(t.gen, g.ID) {
 		t.gen = g.ID
 		return true, false, nil
 	}
@@ -81,25 +84,25 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 		del.Elements = p.Delete
 		set, delElems, err := nftSet(tbl, del)
 		if err != nil {
-			_ = t.conn.Flush()
+			t.ledger.Discard(t.conn)
 			return err
 		}
 		add := p.Set
 		add.Elements = p.Add
 		_, addElems, err := nftSet(tbl, add)
 		if err != nil {
-			_ = t.conn.Flush()
+			t.ledger.Discard(t.conn)
 			return err
 		}
 		if len(delElems) > 0 {
 			if err := t.conn.SetDeleteElements(set, delElems); err != nil {
-				_ = t.conn.Flush()
+				t.ledger.Discard(t.conn)
 				return fmt.Errorf("set %s: %w", p.Set.Name, err)
 			}
 		}
 		if len(addElems) > 0 {
 			if err := t.conn.SetAddElements(set, addElems); err != nil {
-				_ = t.conn.Flush()
+				t.ledger.Discard(t.conn)
 				return fmt.Errorf("set %s: %w", p.Set.Name, err)
 			}
 		}
@@ -116,25 +119,20 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 	// the kernel refuses the batch (ERESTART) if any other came since,
 	// and then ours is that generation + 1.
 	verified := t.gen
+	b := t.ledger.BatchOn(t.conn, verified)
 	t.runWindow("before")
-	var err error
-	if verified != 0 {
-		err = t.conn.FlushWithGenID(verified)
-	} else {
-		err = t.conn.Flush() // 0 asks for no check; the test below still holds
-	}
-	if err != nil {
+	if err := b.Send(); err != nil {
 		// Nothing of the batch was applied; the caller rebuilds.
 		return fmt.Errorf("patch nftables table %s %s: %w", TableFamily, TableName, err)
 	}
 	t.runWindow("after")
 	t.known = false
 	t.shape.counts, t.shape.sums = counts, sums
-	g, err := t.conn.GetGen()
+	g, ok := b.Gen()
 	switch {
-	case err == nil && g.ID == verified+1:
+	case ok:
 		// Nothing came after ours: the generation is ours.
-		t.gen, t.fp, t.known = g.ID, t.shape.hash(), true
+		t.gen, t.fp, t.known = g, t.shape.hash(), true
 	case verified != 0:
 		// Ours is verified+1 and another batch came after it (or the
 		// generation could not be read): the next check lists our tables
@@ -154,22 +152,22 @@ func (t *Table) runWindow(at string) {
 // errBridgesChange makes a patch fall back to a rebuild of both tables.
 var errBridgesChange = errors.New("the bridges change")
 
-// rememberLocked records the generation and fingerprint after our batch,
-// sent on top of generation before: only when the generation read after
-// listing our tables is before + 1 is the listing certainly ours alone
-// (the ledger's test, nftledger.Ledger.Flush). Another party's batch between
-// ours and the listing would otherwise be taken as ours and never be
-// repaired; then nothing is recorded and the next check rebuilds.
-func (t *Table) rememberLocked(before uint32) {
+// rememberLocked records the generation and fingerprint after our batch
+// b, sent: only when the generation read after listing our tables is the
+// batch's (b.Gen: the one before it + 1) is the listing certainly ours
+// alone. Another party's batch between ours and the listing would
+// otherwise be taken as ours and never be repaired; then nothing is
+// recorded and the next check rebuilds.
+func (t *Table) rememberLocked(b *nftledger.Batch) {
 	t.known = false
 	sh, err := t.readShape()
 	if err != nil {
 		return
 	}
-	g, err := t.conn.GetGen()
-	if err != nil || g.ID != before+1 {
+	g, ok := b.Gen()
+	if !ok {
 		return
 	}
 	t.shape = sh
-	t.gen, t.fp, t.known = g.ID, sh.hash(), true
+	t.gen, t.fp, t.known = g, sh.hash(), true
 }

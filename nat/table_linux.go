@@ -22,9 +22,10 @@ type TableConfig struct {
 	// if the kernel supports it (ProbeFastPath); otherwise the table works
 	// without and NewTable logs why.
 	FastPath bool
-	// Ledger, if set, vouches for generations this process made in other
-	// tables (the NDP ingress filter's, ndp.Config.Ledger): a patch goes on
-	// top of them without listing our tables first.
+	// Ledger sends every batch of the Table and its Coexistence. Shared
+	// with the NDP ingress filter (ndp.Config.Ledger), it vouches for the
+	// filter's batches in its own table: a patch goes on top of them
+	// without listing our tables first. Nil: a ledger of the Table's own.
 	Ledger *nftledger.Ledger
 }
 
@@ -34,7 +35,8 @@ type Table struct {
 	conn *nftables.Conn
 	log  logrus.FieldLogger
 	coex *Coexistence
-	// ledger vouches for batches of this process in other tables.
+	// ledger sends our batches and vouches for those of this process in
+	// other tables; never nil.
 	ledger *nftledger.Ledger
 	mu     sync.Mutex
 	// model is the last state applied successfully, indexed for
@@ -82,10 +84,14 @@ func NewTable(cfg TableConfig) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	coex := &Coexistence{conn: conn, log: log}
-	t := &Table{conn: conn, log: log.WithField("table", TableFamily+" "+TableName), coex: coex, links: links, ledger: cfg.Ledger}
+	ledger := cfg.Ledger
+	if ledger == nil {
+		ledger = &nftledger.Ledger{}
+	}
+	coex := &Coexistence{conn: conn, log: log, ledger: ledger}
+	t := &Table{conn: conn, log: log.WithField("table", TableFamily+" "+TableName), coex: coex, links: links, ledger: ledger}
 	if cfg.FastPath {
-		if err := ProbeFastPath(cfg.NetNS); err != nil {
+		if err := probeFastPath(cfg.NetNS, ledger); err != nil {
 			t.fastPathErr = err
 			t.log.WithError(err).Warn("fast path off: established connections take the forward chain")
 		} else {
@@ -188,21 +194,17 @@ func (t *Table) applyLocked(r *Ruleset, devs map[string]int) error {
 		err = addRuleset(t.conn, BuildGuard(r))
 	}
 	if err != nil {
-		// Flush drops what was queued; nothing was sent.
-		_ = t.conn.Flush()
+		t.ledger.Discard(t.conn)
 		return fmt.Errorf("build nftables batch: %w", err)
 	}
-	before, berr := t.conn.GetGen()
+	b := t.ledger.Batch(t.conn)
 	t.runWindow("before")
-	if err := t.conn.Flush(); err != nil {
+	if err := b.Send(); err != nil {
 		t.known = false
 		return fmt.Errorf("apply nftables table %s %s: %w", TableFamily, TableName, err)
 	}
 	t.runWindow("after")
-	t.known = false
-	if berr == nil {
-		t.rememberLocked(before.ID)
-	}
+	t.rememberLocked(b)
 	t.applied = r
 	t.ftIndex = devs
 	return nil
@@ -272,7 +274,7 @@ func (t *Table) Delete() error {
 		t.conn.AddTable(tbl)
 		t.conn.DelTable(tbl)
 	}
-	if err := t.conn.Flush(); err != nil {
+	if err := t.ledger.Batch(t.conn).Send(); err != nil {
 		return fmt.Errorf("delete nftables tables %s %s and %s: %w", TableFamily, TableName, GuardTableName, err)
 	}
 	if err := t.coex.Remove(); err != nil {

@@ -142,7 +142,7 @@ func (r *Responder) updateIngressSets(u *uplink, d ndpproto.IngressDelta) error 
 		errs = append(errs, r.nft.SetAddElements(st.answer, ingress.AnswerElements(d.AnswerAdd)))
 	}
 	if err := errors.Join(errs...); err != nil {
-		_ = r.nft.Flush() // drops what was queued
+		r.cfg.Ledger.Discard(r.nft)
 		return fmt.Errorf("ndp ingress filter %q: update addresses: %w", u.name, err)
 	}
 	if err := r.cfg.Ledger.Flush(r.nft); err != nil {

@@ -1,11 +1,20 @@
-// Package nftledger tells the nftables generations this process made apart
-// from other parties' batches. The firewall (package nat) keeps a patch
-// on top of its last batch only while no other batch came since (the
-// ruleset generation is still its own); after any other batch it lists its
-// tables and compares them with a fingerprint, a cost that grows with the
-// containers on the host. The NDP ingress filter commits a batch of its
-// own for every Join, in a table of its own: recorded in a Ledger, those
-// generations are taken as harmless without a listing.
+// Package nftledger is the one owner of this process's nftables batches:
+// the firewall (package nat: its tables, the coexistence rule in the
+// engine's ip6tables, the fast-path probe) and the NDP ingress filter send
+// every batch through a Ledger, which books the generations of the batches
+// that leave the firewall's tables alone.
+//
+// The firewall keeps a patch on top of its last batch only while no other
+// batch came since (the ruleset generation is still its own); after any
+// other batch it lists its tables and compares them with a fingerprint, a
+// cost that grows with the containers on the host. The NDP ingress filter
+// commits a batch of its own for every Join, in a table of its own: booked
+// in the Ledger, such generations are taken as harmless without a listing
+// (Ours). The firewall's own batches (Batch) are sent but not booked: it
+// keeps their generations itself, with the fingerprint of what they left.
+//
+// The name stays: a ledger is the book every transaction is posted
+// through, and what it books is what the firewall asks of it.
 package nftledger
 
 import "sync"
@@ -14,8 +23,9 @@ import "sync"
 // batches of this process between two of the firewall's.
 const keep = 64
 
-// Ledger records generations committed by this process in tables the
-// firewall does not own. The zero value is ready; a nil *Ledger records
+// Ledger sends this process's nftables batches (Flush, Batch, Discard)
+// and records the generations of those that left the firewall's tables
+// alone. The zero value is ready; a nil *Ledger sends alike but records
 // nothing and vouches for nothing.
 type Ledger struct {
 	mu   sync.Mutex
@@ -23,9 +33,9 @@ type Ledger struct {
 	n    int // recorded so far (gens is a ring once n > keep)
 }
 
-// Record notes generation g as one of this process's batches that left the
+// record notes generation g as one of this process's batches that left the
 // firewall's tables alone.
-func (l *Ledger) Record(g uint32) {
+func (l *Ledger) record(g uint32) {
 	if l == nil {
 		return
 	}

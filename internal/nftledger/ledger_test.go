@@ -5,7 +5,7 @@ import "testing"
 func TestLedgerOurs(t *testing.T) {
 	var l Ledger
 	for _, g := range []uint32{11, 12, 14} {
-		l.Record(g)
+		l.record(g)
 	}
 	for _, tt := range []struct {
 		from, to uint32
@@ -29,13 +29,13 @@ func TestLedgerOurs(t *testing.T) {
 func TestLedgerWrapsAndForgets(t *testing.T) {
 	var l Ledger
 	max := ^uint32(0)
-	l.Record(max)
-	l.Record(0)
+	l.record(max)
+	l.record(0)
 	if !l.Ours(max-1, 0) {
 		t.Error("the generation counter wrapped: want ours")
 	}
 	for g := uint32(1); g <= keep; g++ {
-		l.Record(g)
+		l.record(g)
 	}
 	if l.Ours(max-1, max) {
 		t.Errorf("%d recorded after it: the oldest should be forgotten", keep)
@@ -50,7 +50,7 @@ func TestLedgerWrapsAndForgets(t *testing.T) {
 
 func TestNilLedger(t *testing.T) {
 	var l *Ledger
-	l.Record(1)
+	l.record(1)
 	if l.Ours(0, 1) || l.Ours(1, 1) {
 		t.Error("a nil ledger vouches for nothing")
 	}
