@@ -49,6 +49,37 @@ func waitRouter(t *testing.T, r *Responder, mac net.HardwareAddr) ndpproto.Route
 	}
 }
 
+// TestPrivilegedRouterFollowsTheDefaultRoute: the default route deleted
+// and added again is followed through the uplink follower's changes (the
+// router watch subscribes to no routes), well before the periodic resync.
+func TestPrivilegedRouterFollowsTheDefaultRoute(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.withDefaultRoute(t)
+	r := e.startResponder(t, Config{})
+	waitRouter(t, r, e.routerMAC)
+	l, err := e.hostH.LinkByName(e.hostIf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.hostH.RouteDel(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: net.IP(e.routerAddr.AsSlice())}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r.mu.RLock()
+		known := r.uplinks[0].router.Known()
+		r.mu.RUnlock()
+		if !known {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the default route is gone and the responder still reserves for its router")
+		}
+	}
+	e.withDefaultRoute(t)
+	waitRouter(t, r, e.routerMAC)
+}
+
 // TestPrivilegedRouterReserve, as the attacker on the /64, in the kernel
 // and in the capture loop: a flood of
 // solicitations for live addresses forging the router's source addresses

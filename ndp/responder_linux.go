@@ -99,6 +99,7 @@ type Responder struct {
 	// handingOver: CloseLeavingProxies started; keep every proxy entry
 	handingOver bool
 	takeBack    chan struct{}
+	routerKick  chan struct{} // an uplink's default route changed (kickRouters)
 
 	ann *announcer
 
@@ -120,10 +121,11 @@ func NewResponder(cfg Config) (*Responder, error) {
 		return nil, err
 	}
 	r := &Responder{
-		cfg:      cfg,
-		log:      cfg.Log,
-		done:     make(chan struct{}),
-		takeBack: make(chan struct{}, 1),
+		cfg:        cfg,
+		log:        cfg.Log,
+		done:       make(chan struct{}),
+		takeBack:   make(chan struct{}, 1),
+		routerKick: make(chan struct{}, 1),
 	}
 	r.counters.init()
 	r.ann = newAnnouncer(r)

@@ -21,8 +21,9 @@ import (
 // sends its unicast reachability probes from its link-local address),
 // and the other addresses the cache gives that MAC (a router soliciting
 // from its global address when the route names its link-local one, or
-// the other way round). Followed through route and
-// neighbour notifications, and re-read every resyncInterval.
+// the other way round). Followed through the uplink follower's changes of
+// the default route (kickRouters: the follower subscribes to routes
+// already) and neighbour notifications, and re-read every resyncInterval.
 
 // routerLoop follows the uplinks' default routers until ctx ends.
 func (r *Responder) routerLoop(ctx context.Context) {
@@ -38,16 +39,11 @@ func (r *Responder) routerLoop(ctx context.Context) {
 func (r *Responder) watchRouters(ctx context.Context) {
 	done := make(chan struct{})
 	defer close(done)
-	routes := make(chan netlink.RouteUpdate, 64)
 	neighs := make(chan netlink.NeighUpdate, 256)
-	routeOpts, neighOpts := netlink.RouteSubscribeOptions{}, netlink.NeighSubscribeOptions{}
+	neighOpts := netlink.NeighSubscribeOptions{}
 	if !r.own {
 		ns := r.ns
-		routeOpts.Namespace, neighOpts.Namespace = &ns, &ns
-	}
-	if err := netlink.RouteSubscribeWithOptions(routes, done, routeOpts); err != nil {
-		r.log.WithError(err).Warn("ndp: subscribe to route changes")
-		return
+		neighOpts.Namespace = &ns
 	}
 	if err := netlink.NeighSubscribeWithOptions(neighs, done, neighOpts); err != nil {
 		r.log.WithError(err).Warn("ndp: subscribe to neighbour changes")
@@ -64,14 +60,9 @@ func (r *Responder) watchRouters(ctx context.Context) {
 		case <-tick.C:
 			r.refreshRouters(ctx)
 			continue
-		case ru, ok := <-routes:
-			if !ok {
-				return
-			}
-			if ru.Dst != nil && !ru.Dst.IP.IsUnspecified() {
-				continue
-			}
-			index = ru.LinkIndex
+		case <-r.routerKick:
+			r.refreshRouters(ctx)
+			continue
 		case nu, ok := <-neighs:
 			if !ok {
 				return
@@ -89,6 +80,16 @@ func (r *Responder) watchRouters(ctx context.Context) {
 				r.refreshRouter(u)
 			}
 		}
+	}
+}
+
+// kickRouters tells the router watch that an uplink's default route
+// changed (its gateway, or the link it is on): from the uplink follower,
+// so refreshRouter keeps running on the watch's goroutine alone.
+func (r *Responder) kickRouters() {
+	select {
+	case r.routerKick <- struct{}{}:
+	default:
 	}
 }
 

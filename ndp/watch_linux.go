@@ -25,6 +25,9 @@ func (r *Responder) watchLoop(ctx context.Context) {
 		} else {
 			defer f.Close()
 			f.Tell(link.Part{Name: "ndp", Changed: r.UplinkChanged})
+			// A default route changed before the follower read the
+			// uplinks, after the router watch did, is read again.
+			r.kickRouters()
 			done := make(chan struct{})
 			defer func() { <-done }()
 			go func() { defer close(done); f.Run(ctx) }()
@@ -47,7 +50,8 @@ func (r *Responder) watchLoop(ctx context.Context) {
 // UplinkChanged follows a change of an uplink (a link.Part): on a new link
 // of the uplink's name (deleted and created again) it re-attaches first
 // (Reattach); then it reads the uplink again, tells neighbours when it
-// came up or changed its MAC, and re-applies the targets.
+// came up or changed its MAC, and re-applies the targets. A new default
+// route, or a new link, has the router watch read the default router again.
 func (r *Responder) UplinkChanged(c link.Change) error {
 	if r.cfg.Mode == ndpproto.ModeOff {
 		return nil
@@ -55,6 +59,9 @@ func (r *Responder) UplinkChanged(c link.Change) error {
 	u := r.uplinkNamed(c.New.Name)
 	if u == nil {
 		return nil
+	}
+	if c.New.Gateway != c.Old.Gateway || c.Reattach() {
+		defer r.kickRouters() // after Reattach: the router is read on the new index
 	}
 	if c.New.Index == 0 {
 		// Gone: answering resumes once a link of the name is back, and
