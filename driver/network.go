@@ -148,7 +148,7 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		}
 	}
 	if n.Mode == "" {
-		n.Mode = DefaultMode(n.Subnet, d.cfg.PublicPrefixes())
+		n.Mode = DefaultMode(n.Subnet, d.cfg.Host.PublicPrefixes())
 	}
 	if (n.Mode == netspec.ModePublic || n.Mode == netspec.ModeRouted) && netspec.IsULA(n.Subnet.Addr()) {
 		return nil, fmt.Errorf("network option %s=%s needs a global subnet, %s is a unique local (ULA) one: accepted are nat or internal for ULA subnets (for an automatic public subnet add --ipam-opt %s=%s)", OptMode, n.Mode, n.Subnet, OptMode, n.Mode)
@@ -166,7 +166,7 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		n.Bridge = BridgeName(n.ID)
 	}
 	if n.MTU == 0 {
-		n.MTU = d.cfg.UplinkMTU()
+		n.MTU = d.cfg.Host.UplinkMTU()
 	}
 	for _, o := range d.networks {
 		if o.ID == n.ID {

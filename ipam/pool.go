@@ -127,8 +127,8 @@ func (m *IPAM) RequestPool(req PoolRequest) (Pool, error) {
 		return Pool{}, err
 	}
 	var host []netip.Addr
-	if m.hostAddrs != nil {
-		if host, err = m.hostAddrs(); err != nil {
+	if m.host != nil {
+		if host, err = m.host.HostAddrs(); err != nil {
 			return Pool{}, fmt.Errorf("check subnet %s against the host's addresses: %w", subnet, err)
 		}
 	}

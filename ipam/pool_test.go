@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/v6bridge/v6bridge/internal/hostos"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -201,7 +202,7 @@ func TestRequestPoolAccepted(t *testing.T) {
 }
 
 func TestHostAddrsError(t *testing.T) {
-	m, err := newIPAM(Config{HostAddrs: func() ([]netip.Addr, error) { return nil, errFail }}, newMem())
+	m, err := newIPAM(Config{Host: &hostos.TestState{HostErr: errFail}}, newMem())
 	if err != nil {
 		t.Fatal(err)
 	}
