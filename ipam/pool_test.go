@@ -285,3 +285,34 @@ func TestPoolModeIsRecorded(t *testing.T) {
 		}
 	}
 }
+
+// TestFindOverlap: the rule both the IPAM and the driver refuse with: an
+// equal, wider or narrower subnet overlaps, a neighbour does not, and of
+// several the lowest subnet is named, whatever the map's order.
+func TestFindOverlap(t *testing.T) {
+	used := map[string]netip.Prefix{
+		"b": netip.MustParsePrefix("fd12:1::/112"),
+		"a": netip.MustParsePrefix("fd12:1::100/120"),
+		"c": netip.MustParsePrefix("fd12:2::/64"),
+		"d": netip.MustParsePrefix("fd12:2::/64"),
+	}
+	tests := []struct {
+		subnet string
+		want   string // "" for none
+	}{
+		{"fd12:1::/112", "b"},
+		{"fd12:1::100/124", "b"},
+		{"fd12:1::/48", "b"},
+		{"fd12:1::1:0/112", ""},
+		{"fd12:2::/112", "c"},
+		{"fd12:3::/64", ""},
+	}
+	for _, tt := range tests {
+		for range 5 {
+			who, ok := FindOverlap(netip.MustParsePrefix(tt.subnet), used)
+			if who != tt.want || ok != (tt.want != "") {
+				t.Errorf("FindOverlap(%s) = %q, %v; want %q", tt.subnet, who, ok, tt.want)
+			}
+		}
+	}
+}

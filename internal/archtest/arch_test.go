@@ -37,7 +37,7 @@ var allowed = map[string][]string{
 	"ipam":               {"netspec", "plan", "internal/store", "internal/hostos"},
 	"doctor":             {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry"},
 	"migrate":            {"netspec", "plan", "ipam"},
-	"driver":             {"netspec", "fwstate", "portfwd", "internal/store", "internal/hostos"},
+	"driver":             {"netspec", "fwstate", "portfwd", "ipam", "internal/store", "internal/hostos"},
 	"portfwd":            {"netspec"},
 	"internal/api":       {"netspec", "driver", "ipam", "nat", "portfwd"},
 	"cmd/v6bridge":       nil, // wiring: anything
