@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/v6bridge/v6bridge/internal/hostos"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -23,14 +25,12 @@ type Config struct {
 	Store     Store
 	// Uplinks are the host's outside interfaces.
 	Uplinks []string
-	// HostAddrs returns the host's global addresses on the uplinks: where
-	// published ports listen and what masquerade uses.
-	HostAddrs func() []netip.Addr
-	// PublicPrefixes returns the on-link prefixes of the uplinks: a subnet
-	// inside one defaults to mode public.
-	PublicPrefixes func() []netip.Prefix
-	// UplinkMTU returns the MTU new bridges default to (0: kernel default).
-	UplinkMTU func() int
+	// Host is what the driver asks of the host's OS: its addresses on
+	// the uplinks (where published ports listen, what masquerade uses),
+	// the uplinks' on-link prefixes (a subnet inside one defaults to mode
+	// public) and the MTU new bridges default to. nil: no addresses, no
+	// prefixes, the kernel's default MTU.
+	Host hostos.State
 	// NDPRange answers NDP for whole public subnets instead of the
 	// addresses in use.
 	NDPRange bool
@@ -89,14 +89,8 @@ func New(cfg Config) (*Driver, error) {
 		l.SetLevel(logrus.PanicLevel)
 		cfg.Log = l
 	}
-	if cfg.HostAddrs == nil {
-		cfg.HostAddrs = func() []netip.Addr { return nil }
-	}
-	if cfg.PublicPrefixes == nil {
-		cfg.PublicPrefixes = func() []netip.Prefix { return nil }
-	}
-	if cfg.UplinkMTU == nil {
-		cfg.UplinkMTU = func() int { return 0 }
+	if cfg.Host == nil {
+		cfg.Host = &hostos.TestState{} // the zero State: a host with nothing to say
 	}
 	d := &Driver{cfg: cfg, log: cfg.Log, networks: map[string]*Network{}, endpoints: map[string]*Endpoint{}}
 	d.pub = newPublisher(d.networks, d.endpoints)

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/v6bridge/v6bridge/internal/hostos"
 	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/v6bridge/v6bridge/portfwd"
 )
@@ -52,11 +53,10 @@ func (r *rig) reopen(t *testing.T) *Driver {
 	}
 	d, err := New(Config{
 		Links: r.links, Firewall: r.fw, Neighbors: r.nb, Forwarder: px, Store: r.store,
-		Uplinks:        []string{"eth0"},
-		HostAddrs:      func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")} },
-		PublicPrefixes: func() []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")} },
-		UplinkMTU:      func() int { return 1500 },
-		Instance:       r.instance, StateDir: "/var/lib/v6bridge-" + r.instance,
+		Uplinks: []string{"eth0"},
+		Host: &hostos.TestState{Uplink: []netip.Addr{netip.MustParseAddr("2001:db8:1234:a1::1")},
+			Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:1234:a1::/64")}, MTU: 1500},
+		Instance: r.instance, StateDir: "/var/lib/v6bridge-" + r.instance,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -148,7 +150,7 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		}
 	}
 	if n.Mode == "" {
-		n.Mode = DefaultMode(n.Subnet, d.cfg.PublicPrefixes())
+		n.Mode = DefaultMode(n.Subnet, d.cfg.Host.PublicPrefixes())
 	}
 	if (n.Mode == netspec.ModePublic || n.Mode == netspec.ModeRouted) && netspec.IsULA(n.Subnet.Addr()) {
 		return nil, fmt.Errorf("network option %s=%s needs a global subnet, %s is a unique local (ULA) one: accepted are nat or internal for ULA subnets (for an automatic public subnet add --ipam-opt %s=%s)", OptMode, n.Mode, n.Subnet, OptMode, n.Mode)
@@ -166,8 +168,9 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		n.Bridge = BridgeName(n.ID)
 	}
 	if n.MTU == 0 {
-		n.MTU = d.cfg.UplinkMTU()
+		n.MTU = d.cfg.Host.UplinkMTU()
 	}
+	subnets := make(map[string]netip.Prefix, len(d.networks))
 	for _, o := range d.networks {
 		if o.ID == n.ID {
 			continue
@@ -175,12 +178,13 @@ func (d *Driver) newNetwork(req CreateNetworkRequest) (*Network, error) {
 		if o.Bridge == n.Bridge {
 			return nil, fmt.Errorf("network option %s=%s: network %s uses that bridge already: accepted is a name no other network uses", OptBridgeName, n.Bridge, short(o.ID, 12))
 		}
-		// v6bridge's IPAM refuses an overlapping pool before the engine
-		// gets here; this check decides for networks another IPAM serves
-		// (the engine asks v6bridge's IPAM nothing for them).
-		if o.Subnet.Overlaps(n.Subnet) {
-			return nil, fmt.Errorf("subnet %s overlaps subnet %s of network %s: accepted is a subnet no other v6bridge network uses", n.Subnet, o.Subnet, short(o.ID, 12))
-		}
+		subnets[o.ID] = o.Subnet
+	}
+	// v6bridge's IPAM refuses an overlapping pool before the engine gets
+	// here; networks another IPAM serves never reach it (the engine asks
+	// v6bridge's IPAM nothing for them), so its rule is asked here.
+	if id, ok := ipam.FindOverlap(n.Subnet, subnets); ok {
+		return nil, fmt.Errorf("subnet %s overlaps subnet %s of network %s: accepted is a subnet no other v6bridge network uses", n.Subnet, subnets[id], short(id, 12))
 	}
 	return n, nil
 }

@@ -104,7 +104,7 @@ var everything = change{all: true}
 // and syncing the same change again.
 func (d *Driver) syncLocked(c change) error {
 	var err error
-	if c.all || !d.synced || !slices.Equal(d.cfg.HostAddrs(), d.syncedHostAddrs) {
+	if c.all || !d.synced || !slices.Equal(d.cfg.Host.UplinkAddrs(), d.syncedHostAddrs) {
 		err = d.syncAllLocked()
 	} else {
 		err = d.syncSomeLocked(c)
@@ -180,7 +180,7 @@ func (d *Driver) endpointsByNetwork() map[string][]*Endpoint {
 }
 
 func (d *Driver) firewallState() fwstate.State {
-	s := fwstate.State{Uplinks: d.cfg.Uplinks, HostAddrs: d.cfg.HostAddrs()}
+	s := fwstate.State{Uplinks: d.cfg.Uplinks, HostAddrs: d.cfg.Host.UplinkAddrs()}
 	byNet := d.endpointsByNetwork()
 	for _, n := range d.sortedNetworks() {
 		gw := n.Gateway

@@ -23,7 +23,7 @@ func (d *Driver) UplinkChanged(relinked bool) error {
 		for _, c := range changed {
 			d.log.WithField("sysctl", c).Info("changed host setting")
 		}
-	} else if d.synced && slices.Equal(d.cfg.HostAddrs(), d.syncedHostAddrs) {
+	} else if d.synced && slices.Equal(d.cfg.Host.UplinkAddrs(), d.syncedHostAddrs) {
 		return nil
 	}
 	if err := d.syncLocked(everything); err != nil {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/v6bridge/v6bridge/internal/hostos"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -16,8 +17,8 @@ import (
 func TestUplinkChangedServesEveryHostAddress(t *testing.T) {
 	r := newRig(t)
 	first, second := netip.MustParseAddr("2001:db8:1234:a1::1"), netip.MustParseAddr("2001:db8:1234:a1::2")
-	host := []netip.Addr{first}
-	r.d.cfg.HostAddrs = func() []netip.Addr { return slices.Clone(host) }
+	host := r.d.cfg.Host.(*hostos.TestState)
+	host.Uplink = []netip.Addr{first}
 	mustNetwork(t, r, netA, "2001:db8:1234:a1:1::/112", nil)
 	mustEndpoint(t, r, netA, ep1, "2001:db8:1234:a1:1::ab53/112")
 	ports := []PortRequest{{Proto: netspec.ProtoTCP, HostFirst: 8081, HostLast: 8081, ContainerPort: 80}}
@@ -32,7 +33,7 @@ func TestUplinkChangedServesEveryHostAddress(t *testing.T) {
 	}
 	served("at start", first)
 
-	host = []netip.Addr{first, second}
+	host.Uplink = []netip.Addr{first, second}
 	if err := r.d.UplinkChanged(false); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestUplinkChangedServesEveryHostAddress(t *testing.T) {
 	if r.fw.n != applied {
 		t.Errorf("the same addresses again changed the firewall %d times", r.fw.n-applied)
 	}
-	host = []netip.Addr{second}
+	host.Uplink = []netip.Addr{second}
 	if err := r.d.UplinkChanged(false); err != nil {
 		t.Fatal(err)
 	}

@@ -20,23 +20,26 @@ func (m *IPAM) requestAuto(opts poolOptions, subPool string) (Pool, error) {
 	if v := strings.TrimSpace(subPool); v != "" {
 		return Pool{}, refuse(ErrSubnetRequired, "ip-range %q needs --subnet: give the subnet it lies in, or leave both out for an automatic subnet from the address plan", v)
 	}
-	space, bits, name, err := autoSubnet(opts, m.public, m.pubLen, m.ulaHost, m.ulaLen)
+	var public func() (netip.Prefix, error)
+	if m.host != nil {
+		public = m.host.PublicPrefix
+	}
+	space, bits, name, err := autoSubnet(opts, public, m.pubLen, m.ulaHost, m.ulaLen)
 	if err != nil {
 		return Pool{}, err
 	}
 	var avoid plan.Avoid
-	for _, f := range []struct {
-		what string
-		fn   func() ([]netip.Addr, error)
-	}{{"the host's addresses", m.hostAddrs}, {"the uplink's gateways", m.gateways}} {
-		if f.fn == nil {
-			continue
+	if m.host != nil {
+		for _, f := range []struct {
+			what string
+			fn   func() ([]netip.Addr, error)
+		}{{"the host's addresses", m.host.HostAddrs}, {"the uplink's gateways", m.host.DefaultGateways}} {
+			as, err := f.fn()
+			if err != nil {
+				return Pool{}, fmt.Errorf("carve a subnet from %s: read %s: %w", name, f.what, err)
+			}
+			avoid.Addrs = append(avoid.Addrs, as...)
 		}
-		as, err := f.fn()
-		if err != nil {
-			return Pool{}, fmt.Errorf("carve a subnet from %s: read %s: %w", name, f.what, err)
-		}
-		avoid.Addrs = append(avoid.Addrs, as...)
 	}
 
 	m.mu.Lock()

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/v6bridge/v6bridge/internal/hostos"
 )
 
 var (
@@ -29,10 +31,8 @@ func planIPAM(t *testing.T, public netip.Prefix, pubLen int) *IPAM {
 	t.Helper()
 	m, err := newIPAM(Config{
 		ULAPrefix:       testULA,
-		PublicPrefix:    func() (netip.Prefix, error) { return public, nil },
+		Host:            &hostos.TestState{Public: public, Host: testHost, Gateways: testGateways},
 		PublicSubnetLen: pubLen,
-		HostAddrs:       func() ([]netip.Addr, error) { return testHost, nil },
-		Gateways:        func() ([]netip.Addr, error) { return testGateways, nil },
 	}, newMem())
 	if err != nil {
 		t.Fatal(err)
@@ -162,11 +162,11 @@ func TestAutomaticSubnetErrors(t *testing.T) {
 		kind error
 		want string
 	}{
-		{"PUBLIC_PREFIX unknown", Config{ULAPrefix: testULA, PublicPrefix: func() (netip.Prefix, error) { return netip.Prefix{}, errRead }},
+		{"PUBLIC_PREFIX unknown", Config{ULAPrefix: testULA, Host: &hostos.TestState{PublicErr: errRead}},
 			PoolRequest{V6: true, Options: opts("v6bridge.mode", "public")}, ErrSubnetRequired, "no PUBLIC_PREFIX for an automatic public subnet (netlink: no route): set PUBLIC_PREFIX"},
-		{"host addresses unreadable", Config{ULAPrefix: testULA, HostAddrs: func() ([]netip.Addr, error) { return nil, errRead }},
+		{"host addresses unreadable", Config{ULAPrefix: testULA, Host: &hostos.TestState{HostErr: errRead}},
 			PoolRequest{V6: true}, errRead, "read the host's addresses"},
-		{"gateways unreadable", Config{ULAPrefix: testULA, Gateways: func() ([]netip.Addr, error) { return nil, errRead }},
+		{"gateways unreadable", Config{ULAPrefix: testULA, Host: &hostos.TestState{GatewaysErr: errRead}},
 			PoolRequest{V6: true}, errRead, "read the uplink's gateways"},
 	}
 	for _, tt := range tests {
@@ -272,8 +272,7 @@ func TestGeneratedULA(t *testing.T) {
 // automatic one is another.
 func TestAutomaticSubnetRestart(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{StateDir: dir, PublicPrefix: func() (netip.Prefix, error) { return testPublic, nil },
-		HostAddrs: func() ([]netip.Addr, error) { return testHost, nil }}
+	cfg := Config{StateDir: dir, Host: &hostos.TestState{Public: testPublic, Host: testHost}}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

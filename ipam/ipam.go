@@ -22,6 +22,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/v6bridge/v6bridge/internal/hostos"
 	"github.com/v6bridge/v6bridge/internal/store"
 	"github.com/v6bridge/v6bridge/plan"
 )
@@ -31,18 +32,14 @@ type Config struct {
 	// StateDir holds the persisted pools, addresses and cursors (subdirs
 	// pools/, addrs/<pool>/, cursors/). Required.
 	StateDir string
-	// HostAddrs lists the host's own IPv6 addresses (global and ULA); a
-	// subnet containing one is refused. May be nil: no check.
-	HostAddrs func() ([]netip.Addr, error)
-	// Gateways lists the uplink's gateway addresses; an automatic subnet
-	// never contains one. May be nil.
-	Gateways func() ([]netip.Addr, error)
-
-	// PublicPrefix returns PUBLIC_PREFIX, where automatic subnets of
-	// public networks are carved from (by default the uplink's on-link
-	// global /64). It is asked at each such request, so a changed uplink
-	// address is seen. Nil: automatic public subnets are refused.
-	PublicPrefix func() (netip.Prefix, error)
+	// Host is what the IPAM asks of the host's OS, at each request so a
+	// changed uplink address is seen: the host's own IPv6 addresses
+	// (global and ULA; a subnet containing one is refused), the uplink's
+	// gateways (an automatic subnet never contains one) and PUBLIC_PREFIX,
+	// where automatic subnets of public networks are carved from (by
+	// default the uplink's on-link global /64). Nil: no host address
+	// check, no gateways, and automatic public subnets are refused.
+	Host hostos.State
 	// ULAPrefix is ULA_PREFIX: a /48 to /64 of fd00::/8. Automatic
 	// subnets of the other networks are carved from its first /64, this
 	// host's ULA subnet (plan.HostULA with host id 0). Zero: a random /48
@@ -81,17 +78,15 @@ type Config struct {
 
 // IPAM allocates pools and addresses. It is safe for concurrent use.
 type IPAM struct {
-	mu        sync.Mutex
-	be        backend
-	hostAddrs func() ([]netip.Addr, error)
-	gateways  func() ([]netip.Addr, error)
-	public    func() (netip.Prefix, error)
-	ula       netip.Prefix // ULA_PREFIX in effect
-	ulaHost   netip.Prefix // this host's ULA /64 inside ula
-	pubLen    int
-	ulaLen    int
-	log       logrus.FieldLogger
-	pools     map[string]*pool
+	mu      sync.Mutex
+	be      backend
+	host    hostos.State // Config.Host; may be nil
+	ula     netip.Prefix // ULA_PREFIX in effect
+	ulaHost netip.Prefix // this host's ULA /64 inside ula
+	pubLen  int
+	ulaLen  int
+	log     logrus.FieldLogger
+	pools   map[string]*pool
 	// referenced says whether a network uses a subnet (Config.Referenced).
 	referenced func(netip.Prefix) bool
 	held       func(netip.Addr) bool // Config.Held
@@ -120,15 +115,13 @@ func newIPAM(cfg Config, be backend) (*IPAM, error) {
 		log = l
 	}
 	m := &IPAM{
-		be:        be,
-		hostAddrs: cfg.HostAddrs,
-		gateways:  cfg.Gateways,
-		public:    cfg.PublicPrefix,
-		pubLen:    cmp.Or(cfg.PublicSubnetLen, plan.DefaultSubnetLen),
-		ulaLen:    cmp.Or(cfg.ULASubnetLen, plan.DefaultSubnetLen),
-		log:       log,
-		pools:     map[string]*pool{},
-		now:       time.Now,
+		be:     be,
+		host:   cfg.Host,
+		pubLen: cmp.Or(cfg.PublicSubnetLen, plan.DefaultSubnetLen),
+		ulaLen: cmp.Or(cfg.ULASubnetLen, plan.DefaultSubnetLen),
+		log:    log,
+		pools:  map[string]*pool{},
+		now:    time.Now,
 
 		referenced: cfg.Referenced,
 		held:       cfg.Held,

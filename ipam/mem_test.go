@@ -5,6 +5,8 @@ import (
 	"maps"
 	"net/netip"
 	"testing"
+
+	"github.com/v6bridge/v6bridge/internal/hostos"
 )
 
 // memBackend is an in-memory backend for tests and benchmarks. fail, if set,
@@ -155,7 +157,7 @@ func newTestIPAM(t testing.TB, host ...netip.Addr) (*IPAM, *memBackend) {
 	be := newMem()
 	cfg := Config{}
 	if host != nil {
-		cfg.HostAddrs = func() ([]netip.Addr, error) { return host, nil }
+		cfg.Host = &hostos.TestState{Host: host}
 	}
 	m, err := newIPAM(cfg, be)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/v6bridge/v6bridge/internal/hostos"
 )
 
 func TestNewNeedsStateDir(t *testing.T) {
@@ -203,8 +205,8 @@ func TestRestoreHostAddrsNotRechecked(t *testing.T) {
 	dir := t.TempDir()
 	m := mustOpen(t, dir)
 	mustPool(t, m, "fd12::/112", "")
-	host := func() ([]netip.Addr, error) { return []netip.Addr{netip.MustParseAddr("fd12::1")}, nil }
-	m2, err := New(Config{StateDir: dir, HostAddrs: host})
+	host := &hostos.TestState{Host: []netip.Addr{netip.MustParseAddr("fd12::1")}}
+	m2, err := New(Config{StateDir: dir, Host: host})
 	if err != nil || len(m2.Pools()) != 1 {
 		t.Fatalf("restore = %v, %v", m2, err)
 	}

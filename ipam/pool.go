@@ -127,8 +127,8 @@ func (m *IPAM) RequestPool(req PoolRequest) (Pool, error) {
 		return Pool{}, err
 	}
 	var host []netip.Addr
-	if m.hostAddrs != nil {
-		if host, err = m.hostAddrs(); err != nil {
+	if m.host != nil {
+		if host, err = m.host.HostAddrs(); err != nil {
 			return Pool{}, fmt.Errorf("check subnet %s against the host's addresses: %w", subnet, err)
 		}
 	}
@@ -190,39 +190,70 @@ func checkHost(subnet netip.Prefix, host []netip.Addr) error {
 	return nil
 }
 
-// checkOverlap refuses a subnet that overlaps an existing IPv6 pool. It is
-// the one place that decides subnet overlap in v6bridge (issue 23): a
-// requested --subnet is refused here, and automatic subnets are carved
-// around every IPv6 pool (requestAuto), so no two pools overlap. Other
-// packages (driver, nat) may assert that subnets do not overlap, but never
+// FindOverlap is v6bridge's one rule on subnet overlap (issue 23): it
+// returns who uses a subnet that overlaps (or equals) subnet, from used
+// (who uses which subnet), and false when no one does. Of several, it
+// returns the lowest subnet (by address, then length, then who). The IPAM
+// refuses a requested --subnet with it (RequestPool; automatic subnets are
+// carved around every pool, so no two pools overlap), and the network
+// driver refuses with it a network another IPAM serves, which never
+// reaches this package; each names the other user in its own words.
+// Other packages (nat) may assert that subnets do not overlap, but never
 // decide it.
-// m.mu is held.
-func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
-	for _, id := range m.sortedIDs() {
-		p := m.pools[id]
-		if p.rec.Placeholder || !p.rec.Prefix.Overlaps(subnet) {
+func FindOverlap(subnet netip.Prefix, used map[string]netip.Prefix) (who string, ok bool) {
+	var best netip.Prefix
+	for w, p := range used {
+		if !p.Overlaps(subnet) {
 			continue
 		}
-		if m.stale(p, MinReclaimAge) {
-			// Left by a network the engine forgot (its data wiped or
-			// restored): the subnet is free again.
-			if err := m.releaseLocked(id, "Stale pool reclaimed for a new request of an overlapping subnet"); err != nil {
-				return err
-			}
-			continue
+		c := p.Addr().Compare(best.Addr())
+		if !ok || c < 0 || c == 0 && (p.Bits() < best.Bits() || p.Bits() == best.Bits() && w < who) {
+			who, best, ok = w, p, true
 		}
-		const hint = " (if `docker network ls` shows no such network, the plugin kept it from an engine whose data was wiped: " +
-			"on the host, as root, `v6bridge gc` lists such state and `v6bridge gc --apply` removes it; " +
-			"it finds the plugin's socket, managed or not. No v6bridge binary on the host? " +
-			"The managed plugin carries one: /var/lib/docker/plugins/<plugin id>/rootfs/v6bridge (README, \"The v6bridge command\"))"
-		if p.rec.Prefix == subnet {
-			return refuse(ErrPoolOverlap, "subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses"+hint,
-				subnet, id)
-		}
-		return refuse(ErrPoolOverlap, "subnet %s overlaps %s of another v6bridge network (pool %s): choose a subnet that does not overlap it"+hint,
-			subnet, p.rec.Prefix, id)
 	}
-	return nil
+	return who, ok
+}
+
+// checkOverlap refuses a subnet that overlaps an existing IPv6 pool
+// (FindOverlap), after reclaiming the stale pools that overlap it below
+// the first one in use. m.mu is held.
+func (m *IPAM) checkOverlap(subnet netip.Prefix) error {
+	used := make(map[string]netip.Prefix, len(m.pools))
+	for id, p := range m.pools {
+		if !p.rec.Placeholder {
+			used[id] = p.rec.Prefix
+		}
+	}
+	for {
+		id, ok := FindOverlap(subnet, used)
+		if !ok {
+			return nil
+		}
+		p := m.pools[id]
+		if !m.stale(p, MinReclaimAge) {
+			return overlapRefusal(subnet, p.rec.Prefix, id)
+		}
+		// Left by a network the engine forgot (its data wiped or
+		// restored): the subnet is free again.
+		if err := m.releaseLocked(id, "Stale pool reclaimed for a new request of an overlapping subnet"); err != nil {
+			return err
+		}
+		delete(used, id)
+	}
+}
+
+// overlapRefusal refuses subnet, which overlaps other, the subnet of pool id.
+func overlapRefusal(subnet, other netip.Prefix, id string) error {
+	const hint = " (if `docker network ls` shows no such network, the plugin kept it from an engine whose data was wiped: " +
+		"on the host, as root, `v6bridge gc` lists such state and `v6bridge gc --apply` removes it; " +
+		"it finds the plugin's socket, managed or not. No v6bridge binary on the host? " +
+		"The managed plugin carries one: /var/lib/docker/plugins/<plugin id>/rootfs/v6bridge (README, \"The v6bridge command\"))"
+	if other == subnet {
+		return refuse(ErrPoolOverlap, "subnet %s is already used by another v6bridge network (pool %s): choose a subnet no other v6bridge network uses"+hint,
+			subnet, id)
+	}
+	return refuse(ErrPoolOverlap, "subnet %s overlaps %s of another v6bridge network (pool %s): choose a subnet that does not overlap it"+hint,
+		subnet, other, id)
 }
 
 // ReleasePool releases a pool and all its addresses. Unknown IDs succeed.

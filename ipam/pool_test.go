@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/v6bridge/v6bridge/internal/hostos"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -201,7 +202,7 @@ func TestRequestPoolAccepted(t *testing.T) {
 }
 
 func TestHostAddrsError(t *testing.T) {
-	m, err := newIPAM(Config{HostAddrs: func() ([]netip.Addr, error) { return nil, errFail }}, newMem())
+	m, err := newIPAM(Config{Host: &hostos.TestState{HostErr: errFail}}, newMem())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,6 +282,37 @@ func TestPoolModeIsRecorded(t *testing.T) {
 		}
 		if got := m.PoolMode(netip.MustParsePrefix("fd00:10::/112")); got != "" {
 			t.Errorf("PoolMode of no pool = %q", got)
+		}
+	}
+}
+
+// TestFindOverlap: the rule both the IPAM and the driver refuse with: an
+// equal, wider or narrower subnet overlaps, a neighbour does not, and of
+// several the lowest subnet is named, whatever the map's order.
+func TestFindOverlap(t *testing.T) {
+	used := map[string]netip.Prefix{
+		"b": netip.MustParsePrefix("fd12:1::/112"),
+		"a": netip.MustParsePrefix("fd12:1::100/120"),
+		"c": netip.MustParsePrefix("fd12:2::/64"),
+		"d": netip.MustParsePrefix("fd12:2::/64"),
+	}
+	tests := []struct {
+		subnet string
+		want   string // "" for none
+	}{
+		{"fd12:1::/112", "b"},
+		{"fd12:1::100/124", "b"},
+		{"fd12:1::/48", "b"},
+		{"fd12:1::1:0/112", ""},
+		{"fd12:2::/112", "c"},
+		{"fd12:3::/64", ""},
+	}
+	for _, tt := range tests {
+		for range 5 {
+			who, ok := FindOverlap(netip.MustParsePrefix(tt.subnet), used)
+			if who != tt.want || ok != (tt.want != "") {
+				t.Errorf("FindOverlap(%s) = %q, %v; want %q", tt.subnet, who, ok, tt.want)
+			}
 		}
 	}
 }

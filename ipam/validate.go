@@ -152,8 +152,9 @@ func parseRange(s string, subnet netip.Prefix) (netip.Prefix, error) {
 // autoSubnet chooses where the automatic subnet of a pool requested
 // without --subnet comes from: the space to carve from, the prefix length
 // and a name for the space in messages. public (OptMode) takes
-// PUBLIC_PREFIX (public, a func since the uplink's /64 may change, or nil
-// when there is none); every other mode the host's ULA /64 (ulaHost).
+// PUBLIC_PREFIX (public, a func since the uplink's /64 may change; nil or
+// a zero prefix when there is none); every other mode the host's ULA /64
+// (ulaHost).
 // v6bridge.prefix_len overrides the configured length.
 func autoSubnet(opts poolOptions, public func() (netip.Prefix, error), pubLen int, ulaHost netip.Prefix, ulaLen int) (space netip.Prefix, bits int, name string, err error) {
 	switch opts.Mode {
@@ -161,14 +162,16 @@ func autoSubnet(opts poolOptions, public func() (netip.Prefix, error), pubLen in
 		return space, 0, "", refuse(ErrSubnetRequired, "a routed network needs --subnet: the prefix your provider routes to this host, e.g. --subnet 2001:db8:5678::/64; automatic subnets come from PUBLIC_PREFIX (--ipam-opt %s=public) or this host's ULA (nat, internal)",
 			OptMode)
 	case netspec.ModePublic:
-		if public == nil {
-			return space, 0, "", refuse(ErrSubnetRequired, "no PUBLIC_PREFIX is configured for automatic public subnets: set PUBLIC_PREFIX, or give --subnet, e.g. a /112 of the host's /64")
+		if public != nil {
+			space, err = public()
 		}
-		space, err = public()
 		if err != nil {
 			return space, 0, "", refuse(ErrSubnetRequired, "no PUBLIC_PREFIX for an automatic public subnet (%v): set PUBLIC_PREFIX, or give --subnet, e.g. a /112 of the host's /64", err)
 		}
-		if !space.IsValid() || !netspec.IsPublic(space.Addr()) {
+		if !space.IsValid() {
+			return space, 0, "", refuse(ErrSubnetRequired, "no PUBLIC_PREFIX is configured for automatic public subnets: set PUBLIC_PREFIX, or give --subnet, e.g. a /112 of the host's /64")
+		}
+		if !netspec.IsPublic(space.Addr()) {
 			return space, 0, "", refuse(ErrSubnetRequired, "PUBLIC_PREFIX %s is not a global IPv6 prefix: set PUBLIC_PREFIX to the provider's prefix, e.g. 2001:db8:1234:a1::/64, or give --subnet", space)
 		}
 		space, bits, name = space.Masked(), pubLen, fmt.Sprintf("PUBLIC_PREFIX %s", space.Masked())

@@ -313,3 +313,29 @@ func (k *Kernel) UplinkAddrs(uplink string) ([]netip.Addr, error) {
 	}
 	return out, nil
 }
+
+// UplinkGateways returns the next hops of the IPv6 default routes through
+// an uplink in the main table.
+func (k *Kernel) UplinkGateways(uplink string) ([]netip.Addr, error) {
+	l, err := k.h.LinkByName(uplink)
+	if err != nil {
+		return nil, fmt.Errorf("gateways of %q: %w", uplink, err)
+	}
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return k.h.RouteListFiltered(netlink.FAMILY_V6,
+			&netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateways of %q: %w", uplink, err)
+	}
+	var out []netip.Addr
+	for _, r := range routes {
+		if r.Dst != nil && !r.Dst.IP.IsUnspecified() {
+			continue
+		}
+		if a, ok := netip.AddrFromSlice(r.Gw); ok {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out, nil
+}

@@ -582,6 +582,13 @@ func TestPrivilegedHostAddrsAndUplink(t *testing.T) {
 		t.Errorf("DefaultRouteUplink = %q, want up0 (lowest metric)", uplink)
 	}
 
+	if gws, err := e.k.UplinkGateways("up0"); err != nil || len(gws) != 1 || gws[0] != netip.MustParseAddr("2001:db8:5::ff") {
+		t.Errorf("UplinkGateways(up0) = %v, %v; want [2001:db8:5::ff]", gws, err)
+	}
+	if _, err := e.k.UplinkGateways("nosuch0"); err == nil {
+		t.Error("UplinkGateways of a missing link succeeded")
+	}
+
 	if mtu, err := e.k.LinkMTU("up0"); err != nil || mtu != up0.Attrs().MTU {
 		t.Errorf("LinkMTU(up0) = %d, %v; want %d", mtu, err, up0.Attrs().MTU)
 	}

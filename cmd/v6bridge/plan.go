@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -11,13 +10,10 @@ import (
 	"strings"
 
 	"github.com/sirupsen/logrus"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
-	"github.com/v6bridge/v6bridge/internal/nlretry"
+	"github.com/v6bridge/v6bridge/internal/hostos"
 	"github.com/v6bridge/v6bridge/ipam"
 	"github.com/v6bridge/v6bridge/link"
-	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/v6bridge/v6bridge/plan"
 )
 
@@ -128,12 +124,12 @@ EXAMPLES
 	if uplinks, err := resolveUplinks(*uplinkS, k); err != nil {
 		fmt.Fprintln(os.Stderr, "v6bridge plan: warning:", err)
 	} else {
-		up := &uplinkInfo{k: k, uplinks: uplinks, log: log}
+		host := hostos.New(k, uplinks, netip.Prefix{}, log)
 		in.Uplink = strings.Join(uplinks, ",")
-		in.UplinkPrefixes = up.prefixes()
-		in.Gateways, _ = up.gateways()
+		in.UplinkPrefixes = host.PublicPrefixes()
+		in.Gateways, _ = host.DefaultGateways()
 		if !in.Public.IsValid() {
-			in.Public, _ = up.publicPrefix()
+			in.Public, _ = host.PublicPrefix()
 		}
 	}
 	p := plan.Build(in)
@@ -153,48 +149,6 @@ func envInt(key string, def int) int {
 		return -1
 	}
 	return def
-}
-
-// publicPrefix is the default PUBLIC_PREFIX: the first on-link global (not
-// ULA) prefix of the uplinks, normally the provider's /64.
-func (u *uplinkInfo) publicPrefix() (netip.Prefix, error) {
-	for _, p := range u.prefixes() {
-		if !netspec.IsULA(p.Addr()) {
-			return p, nil
-		}
-	}
-	return netip.Prefix{}, fmt.Errorf("uplink %s has no global IPv6 prefix", strings.Join(u.uplinks, ","))
-}
-
-// gateways are the next hops of the IPv6 default routes through the
-// uplinks: an automatic subnet never contains one.
-func (u *uplinkInfo) gateways() ([]netip.Addr, error) {
-	var out []netip.Addr
-	var errs []error
-	for _, name := range u.uplinks {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("gateways of %q: %w", name, err))
-			continue
-		}
-		routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
-			return netlink.RouteListFiltered(netlink.FAMILY_V6,
-				&netlink.Route{LinkIndex: l.Attrs().Index, Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
-		})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("gateways of %q: %w", name, err))
-			continue
-		}
-		for _, r := range routes {
-			if r.Dst != nil && !r.Dst.IP.IsUnspecified() {
-				continue
-			}
-			if a, ok := netip.AddrFromSlice(r.Gw); ok {
-				out = append(out, a.Unmap())
-			}
-		}
-	}
-	return out, errors.Join(errs...)
 }
 
 // parsePlanFlags checks the plan settings of serve. ipam checks the ULA

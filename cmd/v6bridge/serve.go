@@ -21,6 +21,7 @@ import (
 
 	"github.com/v6bridge/v6bridge/driver"
 	"github.com/v6bridge/v6bridge/internal/api"
+	"github.com/v6bridge/v6bridge/internal/hostos"
 	"github.com/v6bridge/v6bridge/internal/instance"
 	"github.com/v6bridge/v6bridge/internal/nftledger"
 	"github.com/v6bridge/v6bridge/internal/store"
@@ -197,21 +198,14 @@ func serve(args []string) error {
 		return err
 	}
 	log.WithField("iface", strings.Join(uplinks, ",")).Info("uplinks")
-	up := &uplinkInfo{k: k, uplinks: uplinks, log: log}
-
-	publicPrefix := up.publicPrefix
-	publicPrefixes := up.prefixes
-	if c.publicPrefix.IsValid() {
-		publicPrefix = func() (netip.Prefix, error) { return c.publicPrefix, nil }
-		publicPrefixes = func() []netip.Prefix { return append(up.prefixes(), c.publicPrefix) }
-	}
+	host := hostos.New(k, uplinks, c.publicPrefix, log)
 	// The driver, made below, says which subnets its networks use; the
 	// IPAM asks only once requests are served.
 	var d *driver.Driver
 	referenced := func(p netip.Prefix) bool { return d == nil || d.UsesSubnet(p) }
 	held := func(a netip.Addr) bool { return d != nil && d.HoldsAddr(a) }
-	im, err := ipam.New(ipam.Config{Referenced: referenced, Held: held, StateDir: filepath.Join(c.stateDir, "ipam"), HostAddrs: k.HostAddrs, Gateways: up.gateways,
-		PublicPrefix: publicPrefix, ULAPrefix: c.ulaPrefix, PublicSubnetLen: c.publicLen, ULASubnetLen: c.ulaLen, Quarantine: q, Log: log})
+	im, err := ipam.New(ipam.Config{Referenced: referenced, Held: held, StateDir: filepath.Join(c.stateDir, "ipam"), Host: host,
+		ULAPrefix: c.ulaPrefix, PublicSubnetLen: c.publicLen, ULASubnetLen: c.ulaLen, Quarantine: q, Log: log})
 	if err != nil {
 		return err
 	}
@@ -260,7 +254,7 @@ func serve(args []string) error {
 	}
 	d, err = driver.New(driver.Config{
 		Links: k, Firewall: firewall, Neighbors: resp, Store: st,
-		Uplinks: uplinks, HostAddrs: up.addrs, PublicPrefixes: publicPrefixes, UplinkMTU: up.mtu,
+		Uplinks: uplinks, Host: host,
 		NDPRange: c.ndpRange, PoolMode: im.PoolMode, Routers: routers, Forwarder: proxies, Instance: id.ID, StateDir: hostDir, NoSweep: noSweep, Log: log,
 	})
 	if err != nil {
@@ -294,7 +288,7 @@ func serve(args []string) error {
 		go func() { log.WithError(srv.ListenAndServe()).Warn("pprof stopped") }()
 	}
 
-	status := func() any { return buildStatus(d, im, resp, proxies, follower, publicPrefixes) }
+	status := func() any { return buildStatus(d, im, resp, proxies, follower, host.PublicPrefixes) }
 	var opts []api.Option
 	if m != nil {
 		m.SetSources(metricsSources(d, resp))
@@ -378,51 +372,4 @@ func resolveUplinks(spec string, k *link.Kernel) ([]string, error) {
 		return nil, fmt.Errorf("find the uplink (no UPLINK set): %w", err)
 	}
 	return []string{u}, nil
-}
-
-// uplinkInfo answers the driver's questions about the uplinks, reading the
-// kernel each time so address changes are seen.
-type uplinkInfo struct {
-	k       *link.Kernel
-	uplinks []string
-	log     logrus.FieldLogger
-}
-
-func (u *uplinkInfo) prefixes() []netip.Prefix {
-	var out []netip.Prefix
-	for _, up := range u.uplinks {
-		ps, err := u.k.UplinkPrefixes(up)
-		if err != nil {
-			u.log.WithError(err).WithField("iface", up).Warn("read uplink prefixes")
-			continue
-		}
-		for _, p := range ps {
-			out = append(out, p.Masked())
-		}
-	}
-	return out
-}
-
-func (u *uplinkInfo) addrs() []netip.Addr {
-	var out []netip.Addr
-	for _, up := range u.uplinks {
-		as, err := u.k.UplinkAddrs(up)
-		if err != nil {
-			u.log.WithError(err).WithField("iface", up).Warn("read uplink addresses")
-			continue
-		}
-		out = append(out, as...)
-	}
-	return out
-}
-
-func (u *uplinkInfo) mtu() int {
-	if len(u.uplinks) == 0 {
-		return 0
-	}
-	m, err := u.k.LinkMTU(u.uplinks[0])
-	if err != nil {
-		return 0
-	}
-	return m
 }
