@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/v6bridge/v6bridge/fwstate"
 	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/v6bridge/v6bridge/portfwd"
 )
@@ -328,17 +329,18 @@ func (p *publisher) handOver(e *Endpoint) {
 	}
 }
 
-// portTaken reports whether a host port is published already for the
-// protocol and an overlapping host address (zero means all).
+// portTaken reports whether a host port is held already for the protocol
+// and a host address (zero means all) that fwstate.Conflict, the one rule
+// for host ports published twice, says addr overlaps. The index finds the
+// host addresses holding the port.
 func (p *publisher) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
-	byAddr := p.hostPorts[hostPort{proto, port}]
-	if len(byAddr) == 0 {
-		return false
+	want := netspec.Mapping{Proto: proto, HostAddr: addr, HostFirst: port, HostLast: port}
+	for held := range p.hostPorts[hostPort{proto, port}] {
+		if fwstate.Conflict(netip.Addr{}, netspec.Mapping{Proto: proto, HostAddr: held, HostFirst: port, HostLast: port}, netip.Addr{}, want) != nil {
+			return true
+		}
 	}
-	if !addr.IsValid() {
-		return true
-	}
-	return byAddr[addr] > 0 || byAddr[netip.Addr{}] > 0
+	return false
 }
 
 // index adds e to the sandbox and host port indexes; unindex takes it out.
