@@ -7,9 +7,10 @@ import (
 	"github.com/v6bridge/v6bridge/internal/store"
 )
 
-// DiskStore keeps one file per network and per endpoint under a directory.
+// DiskStore keeps one file per network, per endpoint and per sandbox
+// record under a directory (networks/, endpoints/, sandboxes/).
 type DiskStore struct {
-	networks, endpoints *store.Dir
+	networks, endpoints, sandboxes *store.Dir
 }
 
 var _ Store = (*DiskStore)(nil)
@@ -24,14 +25,19 @@ func OpenDiskStore(dir string) (*DiskStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DiskStore{networks: n, endpoints: e}, nil
+	sb, err := store.Open(filepath.Join(dir, "sandboxes"))
+	if err != nil {
+		return nil, err
+	}
+	return &DiskStore{networks: n, endpoints: e, sandboxes: sb}, nil
 }
 
-// SetQuarantine makes Load set unreadable network and endpoint records
-// aside into q (and report them) instead of failing; nil: Load fails.
+// SetQuarantine makes Load and LoadSandboxes set unreadable records aside
+// into q (and report them) instead of failing; nil: they fail.
 func (s *DiskStore) SetQuarantine(q *store.Quarantine) {
 	s.networks.SetQuarantine(q)
 	s.endpoints.SetQuarantine(q)
+	s.sandboxes.SetQuarantine(q)
 }
 
 // PutNetwork implements Store.
@@ -51,6 +57,27 @@ func (s *DiskStore) PutEndpoint(e *Endpoint) error {
 
 // DeleteEndpoint implements Store.
 func (s *DiskStore) DeleteEndpoint(id string) error { return s.endpoints.Delete(id) }
+
+// PutSandbox implements Store.
+func (s *DiskStore) PutSandbox(sb *Sandbox) error {
+	sb.Format = RecordFormat
+	return s.sandboxes.Put(sb.Key, sb)
+}
+
+// DeleteSandbox implements Store.
+func (s *DiskStore) DeleteSandbox(key string) error { return s.sandboxes.Delete(key) }
+
+// LoadSandboxes implements Store.
+func (s *DiskStore) LoadSandboxes() ([]*Sandbox, error) {
+	var out []*Sandbox
+	if err := store.Each(s.sandboxes, func(sb *Sandbox) error {
+		out = append(out, sb)
+		return checkFormat("sandbox "+sb.Key, sb.Format)
+	}); err != nil {
+		return nil, fmt.Errorf("load sandboxes: %w", err)
+	}
+	return out, nil
+}
 
 // Load implements Store.
 func (s *DiskStore) Load() ([]*Network, []*Endpoint, error) {

@@ -109,19 +109,16 @@ func New(cfg Config) (*Driver, error) {
 			}
 			continue
 		}
-		if len(e.Ports) > 0 && len(e.PortRequests) == 0 {
-			// A record of a version that kept only the host ports: they
-			// are the requests now.
-			for _, m := range e.Ports {
-				for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
-					e.PortRequests = append(e.PortRequests, PortRequest{Proto: m.Proto, HostAddr: m.HostAddr,
-						HostFirst: m.HostFirst + uint16(i), HostLast: m.HostFirst + uint16(i), ContainerPort: m.ContainerFirst + uint16(i)})
-				}
-			}
-		}
 		d.endpoints[e.ID] = e
 		d.held.hold(e)
 		d.pub.index(e)
+	}
+	sbs, err := cfg.Store.LoadSandboxes()
+	if err != nil {
+		return nil, err
+	}
+	if err := d.loadSandboxes(sbs); err != nil {
+		return nil, err
 	}
 	return d, nil
 }

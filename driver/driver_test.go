@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -291,7 +292,7 @@ func TestEndpointLifecycle(t *testing.T) {
 	if got := r.links.ours(); len(got) != 0 {
 		t.Errorf("links left behind: %v", got)
 	}
-	if len(r.store.networks)+len(r.store.endpoints) != 0 {
+	if len(r.store.networks)+len(r.store.endpoints)+len(r.store.sandboxes) != 0 {
 		t.Errorf("state left behind: %+v", r.store)
 	}
 }
@@ -339,14 +340,25 @@ func TestSandboxOnTwoNetworksPublishesOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(r.d.endpoints[ep1].Ports) != 1 || len(r.d.endpoints[ep2].Ports) != 0 {
-		t.Fatalf("ports: ep1 %v ep2 %v", r.d.endpoints[ep1].Ports, r.d.endpoints[ep2].Ports)
+	// The first requests count; the host port leads to the nat address.
+	want := []netspec.Mapping{{Proto: netspec.ProtoTCP, HostFirst: 8081, HostLast: 8081, ContainerFirst: 80}}
+	p1, _ := r.d.pub.entry(r.d.endpoints[ep1])
+	p2, _ := r.d.pub.entry(r.d.endpoints[ep2])
+	if s := r.store.sandboxes["sb"]; !slices.Equal(s.Ports, want) || !slices.Equal(p1, want) || len(p2) != 0 {
+		t.Fatalf("sandbox record %+v, ports: ep1 %v ep2 %v", s, p1, p2)
 	}
 	if err := r.d.Leave(netA, ep1); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.d.endpoints[ep2].Ports) != 1 {
-		t.Errorf("ports did not move to the container's other network: %v", r.d.endpoints[ep2].Ports)
+	if p2, _ := r.d.pub.entry(r.d.endpoints[ep2]); !slices.Equal(p2, want) || !slices.Equal(r.store.sandboxes["sb"].Ports, want) {
+		t.Errorf("ports did not move to the container's other network: %v (record %+v)", p2, r.store.sandboxes["sb"])
+	}
+	// Its last endpoint gone, the sandbox's record goes too.
+	if err := r.d.DeleteEndpoint(netB, ep2); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.d.pub.sandboxes)+len(r.store.sandboxes) != 0 {
+		t.Errorf("sandbox records left: %v on disk %v", r.d.pub.sandboxes, r.store.sandboxes)
 	}
 }
 
@@ -369,7 +381,7 @@ func TestEphemeralAndAddressSpecificPorts(t *testing.T) {
 	if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep3, SandboxKey: "c", Ports: portmap("", 0, 80)}); err != nil {
 		t.Fatal(err)
 	}
-	if p := r.d.endpoints[ep3].Ports; len(p) != 1 || p[0].HostFirst != ephemeralFirst {
+	if p := r.d.pub.sandboxes["c"].Ports; len(p) != 1 || p[0].HostFirst != ephemeralFirst {
 		t.Errorf("ephemeral = %+v", p)
 	}
 }
@@ -656,7 +668,7 @@ func TestLoopbackPortsAreForwardedNotFirewalled(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "address already in use") {
 		t.Fatalf("join with the port taken: %v", err)
 	}
-	if r.d.endpoints[ep1].Joined || len(r.d.endpoints[ep1].Ports) != 0 {
+	if r.d.endpoints[ep1].Joined || r.d.pub.sandboxes["sb2"] != nil || len(r.store.sandboxes) != 0 {
 		t.Errorf("the failed join left the endpoint joined or publishing: %+v", r.d.endpoints[ep1])
 	}
 }

@@ -268,14 +268,16 @@ func (f *fakeNeighbors) UpdateTargets(add, remove []netip.Addr) error {
 type memStore struct {
 	networks  map[string]Network
 	endpoints map[string]Endpoint
+	sandboxes map[string]Sandbox
 	// fail, if set, is asked before every call ("put-network <id>",
 	// "delete-network <id>", "put-endpoint <id>", "delete-endpoint <id>",
-	// "load"); an error fails the call, which changes nothing.
+	// "put-sandbox <key>", "delete-sandbox <key>", "load",
+	// "load-sandboxes"); an error fails the call, which changes nothing.
 	fail func(call string) error
 }
 
 func newMemStore() *memStore {
-	return &memStore{networks: map[string]Network{}, endpoints: map[string]Endpoint{}}
+	return &memStore{networks: map[string]Network{}, endpoints: map[string]Endpoint{}, sandboxes: map[string]Sandbox{}}
 }
 
 func (m *memStore) check(call string) error {
@@ -285,36 +287,52 @@ func (m *memStore) check(call string) error {
 	return m.fail(call)
 }
 
+// put and del are the memStore's changes: the call checked by fail, then
+// one entry of one map replaced or removed.
+func put[T any](m *memStore, call string, to map[string]T, key string, v T) error {
+	if err := m.check(call + " " + key); err != nil {
+		return err
+	}
+	to[key] = v
+	return nil
+}
+
+func del[T any](m *memStore, call string, from map[string]T, key string) error {
+	if err := m.check(call + " " + key); err != nil {
+		return err
+	}
+	delete(from, key)
+	return nil
+}
+
 func (m *memStore) PutNetwork(n *Network) error {
-	if err := m.check("put-network " + n.ID); err != nil {
-		return err
-	}
-	m.networks[n.ID] = *n
-	return nil
+	return put(m, "put-network", m.networks, n.ID, *n)
 }
-
 func (m *memStore) DeleteNetwork(id string) error {
-	if err := m.check("delete-network " + id); err != nil {
-		return err
-	}
-	delete(m.networks, id)
-	return nil
+	return del(m, "delete-network", m.networks, id)
 }
-
 func (m *memStore) PutEndpoint(e *Endpoint) error {
-	if err := m.check("put-endpoint " + e.ID); err != nil {
-		return err
-	}
-	m.endpoints[e.ID] = *e
-	return nil
+	return put(m, "put-endpoint", m.endpoints, e.ID, *e)
+}
+func (m *memStore) DeleteEndpoint(id string) error {
+	return del(m, "delete-endpoint", m.endpoints, id)
+}
+func (m *memStore) PutSandbox(s *Sandbox) error {
+	return put(m, "put-sandbox", m.sandboxes, s.Key, *cloneSandbox(s))
+}
+func (m *memStore) DeleteSandbox(key string) error {
+	return del(m, "delete-sandbox", m.sandboxes, key)
 }
 
-func (m *memStore) DeleteEndpoint(id string) error {
-	if err := m.check("delete-endpoint " + id); err != nil {
-		return err
+func (m *memStore) LoadSandboxes() ([]*Sandbox, error) {
+	if err := m.check("load-sandboxes"); err != nil {
+		return nil, err
 	}
-	delete(m.endpoints, id)
-	return nil
+	var out []*Sandbox
+	for _, s := range m.sandboxes {
+		out = append(out, cloneSandbox(&s))
+	}
+	return out, nil
 }
 
 func (m *memStore) Load() ([]*Network, []*Endpoint, error) {

@@ -17,8 +17,9 @@ import (
 // TestIndexesEqualRebuild runs a random sequence of create, join, program,
 // leave and delete over two networks and shared sandboxes, and after every
 // step checks that the sandbox and host port indexes equal indexes rebuilt
-// from the records, and that the firewall and NDP state the updates left
-// equal a whole-state sync from the records.
+// from the records, that the sandbox records are those on disk and live
+// exactly while an endpoint is in their sandbox, and that the firewall and
+// NDP state the updates left equal a whole-state sync from the records.
 func TestIndexesEqualRebuild(t *testing.T) {
 	r := newRig(t)
 	nets := []struct{ id, subnet string }{
@@ -69,10 +70,11 @@ func TestIndexesEqualRebuild(t *testing.T) {
 		}
 		// A refused step (port taken, unknown endpoint) must leave
 		// everything consistent too.
-		if err == nil && r.d.endpoints[epID] != nil && len(r.d.endpoints[epID].Ports) > 0 {
+		if e := r.d.endpoints[epID]; err == nil && e != nil && r.d.pub.sandboxes[e.Sandbox] != nil && len(r.d.pub.sandboxes[e.Sandbox].Ports) > 0 {
 			published++
 		}
 		checkIndexes(t, step, r.d)
+		checkSandboxRecords(t, step, r.d, r.store)
 		want := r.d.firewallState()
 		if diff := cmp.Diff(sortedState(want), sortedState(r.fw.last), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{}), cmpopts.EquateEmpty()); diff != "" {
 			t.Fatalf("step %d: firewall after updates differs from a whole sync (-whole +updated):\n%s", step, diff)
@@ -113,6 +115,9 @@ func checkIndexes(t *testing.T, step int, d *Driver) {
 		fresh.index(e)
 		held.hold(e)
 	}
+	for _, s := range d.pub.sandboxes {
+		fresh.indexSandbox(s)
+	}
 	ids := func(m map[string]map[string]*Endpoint) map[string][]string {
 		out := map[string][]string{}
 		for sb, es := range m {
@@ -134,5 +139,22 @@ func checkIndexes(t *testing.T, step int, d *Driver) {
 	}
 	if diff := cmp.Diff(held.m, d.held.m, cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()); diff != "" {
 		t.Fatalf("step %d: held addresses (-rebuilt +kept):\n%s", step, diff)
+	}
+}
+
+// checkSandboxRecords checks that the driver's sandbox records are those in
+// the store, and that a sandbox has one exactly while an endpoint is in it
+// and the engine sent requests for it.
+func checkSandboxRecords(t *testing.T, step int, d *Driver, st *memStore) {
+	t.Helper()
+	mem := map[string]Sandbox{}
+	for key, s := range d.pub.sandboxes {
+		if key != s.Key || len(s.PortRequests) == 0 || len(d.pub.bySandbox[key]) == 0 {
+			t.Fatalf("step %d: sandbox record %+v: no requests, or no endpoint is in its sandbox", step, s)
+		}
+		mem[key] = *s
+	}
+	if diff := cmp.Diff(st.sandboxes, mem, cmpopts.EquateComparable(netip.Addr{}), cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("step %d: sandbox records (-store +driver):\n%s", step, diff)
 	}
 }

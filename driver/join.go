@@ -108,11 +108,8 @@ func (d *Driver) Join(req JoinRequest) (JoinResponse, error) {
 // commitLocked persists the saved endpoints that changed and brings the
 // firewall and NDP up to date for them and the sandboxes; on a failure it
 // restores the saved records, the kernel state and the records on disk.
-func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
-	es := make([]*Endpoint, len(ss))
-	for i, s := range ss {
-		es[i] = s.e
-	}
+func (d *Driver) commitLocked(ss saved, sandboxes []string) error {
+	es := ss.changed()
 	err := d.persistChanged(ss)
 	if err == nil {
 		err = d.syncLocked(change{sandboxes: sandboxes, endpoints: es})
@@ -121,13 +118,7 @@ func (d *Driver) commitLocked(ss []saved, sandboxes []string) error {
 		return nil
 	}
 	d.pub.restoreAll(ss)
-	for _, s := range ss {
-		if d.endpoints[s.e.ID] == s.e {
-			if perr := d.cfg.Store.PutEndpoint(s.e); perr != nil {
-				d.log.WithError(perr).WithField("endpoint", short(s.e.ID, 12)).Warn("undo: save endpoint")
-			}
-		}
-	}
+	d.persistSaved(ss)
 	if serr := d.syncLocked(change{sandboxes: sandboxes, endpoints: es}); serr != nil {
 		d.log.WithError(serr).Warn("undo: firewall")
 	}
@@ -183,10 +174,7 @@ func (d *Driver) leaveAndSyncLocked(e *Endpoint, sync bool) error {
 	ss := d.pub.save([]string{sb}, e)
 	d.leaveLocked(e)
 	if sync {
-		es := make([]*Endpoint, len(ss))
-		for i, s := range ss {
-			es[i] = s.e
-		}
+		es := ss.changed()
 		if err := d.syncLocked(change{sandboxes: []string{sb}, endpoints: es}); err != nil {
 			d.pub.restoreAll(ss)
 			if serr := d.syncLocked(change{sandboxes: []string{sb}, endpoints: es}); serr != nil {
@@ -198,13 +186,13 @@ func (d *Driver) leaveAndSyncLocked(e *Endpoint, sync bool) error {
 	return d.persistChanged(ss)
 }
 
-// leaveLocked takes e out of its sandbox: its port requests go to another
-// endpoint of the sandbox, whose host ports then lead to the sandbox's
-// next target, or are released when none is left.
+// leaveLocked takes e out of its sandbox: the sandbox's host ports then
+// lead to its next target, or are released when none is left; its record
+// is deleted when e was its last endpoint.
 func (d *Driver) leaveLocked(e *Endpoint) {
 	sb := e.Sandbox
-	d.pub.handOver(e)
 	d.pub.update(e, func() { e.Joined, e.Sandbox, e.DefaultRoute, e.GatewayRoute = false, "", false, false })
+	d.pub.forget(sb)
 	if err := d.pub.holdOrReleasePorts(sb); err != nil {
 		// Only releasing or keeping is possible here: the requests held
 		// ports before and hold them still.
@@ -220,7 +208,7 @@ func (d *Driver) ProgramExternalConnectivity(networkID, endpointID string, ports
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.endpoints[endpointID]
-	if !ok || !e.Joined || len(ports) == 0 || d.pub.requestHolder(e.Sandbox) != nil {
+	if !ok || !e.Joined || len(ports) == 0 || d.pub.requested(e.Sandbox) {
 		return nil
 	}
 	ss := d.pub.save([]string{e.Sandbox}, e)

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/v6bridge/v6bridge/fwstate"
 	"github.com/v6bridge/v6bridge/netspec"
 	"github.com/v6bridge/v6bridge/portfwd"
 )
@@ -16,10 +17,11 @@ import (
 // ProgramExternalConnectivity) it likes, in whichever order, and differently
 // per engine generation. So:
 //
-//   - the sandbox's requests are kept on one of its endpoints, the request
-//     holder (Endpoint.PortRequests, with the host ports picked for them in
-//     Endpoint.Ports), which hands them to another endpoint of the sandbox
-//     when it leaves;
+//   - the sandbox's requests are kept in a record of the sandbox (Sandbox:
+//     PortRequests, with the host ports picked for them in Ports), made
+//     when the engine first sends requests for it (later ones are ignored),
+//     kept while any of its endpoints is in it, and deleted when the last
+//     one leaves;
 //   - each host port leads to exactly one address of the container, the
 //     target, chosen by a rule that does not depend on join order: its
 //     address on a nat network, else public, else routed; ties by network
@@ -31,10 +33,11 @@ import (
 //   - host ports are held while the container has a target and released
 //     when it has none (only internal networks left), the requests kept.
 //
-// The publisher keeps this: the indexes of sandboxes and host ports, the
-// choice of target, the host ports held, and the loopback forwards; the
-// Driver asks it and changes an endpoint's Sandbox or Ports only through
-// publisher.update.
+// The publisher keeps this: the sandbox records, the indexes of sandboxes
+// and host ports, the choice of target, the host ports held, and the
+// loopback forwards; the Driver changes an endpoint's Sandbox only through
+// publisher.update, and never a sandbox record (sandbox.go persists them
+// and undoes their changes).
 //
 // The firewall gets, per endpoint, the host ports that lead to it and the
 // container ports open on it (entry); a change of one endpoint updates all
@@ -57,14 +60,16 @@ type PortRequest struct {
 type publisher struct {
 	networks  map[string]*Network  // the driver's records, read only
 	endpoints map[string]*Endpoint // the driver's records, read only
-	// Indexes over endpoints, kept by update, so a Join looks up what it
-	// needs instead of scanning every endpoint.
+	// sandboxes are the records of the sandboxes that publish, by key.
+	sandboxes map[string]*Sandbox
+	// Indexes, kept by update and updateSandbox, so a Join looks up what
+	// it needs instead of scanning every endpoint.
 	bySandbox map[string]map[string]*Endpoint // sandbox key -> endpoint id -> endpoint
-	hostPorts map[hostPort]map[netip.Addr]int // published host port -> host address (zero: all) -> mappings
+	hostPorts map[hostPort]map[netip.Addr]int // host port held by a sandbox record -> host address (zero: all) -> mappings
 }
 
 func newPublisher(networks map[string]*Network, endpoints map[string]*Endpoint) *publisher {
-	return &publisher{networks: networks, endpoints: endpoints,
+	return &publisher{networks: networks, endpoints: endpoints, sandboxes: map[string]*Sandbox{},
 		bySandbox: map[string]map[string]*Endpoint{}, hostPorts: map[hostPort]map[netip.Addr]int{}}
 }
 
@@ -184,15 +189,15 @@ func natMappings(ms []netspec.Mapping) []netspec.Mapping {
 // mappings of each sandbox, to the sandbox's target address.
 func (p *publisher) forwards() []portfwd.Forward {
 	var out []portfwd.Forward
-	for _, c := range p.endpoints {
-		if !c.Joined || !slices.ContainsFunc(c.Ports, hostOnly) {
+	for key, s := range p.sandboxes {
+		if !slices.ContainsFunc(s.Ports, hostOnly) {
 			continue
 		}
-		t := p.target(c.Sandbox)
+		t := p.target(key)
 		if t == nil {
 			continue
 		}
-		for _, m := range c.Ports {
+		for _, m := range s.Ports {
 			if !hostOnly(m) {
 				continue
 			}
@@ -250,109 +255,123 @@ func (p *publisher) target(sandbox string) *Endpoint {
 	return best
 }
 
-// requestHolder returns the endpoint of the sandbox that keeps its port
-// requests (the lowest id of those holding any), or nil.
-func (p *publisher) requestHolder(sandbox string) *Endpoint {
-	var c *Endpoint
-	for _, e := range p.bySandbox[sandbox] {
-		if len(e.PortRequests) > 0 && (c == nil || e.ID < c.ID) {
-			c = e
-		}
-	}
-	return c
-}
-
 // entry returns what the firewall holds for e: the host ports that lead to
 // it and the container ports open on it.
 func (p *publisher) entry(e *Endpoint) ([]netspec.Mapping, []netspec.Port) {
 	if !p.publishable(e) || e.Sandbox == "" {
 		return nil, nil
 	}
-	c := p.requestHolder(e.Sandbox)
-	if c == nil || len(c.Ports) == 0 {
+	s := p.sandboxes[e.Sandbox]
+	if s == nil || len(s.Ports) == 0 {
 		return nil, nil
 	}
 	var ports []netspec.Mapping
 	if p.target(e.Sandbox) == e {
-		ports = c.Ports
+		ports = s.Ports
 	}
 	var open []netspec.Port
 	if m := p.networks[e.NetworkID].Mode; m == netspec.ModePublic || m == netspec.ModeRouted {
-		open = openPorts(c.Ports)
+		open = openPorts(s.Ports)
 	}
 	return ports, open
 }
 
+// request gives e's sandbox a record with the port requests ports, unless
+// it has one already (the first the engine sent count).
+func (p *publisher) request(e *Endpoint, ports []PortRequest) {
+	if len(ports) == 0 || e.Sandbox == "" || p.sandboxes[e.Sandbox] != nil {
+		return
+	}
+	p.sandboxes[e.Sandbox] = &Sandbox{Key: e.Sandbox, PortRequests: slices.Clone(ports)}
+}
+
+// requested reports whether the sandbox has port requests.
+func (p *publisher) requested(sandbox string) bool { return p.sandboxes[sandbox] != nil }
+
 // holdOrReleasePorts holds host ports for the sandbox's requests while it
 // has a target and releases them when it has none. It changes only the
-// request holder's Ports.
+// Ports of the sandbox's record.
 func (p *publisher) holdOrReleasePorts(sandbox string) error {
-	c := p.requestHolder(sandbox)
-	if c == nil {
+	s := p.sandboxes[sandbox]
+	if s == nil {
 		return nil
 	}
 	has := p.target(sandbox) != nil
 	switch {
-	case has && len(c.Ports) == 0:
-		ports, err := AssignHostPorts(c.PortRequests, p.portTaken)
+	case has && len(s.Ports) == 0:
+		ports, err := AssignHostPorts(s.PortRequests, p.portTaken)
 		if err != nil {
 			return err
 		}
-		p.update(c, func() { c.Ports = ports })
-	case !has && len(c.Ports) > 0:
-		p.update(c, func() { c.Ports = nil })
+		p.updateSandbox(s, func() { s.Ports = ports })
+	case !has && len(s.Ports) > 0:
+		p.updateSandbox(s, func() { s.Ports = nil })
 	}
 	return nil
 }
 
-// handOver moves e's port requests and host ports to another endpoint of
-// its sandbox (the target if any, else the lowest id), before e leaves it.
-func (p *publisher) handOver(e *Endpoint) {
-	if len(e.PortRequests) == 0 || e.Sandbox == "" {
+// forget deletes the record of the sandbox when no endpoint is in it any
+// more: a container that joins again starts over with the requests the
+// engine sends then.
+func (p *publisher) forget(sandbox string) {
+	s := p.sandboxes[sandbox]
+	if s == nil || len(p.bySandbox[sandbox]) > 0 {
 		return
 	}
-	var to *Endpoint
-	if t := p.target(e.Sandbox); t != nil && t != e {
-		to = t
-	} else {
-		for _, o := range p.bySandbox[e.Sandbox] {
-			if o != e && (to == nil || o.ID < to.ID) {
-				to = o
-			}
-		}
-	}
-	reqs, ports := e.PortRequests, e.Ports
-	p.update(e, func() { e.PortRequests, e.Ports = nil, nil })
-	if to != nil {
-		p.update(to, func() { to.PortRequests, to.Ports = reqs, ports })
-	}
+	p.unindexSandbox(s)
+	delete(p.sandboxes, sandbox)
 }
 
-// portTaken reports whether a host port is published already for the
-// protocol and an overlapping host address (zero means all).
+// portTaken reports whether a host port is held already for the protocol
+// and a host address (zero means all) that fwstate.Conflict, the one rule
+// for host ports published twice, says addr overlaps. The index finds the
+// host addresses holding the port.
 func (p *publisher) portTaken(proto uint8, addr netip.Addr, port uint16) bool {
-	byAddr := p.hostPorts[hostPort{proto, port}]
-	if len(byAddr) == 0 {
-		return false
+	want := netspec.Mapping{Proto: proto, HostAddr: addr, HostFirst: port, HostLast: port}
+	for held := range p.hostPorts[hostPort{proto, port}] {
+		if fwstate.Conflict(netip.Addr{}, netspec.Mapping{Proto: proto, HostAddr: held, HostFirst: port, HostLast: port}, netip.Addr{}, want) != nil {
+			return true
+		}
 	}
-	if !addr.IsValid() {
-		return true
-	}
-	return byAddr[addr] > 0 || byAddr[netip.Addr{}] > 0
+	return false
 }
 
-// index adds e to the sandbox and host port indexes; unindex takes it out.
-// A change of e's Sandbox or Ports goes through update, which calls both.
+// index adds e to the sandbox index; unindex takes it out. A change of e's
+// Sandbox goes through update, which calls both.
 func (p *publisher) index(e *Endpoint) {
-	if e.Sandbox != "" {
-		m := p.bySandbox[e.Sandbox]
-		if m == nil {
-			m = map[string]*Endpoint{}
-			p.bySandbox[e.Sandbox] = m
-		}
-		m[e.ID] = e
+	if e.Sandbox == "" {
+		return
 	}
-	for _, mp := range e.Ports {
+	m := p.bySandbox[e.Sandbox]
+	if m == nil {
+		m = map[string]*Endpoint{}
+		p.bySandbox[e.Sandbox] = m
+	}
+	m[e.ID] = e
+}
+
+func (p *publisher) unindex(e *Endpoint) {
+	if m := p.bySandbox[e.Sandbox]; m != nil && m[e.ID] == e {
+		delete(m, e.ID)
+		if len(m) == 0 {
+			delete(p.bySandbox, e.Sandbox)
+		}
+	}
+}
+
+// update changes e's Sandbox by change, keeping the indexes: every such
+// change goes through it.
+func (p *publisher) update(e *Endpoint, change func()) {
+	p.unindex(e)
+	change()
+	p.index(e)
+}
+
+// indexSandbox adds the host ports s holds to the host port index;
+// unindexSandbox takes them out. A change of s.Ports goes through
+// updateSandbox, which calls both.
+func (p *publisher) indexSandbox(s *Sandbox) {
+	for _, mp := range s.Ports {
 		for port := int(mp.HostFirst); port <= int(mp.HostLast); port++ {
 			k := hostPort{mp.Proto, uint16(port)}
 			m := p.hostPorts[k]
@@ -365,14 +384,8 @@ func (p *publisher) index(e *Endpoint) {
 	}
 }
 
-func (p *publisher) unindex(e *Endpoint) {
-	if m := p.bySandbox[e.Sandbox]; m != nil && m[e.ID] == e {
-		delete(m, e.ID)
-		if len(m) == 0 {
-			delete(p.bySandbox, e.Sandbox)
-		}
-	}
-	for _, mp := range e.Ports {
+func (p *publisher) unindexSandbox(s *Sandbox) {
+	for _, mp := range s.Ports {
 		for port := int(mp.HostFirst); port <= int(mp.HostLast); port++ {
 			k := hostPort{mp.Proto, uint16(port)}
 			m := p.hostPorts[k]
@@ -386,74 +399,11 @@ func (p *publisher) unindex(e *Endpoint) {
 	}
 }
 
-// update changes e's Sandbox, Ports or PortRequests by change, keeping the
-// indexes: every such change goes through it.
-func (p *publisher) update(e *Endpoint, change func()) {
-	p.unindex(e)
+// updateSandbox changes s.Ports by change, keeping the host port index.
+func (p *publisher) updateSandbox(s *Sandbox, change func()) {
+	p.unindexSandbox(s)
 	change()
-	p.index(e)
-}
-
-// request gives e's sandbox the port requests ports, unless another
-// endpoint of it holds some already (the first the engine sent count).
-func (p *publisher) request(e *Endpoint, ports []PortRequest) {
-	if len(ports) == 0 || p.requestHolder(e.Sandbox) != nil {
-		return
-	}
-	p.update(e, func() { e.PortRequests, e.Ports = slices.Clone(ports), nil })
-}
-
-// saved is an endpoint's record before a change, to undo it.
-type saved struct {
-	e    *Endpoint
-	prev Endpoint
-}
-
-// save records the endpoints of the sandboxes and the endpoints es as they
-// are, before a change that may touch any of them.
-func (p *publisher) save(sandboxes []string, es ...*Endpoint) []saved {
-	var out []saved
-	seen := map[*Endpoint]bool{}
-	add := func(e *Endpoint) {
-		if e != nil && !seen[e] {
-			seen[e] = true
-			out = append(out, saved{e: e, prev: cloneEndpoint(*e)})
-		}
-	}
-	for _, e := range es {
-		add(e)
-	}
-	for _, sb := range sandboxes {
-		for _, e := range p.sortedSandbox(sb) {
-			add(e)
-		}
-	}
-	return out
-}
-
-// restoreAll sets the endpoints back to their saved records, keeping the
-// indexes.
-func (p *publisher) restoreAll(ss []saved) {
-	for _, s := range ss {
-		p.unindex(s.e)
-	}
-	for _, s := range ss {
-		*s.e = cloneEndpoint(s.prev)
-		p.index(s.e)
-	}
-}
-
-// persistChanged writes the records of the saved endpoints that changed.
-func (d *Driver) persistChanged(ss []saved) error {
-	for _, s := range ss {
-		if d.endpoints[s.e.ID] != s.e || sameEndpoint(*s.e, s.prev) {
-			continue
-		}
-		if err := d.cfg.Store.PutEndpoint(s.e); err != nil {
-			return fmt.Errorf("save endpoint %s: %w", short(s.e.ID, 12), err)
-		}
-	}
-	return nil
+	p.indexSandbox(s)
 }
 
 func (p *publisher) sortedSandbox(sb string) []*Endpoint {
@@ -463,17 +413,6 @@ func (p *publisher) sortedSandbox(sb string) []*Endpoint {
 	}
 	slices.SortFunc(out, func(a, b *Endpoint) int { return cmp.Compare(a.ID, b.ID) })
 	return out
-}
-
-func cloneEndpoint(e Endpoint) Endpoint {
-	e.PortRequests = slices.Clone(e.PortRequests)
-	e.Ports = slices.Clone(e.Ports)
-	return e
-}
-
-func sameEndpoint(a, b Endpoint) bool {
-	return a.ID == b.ID && a.Sandbox == b.Sandbox && a.Joined == b.Joined && a.DefaultRoute == b.DefaultRoute &&
-		slices.Equal(a.PortRequests, b.PortRequests) && slices.Equal(a.Ports, b.Ports)
 }
 
 func formatMappings(ms []netspec.Mapping) string {

@@ -166,8 +166,8 @@ func TestPublishAnyJoinOrder(t *testing.T) {
 	shapes := [][]int{{0}, {1}, {3}, {4}, {0, 1}, {1, 2}, {0, 4}, {1, 4}, {0, 1, 3}, {0, 1, 2, 3, 4}}
 	for _, shape := range shapes {
 		for _, order := range permutations(shape) {
-			for carrier := -1; carrier < len(order); carrier++ {
-				name := fmt.Sprintf("nets%v/order%v/carrier%d", shape, order, carrier)
+			for sender := -1; sender < len(order); sender++ {
+				name := fmt.Sprintf("nets%v/order%v/sender%d", shape, order, sender)
 				t.Run(name, func(t *testing.T) {
 					r := pubRig(t)
 					var nets []pubNet
@@ -177,14 +177,14 @@ func TestPublishAnyJoinOrder(t *testing.T) {
 					}
 					for k, n := range nets {
 						req := JoinRequest{NetworkID: n.id, EndpointID: pubEndpoint(n, 1), SandboxKey: "sb1"}
-						if k == carrier {
+						if k == sender {
 							req.Ports = containerPorts(1)
 						}
 						if _, err := r.d.Join(req); err != nil {
 							t.Fatal(err)
 						}
 					}
-					if carrier == -1 { // the engine sent them only here, for the last network
+					if sender == -1 { // the engine sent them only here, for the last network
 						last := nets[len(nets)-1]
 						if err := r.d.ProgramExternalConnectivity(last.id, pubEndpoint(last, 1), containerPorts(1)); err != nil {
 							t.Fatal(err)

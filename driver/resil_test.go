@@ -122,6 +122,7 @@ type world struct {
 	Links     []string
 	Networks  []string
 	Endpoints []string
+	Sandboxes []string
 	FW        string
 	NDP       string
 }
@@ -134,14 +135,19 @@ func (r *rig) world() world {
 	for id, e := range r.store.endpoints {
 		w.Endpoints = append(w.Endpoints, fmt.Sprintf("%.4s %+v", id, e))
 	}
+	for key, s := range r.store.sandboxes {
+		w.Sandboxes = append(w.Sandboxes, fmt.Sprintf("%s %+v", key, s))
+	}
 	sort.Strings(w.Networks)
 	sort.Strings(w.Endpoints)
+	sort.Strings(w.Sandboxes)
 	return w
 }
 
-// Every failure of a step of CreateNetwork, CreateEndpoint and
-// DeleteNetwork leaves the world as it was, and the same call succeeds
-// once the failure is gone.
+// Every failure of a step of CreateNetwork, CreateEndpoint, DeleteNetwork,
+// Join and ProgramExternalConnectivity leaves the world as it was (the
+// sandbox records included), and the same call succeeds once the failure
+// is gone.
 func TestUndoPaths(t *testing.T) {
 	type inject struct {
 		links, store string // failCall names
@@ -184,6 +190,49 @@ func TestUndoPaths(t *testing.T) {
 			fails: []inject{
 				{fw: "apply"}, {ndp: "set"}, {links: "delete-bridge v6b-aaaaaaaaaaa"}, {store: "delete-network " + netA},
 			},
+		},
+		{
+			name: "Join/publishes",
+			before: func(t *testing.T, r *rig) {
+				mustNetwork(t, r, netA, "2001:db8:1234:a1:1::/112", nil)
+				mustEndpoint(t, r, netA, ep1, "2001:db8:1234:a1:1::2/112")
+			},
+			call: func(r *rig) error {
+				_, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Ports: portmap("", 8081, 80)})
+				return err
+			},
+			fails: []inject{{store: "put-endpoint " + ep1}, {store: "put-sandbox a"}, {fw: "update"}, {ndp: "update"}},
+		},
+		{
+			// Sandbox a publishes from an internal network, holding no
+			// host port; ep3 gives it a target: the record's host ports
+			// are held.
+			name: "Join/holds host ports",
+			before: func(t *testing.T, r *rig) {
+				mustNetwork(t, r, netA, "fd00:e::/112", map[string]string{OptMode: "internal"})
+				mustEndpoint(t, r, netA, ep1, "fd00:e::2/112")
+				if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a", Ports: portmap("", 8081, 80)}); err != nil {
+					t.Fatal(err)
+				}
+				mustEndpoint(t, r, netB, ep3, "2001:db8:1234:a1:2::3/112")
+			},
+			call: func(r *rig) error {
+				_, err := r.d.Join(JoinRequest{NetworkID: netB, EndpointID: ep3, SandboxKey: "a"})
+				return err
+			},
+			fails: []inject{{store: "put-endpoint " + ep3}, {store: "put-sandbox a"}, {fw: "update"}},
+		},
+		{
+			name: "ProgramExternalConnectivity",
+			before: func(t *testing.T, r *rig) {
+				mustNetwork(t, r, netA, "2001:db8:1234:a1:1::/112", nil)
+				mustEndpoint(t, r, netA, ep1, "2001:db8:1234:a1:1::2/112")
+				if _, err := r.d.Join(JoinRequest{NetworkID: netA, EndpointID: ep1, SandboxKey: "a"}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			call:  func(r *rig) error { return r.d.ProgramExternalConnectivity(netA, ep1, portmap("", 8081, 80)) },
+			fails: []inject{{store: "put-sandbox a"}, {fw: "update"}},
 		},
 	}
 	for _, tt := range tests {

@@ -59,15 +59,33 @@ type Endpoint struct {
 	HostVeth  string       `json:"HostVeth"`
 	PeerVeth  string       `json:"PeerVeth"`
 	// Set between Join and Leave.
-	Sandbox string `json:"Sandbox,omitempty"`
-	Joined  bool   `json:"Joined,omitempty"`
-	// PortRequests are the ports the sandbox publishes, kept by one of its
-	// endpoints (the request holder, see publish.go), and Ports the host ports
-	// held for them while the sandbox has an address they can lead to.
+	Sandbox      string `json:"Sandbox,omitempty"`
+	Joined       bool   `json:"Joined,omitempty"`
+	DefaultRoute bool   `json:"DefaultRoute,omitempty"` // got the static ::/0 route (old engines)
+	GatewayRoute bool   `json:"GatewayRoute,omitempty"` // got the connected route to the link-local gateway
+	// OldPortRequests and OldPorts are what records of v6bridge 4cdef39
+	// and older kept of the sandbox's published ports on one of its
+	// endpoints: the requests and the host ports held for them (8382c76
+	// and older: the host ports only). Only read: New moves them into the
+	// sandbox's record and clears them, so they are never written again.
+	OldPortRequests []PortRequest     `json:"PortRequests,omitempty"`
+	OldPorts        []netspec.Mapping `json:"Ports,omitempty"`
+}
+
+// Sandbox is the persisted record of a sandbox (a container's network
+// namespace) that publishes ports. It lives from the first port requests
+// the engine sends for the sandbox until its last endpoint leaves,
+// whichever of its endpoints come and go in between (see publish.go).
+// JSON keys: "Key" the engine's sandbox key (a netns path, as Endpoint's
+// "Sandbox"), "PortRequests" the ports the user asked to publish,
+// "Ports" the host ports held for them while the sandbox has an address
+// they can lead to (absent when released): the keys endpoint records of
+// older versions used for the same lists.
+type Sandbox struct {
+	Format       int               `json:"Format,omitempty"`
+	Key          string            `json:"Key"`
 	PortRequests []PortRequest     `json:"PortRequests,omitempty"`
 	Ports        []netspec.Mapping `json:"Ports,omitempty"`
-	DefaultRoute bool              `json:"DefaultRoute,omitempty"` // got the static ::/0 route (old engines)
-	GatewayRoute bool              `json:"GatewayRoute,omitempty"` // got the connected route to the link-local gateway
 }
 
 func (e *Endpoint) hardwareAddr() net.HardwareAddr {
@@ -78,12 +96,15 @@ func (e *Endpoint) hardwareAddr() net.HardwareAddr {
 	return mac
 }
 
-// Store persists networks and endpoints. Put replaces an entry; Delete of a
-// missing entry is success.
+// Store persists networks, endpoints and sandboxes (by key). Put replaces
+// an entry; Delete of a missing entry is success.
 type Store interface {
 	PutNetwork(n *Network) error
 	DeleteNetwork(id string) error
 	PutEndpoint(e *Endpoint) error
 	DeleteEndpoint(id string) error
+	PutSandbox(s *Sandbox) error
+	DeleteSandbox(key string) error
 	Load() ([]*Network, []*Endpoint, error)
+	LoadSandboxes() ([]*Sandbox, error)
 }

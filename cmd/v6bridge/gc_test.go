@@ -36,9 +36,12 @@ func (memDriverStore) PutNetwork(*driver.Network) error   { return nil }
 func (memDriverStore) DeleteNetwork(string) error         { return nil }
 func (memDriverStore) PutEndpoint(*driver.Endpoint) error { return nil }
 func (memDriverStore) DeleteEndpoint(string) error        { return nil }
+func (memDriverStore) PutSandbox(*driver.Sandbox) error   { return nil }
+func (memDriverStore) DeleteSandbox(string) error         { return nil }
 func (memDriverStore) Load() ([]*driver.Network, []*driver.Endpoint, error) {
 	return nil, nil, nil
 }
+func (memDriverStore) LoadSandboxes() ([]*driver.Sandbox, error) { return nil, nil }
 
 // wipedEngine is a plugin that kept a network of subnet from an engine
 // whose data was wiped: the engine knows no network, the plugin still
