@@ -218,5 +218,6 @@ func sameSandbox(a, b Sandbox) bool {
 }
 
 func sameEndpoint(a, b Endpoint) bool {
-	return a.ID == b.ID && a.Sandbox == b.Sandbox && a.Joined == b.Joined && a.DefaultRoute == b.DefaultRoute
+	return a.ID == b.ID && a.Sandbox == b.Sandbox && a.Joined == b.Joined && a.DefaultRoute == b.DefaultRoute &&
+		a.GatewayRoute == b.GatewayRoute
 }
