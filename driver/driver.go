@@ -6,9 +6,11 @@
 package driver
 
 import (
+	"cmp"
 	"errors"
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -124,19 +126,16 @@ func New(cfg Config) (*Driver, error) {
 }
 
 func (d *Driver) sortedNetworks() []*Network {
-	out := make([]*Network, 0, len(d.networks))
-	for _, n := range d.networks {
-		out = append(out, n)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Bridge < out[j].Bridge })
-	return out
+	return sortedBy(d.networks, func(n *Network) string { return n.Bridge })
 }
 
 func (d *Driver) sortedEndpoints() []*Endpoint {
-	out := make([]*Endpoint, 0, len(d.endpoints))
-	for _, e := range d.endpoints {
-		out = append(out, e)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return sortedBy(d.endpoints, func(e *Endpoint) string { return e.ID })
+}
+
+// sortedBy returns the values of m sorted by key.
+func sortedBy[T any](m map[string]T, key func(T) string) []T {
+	out := slices.Collect(maps.Values(m))
+	slices.SortFunc(out, func(a, b T) int { return cmp.Compare(key(a), key(b)) })
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/v6bridge/v6bridge/fwstate"
 	"github.com/v6bridge/v6bridge/netspec"
@@ -407,45 +408,40 @@ func (p *publisher) updateSandbox(s *Sandbox, change func()) {
 }
 
 func (p *publisher) sortedSandbox(sb string) []*Endpoint {
-	out := make([]*Endpoint, 0, len(p.bySandbox[sb]))
-	for _, e := range p.bySandbox[sb] {
-		out = append(out, e)
-	}
-	slices.SortFunc(out, func(a, b *Endpoint) int { return cmp.Compare(a.ID, b.ID) })
-	return out
+	return sortedBy(p.bySandbox[sb], func(e *Endpoint) string { return e.ID })
 }
 
+// formatMappings and formatOpen write mappings and open ports as the log
+// shows them: "[::]:8081->80/tcp,[::1]:5432->5432/tcp" and "80/tcp,9000-9010/udp".
 func formatMappings(ms []netspec.Mapping) string {
-	s := ""
-	for i, m := range ms {
-		if i > 0 {
-			s += ","
-		}
+	return joinEach(ms, func(m netspec.Mapping) string {
 		host := "[::]"
 		if m.HostAddr.IsValid() {
 			host = "[" + m.HostAddr.String() + "]"
 		}
-		hp, cp := fmt.Sprint(m.HostFirst), fmt.Sprint(m.ContainerFirst)
-		if m.HostLast > m.HostFirst {
-			hp += fmt.Sprintf("-%d", m.HostLast)
-			cp += fmt.Sprintf("-%d", m.ContainerFirst+(m.HostLast-m.HostFirst))
-		}
-		s += fmt.Sprintf("%s:%s->%s/%s", host, hp, cp, netspec.ProtoName(m.Proto))
-	}
-	return s
+		last := m.HostLast - m.HostFirst
+		return fmt.Sprintf("%s:%s->%s/%s", host, portRange(m.HostFirst, m.HostFirst+last),
+			portRange(m.ContainerFirst, m.ContainerFirst+last), netspec.ProtoName(m.Proto))
+	})
 }
 
 func formatOpen(ps []netspec.Port) string {
-	s := ""
-	for i, p := range ps {
-		if i > 0 {
-			s += ","
-		}
-		s += fmt.Sprint(p.First)
-		if p.Last > p.First {
-			s += fmt.Sprintf("-%d", p.Last)
-		}
-		s += "/" + netspec.ProtoName(p.Proto)
+	return joinEach(ps, func(p netspec.Port) string { return portRange(p.First, p.Last) + "/" + netspec.ProtoName(p.Proto) })
+}
+
+// portRange is "80" or "9000-9010".
+func portRange(first, last uint16) string {
+	if last > first {
+		return fmt.Sprintf("%d-%d", first, last)
 	}
-	return s
+	return fmt.Sprint(first)
+}
+
+// joinEach joins f of each of xs with commas.
+func joinEach[T any](xs []T, f func(T) string) string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
+	}
+	return strings.Join(out, ",")
 }
