@@ -2,7 +2,6 @@ package driver
 
 import (
 	"fmt"
-	"path/filepath"
 
 	"github.com/v6bridge/v6bridge/internal/store"
 )
@@ -17,19 +16,11 @@ var _ Store = (*DiskStore)(nil)
 
 // OpenDiskStore opens (creating) the store under dir.
 func OpenDiskStore(dir string) (*DiskStore, error) {
-	n, err := store.Open(filepath.Join(dir, "networks"))
+	ds, err := store.OpenEach(dir, "networks", "endpoints", "sandboxes")
 	if err != nil {
 		return nil, err
 	}
-	e, err := store.Open(filepath.Join(dir, "endpoints"))
-	if err != nil {
-		return nil, err
-	}
-	sb, err := store.Open(filepath.Join(dir, "sandboxes"))
-	if err != nil {
-		return nil, err
-	}
-	return &DiskStore{networks: n, endpoints: e, sandboxes: sb}, nil
+	return &DiskStore{networks: ds[0], endpoints: ds[1], sandboxes: ds[2]}, nil
 }
 
 // SetQuarantine makes Load and LoadSandboxes set unreadable records aside

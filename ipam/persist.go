@@ -109,14 +109,11 @@ type diskBackend struct {
 var _ backend = (*diskBackend)(nil)
 
 func openDisk(root string, q *store.Quarantine) (*diskBackend, error) {
-	pools, err := store.Open(filepath.Join(root, "pools"))
+	ds, err := store.OpenEach(root, "pools", "cursors")
 	if err != nil {
 		return nil, err
 	}
-	cursors, err := store.Open(filepath.Join(root, "cursors"))
-	if err != nil {
-		return nil, err
-	}
+	pools, cursors := ds[0], ds[1]
 	if err := os.MkdirAll(filepath.Join(root, "addrs"), 0o700); err != nil {
 		return nil, fmt.Errorf("open state %q: %w", root, err)
 	}

@@ -45,6 +45,19 @@ func Open(path string) (*Dir, error) {
 	return &Dir{path: path}, nil
 }
 
+// OpenEach opens (creating) the directories names under root, in order.
+func OpenEach(root string, names ...string) ([]*Dir, error) {
+	out := make([]*Dir, len(names))
+	for i, n := range names {
+		d, err := Open(filepath.Join(root, n))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
 // Path is the directory's path.
 func (d *Dir) Path() string { return d.path }
 
