@@ -3,8 +3,6 @@ package ipam
 import (
 	"errors"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -259,9 +257,7 @@ func TestGeneratedULA(t *testing.T) {
 	}
 
 	// A corrupt file is an error naming it, never silently replaced.
-	if err := os.WriteFile(filepath.Join(dir2, "ula.json"), []byte("{}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeState(t, dir2, "ula.json", "{}")
 	if _, err := New(Config{StateDir: dir2}); err == nil || !strings.Contains(err.Error(), "ula.json") {
 		t.Errorf("New with a corrupt ula.json = %v", err)
 	}

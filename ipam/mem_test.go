@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/v6bridge/v6bridge/internal/hostos"
@@ -199,4 +201,18 @@ func mustOpen(t testing.TB, dir string) *IPAM {
 		t.Fatalf("New(StateDir %s): %v", dir, err)
 	}
 	return m
+}
+
+// writeState writes content as the state file name (a path under dir,
+// e.g. "pools/x.json"), making its directory: state as a crash, an older
+// version or a hand left it.
+func writeState(t testing.TB, dir, name, content string) {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

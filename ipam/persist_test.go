@@ -185,13 +185,7 @@ func TestCorruptState(t *testing.T) {
 			dir := t.TempDir()
 			m := mustOpen(t, dir)
 			mustPool(t, m, "fd12::/112", "")
-			path := filepath.Join(dir, tt.file)
-			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
+			writeState(t, dir, tt.file, tt.content)
 			if _, err := New(Config{StateDir: dir}); err == nil {
 				t.Fatal("New on corrupt state succeeded")
 			}
