@@ -114,60 +114,32 @@ func TestCreateNetworkDefaults(t *testing.T) {
 }
 
 func TestCreateNetworkRefusals(t *testing.T) {
+	const ula, global = "fd00:9::/112", "2001:db8:1234:a1:2::/112"
+	type opts = map[string]string
 	tests := []struct {
-		name string
-		req  func() CreateNetworkRequest
-		want string
+		name   string
+		subnet string
+		opts   opts
+		edit   func(*CreateNetworkRequest) // nil: the request as made
+		want   string
 	}{
-		{"unknown option", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{"v6bridge.colour": "blue"})
-		}, `unknown network option "v6bridge.colour": accepted options are`},
-		{"bad mode", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{OptMode: "bridge"})
-		}, "accepted are nat, public, routed, internal"},
-		{"bad mtu", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMTU: "1000"}) }, "1280 to 65535"},
-		{"mtu not a number", func() CreateNetworkRequest { return createReq(netB, "fd00:9::/112", map[string]string{OptMTU: "big"}) }, "1280 to 65535"},
-		{"bad icc", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{OptICC: "maybe"})
-		}, "true or false"},
-		{"long bridge name", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "a-very-long-bridge-name"})
-		}, "1 to 15 bytes"},
-		{"bridge name with slash", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "br/0"})
-		}, "no spaces"},
-		{"bridge name of existing interface", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "eth0"})
-		}, "an interface of that name exists"},
-		{"bridge name of other network", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{OptBridgeName: "v6b-aaaaaaaaaaa"})
-		}, "uses that bridge already"},
-		{"public with ULA", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{OptMode: "public"})
-		}, "needs a global subnet"},
-		{"internal conflicts with mode", func() CreateNetworkRequest {
-			r := createReq(netB, "fd00:9::/112", map[string]string{OptMode: "nat"})
-			r.Internal = true
-			return r
-		}, "conflicts with --internal"},
-		{"no ipv6", func() CreateNetworkRequest {
-			r := createReq(netB, "fd00:9::/112", nil)
-			r.EnableIPv6, r.IPv6 = false, nil
-			return r
-		}, "--ipv6"},
-		{"overlapping subnet", func() CreateNetworkRequest { return createReq(netB, "fd12:3456:789a:8101:1::/120", nil) }, "overlaps"},
-		{"bad allow", func() CreateNetworkRequest {
-			return createReq(netB, "2001:db8:1234:a1:2::/112", map[string]string{OptAllow: "tcp/99999"})
-		}, "1 to 65535"},
-		{"allow on nat", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{OptAllow: "tcp/80"})
-		}, "public and routed"},
-		{"host_ipv6 not an address", func() CreateNetworkRequest {
-			return createReq(netB, "fd00:9::/112", map[string]string{OptHostIPv6: "host"})
-		}, "IPv6 address"},
-		{"host_ipv6 on public", func() CreateNetworkRequest {
-			return createReq(netB, "2001:db8:1234:a1:2::/112", map[string]string{OptHostIPv6: "2001:db8:1234:a1::1", OptMode: "public"})
-		}, "only to v6bridge.mode=nat"},
+		{"unknown option", ula, opts{"v6bridge.colour": "blue"}, nil, `unknown network option "v6bridge.colour": accepted options are`},
+		{"bad mode", ula, opts{OptMode: "bridge"}, nil, "accepted are nat, public, routed, internal"},
+		{"bad mtu", ula, opts{OptMTU: "1000"}, nil, "1280 to 65535"},
+		{"mtu not a number", ula, opts{OptMTU: "big"}, nil, "1280 to 65535"},
+		{"bad icc", ula, opts{OptICC: "maybe"}, nil, "true or false"},
+		{"long bridge name", ula, opts{OptBridgeName: "a-very-long-bridge-name"}, nil, "1 to 15 bytes"},
+		{"bridge name with slash", ula, opts{OptBridgeName: "br/0"}, nil, "no spaces"},
+		{"bridge name of existing interface", ula, opts{OptBridgeName: "eth0"}, nil, "an interface of that name exists"},
+		{"bridge name of other network", ula, opts{OptBridgeName: "v6b-aaaaaaaaaaa"}, nil, "uses that bridge already"},
+		{"public with ULA", ula, opts{OptMode: "public"}, nil, "needs a global subnet"},
+		{"internal conflicts with mode", ula, opts{OptMode: "nat"}, func(r *CreateNetworkRequest) { r.Internal = true }, "conflicts with --internal"},
+		{"no ipv6", ula, nil, func(r *CreateNetworkRequest) { r.EnableIPv6, r.IPv6 = false, nil }, "--ipv6"},
+		{"overlapping subnet", "fd12:3456:789a:8101:1::/120", nil, nil, "overlaps"},
+		{"bad allow", global, opts{OptAllow: "tcp/99999"}, nil, "1 to 65535"},
+		{"allow on nat", ula, opts{OptAllow: "tcp/80"}, nil, "public and routed"},
+		{"host_ipv6 not an address", ula, opts{OptHostIPv6: "host"}, nil, "IPv6 address"},
+		{"host_ipv6 on public", global, opts{OptHostIPv6: "2001:db8:1234:a1::1", OptMode: "public"}, nil, "only to v6bridge.mode=nat"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,7 +148,11 @@ func TestCreateNetworkRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			before := r.links.ours()
-			err := r.d.CreateNetwork(tt.req())
+			req := createReq(netB, tt.subnet, tt.opts)
+			if tt.edit != nil {
+				tt.edit(&req)
+			}
+			err := r.d.CreateNetwork(req)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
