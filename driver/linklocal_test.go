@@ -192,32 +192,29 @@ func TestLinkLocalGatewayRouteOncePerSandbox(t *testing.T) {
 }
 
 func TestLinkLocalGatewayRefusals(t *testing.T) {
+	const global = "2001:db8:1234:a1:1::/112"
 	for _, tt := range []struct {
 		name string
-		req  func() CreateNetworkRequest
+		req  CreateNetworkRequest
+		edit func(*CreateNetworkRequest) // nil: req as made
 		want string
 	}{
-		{"engine before 28", func() CreateNetworkRequest {
-			r := llReq(netA, "2001:db8:1234:a1:1::/112")
-			r.EnableIPv4 = nil
-			return r
-		}, "needs Docker >= 28 (API 1.48), and this engine is older"},
-		{"a gateway of the subnet", func() CreateNetworkRequest {
-			return createReq(netA, "2001:db8:1234:a1:1::/112", map[string]string{OptGateway: GatewayLinkLocal})
-		}, "the engine reserved gateway 2001:db8:1234:a1:1::1 of the subnet"},
-		{"nat by default", func() CreateNetworkRequest { return llReq(netA, "fd00:1::/112") }, "applies only to public and routed networks, not v6bridge.mode=nat"},
-		{"internal", func() CreateNetworkRequest {
-			r := llReq(netA, "2001:db8:1234:a1:1::/112")
-			r.Internal = true
-			return r
-		}, "applies only to public and routed networks, not v6bridge.mode=internal"},
-		{"bad value", func() CreateNetworkRequest {
-			return createReq(netA, "2001:db8:1234:a1:1::/112", map[string]string{OptGateway: "yes"})
-		}, `network option v6bridge.gateway="yes": accepted are subnet`},
+		{"engine before 28", llReq(netA, global), func(r *CreateNetworkRequest) { r.EnableIPv4 = nil },
+			"needs Docker >= 28 (API 1.48), and this engine is older"},
+		{"a gateway of the subnet", createReq(netA, global, map[string]string{OptGateway: GatewayLinkLocal}), nil,
+			"the engine reserved gateway 2001:db8:1234:a1:1::1 of the subnet"},
+		{"nat by default", llReq(netA, "fd00:1::/112"), nil, "applies only to public and routed networks, not v6bridge.mode=nat"},
+		{"internal", llReq(netA, global), func(r *CreateNetworkRequest) { r.Internal = true },
+			"applies only to public and routed networks, not v6bridge.mode=internal"},
+		{"bad value", createReq(netA, global, map[string]string{OptGateway: "yes"}), nil,
+			`network option v6bridge.gateway="yes": accepted are subnet`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t)
-			err := r.d.CreateNetwork(tt.req())
+			if tt.edit != nil {
+				tt.edit(&tt.req)
+			}
+			err := r.d.CreateNetwork(tt.req)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
 			}
