@@ -66,21 +66,31 @@ func failCall(always bool, calls ...string) func(string) error {
 	}
 }
 
-func (f *fakeLinks) EnsureBridge(s netspec.BridgeSpec) error {
-	if err := f.call("ensure-bridge " + s.Name); err != nil {
+// ensure records the call "ensure-<kind> <name>", fails it when asked to
+// (fail or failOn), and else makes the link name of kind, marked with
+// f.mark if set.
+func (f *fakeLinks) ensure(kind, name string) error {
+	if err := f.call("ensure-" + kind + " " + name); err != nil {
 		return err
 	}
-	if s.Name == f.failOn {
-		return fmt.Errorf("ensure bridge %q: injected failure", s.Name)
+	if name == f.failOn {
+		return fmt.Errorf("ensure %s %q: injected failure", kind, name)
 	}
+	f.links[name] = kind
+	if f.mark != "" {
+		f.marks[name] = f.mark
+	}
+	return nil
+}
+
+func (f *fakeLinks) EnsureBridge(s netspec.BridgeSpec) error {
 	if k, ok := f.links[s.Name]; ok && k != "bridge" {
 		return fmt.Errorf("ensure bridge %q: exists as %s", s.Name, k)
 	}
-	f.links[s.Name] = "bridge"
-	f.bridges[s.Name] = s
-	if f.mark != "" {
-		f.marks[s.Name] = f.mark
+	if err := f.ensure("bridge", s.Name); err != nil {
+		return err
 	}
+	f.bridges[s.Name] = s
 	return nil
 }
 
@@ -95,21 +105,14 @@ func (f *fakeLinks) DeleteBridge(name string) error {
 }
 
 func (f *fakeLinks) EnsureVeth(s netspec.VethSpec) error {
-	if err := f.call("ensure-veth " + s.HostName); err != nil {
-		return err
-	}
-	if s.HostName == f.failOn {
-		return fmt.Errorf("ensure veth %q: injected failure", s.HostName)
-	}
 	if f.links[s.Bridge] != "bridge" {
 		return fmt.Errorf("ensure veth %q: no bridge %q", s.HostName, s.Bridge)
 	}
-	f.links[s.HostName] = "veth"
+	if err := f.ensure("veth", s.HostName); err != nil {
+		return err
+	}
 	f.links[s.PeerName] = "veth"
 	f.veths[s.HostName] = s
-	if f.mark != "" {
-		f.marks[s.HostName] = f.mark
-	}
 	return nil
 }
 
