@@ -21,39 +21,31 @@ import (
 // answered with the addresses answer returns (none: NOERROR, no data).
 func dns64Server(t *testing.T, pc net.PacketConn, answer func() []netip.Addr) {
 	t.Helper()
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:n])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionAvailable: true})
-			b.EnableCompression()
-			b.StartQuestions()
-			b.Question(q)
-			b.StartAnswers()
-			if q.Type == dnsmessage.TypeAAAA && strings.EqualFold(q.Name.String(), "ipv4only.arpa.") {
-				for _, a := range answer() {
-					b.AAAAResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AAAAResource{AAAA: a.As16()})
-				}
-			}
-			msg, err := b.Finish()
-			if err == nil {
-				pc.WriteTo(msg, from)
+	nettest.ServePackets(t, pc, func(query []byte, from net.Addr) {
+		var p dnsmessage.Parser
+		h, err := p.Start(query)
+		if err != nil {
+			return
+		}
+		q, err := p.Question()
+		if err != nil {
+			return
+		}
+		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionAvailable: true})
+		b.EnableCompression()
+		b.StartQuestions()
+		b.Question(q)
+		b.StartAnswers()
+		if q.Type == dnsmessage.TypeAAAA && strings.EqualFold(q.Name.String(), "ipv4only.arpa.") {
+			for _, a := range answer() {
+				b.AAAAResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AAAAResource{AAAA: a.As16()})
 			}
 		}
-	}()
+		msg, err := b.Finish()
+		if err == nil {
+			pc.WriteTo(msg, from)
+		}
+	})
 }
 
 // TestPrivilegedDNS64 simulates the provider's side in a namespace: a DNS64
@@ -90,16 +82,7 @@ func TestPrivilegedDNS64(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		nettest.ServeConns(t, l, func(c net.Conn) { c.Close() })
 		return nil
 	}); err != nil {
 		t.Fatal(err)

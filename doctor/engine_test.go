@@ -14,6 +14,13 @@ import (
 func serveUnix(t *testing.T, h http.HandlerFunc) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "docker.sock")
+	serveAt(t, path, h)
+	return "unix://" + path
+}
+
+// serveAt serves h on a unix socket at path until the test ends.
+func serveAt(t *testing.T, path string, h http.Handler) {
+	t.Helper()
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
@@ -21,7 +28,6 @@ func serveUnix(t *testing.T, h http.HandlerFunc) string {
 	srv := &http.Server{Handler: h}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	return "unix://" + path
 }
 
 func TestAskEngine(t *testing.T) {

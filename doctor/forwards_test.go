@@ -2,7 +2,6 @@ package doctor
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -14,18 +13,12 @@ import (
 // status and is a warning naming the holder.
 func TestHeldForwardIsAProblem(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), SocketName)
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const problem = "forward tcp [::1]:5432->[fd00::5]:5432: port [::1]:5432/tcp is held by pid 812 (postgres): stop it or publish another host port (address already in use); retrying"
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v6bridge.Status", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"Networks":[{}],"Forwards":[{"Forward":"udp [::1]:5353->[fd00::5]:53","Bound":true},{"Forward":"tcp [::1]:5432->[fd00::5]:5432","Problem":"` + problem + `"}]}`))
 	})
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	serveAt(t, sock, mux)
 
 	p := AskPlugin(context.Background(), sock, "")
 	if len(p.ForwardProblems) != 1 || p.ForwardProblems[0] != problem {

@@ -2,7 +2,6 @@ package doctor
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,17 +17,11 @@ func servePlugin(t *testing.T, path string, n int) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v6bridge.Status", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"Networks":[` + strings.TrimSuffix(strings.Repeat(`{},`, n), ",") + `]}`))
 	})
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	serveAt(t, path, mux)
 }
 
 func TestFindSockets(t *testing.T) {

@@ -265,16 +265,41 @@ func (k *Kernel) DefaultRouteUplink() (string, error) {
 // its global IPv6 addresses and their prefix lengths (/128s name no link
 // and are skipped), sorted.
 func (k *Kernel) UplinkPrefixes(uplink string) ([]netip.Prefix, error) {
+	ps, err := k.globalAddrs(uplink, "uplink prefixes")
+	if err != nil {
+		return nil, err
+	}
+	return onLinkPrefixes(ps), nil
+}
+
+// UplinkAddrs returns the global IPv6 addresses of an uplink (ULA
+// included): the host addresses published ports listen on.
+func (k *Kernel) UplinkAddrs(uplink string) ([]netip.Addr, error) {
+	ps, err := k.globalAddrs(uplink, "uplink addresses")
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, p := range ps {
+		out = append(out, p.Addr())
+	}
+	return out, nil
+}
+
+// globalAddrs returns the global IPv6 addresses of an uplink that passed
+// duplicate address detection, with their prefix lengths; what names the
+// caller's question in errors.
+func (k *Kernel) globalAddrs(uplink, what string) ([]netip.Prefix, error) {
 	if err := validName(uplink); err != nil {
-		return nil, fmt.Errorf("uplink prefixes: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	l, err := k.h.LinkByName(uplink)
 	if err != nil {
-		return nil, fmt.Errorf("uplink prefixes of %q: %w", uplink, err)
+		return nil, fmt.Errorf("%s of %q: %w", what, uplink, err)
 	}
 	addrs, err := k.addrs.List(l, netlink.FAMILY_V6)
 	if err != nil {
-		return nil, fmt.Errorf("uplink prefixes of %q: %w", uplink, err)
+		return nil, fmt.Errorf("%s of %q: %w", what, uplink, err)
 	}
 	var ps []netip.Prefix
 	for _, a := range addrs {
@@ -285,33 +310,7 @@ func (k *Kernel) UplinkPrefixes(uplink string) ([]netip.Prefix, error) {
 			ps = append(ps, p)
 		}
 	}
-	return onLinkPrefixes(ps), nil
-}
-
-// UplinkAddrs returns the global IPv6 addresses of an uplink (ULA
-// included): the host addresses published ports listen on.
-func (k *Kernel) UplinkAddrs(uplink string) ([]netip.Addr, error) {
-	if err := validName(uplink); err != nil {
-		return nil, fmt.Errorf("uplink addresses: %w", err)
-	}
-	l, err := k.h.LinkByName(uplink)
-	if err != nil {
-		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
-	}
-	addrs, err := k.addrs.List(l, netlink.FAMILY_V6)
-	if err != nil {
-		return nil, fmt.Errorf("uplink addresses of %q: %w", uplink, err)
-	}
-	var out []netip.Addr
-	for _, a := range addrs {
-		if a.Scope != unix.RT_SCOPE_UNIVERSE || a.Flags&unix.IFA_F_DADFAILED != 0 {
-			continue
-		}
-		if p, ok := addrPrefix(a); ok {
-			out = append(out, p.Addr())
-		}
-	}
-	return out, nil
+	return ps, nil
 }
 
 // UplinkGateways returns the next hops of the IPv6 default routes through

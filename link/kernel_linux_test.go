@@ -109,6 +109,28 @@ func (e *env) addAddr(t *testing.T, l netlink.Link, a string) {
 }
 
 // globalAddrs lists a link's global IPv6 addresses with their flags.
+// ensureAgain calls ensure a second time: it must succeed, log no change
+// and leave what look returns as it was (look may be nil).
+func (e *env) ensureAgain(t *testing.T, ensure func() error, look func() any) {
+	t.Helper()
+	var before any
+	if look != nil {
+		before = look()
+	}
+	logged := len(e.logs.AllEntries())
+	if err := ensure(); err != nil {
+		t.Fatalf("second call: %v", err)
+	}
+	if n := len(e.logs.AllEntries()); n != logged {
+		t.Errorf("second call logged changes: %v", e.logs.AllEntries()[logged:])
+	}
+	if look != nil {
+		if diff := cmp.Diff(before, look()); diff != "" {
+			t.Errorf("second call changed (-before +after):\n%s", diff)
+		}
+	}
+}
+
 func (e *env) globalAddrs(t *testing.T, name string) map[netip.Prefix]int {
 	t.Helper()
 	addrs, err := e.h.AddrList(e.link(t, name), netlink.FAMILY_V6)
@@ -172,20 +194,9 @@ func TestPrivilegedEnsureBridge(t *testing.T) {
 		t.Errorf("addresses %v, want only %s with nodad", addrs, gw)
 	}
 
-	// A second call changes nothing.
-	logged := len(e.logs.AllEntries())
-	if err := e.k.EnsureBridge(spec); err != nil {
-		t.Fatalf("second call: %v", err)
-	}
-	if diff := cmp.Diff(st, e.state(t, "v6b-test")); diff != "" {
-		t.Errorf("second call changed the bridge (-before +after):\n%s", diff)
-	}
-	if diff := cmp.Diff(addrs, e.globalAddrs(t, "v6b-test")); diff != "" {
-		t.Errorf("second call changed addresses (-before +after):\n%s", diff)
-	}
-	if n := len(e.logs.AllEntries()); n != logged {
-		t.Errorf("second call logged changes: %v", e.logs.AllEntries()[logged:])
-	}
+	e.ensureAgain(t, func() error { return e.k.EnsureBridge(spec) }, func() any {
+		return []any{e.state(t, "v6b-test"), e.globalAddrs(t, "v6b-test")}
+	})
 }
 
 func TestPrivilegedEnsureBridgeRepairsReused(t *testing.T) {
@@ -268,16 +279,7 @@ func TestPrivilegedEnsureVeth(t *testing.T) {
 		t.Errorf("bridge MAC changed from %s to %s when a port joined", brMAC, got)
 	}
 
-	logged := len(e.logs.AllEntries())
-	if err := e.k.EnsureVeth(spec); err != nil {
-		t.Fatalf("second call: %v", err)
-	}
-	if diff := cmp.Diff(host, e.state(t, "v6h1")); diff != "" {
-		t.Errorf("second call changed the host end (-before +after):\n%s", diff)
-	}
-	if n := len(e.logs.AllEntries()); n != logged {
-		t.Errorf("second call logged changes: %v", e.logs.AllEntries()[logged:])
-	}
+	e.ensureAgain(t, func() error { return e.k.EnsureVeth(spec) }, func() any { return e.state(t, "v6h1") })
 
 	// Another peer name: another endpoint's pair, refused and kept.
 	spec.PeerName = "v6c2"
@@ -659,13 +661,7 @@ func TestPrivilegedLinkLocalGateway(t *testing.T) {
 	if !routed() {
 		t.Fatalf("no route %s dev v6b-ll", subnet)
 	}
-	logged := len(e.logs.AllEntries())
-	if err := e.k.EnsureBridge(spec); err != nil {
-		t.Fatalf("second call: %v", err)
-	}
-	if n := len(e.logs.AllEntries()); n != logged {
-		t.Errorf("second call logged changes: %v", e.logs.AllEntries()[logged:])
-	}
+	e.ensureAgain(t, func() error { return e.k.EnsureBridge(spec) }, nil)
 	if err := e.h.RouteDel(&netlink.Route{LinkIndex: e.link(t, "v6b-ll").Attrs().Index, Dst: ipNet(subnet)}); err != nil {
 		t.Fatal(err)
 	}

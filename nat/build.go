@@ -231,11 +231,7 @@ func endpointElements(hostAddrs []netip.Addr, n Network, e Endpoint, out *endpoi
 	for _, m := range e.Ports {
 		n := m.HostLast - m.HostFirst
 		published = append(published, Element{Key: []Value{a, num(m.Proto), portRange(m.ContainerFirst, m.ContainerFirst+n)}})
-		hosts := []netip.Addr{m.HostAddr}
-		if !m.HostAddr.IsValid() {
-			hosts = hostAddrs
-		}
-		for _, h := range hosts {
+		for _, h := range m.Hosts(hostAddrs) {
 			switch {
 			case n > 0 && m.HostFirst == m.ContainerFirst:
 				out[esDNATRange] = append(out[esDNATRange], Element{

@@ -348,20 +348,12 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Validate(tt.s)
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v, want nil", err)
-				}
-				if _, err := Build(tt.s); err != nil {
-					t.Fatalf("Build: %v, want nil", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Validate: %v, want an error containing %q", err, tt.want)
-			}
-			if _, berr := Build(tt.s); berr == nil {
+			wantErr(t, "Validate", Validate(tt.s), tt.want)
+			_, err := Build(tt.s)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Build: %v, want nil", err)
+			case tt.want != "" && err == nil:
 				t.Fatalf("Build accepted what Validate refused")
 			}
 		})
@@ -405,16 +397,8 @@ func TestCheckConflicts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := CheckConflicts(tt.s)
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("CheckConflicts: %v, want nil", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("CheckConflicts: %v, want an error containing %q", err, tt.want)
-			}
-			if !errors.Is(err, ErrPortConflict) {
+			wantErr(t, "CheckConflicts", err, tt.want)
+			if tt.want != "" && !errors.Is(err, ErrPortConflict) {
 				t.Errorf("errors.Is(err, ErrPortConflict) = false")
 			}
 		})
@@ -429,5 +413,17 @@ func TestCheckConflictsIgnoresInternal(t *testing.T) {
 	a.Endpoints[0].Ports, b.Endpoints[0].Ports = p, p
 	if err := CheckConflicts(state(a, b)); err != nil {
 		t.Fatalf("CheckConflicts: %v, want nil for internal networks", err)
+	}
+}
+
+// wantErr fails the test unless err is nil where want is empty, or else
+// an error whose text contains want; what names the call.
+func wantErr(t *testing.T, what string, err error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatalf("%s: %v, want nil", what, err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Fatalf("%s: %v, want an error containing %q", what, err, want)
 	}
 }

@@ -252,6 +252,24 @@ func (c *compiler) lookup(name string) (*nftables.Set, error) {
 	return s, nil
 }
 
+// byteIn appends to out, which loads one byte into register 1, the match
+// of that byte against vals: a compare for one value, else a lookup in an
+// anonymous constant set of key type typ; what names the match in errors.
+func (c *compiler) byteIn(out []expr.Any, vals []uint8, typ nftables.SetDatatype, what string) ([]expr.Any, error) {
+	if len(vals) == 1 {
+		return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{vals[0]}}), nil
+	}
+	anon := &nftables.Set{Table: c.table, Anonymous: true, Constant: true, KeyType: typ}
+	elems := make([]nftables.SetElement, len(vals))
+	for i, v := range vals {
+		elems[i] = nftables.SetElement{Key: []byte{v}}
+	}
+	if err := c.conn.AddSet(anon, elems); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return append(out, &expr.Lookup{SourceRegister: 1, SetName: anon.Name, SetID: anon.ID}), nil
+}
+
 func ctBits(key expr.CtKey, mask uint32) []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: key},
@@ -290,18 +308,7 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 		return ctBits(expr.CtKeySTATE, mask), nil
 	case L4Proto:
 		out := []expr.Any{&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}}
-		if len(e.Protos) == 1 {
-			return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{e.Protos[0]}}), nil
-		}
-		anon := &nftables.Set{Table: c.table, Anonymous: true, Constant: true, KeyType: nftables.TypeInetProto}
-		elems := make([]nftables.SetElement, len(e.Protos))
-		for i, p := range e.Protos {
-			elems[i] = nftables.SetElement{Key: []byte{p}}
-		}
-		if err := c.conn.AddSet(anon, elems); err != nil {
-			return nil, fmt.Errorf("l4proto: %w", err)
-		}
-		return append(out, &expr.Lookup{SourceRegister: 1, SetName: anon.Name, SetID: anon.ID}), nil
+		return c.byteIn(out, e.Protos, nftables.TypeInetProto, "l4proto")
 	case FlowOffload:
 		if !c.flowtables[e.Flowtable] {
 			return nil, fmt.Errorf("unknown flowtable %q", e.Flowtable)
@@ -324,18 +331,7 @@ func (c *compiler) expr(e Expr) ([]expr.Any, error) {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
 		}
-		if len(e.Types) == 1 {
-			return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{e.Types[0]}}), nil
-		}
-		anon := &nftables.Set{Table: c.table, Anonymous: true, Constant: true, KeyType: nftables.TypeICMP6Type}
-		elems := make([]nftables.SetElement, len(e.Types))
-		for i, t := range e.Types {
-			elems[i] = nftables.SetElement{Key: []byte{t}}
-		}
-		if err := c.conn.AddSet(anon, elems); err != nil {
-			return nil, fmt.Errorf("icmpv6 types: %w", err)
-		}
-		return append(out, &expr.Lookup{SourceRegister: 1, SetName: anon.Name, SetID: anon.ID}), nil
+		return c.byteIn(out, e.Types, nftables.TypeICMP6Type, "icmpv6 types")
 	case Verdict:
 		switch e.Kind {
 		case VerdictAccept:

@@ -23,7 +23,8 @@ import (
 func echo(t testing.TB, ns netns.NsHandle, addr string) {
 	t.Helper()
 	listenIn(t, ns, addr, func(c net.Conn) {
-		go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		defer c.Close()
+		_, _ = io.Copy(c, c)
 	})
 }
 

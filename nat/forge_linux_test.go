@@ -30,25 +30,12 @@ type udpPeer struct {
 func udpPeerAt(t *testing.T, ns netns.NsHandle, addr netip.AddrPort) *udpPeer {
 	t.Helper()
 	p := &udpPeer{}
-	if err := nettest.Do(t, ns, func() (err error) {
-		p.pc, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(addr))
-		return err
-	}); err != nil {
-		t.Fatalf("listen udp %s: %v", addr, err)
-	}
-	t.Cleanup(func() { p.pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, _, err := p.pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			p.seen = append(p.seen, slices.Clone(buf[:n]))
-			p.mu.Unlock()
-		}
-	}()
+	p.pc = nettest.Open(t, ns, func() (net.PacketConn, error) { return net.ListenUDP("udp6", net.UDPAddrFromAddrPort(addr)) })
+	nettest.ServePackets(t, p.pc, func(b []byte, _ net.Addr) {
+		p.mu.Lock()
+		p.seen = append(p.seen, slices.Clone(b))
+		p.mu.Unlock()
+	})
 	return p
 }
 

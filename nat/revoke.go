@@ -168,10 +168,7 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, old, new Endpoint, public boo
 	forwarded := map[hport]bool{}
 	open := map[cport]bool{}
 	for _, m := range new.Ports {
-		hosts := []netip.Addr{m.HostAddr}
-		if !m.HostAddr.IsValid() {
-			hosts = newHosts
-		}
+		hosts := m.Hosts(newHosts)
 		for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
 			published[cport{m.Proto, m.ContainerFirst + uint16(i)}] = true
 			for _, h := range hosts {
@@ -194,10 +191,7 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, old, new Endpoint, public boo
 		out = append(out, Revocation{Match: match, Addr: a, Proto: proto, First: port, Last: port})
 	}
 	for _, m := range old.Ports {
-		hosts := []netip.Addr{m.HostAddr}
-		if !m.HostAddr.IsValid() {
-			hosts = oldHosts
-		}
+		hosts := m.Hosts(oldHosts)
 		for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
 			c := cport{m.Proto, m.ContainerFirst + uint16(i)}
 			if !published[c] {
@@ -265,11 +259,7 @@ func newlyForwarded(oldHosts, newHosts []netip.Addr, old, new Endpoint) []Revoca
 	}
 	before := map[hport]dest{}
 	for _, m := range old.Ports {
-		hosts := []netip.Addr{m.HostAddr}
-		if !m.HostAddr.IsValid() {
-			hosts = oldHosts
-		}
-		for _, h := range hosts {
+		for _, h := range m.Hosts(oldHosts) {
 			for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
 				before[hport{h, m.Proto, m.HostFirst + uint16(i)}] = dest{old.Addr, m.ContainerFirst + uint16(i)}
 			}
@@ -277,11 +267,7 @@ func newlyForwarded(oldHosts, newHosts []netip.Addr, old, new Endpoint) []Revoca
 	}
 	var out []Revocation
 	for _, m := range new.Ports {
-		hosts := []netip.Addr{m.HostAddr}
-		if !m.HostAddr.IsValid() {
-			hosts = newHosts
-		}
-		for _, h := range hosts {
+		for _, h := range m.Hosts(newHosts) {
 			for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
 				port, to := m.HostFirst+uint16(i), m.ContainerFirst+uint16(i)
 				if d, ok := before[hport{h, m.Proto, port}]; ok && d == (dest{new.Addr, to}) {

@@ -254,15 +254,19 @@ type L4Proto struct {
 	Protos []uint8
 }
 
-func (e L4Proto) nft() string {
-	if len(e.Protos) == 1 {
-		return "meta l4proto " + ProtoName(e.Protos[0])
+func (e L4Proto) nft() string { return nftOneOf("meta l4proto", e.Protos, ProtoName) }
+
+// nftOneOf writes the match of key against vals as nft does: the one
+// value's name, or an anonymous set of names.
+func nftOneOf(key string, vals []uint8, name func(uint8) string) string {
+	if len(vals) == 1 {
+		return key + " " + name(vals[0])
 	}
-	names := make([]string, len(e.Protos))
-	for i, p := range e.Protos {
-		names[i] = ProtoName(p)
+	names := make([]string, len(vals))
+	for i, v := range vals {
+		names[i] = name(v)
 	}
-	return "meta l4proto { " + strings.Join(names, ", ") + " }"
+	return key + " { " + strings.Join(names, ", ") + " }"
 }
 
 // FlowOffload hands the packet's connection to the named flowtable: its
@@ -290,16 +294,7 @@ type ICMPv6Type struct {
 	Types []uint8
 }
 
-func (e ICMPv6Type) nft() string {
-	if len(e.Types) == 1 {
-		return "icmpv6 type " + icmpv6Name(e.Types[0])
-	}
-	names := make([]string, len(e.Types))
-	for i, t := range e.Types {
-		names[i] = icmpv6Name(t)
-	}
-	return "icmpv6 type { " + strings.Join(names, ", ") + " }"
-}
+func (e ICMPv6Type) nft() string { return nftOneOf("icmpv6 type", e.Types, icmpv6Name) }
 
 // ICMPv6 types the ruleset names.
 const (

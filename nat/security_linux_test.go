@@ -57,27 +57,13 @@ type udpSink struct {
 
 func listenUDP(t *testing.T, ns netns.NsHandle, addr string) *udpSink {
 	t.Helper()
-	var pc net.PacketConn
-	if err := nettest.Do(t, ns, func() (err error) {
-		pc, err = net.ListenPacket("udp6", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("listen udp %s: %v", addr, err)
-	}
-	t.Cleanup(func() { pc.Close() })
+	pc := nettest.Open(t, ns, func() (net.PacketConn, error) { return net.ListenPacket("udp6", addr) })
 	s := &udpSink{}
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.seen = append(s.seen, from.(*net.UDPAddr).AddrPort().Addr().Unmap())
-			s.mu.Unlock()
-		}
-	}()
+	nettest.ServePackets(t, pc, func(_ []byte, from net.Addr) {
+		s.mu.Lock()
+		s.seen = append(s.seen, from.(*net.UDPAddr).AddrPort().Addr().Unmap())
+		s.mu.Unlock()
+	})
 	return s
 }
 
@@ -292,30 +278,16 @@ func TestPrivilegedSpoofedSource(t *testing.T) {
 // own UDP flow does (control: the outside's port unreachable).
 func TestPrivilegedICMPErrorsOnlyRelated(t *testing.T) {
 	r := newSpoofRig(t)
-	var conn *icmp.PacketConn
-	if err := nettest.Do(t, r.pub, func() (err error) {
-		conn, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := nettest.Open(t, r.pub, func() (*icmp.PacketConn, error) { return icmp.ListenPacket("ip6:ipv6-icmp", "::") })
 	var mu sync.Mutex
 	var unreach int
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, _, err := conn.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if n > 0 && buf[0] == byte(ipv6.ICMPTypeDestinationUnreachable) {
-				mu.Lock()
-				unreach++
-				mu.Unlock()
-			}
+	nettest.ServePackets(t, conn, func(b []byte, _ net.Addr) {
+		if len(b) > 0 && b[0] == byte(ipv6.ICMPTypeDestinationUnreachable) {
+			mu.Lock()
+			unreach++
+			mu.Unlock()
 		}
-	}()
+	})
 	count := func(d time.Duration) int {
 		time.Sleep(d)
 		mu.Lock()

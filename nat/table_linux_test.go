@@ -284,26 +284,11 @@ func TestPrivilegedGoldenMatchesKernel(t *testing.T) {
 }
 
 // listenIn listens on TCP addr inside ns until the test ends and hands each
-// connection to handle, in the accepting goroutine.
+// connection to handle.
 func listenIn(t testing.TB, ns netns.NsHandle, addr string, handle func(net.Conn)) {
 	t.Helper()
-	var ln net.Listener
-	if err := nettest.Do(t, ns, func() (err error) {
-		ln, err = net.Listen("tcp6", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("listen %s: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			handle(c)
-		}
-	}()
+	ln := nettest.Open(t, ns, func() (net.Listener, error) { return net.Listen("tcp6", addr) })
+	nettest.ServeConns(t, ln, handle)
 }
 
 // serve accepts TCP connections on addr inside ns and writes the client's

@@ -178,10 +178,7 @@ func TestPrivilegedRouterReserve(t *testing.T) {
 func TestPrivilegedNotAnswered(t *testing.T) {
 	e := newEnv(t)
 	e.startSniffer(t)
-	r := e.startResponder(t, Config{})
-	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-		t.Fatal(err)
-	}
+	r := e.answerLive(t, Config{})
 	time.Sleep(2*unsolicitedInterval + 200*time.Millisecond) // the announcements go by
 	drain(e.sniffed)
 	g := ndptest.SNM(ndptest.LiveAddr)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -282,6 +283,50 @@ func (e *env) waitNA(target netip.Addr, solicited bool, since time.Time, timeout
 			return receivedNA{}, false
 		}
 	}
+}
+
+// procNet reads /proc/net/<name> of the host's namespace and returns the
+// fields of each line.
+func (e *env) procNet(t *testing.T, name string) [][]string {
+	t.Helper()
+	var b []byte
+	err := nettest.Do(t, e.host, func() (err error) {
+		b, err = os.ReadFile("/proc/thread-self/net/" + name)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	var out [][]string
+	for _, l := range strings.Split(string(b), "\n") {
+		out = append(out, strings.Fields(l))
+	}
+	return out
+}
+
+// uplinkDown sets the host's eth0 down and returns it after d.
+func (e *env) uplinkDown(t *testing.T, d time.Duration) netlink.Link {
+	t.Helper()
+	link, err := e.hostH.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.hostH.LinkSetDown(link); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d)
+	return link
+}
+
+// answerLive starts a responder (startResponder) that answers for
+// ndptest.LiveAddr.
+func (e *env) answerLive(t *testing.T, cfg Config) *Responder {
+	t.Helper()
+	r := e.startResponder(t, cfg)
+	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // startResponder creates a responder inside the host namespace and runs it

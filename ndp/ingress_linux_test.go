@@ -1,13 +1,11 @@
 package ndp
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"maps"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,25 +26,16 @@ import (
 // IPv6 stack received.
 func (e *env) stackSolicitations(t *testing.T) uint64 {
 	t.Helper()
-	var n uint64
-	err := nettest.Do(t, e.host, func() error {
-		b, err := os.ReadFile("/proc/thread-self/net/snmp6")
-		if err != nil {
-			return err
-		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == "Icmp6InNeighborSolicits" {
-				n, err = strconv.ParseUint(f[1], 10, 64)
-				return err
+	for _, f := range e.procNet(t, "snmp6") {
+		if len(f) == 2 && f[0] == "Icmp6InNeighborSolicits" {
+			n, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				t.Fatalf("read snmp6: %v", err)
 			}
+			return n
 		}
-		return sc.Err()
-	})
-	if err != nil {
-		t.Fatalf("read snmp6: %v", err)
 	}
-	return n
+	return 0
 }
 
 // ingressTables lists the host's netdev tables named for an uplink.
@@ -83,10 +72,7 @@ func TestPrivilegedIngressFilter(t *testing.T) {
 		name := map[bool]string{true: "filtered", false: "unfiltered control"}[filtered]
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
-			r := e.startResponder(t, Config{NoIngressFilter: !filtered})
-			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-				t.Fatal(err)
-			}
+			r := e.answerLive(t, Config{NoIngressFilter: !filtered})
 			if got := e.ingressTables(t); filtered != (len(got) == 1 && got[0] == ingress.Table("eth0")) {
 				t.Fatalf("ingress tables %v with the filter %s", got, name)
 			}
@@ -162,10 +148,7 @@ func TestPrivilegedKernelAnswers(t *testing.T) {
 			for _, filtered := range []bool{true, false} {
 				e := newEnv(t)
 				e.startSniffer(t)
-				r := e.startResponder(t, Config{Source: source, NoIngressFilter: !filtered})
-				if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-					t.Fatal(err)
-				}
+				r := e.answerLive(t, Config{Source: source, NoIngressFilter: !filtered})
 				time.Sleep(2*unsolicitedInterval + 200*time.Millisecond) // the announcements go by
 				drain(e.sniffed)
 				answers[filtered] = map[string][]byte{}
@@ -226,10 +209,7 @@ func TestPrivilegedKernelAnswers(t *testing.T) {
 
 	t.Run("budget", func(t *testing.T) {
 		e := newEnv(t)
-		r := e.startResponder(t, Config{SourceRate: 5, TotalRate: 1000})
-		if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-			t.Fatal(err)
-		}
+		r := e.answerLive(t, Config{SourceRate: 5, TotalRate: 1000})
 		const n = 40
 		for range n {
 			e.solicit(t, "multicast", ndptest.LiveAddr)

@@ -1,13 +1,10 @@
 package ndp
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,27 +39,15 @@ func (e *env) recreateUplink(t *testing.T) {
 func (e *env) joinedGroups(t *testing.T, ifname string) []netip.Addr {
 	t.Helper()
 	var out []netip.Addr
-	err := nettest.Do(t, e.host, func() error {
-		b, err := os.ReadFile("/proc/thread-self/net/igmp6")
-		if err != nil {
-			return err
+	for _, f := range e.procNet(t, "igmp6") {
+		if len(f) < 3 || f[1] != ifname || len(f[2]) != 32 {
+			continue
 		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			if len(f) < 3 || f[1] != ifname || len(f[2]) != 32 {
-				continue
-			}
-			var a [16]byte
-			for i := range a {
-				fmt.Sscanf(f[2][2*i:2*i+2], "%02x", &a[i])
-			}
-			out = append(out, netip.AddrFrom16(a))
+		var a [16]byte
+		for i := range a {
+			fmt.Sscanf(f[2][2*i:2*i+2], "%02x", &a[i])
 		}
-		return sc.Err()
-	})
-	if err != nil {
-		t.Fatalf("read igmp6: %v", err)
+		out = append(out, netip.AddrFrom16(a))
 	}
 	return out
 }
@@ -100,10 +85,7 @@ func TestPrivilegedReattach(t *testing.T) {
 	for _, mode := range []string{ndpproto.ModeNative, ndpproto.ModeKernel} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
-			r := e.startResponder(t, Config{Mode: mode})
-			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-				t.Fatal(err)
-			}
+			r := e.answerLive(t, Config{Mode: mode})
 			native := mode == ndpproto.ModeNative
 			e.answersOnUplink(t, "before")
 			old := e.hostIdx

@@ -157,10 +157,7 @@ func TestPrivilegedNativeUnicastNUD(t *testing.T) {
 	sysctl(t, e.router, "net/ipv6/neigh/up0/base_reachable_time_ms", "1000")
 	sysctl(t, e.router, "net/ipv6/neigh/up0/delay_first_probe_time", "1")
 	e.startSniffer(t)
-	r := e.startResponder(t, Config{})
-	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-		t.Fatal(err)
-	}
+	r := e.answerLive(t, Config{})
 	res := runTraffic(t, e, 6*time.Second)
 	t.Logf("%d unicast probes, %d unanswered, %d failed neighbour states", res.unicastProbes, res.unanswered, res.failed)
 	if res.unicastProbes == 0 {
@@ -273,10 +270,7 @@ func TestPrivilegedSoak(t *testing.T) {
 			sysctl(t, e.router, "net/ipv6/neigh/up0/base_reachable_time_ms", "1000")
 			sysctl(t, e.router, "net/ipv6/neigh/up0/delay_first_probe_time", "1")
 			e.startSniffer(t)
-			r := e.startResponder(t, Config{Mode: mode})
-			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-				t.Fatal(err)
-			}
+			r := e.answerLive(t, Config{Mode: mode})
 			res := runTraffic(t, e, 60*time.Second)
 			t.Logf("%s: %d unicast probes, %d unanswered, %d failed neighbour states; %+v", mode, res.unicastProbes, res.unanswered, res.failed, r.Stats())
 			if res.unicastProbes == 0 || res.unanswered != 0 || res.failed != 0 {
@@ -333,10 +327,7 @@ func TestPrivilegedUnsolicited(t *testing.T) {
 // uplink going down and up and changing its MAC do not stop the answers.
 func TestPrivilegedNativeSurvives(t *testing.T) {
 	e := newEnv(t)
-	r := e.startResponder(t, Config{Source: ndpproto.SourceTarget})
-	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-		t.Fatal(err)
-	}
+	r := e.answerLive(t, Config{Source: ndpproto.SourceTarget})
 
 	g := ndptest.SNM(ndptest.LiveAddr)
 	src := e.routerAddr
@@ -369,14 +360,7 @@ func TestPrivilegedNativeSurvives(t *testing.T) {
 		t.Errorf("ignored reasons %v, want malformed >= 1 and hop limit >= 1", s.IgnoredReasons)
 	}
 
-	link, err := e.hostH.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.hostH.LinkSetDown(link); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(200 * time.Millisecond)
+	link := e.uplinkDown(t, 200*time.Millisecond)
 	newMAC := net.HardwareAddr{0x02, 0x42, 0xac, 0x11, 0, 0x99}
 	if err := e.hostH.LinkSetHardwareAddr(link, newMAC); err != nil {
 		t.Fatal(err)
@@ -424,14 +408,7 @@ func TestPrivilegedKernelMode(t *testing.T) {
 	checkRouterNeighbour(t, e)
 
 	// Down and up flushes the kernel's proxy entries; they come back.
-	link, err := e.hostH.LinkByName("eth0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.hostH.LinkSetDown(link); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
+	link := e.uplinkDown(t, 100*time.Millisecond)
 	if err := e.hostH.LinkSetUp(link); err != nil {
 		t.Fatal(err)
 	}
@@ -473,10 +450,7 @@ func (e *env) proxies(t *testing.T) []netip.Addr {
 
 func TestPrivilegedOffMode(t *testing.T) {
 	e := newEnv(t)
-	r := e.startResponder(t, Config{Mode: ndpproto.ModeOff})
-	if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-		t.Fatal(err)
-	}
+	r := e.answerLive(t, Config{Mode: ndpproto.ModeOff})
 	sent := e.solicit(t, "multicast", ndptest.LiveAddr)
 	if na, ok := e.waitNA(ndptest.LiveAddr, true, sent, 300*time.Millisecond); ok {
 		t.Errorf("off mode answered: %+v", na.na)
@@ -618,10 +592,7 @@ func TestPrivilegedUpdateTargetsEqualsReconcile(t *testing.T) {
 	for _, mode := range []string{ndpproto.ModeNative, ndpproto.ModeKernel} {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
-			r := e.startResponder(t, Config{Mode: mode})
-			if err := r.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-				t.Fatal(err)
-			}
+			r := e.answerLive(t, Config{Mode: mode})
 			want := map[netip.Addr]bool{ndptest.LiveAddr: true}
 			base := ndptest.ContainerNet.Addr().As16()
 			rnd := rand.New(rand.NewPCG(1, 2))
@@ -711,10 +682,7 @@ func TestPrivilegedHandOver(t *testing.T) {
 
 	// The next start takes over: entries gone, native answers, and the
 	// address removed while stopped is no longer answered.
-	r2 := e.startResponder(t, Config{})
-	if err := r2.SetTargets([]netip.Addr{ndptest.LiveAddr}, nil); err != nil {
-		t.Fatal(err)
-	}
+	r2 := e.answerLive(t, Config{})
 	for deadline := time.Now().Add(3 * time.Second); len(e.proxies(t)) != 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after the restart: proxy entries %v left", e.proxies(t))

@@ -80,6 +80,15 @@ type Mapping struct {
 	ContainerFirst uint16     `json:"ContainerFirst"`
 }
 
+// Hosts returns the host addresses the mapping listens on: its HostAddr,
+// or without one every address of all.
+func (m Mapping) Hosts(all []netip.Addr) []netip.Addr {
+	if !m.HostAddr.IsValid() {
+		return all
+	}
+	return []netip.Addr{m.HostAddr}
+}
+
 // Name prefixes of the links v6bridge owns: bridges, and the host and
 // container ends of endpoint veths.
 const (

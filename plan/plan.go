@@ -178,16 +178,25 @@ func (p *Plan) buildPublic(in Input, bits int, avoid Avoid, on string) {
 			break
 		}
 	}
-	net, err := Carve(pub, bits, avoid)
-	if err != nil {
-		p.warn("no /%d of %s is free of the host's addresses and gateway: public networks need a longer PUBLIC_SUBNET_LEN, e.g. 112", bits, pub)
+	p.addFirst(Network{Name: "public", Mode: "public"}, pub, bits, avoid,
+		"first public network (mode public): containers with public addresses; v6bridge answers NDP for them"+on,
+		"no /%d of %s is free of the host's addresses and gateway: public networks need a longer PUBLIC_SUBNET_LEN, e.g. 112",
+		Setting{"PUBLIC_PREFIX", pub.String()}, Setting{"PUBLIC_SUBNET_LEN", fmt.Sprint(bits)})
+}
+
+// addFirst carves n, the first network of its kind, a /bits of space
+// free of avoid, and adds it with its row (desc) and the settings that
+// make the plugin carve the same: only settings that work are printed.
+// When no /bits is free it warns noRoom, a format of bits and space.
+func (p *Plan) addFirst(n Network, space netip.Prefix, bits int, avoid Avoid, desc, noRoom string, settings ...Setting) {
+	var err error
+	if n.Subnet, err = Carve(space, bits, avoid); err != nil {
+		p.warn(noRoom, bits, space)
 		return
 	}
-	// Only settings that work are printed: the plugin carves this subnet.
-	p.Settings = append(p.Settings, Setting{"PUBLIC_PREFIX", pub.String()}, Setting{"PUBLIC_SUBNET_LEN", fmt.Sprint(bits)})
-	p.Rows = append(p.Rows, Row{Plan: "public", Range: net,
-		Description: "first public network (mode public): containers with public addresses; v6bridge answers NDP for them" + on})
-	p.Networks = append(p.Networks, Network{Name: "public", Mode: "public", Subnet: net})
+	p.Settings = append(p.Settings, settings...)
+	p.Rows = append(p.Rows, Row{Plan: n.Name, Range: n.Subnet, Description: desc})
+	p.Networks = append(p.Networks, n)
 }
 
 func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
@@ -225,15 +234,10 @@ func (p *Plan) buildULA(in Input, bits int, avoid Avoid) {
 		p.warn("ULA subnets of /%d do not fit in this host's ULA %s: accepted are /%d to /120", bits, host, host.Bits())
 		return
 	}
-	net, err := Carve(host, bits, avoid)
-	if err != nil {
-		p.warn("no /%d of %s is free of the host's addresses: use a longer ULA_SUBNET_LEN, e.g. 112", bits, host)
-		return
-	}
-	p.Settings = append(p.Settings, Setting{"ULA_PREFIX", setting.String()}, Setting{"ULA_SUBNET_LEN", fmt.Sprint(bits)})
-	p.Rows = append(p.Rows, Row{Plan: "internal", Range: net,
-		Description: "first internal network (mode nat): container addresses for internal traffic; NAT66 for outgoing connections, published ports on the host's address"})
-	p.Networks = append(p.Networks, Network{Name: "internal", Mode: "nat", Subnet: net})
+	p.addFirst(Network{Name: "internal", Mode: "nat"}, host, bits, avoid,
+		"first internal network (mode nat): container addresses for internal traffic; NAT66 for outgoing connections, published ports on the host's address",
+		"no /%d of %s is free of the host's addresses: use a longer ULA_SUBNET_LEN, e.g. 112",
+		Setting{"ULA_PREFIX", setting.String()}, Setting{"ULA_SUBNET_LEN", fmt.Sprint(bits)})
 }
 
 // copiedULA reports whether ula is the seed's example or has an empty

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/v6bridge/v6bridge/internal/nettest"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -171,17 +172,7 @@ func udpEcho(t *testing.T) netip.AddrPort {
 	if err != nil {
 		t.Skipf("no IPv6 loopback: %v", err)
 	}
-	t.Cleanup(func() { be.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := be.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			_, _ = be.WriteToUDPAddrPort([]byte("re:"+string(buf[:n])), from)
-		}
-	}()
+	nettest.EchoPackets(t, be, "re:")
 	return be.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
@@ -307,16 +298,7 @@ func TestTCPIdleAndHalfClosedConnectionsEnd(t *testing.T) {
 	if err != nil {
 		t.Skipf("no IPv6 loopback: %v", err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c) }()
-		}
-	}()
+	nettest.ServeConns(t, ln, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 	const short, long = 300 * time.Millisecond, time.Hour
 	for _, half := range []bool{false, true} {
 		// Only the timeout the connection is under is short.

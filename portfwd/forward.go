@@ -47,28 +47,25 @@ func (f *forward) forward() Forward { return Forward{f.k.proto, f.k.listen, *f.t
 
 // bind listens on the forward's port and starts serving it.
 func (f *forward) bind() error {
-	ctx, stop := context.WithCancel(context.Background())
+	var serve func(context.Context)
 	switch f.k.proto {
 	case netspec.ProtoTCP:
 		ln, err := net.ListenTCP("tcp6", net.TCPAddrFromAddrPort(f.k.listen))
 		if err != nil {
-			stop()
 			return bindHint(err)
 		}
-		f.closer = ln
-		f.wg.Go(func() { f.serveTCP(ctx, ln) })
+		f.closer, serve = ln, func(ctx context.Context) { f.serveTCP(ctx, ln) }
 	case netspec.ProtoUDP:
 		pc, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(f.k.listen))
 		if err != nil {
-			stop()
 			return bindHint(err)
 		}
-		f.closer = pc
-		f.wg.Go(func() { f.serveUDP(ctx, pc) })
+		f.closer, serve = pc, func(ctx context.Context) { f.serveUDP(ctx, pc) }
 	default:
-		stop()
 		return fmt.Errorf("protocol %s is not forwarded (tcp and udp are)", netspec.ProtoName(f.k.proto))
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	f.wg.Go(func() { serve(ctx) })
 	f.stop = stop
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/v6bridge/v6bridge/internal/nettest"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -27,20 +28,7 @@ func tcpBackend(t *testing.T, name string) netip.AddrPort {
 	if err != nil {
 		t.Skipf("no IPv6 loopback: %v", err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				b, _ := io.ReadAll(c)
-				_, _ = c.Write([]byte(name + ":" + string(b)))
-			}()
-		}
-	}()
+	nettest.EchoConns(t, ln, name+":")
 	return ln.Addr().(*net.TCPAddr).AddrPort()
 }
 
@@ -111,25 +99,11 @@ func TestTCPForwardRetargetAndStop(t *testing.T) {
 // TestUDPForward: datagrams reach the container and its replies come back
 // to the client from the forwarded address.
 func TestUDPForward(t *testing.T) {
-	be, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
-	if err != nil {
-		t.Skipf("no IPv6 loopback: %v", err)
-	}
-	defer be.Close()
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := be.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			_, _ = be.WriteToUDPAddrPort([]byte("re:"+string(buf[:n])), from)
-		}
-	}()
+	be := udpEcho(t)
 	listen := freePort(t, netspec.ProtoUDP)
 	p := New(quiet(), Limits{})
 	defer p.Close()
-	if err := p.Set([]Forward{{netspec.ProtoUDP, listen, be.LocalAddr().(*net.UDPAddr).AddrPort()}}); err != nil {
+	if err := p.Set([]Forward{{netspec.ProtoUDP, listen, be}}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(listen))

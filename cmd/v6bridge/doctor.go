@@ -81,14 +81,11 @@ FLAGS
 	resolvConf := fs.String("resolv-conf", doctor.DefaultResolvConf, "the resolver asked for ipv4only.arpa (its first nameserver)")
 	probe := fs.String("nat64-probe", "", "IPv4 host:port to connect to through the NAT64 prefix, e.g. 140.82.112.3:443; empty: check the route only")
 	fastPath := fs.String("fastpath", env("FASTPATH", "false"), "the plugin's FASTPATH setting: false skips the flowtable check [FASTPATH]")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *fastPath != "true" && *fastPath != "false" {
 		return fmt.Errorf("FASTPATH=%q: accepted are true, false", *fastPath)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("doctor: unexpected argument %q: see v6bridge doctor -h", fs.Arg(0))
 	}
 	if err := doctor.CheckProbe(*probe); err != nil {
 		return err

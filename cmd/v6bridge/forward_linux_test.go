@@ -229,42 +229,9 @@ func (f *fwHost) run(n int, bindings ...string) (*fwContainer, error) {
 	if err := ch.LinkSetUp(l); err != nil {
 		f.t.Fatal(err)
 	}
-	var ln net.Listener
-	var pc net.PacketConn
-	if err := nettest.Do(f.t, c.ns, func() error {
-		var err error
-		if ln, err = net.Listen("tcp6", "[::]:80"); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp6", "[::]:53")
-		return err
-	}); err != nil {
-		f.t.Fatal(err)
-	}
-	f.t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				b, _ := io.ReadAll(conn)
-				_, _ = conn.Write(append([]byte("c"+strconv.Itoa(n)+":"), b...))
-			}()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			k, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(append([]byte("c"+strconv.Itoa(n)+":"), buf[:k]...), from)
-		}
-	}()
+	name := "c" + strconv.Itoa(n) + ":"
+	nettest.EchoConns(f.t, nettest.Open(f.t, c.ns, func() (net.Listener, error) { return net.Listen("tcp6", "[::]:80") }), name)
+	nettest.EchoPackets(f.t, nettest.Open(f.t, c.ns, func() (net.PacketConn, error) { return net.ListenPacket("udp6", "[::]:53") }), name)
 	return c, nil
 }
 

@@ -128,11 +128,8 @@ Run it on the host as root (the sockets are root's).
 	dockerHost := fs.String("docker-host", env("DOCKER_HOST", doctor.DefaultDockerHost), "the engine to ask for its networks [DOCKER_HOST]")
 	noEngine := fs.Bool("no-engine", false, "do not ask the engine: judge pools and names only, never networks")
 	grace := fs.Duration("grace", ipam.MinReclaimAge, "how long a pool must have been unused, or a name's address free")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("gc: unexpected argument %q: see v6bridge gc -h", fs.Arg(0))
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()

@@ -10,6 +10,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 )
@@ -76,4 +77,16 @@ func env(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// parseFlags parses a command's flags: the commands take no arguments, so
+// one is refused, named with the command's help.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q: see v6bridge %s -h", fs.Name(), fs.Arg(0), fs.Name())
+	}
+	return nil
 }

@@ -65,11 +65,8 @@ EXAMPLES
 	fs.Var(&composes, "compose", "a compose file to translate (repeatable)")
 	driverName := fs.String("driver", "v6bridge:latest", "driver name written (v6bridge for the host service)")
 	write := fs.Bool("write", false, "write the translations next to the originals")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("migrate: unexpected argument %q: see v6bridge migrate -h", fs.Arg(0))
 	}
 	if *ndppdPath == "" && *daemonPath == "" && len(composes) == 0 {
 		for _, d := range []struct {

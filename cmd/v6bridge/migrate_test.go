@@ -7,27 +7,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/v6bridge/v6bridge/internal/golden"
 	"github.com/v6bridge/v6bridge/migrate"
 )
 
+// copyCase copies migrate's fixture name into a temp dir.
 func copyCase(t *testing.T, name string) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join("..", "..", "migrate", "testdata", name)
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
+	return golden.CopyDir(t, filepath.Join("..", "..", "migrate", "testdata", name))
 }
 
 func TestMigrateWrite(t *testing.T) {

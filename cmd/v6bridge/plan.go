@@ -69,11 +69,8 @@ EXAMPLES
 	driverName := fs.String("driver", "v6bridge:latest", "driver name in the compose block and settings (v6bridge for the host service)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	sw := swarmFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("plan: unexpected argument %q: see v6bridge plan -h", fs.Arg(0))
 	}
 	if err := sw.misplaced(); err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/v6bridge/v6bridge/internal/nettest"
 )
 
 // A socket a live process answers on is never taken over; a stale socket
@@ -16,15 +18,7 @@ func TestListenUnixRefusesLiveSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			c, err := first.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	nettest.ServeConns(t, first, func(c net.Conn) { c.Close() })
 	_, err = listenUnix(path)
 	if !errors.Is(err, errSocketLive) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("second listen: %v, want errSocketLive naming %s", err, path)

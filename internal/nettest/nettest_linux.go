@@ -2,6 +2,7 @@ package nettest
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -99,6 +100,21 @@ func Do(t testing.TB, ns netns.NsHandle, fn func() error) error {
 }
 
 func do(ns netns.NsHandle, fn func() error) error { return netnsdo.Do(ns, fn) }
+
+// Open runs open inside ns and returns what it opened: a socket opened so
+// stays bound to ns. t.Cleanup closes it; an error fails the test.
+func Open[C io.Closer](t testing.TB, ns netns.NsHandle, open func() (C, error)) C {
+	t.Helper()
+	var c C
+	if err := do(ns, func() (err error) {
+		c, err = open()
+		return err
+	}); err != nil {
+		t.Fatalf("open in %s: %v", ns, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
 
 // Handle returns a netlink handle acting in ns, closed by t.Cleanup.
 func Handle(t testing.TB, ns netns.NsHandle) *netlink.Handle {

@@ -32,13 +32,8 @@ func TestNewNSSkipsUnlessAsked(t *testing.T) {
 
 func TestPrivilegedNewNSIsFresh(t *testing.T) {
 	ns := NewNS(t)
-	cur, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cur.Close()
-	if cur.Equal(ns) {
-		t.Fatal("NewNS left the thread inside the new namespace")
+	if in, err := threadIn(ns); err != nil || in {
+		t.Fatalf("NewNS left the thread inside the new namespace: %v, %v", in, err)
 	}
 
 	links, err := Handle(t, ns).LinkList()
@@ -56,14 +51,9 @@ func TestPrivilegedNewNSIsFresh(t *testing.T) {
 func TestPrivilegedDoRunsInside(t *testing.T) {
 	ns := NewNS(t)
 	var inside bool
-	err := Do(t, ns, func() error {
-		cur, err := netns.Get()
-		if err != nil {
-			return err
-		}
-		defer cur.Close()
-		inside = cur.Equal(ns)
-		return nil
+	err := Do(t, ns, func() (err error) {
+		inside, err = threadIn(ns)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -71,14 +61,19 @@ func TestPrivilegedDoRunsInside(t *testing.T) {
 	if !inside {
 		t.Error("fn did not run inside the namespace")
 	}
+	if in, err := threadIn(ns); err != nil || in {
+		t.Errorf("Do left the thread inside the namespace: %v, %v", in, err)
+	}
+}
+
+// threadIn reports whether the calling thread is in ns.
+func threadIn(ns netns.NsHandle) (bool, error) {
 	cur, err := netns.Get()
 	if err != nil {
-		t.Fatal(err)
+		return false, err
 	}
 	defer cur.Close()
-	if cur.Equal(ns) {
-		t.Error("Do left the thread inside the namespace")
-	}
+	return cur.Equal(ns), nil
 }
 
 func TestPrivilegedConnect(t *testing.T) {

@@ -121,21 +121,8 @@ func Decide(ns Solicitation, cfg DecideConfig, owned func(netip.Addr) bool) (Ans
 		return Answer{}, false, ReasonNotOwned
 	}
 
-	a := Answer{
-		Source: cfg.SourceFor(target),
-		Advertisement: mndp.NeighborAdvertisement{
-			Router:        cfg.Router,
-			Override:      true,
-			TargetAddress: target,
-			Options: []mndp.Option{&mndp.LinkLayerAddress{
-				Direction: mndp.Target,
-				Addr:      append(net.HardwareAddr(nil), cfg.LinkAddr...),
-			}},
-		},
-	}
+	a := toAllNodes(target, cfg)
 	if ns.Source.IsUnspecified() {
-		a.Destination = AllNodes
-		a.LinkDestination = append(net.HardwareAddr(nil), AllNodesMAC...)
 		return a, true, ""
 	}
 	a.Advertisement.Solicited = true
@@ -162,7 +149,13 @@ func Unsolicited(target netip.Addr, cfg DecideConfig) (Answer, error) {
 	if len(cfg.LinkAddr) != 6 {
 		return Answer{}, fmt.Errorf("unsolicited advertisement for %s: %s", target, ReasonNoLinkAddr)
 	}
-	target = target.WithZone("")
+	return toAllNodes(target.WithZone(""), cfg), nil
+}
+
+// toAllNodes is the advertisement of target (without zone) from cfg to
+// every node on the link: Override set, Solicited clear, Router per cfg,
+// the Target Link-Layer Address option cfg.LinkAddr.
+func toAllNodes(target netip.Addr, cfg DecideConfig) Answer {
 	return Answer{
 		Source:          cfg.SourceFor(target),
 		Destination:     AllNodes,
@@ -176,7 +169,7 @@ func Unsolicited(target netip.Addr, cfg DecideConfig) (Answer, error) {
 				Addr:      append(net.HardwareAddr(nil), cfg.LinkAddr...),
 			}},
 		},
-	}, nil
+	}
 }
 
 // Packet marshals a as an IPv6 packet: the 40-byte header (hop limit 255,

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -34,13 +33,7 @@ func demoArea(t *testing.T, g *engine) {
 	fmt.Printf("# engine %s (API %s) in the simulated VPS %s\n", g.version, g.api, g.prefix)
 	check("docker plugin ls: "+pluginID+" enabled", g.pluginEnabled())
 
-	files := []string{"compose", "-f", filepath.Join(g.env.repo, "examples/seed/compose.yml")}
-	if !g.modern {
-		files = append(files, "-f", filepath.Join(g.env.repo, "examples/seed/compose.legacy.yml"))
-	}
-	files = append(files, "-p", "demo")
-	c.compose = files
-	c.addrs = append(c.addrs, natNet.addr, pubNet.addr)
+	files := c.seedCompose()
 	fmt.Printf("# docker compose -p demo up -d   (examples/seed/compose.yml, driver %s)\n", pluginID)
 	_, err := g.dockerEnv([]string{"V6BRIDGE=" + pluginID}, append(files, "up", "-d")...)
 	check("compose up: networks demo_internal, demo_public and demo-busybox-1", err)

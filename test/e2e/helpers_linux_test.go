@@ -149,21 +149,28 @@ func (g *engine) reachableTime(ms int) {
 	g.rig.in("router", "sysctl", "-qw", fmt.Sprintf("net.ipv6.neigh.vps0.base_reachable_time_ms=%d", ms))
 }
 
-// pingLoss pings addr from the internet count times every interval and
-// returns how many were lost.
-func (g *engine) pingLoss(addr string, count int, interval string) (lost, sent int, out string, err error) {
-	out, _ = g.rig.in("inet", "busybox", "ping6", "-q", "-c", fmt.Sprint(count), "-i", interval, "-W", "3", addr)
+// pings is what a run of ping counted: how many were lost of how many
+// sent, and its output; err when it printed no statistics.
+type pings struct {
+	lost, sent int
+	out        string
+	err        error
+}
+
+// pingLoss pings addr from the internet count times every interval.
+func (g *engine) pingLoss(addr string, count int, interval string) pings {
+	out, _ := g.rig.in("inet", "busybox", "ping6", "-q", "-c", fmt.Sprint(count), "-i", interval, "-W", "3", addr)
 	return pingStats(out)
 }
 
 // pingUntil pings addr from the internet every interval until stop is
-// closed, and returns how many were lost.
-func (g *engine) pingUntil(addr, interval string, stop <-chan struct{}) (lost, sent int, out string, err error) {
+// closed.
+func (g *engine) pingUntil(addr, interval string, stop <-chan struct{}) pings {
 	cmd := exec.Command("ip", "netns", "exec", g.prefix+"-inet", "busybox", "ping6", "-q", "-i", interval, "-W", "2", addr)
 	var b bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &b, &b
 	if err := cmd.Start(); err != nil {
-		return 0, 0, "", err
+		return pings{err: err}
 	}
 	<-stop
 	cmd.Process.Signal(syscall.SIGINT)
@@ -171,15 +178,23 @@ func (g *engine) pingUntil(addr, interval string, stop <-chan struct{}) (lost, s
 	return pingStats(b.String())
 }
 
-func pingStats(out string) (lost, sent int, _ string, err error) {
+// noneLost returns p.err, or an error when a ping was lost.
+func (p pings) noneLost() error {
+	if p.err == nil && p.lost > 0 {
+		return fmt.Errorf("lost %d of %d:\n%s", p.lost, p.sent, p.out)
+	}
+	return p.err
+}
+
+func pingStats(out string) pings {
 	m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) packets received`).FindStringSubmatch(out)
 	if m == nil {
-		return 0, 0, out, fmt.Errorf("no ping statistics: %s", out)
+		return pings{out: out, err: fmt.Errorf("no ping statistics: %s", out)}
 	}
-	var got int
+	var sent, got int
 	fmt.Sscan(m[1], &sent)
 	fmt.Sscan(m[2], &got)
-	return sent - got, sent, out, nil
+	return pings{lost: sent - got, sent: sent, out: out}
 }
 
 // pluginSocket is the running plugin's socket as seen from the host: the

@@ -20,17 +20,8 @@ func lifecycleArea(t *testing.T, g *engine) {
 		createConnectCell(c, pubNet, natNet)
 		g.reachableTime(1000)
 		defer g.reachableTime(30000)
-		type ping struct {
-			lost, sent int
-			out        string
-			err        error
-		}
-		done := make(chan ping, 1)
-		go func() {
-			var p ping
-			p.lost, p.sent, p.out, p.err = g.pingLoss(pubNet.addr, 100, "0.1")
-			done <- p
-		}()
+		done := make(chan pings, 1)
+		go func() { done <- g.pingLoss(pubNet.addr, 100, "0.1") }()
 		time.Sleep(time.Second)
 		pid, err := g.killPlugin()
 		if err != nil {
@@ -93,9 +84,7 @@ func lifecycleArea(t *testing.T, g *engine) {
 					return err
 				}))
 		}
-		c.check("engine restart: it serves again", eventually(20*time.Second, func() error {
-			return c.fromHost("http://"+hp(keeper, 80)+"/local", keeper)
-		}))
+		c.servesAgain("engine restart", keeper)
 	})
 	t.Run("reboot", func(t *testing.T) {
 		c := g.cell(t)
@@ -122,9 +111,7 @@ func lifecycleArea(t *testing.T, g *engine) {
 		c.check("simulated reboot: the plugin re-creates the bridges", eventually(30*time.Second, func() error { return g.bridges(2) }))
 		c.check("simulated reboot: restart=always container back with the same address",
 			eventually(30*time.Second, func() error { return c.addrIs("keeper", natNet.name, keeper) }))
-		c.check("simulated reboot: it serves again", eventually(20*time.Second, func() error {
-			return c.fromHost("http://"+hp(keeper, 80)+"/local", keeper)
-		}))
+		c.servesAgain("simulated reboot", keeper)
 	})
 	t.Run("disable-enable", func(t *testing.T) {
 		c := g.cell(t)
@@ -288,17 +275,8 @@ func upgradeArea(t *testing.T, g *engine) {
 
 	g.reachableTime(1000)
 	defer g.reachableTime(30000)
-	type ping struct {
-		lost, sent int
-		out        string
-		err        error
-	}
-	stop, done := make(chan struct{}), make(chan ping, 1)
-	go func() {
-		var p ping
-		p.lost, p.sent, p.out, p.err = g.pingUntil(pubAddr, "0.2", stop)
-		done <- p
-	}()
+	stop, done := make(chan struct{}), make(chan pings, 1)
+	go func() { done <- g.pingUntil(pubAddr, "0.2", stop) }()
 	time.Sleep(2 * time.Second)
 	t0 := time.Now()
 	var upgraded string
@@ -367,9 +345,14 @@ func soakArea(t *testing.T, g *engine) {
 	c.check("the internet reaches the public container", c.fromInet("http://"+hp(pubNet.addr, 80)+"/local", pubNet.addr))
 	g.reachableTime(1000)
 	defer g.reachableTime(30000)
-	lost, sent, out, err := g.pingLoss(pubNet.addr, 300, "0.2")
-	if err == nil && lost > 0 {
-		err = fmt.Errorf("lost %d of %d:\n%s", lost, sent, out)
-	}
-	c.check("ndp soak: 60 s of traffic with the router re-probing every second loses nothing", err)
+	c.check("ndp soak: 60 s of traffic with the router re-probing every second loses nothing", g.pingLoss(pubNet.addr, 300, "0.2").noneLost())
+}
+
+// servesAgain checks that the container at addr serves the host again,
+// within 20s, after what.
+func (c *cell) servesAgain(what, addr string) {
+	c.t.Helper()
+	c.check(what+": it serves again", eventually(20*time.Second, func() error {
+		return c.fromHost("http://"+hp(addr, 80)+"/local", addr)
+	}))
 }

@@ -122,18 +122,27 @@ var matrix = []matrixCell{
 	}},
 }
 
+// seedCompose makes the seed the cell's compose project (project demo of
+// examples/seed/compose.yml, with compose.legacy.yml below API 1.48)
+// holding natNet.addr and pubNet.addr, and returns the docker compose
+// arguments that name it.
+func (c *cell) seedCompose() []string {
+	files := []string{"compose", "-f", filepath.Join(c.g.env.repo, "examples/seed/compose.yml")}
+	if !c.g.modern {
+		files = append(files, "-f", filepath.Join(c.g.env.repo, "examples/seed/compose.legacy.yml"))
+	}
+	files = append(files, "-p", "demo")
+	c.compose = files
+	c.addrs = append(c.addrs, natNet.addr, pubNet.addr)
+	return files
+}
+
 // composeCell is the seed as users run it: compose up of
 // examples/seed/compose.yml, the busybox httpd on internal + public with
 // ports 8081:80.
 func composeCell(c *cell) {
 	g := c.g
-	files := []string{"compose", "-f", filepath.Join(g.env.repo, "examples/seed/compose.yml")}
-	if !g.modern {
-		files = append(files, "-f", filepath.Join(g.env.repo, "examples/seed/compose.legacy.yml"))
-	}
-	files = append(files, "-p", "demo")
-	c.compose = files
-	c.addrs = append(c.addrs, natNet.addr, pubNet.addr)
+	files := c.seedCompose()
 	if out, err := g.dockerEnv([]string{"V6BRIDGE=" + pluginID}, append(files, "up", "-d")...); err != nil {
 		c.t.Fatalf("compose up: %v\n%s", err, out)
 	}
