@@ -10,38 +10,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/v6bridge/v6bridge/internal/golden"
 	"github.com/v6bridge/v6bridge/netspec"
 )
-
-// copyTree copies testdata into a temp dir, so the test never writes to it.
-func copyTree(t *testing.T, src string) string {
-	t.Helper()
-	dst := t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
 
 // TestReadsRecordsOfMain8382c76 reads the records the last version before
 // numbered formats wrote, and a restarted driver keeps publishing what the
 // endpoint published then.
 func TestReadsRecordsOfMain8382c76(t *testing.T) {
-	st, err := OpenDiskStore(copyTree(t, "testdata/state-8382c76"))
+	st, err := OpenDiskStore(golden.CopyDir(t, "testdata/state-8382c76"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +100,7 @@ func TestReadsRecordsOfMain4cdef39(t *testing.T) {
 		c1 = "/var/run/docker/netns/c1"
 		c2 = "/var/run/docker/netns/c2"
 	)
-	st, err := OpenDiskStore(copyTree(t, "testdata/state-4cdef39"))
+	st, err := OpenDiskStore(golden.CopyDir(t, "testdata/state-4cdef39"))
 	if err != nil {
 		t.Fatal(err)
 	}
