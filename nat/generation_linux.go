@@ -80,38 +80,17 @@ func (t *Table) patchLocked(patches []SetPatch) error {
 		counts, sums = map[string]int{}, map[string]uint64{}
 	}
 	for _, p := range patches {
-		del := p.Set
-		del.Elements = p.Delete
-		set, delElems, err := nftSet(tbl, del)
+		added, deleted, err := t.queuePatch(tbl, p)
 		if err != nil {
 			t.ledger.Discard(t.conn)
 			return err
-		}
-		add := p.Set
-		add.Elements = p.Add
-		_, addElems, err := nftSet(tbl, add)
-		if err != nil {
-			t.ledger.Discard(t.conn)
-			return err
-		}
-		if len(delElems) > 0 {
-			if err := t.conn.SetDeleteElements(set, delElems); err != nil {
-				t.ledger.Discard(t.conn)
-				return fmt.Errorf("set %s: %w", p.Set.Name, err)
-			}
-		}
-		if len(addElems) > 0 {
-			if err := t.conn.SetAddElements(set, addElems); err != nil {
-				t.ledger.Discard(t.conn)
-				return fmt.Errorf("set %s: %w", p.Set.Name, err)
-			}
 		}
 		k := setKey(TableName, p.Set.Name)
-		counts[k] += len(addElems) - len(delElems)
-		for _, e := range delElems {
+		counts[k] += len(added) - len(deleted)
+		for _, e := range deleted {
 			sums[k] -= elementHash(e)
 		}
-		for _, e := range addElems {
+		for _, e := range added {
 			sums[k] += elementHash(e)
 		}
 	}
@@ -170,4 +149,29 @@ func (t *Table) rememberLocked(b *nftledger.Batch) {
 	}
 	t.shape = sh
 	t.gen, t.fp, t.known = g, sh.hash(), true
+}
+
+// queuePatch queues the element changes of p on t's connection and returns
+// the elements it adds and deletes, for the table's shape.
+func (t *Table) queuePatch(tbl *nftables.Table, p SetPatch) (added, deleted []nftables.SetElement, err error) {
+	del, add := p.Set, p.Set
+	del.Elements, add.Elements = p.Delete, p.Add
+	set, deleted, err := nftSet(tbl, del)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, added, err = nftSet(tbl, add); err != nil {
+		return nil, nil, err
+	}
+	if len(deleted) > 0 {
+		if err := t.conn.SetDeleteElements(set, deleted); err != nil {
+			return nil, nil, fmt.Errorf("set %s: %w", p.Set.Name, err)
+		}
+	}
+	if len(added) > 0 {
+		if err := t.conn.SetAddElements(set, added); err != nil {
+			return nil, nil, fmt.Errorf("set %s: %w", p.Set.Name, err)
+		}
+	}
+	return added, deleted, nil
 }

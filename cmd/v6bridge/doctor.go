@@ -84,8 +84,8 @@ FLAGS
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *fastPath != "true" && *fastPath != "false" {
-		return fmt.Errorf("FASTPATH=%q: accepted are true, false", *fastPath)
+	if _, err := trueFalse("FASTPATH", *fastPath); err != nil {
+		return err
 	}
 	if err := doctor.CheckProbe(*probe); err != nil {
 		return err

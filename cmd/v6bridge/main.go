@@ -90,3 +90,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// trueFalse parses the value of the true/false setting name (FASTPATH,
+// NDP_INGRESS_FILTER), refusing anything else with what is accepted.
+func trueFalse(name, v string) (bool, error) {
+	switch v {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s=%q: accepted are true, false", name, v)
+}

@@ -87,19 +87,12 @@ Every flag defaults from the environment variable named in brackets.
 	if err := metrics.CheckAddr(c.metrics); err != nil {
 		return c, err
 	}
-	switch *fastPath {
-	case "true":
-		c.fastPath = true
-	case "false":
-	default:
-		return c, fmt.Errorf("FASTPATH=%q: accepted are true, false", *fastPath)
+	var err error
+	if c.fastPath, err = trueFalse("FASTPATH", *fastPath); err != nil {
+		return c, err
 	}
-	switch *ndpIngress {
-	case "true":
-		c.ndpIngress = true
-	case "false":
-	default:
-		return c, fmt.Errorf("NDP_INGRESS_FILTER=%q: accepted are true, false", *ndpIngress)
+	if c.ndpIngress, err = trueFalse("NDP_INGRESS_FILTER", *ndpIngress); err != nil {
+		return c, err
 	}
 	switch c.ndpMode {
 	case "native", "kernel", "off":
