@@ -94,15 +94,23 @@ func (f *fakeLinks) EnsureBridge(s netspec.BridgeSpec) error {
 	return nil
 }
 
-func (f *fakeLinks) DeleteBridge(name string) error {
-	if err := f.call("delete-bridge " + name); err != nil {
+// remove records the call "delete-<kind> <name>", fails it when asked to,
+// and else removes the link name (and, for a veth, its peer).
+func (f *fakeLinks) remove(kind, name string) error {
+	if err := f.call("delete-" + kind + " " + name); err != nil {
 		return err
+	}
+	if s, ok := f.veths[name]; ok {
+		delete(f.links, s.PeerName)
 	}
 	delete(f.links, name)
 	delete(f.marks, name)
 	delete(f.bridges, name)
+	delete(f.veths, name)
 	return nil
 }
+
+func (f *fakeLinks) DeleteBridge(name string) error { return f.remove("bridge", name) }
 
 func (f *fakeLinks) EnsureVeth(s netspec.VethSpec) error {
 	if f.links[s.Bridge] != "bridge" {
@@ -116,18 +124,7 @@ func (f *fakeLinks) EnsureVeth(s netspec.VethSpec) error {
 	return nil
 }
 
-func (f *fakeLinks) DeleteVeth(name string) error {
-	if err := f.call("delete-veth " + name); err != nil {
-		return err
-	}
-	delete(f.marks, name)
-	if s, ok := f.veths[name]; ok {
-		delete(f.links, s.PeerName)
-	}
-	delete(f.links, name)
-	delete(f.veths, name)
-	return nil
-}
+func (f *fakeLinks) DeleteVeth(name string) error { return f.remove("veth", name) }
 
 func (f *fakeLinks) LinkExists(name string) (bool, error) {
 	if f.fail != nil {
