@@ -420,31 +420,28 @@ func markMatch(bits uint32, invert bool) []expr.Any {
 	}
 }
 
+// chainTypes and chainHooks name the chain types and hooks a Chain may use.
+var (
+	chainTypes = map[string]nftables.ChainType{"filter": nftables.ChainTypeFilter, "nat": nftables.ChainTypeNAT}
+	chainHooks = map[string]*nftables.ChainHook{
+		"prerouting":  nftables.ChainHookPrerouting,
+		"input":       nftables.ChainHookInput,
+		"forward":     nftables.ChainHookForward,
+		"output":      nftables.ChainHookOutput,
+		"postrouting": nftables.ChainHookPostrouting,
+	}
+)
+
 func nftChain(t *nftables.Table, c Chain) (*nftables.Chain, error) {
 	ch := &nftables.Chain{Name: c.Name, Table: t}
 	if c.Hook == "" {
 		return ch, nil
 	}
-	switch c.Type {
-	case "filter":
-		ch.Type = nftables.ChainTypeFilter
-	case "nat":
-		ch.Type = nftables.ChainTypeNAT
-	default:
+	var ok bool
+	if ch.Type, ok = chainTypes[c.Type]; !ok {
 		return nil, fmt.Errorf("chain %s: unknown type %q", c.Name, c.Type)
 	}
-	switch c.Hook {
-	case "prerouting":
-		ch.Hooknum = nftables.ChainHookPrerouting
-	case "input":
-		ch.Hooknum = nftables.ChainHookInput
-	case "forward":
-		ch.Hooknum = nftables.ChainHookForward
-	case "output":
-		ch.Hooknum = nftables.ChainHookOutput
-	case "postrouting":
-		ch.Hooknum = nftables.ChainHookPostrouting
-	default:
+	if ch.Hooknum, ok = chainHooks[c.Hook]; !ok {
 		return nil, fmt.Errorf("chain %s: unknown hook %q", c.Name, c.Hook)
 	}
 	ch.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(c.Priority))

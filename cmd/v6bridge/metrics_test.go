@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 
@@ -18,10 +17,7 @@ import (
 // TestRepairMessageIsNATs: the repair counter follows nat's log line; this
 // fails when nat words it differently.
 func TestRepairMessageIsNATs(t *testing.T) {
-	b, err := os.ReadFile("../../nat/watch_linux.go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := repoFile(t, "nat/watch_linux.go")
 	if !strings.Contains(string(b), `"`+natRepairMessage+`"`) {
 		t.Errorf("nat/watch_linux.go no longer logs %q: v6bridge_firewall_repairs_total would stay 0", natRepairMessage)
 	}

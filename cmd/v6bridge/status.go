@@ -75,11 +75,8 @@ answers.
 	}
 	asJSON := fs.Bool("json", false, "print JSON")
 	socket := socketFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("status: unexpected argument %q: see v6bridge status -h", fs.Arg(0))
 	}
 	_, raw, err := findPlugin(context.Background(), *socket)
 	if err != nil {
