@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 
+	"github.com/v6bridge/v6bridge/internal/ndpflood"
 	"github.com/v6bridge/v6bridge/internal/nettest"
 	"github.com/v6bridge/v6bridge/ndp/internal/ndptest"
 	"github.com/v6bridge/v6bridge/ndp/ndpproto"
@@ -193,15 +194,7 @@ func (e *env) startReader(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for {
-			m, cm, src, err := c.ReadFrom()
-			if err != nil {
-				return
-			}
-			na, ok := m.(*mndp.NeighborAdvertisement)
-			if !ok {
-				continue
-			}
+		ndpflood.EachAdvertisement(c, func(na *mndp.NeighborAdvertisement, cm *ipv6.ControlMessage, src netip.Addr) {
 			r := receivedNA{at: time.Now(), na: na, src: src.WithZone("")}
 			if cm != nil {
 				r.dst, _ = netip.AddrFromSlice(cm.Dst)
@@ -210,7 +203,7 @@ func (e *env) startReader(t *testing.T) {
 			case nas <- r:
 			default:
 			}
-		}
+		})
 	}()
 	t.Cleanup(func() { c.Close(); <-done })
 }

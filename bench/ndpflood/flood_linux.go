@@ -233,34 +233,24 @@ func startMain() error {
 	var unsol []time.Time
 	deadline := time.Now().Add(time.Duration(*seconds * float64(time.Second)))
 	_ = c.SetReadDeadline(deadline)
-	go func() {
-		for {
-			m, _, _, err := c.ReadFrom()
-			if err != nil {
-				return
-			}
-			na, ok := m.(*mndp.NeighborAdvertisement)
-			if !ok {
-				continue
-			}
-			i, ok := idx[na.TargetAddress]
-			if !ok {
-				continue
-			}
-			now := time.Now()
-			mu.Lock()
-			if !na.Solicited {
-				unsol = append(unsol, now)
-				if announced[i].IsZero() {
-					announced[i] = now
-				}
-			}
-			if answered[i].IsZero() {
-				answered[i] = now
-			}
-			mu.Unlock()
+	go ndpflood.EachAdvertisement(c, func(na *mndp.NeighborAdvertisement, _ *ipv6.ControlMessage, _ netip.Addr) {
+		i, ok := idx[na.TargetAddress]
+		if !ok {
+			return
 		}
-	}()
+		now := time.Now()
+		mu.Lock()
+		if !na.Solicited {
+			unsol = append(unsol, now)
+			if announced[i].IsZero() {
+				announced[i] = now
+			}
+		}
+		if answered[i].IsZero() {
+			answered[i] = now
+		}
+		mu.Unlock()
+	})
 	src := &mndp.LinkLayerAddress{Direction: mndp.Source, Addr: ifi.HardwareAddr}
 	interval := time.Second / time.Duration(*sweep)
 	next := time.Now()
