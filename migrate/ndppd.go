@@ -70,19 +70,20 @@ func ParseNdppd(name, text string) (Ndppd, error) {
 	var n Ndppd
 	for !p.done() {
 		t := p.next()
+		var err error
 		switch t.s {
 		case "route-ttl", "address-ttl":
-			if _, err := p.number(t); err != nil {
-				return n, err
-			}
+			_, err = p.number(t)
 		case "proxy":
-			px, err := p.proxy(t)
-			if err != nil {
-				return n, err
+			var px Proxy
+			if px, err = p.proxy(t); err == nil {
+				n.Proxies = append(n.Proxies, px)
 			}
-			n.Proxies = append(n.Proxies, px)
 		default:
-			return n, p.errf(t, "unknown option %q: accepted at the top are %s", t.s, strings.Join(globalOptions, ", "))
+			err = p.errf(t, "unknown option %q: accepted at the top are %s", t.s, strings.Join(globalOptions, ", "))
+		}
+		if err != nil {
+			return n, err
 		}
 	}
 	if len(n.Proxies) == 0 {
@@ -181,29 +182,23 @@ func (p *confParser) proxy(kw token) (Proxy, error) {
 		case "":
 			return px, p.errf(kw, "proxy %s is not closed with }", px.Iface)
 		case "router":
-			if px.Router, err = p.yesNo(t); err != nil {
-				return px, err
-			}
+			px.Router, err = p.yesNo(t)
 		case "promiscuous":
-			if px.Promiscuous, err = p.yesNo(t); err != nil {
-				return px, err
-			}
+			px.Promiscuous, err = p.yesNo(t)
 		case "autowire", "keepalive":
-			if _, err := p.yesNo(t); err != nil {
-				return px, err
-			}
+			_, err = p.yesNo(t)
 		case "timeout", "ttl", "retries":
-			if _, err := p.number(t); err != nil {
-				return px, err
-			}
+			_, err = p.number(t)
 		case "rule":
-			r, err := p.rule(t)
-			if err != nil {
-				return px, err
+			var r Rule
+			if r, err = p.rule(t); err == nil {
+				px.Rules = append(px.Rules, r)
 			}
-			px.Rules = append(px.Rules, r)
 		default:
-			return px, p.errf(t, "unknown option %q in proxy %s: accepted are %s", t.s, px.Iface, strings.Join(proxyOptions, ", "))
+			err = p.errf(t, "unknown option %q in proxy %s: accepted are %s", t.s, px.Iface, strings.Join(proxyOptions, ", "))
+		}
+		if err != nil {
+			return px, err
 		}
 	}
 }

@@ -312,32 +312,26 @@ const (
 	ICMPv6MLD2Report      uint8 = 143
 )
 
+// icmpv6Names are nft's names of the ICMPv6 types the rules use.
+var icmpv6Names = map[uint8]string{
+	ICMPv6DestUnreach:     "destination-unreachable",
+	ICMPv6PacketTooBig:    "packet-too-big",
+	ICMPv6TimeExceeded:    "time-exceeded",
+	ICMPv6ParamProblem:    "parameter-problem",
+	ICMPv6EchoRequest:     "echo-request",
+	ICMPv6MLDQuery:        "mld-listener-query",
+	ICMPv6MLDReport:       "mld-listener-report",
+	ICMPv6MLDDone:         "mld-listener-done",
+	ICMPv6RouterSolicit:   "nd-router-solicit",
+	ICMPv6NeighborSolicit: "nd-neighbor-solicit",
+	ICMPv6NeighborAdvert:  "nd-neighbor-advert",
+	ICMPv6MLD2Report:      "mld2-listener-report",
+}
+
+// icmpv6Name is nft's name of ICMPv6 type t, or its number.
 func icmpv6Name(t uint8) string {
-	switch t {
-	case ICMPv6DestUnreach:
-		return "destination-unreachable"
-	case ICMPv6PacketTooBig:
-		return "packet-too-big"
-	case ICMPv6TimeExceeded:
-		return "time-exceeded"
-	case ICMPv6ParamProblem:
-		return "parameter-problem"
-	case ICMPv6EchoRequest:
-		return "echo-request"
-	case ICMPv6MLDQuery:
-		return "mld-listener-query"
-	case ICMPv6MLDReport:
-		return "mld-listener-report"
-	case ICMPv6MLDDone:
-		return "mld-listener-done"
-	case ICMPv6RouterSolicit:
-		return "nd-router-solicit"
-	case ICMPv6NeighborSolicit:
-		return "nd-neighbor-solicit"
-	case ICMPv6NeighborAdvert:
-		return "nd-neighbor-advert"
-	case ICMPv6MLD2Report:
-		return "mld2-listener-report"
+	if n, ok := icmpv6Names[t]; ok {
+		return n
 	}
 	return strconv.Itoa(int(t))
 }
