@@ -28,6 +28,10 @@ type ingressState struct {
 	// noAnswer is set once a filter with answers failed where one without
 	// them worked: the kernel lacks something answering needs.
 	noAnswer bool
+	// retired are the counters of the tables the filter had before this
+	// one (replaced, or removed), so that Stats counts since the start
+	// and not since the last rebuild.
+	retired map[string]uint64
 }
 
 // kernelAnswer is how u's ingress filter answers: only in native mode,
@@ -170,6 +174,7 @@ func (r *Responder) applyIngress(u *uplink, want ndpproto.IngressFilter) error {
 
 	t := &nftables.Table{Family: nftables.TableFamilyNetdev, Name: ingress.Table(u.name), Flags: nftables.TableFlagOwner}
 	if st.table != nil {
+		r.retireCounters(u)
 		r.nft.DelTable(st.table)
 	}
 	r.nft.AddTable(t)
@@ -209,6 +214,7 @@ func (r *Responder) removeIngress(u *uplink) {
 	if st.table == nil {
 		return
 	}
+	r.retireCounters(u)
 	r.nft.DelTable(st.table)
 	if err := r.cfg.Ledger.Flush(r.nft); err != nil {
 		r.log.WithField("iface", u.name).WithError(err).Debug("ndp: remove ingress filter")
@@ -216,9 +222,33 @@ func (r *Responder) removeIngress(u *uplink) {
 	st.table, st.set, st.answer, st.have = nil, nil, nil, ndpproto.IngressFilter{}
 }
 
-// ingressCounters reads the packets u's filter counted so far, by rule
-// tag. Callers hold r.mu.
+// ingressCounters returns the packets u's filters counted so far, by rule
+// tag: the table's and those of the tables before it. Callers hold r.mu.
 func (r *Responder) ingressCounters(u *uplink) map[string]uint64 {
+	n := r.tableCounters(u)
+	if len(u.ingress.retired) > 0 && n == nil {
+		n = map[string]uint64{}
+	}
+	for tag, c := range u.ingress.retired {
+		n[tag] += c
+	}
+	return n
+}
+
+// retireCounters keeps the counters of u's table before it is replaced or
+// removed. Callers hold r.mu.
+func (r *Responder) retireCounters(u *uplink) {
+	for tag, c := range r.tableCounters(u) {
+		if u.ingress.retired == nil {
+			u.ingress.retired = map[string]uint64{}
+		}
+		u.ingress.retired[tag] += c
+	}
+}
+
+// tableCounters reads the packets u's table counted, by rule tag. Callers
+// hold r.mu.
+func (r *Responder) tableCounters(u *uplink) map[string]uint64 {
 	if r.nft == nil || u.ingress.table == nil {
 		return nil
 	}
