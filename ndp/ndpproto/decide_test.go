@@ -18,12 +18,12 @@ var (
 	other      = netip.MustParseAddr("2001:db8:1234:a1:1::99")
 )
 
-func ownsLive(a netip.Addr) bool { return a == ndptest.Live }
+func ownsLive(a netip.Addr) bool { return a == ndptest.LiveAddr }
 
 func TestDecide(t *testing.T) {
 	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal}
 	multicast := Solicitation{
-		Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.Live), HopLimit: 255, Target: ndptest.Live,
+		Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.LiveAddr), HopLimit: 255, Target: ndptest.LiveAddr,
 		SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC,
 	}
 	with := func(f func(*Solicitation)) Solicitation {
@@ -38,7 +38,7 @@ func TestDecide(t *testing.T) {
 	}
 	solicited := Answer{
 		Source: ndptest.HostLL, Destination: ndptest.RouterAddr, LinkDestination: ndptest.RouterMAC,
-		Advertisement: mndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: ndptest.Live, Options: ndptest.TLLA(uplinkMAC)},
+		Advertisement: mndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: ndptest.LiveAddr, Options: ndptest.TLLA(uplinkMAC)},
 	}
 	withAnswer := func(f func(*Answer)) Answer {
 		a := solicited
@@ -57,13 +57,13 @@ func TestDecide(t *testing.T) {
 		{name: "multicast", ns: multicast, cfg: cfg, want: solicited, ok: true},
 		{
 			name: "unicast reachability probe",
-			ns:   with(func(s *Solicitation) { s.Destination = ndptest.Live }),
+			ns:   with(func(s *Solicitation) { s.Destination = ndptest.LiveAddr }),
 			cfg:  cfg, want: solicited, ok: true,
 		},
 		{
 			name: "unicast without option answers the frame source",
 			ns: with(func(s *Solicitation) {
-				s.Destination, s.SourceLinkAddr, s.LinkSource = ndptest.Live, nil, net.HardwareAddr{2, 0, 0, 0, 0, 0x77}
+				s.Destination, s.SourceLinkAddr, s.LinkSource = ndptest.LiveAddr, nil, net.HardwareAddr{2, 0, 0, 0, 0, 0x77}
 			}),
 			cfg: cfg, ok: true,
 			want: withAnswer(func(a *Answer) { a.LinkDestination = net.HardwareAddr{2, 0, 0, 0, 0, 0x77} }),
@@ -99,7 +99,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "source target",
 			ns:   multicast, cfg: withCfg(func(c *DecideConfig) { c.Source = SourceTarget }), ok: true,
-			want: withAnswer(func(a *Answer) { a.Source = ndptest.Live }),
+			want: withAnswer(func(a *Answer) { a.Source = ndptest.LiveAddr }),
 		},
 		{
 			name: "source global",
@@ -114,7 +114,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "no link-local falls back to target",
 			ns:   multicast, cfg: withCfg(func(c *DecideConfig) { c.LinkLocal = netip.Addr{} }), ok: true,
-			want: withAnswer(func(a *Answer) { a.Source = ndptest.Live }),
+			want: withAnswer(func(a *Answer) { a.Source = ndptest.LiveAddr }),
 		},
 		{
 			name: "hop limit 254 (forwarded)",
@@ -158,7 +158,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "dad probe to the target itself",
 			ns: with(func(s *Solicitation) {
-				s.Source, s.SourceLinkAddr, s.Destination = netip.IPv6Unspecified(), nil, ndptest.Live
+				s.Source, s.SourceLinkAddr, s.Destination = netip.IPv6Unspecified(), nil, ndptest.LiveAddr
 			}),
 			cfg: cfg, reason: ReasonDADDestination,
 		},
@@ -202,7 +202,7 @@ func TestDecide(t *testing.T) {
 			cfg: cfg, ok: true,
 			want: Answer{
 				Source: ndptest.HostLL, Destination: AllNodes, LinkDestination: AllNodesMAC,
-				Advertisement: mndp.NeighborAdvertisement{Override: true, TargetAddress: ndptest.Live, Options: ndptest.TLLA(uplinkMAC)},
+				Advertisement: mndp.NeighborAdvertisement{Override: true, TargetAddress: ndptest.LiveAddr, Options: ndptest.TLLA(uplinkMAC)},
 			},
 		},
 	}
@@ -220,25 +220,25 @@ func TestDecide(t *testing.T) {
 }
 
 func TestDecideNilOwned(t *testing.T) {
-	ns := Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.Live, HopLimit: 255, Target: ndptest.Live, SourceLinkAddr: ndptest.RouterMAC}
+	ns := Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.LiveAddr, HopLimit: 255, Target: ndptest.LiveAddr, SourceLinkAddr: ndptest.RouterMAC}
 	if _, ok, reason := Decide(ns, DecideConfig{LinkAddr: uplinkMAC}, nil); ok || reason != ReasonNotOwned {
 		t.Errorf("Decide with nil owned = %v %q, want false %q", ok, reason, ReasonNotOwned)
 	}
 }
 
 func TestUnsolicited(t *testing.T) {
-	got, err := Unsolicited(ndptest.Live, DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL})
+	got, err := Unsolicited(ndptest.LiveAddr, DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Answer{
 		Source: ndptest.HostLL, Destination: AllNodes, LinkDestination: net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1},
-		Advertisement: mndp.NeighborAdvertisement{Override: true, TargetAddress: ndptest.Live, Options: ndptest.TLLA(uplinkMAC)},
+		Advertisement: mndp.NeighborAdvertisement{Override: true, TargetAddress: ndptest.LiveAddr, Options: ndptest.TLLA(uplinkMAC)},
 	}
 	if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("Unsolicited (-want +got):\n%s", diff)
 	}
-	if _, err := Unsolicited(ndptest.Live, DecideConfig{}); err == nil {
+	if _, err := Unsolicited(ndptest.LiveAddr, DecideConfig{}); err == nil {
 		t.Error("Unsolicited without a MAC: no error")
 	}
 }
@@ -247,7 +247,7 @@ func TestUnsolicited(t *testing.T) {
 // 255 and an ICMPv6 checksum that verifies, parsed back by mdlayher/ndp.
 func TestAnswerPacket(t *testing.T) {
 	a, ok, _ := Decide(Solicitation{
-		Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.Live), HopLimit: 255, Target: ndptest.Live, SourceLinkAddr: ndptest.RouterMAC,
+		Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.LiveAddr), HopLimit: 255, Target: ndptest.LiveAddr, SourceLinkAddr: ndptest.RouterMAC,
 	}, DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL}, ownsLive)
 	if !ok {
 		t.Fatal("no answer")
@@ -275,7 +275,7 @@ func TestAnswerPacket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &mndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: ndptest.Live, Options: ndptest.TLLA(uplinkMAC)}
+	want := &mndp.NeighborAdvertisement{Solicited: true, Override: true, TargetAddress: ndptest.LiveAddr, Options: ndptest.TLLA(uplinkMAC)}
 	if diff := cmp.Diff(want, m, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 		t.Errorf("parsed back (-want +got):\n%s", diff)
 	}

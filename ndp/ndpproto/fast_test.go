@@ -80,7 +80,7 @@ func checkAgree(t *testing.T, name string, pkt []byte, linkSrc net.HardwareAddr,
 // configuration.
 func TestFastPathAgrees(t *testing.T) {
 	srcs := []netip.Addr{ndptest.RouterAddr, netip.IPv6Unspecified(), netip.MustParseAddr("ff02::2"), ndptest.RouterLL}
-	targets := []netip.Addr{ndptest.Live, other, netip.MustParseAddr("ff02::1"), netip.MustParseAddr("::1")}
+	targets := []netip.Addr{ndptest.LiveAddr, other, netip.MustParseAddr("ff02::1"), netip.MustParseAddr("::1")}
 	optSets := map[string][]mndp.Option{
 		"none":      nil,
 		"slla":      {ndptest.SLLAOpt(ndptest.RouterMAC)},
@@ -136,9 +136,9 @@ func TestFastPathAgrees(t *testing.T) {
 
 // FuzzFastPath: on any bytes the two paths agree.
 func FuzzFastPath(f *testing.F) {
-	f.Add(ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC))))
-	f.Add(ndptest.IPv6Packet(netip.IPv6Unspecified(), ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(f, netip.IPv6Unspecified(), ndptest.SNM(ndptest.Live), ndptest.Live, mndp.NewNonce())))
-	f.Add(ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.Live, 255, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.Live, ndptest.Live)))
+	f.Add(ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, ndptest.SLLAOpt(ndptest.RouterMAC))))
+	f.Add(ndptest.IPv6Packet(netip.IPv6Unspecified(), ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, ndptest.ICMPNS(f, netip.IPv6Unspecified(), ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, mndp.NewNonce())))
+	f.Add(ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.LiveAddr, 255, 0, []byte{58, 0, 1, 4, 0, 0, 0, 0}, ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.LiveAddr, ndptest.LiveAddr)))
 	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkAgree(t, "fuzz", b, ndptest.RouterMAC, cfg, ownsLive)
@@ -159,9 +159,9 @@ func FuzzFastPath(f *testing.F) {
 // BenchmarkFastPath is the per-packet cost of the capture loop's decision
 // for an answered solicitation; -benchmem shows it allocates nothing.
 func BenchmarkFastPath(b *testing.B) {
-	pkt := ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(b, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC)))
+	pkt := ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, ndptest.ICMPNS(b, ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, ndptest.SLLAOpt(ndptest.RouterMAC)))
 	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal}
-	owned := map[netip.Addr]struct{}{ndptest.Live: {}}
+	owned := map[netip.Addr]struct{}{ndptest.LiveAddr: {}}
 	own := func(a netip.Addr) bool { _, ok := owned[a]; return ok }
 	lim := NewLimiter(-1, -1, -1, -1)
 	var buf [NALen]byte
@@ -181,7 +181,7 @@ func BenchmarkFastPath(b *testing.B) {
 // BenchmarkSlowPath is the same through ParsePacket, Decide and Packet,
 // what the responder did before the fast path.
 func BenchmarkSlowPath(b *testing.B) {
-	pkt := ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(b, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC)))
+	pkt := ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, ndptest.ICMPNS(b, ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, ndptest.SLLAOpt(ndptest.RouterMAC)))
 	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -205,26 +205,26 @@ func TestLimiter(t *testing.T) {
 	a, b := ndptest.RouterAddr, other
 	got := 0
 	for range 50 {
-		if l.Allow(sec, a, ndptest.Live, kindMulticast, false) == "" {
+		if l.Allow(sec, a, ndptest.LiveAddr, kindMulticast, false) == "" {
 			got++
 		}
 	}
 	if got != 20 { // burst: twice the rate
 		t.Errorf("one source at once: %d answered, want 20", got)
 	}
-	if r := l.Allow(sec, a, ndptest.Live, KindUnicast, false); r != ReasonSourceLimit {
+	if r := l.Allow(sec, a, ndptest.LiveAddr, KindUnicast, false); r != ReasonSourceLimit {
 		t.Errorf("over the source budget: %q", r)
 	}
-	if r := l.Allow(sec, b, ndptest.Live, KindUnicast, false); r != "" {
+	if r := l.Allow(sec, b, ndptest.LiveAddr, KindUnicast, false); r != "" {
 		t.Errorf("another source refused: %q", r)
 	}
-	if r := l.Allow(sec+sec/10, a, ndptest.Live, KindUnicast, false); r != "" {
+	if r := l.Allow(sec+sec/10, a, ndptest.LiveAddr, KindUnicast, false); r != "" {
 		t.Errorf("after 100 ms (one token back): %q", r)
 	}
 	// DAD defences: 3 at once per target, then one a second.
 	dad := 0
 	for range 10 {
-		if l.Allow(2*sec, netip.IPv6Unspecified(), ndptest.Live, KindDAD, false) == "" {
+		if l.Allow(2*sec, netip.IPv6Unspecified(), ndptest.LiveAddr, KindDAD, false) == "" {
 			dad++
 		}
 	}
@@ -236,7 +236,7 @@ func TestLimiter(t *testing.T) {
 	got = 0
 	for i := range 500 {
 		src := netip.AddrFrom16([16]byte{0x20, 0x01, 14: byte(i >> 8), 15: byte(i)})
-		if l.Allow(sec, src, ndptest.Live, kindMulticast, false) == "" {
+		if l.Allow(sec, src, ndptest.LiveAddr, kindMulticast, false) == "" {
 			got++
 		}
 	}
@@ -249,12 +249,12 @@ func TestLimiter(t *testing.T) {
 // for the router, with the uplink's MAC.
 func TestBuildNS(t *testing.T) {
 	var b [NALen]byte
-	BuildNS(&b, ndptest.Live, ndptest.RouterAddr, uplinkMAC)
+	BuildNS(&b, ndptest.LiveAddr, ndptest.RouterAddr, uplinkMAC)
 	ns, err := ParsePacket(b[:], uplinkMAC)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ns.Source != ndptest.Live || ns.Destination != ndptest.SNM(ndptest.RouterAddr) || ns.Target != ndptest.RouterAddr || ns.HopLimit != 255 || !bytes.Equal(ns.SourceLinkAddr, uplinkMAC) {
+	if ns.Source != ndptest.LiveAddr || ns.Destination != ndptest.SNM(ndptest.RouterAddr) || ns.Target != ndptest.RouterAddr || ns.HopLimit != 255 || !bytes.Equal(ns.SourceLinkAddr, uplinkMAC) {
 		t.Errorf("priming solicitation %+v", ns)
 	}
 	if m := MulticastMACOf(ndptest.SNM(ndptest.RouterAddr)); !bytes.Equal(m[:], []byte{0x33, 0x33, 0xff, 0, 0xff, 0xfe}) {

@@ -12,7 +12,7 @@ import (
 // solicitor is a solicitation as the capture loop parsed it: IPv6 source,
 // frame source, Source Link-Layer Address option (nil: none).
 func solicitor(src netip.Addr, linkSrc, slla net.HardwareAddr) *FastNS {
-	ns := &FastNS{Src: src, dst: ndptest.SNM(ndptest.Live), Target: ndptest.Live, hop: 255}
+	ns := &FastNS{Src: src, dst: ndptest.SNM(ndptest.LiveAddr), Target: ndptest.LiveAddr, hop: 255}
 	if linkSrc != nil {
 		ns.hasLink, ns.linkSrc = true, [6]byte(linkSrc)
 	}
@@ -93,37 +93,37 @@ func TestLimiterRouterReserve(t *testing.T) {
 		if i%2 == 1 {
 			ns = solicitor(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 12: byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)}), ndptest.AttackerMAC, ndptest.AttackerMAC)
 		}
-		if l.Allow(sec, ns.Src, ndptest.Live, kindMulticast, id.Sent(ns)) == "" {
+		if l.Allow(sec, ns.Src, ndptest.LiveAddr, kindMulticast, id.Sent(ns)) == "" {
 			random++
 		}
 	}
 	if random != 100 {
 		t.Errorf("the flood got %d answers, want the total of 100", random)
 	}
-	if r := l.Allow(sec, spoofed.Src, ndptest.Live, KindUnicast, id.Sent(spoofed)); r != ReasonSourceLimit {
+	if r := l.Allow(sec, spoofed.Src, ndptest.LiveAddr, KindUnicast, id.Sent(spoofed)); r != ReasonSourceLimit {
 		t.Errorf("the forged router source: %q, want %q", r, ReasonSourceLimit)
 	}
 	router := solicitor(ndptest.RouterAddr, ndptest.RouterMAC, ndptest.RouterMAC)
 	answered := 0
 	for range 200 {
-		if l.Allow(sec, router.Src, ndptest.Live, KindUnicast, id.Sent(router)) == "" {
+		if l.Allow(sec, router.Src, ndptest.LiveAddr, KindUnicast, id.Sent(router)) == "" {
 			answered++
 		}
 	}
 	if answered != 100 { // the reserve's burst: twice its rate
 		t.Errorf("the router got %d answers during the flood, want its burst of 100", answered)
 	}
-	if r := l.Allow(sec, router.Src, ndptest.Live, KindUnicast, true); r != ReasonRouterLimit {
+	if r := l.Allow(sec, router.Src, ndptest.LiveAddr, KindUnicast, true); r != ReasonRouterLimit {
 		t.Errorf("the router over its reserve: %q, want %q", r, ReasonRouterLimit)
 	}
 	// The router spent nothing of the others'.
-	if r := l.Allow(2*sec, other, ndptest.Live, kindMulticast, false); r != "" {
+	if r := l.Allow(2*sec, other, ndptest.LiveAddr, kindMulticast, false); r != "" {
 		t.Errorf("another solicitor after a second: %q", r)
 	}
 	// No limit for the router.
 	l = NewLimiter(1, 1, 1, -1)
 	for i := range 1000 {
-		if r := l.Allow(sec, ndptest.RouterAddr, ndptest.Live, KindUnicast, true); r != "" {
+		if r := l.Allow(sec, ndptest.RouterAddr, ndptest.LiveAddr, KindUnicast, true); r != "" {
 			t.Fatalf("answer %d to the router without a limit: %q", i, r)
 		}
 	}
@@ -132,9 +132,9 @@ func TestLimiterRouterReserve(t *testing.T) {
 // TestBadChecksumIsNotAnswered: both parsers refuse a solicitation with a
 // wrong checksum, and say so apart from other malformed ones.
 func TestBadChecksumIsNotAnswered(t *testing.T) {
-	icmp := ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC))
+	icmp := ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, ndptest.SLLAOpt(ndptest.RouterMAC))
 	icmp[2] ^= 0x40
-	pkt := ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, icmp)
+	pkt := ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, icmp)
 	if _, err := ParsePacket(pkt, ndptest.RouterMAC); !errors.Is(err, ErrBadChecksum) || !errors.Is(err, ErrMalformed) {
 		t.Errorf("ParsePacket: %v, want ErrBadChecksum wrapping ErrMalformed", err)
 	}

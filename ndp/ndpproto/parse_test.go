@@ -13,12 +13,12 @@ import (
 )
 
 func TestParsePacket(t *testing.T) {
-	ns := ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC))
+	ns := ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, ndptest.SLLAOpt(ndptest.RouterMAC))
 	// A hop-by-hop header (8 bytes: next header ICMPv6, length 0, PadN).
 	hbh := []byte{58, 0, 1, 4, 0, 0, 0, 0}
 	nonce := mndp.NewNonce()
-	dad := ndptest.ICMPNS(t, netip.IPv6Unspecified(), ndptest.SNM(ndptest.Live), ndptest.Live, nonce)
-	unknownOpt := ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.Live, ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC), &mndp.RawOption{Type: 200, Length: 1, Value: make([]byte, 6)})
+	dad := ndptest.ICMPNS(t, netip.IPv6Unspecified(), ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, nonce)
+	unknownOpt := ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.LiveAddr, ndptest.LiveAddr, ndptest.SLLAOpt(ndptest.RouterMAC), &mndp.RawOption{Type: 200, Length: 1, Value: make([]byte, 6)})
 
 	corrupt := append([]byte(nil), ns...)
 	corrupt[10] ^= 0xff
@@ -32,66 +32,66 @@ func TestParsePacket(t *testing.T) {
 	}{
 		{
 			name: "multicast",
-			pkt:  ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, ns),
-			want: Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.Live), HopLimit: 255, Target: ndptest.Live, SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC},
+			pkt:  ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, ns),
+			want: Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.LiveAddr), HopLimit: 255, Target: ndptest.LiveAddr, SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC},
 		},
 		{
 			name: "behind hop-by-hop",
-			pkt:  ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, hbh, ns),
-			want: Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.Live), HopLimit: 255, Target: ndptest.Live, SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC},
+			pkt:  ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, hbh, ns),
+			want: Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.LiveAddr), HopLimit: 255, Target: ndptest.LiveAddr, SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC},
 		},
 		{
 			name: "hop limit kept for Decide",
-			pkt:  ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 254, 0, nil, ns),
-			want: Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.Live), HopLimit: 254, Target: ndptest.Live, SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC},
+			pkt:  ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 254, 0, nil, ns),
+			want: Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.SNM(ndptest.LiveAddr), HopLimit: 254, Target: ndptest.LiveAddr, SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC},
 		},
 		{
 			name: "dad with nonce",
-			pkt:  ndptest.IPv6Packet(netip.IPv6Unspecified(), ndptest.SNM(ndptest.Live), 255, 0, nil, dad),
-			want: Solicitation{Source: netip.IPv6Unspecified(), Destination: ndptest.SNM(ndptest.Live), HopLimit: 255, Target: ndptest.Live, LinkSource: ndptest.RouterMAC, Nonce: nonce},
+			pkt:  ndptest.IPv6Packet(netip.IPv6Unspecified(), ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, dad),
+			want: Solicitation{Source: netip.IPv6Unspecified(), Destination: ndptest.SNM(ndptest.LiveAddr), HopLimit: 255, Target: ndptest.LiveAddr, LinkSource: ndptest.RouterMAC, Nonce: nonce},
 		},
 		{
 			name: "unknown option skipped",
-			pkt:  ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.Live, 255, 0, nil, unknownOpt),
-			want: Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.Live, HopLimit: 255, Target: ndptest.Live, SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC},
+			pkt:  ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.LiveAddr, 255, 0, nil, unknownOpt),
+			want: Solicitation{Source: ndptest.RouterAddr, Destination: ndptest.LiveAddr, HopLimit: 255, Target: ndptest.LiveAddr, SourceLinkAddr: ndptest.RouterMAC, LinkSource: ndptest.RouterMAC},
 		},
-		{name: "bad checksum", pkt: ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, corrupt), wantErr: true},
-		{name: "checksum for other addresses", pkt: ndptest.IPv6Packet(hostGlobal, ndptest.SNM(ndptest.Live), 255, 0, nil, ns), wantErr: true},
-		{name: "short", pkt: ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, ns)[:50], wantErr: true},
+		{name: "bad checksum", pkt: ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, corrupt), wantErr: true},
+		{name: "checksum for other addresses", pkt: ndptest.IPv6Packet(hostGlobal, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, ns), wantErr: true},
+		{name: "short", pkt: ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, ns)[:50], wantErr: true},
 		{name: "empty", pkt: nil, wantErr: true},
 		{name: "ipv4", pkt: append([]byte{0x45}, make([]byte, 60)...), wantErr: true},
-		{name: "udp", pkt: ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 17, []byte{}, ns), wantErr: true, other: true},
+		{name: "udp", pkt: ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 17, []byte{}, ns), wantErr: true, other: true},
 		{
 			name:    "mld report behind hop-by-hop",
 			pkt:     ndptest.IPv6Packet(ndptest.RouterAddr, netip.MustParseAddr("ff02::16"), 1, 0, hbh, []byte{143, 0, 0, 0, 0, 0, 0, 0}),
 			wantErr: true, other: true,
 		},
-		{name: "truncated ext header", pkt: ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, []byte{58, 9, 0, 0, 0, 0, 0, 0}, ns), wantErr: true},
+		{name: "truncated ext header", pkt: ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, []byte{58, 9, 0, 0, 0, 0, 0, 0}, ns), wantErr: true},
 		{
 			name:    "duplicate source option",
-			pkt:     ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC), ndptest.SLLAOpt(ndptest.RouterMAC))),
+			pkt:     ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, ndptest.SLLAOpt(ndptest.RouterMAC), ndptest.SLLAOpt(ndptest.RouterMAC))),
 			wantErr: true,
 		},
 		{
 			name:    "dad with source option",
-			pkt:     ndptest.IPv6Packet(netip.IPv6Unspecified(), ndptest.SNM(ndptest.Live), 255, 0, nil, ndptest.ICMPNS(t, netip.IPv6Unspecified(), ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC))),
+			pkt:     ndptest.IPv6Packet(netip.IPv6Unspecified(), ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, ndptest.ICMPNS(t, netip.IPv6Unspecified(), ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, ndptest.SLLAOpt(ndptest.RouterMAC))),
 			wantErr: true,
 		},
 		{
 			name: "zero-length option",
 			pkt: func() []byte {
-				b := append(ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live), 1, 0, 0, 0, 0, 0, 0, 0)
+				b := append(ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr), 1, 0, 0, 0, 0, 0, 0, 0)
 				binary.BigEndian.PutUint16(b[2:4], 0)
-				binary.BigEndian.PutUint16(b[2:4], Checksum(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), b))
-				return ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, b)
+				binary.BigEndian.PutUint16(b[2:4], Checksum(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), b))
+				return ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, b)
 			}(),
 			wantErr: true,
 		},
 		{
 			name: "advertisement, not solicitation",
 			pkt: func() []byte {
-				b, _ := mndp.MarshalMessageChecksum(&mndp.NeighborAdvertisement{TargetAddress: ndptest.Live}, ndptest.RouterAddr, ndptest.SNM(ndptest.Live))
-				return ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.Live), 255, 0, nil, b)
+				b, _ := mndp.MarshalMessageChecksum(&mndp.NeighborAdvertisement{TargetAddress: ndptest.LiveAddr}, ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr))
+				return ndptest.IPv6Packet(ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), 255, 0, nil, b)
 			}(),
 			wantErr: true, other: true,
 		},
@@ -129,9 +129,9 @@ func nonceEqual(a, b *mndp.Nonce) bool {
 }
 
 func TestParseICMPCode(t *testing.T) {
-	b := ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.Live, ndptest.Live)
+	b := ndptest.ICMPNS(t, ndptest.RouterAddr, ndptest.LiveAddr, ndptest.LiveAddr)
 	b[1] = 1
-	if _, err := ParseICMP(ndptest.RouterAddr, ndptest.Live, 255, b, nil); !errors.Is(err, ErrMalformed) {
+	if _, err := ParseICMP(ndptest.RouterAddr, ndptest.LiveAddr, 255, b, nil); !errors.Is(err, ErrMalformed) {
 		t.Errorf("code 1: %v, want ErrMalformed", err)
 	}
 }
@@ -140,12 +140,12 @@ func TestParseICMPCode(t *testing.T) {
 // packets through ParsePacket: nothing may panic, and every answer must be
 // a well-formed advertisement for an owned unicast target.
 func FuzzParse(f *testing.F) {
-	f.Add(ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.SNM(ndptest.Live), ndptest.Live, ndptest.SLLAOpt(ndptest.RouterMAC)), uint8(255), false, true)
-	f.Add(ndptest.ICMPNS(f, netip.IPv6Unspecified(), ndptest.SNM(ndptest.Live), ndptest.Live, mndp.NewNonce()), uint8(255), true, true)
-	f.Add(ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.Live, ndptest.Live), uint8(255), false, false)
-	f.Add(ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.Live, ndptest.Live, ndptest.SLLAOpt(uplinkMAC)), uint8(64), false, false)
+	f.Add(ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, ndptest.SLLAOpt(ndptest.RouterMAC)), uint8(255), false, true)
+	f.Add(ndptest.ICMPNS(f, netip.IPv6Unspecified(), ndptest.SNM(ndptest.LiveAddr), ndptest.LiveAddr, mndp.NewNonce()), uint8(255), true, true)
+	f.Add(ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.LiveAddr, ndptest.LiveAddr), uint8(255), false, false)
+	f.Add(ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.LiveAddr, ndptest.LiveAddr, ndptest.SLLAOpt(uplinkMAC)), uint8(64), false, false)
 	f.Add([]byte{135, 0, 0, 0}, uint8(255), false, false)
-	f.Add(append(ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.Live, ndptest.Live), 1, 0), uint8(255), false, true)
+	f.Add(append(ndptest.ICMPNS(f, ndptest.RouterAddr, ndptest.LiveAddr, ndptest.LiveAddr), 1, 0), uint8(255), false, true)
 
 	cfg := DecideConfig{LinkAddr: uplinkMAC, LinkLocal: ndptest.HostLL, Global: hostGlobal}
 	f.Fuzz(func(t *testing.T, b []byte, hop uint8, dad, multicast bool) {
@@ -153,9 +153,9 @@ func FuzzParse(f *testing.F) {
 		if dad {
 			src = netip.IPv6Unspecified()
 		}
-		dst := ndptest.Live
+		dst := ndptest.LiveAddr
 		if multicast {
-			dst = ndptest.SNM(ndptest.Live)
+			dst = ndptest.SNM(ndptest.LiveAddr)
 		}
 		owned := func(netip.Addr) bool { return true }
 		check := func(ns Solicitation) {

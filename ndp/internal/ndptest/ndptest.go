@@ -14,13 +14,12 @@ import (
 
 // The simulated link: the provider's router, the host's link-local
 // address, the containers' range and an address in it that is answered
-// for (Live and LiveAddr are the same), and a stranger's MAC.
+// for, and a stranger's MAC.
 var (
 	RouterMAC    = net.HardwareAddr{0x02, 0, 0, 0, 0, 0xfe}
 	RouterAddr   = netip.MustParseAddr("2001:db8:1234:a1::fffe")
 	RouterLL     = netip.MustParseAddr("fe80::fe")
 	HostLL       = netip.MustParseAddr("fe80::1")
-	Live         = netip.MustParseAddr("2001:db8:1234:a1:1::ab53")
 	ContainerNet = netip.MustParsePrefix("2001:db8:1234:a1:1::/112")
 	LiveAddr     = netip.MustParseAddr("2001:db8:1234:a1:1::ab53")
 	AttackerMAC  = net.HardwareAddr{0x02, 0xba, 0xd0, 0, 0, 1}
