@@ -27,12 +27,8 @@ func (d *Driver) Reconcile() error {
 	if err := d.checkOwnership(owned); err != nil {
 		return err
 	}
-	changed, err := d.cfg.Links.PrepareHost(d.cfg.Uplinks)
-	if err != nil {
+	if err := d.prepareHostLocked(); err != nil {
 		return fmt.Errorf("prepare host: %w", err)
-	}
-	for _, c := range changed {
-		d.log.WithField("sysctl", c).Info("changed host setting")
 	}
 	d.problems = map[string]string{}
 	claimed := map[string]bool{}
@@ -146,4 +142,17 @@ func (d *Driver) Problems() map[string]string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return maps.Clone(d.problems)
+}
+
+// prepareHostLocked makes the host settings v6bridge needs (PrepareHost)
+// and logs each one it changed.
+func (d *Driver) prepareHostLocked() error {
+	changed, err := d.cfg.Links.PrepareHost(d.cfg.Uplinks)
+	if err != nil {
+		return err
+	}
+	for _, c := range changed {
+		d.log.WithField("sysctl", c).Info("changed host setting")
+	}
+	return nil
 }

@@ -104,7 +104,7 @@ var everything = change{all: true}
 // and syncing the same change again.
 func (d *Driver) syncLocked(c change) error {
 	var err error
-	if c.all || !d.synced || !slices.Equal(d.cfg.Host.UplinkAddrs(), d.syncedHostAddrs) {
+	if c.all || d.hostAddrsChanged() {
 		err = d.syncAllLocked()
 	} else {
 		err = d.syncSomeLocked(c)
@@ -229,4 +229,11 @@ func (d *Driver) ndpTargets() ([]netip.Addr, []netip.Prefix) {
 		}
 	}
 	return addrs, ranges
+}
+
+// hostAddrsChanged reports whether the next sync must be a whole one for
+// the host: none succeeded yet, or the uplinks' addresses are not those
+// the last one used.
+func (d *Driver) hostAddrsChanged() bool {
+	return !d.synced || !slices.Equal(d.cfg.Host.UplinkAddrs(), d.syncedHostAddrs)
 }

@@ -2,7 +2,6 @@ package driver
 
 import (
 	"fmt"
-	"slices"
 )
 
 // UplinkChanged brings what hangs on the uplinks up to date after they
@@ -16,14 +15,10 @@ func (d *Driver) UplinkChanged(relinked bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if relinked {
-		changed, err := d.cfg.Links.PrepareHost(d.cfg.Uplinks)
-		if err != nil {
+		if err := d.prepareHostLocked(); err != nil {
 			return fmt.Errorf("prepare the host for the new uplink: %w", err)
 		}
-		for _, c := range changed {
-			d.log.WithField("sysctl", c).Info("changed host setting")
-		}
-	} else if d.synced && slices.Equal(d.cfg.Host.UplinkAddrs(), d.syncedHostAddrs) {
+	} else if !d.hostAddrsChanged() {
 		return nil
 	}
 	if err := d.syncLocked(everything); err != nil {

@@ -144,7 +144,7 @@ Run it on the host as root (the sockets are root's).
 		}
 		req.EngineKnown = true
 	}
-	sock, err := pluginSocket(ctx, *socket)
+	sock, _, err := findPlugin(ctx, *socket)
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}

@@ -171,11 +171,5 @@ func findPlugin(ctx context.Context, socket string) (string, []byte, error) {
 	return doctor.FindPlugin(ctx, socket, pluginsDir)
 }
 
-// pluginSocket returns the socket of the plugin to ask (findPlugin).
-func pluginSocket(ctx context.Context, socket string) (string, error) {
-	s, _, err := findPlugin(ctx, socket)
-	return s, err
-}
-
 // pluginsDir is where findPlugin looks; tests point it elsewhere.
 var pluginsDir = doctor.PluginsDir
