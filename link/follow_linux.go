@@ -55,7 +55,8 @@ const DefaultSettle = 50 * time.Millisecond
 type Follower struct {
 	cfg   FollowConfig
 	h     *netlink.Handle
-	own   bool // the process's namespace: subscriptions without setns
+	addrs *AddrDumper // the uplinks' addresses, without every veth's
+	own   bool        // the process's namespace: subscriptions without setns
 	parts []Part
 
 	mu       sync.Mutex
@@ -94,14 +95,15 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 	if err != nil {
 		return nil, fmt.Errorf("follow uplinks: netlink handle: %w", err)
 	}
+	f.addrs = NewAddrDumper(cfg.NetNS, f.h)
 	for _, name := range cfg.Uplinks {
 		if err := validName(name); err != nil {
-			f.h.Close()
+			f.Close()
 			return nil, fmt.Errorf("follow uplinks: %w", err)
 		}
 		st, err := f.read(name)
 		if err != nil {
-			f.h.Close()
+			f.Close()
 			return nil, err
 		}
 		f.state[name] = &followed{st: st, attached: st.Index, reattach: map[string]*Reattachment{}}
@@ -116,7 +118,10 @@ func NewFollower(cfg FollowConfig) (*Follower, error) {
 func (f *Follower) Tell(p Part) { f.parts = append(f.parts, p) }
 
 // Close releases the netlink handle; call it after Run returned.
-func (f *Follower) Close() { f.h.Close() }
+func (f *Follower) Close() {
+	f.addrs.Close()
+	f.h.Close()
+}
 
 // State returns the uplink's state as last read.
 func (f *Follower) State(name string) (UplinkState, bool) {
@@ -299,7 +304,7 @@ func (f *Follower) read(name string) (UplinkState, error) {
 	}
 	st.Index = l.Attrs().Index
 	st.Up = l.Attrs().Flags&net.FlagUp != 0 && l.Attrs().OperState != netlink.OperDown
-	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return f.h.AddrList(l, netlink.FAMILY_V6) })
+	addrs, err := f.addrs.List(l, netlink.FAMILY_V6)
 	if err != nil {
 		return st, fmt.Errorf("uplink %q: list addresses: %w", name, err)
 	}
@@ -340,7 +345,7 @@ func (f *Follower) refresh(name string) {
 	}
 	f.mu.Lock()
 	s := f.state[name]
-	if st.Equal(s.st) && (st.Index == 0 || st.Index == s.attached) {
+	if st.Equal(s.st) {
 		f.mu.Unlock()
 		return
 	}
