@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/v6bridge/v6bridge/internal/instance"
 	"github.com/v6bridge/v6bridge/netspec"
 )
 
@@ -32,24 +33,19 @@ type StateDir struct {
 	Err  string `json:"error,omitempty"`
 }
 
-// identityFile is internal/instance's IdentityFile: {"id": ...}.
-const identityFile = "instance.json"
-
 // ReadStateID returns the instance id of the state directory dir ("" and
 // no error when it has none yet: a fresh directory).
 func ReadStateID(dir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, identityFile))
+	b, err := os.ReadFile(filepath.Join(dir, instance.IdentityFile))
 	if os.IsNotExist(err) {
 		return "", nil
 	}
 	if err != nil {
 		return "", err
 	}
-	var id struct {
-		ID string `json:"id"`
-	}
+	var id instance.Identity
 	if err := json.Unmarshal(b, &id); err != nil {
-		return "", fmt.Errorf("%s: %w", filepath.Join(dir, identityFile), err)
+		return "", fmt.Errorf("%s: %w", filepath.Join(dir, instance.IdentityFile), err)
 	}
 	return id.ID, nil
 }

@@ -35,7 +35,7 @@ var allowed = map[string][]string{
 	"ra":                 {"netspec", "internal/netnsdo"},
 	"ndp":                {"netspec", "link", "ndp/ndpproto", "ndp/ingress", "internal/netnsdo", "internal/nlretry", "internal/nftledger"},
 	"ipam":               {"netspec", "plan", "internal/store", "internal/hostos"},
-	"doctor":             {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry"},
+	"doctor":             {"netspec", "plan", "link", "nat", "internal/netnsdo", "internal/nlretry", "internal/instance"},
 	"migrate":            {"netspec", "plan", "ipam"},
 	"driver":             {"netspec", "fwstate", "portfwd", "ipam", "internal/store", "internal/hostos"},
 	"portfwd":            {"netspec"},
