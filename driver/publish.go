@@ -202,11 +202,11 @@ func (p *publisher) forwards() []portfwd.Forward {
 			if !hostOnly(m) {
 				continue
 			}
-			for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+			for hp, cp := range m.Ports() {
 				out = append(out, portfwd.Forward{
 					Proto:  m.Proto,
-					Listen: netip.AddrPortFrom(m.HostAddr, m.HostFirst+uint16(i)),
-					To:     netip.AddrPortFrom(t.Addr.Addr(), m.ContainerFirst+uint16(i)),
+					Listen: netip.AddrPortFrom(m.HostAddr, hp),
+					To:     netip.AddrPortFrom(t.Addr.Addr(), cp),
 				})
 			}
 		}

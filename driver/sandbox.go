@@ -69,9 +69,9 @@ func (d *Driver) loadSandboxes(sbs []*Sandbox) error {
 func requestsOf(ms []netspec.Mapping) []PortRequest {
 	var out []PortRequest
 	for _, m := range ms {
-		for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+		for hp, cp := range m.Ports() {
 			out = append(out, PortRequest{Proto: m.Proto, HostAddr: m.HostAddr,
-				HostFirst: m.HostFirst + uint16(i), HostLast: m.HostFirst + uint16(i), ContainerPort: m.ContainerFirst + uint16(i)})
+				HostFirst: hp, HostLast: hp, ContainerPort: cp})
 		}
 	}
 	return out

@@ -169,10 +169,10 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, old, new Endpoint, public boo
 	open := map[cport]bool{}
 	for _, m := range new.Ports {
 		hosts := m.Hosts(newHosts)
-		for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
-			published[cport{m.Proto, m.ContainerFirst + uint16(i)}] = true
+		for hp, cp := range m.Ports() {
+			published[cport{m.Proto, cp}] = true
 			for _, h := range hosts {
-				forwarded[hport{h, m.Proto, m.HostFirst + uint16(i), m.ContainerFirst + uint16(i)}] = true
+				forwarded[hport{h, m.Proto, hp, cp}] = true
 			}
 		}
 	}
@@ -192,15 +192,15 @@ func RevokedPorts(oldHosts, newHosts []netip.Addr, old, new Endpoint, public boo
 	}
 	for _, m := range old.Ports {
 		hosts := m.Hosts(oldHosts)
-		for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
-			c := cport{m.Proto, m.ContainerFirst + uint16(i)}
+		for hp, cp := range m.Ports() {
+			c := cport{m.Proto, cp}
 			if !published[c] {
 				add(RevokeReplySrc, addr, c.proto, c.port)
 				continue
 			}
 			for _, h := range hosts {
-				if !forwarded[hport{h, m.Proto, m.HostFirst + uint16(i), c.port}] {
-					add(RevokeOrigDst, h, m.Proto, m.HostFirst+uint16(i))
+				if !forwarded[hport{h, m.Proto, hp, c.port}] {
+					add(RevokeOrigDst, h, m.Proto, hp)
 				}
 			}
 		}
@@ -260,16 +260,15 @@ func newlyForwarded(oldHosts, newHosts []netip.Addr, old, new Endpoint) []Revoca
 	before := map[hport]dest{}
 	for _, m := range old.Ports {
 		for _, h := range m.Hosts(oldHosts) {
-			for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
-				before[hport{h, m.Proto, m.HostFirst + uint16(i)}] = dest{old.Addr, m.ContainerFirst + uint16(i)}
+			for hp, cp := range m.Ports() {
+				before[hport{h, m.Proto, hp}] = dest{old.Addr, cp}
 			}
 		}
 	}
 	var out []Revocation
 	for _, m := range new.Ports {
 		for _, h := range m.Hosts(newHosts) {
-			for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
-				port, to := m.HostFirst+uint16(i), m.ContainerFirst+uint16(i)
+			for port, to := range m.Ports() {
 				if d, ok := before[hport{h, m.Proto, port}]; ok && d == (dest{new.Addr, to}) {
 					continue
 				}

@@ -8,6 +8,7 @@ package netspec
 
 import (
 	"fmt"
+	"iter"
 	"net"
 	"net/netip"
 	"strconv"
@@ -87,6 +88,18 @@ func (m Mapping) Hosts(all []netip.Addr) []netip.Addr {
 		return all
 	}
 	return []netip.Addr{m.HostAddr}
+}
+
+// Ports yields each host port of the mapping with the container port it
+// leads to, in order.
+func (m Mapping) Ports() iter.Seq2[uint16, uint16] {
+	return func(yield func(host, container uint16) bool) {
+		for i := 0; i <= int(m.HostLast-m.HostFirst); i++ {
+			if !yield(m.HostFirst+uint16(i), m.ContainerFirst+uint16(i)) {
+				return
+			}
+		}
+	}
 }
 
 // Name prefixes of the links v6bridge owns: bridges, and the host and
