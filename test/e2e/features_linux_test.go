@@ -50,15 +50,15 @@ func isolationCell(c *cell) {
 	c.check("hairpin: a container on another v6bridge network reaches the published port on the host",
 		c.execFetch("pubweb", "http://"+hp(hostAddr, 8081)+"/local", natNet.addr))
 	c.check("isolation: a container on the nat network cannot reach the public container's unpublished port",
-		c.execCannot("natcli", "http://"+hp(pubNet.addr, 8000)+"/local"))
+		c.execCannot("natcli", "http://"+hp(pubNet.addr, 8000)+"/local", 2))
 	c.check("isolation: a container on the public network cannot reach the nat container directly",
-		c.execCannot("pubweb", "http://"+hp(natNet.addr, 80)+"/local"))
+		c.execCannot("pubweb", "http://"+hp(natNet.addr, 80)+"/local", 2))
 }
 
-// execCannot succeeds when container ctr cannot GET url within 2 s (in
-// these namespaces an answer takes microseconds; a drop waits it out).
-func (c *cell) execCannot(ctr, url string) error {
-	out, err := c.g.docker("exec", ctr, "sh", "-c", `timeout 2 wget -q -O - "$0"; exit $?`, url)
+// execCannot succeeds when container ctr cannot GET url within seconds
+// (in these namespaces an answer takes microseconds; a drop waits it out).
+func (c *cell) execCannot(ctr, url string, seconds int) error {
+	out, err := c.g.docker("exec", ctr, "sh", "-c", fmt.Sprintf(`timeout %d wget -q -O - "$0"; exit $?`, seconds), url)
 	if err == nil {
 		return fmt.Errorf("%s reached %s: %q", ctr, url, out)
 	}

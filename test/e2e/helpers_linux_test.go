@@ -283,12 +283,13 @@ func (g *engine) status(want string, flags ...string) error {
 func (g *engine) logsShow(ctr, want string) error {
 	out, err := g.docker("logs", ctr)
 	if err == nil && !strings.Contains(out, want) {
-		err = fmt.Errorf("logs of %s lack %s: %s", ctr, want, tail2(out, 5))
+		err = fmt.Errorf("logs of %s lack %s: %s", ctr, want, tailLines(out, 5))
 	}
 	return err
 }
 
-func tail2(s string, n int) string {
+// tailLines returns the last n lines of s.
+func tailLines(s string, n int) string {
 	l := strings.Split(s, "\n")
 	if len(l) > n {
 		l = l[len(l)-n:]

@@ -222,7 +222,7 @@ func upgradeArea(t *testing.T, g *engine) {
 			cmd := exec.Command("bash", args...)
 			cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+g.rig.sock(), "DOCKER="+g.env.cli)
 			if out, err := cmd.CombinedOutput(); err != nil {
-				return fmt.Errorf("release.sh %s %s: %w: %s", verb, tag, err, tail2(string(out), 10))
+				return fmt.Errorf("release.sh %s %s: %w: %s", verb, tag, err, tailLines(string(out), 10))
 			}
 		}
 		return nil

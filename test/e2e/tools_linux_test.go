@@ -163,7 +163,7 @@ func toolsArea(t *testing.T, g *engine) {
 			}
 			for _, w := range want {
 				if !strings.Contains(out, w) {
-					return fmt.Errorf("no %q in:\n%s", w, tail2(out, 5))
+					return fmt.Errorf("no %q in:\n%s", w, tailLines(out, 5))
 				}
 			}
 			return nil

@@ -607,11 +607,7 @@ func tail(file string, n int) string {
 	if err != nil {
 		return err.Error()
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return tailLines(strings.TrimRight(string(b), "\n"), n)
 }
 
 // hostService is v6bridge run as a host service in the VPS (found by the
