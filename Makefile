@@ -32,8 +32,10 @@ bin/echoserver: test/e2e/echoserver/main.go
 $(BIN): $(shell find . -name '*.go' -not -path './.cache/*') go.mod go.sum
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $@ ./cmd/v6bridge
 
+# A target that runs others (test, test-slow) installs once and tells them
+# so with DEPS_DONE=1.
 deps:
-	bash scripts/install-deps.sh
+	@[ -n "$(DEPS_DONE)" ] || bash scripts/install-deps.sh
 
 # The test tiers (README, Development). test-unit: every package with the race
 # detector, for any user on a fresh clone; kernel tests skip unless V6B_KERNEL=1
@@ -74,14 +76,14 @@ test-e2e: deps
 # kernel tests under Debian's kernel in qemu.
 test-slow: deps
 	V6B_E2E_SLOW=1 $(E2E_GO) -timeout 60m -run '^TestE2E(Slow|Swarm)$$'
-	$(MAKE) test-kernelvm
+	$(MAKE) test-kernelvm DEPS_DONE=1
 
 # vet, then every tier in turn, each one's time and the total printed; stops at
 # the first tier that fails.
 test: deps
 	$(GO) vet ./...
 	@t0=$$(date +%s); for t in test-unit test-kernel test-e2e; do s=$$(date +%s); \
-		$(MAKE) --no-print-directory $$t || { echo "make test: $$t FAILED after $$(($$(date +%s) - s))s"; exit 1; }; \
+		$(MAKE) --no-print-directory $$t DEPS_DONE=1 || { echo "make test: $$t FAILED after $$(($$(date +%s) - s))s"; exit 1; }; \
 		echo "make test: $$t passed in $$(($$(date +%s) - s))s"; done; \
 	echo "make test: the tiers passed in $$(($$(date +%s) - t0))s"
 
